@@ -1,0 +1,213 @@
+// Package app assembles a weft process from its configuration: the
+// components of its -target, the write-path pipeline, the HTTP and gRPC
+// servers, and their start and graceful stop.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/pipelines"
+	"github.com/weftdb/weft/query/api"
+	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/otlp"
+	"github.com/weftdb/weft/stages/distributor"
+	"github.com/weftdb/weft/stages/dropspans"
+)
+
+// TargetAll runs every component in one process.
+const TargetAll = "all"
+
+// Targets lists the valid values of -target.
+func Targets() []string { return append([]string{TargetAll}, pipelines.Components...) }
+
+// CheckTarget returns an error listing the valid targets when t is not one.
+func CheckTarget(t string) error {
+	if slices.Contains(Targets(), t) {
+		return nil
+	}
+	return fmt.Errorf("unknown target %q: valid targets are %s", t, strings.Join(Targets(), ", "))
+}
+
+// BuildInfo describes the binary.
+type BuildInfo = api.BuildInfo
+
+// App is one weft process.
+type App struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	pipeline *pipelines.Pipeline
+	stores   *livestore.Set
+
+	httpServer *http.Server
+	httpLn     net.Listener
+	grpcServer *grpc.Server
+	grpcLn     net.Listener
+	health     *health.Server
+
+	state atomic.Int32 // 0 starting, 1 running, 2 stopping
+}
+
+// New builds the process described by cfg without starting anything. Every
+// problem of the pipeline file is reported at once.
+func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) {
+	if err := CheckTarget(cfg.Target); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), stores: &livestore.Set{}}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	file, data := pipelines.DefaultFile, pipelines.Default
+	if cfg.Pipeline.File != "" {
+		b, err := os.ReadFile(cfg.Pipeline.File)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the pipeline file: %w", err)
+		}
+		file, data = cfg.Pipeline.File, b
+	}
+	spec, err := pipelines.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := pipelines.NewRegistry(
+		otlp.NewFactory(cfg.OTLPNode()),
+		distributor.NewFactory(cfg.DistributorNode()),
+		dropspans.NewFactory(),
+		livestore.NewFactory(cfg.LiveStore, a.stores),
+	)
+	if err != nil {
+		return nil, err
+	}
+	a.pipeline, err = pipelines.Compile(spec, reg, pipelines.Options{
+		Targets:      []string{cfg.Target},
+		Logger:       logger,
+		Metrics:      a.registry,
+		CloseTimeout: cfg.Server.GracefulShutdownTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if build.GoVersion == "" {
+		build.GoVersion = runtime.Version()
+	}
+	handler, err := api.New(api.Options{
+		Finder:              a.stores,
+		MultitenancyEnabled: cfg.MultitenancyEnabled,
+		Build:               build,
+		Ready:               a.ready,
+		Gatherer:            a.registry,
+		Metrics:             a.registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)
+	}
+	a.httpServer = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.Server.HTTPServerReadTimeout,
+		WriteTimeout:      cfg.Server.HTTPServerWriteTimeout,
+		IdleTimeout:       cfg.Server.HTTPServerIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	a.health = health.NewServer()
+	a.grpcServer = grpc.NewServer()
+	healthpb.RegisterHealthServer(a.grpcServer, a.health)
+	return a, nil
+}
+
+func (a *App) ready() error {
+	switch a.state.Load() {
+	case 0:
+		return errors.New("starting")
+	case 2:
+		return errors.New("Application is stopping")
+	}
+	return nil
+}
+
+// Start opens the servers and starts the pipeline. On error, whatever was
+// started is stopped again.
+func (a *App) Start(ctx context.Context) error {
+	var err error
+	if a.httpLn, err = net.Listen("tcp", a.cfg.Server.HTTPAddr()); err != nil {
+		return fmt.Errorf("cannot listen for HTTP on %s (server.http_listen_port): %w", a.cfg.Server.HTTPAddr(), err)
+	}
+	if a.grpcLn, err = net.Listen("tcp", a.cfg.Server.GRPCAddr()); err != nil {
+		_ = a.httpLn.Close()
+		return fmt.Errorf("cannot listen for gRPC on %s (server.grpc_listen_port): %w", a.cfg.Server.GRPCAddr(), err)
+	}
+	go func() {
+		if err := a.httpServer.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	go func() {
+		if err := a.grpcServer.Serve(a.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.logger.Error("gRPC server stopped", "err", err)
+		}
+	}()
+	if err := a.pipeline.Start(ctx); err != nil {
+		a.grpcServer.Stop()
+		_ = a.httpServer.Close()
+		return err
+	}
+	a.state.Store(1)
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.logger.Info("weft is ready", "target", a.cfg.Target, "http", a.httpLn.Addr().String(), "grpc", a.grpcLn.Addr().String())
+	return nil
+}
+
+// Shutdown stops intake, drains the pipeline, then closes the servers.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.state.Store(2)
+	a.health.Shutdown()
+	var errs []error
+	if err := a.pipeline.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.httpServer.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("cannot stop the HTTP server: %w", err))
+	}
+	stopped := make(chan struct{})
+	go func() { a.grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		a.grpcServer.Stop()
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPAddr is the bound address of the query API.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// OTLPAddrs are the bound OTLP gRPC and HTTP addresses of the pipeline's
+// otlp node named "otlp", empty when it does not run here.
+func (a *App) OTLPAddrs() (grpcAddr, httpAddr string) {
+	if s, ok := a.pipeline.Node("otlp").(*otlp.Source); ok {
+		return s.Addrs()
+	}
+	return "", ""
+}
+
+// Registry is the process's Prometheus registry.
+func (a *App) Registry() *prometheus.Registry { return a.registry }

@@ -1,0 +1,278 @@
+// Package config is weft's process configuration: the YAML file given with
+// -config.file (or the embedded default), using Grafana Tempo's key names for
+// the blocks both systems have, so that a Tempo monolithic config file
+// starts weft.
+//
+// Decoding is strict: a key that neither weft nor Tempo knows is an error
+// with its line; a Tempo key that weft does not use yet is accepted and
+// reported once as a warning.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weftdb/weft/internal/yamlx"
+	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/otlp"
+	"github.com/weftdb/weft/stages/distributor"
+)
+
+// Config is the whole configuration of a weft process.
+type Config struct {
+	// Target is the component this process runs, as with -target; the flag wins.
+	Target string `yaml:"target"`
+	// MultitenancyEnabled requires X-Scope-OrgID on every request and keeps
+	// tenants apart; when false everything belongs to "single-tenant".
+	MultitenancyEnabled bool `yaml:"multitenancy_enabled"`
+	// Server holds the listen ports and logging of the process.
+	Server ServerConfig `yaml:"server"`
+	// Distributor configures intake: receivers and span checks.
+	Distributor DistributorConfig `yaml:"distributor"`
+	// LiveStore configures the in-memory store of recent traces.
+	LiveStore livestore.Config `yaml:"live_store"`
+	// Storage configures where blocks are kept.
+	Storage StorageConfig `yaml:"storage"`
+	// Overrides are per-tenant limits; only the defaults are read so far.
+	Overrides OverridesConfig `yaml:"overrides"`
+	// Pipeline chooses the write-path graph.
+	Pipeline PipelineConfig `yaml:"pipeline"`
+}
+
+// ServerConfig is the `server` block.
+type ServerConfig struct {
+	// HTTPListenAddress is the address the query API binds; empty binds all.
+	HTTPListenAddress string `yaml:"http_listen_address"`
+	// HTTPListenPort is the port of the query API, /metrics and /ready.
+	HTTPListenPort int `yaml:"http_listen_port"`
+	// GRPCListenAddress is the address the internal gRPC server binds.
+	GRPCListenAddress string `yaml:"grpc_listen_address"`
+	// GRPCListenPort is the port of the internal gRPC server.
+	GRPCListenPort int `yaml:"grpc_listen_port"`
+	// HTTPServerReadTimeout bounds reading a whole request.
+	HTTPServerReadTimeout time.Duration `yaml:"http_server_read_timeout"`
+	// HTTPServerWriteTimeout bounds writing a response.
+	HTTPServerWriteTimeout time.Duration `yaml:"http_server_write_timeout"`
+	// HTTPServerIdleTimeout closes idle keep-alive connections.
+	HTTPServerIdleTimeout time.Duration `yaml:"http_server_idle_timeout"`
+	// GracefulShutdownTimeout bounds the drain on SIGTERM.
+	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is logfmt or json.
+	LogFormat string `yaml:"log_format"`
+}
+
+// DistributorConfig is the `distributor` block.
+type DistributorConfig struct {
+	// Receivers are the ingest protocols, in OpenTelemetry Collector syntax.
+	Receivers ReceiversConfig `yaml:"receivers"`
+	// MaxAttributeBytes truncates longer attribute keys and string values.
+	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
+	// RetryAfterOnResourceExhausted is the retry delay advertised with 429 and 503.
+	RetryAfterOnResourceExhausted time.Duration `yaml:"retry_after_on_resource_exhausted"`
+	// Partitions is the number of partitions spans are hashed over.
+	Partitions int `yaml:"partitions"`
+}
+
+// ReceiversConfig lists the receivers; only OTLP so far.
+type ReceiversConfig struct {
+	// OTLP is the OTLP receiver; absent means off.
+	OTLP *otlp.Config `yaml:"otlp"`
+}
+
+// StorageConfig is the `storage` block.
+type StorageConfig struct {
+	// Trace is where trace blocks go.
+	Trace TraceStorageConfig `yaml:"trace"`
+}
+
+// TraceStorageConfig is `storage.trace`.
+type TraceStorageConfig struct {
+	// Backend is the object store: local.
+	Backend string `yaml:"backend"`
+	// Local configures the local filesystem backend.
+	Local LocalStorageConfig `yaml:"local"`
+}
+
+// LocalStorageConfig is `storage.trace.local`.
+type LocalStorageConfig struct {
+	// Path is the directory blocks are written under.
+	Path string `yaml:"path"`
+}
+
+// OverridesConfig is the `overrides` block.
+type OverridesConfig struct {
+	// Defaults apply to every tenant.
+	Defaults TenantLimits `yaml:"defaults"`
+}
+
+// TenantLimits are the limits of one tenant, in Tempo's scoped shape.
+type TenantLimits struct {
+	// Ingestion limits.
+	Ingestion IngestionLimits `yaml:"ingestion"`
+}
+
+// IngestionLimits are `overrides.defaults.ingestion`.
+type IngestionLimits struct {
+	// MaxAttributeBytes overrides distributor.max_attribute_bytes when above 0.
+	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
+}
+
+// PipelineConfig is the `pipeline` block (weft only).
+type PipelineConfig struct {
+	// File is a pipeline YAML file used instead of the embedded default.
+	File string `yaml:"file"`
+}
+
+// Default returns the configuration of a weft started without a config
+// file: monolithic, HTTP 3200, gRPC 9095, OTLP 4317/4318, data in ./data.
+func Default() Config {
+	o := otlp.DefaultConfig()
+	d := distributor.DefaultConfig()
+	return Config{
+		Target: "all",
+		Server: ServerConfig{
+			HTTPListenPort:          3200,
+			GRPCListenPort:          9095,
+			HTTPServerReadTimeout:   30 * time.Second,
+			HTTPServerWriteTimeout:  30 * time.Second,
+			HTTPServerIdleTimeout:   120 * time.Second,
+			GracefulShutdownTimeout: 30 * time.Second,
+			LogLevel:                "info",
+			LogFormat:               "logfmt",
+		},
+		Distributor: DistributorConfig{
+			Receivers:                     ReceiversConfig{OTLP: &o},
+			MaxAttributeBytes:             d.MaxAttributeBytes,
+			RetryAfterOnResourceExhausted: o.RetryAfter,
+			Partitions:                    d.Partitions,
+		},
+		LiveStore: livestore.DefaultConfig(),
+		Storage: StorageConfig{Trace: TraceStorageConfig{
+			Backend: "local",
+			Local:   LocalStorageConfig{Path: "./data"},
+		}},
+	}
+}
+
+// Validate checks the values that are not checked by a nested Validate.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Server.HTTPListenPort < 0 || c.Server.HTTPListenPort > 65535 {
+		errs = append(errs, fmt.Errorf("server.http_listen_port: %d is not a port", c.Server.HTTPListenPort))
+	}
+	if c.Server.GRPCListenPort < 0 || c.Server.GRPCListenPort > 65535 {
+		errs = append(errs, fmt.Errorf("server.grpc_listen_port: %d is not a port", c.Server.GRPCListenPort))
+	}
+	switch c.Server.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("server.log_level: %q is not one of debug, info, warn, error", c.Server.LogLevel))
+	}
+	switch c.Server.LogFormat {
+	case "logfmt", "json":
+	default:
+		errs = append(errs, fmt.Errorf("server.log_format: %q is not one of logfmt, json", c.Server.LogFormat))
+	}
+	switch c.Storage.Trace.Backend {
+	case "local":
+		if c.Storage.Trace.Local.Path == "" {
+			errs = append(errs, errors.New("storage.trace.local.path: required with the local backend"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("storage.trace.backend: %q is not supported (supported: local)", c.Storage.Trace.Backend))
+	}
+	if c.Distributor.MaxAttributeBytes < 0 {
+		errs = append(errs, fmt.Errorf("distributor.max_attribute_bytes: must not be negative, got %d", c.Distributor.MaxAttributeBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPAddr is the listen address of the query API.
+func (s ServerConfig) HTTPAddr() string {
+	return net.JoinHostPort(s.HTTPListenAddress, strconv.Itoa(s.HTTPListenPort))
+}
+
+// GRPCAddr is the listen address of the gRPC server.
+func (s ServerConfig) GRPCAddr() string {
+	return net.JoinHostPort(s.GRPCListenAddress, strconv.Itoa(s.GRPCListenPort))
+}
+
+// DistributorNode is the default config of distributor pipeline nodes.
+func (c *Config) DistributorNode() distributor.Config {
+	d := distributor.Config{
+		MultitenancyEnabled: c.MultitenancyEnabled,
+		MaxAttributeBytes:   c.Distributor.MaxAttributeBytes,
+		Partitions:          c.Distributor.Partitions,
+	}
+	if m := c.Overrides.Defaults.Ingestion.MaxAttributeBytes; m > 0 {
+		d.MaxAttributeBytes = m
+	}
+	return d
+}
+
+// OTLPNode is the default config of otlp pipeline nodes. With no OTLP
+// receiver configured, it has no protocol, and such a node fails to validate.
+func (c *Config) OTLPNode() otlp.Config {
+	if c.Distributor.Receivers.OTLP == nil {
+		return otlp.Config{PushTimeout: otlp.DefaultConfig().PushTimeout, RetryAfter: c.Distributor.RetryAfterOnResourceExhausted}
+	}
+	o := *c.Distributor.Receivers.OTLP
+	o.RetryAfter = c.Distributor.RetryAfterOnResourceExhausted
+	return o
+}
+
+// Load reads a config file on top of Default. It returns the Tempo keys
+// that weft ignores, for one warning; every unknown key, type error and
+// invalid value is returned at once, each with its line.
+func Load(file string, data []byte, expandEnv bool) (Config, []string, error) {
+	cfg := Default()
+	if expandEnv {
+		data = []byte(ExpandEnv(string(data)))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return cfg, nil, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
+	}
+	var ignored []string
+	err := yamlx.Decode(&doc, &cfg, yamlx.Options{
+		File: file,
+		Unknown: func(path string, _ *yaml.Node) bool {
+			if isTempoKey(path) {
+				ignored = append(ignored, path)
+				return true
+			}
+			return false
+		},
+	})
+	if err != nil {
+		return cfg, ignored, err
+	}
+	return cfg, ignored, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
+
+// ExpandEnv replaces ${VAR} and ${VAR:-default} with the environment's
+// values, as Tempo's -config.expand-env does. A bare $ is left alone.
+func ExpandEnv(s string) string {
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRef.FindStringSubmatch(ref)
+		if v, ok := os.LookupEnv(m[1]); ok && v != "" {
+			return v
+		}
+		if strings.Contains(ref, ":-") {
+			return m[2]
+		}
+		return ""
+	})
+}

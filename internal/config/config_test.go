@@ -1,0 +1,135 @@
+package config
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.HTTPAddr() != ":3200" || c.Server.GRPCAddr() != ":9095" {
+		t.Fatalf("ports: %s %s", c.Server.HTTPAddr(), c.Server.GRPCAddr())
+	}
+	o := c.OTLPNode()
+	if o.Protocols.GRPC == nil || o.Protocols.GRPC.Endpoint != ":4317" || o.Protocols.HTTP == nil || o.Protocols.HTTP.Endpoint != ":4318" {
+		t.Fatalf("OTLP endpoints: %+v", o.Protocols)
+	}
+	if c.Storage.Trace.Local.Path != "./data" || c.Target != "all" {
+		t.Fatalf("storage %q target %q", c.Storage.Trace.Local.Path, c.Target)
+	}
+}
+
+// A Tempo monolithic config file starts weft: the keys both know are used,
+// Tempo's other keys are listed once for a warning.
+func TestTempoConfigLoads(t *testing.T) {
+	data, err := os.ReadFile("testdata/tempo-monolithic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ignored, err := Load("tempo.yaml", data, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.HTTPListenPort != 3300 || c.Server.GRPCListenPort != 9196 || c.Server.LogLevel != "warn" {
+		t.Fatalf("server: %+v", c.Server)
+	}
+	if !c.MultitenancyEnabled {
+		t.Fatal("multitenancy_enabled not read")
+	}
+	o := c.OTLPNode()
+	if o.Protocols.GRPC.Endpoint != "127.0.0.1:14317" || o.Protocols.HTTP.Endpoint != "127.0.0.1:14318" {
+		t.Fatalf("receivers: grpc %+v http %+v", o.Protocols.GRPC, o.Protocols.HTTP)
+	}
+	if c.Storage.Trace.Local.Path != "/var/tempo/blocks" {
+		t.Fatalf("storage path %q", c.Storage.Trace.Local.Path)
+	}
+	if d := c.DistributorNode(); d.MaxAttributeBytes != 512 || !d.MultitenancyEnabled {
+		t.Fatalf("distributor node: %+v (the per-tenant default wins over distributor.max_attribute_bytes)", d)
+	}
+	want := []string{
+		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
+		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
+		"live_store.complete_block_timeout", "query_frontend", "metrics_generator",
+		"storage.trace.wal", "overrides.defaults.ingestion.rate_limit_bytes", "overrides.defaults.metrics_generator",
+	}
+	for _, w := range want {
+		if !slices.Contains(ignored, w) {
+			t.Errorf("ignored keys %v lack %q", ignored, w)
+		}
+	}
+}
+
+// Keys neither system knows are errors with their line; all are reported.
+func TestUnknownKeysAreErrors(t *testing.T) {
+	src := `server:
+  http_listen_port: 3200
+  http_listen_prot: 1
+distributor:
+  receivers:
+    otlp:
+      protocols:
+        grpc:
+          endpoint: "127.0.0.1:4317"
+  max_atribute_bytes: 10
+bogus: true
+`
+	_, _, err := Load("weft.yaml", []byte(src), false)
+	if err == nil {
+		t.Fatal("unknown keys accepted")
+	}
+	for _, w := range []string{
+		`weft.yaml:3: server.http_listen_prot: unknown key (did you mean "http_listen_port"?)`,
+		`weft.yaml:10: distributor.max_atribute_bytes: unknown key`,
+		`weft.yaml:11: bogus: unknown key`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+}
+
+func TestTypeAndValueErrors(t *testing.T) {
+	_, _, err := Load("weft.yaml", []byte("server:\n  http_listen_port: abc\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "weft.yaml:2:") {
+		t.Fatalf("type error: %v", err)
+	}
+	_, _, err = Load("weft.yaml", []byte("server:\n  log_level: loud\nstorage:\n  trace:\n    backend: s4\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "server.log_level") || !strings.Contains(err.Error(), `storage.trace.backend: "s4" is not supported`) {
+		t.Fatalf("value errors: %v", err)
+	}
+	_, _, err = Load("weft.yaml", []byte("live_store:\n  window: -1s\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "live_store: window must be positive") {
+		t.Fatalf("nested Validate: %v", err)
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	t.Setenv("WEFT_TEST_PORT", "4000")
+	src := "server:\n  http_listen_port: ${WEFT_TEST_PORT}\n  grpc_listen_port: ${WEFT_TEST_UNSET:-9999}\n"
+	c, _, err := Load("weft.yaml", []byte(src), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.HTTPListenPort != 4000 || c.Server.GRPCListenPort != 9999 {
+		t.Fatalf("ports %d %d", c.Server.HTTPListenPort, c.Server.GRPCListenPort)
+	}
+	if _, _, err := Load("weft.yaml", []byte(src), false); err == nil {
+		t.Fatal("without -config.expand-env the reference must stay literal and fail to parse as a port")
+	}
+}
+
+func TestDurationsDecode(t *testing.T) {
+	c, _, err := Load("weft.yaml", []byte("live_store:\n  window: 5m\n  max_bytes: 2097152\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LiveStore.Window != 5*time.Minute || c.LiveStore.MaxBytes != 2<<20 {
+		t.Fatalf("live_store: %+v", c.LiveStore)
+	}
+}

@@ -1,0 +1,77 @@
+package config
+
+import "strings"
+
+// tempoKeys are configuration keys Grafana Tempo 3 knows and weft does not
+// use (yet). A key listed here, or any key below it, is accepted with a
+// warning, so that a Tempo config file starts weft. Keys weft uses are not
+// listed: they are the fields of Config.
+var tempoKeys = []string{
+	// top level
+	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
+	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client", "querier",
+	"query_frontend", "metrics_generator", "ingest", "block_builder", "memberlist", "usage_report",
+	"cache", "backend_scheduler", "backend_scheduler_client", "backend_worker",
+	// server (dskit)
+	"server.http_listen_network", "server.http_listen_conn_limit", "server.grpc_listen_network",
+	"server.grpc_listen_conn_limit", "server.tls_cipher_suites", "server.tls_min_version",
+	"server.http_tls_config", "server.grpc_tls_config", "server.register_instrumentation",
+	"server.report_grpc_codes_in_instrumentation_label_enabled", "server.server_graceful_shutdown_timeout",
+	"server.grpc_server_max_recv_msg_size", "server.grpc_server_max_send_msg_size",
+	"server.grpc_server_max_concurrent_streams", "server.grpc_server_max_connection_idle",
+	"server.grpc_server_max_connection_age", "server.grpc_server_max_connection_age_grace",
+	"server.grpc_server_keepalive_time", "server.grpc_server_keepalive_timeout",
+	"server.grpc_server_min_time_between_pings", "server.grpc_server_ping_without_stream_allowed",
+	"server.grpc_server_num_workers", "server.log_source_ips_enabled", "server.log_source_ips_header",
+	"server.log_source_ips_regex", "server.log_request_headers", "server.log_request_at_info_level_enabled",
+	"server.log_request_exclude_headers_list", "server.http_path_prefix", "server.http_server_idle_timeout_disabled",
+	"server.log_level_overrides", "server.http_middleware_disabled",
+	// distributor
+	"distributor.ring", "distributor.receivers.jaeger", "distributor.receivers.zipkin",
+	"distributor.receivers.kafka", "distributor.receivers.opencensus", "distributor.receivers.otlp.protocols.grpc.tls",
+	"distributor.receivers.otlp.protocols.grpc.keepalive", "distributor.receivers.otlp.protocols.grpc.include_metadata",
+	"distributor.receivers.otlp.protocols.grpc.max_concurrent_streams", "distributor.receivers.otlp.protocols.grpc.read_buffer_size",
+	"distributor.receivers.otlp.protocols.grpc.write_buffer_size", "distributor.receivers.otlp.protocols.grpc.auth",
+	"distributor.receivers.otlp.protocols.http.tls", "distributor.receivers.otlp.protocols.http.cors",
+	"distributor.receivers.otlp.protocols.http.include_metadata", "distributor.receivers.otlp.protocols.http.auth",
+	"distributor.receivers.otlp.protocols.http.traces_url_path", "distributor.receivers.otlp.protocols.http.logs_url_path",
+	"distributor.receivers.otlp.protocols.http.metrics_url_path", "distributor.receivers.otlp.protocols.http.response_headers",
+	"distributor.log_received_spans", "distributor.log_discarded_spans", "distributor.metric_received_spans",
+	"distributor.forwarders", "distributor.extend_writes", "distributor.usage", "distributor.ingester_write_path_enabled",
+	"distributor.kafka_write_path_enabled", "distributor.override_ring_key", "distributor.artificial_delay",
+	// live-store
+	"live_store.ring", "live_store.partition_ring", "live_store.wal", "live_store.complete_block_timeout",
+	"live_store.complete_block_concurrency", "live_store.max_trace_idle", "live_store.max_trace_live",
+	"live_store.max_block_duration", "live_store.max_block_bytes", "live_store.max_live_traces_bytes",
+	"live_store.flush_check_period", "live_store.commit_interval", "live_store.fail_on_high_lag",
+	"live_store.readiness_target_lag", "live_store.readiness_max_wait", "live_store.block_config",
+	"live_store.query_block_concurrency", "live_store.remove_owner_on_shutdown", "live_store.shutdown_marker_dir",
+	"live_store.instance_id", "live_store.block_reclaim_grace", "live_store.consume_from_kafka",
+	// storage
+	"storage.trace.wal", "storage.trace.block", "storage.trace.search", "storage.trace.blocklist_poll",
+	"storage.trace.blocklist_poll_concurrency", "storage.trace.blocklist_poll_fallback",
+	"storage.trace.blocklist_poll_tenant_index_builders", "storage.trace.blocklist_poll_stale_tenant_index",
+	"storage.trace.blocklist_poll_jitter_ms", "storage.trace.blocklist_poll_tolerate_consecutive_errors",
+	"storage.trace.blocklist_poll_tenant_concurrency", "storage.trace.empty_tenant_deletion_enabled",
+	"storage.trace.empty_tenant_deletion_age", "storage.trace.pool", "storage.trace.cache",
+	"storage.trace.background_cache", "storage.trace.memcached", "storage.trace.redis",
+	"storage.trace.s3", "storage.trace.gcs", "storage.trace.azure",
+	// overrides
+	"overrides.defaults.ingestion.rate_strategy", "overrides.defaults.ingestion.rate_limit_bytes",
+	"overrides.defaults.ingestion.burst_size_bytes", "overrides.defaults.ingestion.max_traces_per_user",
+	"overrides.defaults.ingestion.max_global_traces_per_user", "overrides.defaults.ingestion.tenant_shard_size",
+	"overrides.defaults.ingestion.retry_info_enabled", "overrides.defaults.read", "overrides.defaults.global",
+	"overrides.defaults.compaction", "overrides.defaults.metrics_generator", "overrides.defaults.forwarders",
+	"overrides.defaults.storage", "overrides.defaults.cost_attribution", "overrides.per_tenant_override_config",
+	"overrides.per_tenant_override_period", "overrides.user_configurable_overrides", "overrides.enable_legacy_overrides",
+}
+
+// isTempoKey reports whether path, or a key above it, is a Tempo key.
+func isTempoKey(path string) bool {
+	for _, k := range tempoKeys {
+		if path == k || strings.HasPrefix(path, k+".") || strings.HasPrefix(path, k+"[") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,322 @@
+// Package yamlx decodes YAML into Go config structs strictly, reporting every
+// unknown key and type error at once with its line and dotted YAML path.
+//
+// yaml.v3 can reject unknown fields only through a Decoder, which loses the
+// positions of nested documents; yamlx walks the yaml.Node tree against the
+// struct's yaml tags instead, so callers that hold a node (a pipeline node's
+// config block, a config file) keep exact lines.
+package yamlx
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is a problem found at one place of a YAML document.
+type Error struct {
+	File string // file name, may be empty
+	Line int    // 1-based line, 0 when unknown
+	Path string // dotted YAML path such as "nodes.otlp.config.endpoint"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// UnknownKeyFunc decides what to do with a key the target struct does not
+// have. It returns true when the key is tolerated (it is then removed from the
+// node before decoding); returning false makes it an "unknown key" error.
+type UnknownKeyFunc func(path string, key *yaml.Node) bool
+
+// Options tune Decode.
+type Options struct {
+	File    string         // reported in errors
+	Path    string         // dotted path of node inside the file, prefix of every error path
+	Unknown UnknownKeyFunc // nil: every unknown key is an error
+}
+
+// Decode checks node against the shape of out (a pointer to a struct, map or
+// slice), then decodes it into out, then runs Validate() on every value that
+// has it. All problems are returned, joined, each as an *Error.
+func Decode(node *yaml.Node, out any, opts Options) error {
+	if node == nil {
+		return validateAll(out, opts)
+	}
+	if node.Kind == yaml.DocumentNode && len(node.Content) > 0 {
+		node = node.Content[0]
+	}
+	var errs []error
+	check(node, reflect.TypeOf(out), opts.Path, opts, &errs)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := node.Decode(out); err != nil {
+		return typeErrors(err, opts)
+	}
+	return validateAll(out, opts)
+}
+
+// Join returns the path a.b for parent a and key b.
+func Join(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
+
+func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]error) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	// A struct with its own UnmarshalYAML is still checked key by key (and
+	// tolerated keys are removed before it sees them); other types with
+	// their own decoding are left to it.
+	if t == durationType || (t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType)) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if isNull(n) {
+				return
+			}
+			*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: fmt.Sprintf("expected a mapping, found %s", kindName(n))})
+			return
+		}
+		fields := structFields(t)
+		seen := map[string]int{}
+		kept := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := Join(path, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				*errs = append(*errs, &Error{File: opts.File, Line: k.Line, Path: p, Msg: fmt.Sprintf("duplicate key (first at line %d)", first)})
+				continue
+			}
+			seen[k.Value] = k.Line
+			ft, ok := fields[k.Value]
+			if !ok {
+				if opts.Unknown != nil && opts.Unknown(p, k) {
+					continue // tolerated: dropped before decoding
+				}
+				*errs = append(*errs, &Error{File: opts.File, Line: k.Line, Path: p, Msg: "unknown key" + suggest(k.Value, fields)})
+				continue
+			}
+			kept = append(kept, k, v)
+			check(v, ft, p, opts, errs)
+		}
+		n.Content = kept
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return // let the decoder report the type error
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			check(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value), opts, errs)
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			check(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), opts, errs)
+		}
+	}
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	default:
+		return "another kind of value"
+	}
+}
+
+// structFields maps yaml keys to field types, following inline fields.
+func structFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		name, rest, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(rest, "inline") {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			for k, v := range structFields(ft) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for k := range fields {
+		if d := distance(key, k); d < bestD || (d == bestD && best != "" && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// distance is the Levenshtein distance, used only for suggestions.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// typeErrors turns yaml.v3's "line N: cannot unmarshal" errors into *Error.
+func typeErrors(err error, opts Options) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return &Error{File: opts.File, Path: opts.Path, Msg: err.Error()}
+	}
+	errs := make([]error, 0, len(te.Errors))
+	for _, msg := range te.Errors {
+		e := &Error{File: opts.File, Path: opts.Path, Msg: msg}
+		var line int
+		if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+			e.Line = line
+			_, e.Msg, _ = strings.Cut(msg, ": ")
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// Validator is implemented by config structs that check their own values.
+type Validator interface {
+	Validate() error
+}
+
+// validateAll calls Validate on out and on every nested struct that has it,
+// depth first, prefixing errors with the YAML path of the value.
+func validateAll(out any, opts Options) error {
+	var errs []error
+	validateValue(reflect.ValueOf(out), opts.Path, opts, &errs)
+	return errors.Join(errs...)
+}
+
+func validateValue(v reflect.Value, path string, opts Options, errs *[]error) {
+	if !v.IsValid() {
+		return
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, rest, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" {
+				continue
+			}
+			p := path
+			if !strings.Contains(rest, "inline") {
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				p = Join(path, name)
+			}
+			validateValue(v.Field(i), p, opts, errs)
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			validateValue(iter.Value(), Join(path, fmt.Sprint(iter.Key().Interface())), opts, errs)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			validateValue(v.Index(i), fmt.Sprintf("%s[%d]", path, i), opts, errs)
+		}
+	}
+	if v.CanAddr() {
+		if val, ok := v.Addr().Interface().(Validator); ok {
+			if err := val.Validate(); err != nil {
+				*errs = append(*errs, &Error{File: opts.File, Path: path, Msg: err.Error()})
+			}
+			return
+		}
+	}
+	if v.CanInterface() {
+		if val, ok := v.Interface().(Validator); ok {
+			if err := val.Validate(); err != nil {
+				*errs = append(*errs, &Error{File: opts.File, Path: path, Msg: err.Error()})
+			}
+		}
+	}
+}

@@ -1,0 +1,272 @@
+// Package api serves weft's public query HTTP API, compatible with Grafana
+// Tempo's: trace by ID (v1 and v2, JSON or protobuf) and the operational
+// endpoints /ready, /api/echo, /api/status/buildinfo and /metrics. It turns
+// HTTP requests into calls on a TraceFinder and encodes the answers the way
+// Tempo does; it does not look for traces itself.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// TraceFinder finds the spans of one trace.
+type TraceFinder interface {
+	// FindTraceByID returns the trace's spans as OTLP TracesData protobuf bytes
+	// (a concatenation of field-1 ResourceSpans entries), or nil, nil when the
+	// trace is not known. start/end (unix seconds, 0 = unbounded) narrow where to look.
+	//
+	// It must be safe for concurrent use and must stop when ctx is done. The
+	// handler does not modify or keep the returned bytes after the response is
+	// written. An error carrying a gRPC status keeps its meaning over HTTP
+	// (InvalidArgument 400, NotFound 404, ResourceExhausted 429, Canceled 499,
+	// Unavailable 503, DeadlineExceeded 504); any other error is a 500. A
+	// result holding no ResourceSpans is answered like an unknown trace.
+	FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error)
+}
+
+// BuildInfo describes the running binary for /api/status/buildinfo.
+type BuildInfo struct {
+	Version, Revision, Branch, BuildUser, BuildDate, GoVersion string
+}
+
+// Options configures the handler returned by New.
+type Options struct {
+	// Finder answers trace-by-ID requests. Required.
+	Finder TraceFinder
+	// MultitenancyEnabled makes the X-Scope-OrgID header required and the
+	// tenant of each request; when false every request is "single-tenant".
+	MultitenancyEnabled bool
+	// Build is served on /api/status/buildinfo. An empty GoVersion is filled
+	// with the version of the running Go runtime.
+	Build BuildInfo
+	// Ready reports nil when the process is ready to serve, else the reason.
+	// A nil Ready means always ready.
+	Ready func() error
+	// Gatherer is served on /metrics. Nil means prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Metrics registers the API's own request metrics. Nil means they are
+	// kept but not registered anywhere.
+	Metrics prometheus.Registerer
+}
+
+// Route labels of the request duration histogram.
+const (
+	routeTraceV1   = "/api/traces/{traceID}"
+	routeTraceV2   = "/api/v2/traces/{traceID}"
+	routeReady     = "/ready"
+	routeEcho      = "/api/echo"
+	routeBuildInfo = "/api/status/buildinfo"
+	routeMetrics   = "/metrics"
+	// routeOther labels requests that match no route.
+	routeOther = "other"
+)
+
+// handler serves every route of the API and records each request's duration.
+type handler struct {
+	mux *http.ServeMux
+	// routes maps a registered ServeMux pattern to its route label.
+	routes   map[string]string
+	duration *prometheus.HistogramVec
+
+	finder       TraceFinder
+	multitenancy bool
+	ready        func() error
+	buildInfo    []byte
+}
+
+// New returns the HTTP handler serving all routes below.
+//
+//	GET /api/traces/{traceID}       trace by ID, Tempo v1 response
+//	GET /api/v2/traces/{traceID}    trace by ID, Tempo v2 response
+//	GET /ready                      200 "ready", or 503 with the reason
+//	GET /api/echo                   200 "echo"
+//	GET /api/status/buildinfo       build information as JSON
+//	GET /metrics                    Prometheus metrics of opts.Gatherer
+//
+// Other paths answer 404, other methods on these paths 405. The handler
+// records weft_query_request_duration_seconds{route, status_code} for every
+// request and is safe for concurrent use.
+func New(opts Options) (http.Handler, error) {
+	if opts.Finder == nil {
+		return nil, errors.New("cannot create query API: Options.Finder is nil")
+	}
+	duration, err := registerDuration(opts.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create query API: %w", err)
+	}
+	build := opts.Build
+	if build.GoVersion == "" {
+		build.GoVersion = runtime.Version()
+	}
+	buildInfo, err := json.Marshal(buildInfoJSON(build))
+	if err != nil {
+		return nil, fmt.Errorf("cannot create query API: cannot encode build info: %w", err)
+	}
+	gatherer := opts.Gatherer
+	if gatherer == nil {
+		gatherer = prometheus.DefaultGatherer
+	}
+
+	h := &handler{
+		mux:          http.NewServeMux(),
+		routes:       make(map[string]string),
+		duration:     duration,
+		finder:       opts.Finder,
+		multitenancy: opts.MultitenancyEnabled,
+		ready:        opts.Ready,
+		buildInfo:    buildInfo,
+	}
+	v1 := h.traceByIDHandler(traceV1)
+	v2 := h.traceByIDHandler(traceV2)
+	h.handle("GET /api/traces/{traceID}", routeTraceV1, v1)
+	h.handle("GET /api/v2/traces/{traceID}", routeTraceV2, v2)
+	// A wildcard never matches an empty segment: route the empty ID to the
+	// same handlers so that it gets a 400 naming the problem. Without a route
+	// of their own, the paths without the slash would then be redirected to
+	// these instead of being unknown.
+	h.handle("GET /api/traces/{$}", routeTraceV1, v1)
+	h.handle("GET /api/v2/traces/{$}", routeTraceV2, v2)
+	h.mux.Handle("/api/traces", http.NotFoundHandler())
+	h.mux.Handle("/api/v2/traces", http.NotFoundHandler())
+	h.handle("GET /ready", routeReady, http.HandlerFunc(h.serveReady))
+	h.handle("GET /api/echo", routeEcho, http.HandlerFunc(serveEcho))
+	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))
+	h.handle("GET /metrics", routeMetrics, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return h, nil
+}
+
+func (h *handler) handle(pattern, route string, hh http.Handler) {
+	h.mux.Handle(pattern, hh)
+	h.routes[pattern] = route
+}
+
+// ServeHTTP routes the request and records its duration.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	_, pattern := h.mux.Handler(r)
+	route, ok := h.routes[pattern]
+	if !ok {
+		route = routeOther
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	h.mux.ServeHTTP(rec, r)
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	h.duration.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+}
+
+func registerDuration(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:                            "weft_query_request_duration_seconds",
+		Help:                            "Time spent serving HTTP requests of the query API, by route and status code.",
+		Buckets:                         prometheus.DefBuckets,
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+	}, []string{"route", "status_code"})
+	if reg == nil {
+		return duration, nil
+	}
+	if err := reg.Register(duration); err != nil {
+		// A second API on the same registry shares the first one's histogram.
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(*prometheus.HistogramVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("cannot register weft_query_request_duration_seconds: %w", err)
+	}
+	return duration, nil
+}
+
+// statusRecorder remembers the status code written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 && code >= 200 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (h *handler) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if h.ready != nil {
+		if err := h.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	http.Error(w, "ready", http.StatusOK)
+}
+
+func serveEcho(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "echo", http.StatusOK)
+}
+
+// buildInfoJSON is the body of /api/status/buildinfo, shaped like Tempo's
+// and Prometheus' (every field present, even when empty).
+type buildInfoJSON struct {
+	Version   string `json:"version"`
+	Revision  string `json:"revision"`
+	Branch    string `json:"branch"`
+	BuildUser string `json:"buildUser"`
+	BuildDate string `json:"buildDate"`
+	GoVersion string `json:"goVersion"`
+}
+
+func (h *handler) serveBuildInfo(w http.ResponseWriter, _ *http.Request) {
+	writeBody(w, http.StatusOK, contentTypeJSON, h.buildInfo)
+}
+
+// writeBody answers with status code and body.
+func writeBody(w http.ResponseWriter, code int, contentType string, body []byte) {
+	if contentType != "" {
+		w.Header().Set("Content-Type", contentType)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	// A failed write means the client is gone: nothing left to tell it.
+	_, _ = w.Write(body)
+}
+
+// writeError answers with code and msg as a plain-text body.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	http.Error(w, msg, code)
+}
+
+// hasToken reports whether any of the header values contains token.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		if strings.Contains(v, token) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,62 @@
+package livestore
+
+import (
+	"context"
+	"sync"
+
+	"github.com/weftdb/weft/pipelines"
+)
+
+type factory struct {
+	defaults Config
+	set      *Set
+}
+
+// NewFactory returns the factory of live-store sinks with the given default
+// config. Every store it creates joins set, through which the query side
+// finds traces.
+func NewFactory(defaults Config, set *Set) pipelines.Factory {
+	return factory{defaults: defaults, set: set}
+}
+
+func (factory) Type() string               { return Type }
+func (factory) Role() pipelines.Role       { return pipelines.RoleSink }
+func (factory) Input() pipelines.DataType  { return pipelines.DataTraces }
+func (factory) Output() pipelines.DataType { return "" }
+func (f factory) DefaultConfig() any       { c := f.defaults; return &c }
+func (f factory) Create(set pipelines.Settings, cfg any) (pipelines.Node, error) {
+	s := New(set, *cfg.(*Config))
+	if f.set != nil {
+		f.set.add(s)
+	}
+	return s, nil
+}
+
+// Set is every live-store of the process; it finds a trace in all of them.
+type Set struct {
+	mu     sync.RWMutex
+	stores []*Store
+}
+
+func (s *Set) add(st *Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stores = append(s.stores, st)
+}
+
+// FindTraceByID returns the trace's spans from every store that holds some
+// of them, concatenated (a valid TracesData), or nil when none does.
+func (s *Set) FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error) {
+	s.mu.RLock()
+	stores := append([]*Store(nil), s.stores...)
+	s.mu.RUnlock()
+	var out []byte
+	for _, st := range stores {
+		b, err := st.FindTraceByID(ctx, tenant, traceID, start, end)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}

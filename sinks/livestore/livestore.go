@@ -1,0 +1,408 @@
+// Package livestore is the sink that keeps the recent window of traces per
+// tenant in memory and finds a trace by ID. Spans of one trace that arrive
+// in several pushes are merged, and a span sent twice is kept once. Memory
+// is bounded in bytes: a full store makes pushes wait, then refuses them.
+package livestore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/pipelines"
+)
+
+// Type is the node kind.
+const Type = "live_store"
+
+// traceOverhead approximates the memory a trace costs besides its span
+// bytes: the map entry, the struct and the span-ID set header.
+const traceOverhead = 160
+
+// shards per tenant, to spread lock contention by trace ID.
+const shards = 16
+
+// Store is one live-store.
+type Store struct {
+	cfg   Config
+	clock func() time.Time
+
+	mu      sync.RWMutex
+	tenants map[string]*tenantStore
+
+	bytes atomic.Int64  // all tenants
+	room  chan struct{} // closed and replaced whenever bytes are freed
+
+	roomMu sync.Mutex
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	m storeMetrics
+}
+
+type storeMetrics struct {
+	traces       *prometheus.GaugeVec
+	bytes        *prometheus.GaugeVec
+	deduplicated *prometheus.CounterVec
+	backPressure prometheus.Counter
+	discarded    *prometheus.CounterVec
+	evicted      *prometheus.CounterVec
+}
+
+type tenantStore struct {
+	name   string
+	shards [shards]shard
+	traces atomic.Int64
+	bytes  atomic.Int64
+}
+
+type shard struct {
+	mu     sync.RWMutex
+	traces map[[16]byte]*liveTrace
+}
+
+type liveTrace struct {
+	data     []byte // TracesData encoding: concatenated ResourceSpans
+	spans    spanSet
+	lastSeen int64 // unix nanoseconds of the last push
+	size     int64 // bytes accounted for this trace
+}
+
+// New returns a live-store.
+func New(set pipelines.Settings, cfg Config) *Store {
+	s := &Store{
+		cfg:     cfg,
+		clock:   time.Now,
+		tenants: map[string]*tenantStore{},
+		room:    make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	s.m = storeMetrics{
+		traces: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_live_store_traces",
+			Help: "Traces held by the live-store, by tenant.",
+		}, []string{"tenant"})),
+		bytes: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_live_store_bytes",
+			Help: "Bytes of trace data held by the live-store, by tenant.",
+		}, []string{"tenant"})),
+		deduplicated: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_live_store_spans_deduplicated_total",
+			Help: "Spans dropped because the trace already held a span with the same ID, by tenant.",
+		}, []string{"tenant"})),
+		backPressure: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_live_store_back_pressure_seconds_total",
+			Help: "Time pushes spent waiting for room in a full live-store.",
+		})),
+		discarded: metrics.DiscardedSpans(set.Metrics),
+		evicted: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_live_store_traces_evicted_total",
+			Help: "Traces let go after the window passed, by tenant.",
+		}, []string{"tenant"})),
+	}
+	return s
+}
+
+// Start begins the periodic sweep of traces older than the window.
+func (s *Store) Start(context.Context) error {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.cfg.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.Sweep()
+			}
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops the sweep. The data stays readable.
+func (s *Store) Shutdown(context.Context) error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Consume keeps the spans of one message (one tenant, one partition).
+func (s *Store) Consume(msg *message.Message) error {
+	ten := msg.Metadata.Get(pipelines.MetaTenant)
+	if ten == "" {
+		return status.Error(codes.InvalidArgument, "cannot keep spans: message has no tenant (is the live-store reading from a distributor?)")
+	}
+	var batch otlpwire.Batch
+	if err := batch.Parse(msg.Payload); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if batch.SpanCount() == 0 {
+		return nil
+	}
+	if err := s.waitForRoom(msg.Context(), int64(len(msg.Payload))); err != nil {
+		s.m.discarded.WithLabelValues(ten, metrics.ReasonLiveStoreFull).Add(float64(batch.SpanCount()))
+		return err
+	}
+	ts := s.tenant(ten)
+	s.add(ts, &batch)
+	return nil
+}
+
+// waitForRoom blocks while the store holds MaxBytes or more, up to
+// BackPressureTimeout, and fails with Unavailable after it.
+func (s *Store) waitForRoom(ctx context.Context, need int64) error {
+	if s.bytes.Load()+need <= s.cfg.MaxBytes {
+		return nil
+	}
+	start := time.Now() // real time: the clock may be a test's
+	defer func() { s.m.backPressure.Add(time.Since(start).Seconds()) }()
+	timer := time.NewTimer(s.cfg.BackPressureTimeout)
+	defer timer.Stop()
+	for s.bytes.Load()+need > s.cfg.MaxBytes {
+		s.roomMu.Lock()
+		room := s.room
+		s.roomMu.Unlock()
+		if s.bytes.Load()+need <= s.cfg.MaxBytes {
+			break
+		}
+		select {
+		case <-room:
+		case <-timer.C:
+			return status.Errorf(codes.Unavailable,
+				"live-store is full: it holds %d bytes and the limit is %d (live_store.max_bytes); retry later",
+				s.bytes.Load(), s.cfg.MaxBytes)
+		case <-ctx.Done():
+			return status.Errorf(codes.Unavailable, "live-store is full and the push was cancelled while waiting for room: %v", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (s *Store) freed() {
+	s.roomMu.Lock()
+	close(s.room)
+	s.room = make(chan struct{})
+	s.roomMu.Unlock()
+}
+
+func (s *Store) tenant(name string) *tenantStore {
+	s.mu.RLock()
+	ts := s.tenants[name]
+	s.mu.RUnlock()
+	if ts != nil {
+		return ts
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ts = s.tenants[name]; ts == nil {
+		ts = &tenantStore{name: name}
+		for i := range ts.shards {
+			ts.shards[i].traces = map[[16]byte]*liveTrace{}
+		}
+		s.tenants[name] = ts
+	}
+	return ts
+}
+
+// spanRef locates one span of a batch.
+type spanRef struct {
+	res   *otlpwire.Resource
+	scope *otlpwire.Scope
+	span  *otlpwire.Span
+}
+
+func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
+	// Group the spans by trace, keeping their order.
+	groups := map[[16]byte][]spanRef{}
+	var order [][16]byte
+	for ri := range batch.Resources {
+		res := &batch.Resources[ri]
+		for si := range res.Scopes {
+			sc := &res.Scopes[si]
+			for pi := range sc.Spans {
+				sp := &sc.Spans[pi]
+				var id [16]byte
+				copy(id[:], sp.TraceID)
+				if _, ok := groups[id]; !ok {
+					order = append(order, id)
+				}
+				groups[id] = append(groups[id], spanRef{res, sc, sp})
+			}
+		}
+	}
+	now := s.clock().UnixNano()
+	var b otlpwire.Builder
+	var dups, addedBytes, addedTraces int64
+	for _, id := range order {
+		sh := &ts.shards[id[0]%shards]
+		sh.mu.Lock()
+		t := sh.traces[id]
+		isNew := t == nil
+		if isNew {
+			t = &liveTrace{}
+		}
+		b.Reset()
+		for _, ref := range groups[id] {
+			if !t.spans.add(binary.BigEndian.Uint64(pad8(ref.span.SpanID))) {
+				dups++
+				continue
+			}
+			b.Add(ref.res, ref.scope, ref.span.Raw)
+		}
+		if b.SpanCount() > 0 {
+			if isNew {
+				sh.traces[id] = t
+				addedTraces++
+			}
+			before := t.size
+			t.data = b.AppendTo(t.data)
+			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size()
+			addedBytes += t.size - before
+		}
+		t.lastSeen = now
+		sh.mu.Unlock()
+	}
+	if dups > 0 {
+		s.m.deduplicated.WithLabelValues(ts.name).Add(float64(dups))
+	}
+	s.account(ts, addedTraces, addedBytes)
+}
+
+func (s *Store) account(ts *tenantStore, traces, bytes int64) {
+	if traces == 0 && bytes == 0 {
+		return
+	}
+	s.m.traces.WithLabelValues(ts.name).Set(float64(ts.traces.Add(traces)))
+	s.m.bytes.WithLabelValues(ts.name).Set(float64(ts.bytes.Add(bytes)))
+	s.bytes.Add(bytes)
+	if bytes < 0 {
+		s.freed()
+	}
+}
+
+func pad8(id []byte) []byte {
+	if len(id) == 8 {
+		return id
+	}
+	var b [8]byte
+	copy(b[:], id)
+	return b[:]
+}
+
+// Sweep lets go of the traces whose last span arrived more than Window ago.
+func (s *Store) Sweep() {
+	cutoff := s.clock().Add(-s.cfg.Window).UnixNano()
+	s.mu.RLock()
+	tenants := make([]*tenantStore, 0, len(s.tenants))
+	for _, ts := range s.tenants {
+		tenants = append(tenants, ts)
+	}
+	s.mu.RUnlock()
+	for _, ts := range tenants {
+		var traces, bytes int64
+		for i := range ts.shards {
+			sh := &ts.shards[i]
+			sh.mu.Lock()
+			for id, t := range sh.traces {
+				if t.lastSeen < cutoff {
+					delete(sh.traces, id)
+					traces++
+					bytes += t.size
+				}
+			}
+			sh.mu.Unlock()
+		}
+		if traces > 0 {
+			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))
+			s.account(ts, -traces, -bytes)
+		}
+	}
+}
+
+// FindTraceByID returns the spans of a trace as OTLP TracesData protobuf, or
+// nil when the store does not hold it. start and end are not used: the
+// live-store holds only the recent window.
+func (s *Store) FindTraceByID(_ context.Context, tenant string, traceID [16]byte, _, _ int64) ([]byte, error) {
+	s.mu.RLock()
+	ts := s.tenants[tenant]
+	s.mu.RUnlock()
+	if ts == nil {
+		return nil, nil
+	}
+	sh := &ts.shards[traceID[0]%shards]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	t := sh.traces[traceID]
+	if t == nil {
+		return nil, nil
+	}
+	return append([]byte(nil), t.data...), nil
+}
+
+// Bytes is the memory the store accounts for, all tenants together.
+func (s *Store) Bytes() int64 { return s.bytes.Load() }
+
+// String names the store in logs.
+func (s *Store) String() string { return fmt.Sprintf("live-store(%d bytes)", s.Bytes()) }
+
+// spanSet holds the span IDs of one trace. Small traces use a slice, which
+// is smaller and as fast as a map at that size.
+type spanSet struct {
+	small []uint64
+	big   map[uint64]struct{}
+}
+
+const smallSet = 32
+
+// add inserts id and reports whether it was new.
+func (s *spanSet) add(id uint64) bool {
+	if s.big != nil {
+		if _, ok := s.big[id]; ok {
+			return false
+		}
+		s.big[id] = struct{}{}
+		return true
+	}
+	for _, x := range s.small {
+		if x == id {
+			return false
+		}
+	}
+	if len(s.small) < smallSet {
+		s.small = append(s.small, id)
+		return true
+	}
+	s.big = make(map[uint64]struct{}, 2*smallSet)
+	for _, x := range s.small {
+		s.big[x] = struct{}{}
+	}
+	s.small = nil
+	s.big[id] = struct{}{}
+	return true
+}
+
+// size approximates the memory of the set.
+func (s *spanSet) size() int64 {
+	if s.big != nil {
+		return int64(len(s.big)) * 16
+	}
+	return int64(cap(s.small)) * 8
+}

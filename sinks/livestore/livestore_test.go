@@ -1,0 +1,223 @@
+package livestore
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/pipelines"
+)
+
+func newStore(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return New(pipelines.Settings{Metrics: prometheus.NewRegistry()}, cfg)
+}
+
+func msg(tenant string, td ptrace.Traces) *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), spangen.Marshal(td))
+	m.Metadata.Set(pipelines.MetaTenant, tenant)
+	return m
+}
+
+func spansByID(t *testing.T, b []byte) map[pcommon.SpanID]ptrace.Span {
+	t.Helper()
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[pcommon.SpanID]ptrace.Span{}
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		rs := td.ResourceSpans().At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			spans := rs.ScopeSpans().At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				if _, dup := out[spans.At(k).SpanID()]; dup {
+					t.Fatalf("span %x returned twice", spans.At(k).SpanID())
+				}
+				out[spans.At(k).SpanID()] = spans.At(k)
+			}
+		}
+	}
+	return out
+}
+
+func oneTrace(tid pcommon.TraceID, service string, spanIDs ...byte) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", service)
+	ss := rs.ScopeSpans().AppendEmpty()
+	for _, id := range spanIDs {
+		sp := ss.Spans().AppendEmpty()
+		sp.SetTraceID(tid)
+		sp.SetSpanID(pcommon.SpanID{id})
+		sp.SetName("span")
+	}
+	return td
+}
+
+// Spans of one trace from several pushes merge; a span sent twice is kept
+// once; tenants do not see each other.
+func TestMergeDedupeAndTenants(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	tid := pcommon.TraceID{0xaa, 1}
+	for _, td := range []ptrace.Traces{
+		oneTrace(tid, "front", 1, 2),
+		oneTrace(tid, "back", 3, 2), // 2 again
+		oneTrace(tid, "front", 1),   // 1 again
+	} {
+		if err := s.Consume(msg("t1", td)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := s.FindTraceByID(context.Background(), "t1", tid, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := spansByID(t, b)
+	if len(got) != 3 {
+		t.Fatalf("trace holds %d spans, want 3", len(got))
+	}
+	if testutil.ToFloat64(s.m.deduplicated.WithLabelValues("t1")) != 2 {
+		t.Fatalf("deduplicated metric = %v, want 2", testutil.ToFloat64(s.m.deduplicated.WithLabelValues("t1")))
+	}
+	if testutil.ToFloat64(s.m.traces.WithLabelValues("t1")) != 1 {
+		t.Fatalf("traces gauge = %v", testutil.ToFloat64(s.m.traces.WithLabelValues("t1")))
+	}
+	if testutil.ToFloat64(s.m.bytes.WithLabelValues("t1")) <= float64(len(b)) {
+		t.Fatalf("bytes gauge %v does not account for the %d bytes held", testutil.ToFloat64(s.m.bytes.WithLabelValues("t1")), len(b))
+	}
+	if b, _ := s.FindTraceByID(context.Background(), "t2", tid, 0, 0); b != nil {
+		t.Fatal("tenant t2 sees the trace of t1")
+	}
+	if b, _ := s.FindTraceByID(context.Background(), "t1", pcommon.TraceID{0xbb}, 0, 0); b != nil {
+		t.Fatal("unknown trace found")
+	}
+}
+
+func TestBigTraceDedupe(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	tid := pcommon.TraceID{7}
+	ids := make([]byte, 200)
+	for i := range ids {
+		ids[i] = byte(i + 1)
+	}
+	for range 2 { // the second push is all duplicates
+		if err := s.Consume(msg("t", oneTrace(tid, "svc", ids...))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := s.FindTraceByID(context.Background(), "t", tid, 0, 0)
+	if n := len(spansByID(t, b)); n != 200 {
+		t.Fatalf("trace holds %d spans, want 200", n)
+	}
+}
+
+func TestGeneratedTracesAreComplete(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	td := spangen.Generate(spangen.Options{Seed: 5, Traces: 40, SpansPerTrace: 9, Services: 4})
+	if err := s.Consume(msg("t", td)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[pcommon.TraceID]int{}
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		spans := td.ResourceSpans().At(i).ScopeSpans().At(0).Spans()
+		for k := 0; k < spans.Len(); k++ {
+			want[spans.At(k).TraceID()]++
+		}
+	}
+	for tid, n := range want {
+		b, _ := s.FindTraceByID(context.Background(), "t", tid, 0, 0)
+		if got := len(spansByID(t, b)); got != n {
+			t.Fatalf("trace %x: %d spans, want %d", tid, got, n)
+		}
+	}
+}
+
+// A full store makes pushes wait, then refuses them with Unavailable naming
+// the limit and its key; room made by the sweep lets pushes in again.
+func TestBackPressureAndSweep(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBytes = 1 << 20
+	cfg.BackPressureTimeout = 200 * time.Millisecond
+	cfg.Window = time.Minute
+	s := newStore(t, cfg)
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	s.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+
+	seed := uint64(0)
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		seed++
+		err = s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: seed, Traces: 20, SpansPerTrace: 10})))
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("store never filled up: %v", err)
+	}
+	for _, w := range []string{"live-store is full", "live_store.max_bytes", "1048576"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Fatalf("error %q does not mention %q", err, w)
+		}
+	}
+	if s.Bytes() > cfg.MaxBytes+64<<10 {
+		t.Fatalf("store holds %d bytes, limit %d", s.Bytes(), cfg.MaxBytes)
+	}
+	if testutil.ToFloat64(s.m.discarded.WithLabelValues("t", "live_store_full")) == 0 {
+		t.Fatal("refused spans not counted")
+	}
+
+	// A push waiting for room goes through once the sweep frees memory.
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: 99999, Traces: 5, SpansPerTrace: 5})))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	s.Sweep()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("push after the sweep: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("push still waiting after the sweep")
+	}
+	if testutil.ToFloat64(s.m.evicted.WithLabelValues("t")) == 0 {
+		t.Fatal("evictions not counted")
+	}
+}
+
+func TestMissingTenantIsRefused(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	m := message.NewMessage(watermill.NewUUID(), spangen.Marshal(oneTrace(pcommon.TraceID{1}, "s", 1)))
+	if err := s.Consume(m); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{}
+	err := c.Validate()
+	for _, w := range []string{"max_bytes", "window", "sweep_interval"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Fatalf("err = %v, want it to mention %s", err, w)
+		}
+	}
+}

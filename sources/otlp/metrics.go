@@ -1,0 +1,72 @@
+package otlp
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+)
+
+// Values of the protocol label.
+const (
+	protocolGRPC = "grpc"
+	protocolHTTP = "http"
+)
+
+// metrics are the collectors of the OTLP source. Every request to the
+// export endpoint is counted once, labelled with its transport and the gRPC
+// code of its answer (for HTTP, the code of the google.rpc.Status sent, such
+// as InvalidArgument for a 400 or ResourceExhausted for a 413). gRPC
+// requests that gRPC itself refuses before the handler runs, such as those
+// over max_recv_msg_size_mib, are not counted.
+type metrics struct {
+	duration *prometheus.HistogramVec
+	requests *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	duration, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "weft_otlp_push_duration_seconds",
+		Help:    "Time to handle one OTLP export request, from its arrival to its answer, by protocol (grpc, http) and gRPC code of the answer.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"protocol", "code"}))
+	if err != nil {
+		return nil, err
+	}
+	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_otlp_requests_total",
+		Help: "OTLP export requests handled, by protocol (grpc, http) and gRPC code of the answer.",
+	}, []string{"protocol", "code"}))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{duration: duration, requests: requests}, nil
+}
+
+// observe records one request answered with code, started at start.
+func (m *metrics) observe(protocol string, code codes.Code, start time.Time) {
+	c := code.String()
+	m.duration.WithLabelValues(protocol, c).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(protocol, c).Inc()
+}
+
+// register registers c with reg, or returns the collector already
+// registered under the same description, so that several sources can share
+// one registry. A nil reg registers nothing.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("cannot register the OTLP source metrics: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,306 @@
+// Package otlp is the "otlp" source node of weft's pipelines: it takes
+// traces in over OTLP/gRPC and OTLP/HTTP (protobuf or JSON), as the
+// OpenTelemetry Collector's OTLP receiver and Tempo's distributor do, and
+// pushes each request into the graph as one message of OTLP TracesData
+// protobuf bytes, with the client's X-Scope-OrgID in its metadata.
+//
+// The source does not decode protobuf requests: it hands the bytes on as
+// received (ExportTraceServiceRequest and TracesData are wire-identical) and
+// the distributor downstream validates them. Only OTLP/JSON is decoded, to
+// be re-encoded as protobuf. The answer to the client follows the Outcome of
+// the push: OTLP partial success for spans refused downstream, and the gRPC
+// status of a failed push, mapped to HTTP statuses for OTLP/HTTP, with retry
+// information on RESOURCE_EXHAUSTED and UNAVAILABLE.
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/weftdb/weft/pipelines"
+)
+
+// Source is an OTLP source node. Create it with New or the factory of
+// NewFactory; Start opens its listeners and Shutdown closes them.
+type Source struct {
+	cfg     Config
+	out     pipelines.Output
+	logger  *slog.Logger
+	metrics *metrics
+
+	mu         sync.Mutex
+	started    bool
+	stopped    bool
+	grpcServer *grpc.Server
+	health     *health.Server
+	httpServer *http.Server
+	grpcAddr   string
+	httpAddr   string
+	serving    sync.WaitGroup
+}
+
+var _ pipelines.Node = (*Source)(nil)
+
+// New builds an OTLP source that pushes into set.Output. It validates cfg
+// and registers the metrics with set.Metrics, but opens no port: Start does.
+func New(set pipelines.Settings, cfg Config) (*Source, error) {
+	s, err := newSource(set, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the OTLP source: %w", err)
+	}
+	return s, nil
+}
+
+func newSource(set pipelines.Settings, cfg Config) (*Source, error) {
+	cfg = cfg.clone()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if set.Output == nil {
+		return nil, errors.New("no output to push into")
+	}
+	m, err := newMetrics(set.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	logger := set.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Source{cfg: cfg, out: set.Output, logger: logger, metrics: m}, nil
+}
+
+// Start opens the listeners of the enabled protocols and serves them on
+// goroutines of their own. It fails, closing what it opened, if a listener
+// cannot bind.
+func (s *Source) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stopped:
+		return errors.New("cannot start the OTLP source: it was shut down")
+	case s.started:
+		return errors.New("cannot start the OTLP source: it is already started")
+	}
+
+	var lc net.ListenConfig
+	var grpcLis, httpLis net.Listener
+	if g := s.cfg.Protocols.GRPC; g != nil {
+		l, err := lc.Listen(ctx, "tcp", g.Endpoint)
+		if err != nil {
+			return fmt.Errorf("cannot listen for OTLP/gRPC on %s: %w", g.Endpoint, err)
+		}
+		grpcLis = l
+	}
+	if h := s.cfg.Protocols.HTTP; h != nil {
+		l, err := lc.Listen(ctx, "tcp", h.Endpoint)
+		if err != nil {
+			if grpcLis != nil {
+				_ = grpcLis.Close()
+			}
+			return fmt.Errorf("cannot listen for OTLP/HTTP on %s: %w", h.Endpoint, err)
+		}
+		httpLis = l
+	}
+
+	if grpcLis != nil {
+		srv, hs, err := s.newGRPCServer()
+		if err != nil {
+			_ = grpcLis.Close()
+			if httpLis != nil {
+				_ = httpLis.Close()
+			}
+			return fmt.Errorf("cannot start the OTLP source: %w", err)
+		}
+		s.grpcServer, s.health = srv, hs
+		s.grpcAddr = grpcLis.Addr().String()
+		s.serving.Go(func() {
+			if err := srv.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				s.logger.Error("OTLP/gRPC server stopped", "endpoint", s.grpcAddr, "err", err)
+			}
+		})
+		s.logger.Info("OTLP/gRPC listening", "endpoint", s.grpcAddr)
+	}
+	if httpLis != nil {
+		s.httpServer = s.newHTTPServer()
+		s.httpAddr = httpLis.Addr().String()
+		srv := s.httpServer
+		s.serving.Go(func() {
+			if err := srv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("OTLP/HTTP server stopped", "endpoint", s.httpAddr, "err", err)
+			}
+		})
+		s.logger.Info("OTLP/HTTP listening", "endpoint", s.httpAddr)
+	}
+	s.started = true
+	return nil
+}
+
+// Addrs returns the addresses the listeners are bound to, empty for a
+// protocol that is off or before Start.
+func (s *Source) Addrs() (grpcAddr, httpAddr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.grpcAddr, s.httpAddr
+}
+
+// Shutdown stops taking requests and waits, within ctx, for the requests in
+// flight to be answered. When ctx ends first it closes the remaining
+// connections, which cancels their pushes, and returns ctx's error. It is
+// safe to call without Start, and more than once.
+func (s *Source) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	grpcServer, hs, httpServer := s.grpcServer, s.health, s.httpServer
+	s.grpcServer, s.health, s.httpServer = nil, nil, nil
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	var grpcErr, httpErr error
+	if grpcServer != nil {
+		hs.Shutdown()
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() {
+				grpcServer.GracefulStop()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				grpcServer.Stop()
+				grpcErr = fmt.Errorf("cannot finish the OTLP/gRPC requests in flight: %w", ctx.Err())
+			}
+		})
+	}
+	if httpServer != nil {
+		wg.Go(func() {
+			if err := httpServer.Shutdown(ctx); err != nil {
+				_ = httpServer.Close()
+				httpErr = fmt.Errorf("cannot finish the OTLP/HTTP requests in flight: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	s.serving.Wait()
+	if err := errors.Join(grpcErr, httpErr); err != nil {
+		return fmt.Errorf("cannot shut down the OTLP source: %w", err)
+	}
+	return nil
+}
+
+// result is the answer to one push: a status when it failed, otherwise the
+// spans refused downstream.
+type result struct {
+	st       *status.Status // nil on success
+	rejected int64
+	message  string
+}
+
+// code is the gRPC code of the answer.
+func (r result) code() codes.Code {
+	if r.st == nil {
+		return codes.OK
+	}
+	return r.st.Code()
+}
+
+// response is the ExportTraceServiceResponse of a successful push: empty,
+// or an OTLP partial success when spans were refused downstream.
+func (r result) response() *coltracepb.ExportTraceServiceResponse {
+	resp := &coltracepb.ExportTraceServiceResponse{}
+	if r.rejected > 0 {
+		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{
+			RejectedSpans: r.rejected,
+			ErrorMessage:  r.message,
+		}
+	}
+	return resp
+}
+
+// push publishes payload, OTLP TracesData protobuf, for the tenant header
+// value orgID (empty when the request had none) and waits for its outcome
+// at most PushTimeout. ctx is the request's.
+func (s *Source) push(ctx context.Context, orgID string, payload []byte) result {
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	if orgID != "" {
+		msg.Metadata.Set(pipelines.MetaOrgID, orgID)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PushTimeout)
+	defer cancel()
+	outcome, err := s.out.Push(pctx, msg)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil: // the client went away or its deadline passed
+			return result{st: status.FromContextError(ctx.Err())}
+		case pctx.Err() != nil:
+			return result{st: s.withRetry(status.Newf(codes.Unavailable,
+				"cannot push the traces: the pipeline did not handle them within push_timeout (%s)", s.cfg.PushTimeout))}
+		default:
+			return result{st: s.withRetry(toStatus(err))}
+		}
+	}
+	if outcome == nil {
+		return result{}
+	}
+	if err := outcome.Err(); err != nil {
+		return result{st: s.withRetry(toStatus(err))}
+	}
+	return result{rejected: outcome.Rejected(), message: outcome.RejectionMessage()}
+}
+
+// toStatus returns the gRPC status of a failed push, Internal when err has
+// no code of its own.
+func toStatus(err error) *status.Status {
+	st := status.Convert(err)
+	if st.Code() == codes.OK || st.Code() == codes.Unknown {
+		return status.New(codes.Internal, err.Error())
+	}
+	return st
+}
+
+// withRetry adds RetryInfo with RetryAfter to the statuses a client should
+// retry later, unless the status already carries one.
+func (s *Source) withRetry(st *status.Status) *status.Status {
+	if !retryable(st.Code()) {
+		return st
+	}
+	if _, ok := retryDelay(st); ok {
+		return st
+	}
+	withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.cfg.RetryAfter)})
+	if err != nil {
+		return st
+	}
+	return withInfo
+}
+
+func retryable(c codes.Code) bool {
+	return c == codes.ResourceExhausted || c == codes.Unavailable
+}
+
+// retryDelay returns the delay of the RetryInfo detail of st, if any.
+func retryDelay(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}
