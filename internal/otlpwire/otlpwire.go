@@ -62,9 +62,17 @@ type Span struct {
 // SpanCount is the number of spans in the batch.
 func (b *Batch) SpanCount() int { return len(b.spans) }
 
-// Parse reads data into b, reusing b's memory. It checks the whole message
-// and returns an error naming the first malformed element.
-func (b *Batch) Parse(data []byte) error {
+// Parse reads data into b, reusing b's memory. It checks the whole message,
+// every nested attribute included, and returns an error naming the first
+// malformed element. Use it on data from outside.
+func (b *Batch) Parse(data []byte) error { return b.parse(data, true) }
+
+// Scan is Parse without the check of what lies inside each span, resource
+// and scope: for data that passed Parse before (the distributor's output).
+// It still refuses data whose framing is broken.
+func (b *Batch) Scan(data []byte) error { return b.parse(data, false) }
+
+func (b *Batch) parse(data []byte, deep bool) error {
 	b.Resources = b.Resources[:0]
 	b.scopes = b.scopes[:0]
 	b.spans = b.spans[:0]
@@ -90,8 +98,10 @@ func (b *Batch) Parse(data []byte) error {
 		var header []byte
 		err := forEachFieldRaw(val, func(num protowire.Number, typ protowire.Type, val, raw []byte) error {
 			if num != fieldRSScopeSpans {
-				if err := checkField(kindResourceSpans, num, typ, val, 0); err != nil {
-					return err
+				if deep {
+					if err := checkField(kindResourceSpans, num, typ, val, 0); err != nil {
+						return err
+					}
 				}
 				header = appendRaw(header, raw)
 				return nil
@@ -104,8 +114,10 @@ func (b *Batch) Parse(data []byte) error {
 			pi := 0
 			err := forEachFieldRaw(val, func(num protowire.Number, typ protowire.Type, val, raw []byte) error {
 				if num != fieldSSSpans {
-					if err := checkField(kindScopeSpans, num, typ, val, 0); err != nil {
-						return err
+					if deep {
+						if err := checkField(kindScopeSpans, num, typ, val, 0); err != nil {
+							return err
+						}
 					}
 					sheader = appendRaw(sheader, raw)
 					return nil
@@ -121,7 +133,10 @@ func (b *Batch) Parse(data []byte) error {
 					case fieldSpanSpanID:
 						sp.SpanID = fv
 					}
-					return checkField(kindSpan, num, typ, fv, 0)
+					if deep {
+						return checkField(kindSpan, num, typ, fv, 0)
+					}
+					return nil
 				})
 				if err != nil {
 					return fmt.Errorf("spans[%d]: %w", pi, err)

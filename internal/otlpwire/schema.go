@@ -25,19 +25,23 @@ const (
 	kindArrayValue
 	kindKeyValueList
 	kindEntityRef
+	kindCount
 )
+
+// maxField is the highest field number of any known OTLP trace field.
+const maxField = 16
 
 // field is the expected shape of one known field.
 type field struct {
-	name string
+	name string // empty for an unknown field
 	typ  protowire.Type
 	msg  kind // nested message kind, kindNone for scalars
 	str  bool // a string: must be valid UTF-8
 }
 
-// schema lists the known fields of each message kind. Unknown fields are
+// schemaMaps lists the known fields of each message kind. Unknown fields are
 // accepted as long as they are well-formed, for forward compatibility.
-var schema = [...]map[protowire.Number]field{
+var schemaMaps = map[kind]map[protowire.Number]field{
 	kindResourceSpans: {
 		1: {name: "resource", typ: protowire.BytesType, msg: kindResource},
 		3: {name: "schema_url", typ: protowire.BytesType, str: true},
@@ -120,6 +124,27 @@ var schema = [...]map[protowire.Number]field{
 	},
 }
 
+// schema is schemaMaps as arrays: a lookup per field of every message is
+// the inner loop of Parse, and an array index is several times cheaper than
+// a map lookup there.
+var schema = func() (out [kindCount][maxField + 1]field) {
+	for k, fields := range schemaMaps {
+		for num, f := range fields {
+			out[k][num] = f
+		}
+	}
+	return out
+}()
+
+// lookup returns the known field num of kind k.
+func lookup(k kind, num protowire.Number) (field, bool) {
+	if num > maxField {
+		return field{}, false
+	}
+	f := schema[k][num]
+	return f, f.name != ""
+}
+
 // MaxDepth bounds the nesting of messages (arrays of key-value lists of
 // arrays...) that Parse accepts, so a hostile message cannot exhaust the
 // stack.
@@ -128,7 +153,7 @@ const MaxDepth = 32
 // checkField checks one field of a message of kind k: its wire type, and
 // for a nested message, all of its content.
 func checkField(k kind, num protowire.Number, typ protowire.Type, val []byte, depth int) error {
-	f, known := schema[k][num]
+	f, known := lookup(k, num)
 	if !known {
 		return nil
 	}

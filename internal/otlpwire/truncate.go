@@ -32,7 +32,7 @@ func truncate(msg []byte, k kind, max int) ([]byte, int) {
 	var out []byte
 	copied, cut := 0, 0
 	_ = forEachFieldRaw(msg, func(num protowire.Number, typ protowire.Type, val, raw []byte) error {
-		f, ok := schema[k][num]
+		f, ok := lookup(k, num)
 		if !ok || typ != protowire.BytesType {
 			return nil
 		}

@@ -151,7 +151,7 @@ func (s *Store) Consume(msg *message.Message) error {
 		return status.Error(codes.InvalidArgument, "cannot keep spans: message has no tenant (is the live-store reading from a distributor?)")
 	}
 	var batch otlpwire.Batch
-	if err := batch.Parse(msg.Payload); err != nil {
+	if err := batch.Scan(msg.Payload); err != nil { // checked by the distributor
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if batch.SpanCount() == 0 {

@@ -221,3 +221,11 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func settings() pipelines.Settings { return pipelines.Settings{Metrics: prometheus.NewRegistry()} }
+
+func msgFromBytes(tenant string, b []byte) *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), b)
+	m.Metadata.Set(pipelines.MetaTenant, tenant)
+	return m
+}

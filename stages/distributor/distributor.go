@@ -200,6 +200,27 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 		pipelines.RejectSpans(msg.Context(), invalidTrace+invalidSpan, firstErr)
 	}
 
+	// Nothing changed and every span goes to one partition (always so with
+	// one partition): pass the request bytes on instead of re-encoding them.
+	if truncated == 0 && invalidTrace+invalidSpan == 0 {
+		used := -1
+		for p := range builders {
+			if builders[p].SpanCount() > 0 {
+				if used >= 0 {
+					used = -2
+					break
+				}
+				used = p
+			}
+		}
+		if used >= 0 {
+			m := message.NewMessage(watermill.NewUUID(), msg.Payload)
+			m.Metadata.Set(pipelines.MetaTenant, ten)
+			m.Metadata.Set(pipelines.MetaPartition, strconv.Itoa(used))
+			return []*message.Message{m}, nil
+		}
+	}
+
 	var out []*message.Message
 	for p := range builders {
 		b := &builders[p]

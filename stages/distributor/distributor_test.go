@@ -20,7 +20,7 @@ import (
 	"github.com/weftdb/weft/pipelines"
 )
 
-func newTest(t *testing.T, cfg Config) (*Distributor, *prometheus.Registry) {
+func newTest(t testing.TB, cfg Config) (*Distributor, *prometheus.Registry) {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -228,5 +228,27 @@ func TestConfigValidate(t *testing.T) {
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "max_attribute_bytes") || !strings.Contains(err.Error(), "partitions") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// With one partition and nothing to change, the request bytes go on as they
+// are; with something to change, they are re-encoded.
+func TestPassThroughWhenUnchanged(t *testing.T) {
+	payload := spangen.Marshal(spangen.Generate(spangen.Options{Seed: 9, Traces: 10, SpansPerTrace: 3}))
+	d, _ := newTest(t, DefaultConfig())
+	out, err := d.Process(msgOf(payload, ""))
+	if err != nil || len(out) != 1 {
+		t.Fatalf("%v, %d messages", err, len(out))
+	}
+	if &out[0].Payload[0] != &payload[0] {
+		t.Fatal("unchanged request was copied")
+	}
+	if out[0].Metadata.Get(pipelines.MetaPartition) != "0" || out[0].Metadata.Get(pipelines.MetaTenant) != "single-tenant" {
+		t.Fatalf("metadata %v", out[0].Metadata)
+	}
+	d, _ = newTest(t, Config{MaxAttributeBytes: 8, Partitions: 1})
+	out, err = d.Process(msgOf(payload, ""))
+	if err != nil || len(out) != 1 || &out[0].Payload[0] == &payload[0] {
+		t.Fatalf("truncating distributor passed the request through: %v", err)
 	}
 }
