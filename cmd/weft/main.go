@@ -30,10 +30,16 @@ var (
 
 func main() {
 	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "weft:", err)
+		if !errors.Is(err, errFlagsReported) {
+			fmt.Fprintln(os.Stderr, "weft:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errFlagsReported marks a command-line error the flag package has already
+// printed, with the usage.
+var errFlagsReported = errors.New("invalid command line")
 
 func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("weft", flag.ContinueOnError)
@@ -43,7 +49,10 @@ func run(args []string, stderr io.Writer) error {
 	target := fs.String("target", "", "component to run: "+strings.Join(app.Targets(), ", ")+" (default all)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h and -help print the usage, which is not a failure
+		}
+		return fmt.Errorf("%w: %w", errFlagsReported, err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())

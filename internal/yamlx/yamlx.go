@@ -61,10 +61,12 @@ type Options struct {
 // slice), then decodes it into out, then runs Validate() on every value that
 // has it. All problems are returned, joined, each as an *Error.
 func Decode(node *yaml.Node, out any, opts Options) error {
-	if node == nil {
+	if node == nil || node.Kind == 0 || (node.Kind == yaml.DocumentNode && len(node.Content) == 0) {
+		// No node, or an empty document (yaml.Unmarshal of an empty or
+		// comment-only file): nothing to decode, the defaults stand.
 		return validateAll(out, opts)
 	}
-	if node.Kind == yaml.DocumentNode && len(node.Content) > 0 {
+	if node.Kind == yaml.DocumentNode {
 		node = node.Content[0]
 	}
 	var errs []error
@@ -113,11 +115,19 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 			*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: fmt.Sprintf("expected a mapping, found %s", kindName(n))})
 			return
 		}
-		fields := structFields(t)
+		fields, inlineMap := structFields(t)
 		seen := map[string]int{}
 		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if isMerge(k) {
+				// "<<: *anchor": the merged mappings have the shape of this one.
+				kept = append(kept, k, v)
+				for _, m := range mergeSources(v) {
+					check(m, t, path, opts, errs)
+				}
+				continue
+			}
 			p := Join(path, k.Value)
 			if first, dup := seen[k.Value]; dup {
 				*errs = append(*errs, &Error{File: opts.File, Line: k.Line, Path: p, Msg: fmt.Sprintf("duplicate key (first at line %d)", first)})
@@ -125,6 +135,10 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 			}
 			seen[k.Value] = k.Line
 			ft, ok := fields[k.Value]
+			if !ok && inlineMap != nil {
+				// An inline map collects every other key.
+				ft, ok = inlineMap.Elem(), true
+			}
 			if !ok {
 				if opts.Unknown != nil && opts.Unknown(p, k) {
 					continue // tolerated: dropped before decoding
@@ -141,6 +155,12 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 			return // let the decoder report the type error
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; isMerge(k) {
+				for _, m := range mergeSources(n.Content[i+1]) {
+					check(m, t, path, opts, errs)
+				}
+				continue
+			}
 			check(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value), opts, errs)
 		}
 	case reflect.Slice, reflect.Array:
@@ -155,6 +175,37 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
+// isMerge reports whether k is the merge key "<<" (not a quoted "<<").
+func isMerge(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.Value == "<<" && k.ShortTag() == "!!merge"
+}
+
+// mergeSources returns the mappings a merge key's value merges in: one
+// mapping, an alias of one, or a list of those. Anything else is left to the
+// decoder to report.
+func mergeSources(v *yaml.Node) []*yaml.Node {
+	deref := func(n *yaml.Node) *yaml.Node {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			return n.Alias
+		}
+		return n
+	}
+	v = deref(v)
+	switch v.Kind {
+	case yaml.MappingNode:
+		return []*yaml.Node{v}
+	case yaml.SequenceNode:
+		var out []*yaml.Node
+		for _, c := range v.Content {
+			if c = deref(c); c.Kind == yaml.MappingNode {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.SequenceNode:
@@ -166,9 +217,10 @@ func kindName(n *yaml.Node) string {
 	}
 }
 
-// structFields maps yaml keys to field types, following inline fields.
-func structFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
+// structFields maps yaml keys to field types, following inline structs. An
+// inline map (which takes every other key) is returned as inlineMap.
+func structFields(t reflect.Type) (out map[string]reflect.Type, inlineMap reflect.Type) {
+	out = map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -184,8 +236,17 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
-			for k, v := range structFields(ft) {
-				out[k] = v
+			switch ft.Kind() {
+			case reflect.Map:
+				inlineMap = ft
+			case reflect.Struct:
+				fields, m := structFields(ft)
+				for k, v := range fields {
+					out[k] = v
+				}
+				if m != nil {
+					inlineMap = m
+				}
 			}
 			continue
 		}
@@ -194,7 +255,7 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 		}
 		out[name] = f.Type
 	}
-	return out
+	return out, inlineMap
 }
 
 func suggest(key string, fields map[string]reflect.Type) string {
@@ -297,9 +358,21 @@ func validateValue(v reflect.Value, path string, opts Options, errs *[]error) {
 	case reflect.Map:
 		iter := v.MapRange()
 		for iter.Next() {
-			validateValue(iter.Value(), Join(path, fmt.Sprint(iter.Key().Interface())), opts, errs)
+			p := Join(path, fmt.Sprint(iter.Key().Interface()))
+			val := iter.Value()
+			if val.Kind() == reflect.Pointer || val.Kind() == reflect.Interface {
+				validateValue(val, p, opts, errs)
+				continue
+			}
+			// A map value is not addressable: validate an addressable copy,
+			// so that a Validate with a pointer receiver runs too, and store
+			// it back in case Validate normalized it.
+			cp := reflect.New(val.Type()).Elem()
+			cp.Set(val)
+			validateValue(cp, p, opts, errs)
+			v.SetMapIndex(iter.Key(), cp)
 		}
-	case reflect.Slice:
+	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
 			validateValue(v.Index(i), fmt.Sprintf("%s[%d]", path, i), opts, errs)
 		}
