@@ -30,7 +30,7 @@ type Outcome struct {
 
 type outcomeKey struct{}
 
-// maxMessages bounds how many distinct rejection messages an Outcome keeps.
+// maxMessages bounds how many rejection messages an Outcome keeps.
 const maxMessages = 5
 
 func newOutcome() *Outcome { return &Outcome{done: make(chan struct{})} }

@@ -284,6 +284,20 @@ func (s *Spec) check(reg Registry) ([]checked, error) {
 			}
 		}
 	}
+	// A source or stage whose output nothing reads would drop data while
+	// acknowledging it.
+	read := map[string]bool{}
+	for i := range s.Nodes {
+		for _, from := range s.Nodes[i].From {
+			read[from] = true
+		}
+	}
+	for i := range nodes {
+		n := nodes[i]
+		if n.factory != nil && n.factory.Role() != RoleSink && !read[n.spec.Name] {
+			bad(n.spec.line, n.spec.Path(), "nothing reads the output of this %s node (kind %q): its data would be lost; add a node with `from: [%s]` or remove it", n.factory.Role(), n.spec.Kind, n.spec.Name)
+		}
+	}
 	order, cycle := topoSort(s.Nodes, byName)
 	if cycle != nil {
 		first := &s.Nodes[byName[cycle[0]]]

@@ -166,6 +166,15 @@ func TestCompileErrors(t *testing.T) {
     target: distributor
     from: [ls]
 `, []string{"p.yaml:12: nodes.d.from[0]: node \"ls\" is a sink"}},
+		{"output nobody reads", `nodes:
+  otlp:
+    kind: otlp
+    target: distributor
+  d:
+    kind: distributor
+    target: distributor
+    from: [otlp]
+`, []string{"p.yaml:5: nodes.d: nothing reads the output of this stage node"}},
 		{"missing kind", `nodes:
   otlp:
     target: distributor

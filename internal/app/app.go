@@ -129,6 +129,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	a.health = health.NewServer()
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until Start
 	a.grpcServer = grpc.NewServer()
 	healthpb.RegisterHealthServer(a.grpcServer, a.health)
 	return a, nil

@@ -85,7 +85,8 @@ type DistributorConfig struct {
 
 // ReceiversConfig lists the receivers; only OTLP so far.
 type ReceiversConfig struct {
-	// OTLP is the OTLP receiver; absent means off.
+	// OTLP is the OTLP receiver. Left out, the default (gRPC and HTTP on)
+	// stays; an empty `otlp:` turns it off.
 	OTLP *otlp.Config `yaml:"otlp"`
 }
 
@@ -191,8 +192,20 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("storage.trace.backend: %q is not supported (supported: local)", c.Storage.Trace.Backend))
 	}
-	if c.Distributor.MaxAttributeBytes < 0 {
-		errs = append(errs, fmt.Errorf("distributor.max_attribute_bytes: must not be negative, got %d", c.Distributor.MaxAttributeBytes))
+	if c.Distributor.RetryAfterOnResourceExhausted < 0 {
+		errs = append(errs, fmt.Errorf("distributor.retry_after_on_resource_exhausted: must not be negative, got %s", c.Distributor.RetryAfterOnResourceExhausted))
+	}
+	// The pipeline nodes take their defaults from here: check them here, so
+	// a bad value is reported against this file, not the pipeline file.
+	d := c.DistributorNode()
+	if err := d.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("distributor: %w", err))
+	}
+	if c.Distributor.Receivers.OTLP != nil {
+		o := c.OTLPNode()
+		if err := o.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("distributor.receivers.otlp: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -227,7 +240,10 @@ func (c *Config) OTLPNode() otlp.Config {
 		return otlp.Config{PushTimeout: otlp.DefaultConfig().PushTimeout, RetryAfter: c.Distributor.RetryAfterOnResourceExhausted}
 	}
 	o := *c.Distributor.Receivers.OTLP
-	o.RetryAfter = c.Distributor.RetryAfterOnResourceExhausted
+	// Tempo's key sets the delay unless the receiver sets its own.
+	if o.RetryAfter == otlp.DefaultRetryAfter {
+		o.RetryAfter = c.Distributor.RetryAfterOnResourceExhausted
+	}
 	return o
 }
 

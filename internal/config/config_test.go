@@ -133,3 +133,11 @@ func TestDurationsDecode(t *testing.T) {
 		t.Fatalf("live_store: %+v", c.LiveStore)
 	}
 }
+
+// Values that become pipeline-node defaults are checked against this file.
+func TestNodeDefaultsAreCheckedHere(t *testing.T) {
+	_, _, err := Load("weft.yaml", []byte("distributor:\n  partitions: 0\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          endpoint: nonsense\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "distributor: partitions must be between") || !strings.Contains(err.Error(), "distributor.receivers.otlp:") {
+		t.Fatalf("err = %v", err)
+	}
+}
