@@ -7,7 +7,7 @@ BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.branch=$(BRANCH) \
             -X main.buildUser=$(shell whoami 2>/dev/null || echo unknown) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build run test test-long lint bench clean
+.PHONY: build run test test-long lint bench clean tools
 
 ## build: compile bin/weft
 build:
@@ -18,8 +18,19 @@ run: build
 	./$(BIN)
 
 ## test: lint, then every unit and end-to-end test (what CI runs)
-test: lint
+test: lint tools
 	$(GO) test -count=1 -timeout 15m ./...
+
+## tools: install the MinIO server the S3 tests run against, only when missing
+## (WEFT_MINIO_BIN, else $(go env GOBIN) or $(go env GOPATH)/bin); the build takes ~5-8 min on 2 cores
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+tools:
+	@if [ -n "$$WEFT_MINIO_BIN" ]; then bin="$$WEFT_MINIO_BIN"; \
+	else dir="$$($(GO) env GOBIN)"; [ -n "$$dir" ] || dir="$$($(GO) env GOPATH | cut -d: -f1)/bin"; bin="$$dir/minio"; fi; \
+	if [ -x "$$bin" ]; then exit 0; fi; \
+	if [ -n "$$WEFT_MINIO_BIN" ]; then echo "WEFT_MINIO_BIN=$$WEFT_MINIO_BIN is not an executable file"; exit 1; fi; \
+	echo "installing github.com/minio/minio@$(MINIO_VERSION) into $$bin (about 5-8 minutes on 2 cores)"; \
+	$(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
 ## test-long: slow soak, stress and fuzz runs
 test-long:

@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thanos-io/objstore/providers/filesystem"
+
 	"github.com/weftdb/weft/pipelines"
+	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -13,11 +16,16 @@ import (
 
 func registry(t *testing.T) pipelines.Registry {
 	t.Helper()
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(otlp.DefaultConfig()),
 		distributor.NewFactory(distributor.DefaultConfig()),
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),
+		blockbuilder.NewFactory(blockbuilder.DefaultConfig(), bkt, blockbuilder.Hooks{}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +61,7 @@ func TestCompileErrors(t *testing.T) {
     kind: nope
     target: distributor
     from: [otlp]
-`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: distributor, drop_spans, live_store, otlp)"}},
+`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: block_builder, distributor, drop_spans, live_store, otlp)"}},
 		{"unknown config field", `nodes:
   otlp:
     kind: otlp

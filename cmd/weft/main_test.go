@@ -256,8 +256,11 @@ storage:
   trace:
     backend: local
     local:
-      path: %s
-`, ps.http, ps.grpc, ps.otlpGRPC, ps.otlpHTTP, dataDir)
+      path: %s/blocks
+block_builder:
+  wal:
+    path: %s/wal
+`, ps.http, ps.grpc, ps.otlpGRPC, ps.otlpHTTP, dataDir, dataDir)
 }
 
 func writeFile(t *testing.T, name, content string) string {

@@ -23,9 +23,15 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/thanos-io/objstore"
+
+	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
+	"github.com/weftdb/weft/query/querier"
+	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -56,6 +62,8 @@ type App struct {
 	registry *prometheus.Registry
 	pipeline *pipelines.Pipeline
 	stores   *livestore.Set
+	bucket   objstore.Bucket
+	blocks   *blocklist.List
 
 	httpServer *http.Server
 	httpLn     net.Listener
@@ -87,11 +95,20 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if err != nil {
 		return nil, err
 	}
+	a.bucket, err = storage.NewBucket(cfg.Storage.Trace.Store, a.registry, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.blocks = blocklist.New(a.bucket, cfg.Storage.Trace.BlocklistPoll, a.registry, logger)
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(cfg.OTLPNode()),
 		distributor.NewFactory(cfg.DistributorNode()),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
+		blockbuilder.NewFactory(cfg.BlockBuilder, a.bucket, blockbuilder.Hooks{
+			OnBlock: a.blocks.Add,
+			OnSafe:  a.stores.SetSafeBefore,
+		}),
 	)
 	if err != nil {
 		return nil, err
@@ -110,7 +127,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		build.GoVersion = runtime.Version()
 	}
 	handler, err := api.New(api.Options{
-		Finder:              a.stores,
+		Finder:              querier.New(querier.Config{}, a.stores, a.blocks, a.bucket, a.registry),
 		MultitenancyEnabled: cfg.MultitenancyEnabled,
 		Build:               build,
 		Ready:               a.ready,
@@ -166,7 +183,13 @@ func (a *App) Start(ctx context.Context) error {
 			a.logger.Error("gRPC server stopped", "err", err)
 		}
 	}()
+	if err := a.blocks.Start(ctx); err != nil {
+		a.grpcServer.Stop()
+		_ = a.httpServer.Close()
+		return err
+	}
 	if err := a.pipeline.Start(ctx); err != nil {
+		a.blocks.Stop()
 		a.grpcServer.Stop()
 		_ = a.httpServer.Close()
 		return err
@@ -187,6 +210,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if err := a.httpServer.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("cannot stop the HTTP server: %w", err))
+	}
+	a.blocks.Stop()
+	if err := a.bucket.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot close the object store: %w", err))
 	}
 	stopped := make(chan struct{})
 	go func() { a.grpcServer.GracefulStop(); close(stopped) }()

@@ -194,7 +194,9 @@ func benchApp(b *testing.B) *App {
 	cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
 	cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
 	cfg.LiveStore.MaxBytes = 64 << 30
-	cfg.Storage.Trace.Local.Path = b.TempDir()
+	dir := b.TempDir()
+	cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
+	cfg.BlockBuilder.WAL.Path = dir + "/wal"
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), BuildInfo{})
 	if err != nil {
 		b.Fatal(err)

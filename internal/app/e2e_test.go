@@ -37,7 +37,9 @@ func startWeft(t *testing.T, mutate func(*config.Config)) *App {
 	cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
 	cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
 	cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-	cfg.Storage.Trace.Local.Path = t.TempDir()
+	dir := t.TempDir()
+	cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
+	cfg.BlockBuilder.WAL.Path = dir + "/wal"
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -20,7 +20,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
+	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -39,6 +41,8 @@ type Config struct {
 	Distributor DistributorConfig `yaml:"distributor"`
 	// LiveStore configures the in-memory store of recent traces.
 	LiveStore livestore.Config `yaml:"live_store"`
+	// BlockBuilder configures how spans become blocks in object storage.
+	BlockBuilder blockbuilder.Config `yaml:"block_builder"`
 	// Storage configures where blocks are kept.
 	Storage StorageConfig `yaml:"storage"`
 	// Overrides are per-tenant limits; only the defaults are read so far.
@@ -96,18 +100,14 @@ type StorageConfig struct {
 	Trace TraceStorageConfig `yaml:"trace"`
 }
 
-// TraceStorageConfig is `storage.trace`.
+// TraceStorageConfig is `storage.trace`: the object store of blocks, and
+// how often the block list is read from it.
 type TraceStorageConfig struct {
-	// Backend is the object store: local.
-	Backend string `yaml:"backend"`
-	// Local configures the local filesystem backend.
-	Local LocalStorageConfig `yaml:"local"`
-}
-
-// LocalStorageConfig is `storage.trace.local`.
-type LocalStorageConfig struct {
-	// Path is the directory blocks are written under.
-	Path string `yaml:"path"`
+	// Store is the backend and its settings (backend, local, s3), inline.
+	Store storage.Config `yaml:",inline"`
+	// BlocklistPoll is how often a process lists the blocks in the store, to
+	// see blocks other processes wrote.
+	BlocklistPoll time.Duration `yaml:"blocklist_poll"`
 }
 
 // OverridesConfig is the `overrides` block.
@@ -139,6 +139,9 @@ type PipelineConfig struct {
 func Default() Config {
 	o := otlp.DefaultConfig()
 	d := distributor.DefaultConfig()
+	st := storage.DefaultConfig()
+	st.Local.Path = "./data/blocks" // beside ./data/wal, outside the bucket
+
 	return Config{
 		Target: "all",
 		Server: ServerConfig{
@@ -157,10 +160,11 @@ func Default() Config {
 			RetryAfterOnResourceExhausted: o.RetryAfter,
 			Partitions:                    d.Partitions,
 		},
-		LiveStore: livestore.DefaultConfig(),
+		LiveStore:    livestore.DefaultConfig(),
+		BlockBuilder: blockbuilder.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
-			Backend: "local",
-			Local:   LocalStorageConfig{Path: "./data"},
+			Store:         st,
+			BlocklistPoll: time.Minute,
 		}},
 	}
 }
@@ -184,13 +188,14 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("server.log_format: %q is not one of logfmt, json", c.Server.LogFormat))
 	}
-	switch c.Storage.Trace.Backend {
-	case "local":
-		if c.Storage.Trace.Local.Path == "" {
-			errs = append(errs, errors.New("storage.trace.local.path: required with the local backend"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("storage.trace.backend: %q is not supported (supported: local)", c.Storage.Trace.Backend))
+	if c.Storage.Trace.BlocklistPoll <= 0 {
+		errs = append(errs, fmt.Errorf("storage.trace.blocklist_poll: must be positive, got %s", c.Storage.Trace.BlocklistPoll))
+	}
+	// A trace must stay in the live-store until its block is written, or
+	// it would vanish from queries for a while.
+	if c.LiveStore.Window <= c.BlockBuilder.MaxBlockDuration {
+		errs = append(errs, fmt.Errorf("live_store.window (%s) must be longer than block_builder.max_block_duration (%s), or recent traces would not be found between the two",
+			c.LiveStore.Window, c.BlockBuilder.MaxBlockDuration))
 	}
 	if c.Distributor.RetryAfterOnResourceExhausted < 0 {
 		errs = append(errs, fmt.Errorf("distributor.retry_after_on_resource_exhausted: must not be negative, got %s", c.Distributor.RetryAfterOnResourceExhausted))

@@ -20,8 +20,8 @@ func TestDefault(t *testing.T) {
 	if o.Protocols.GRPC == nil || o.Protocols.GRPC.Endpoint != ":4317" || o.Protocols.HTTP == nil || o.Protocols.HTTP.Endpoint != ":4318" {
 		t.Fatalf("OTLP endpoints: %+v", o.Protocols)
 	}
-	if c.Storage.Trace.Local.Path != "./data" || c.Target != "all" {
-		t.Fatalf("storage %q target %q", c.Storage.Trace.Local.Path, c.Target)
+	if c.Storage.Trace.Store.Local.Path != "./data/blocks" || c.Target != "all" {
+		t.Fatalf("storage %q target %q", c.Storage.Trace.Store.Local.Path, c.Target)
 	}
 }
 
@@ -46,8 +46,8 @@ func TestTempoConfigLoads(t *testing.T) {
 	if o.Protocols.GRPC.Endpoint != "127.0.0.1:14317" || o.Protocols.HTTP.Endpoint != "127.0.0.1:14318" {
 		t.Fatalf("receivers: grpc %+v http %+v", o.Protocols.GRPC, o.Protocols.HTTP)
 	}
-	if c.Storage.Trace.Local.Path != "/var/tempo/blocks" {
-		t.Fatalf("storage path %q", c.Storage.Trace.Local.Path)
+	if c.Storage.Trace.Store.Local.Path != "/var/tempo/blocks" {
+		t.Fatalf("storage path %q", c.Storage.Trace.Store.Local.Path)
 	}
 	if d := c.DistributorNode(); d.MaxAttributeBytes != 512 || !d.MultitenancyEnabled {
 		t.Fatalf("distributor node: %+v (the per-tenant default wins over distributor.max_attribute_bytes)", d)
@@ -100,7 +100,7 @@ func TestTypeAndValueErrors(t *testing.T) {
 		t.Fatalf("type error: %v", err)
 	}
 	_, _, err = Load("weft.yaml", []byte("server:\n  log_level: loud\nstorage:\n  trace:\n    backend: s4\n"), false)
-	if err == nil || !strings.Contains(err.Error(), "server.log_level") || !strings.Contains(err.Error(), `storage.trace.backend: "s4" is not supported`) {
+	if err == nil || !strings.Contains(err.Error(), "server.log_level") || !strings.Contains(err.Error(), `storage.trace: backend: "s4" is not supported`) {
 		t.Fatalf("value errors: %v", err)
 	}
 	_, _, err = Load("weft.yaml", []byte("live_store:\n  window: -1s\n"), false)

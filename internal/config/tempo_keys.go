@@ -10,7 +10,7 @@ var tempoKeys = []string{
 	// top level
 	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client", "querier",
-	"query_frontend", "metrics_generator", "ingest", "block_builder", "memberlist", "usage_report",
+	"query_frontend", "metrics_generator", "ingest", "memberlist", "usage_report",
 	"cache", "backend_scheduler", "backend_scheduler_client", "backend_worker",
 	// server (dskit)
 	"server.http_listen_network", "server.http_listen_conn_limit", "server.grpc_listen_network",
@@ -47,15 +47,24 @@ var tempoKeys = []string{
 	"live_store.readiness_target_lag", "live_store.readiness_max_wait", "live_store.block_config",
 	"live_store.query_block_concurrency", "live_store.remove_owner_on_shutdown", "live_store.shutdown_marker_dir",
 	"live_store.instance_id", "live_store.block_reclaim_grace", "live_store.consume_from_kafka",
+	// block-builder
+	"block_builder.consume_cycle_duration", "block_builder.max_consuming_bytes", "block_builder.block",
+	"block_builder.assigned_partitions", "block_builder.partitions_per_instance", "block_builder.instance_id",
+	"block_builder.global_block_config", "block_builder.lookback_on_no_commit", "block_builder.wal.version",
 	// storage
-	"storage.trace.wal", "storage.trace.block", "storage.trace.search", "storage.trace.blocklist_poll",
+	"storage.trace.wal", "storage.trace.block", "storage.trace.search",
 	"storage.trace.blocklist_poll_concurrency", "storage.trace.blocklist_poll_fallback",
 	"storage.trace.blocklist_poll_tenant_index_builders", "storage.trace.blocklist_poll_stale_tenant_index",
 	"storage.trace.blocklist_poll_jitter_ms", "storage.trace.blocklist_poll_tolerate_consecutive_errors",
 	"storage.trace.blocklist_poll_tenant_concurrency", "storage.trace.empty_tenant_deletion_enabled",
 	"storage.trace.empty_tenant_deletion_age", "storage.trace.pool", "storage.trace.cache",
 	"storage.trace.background_cache", "storage.trace.memcached", "storage.trace.redis",
-	"storage.trace.s3", "storage.trace.gcs", "storage.trace.azure",
+	"storage.trace.s3.storage_class", "storage.trace.s3.hedge_requests_at", "storage.trace.s3.hedge_requests_up_to",
+	"storage.trace.s3.signature_v2", "storage.trace.s3.tags", "storage.trace.s3.sse", "storage.trace.s3.part_size",
+	"storage.trace.s3.bucket_lookup_type", "storage.trace.s3.native_aws_auth_enabled", "storage.trace.s3.list_blocks_concurrency",
+	"storage.trace.s3.session_token", "storage.trace.s3.insecure_skip_verify", "storage.trace.s3.tls_cipher_suites",
+	"storage.trace.s3.tls_min_version", "storage.trace.s3.http_config", "storage.trace.s3.max_retries",
+	"storage.trace.gcs", "storage.trace.azure",
 	// overrides
 	"overrides.defaults.ingestion.rate_strategy", "overrides.defaults.ingestion.rate_limit_bytes",
 	"overrides.defaults.ingestion.burst_size_bytes", "overrides.defaults.ingestion.max_traces_per_user",

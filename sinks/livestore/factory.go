@@ -3,6 +3,7 @@ package livestore
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/weftdb/weft/pipelines"
 )
@@ -42,6 +43,15 @@ func (s *Set) add(st *Store) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stores = append(s.stores, st)
+}
+
+// SetSafeBefore passes Store.SetSafeBefore to every store.
+func (s *Set) SetSafeBefore(t time.Time) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, st := range s.stores {
+		st.SetSafeBefore(t)
+	}
 }
 
 // FindTraceByID returns the trace's spans from every store that holds some

@@ -40,8 +40,9 @@ type Store struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenantStore
 
-	bytes atomic.Int64  // all tenants
-	room  chan struct{} // closed and replaced whenever bytes are freed
+	bytes      atomic.Int64  // all tenants
+	safeBefore atomic.Int64  // unix ns: every span received before is in a block
+	room       chan struct{} // closed and replaced whenever bytes are freed
 
 	roomMu sync.Mutex
 
@@ -171,6 +172,13 @@ func (s *Store) Consume(msg *message.Message) error {
 func (s *Store) waitForRoom(ctx context.Context, need int64) error {
 	if s.bytes.Load()+need <= s.cfg.MaxBytes {
 		return nil
+	}
+	// Traces whose spans are all in blocks can go first.
+	if safe := s.safeBefore.Load(); safe > 0 {
+		s.evictBefore(safe)
+		if s.bytes.Load()+need <= s.cfg.MaxBytes {
+			return nil
+		}
 	}
 	start := time.Now() // real time: the clock may be a test's
 	defer func() { s.m.backPressure.Add(time.Since(start).Seconds()) }()
@@ -307,9 +315,17 @@ func pad8(id []byte) []byte {
 	return b[:]
 }
 
+// SetSafeBefore tells the store that every span it received before t is in
+// a block. When the store is full it lets those traces go first, instead of
+// refusing pushes.
+func (s *Store) SetSafeBefore(t time.Time) { s.safeBefore.Store(t.UnixNano()) }
+
 // Sweep lets go of the traces whose last span arrived more than Window ago.
-func (s *Store) Sweep() {
-	cutoff := s.clock().Add(-s.cfg.Window).UnixNano()
+func (s *Store) Sweep() { s.evictBefore(s.clock().Add(-s.cfg.Window).UnixNano()) }
+
+// evictBefore lets go of the traces whose last span arrived before cutoff
+// (unix nanoseconds).
+func (s *Store) evictBefore(cutoff int64) {
 	s.mu.RLock()
 	tenants := make([]*tenantStore, 0, len(s.tenants))
 	for _, ts := range s.tenants {

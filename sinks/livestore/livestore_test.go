@@ -229,3 +229,28 @@ func msgFromBytes(tenant string, b []byte) *message.Message {
 	m.Metadata.Set(pipelines.MetaTenant, tenant)
 	return m
 }
+
+// A full store lets go of traces that are safely in blocks before it
+// refuses a push.
+func TestSafeTracesMakeRoom(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBytes = 1 << 20
+	cfg.BackPressureTimeout = 50 * time.Millisecond
+	s := newStore(t, cfg)
+	now := time.Unix(1_800_000_000, 0)
+	s.clock = func() time.Time { return now }
+	var err error
+	for seed := uint64(1); seed < 1000 && err == nil; seed++ {
+		err = s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: seed, Traces: 20, SpansPerTrace: 10})))
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("store never filled: %v", err)
+	}
+	s.SetSafeBefore(now.Add(time.Second)) // everything so far is in blocks
+	if err := s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: 5000, Traces: 20, SpansPerTrace: 10}))); err != nil {
+		t.Fatalf("push after the safe mark: %v", err)
+	}
+	if testutil.ToFloat64(s.m.evicted.WithLabelValues("t")) == 0 {
+		t.Fatal("nothing was evicted")
+	}
+}

@@ -1,0 +1,188 @@
+// Command blocks measures weft's block format on local disk: it writes
+// blocks of generated spans through the same code the block-builder uses,
+// then looks traces up by ID through the querier over all of them.
+//
+//	go run ./bench/blocks -blocks 100 -spans-per-block 50000 -dir /tmp/weft-blocks
+//
+// It prints block write throughput, bytes per span on disk, the memory the
+// Arrow buffer holds per MB of span protobuf, and trace-by-ID latency
+// (p50/p99) for present and absent traces.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/blocklist"
+	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/internal/storage"
+	"github.com/weftdb/weft/query/querier"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "blocks:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dir := flag.String("dir", "", "directory of the local bucket (default: a new temporary directory)")
+	blocks := flag.Int("blocks", 100, "blocks to write")
+	spansPerBlock := flag.Int("spans-per-block", 50000, "spans in each block")
+	spansPerTrace := flag.Int("spans-per-trace", 10, "spans in each trace")
+	lookups := flag.Int("lookups", 2000, "trace-by-ID lookups of present traces (as many of absent ones)")
+	reuse := flag.Bool("reuse", false, "skip writing and query the blocks already in -dir")
+	flag.Parse()
+	ctx := context.Background()
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "weft-blocks-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	cfg := storage.DefaultConfig()
+	cfg.Local.Path = *dir
+	bkt, err := storage.NewBucket(cfg, prometheus.NewRegistry(), nil)
+	if err != nil {
+		return err
+	}
+	const tenant = "bench"
+	var sample [][16]byte
+	if !*reuse {
+		tracesPerBlock := *spansPerBlock / *spansPerTrace
+		var writeTime time.Duration
+		var spans, diskBytes, protoBytes int64
+		var bufBytes int64
+		for i := 0; i < *blocks; i++ {
+			td := spangen.Generate(spangen.Options{Seed: uint64(i + 1), Traces: tracesPerBlock, SpansPerTrace: *spansPerTrace, Services: 8,
+				Start: time.Now().Add(-time.Duration(*blocks-i) * time.Minute)})
+			data := spangen.Marshal(td)
+			var b otlpwire.Batch
+			if err := b.Parse(data); err != nil {
+				return err
+			}
+			for k := 0; k < 20; k++ { // remember some trace IDs to look up
+				sp := b.Resources[0].Scopes[0].Spans[rand.IntN(len(b.Resources[0].Scopes[0].Spans))]
+				sample = append(sample, [16]byte(sp.TraceID))
+			}
+			start := time.Now()
+			buf := block.NewBuffer(nil)
+			// The block-builder receives pushes of a few hundred spans.
+			for _, part := range split(&b, 2000) {
+				if err := buf.Add(part); err != nil {
+					return err
+				}
+			}
+			bufBytes += buf.Bytes()
+			meta, err := block.Write(ctx, bkt, tenant, uuid.New(), block.Source{}, buf, block.WriteOptions{})
+			buf.Release()
+			if err != nil {
+				return err
+			}
+			writeTime += time.Since(start)
+			spans += meta.TotalSpans
+			diskBytes += meta.Size + meta.BloomBytes
+			protoBytes += int64(len(data))
+			if (i+1)%10 == 0 {
+				fmt.Fprintf(os.Stderr, "wrote %d/%d blocks (%d spans)\n", i+1, *blocks, spans)
+			}
+		}
+		fmt.Printf("blocks written:             %d blocks, %d spans, %.1f MB on disk (OTLP protobuf %.1f MB)\n",
+			*blocks, spans, float64(diskBytes)/1e6, float64(protoBytes)/1e6)
+		fmt.Printf("block write:                %.0f spans/s (buffer + sort + encode + upload, one core)\n", float64(spans)/writeTime.Seconds())
+		fmt.Printf("bytes per span on disk:     %.1f (data + bloom; OTLP protobuf: %.1f)\n", float64(diskBytes)/float64(spans), float64(protoBytes)/float64(spans))
+		fmt.Printf("buffer memory per MB spans: %.2f MB (Arrow buffer bytes / OTLP protobuf bytes)\n", float64(bufBytes)/float64(protoBytes))
+	}
+
+	list := blocklist.New(bkt, time.Hour, prometheus.NewRegistry(), nil)
+	if err := list.Poll(ctx); err != nil {
+		return err
+	}
+	n := list.Count(tenant)
+	if len(sample) == 0 {
+		return fmt.Errorf("-reuse needs trace IDs; run without it first")
+	}
+	q := querier.New(querier.Config{}, nil, list, bkt, prometheus.NewRegistry())
+	runtime.GC()
+	measure := func(name string, ids [][16]byte, wantFound bool) error {
+		lat := make([]time.Duration, 0, len(ids))
+		for _, id := range ids {
+			start := time.Now()
+			data, err := q.FindTraceByID(ctx, tenant, id, 0, 0)
+			if err != nil {
+				return err
+			}
+			lat = append(lat, time.Since(start))
+			if (len(data) > 0) != wantFound {
+				return fmt.Errorf("trace %x: found=%v, want %v", id, len(data) > 0, wantFound)
+			}
+		}
+		slices.Sort(lat)
+		fmt.Printf("trace by ID, %-17s p50 %8s  p99 %8s  (%d lookups over %d blocks)\n", name+":",
+			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), len(lat), n)
+		return nil
+	}
+	pick := func(k int) [][16]byte {
+		out := make([][16]byte, k)
+		for i := range out {
+			out[i] = sample[rand.IntN(len(sample))]
+		}
+		return out
+	}
+	absent := make([][16]byte, *lookups)
+	for i := range absent {
+		absent[i] = [16]byte{0xde, 0xad, byte(i), byte(i >> 8), byte(rand.Uint32())}
+	}
+	if err := measure("first (cold)", pick(min(200, *lookups)), true); err != nil {
+		return err
+	}
+	if err := measure("present", pick(*lookups), true); err != nil {
+		return err
+	}
+	return measure("absent", absent, false)
+}
+
+// split cuts a batch into batches of at most n spans, as pushes arrive.
+func split(b *otlpwire.Batch, n int) []*otlpwire.Batch {
+	var out []*otlpwire.Batch
+	var cur otlpwire.Builder
+	flush := func() {
+		if cur.SpanCount() == 0 {
+			return
+		}
+		var nb otlpwire.Batch
+		if err := nb.Scan(cur.AppendTo(nil)); err != nil {
+			panic(err)
+		}
+		out = append(out, &nb)
+		cur.Reset()
+	}
+	for ri := range b.Resources {
+		res := &b.Resources[ri]
+		for si := range res.Scopes {
+			sc := &res.Scopes[si]
+			for _, sp := range sc.Spans {
+				cur.Add(res, sc, sp.Raw)
+				if cur.SpanCount() >= n {
+					flush()
+				}
+			}
+		}
+	}
+	flush()
+	return out
+}

@@ -1,0 +1,196 @@
+// Package block writes and reads weft blocks: the spans of one tenant in a
+// Parquet file sorted by trace ID, with a bloom filter over the trace IDs
+// and a meta.json that makes the block visible. docs/block-format.md
+// describes the format, version FormatV1.
+//
+// Writing: spans are added to a Buffer (Arrow arrays) as they arrive and
+// Write cuts the block. Reading: Open a block from its Meta, then
+// FindTraceByID (bloom filter, row-group ranges, page index) or ReadAll.
+package block
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/thanos-io/objstore"
+)
+
+// FormatV1 is the format of the blocks this package writes. A reader
+// refuses blocks of any other format.
+const FormatV1 = "weft-parquet-v1"
+
+// Object names inside a block's directory <tenant>/<blockID>/.
+const (
+	MetaName  = "meta.json"
+	DataName  = "data.parquet"
+	BloomName = "bloom"
+)
+
+// ErrUnknownFormat is returned by Open for a block whose format this
+// version of weft cannot read.
+var ErrUnknownFormat = errors.New("unknown block format")
+
+// Source is where a block's spans came from, so that a replay of the same
+// input can recognise (and replace) the block it already wrote.
+type Source struct {
+	Partition   int32 `json:"partition"`
+	FirstOffset int64 `json:"firstOffset"`
+	LastOffset  int64 `json:"lastOffset"`
+}
+
+// RowGroupMeta describes one Parquet row group of data.parquet: the range
+// of trace IDs it holds, hex-encoded (lowercase, 32 digits), and its rows.
+type RowGroupMeta struct {
+	MinTraceID string `json:"minTraceID"`
+	MaxTraceID string `json:"maxTraceID"`
+	Rows       int64  `json:"rows"`
+}
+
+// Meta is the content of meta.json.
+type Meta struct {
+	Format      string         `json:"format"`
+	BlockID     uuid.UUID      `json:"blockID"`
+	TenantID    string         `json:"tenantID"`
+	StartTime   time.Time      `json:"startTime"` // earliest span start
+	EndTime     time.Time      `json:"endTime"`   // latest span end
+	TotalTraces int64          `json:"totalTraces"`
+	TotalSpans  int64          `json:"totalSpans"`
+	Size        int64          `json:"size"` // bytes of data.parquet
+	BloomBytes  int64          `json:"bloomBytes"`
+	RowGroups   []RowGroupMeta `json:"rowGroups"`
+	Source      Source         `json:"source"`
+	CreatedAt   time.Time      `json:"createdAt"`
+}
+
+// ObjectName is the bucket path of the block object called name.
+func (m *Meta) ObjectName(name string) string { return objectName(m.TenantID, m.BlockID, name) }
+
+func objectName(tenant string, id uuid.UUID, name string) string {
+	return path.Join(tenant, id.String(), name)
+}
+
+// ReadMeta reads the meta.json of a block. It does not check the format
+// (Open does), so that tools can list blocks of every version. An absent
+// block gives an error for which bkt.IsObjNotFoundErr is true.
+func ReadMeta(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*Meta, error) {
+	rc, err := bkt.Get(ctx, objectName(tenant, id, MetaName))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("read %s: %w", objectName(tenant, id, MetaName), err)
+	}
+	m := &Meta{}
+	if err := json.Unmarshal(buf.Bytes(), m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", objectName(tenant, id, MetaName), err)
+	}
+	if m.TenantID != tenant || m.BlockID != id {
+		return nil, fmt.Errorf("%s names block %s/%s", objectName(tenant, id, MetaName), m.TenantID, m.BlockID)
+	}
+	return m, nil
+}
+
+// ListTenants returns, sorted, the tenants that have at least one block
+// with a meta.json.
+func ListTenants(ctx context.Context, bkt objstore.BucketReader) ([]string, error) {
+	var dirs []string
+	err := bkt.Iter(ctx, "", func(name string) error {
+		if strings.HasSuffix(name, "/") {
+			dirs = append(dirs, strings.TrimSuffix(name, "/"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	var tenants []string
+	for _, t := range dirs {
+		ids, err := blockIDs(ctx, bkt, t)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			ok, err := bkt.Exists(ctx, objectName(t, id, MetaName))
+			if err != nil {
+				return nil, fmt.Errorf("list tenants: %w", err)
+			}
+			if ok {
+				tenants = append(tenants, t)
+				break
+			}
+		}
+	}
+	slices.Sort(tenants)
+	return tenants, nil
+}
+
+// blockIDs lists the directories of a tenant that are named by a UUID.
+func blockIDs(ctx context.Context, bkt objstore.BucketReader, tenant string) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := bkt.Iter(ctx, tenant+"/", func(name string) error {
+		if !strings.HasSuffix(name, "/") {
+			return nil
+		}
+		id, err := uuid.Parse(path.Base(name))
+		if err == nil {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list blocks of %s: %w", tenant, err)
+	}
+	return ids, nil
+}
+
+// listConcurrency bounds the meta.json reads in flight in ListBlocks.
+const listConcurrency = 16
+
+// ListBlocks returns the metas of a tenant's blocks, sorted by start time
+// then block ID. Blocks without a meta.json (being written, or abandoned)
+// are left out.
+func ListBlocks(ctx context.Context, bkt objstore.BucketReader, tenant string) ([]*Meta, error) {
+	ids, err := blockIDs(ctx, bkt, tenant)
+	if err != nil {
+		return nil, err
+	}
+	metas := make([]*Meta, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, listConcurrency)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			m, err := ReadMeta(ctx, bkt, tenant, id)
+			if err != nil && !bkt.IsObjNotFoundErr(err) {
+				errs[i] = err
+			}
+			metas[i] = m
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	metas = slices.DeleteFunc(metas, func(m *Meta) bool { return m == nil })
+	slices.SortFunc(metas, func(a, b *Meta) int {
+		if c := a.StartTime.Compare(b.StartTime); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.BlockID[:], b.BlockID[:])
+	})
+	return metas, nil
+}

@@ -1,0 +1,92 @@
+package blocklist
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/providers/filesystem"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/spangen"
+)
+
+func write(t *testing.T, bkt objstore.Bucket, tenant string, start time.Time) *block.Meta {
+	t.Helper()
+	td := ptrace.NewTraces()
+	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(pcommon.TraceID{1})
+	sp.SetSpanID(pcommon.SpanID{1})
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Second)))
+	var b otlpwire.Batch
+	if err := b.Parse(spangen.Marshal(td)); err != nil {
+		t.Fatal(err)
+	}
+	buf := block.NewBuffer(nil)
+	defer buf.Release()
+	if err := buf.Add(&b); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := block.Write(context.Background(), bkt, tenant, uuid.New(), block.Source{}, buf, block.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta
+}
+
+func TestPollSeesCompleteBlocksOnly(t *testing.T) {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	a := write(t, bkt, "t", t0)
+	b := write(t, bkt, "t", t0.Add(time.Hour))
+	// A block being written: data but no meta.json yet.
+	partial := uuid.New()
+	if err := bkt.Upload(ctx, "t/"+partial.String()+"/"+block.DataName, bytes.NewReader([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	l := New(bkt, time.Hour, prometheus.NewRegistry(), nil)
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l.Count("t") != 2 {
+		t.Fatalf("%d blocks, want the 2 complete ones", l.Count("t"))
+	}
+	// Newest first; time filter.
+	got := l.Blocks("t", time.Time{}, time.Time{})
+	if got[0].Meta.BlockID != b.BlockID || got[1].Meta.BlockID != a.BlockID {
+		t.Fatal("blocks not newest first")
+	}
+	if got := l.Blocks("t", t0.Add(30*time.Minute), time.Time{}); len(got) != 1 || got[0].Meta.BlockID != b.BlockID {
+		t.Fatalf("time filter: %d blocks", len(got))
+	}
+	// The partial block completes; a block is deleted.
+	if err := bkt.Delete(ctx, "t/"+partial.String()+"/"+block.DataName); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{block.MetaName, block.DataName, block.BloomName} {
+		_ = bkt.Delete(ctx, "t/"+a.BlockID.String()+"/"+name)
+	}
+	c := write(t, bkt, "t", t0.Add(2*time.Hour))
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[uuid.UUID]bool{}
+	for _, e := range l.Blocks("t", time.Time{}, time.Time{}) {
+		ids[e.Meta.BlockID] = true
+	}
+	if len(ids) != 2 || !ids[b.BlockID] || !ids[c.BlockID] || ids[a.BlockID] {
+		t.Fatalf("after the second poll: %v", ids)
+	}
+}

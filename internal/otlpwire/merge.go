@@ -1,0 +1,49 @@
+package otlpwire
+
+import "encoding/binary"
+
+// Merge combines several TracesData encodings of one trace (from the
+// live-store and from blocks) into one, keeping the first copy of each span
+// ID. Inputs must have passed Parse or Scan before (they are scanned, not
+// checked). With a single non-empty input, that input is returned as is.
+func Merge(parts ...[]byte) ([]byte, error) {
+	var nonEmpty [][]byte
+	for _, p := range parts {
+		if len(p) > 0 {
+			nonEmpty = append(nonEmpty, p)
+		}
+	}
+	switch len(nonEmpty) {
+	case 0:
+		return nil, nil
+	case 1:
+		return nonEmpty[0], nil
+	}
+	seen := map[uint64]struct{}{}
+	var out []byte
+	for _, p := range nonEmpty {
+		var batch Batch
+		if err := batch.Scan(p); err != nil {
+			return nil, err
+		}
+		var b Builder
+		for ri := range batch.Resources {
+			res := &batch.Resources[ri]
+			for si := range res.Scopes {
+				sc := &res.Scopes[si]
+				for _, sp := range sc.Spans {
+					var id [8]byte
+					copy(id[:], sp.SpanID)
+					key := binary.BigEndian.Uint64(id[:])
+					if _, dup := seen[key]; dup {
+						continue
+					}
+					seen[key] = struct{}{}
+					b.Add(res, sc, sp.Raw)
+				}
+			}
+		}
+		out = b.AppendTo(out)
+	}
+	return out, nil
+}

@@ -1,0 +1,389 @@
+// Package wal is a local write-ahead log: an append-only sequence of
+// records, each with a monotonically increasing offset, made durable with
+// fsync before Append returns. The block-builder keeps in it what it has
+// acknowledged and not yet uploaded, and replays it on start.
+//
+// Appends are group-committed: one fsync covers every record appended
+// before it, so concurrent writers share the cost of a sync. Records are
+// framed as [length uint32][crc32c uint32][body]; a torn record at the end of
+// the last segment (a crash during a write, never acknowledged) ends the
+// replay and is cut off.
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// DefaultSegmentBytes is the size after which a new segment file starts.
+const DefaultSegmentBytes = 64 << 20
+
+// MaxRecordBytes bounds one record, so a corrupt length cannot make replay
+// allocate without limit.
+const MaxRecordBytes = 256 << 20
+
+const (
+	headerLen = 8
+	suffix    = ".wal"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Record is one entry of the log.
+type Record struct {
+	Offset    int64
+	Tenant    string
+	Partition int32
+	Data      []byte
+}
+
+// WAL is a write-ahead log in one directory. It is safe for concurrent use.
+type WAL struct {
+	dir          string
+	segmentBytes int64
+
+	mu       sync.Mutex // guards the fields below and writes to w
+	f        *os.File
+	w        *bufio.Writer
+	segStart int64 // offset of the first record of the open segment
+	segSize  int64
+	next     int64 // offset of the next record
+	closed   bool
+	segments []segment // closed segments, oldest first
+
+	syncMu sync.Mutex // one fsync at a time
+	synced int64      // every record below this offset is durable
+	syncMx sync.Mutex // guards synced
+}
+
+type segment struct {
+	start int64 // first offset
+	end   int64 // one past the last offset
+	path  string
+}
+
+// Open opens (or creates) the log in dir and replays every record in it,
+// oldest first, through fn. A torn record at the end is removed. New
+// records continue after the last one replayed.
+func Open(dir string, segmentBytes int64, fn func(Record) error) (*WAL, error) {
+	if segmentBytes <= 0 {
+		segmentBytes = DefaultSegmentBytes
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create the WAL directory: %w", err)
+	}
+	w := &WAL{dir: dir, segmentBytes: segmentBytes}
+	starts, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	next := int64(0)
+	for i, start := range starts {
+		path := segmentPath(dir, start)
+		if start < next {
+			return nil, fmt.Errorf("cannot replay the WAL: segment %s overlaps the one before it", path)
+		}
+		end, err := replaySegment(path, start, i == len(starts)-1, fn)
+		if err != nil {
+			return nil, err
+		}
+		w.segments = append(w.segments, segment{start: start, end: end, path: path})
+		next = end
+	}
+	w.next, w.synced = next, next
+	if err := w.openSegment(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func segmentPath(dir string, start int64) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d%s", start, suffix))
+}
+
+func listSegments(dir string) ([]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the WAL directory: %w", err)
+	}
+	var starts []int64
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, suffix) {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(name, suffix), 10, 64)
+		if err != nil {
+			continue // not ours
+		}
+		starts = append(starts, n)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	return starts, nil
+}
+
+// replaySegment reads one segment and returns the offset after its last
+// record. In the last segment a torn tail is truncated; elsewhere it is an
+// error, as later segments depend on it.
+func replaySegment(path string, start int64, last bool, fn func(Record) error) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("cannot open WAL segment: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	off, pos := start, int64(0)
+	var hdr [headerLen]byte
+	for {
+		_, err := io.ReadFull(r, hdr[:])
+		if errors.Is(err, io.EOF) {
+			return off, nil
+		}
+		torn := err != nil
+		var body []byte
+		if !torn {
+			n := binary.LittleEndian.Uint32(hdr[:4])
+			if n > MaxRecordBytes {
+				torn = true
+			} else {
+				body = make([]byte, n)
+				if _, err := io.ReadFull(r, body); err != nil || crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+					torn = true
+				}
+			}
+		}
+		if torn {
+			if !last {
+				return 0, fmt.Errorf("cannot replay the WAL: segment %s is corrupt at byte %d and is not the last one", path, pos)
+			}
+			if err := f.Truncate(pos); err != nil {
+				return 0, fmt.Errorf("cannot cut the torn end of WAL segment %s: %w", path, err)
+			}
+			return off, f.Sync()
+		}
+		rec, err := decode(off, body)
+		if err != nil {
+			return 0, fmt.Errorf("cannot replay the WAL: segment %s, byte %d: %w", path, pos, err)
+		}
+		if err := fn(rec); err != nil {
+			return 0, err
+		}
+		off++
+		pos += headerLen + int64(len(body))
+	}
+}
+
+func encode(dst []byte, tenant string, partition int32, data []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(tenant)))
+	dst = append(dst, tenant...)
+	dst = binary.AppendVarint(dst, int64(partition))
+	return append(dst, data...)
+}
+
+func decode(off int64, body []byte) (Record, error) {
+	n, k := binary.Uvarint(body)
+	if k <= 0 || uint64(len(body)-k) < n {
+		return Record{}, errors.New("bad tenant field")
+	}
+	tenant := string(body[k : k+int(n)])
+	body = body[k+int(n):]
+	p, k := binary.Varint(body)
+	if k <= 0 {
+		return Record{}, errors.New("bad partition field")
+	}
+	return Record{Offset: off, Tenant: tenant, Partition: int32(p), Data: body[k:]}, nil
+}
+
+// openSegment starts the segment of the next record. A segment is named
+// after its first offset, so a file of that name can only be an empty last
+// segment, which is reused.
+func (w *WAL) openSegment() error {
+	if n := len(w.segments); n > 0 && w.segments[n-1].start == w.next {
+		w.segments = w.segments[:n-1]
+	}
+	f, err := os.OpenFile(segmentPath(w.dir, w.next), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot open a WAL segment: %w", err)
+	}
+	w.f, w.w, w.segStart, w.segSize = f, bufio.NewWriterSize(f, 1<<20), w.next, 0
+	return syncDir(w.dir)
+}
+
+// Append writes a record and returns once it is durable, with its offset.
+func (w *WAL) Append(tenant string, partition int32, data []byte) (int64, error) {
+	off, err := w.Write(tenant, partition, data)
+	if err != nil {
+		return 0, err
+	}
+	return off, w.Sync(off)
+}
+
+// Write appends a record without waiting for it to be durable and returns
+// its offset: offsets follow the order of Write calls, so a caller that
+// holds its own lock around Write sees them in the order it acted on them.
+// Sync(offset) then waits for durability, outside that lock.
+func (w *WAL) Write(tenant string, partition int32, data []byte) (int64, error) {
+	body := encode(make([]byte, 0, len(tenant)+16+len(data)), tenant, partition, data)
+	if len(body) > MaxRecordBytes {
+		return 0, fmt.Errorf("cannot append to the WAL: record of %d bytes is over the %d-byte limit", len(body), MaxRecordBytes)
+	}
+	var hdr [headerLen]byte
+	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(body)))
+	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, errors.New("cannot append to the WAL: it is closed")
+	}
+	if w.segSize > 0 && w.segSize+int64(len(body))+headerLen > w.segmentBytes {
+		if err := w.rotate(); err != nil {
+			return 0, err
+		}
+	}
+	off := w.next
+	_, err1 := w.w.Write(hdr[:])
+	_, err2 := w.w.Write(body)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("cannot append to the WAL: %w", err)
+	}
+	w.next++
+	w.segSize += headerLen + int64(len(body))
+	return off, nil
+}
+
+// Sync returns once the record at off, and every one before it, is durable.
+func (w *WAL) Sync(off int64) error { return w.syncThrough(off) }
+
+// syncThrough returns once the record at off is durable. The first caller
+// to get the sync lock flushes and fsyncs everything written so far;
+// callers behind it usually find their record already synced.
+func (w *WAL) syncThrough(off int64) error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.syncMx.Lock()
+	done := w.synced > off
+	w.syncMx.Unlock()
+	if done {
+		return nil
+	}
+	w.mu.Lock()
+	if err := w.w.Flush(); err != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("cannot write the WAL: %w", err)
+	}
+	f, upTo := w.f, w.next
+	w.mu.Unlock()
+	err := f.Sync()
+	w.syncMx.Lock()
+	defer w.syncMx.Unlock()
+	if err != nil {
+		if w.synced > off {
+			return nil // a rotation closed f after syncing it
+		}
+		return fmt.Errorf("cannot fsync the WAL: %w", err)
+	}
+	if w.synced < upTo {
+		w.synced = upTo
+	}
+	return nil
+}
+
+// rotate closes the open segment (durably) and opens the next. Called with
+// mu held.
+func (w *WAL) rotate() error {
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("cannot write the WAL: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("cannot fsync the WAL: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("cannot close a WAL segment: %w", err)
+	}
+	w.segments = append(w.segments, segment{start: w.segStart, end: w.next, path: segmentPath(w.dir, w.segStart)})
+	w.syncMx.Lock()
+	if w.synced < w.next {
+		w.synced = w.next
+	}
+	w.syncMx.Unlock()
+	return w.openSegment()
+}
+
+// Next is the offset the next record will get.
+func (w *WAL) Next() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next
+}
+
+// Release deletes the closed segments whose records all lie below offset:
+// the caller no longer needs them. The open segment is kept.
+func (w *WAL) Release(offset int64) error {
+	w.mu.Lock()
+	var drop []segment
+	keep := w.segments[:0]
+	for _, s := range w.segments {
+		if s.end <= offset {
+			drop = append(drop, s)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	w.segments = keep
+	w.mu.Unlock()
+	var errs []error
+	for _, s := range drop {
+		if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("cannot delete WAL segment: %w", err))
+		}
+	}
+	if len(drop) > 0 {
+		errs = append(errs, syncDir(w.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// Segments is the number of segment files, the open one included.
+func (w *WAL) Segments() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.segments) + 1
+}
+
+// Close flushes, syncs and closes the open segment.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.w.Flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	return errors.Join(err, w.f.Close())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot open the WAL directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot fsync the WAL directory: %w", err)
+	}
+	return nil
+}
