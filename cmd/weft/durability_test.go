@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -23,8 +22,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftdb/weft/internal/block"
-	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/block/blocktest"
 )
 
 const spansPerTrace = 4
@@ -102,47 +100,14 @@ func traceSpans(t *testing.T, httpAddr string, tid [16]byte) (int, []byte) {
 	return n, body
 }
 
-// blockSpans counts, over every block on disk, how often each span ID occurs.
+// blockSpans counts, over every block on disk, how often each span occurs.
 func blockSpans(t *testing.T, blocksDir string) map[string]int {
 	t.Helper()
 	bkt, err := filesystem.NewBucket(blocksDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	counts := map[string]int{}
-	tenants, err := block.ListTenants(ctx, bkt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ten := range tenants {
-		metas, err := block.ListBlocks(ctx, bkt, ten)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range metas {
-			r, err := block.Open(ctx, bkt, m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := r.ReadAll(ctx)
-			r.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b otlpwire.Batch
-			if err := b.Parse(data); err != nil {
-				t.Fatal(err)
-			}
-			for _, res := range b.Resources {
-				for _, sc := range res.Scopes {
-					for _, sp := range sc.Spans {
-						counts[hex.EncodeToString(sp.TraceID)+"/"+hex.EncodeToString(sp.SpanID)]++
-					}
-				}
-			}
-		}
-	}
+	counts, _ := blocktest.SpanCounts(t, bkt)
 	return counts
 }
 

@@ -33,6 +33,7 @@ const (
 	ReasonInvalidTraceID = "invalid_trace_id"
 	ReasonInvalidSpanID  = "invalid_span_id"
 	ReasonLiveStoreFull  = "live_store_full"
+	ReasonBuilderBehind  = "block_builder_behind"
 	ReasonFilteredOut    = "filtered"
 )
 

@@ -211,7 +211,7 @@ func (b *Builder) Consume(msg *message.Message) error {
 	b.mu.Lock()
 	if err := b.waitForRoomLocked(msg.Context()); err != nil {
 		b.mu.Unlock()
-		b.m.discarded.WithLabelValues(ten, "block_builder_behind").Add(float64(batch.SpanCount()))
+		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
 		return err
 	}
 	// WAL order = buffer order: write under the lock, sync outside it.

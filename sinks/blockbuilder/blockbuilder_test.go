@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/block"
-	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/block/blocktest"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/pipelines"
 )
@@ -80,46 +80,10 @@ func push(t *testing.T, b *Builder, tenant string, seed uint64) ptrace.Traces {
 	return td
 }
 
-// stored counts every span over every block of the bucket, by tenant/trace/span.
+// stored counts every span over every block of the bucket.
 func stored(t *testing.T, bkt objstore.Bucket) (map[string]int, int) {
 	t.Helper()
-	ctx := context.Background()
-	counts := map[string]int{}
-	blocks := 0
-	tenants, err := block.ListTenants(ctx, bkt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ten := range tenants {
-		metas, err := block.ListBlocks(ctx, bkt, ten)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range metas {
-			blocks++
-			r, err := block.Open(ctx, bkt, m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := r.ReadAll(ctx)
-			r.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b otlpwire.Batch
-			if err := b.Parse(data); err != nil {
-				t.Fatal(err)
-			}
-			for _, res := range b.Resources {
-				for _, sc := range res.Scopes {
-					for _, sp := range sc.Spans {
-						counts[ten+"/"+hex.EncodeToString(sp.TraceID)+"/"+hex.EncodeToString(sp.SpanID)]++
-					}
-				}
-			}
-		}
-	}
-	return counts, blocks
+	return blocktest.SpanCounts(t, bkt)
 }
 
 func expect(t *testing.T, counts map[string]int, tenant string, tds ...ptrace.Traces) {
