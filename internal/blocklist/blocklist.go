@@ -94,11 +94,14 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 	}
 }
 
-// Start polls once, then every interval until Stop.
+// Start polls once, then every interval until Stop. A failing first poll
+// (object storage down) is logged, not fatal: the next polls catch up.
 func (l *List) Start(ctx context.Context) error {
-	if err := l.Poll(ctx); err != nil {
-		return fmt.Errorf("cannot read the block list: %w", err)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := l.Poll(pctx); err != nil {
+		l.logger.Warn("cannot read the block list; blocks written before this start are not queryable until a poll succeeds", "err", err)
 	}
+	cancel()
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -167,11 +170,24 @@ func (l *List) Poll(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	listed := map[string]bool{}
 	for _, ten := range tenants {
+		listed[ten] = true
 		if err := l.pollTenant(ctx, ten); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	l.mu.Lock()
+	for ten, blocks := range l.tenants {
+		if !listed[ten] { // every block of the tenant is gone
+			for _, e := range blocks {
+				e.close()
+			}
+			delete(l.tenants, ten)
+			l.blocks.DeleteLabelValues(ten)
+		}
+	}
+	l.mu.Unlock()
 	if len(errs) > 0 {
 		l.pollErrs.Inc()
 	}

@@ -5,7 +5,7 @@ import "encoding/binary"
 // Merge combines several TracesData encodings of one trace (from the
 // live-store and from blocks) into one, keeping the first copy of each span
 // ID. Inputs must have passed Parse or Scan before (they are scanned, not
-// checked). With a single non-empty input, that input is returned as is.
+// checked). An input without duplicates is returned as it is.
 func Merge(parts ...[]byte) ([]byte, error) {
 	var nonEmpty [][]byte
 	for _, p := range parts {
@@ -17,7 +17,9 @@ func Merge(parts ...[]byte) ([]byte, error) {
 	case 0:
 		return nil, nil
 	case 1:
-		return nonEmpty[0], nil
+		if !hasDuplicates(nonEmpty[0]) {
+			return nonEmpty[0], nil
+		}
 	}
 	seen := map[uint64]struct{}{}
 	var out []byte
@@ -46,4 +48,29 @@ func Merge(parts ...[]byte) ([]byte, error) {
 		out = b.AppendTo(out)
 	}
 	return out, nil
+}
+
+// hasDuplicates reports whether a span ID occurs twice in data; data that
+// cannot be scanned is reported as having none (Merge then returns it and
+// the caller's decoder reports the problem).
+func hasDuplicates(data []byte) bool {
+	var batch Batch
+	if err := batch.Scan(data); err != nil {
+		return false
+	}
+	seen := make(map[uint64]struct{}, batch.SpanCount())
+	for _, res := range batch.Resources {
+		for _, sc := range res.Scopes {
+			for _, sp := range sc.Spans {
+				var id [8]byte
+				copy(id[:], sp.SpanID)
+				key := binary.BigEndian.Uint64(id[:])
+				if _, dup := seen[key]; dup {
+					return true
+				}
+				seen[key] = struct{}{}
+			}
+		}
+	}
+	return false
 }

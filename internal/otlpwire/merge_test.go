@@ -49,6 +49,12 @@ func TestMergeDedupes(t *testing.T) {
 	if out, _ := Merge(nil, live); &out[0] != &live[0] {
 		t.Fatal("a single part was copied")
 	}
+	// One part with a span twice (a client retry inside one block).
+	twice := append(traceWith("a", 1, 2), traceWith("a", 2)...)
+	out, _ = Merge(twice)
+	if n := unmarshal(t, out).SpanCount(); n != 2 {
+		t.Fatalf("single part with a duplicate: %d spans, want 2", n)
+	}
 	if out, _ := Merge(); out != nil {
 		t.Fatal("no parts gave data")
 	}

@@ -12,7 +12,9 @@ package wal
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // DefaultSegmentBytes is the size after which a new segment file starts.
@@ -61,6 +64,10 @@ type WAL struct {
 	closed   bool
 	segments []segment // closed segments, oldest first
 
+	lock      *os.File // holds an exclusive flock on the directory
+	epoch     string   // random ID of this log, kept across restarts
+	truncated int64    // bytes cut off the end on Open
+
 	syncMu sync.Mutex // one fsync at a time
 	synced int64      // every record below this offset is durable
 	syncMx sync.Mutex // guards synced
@@ -83,6 +90,20 @@ func Open(dir string, segmentBytes int64, fn func(Record) error) (*WAL, error) {
 		return nil, fmt.Errorf("cannot create the WAL directory: %w", err)
 	}
 	w := &WAL{dir: dir, segmentBytes: segmentBytes}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	w.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
+	if w.epoch, err = readEpoch(dir); err != nil {
+		return nil, err
+	}
 	starts, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -93,10 +114,11 @@ func Open(dir string, segmentBytes int64, fn func(Record) error) (*WAL, error) {
 		if start < next {
 			return nil, fmt.Errorf("cannot replay the WAL: segment %s overlaps the one before it", path)
 		}
-		end, err := replaySegment(path, start, i == len(starts)-1, fn)
+		end, cut, err := replaySegment(path, start, i == len(starts)-1, fn)
 		if err != nil {
 			return nil, err
 		}
+		w.truncated += cut
 		w.segments = append(w.segments, segment{start: start, end: end, path: path})
 		next = end
 	}
@@ -104,7 +126,51 @@ func Open(dir string, segmentBytes int64, fn func(Record) error) (*WAL, error) {
 	if err := w.openSegment(); err != nil {
 		return nil, err
 	}
+	ok = true
 	return w, nil
+}
+
+// Epoch is a random ID created with the log and kept across restarts: a
+// new, empty log gets a new one, so names derived from offsets never repeat
+// those of a log that was lost.
+func (w *WAL) Epoch() string { return w.epoch }
+
+// Truncated is how many bytes Open cut off the end of the last segment
+// because they did not hold whole, intact records.
+func (w *WAL) Truncated() int64 { return w.truncated }
+
+func readEpoch(dir string) (string, error) {
+	path := filepath.Join(dir, "epoch")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !os.IsNotExist(err) {
+		return "", fmt.Errorf("cannot read the WAL epoch: %w", err)
+	}
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("cannot create the WAL epoch: %w", err)
+	}
+	epoch := hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(epoch+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("cannot write the WAL epoch: %w", err)
+	}
+	return epoch, syncDir(dir)
+}
+
+// lockDir takes an exclusive lock on dir, so two processes (or two nodes of
+// one process) cannot write the same log.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the WAL lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot lock the WAL directory %s: another process or pipeline node uses it (give each block_builder its own wal.path): %w", dir, err)
+	}
+	return f, nil
 }
 
 func segmentPath(dir string, start int64) string {
@@ -135,10 +201,10 @@ func listSegments(dir string) ([]int64, error) {
 // replaySegment reads one segment and returns the offset after its last
 // record. In the last segment a torn tail is truncated; elsewhere it is an
 // error, as later segments depend on it.
-func replaySegment(path string, start int64, last bool, fn func(Record) error) (int64, error) {
+func replaySegment(path string, start int64, last bool, fn func(Record) error) (end, cut int64, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return 0, fmt.Errorf("cannot open WAL segment: %w", err)
+		return 0, 0, fmt.Errorf("cannot open WAL segment: %w", err)
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
@@ -147,7 +213,7 @@ func replaySegment(path string, start int64, last bool, fn func(Record) error) (
 	for {
 		_, err := io.ReadFull(r, hdr[:])
 		if errors.Is(err, io.EOF) {
-			return off, nil
+			return off, 0, nil
 		}
 		torn := err != nil
 		var body []byte
@@ -164,19 +230,23 @@ func replaySegment(path string, start int64, last bool, fn func(Record) error) (
 		}
 		if torn {
 			if !last {
-				return 0, fmt.Errorf("cannot replay the WAL: segment %s is corrupt at byte %d and is not the last one", path, pos)
+				return 0, 0, fmt.Errorf("cannot replay the WAL: segment %s is corrupt at byte %d and is not the last one", path, pos)
+			}
+			st, err := f.Stat()
+			if err != nil {
+				return 0, 0, fmt.Errorf("cannot cut the torn end of WAL segment %s: %w", path, err)
 			}
 			if err := f.Truncate(pos); err != nil {
-				return 0, fmt.Errorf("cannot cut the torn end of WAL segment %s: %w", path, err)
+				return 0, 0, fmt.Errorf("cannot cut the torn end of WAL segment %s: %w", path, err)
 			}
-			return off, f.Sync()
+			return off, st.Size() - pos, f.Sync()
 		}
 		rec, err := decode(off, body)
 		if err != nil {
-			return 0, fmt.Errorf("cannot replay the WAL: segment %s, byte %d: %w", path, pos, err)
+			return 0, 0, fmt.Errorf("cannot replay the WAL: segment %s, byte %d: %w", path, pos, err)
 		}
 		if err := fn(rec); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		off++
 		pos += headerLen + int64(len(body))
@@ -373,7 +443,7 @@ func (w *WAL) Close() error {
 	if err == nil {
 		err = w.f.Sync()
 	}
-	return errors.Join(err, w.f.Close())
+	return errors.Join(err, w.f.Close(), w.lock.Close())
 }
 
 func syncDir(dir string) error {
@@ -386,4 +456,15 @@ func syncDir(dir string) error {
 		return fmt.Errorf("cannot fsync the WAL directory: %w", err)
 	}
 	return nil
+}
+
+// Abandon lets go of the log as a crash would: it closes the files and the
+// lock without flushing what Write buffered and Sync did not make durable.
+// It exists for crash tests in one process.
+func (w *WAL) Abandon() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	_ = w.f.Close()
+	_ = w.lock.Close()
 }

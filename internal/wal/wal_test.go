@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -191,4 +192,26 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Two logs cannot share a directory; the epoch survives restarts and a new
+// directory gets a new one.
+func TestLockAndEpoch(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := replayAll(t, dir, 0)
+	if _, err := Open(dir, 0, func(Record) error { return nil }); err == nil || !strings.Contains(err.Error(), "wal.path") {
+		t.Fatalf("second open of a locked WAL: %v", err)
+	}
+	epoch := w.Epoch()
+	w.Close()
+	w, _ = replayAll(t, dir, 0)
+	if w.Epoch() != epoch || len(epoch) != 32 {
+		t.Fatalf("epoch %q after restart, want %q", w.Epoch(), epoch)
+	}
+	w.Close()
+	other, _ := replayAll(t, t.TempDir(), 0)
+	defer other.Close()
+	if other.Epoch() == epoch {
+		t.Fatal("a new WAL reused an epoch")
+	}
 }

@@ -45,13 +45,15 @@ const Type = "block_builder"
 // last WAL offset that is in an uploaded block.
 const checkpointName = "flushed.json"
 
-// blockNamespace makes block IDs UUIDv5s of (tenant, partition, first offset).
+// blockNamespace makes block IDs UUIDv5s of (source, tenant, partition,
+// first offset).
 var blockNamespace = uuid.MustParse("6f1c1d1e-7a43-4b0e-9c55-2f3b8f5e0a11")
 
 // BlockID is the ID of the block that starts at a tenant's record at offset
-// of partition: the same inputs always give the same block.
-func BlockID(tenant string, partition int32, firstOffset int64) uuid.UUID {
-	return uuid.NewSHA1(blockNamespace, []byte(tenant+"/"+strconv.Itoa(int(partition))+"/"+strconv.FormatInt(firstOffset, 10)))
+// of partition in the log named source (the WAL's epoch): the same inputs
+// always give the same block, and a new log never reuses an old log's IDs.
+func BlockID(source, tenant string, partition int32, firstOffset int64) uuid.UUID {
+	return uuid.NewSHA1(blockNamespace, []byte(source+"/"+tenant+"/"+strconv.Itoa(int(partition))+"/"+strconv.FormatInt(firstOffset, 10)))
 }
 
 // Hooks let the rest of the process learn about uploads.
@@ -176,6 +178,9 @@ func (b *Builder) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot open the block-builder WAL: %w", err)
 	}
 	b.log = log
+	if cut := log.Truncated(); cut > 0 {
+		b.logger.Warn("cut the end of the block-builder WAL: it did not hold whole records (a write cut short by a crash, never acknowledged, or damage)", "bytes", cut)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if replayed > 0 {
 		b.logger.Info("replayed the block-builder WAL", "records", replayed, "buffered_bytes", b.bytes)
@@ -360,7 +365,7 @@ func (b *Builder) uploader() {
 
 func (b *Builder) upload(buf *buffer) error {
 	start := time.Now()
-	id := BlockID(buf.tenant, 0, buf.first)
+	id := BlockID(b.log.Epoch(), buf.tenant, 0, buf.first)
 	meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id,
 		block.Source{Partition: 0, FirstOffset: buf.first, LastOffset: buf.last},
 		buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
@@ -377,15 +382,20 @@ func (b *Builder) upload(buf *buffer) error {
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
 	safeOffset, safeTime := b.safeLocked()
-	err = b.saveCheckpointLocked()
+	if err := b.saveCheckpointLocked(); err != nil {
+		// The block is uploaded: without the checkpoint a replay rewrites it
+		// under the same ID, which is safe. Keep the WAL segments for that.
+		b.logger.Warn("cannot save the block-builder checkpoint; a restart will rewrite the block", "err", err)
+		b.m.failures.Inc()
+		safeOffset = -1
+	}
 	b.cond.Broadcast()
 	b.mu.Unlock()
 	buf.buf.Release()
-	if err != nil {
-		return err // the block is uploaded; a replay would rewrite it under the same ID
-	}
-	if err := b.log.Release(safeOffset); err != nil {
-		b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
+	if safeOffset >= 0 {
+		if err := b.log.Release(safeOffset); err != nil {
+			b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
+		}
 	}
 	b.m.walSegments.Set(float64(b.log.Segments()))
 	if b.hooks.OnBlock != nil {
@@ -398,9 +408,11 @@ func (b *Builder) upload(buf *buffer) error {
 }
 
 // safeLocked returns the lowest WAL offset still needed and the time before
-// which everything accepted is in a block.
+// which everything accepted is in a block. The time keeps a margin of the
+// back-pressure timeout: a push the live-store already holds may still be on
+// its way to this sink, which takes it or refuses it within that time.
 func (b *Builder) safeLocked() (int64, time.Time) {
-	off, t := b.log.Next(), b.clock()
+	off, t := b.log.Next(), b.clock().Add(-b.cfg.BackPressureTimeout-time.Second)
 	consider := func(buf *buffer) {
 		if buf != nil {
 			off = min(off, buf.first)

@@ -129,7 +129,7 @@ func TestShutdownUploadsEverythingPerTenant(t *testing.T) {
 		t.Fatalf("%d blocks, %d reported, want one per tenant", blocks, len(metas))
 	}
 	for _, m := range metas {
-		if m.BlockID != BlockID(m.TenantID, 0, m.Source.FirstOffset) {
+		if m.BlockID != BlockID(b.log.Epoch(), m.TenantID, 0, m.Source.FirstOffset) {
 			t.Fatalf("block %s is not named after its first offset %d", m.BlockID, m.Source.FirstOffset)
 		}
 	}
@@ -174,7 +174,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	b := f.start(t, Hooks{})
 	td1 := push(t, b, "t", 1)
 	td2 := push(t, b, "t", 2)
-	// crash: abandon b without Shutdown
+	crash(b)
 	b2 := f.start(t, Hooks{})
 	stop(t, b2)
 	counts, _ := stored(t, f.bkt)
@@ -246,4 +246,17 @@ func TestConfigValidate(t *testing.T) {
 			t.Fatalf("err = %v, want it to name %s", err, w)
 		}
 	}
+}
+
+// crash stops b's goroutines and drops its WAL without flushing or
+// uploading anything, as a killed process would.
+func crash(b *Builder) {
+	b.mu.Lock()
+	b.stopping = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	close(b.done)
+	b.cancel()
+	b.wg.Wait()
+	b.log.Abandon()
 }
