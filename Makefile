@@ -35,6 +35,7 @@ tools:
 ## test-long: slow soak, stress and fuzz runs
 test-long:
 	$(GO) test -count=1 -timeout 60m -run 'Long' ./...
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./query/traceql
 
 ## lint: gofmt check and go vet
 lint:
