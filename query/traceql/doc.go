@@ -4,8 +4,10 @@
 // every node carries its Position, String prints canonical TraceQL that
 // parses back to the same tree, RootExpr.Fields lists the attributes and
 // intrinsics to fetch, and SpansetFilter.Conjuncts exposes the top-level
-// `&&` terms an engine can push down to storage. It does not evaluate
-// queries.
+// `&&` terms an engine can push down to storage. RootExpr.Eval evaluates a
+// query over one trace (NewTrace reads it from OTLP TracesData bytes), so
+// the live-store and the block path share one evaluator; choosing the
+// traces to evaluate is the caller's job.
 //
 // The lexer is hand-written and the parser is recursive descent with
 // precedence climbing; both use only the standard library. Parse rejects
