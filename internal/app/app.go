@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
 	"github.com/weftdb/weft/query/querier"
+	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
@@ -128,6 +129,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	}
 	handler, err := api.New(api.Options{
 		Finder:              querier.New(querier.Config{}, a.stores, a.blocks, a.bucket, a.registry),
+		Searcher:            search.New(a.stores, a.blocks, a.bucket),
 		MultitenancyEnabled: cfg.MultitenancyEnabled,
 		Build:               build,
 		Ready:               a.ready,

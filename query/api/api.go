@@ -58,6 +58,8 @@ type Options struct {
 	// Metrics registers the API's own request metrics. Nil means they are
 	// kept but not registered anywhere.
 	Metrics prometheus.Registerer
+	// Searcher answers /api/search. Nil makes the route answer 501.
+	Searcher Searcher
 }
 
 // Route labels of the request duration histogram.
@@ -67,6 +69,7 @@ const (
 	routeReady     = "/ready"
 	routeEcho      = "/api/echo"
 	routeBuildInfo = "/api/status/buildinfo"
+	routeSearch    = "/api/search"
 	routeMetrics   = "/metrics"
 	// routeOther labels requests that match no route.
 	routeOther = "other"
@@ -80,6 +83,7 @@ type handler struct {
 	duration *prometheus.HistogramVec
 
 	finder       TraceFinder
+	searcher     Searcher
 	multitenancy bool
 	ready        func() error
 	buildInfo    []byte
@@ -89,6 +93,7 @@ type handler struct {
 //
 //	GET /api/traces/{traceID}       trace by ID, Tempo v1 response
 //	GET /api/v2/traces/{traceID}    trace by ID, Tempo v2 response
+//	GET /api/search                 TraceQL search, Tempo's JSON response (501 without a Searcher)
 //	GET /ready                      200 "ready", or 503 with the reason
 //	GET /api/echo                   200 "echo"
 //	GET /api/status/buildinfo       build information as JSON
@@ -123,6 +128,7 @@ func New(opts Options) (http.Handler, error) {
 		routes:       make(map[string]string),
 		duration:     duration,
 		finder:       opts.Finder,
+		searcher:     opts.Searcher,
 		multitenancy: opts.MultitenancyEnabled,
 		ready:        opts.Ready,
 		buildInfo:    buildInfo,
@@ -139,6 +145,7 @@ func New(opts Options) (http.Handler, error) {
 	h.handle("GET /api/v2/traces/{$}", routeTraceV2, v2)
 	h.mux.Handle("/api/traces", http.NotFoundHandler())
 	h.mux.Handle("/api/v2/traces", http.NotFoundHandler())
+	h.handle("GET /api/search", routeSearch, http.HandlerFunc(h.serveSearch))
 	h.handle("GET /ready", routeReady, http.HandlerFunc(h.serveReady))
 	h.handle("GET /api/echo", routeEcho, http.HandlerFunc(serveEcho))
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))

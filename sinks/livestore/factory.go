@@ -70,3 +70,24 @@ func (s *Set) FindTraceByID(ctx context.Context, tenant string, traceID [16]byte
 	}
 	return out, nil
 }
+
+// EachTrace passes Store.EachTrace to every store, until fn returns false.
+// A trace held by several stores is given once per store.
+func (s *Set) EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool) {
+	s.mu.RLock()
+	stores := append([]*Store(nil), s.stores...)
+	s.mu.RUnlock()
+	for _, st := range stores {
+		stop := false
+		st.EachTrace(tenant, func(id [16]byte, data []byte) bool {
+			if !fn(id, data) {
+				stop = true
+				return false
+			}
+			return true
+		})
+		if stop {
+			return
+		}
+	}
+}

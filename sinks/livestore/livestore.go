@@ -422,3 +422,34 @@ func (s *spanSet) size() int64 {
 	}
 	return int64(cap(s.small)) * 8
 }
+
+// EachTrace calls fn with a copy of every trace the tenant's store holds,
+// shard by shard, until fn returns false. The copy is taken under the
+// shard's lock and fn runs outside it, so fn may be slow and may keep data.
+func (s *Store) EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool) {
+	s.mu.RLock()
+	ts := s.tenants[tenant]
+	s.mu.RUnlock()
+	if ts == nil {
+		return
+	}
+	type entry struct {
+		id   [16]byte
+		data []byte
+	}
+	var batch []entry
+	for i := range ts.shards {
+		sh := &ts.shards[i]
+		batch = batch[:0]
+		sh.mu.RLock()
+		for id, t := range sh.traces {
+			batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+		}
+		sh.mu.RUnlock()
+		for _, e := range batch {
+			if !fn(e.id, e.data) {
+				return
+			}
+		}
+	}
+}
