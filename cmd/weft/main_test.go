@@ -95,6 +95,7 @@ func runWeft(t *testing.T, env []string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, weftBin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = t.TempDir() // relative defaults such as ./data stay per test
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -126,6 +127,7 @@ func startWeft(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(weftBin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = t.TempDir() // relative defaults such as ./data stay per test
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
