@@ -63,6 +63,23 @@ func startWeft(t *testing.T, mutate func(*config.Config)) *App {
 	return a
 }
 
+// exporters returns OTLP/gRPC and OTLP/HTTP exporters of the OpenTelemetry
+// SDK pointed at a's receivers.
+func exporters(t *testing.T, a *App) (grpcExp, httpExp sdktrace.SpanExporter) {
+	t.Helper()
+	grpcAddr, httpAddr := a.OTLPAddrs()
+	ctx := context.Background()
+	g, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, h
+}
+
 // sendTraces makes traces with the OpenTelemetry SDK and exports them both
 // to weft and to an in-memory recorder, which is what we expect back.
 func sendTraces(t *testing.T, exp sdktrace.SpanExporter, service string, traces int) []tracetest.SpanStub {
@@ -111,17 +128,7 @@ func sendTraces(t *testing.T, exp sdktrace.SpanExporter, service string, traces 
 
 func TestEndToEndTraceByID(t *testing.T) {
 	a := startWeft(t, nil)
-	grpcAddr, httpAddr := a.OTLPAddrs()
-	ctx := context.Background()
-
-	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
+	grpcExp, httpExp := exporters(t, a)
 	sent := append(sendTraces(t, grpcExp, "over-grpc", 20), sendTraces(t, httpExp, "over-http", 20)...)
 
 	byTrace := map[trace.TraceID][]tracetest.SpanStub{}

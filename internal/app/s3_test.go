@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -25,11 +24,7 @@ func TestBlocksInS3(t *testing.T) {
 		c.Storage.Trace.Store.S3 = s3cfg
 	}
 	a := startWeft(t, useS3)
-	_, httpAddr := a.OTLPAddrs()
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, exp := exporters(t, a)
 	sent := sendTraces(t, exp, "to-s3", 30)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -9,25 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-
 	"github.com/weftdb/weft/query/search"
 )
 
 // Traces pushed with the SDK are found by /api/search.
 func TestEndToEndSearch(t *testing.T) {
 	a := startWeft(t, nil)
-	grpcAddr, httpAddr := a.OTLPAddrs()
-	ctx := context.Background()
-	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
+	grpcExp, httpExp := exporters(t, a)
 	sendTraces(t, grpcExp, "over-grpc", 5)
 	sent := sendTraces(t, httpExp, "over-http", 5)
 	want := map[string]bool{}

@@ -76,22 +76,7 @@ func TestRoundTrip(t *testing.T) {
 	f := writeFixture(t, 200, WriteOptions{})
 	r := f.open(t)
 	defer r.Close()
-	for _, id := range traceIDs(f.want) {
-		data, err := r.FindTraceByID(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data == nil {
-			t.Fatalf("trace %x not found", id)
-		}
-		got := spanRecords(t, unmarshal(t, data))
-		if len(got) != 1 {
-			t.Fatalf("trace %x: result holds %d traces", id, len(got))
-		}
-		if !slices.Equal(got[id], f.want[id]) {
-			t.Fatalf("trace %x: %d spans differ from the %d sent", id, len(got[id]), len(f.want[id]))
-		}
-	}
+	findsEveryTrace(t, r, f.want, "round trip")
 	all, err := r.ReadAll(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -687,15 +672,7 @@ func TestPqarrowFileReadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range traceIDs(want) {
-		data, err := r.FindTraceByID(ctx, id)
-		if err != nil || data == nil {
-			t.Fatalf("trace %x: %v", id, err)
-		}
-		if got := spanRecords(t, unmarshal(t, data)); !slices.Equal(got[id], want[id]) {
-			t.Fatalf("trace %x differs", id)
-		}
-	}
+	findsEveryTrace(t, r, want, "pqarrow-written block")
 }
 
 func TestConcurrentLookups(t *testing.T) {

@@ -144,15 +144,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range traceIDs(want) {
-		data, err := r.FindTraceByID(ctx, id)
-		if err != nil || data == nil {
-			t.Fatalf("trace %x: %v", id, err)
-		}
-		if got := spanRecords(t, unmarshal(t, data)); !slices.Equal(got[id], want[id]) {
-			t.Fatalf("trace %x differs from %s", id, goldenExpected)
-		}
-	}
+	findsEveryTrace(t, r, want, "golden block")
 	all, err := r.ReadAll(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -271,3 +271,25 @@ func traceIDs(recs map[pcommon.TraceID][]string) []pcommon.TraceID {
 	})
 	return ids
 }
+
+// findsEveryTrace checks that FindTraceByID gives back each trace of want,
+// alone and with exactly its spans; what names the source in failures.
+func findsEveryTrace(t testing.TB, r *Reader, want map[pcommon.TraceID][]string, what string) {
+	t.Helper()
+	for _, id := range traceIDs(want) {
+		data, err := r.FindTraceByID(context.Background(), id)
+		if err != nil {
+			t.Fatalf("%s: trace %x: %v", what, id, err)
+		}
+		if data == nil {
+			t.Fatalf("%s: trace %x not found", what, id)
+		}
+		got := spanRecords(t, unmarshal(t, data))
+		if len(got) != 1 {
+			t.Fatalf("%s: trace %x: result holds %d traces", what, id, len(got))
+		}
+		if !slices.Equal(got[id], want[id]) {
+			t.Fatalf("%s: trace %x: %d spans differ from the %d expected", what, id, len(got[id]), len(want[id]))
+		}
+	}
+}

@@ -141,3 +141,11 @@ func TestNodeDefaultsAreCheckedHere(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A trace must not leave the live-store before its block is written.
+func TestWindowLongerThanBlockDuration(t *testing.T) {
+	_, _, err := Load("weft.yaml", []byte("live_store:\n  window: 1m\nblock_builder:\n  max_block_duration: 2m\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "live_store.window (1m0s) must be longer than block_builder.max_block_duration (2m0s)") {
+		t.Fatalf("err = %v", err)
+	}
+}

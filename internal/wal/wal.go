@@ -253,11 +253,11 @@ func replaySegment(path string, start int64, last bool, fn func(Record) error) (
 	}
 }
 
-func encode(dst []byte, tenant string, partition int32, data []byte) []byte {
+// encodePrefix appends the fields a record body holds before its data.
+func encodePrefix(dst []byte, tenant string, partition int32) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(tenant)))
 	dst = append(dst, tenant...)
-	dst = binary.AppendVarint(dst, int64(partition))
-	return append(dst, data...)
+	return binary.AppendVarint(dst, int64(partition))
 }
 
 func decode(off int64, body []byte) (Record, error) {
@@ -303,32 +303,35 @@ func (w *WAL) Append(tenant string, partition int32, data []byte) (int64, error)
 // holds its own lock around Write sees them in the order it acted on them.
 // Sync(offset) then waits for durability, outside that lock.
 func (w *WAL) Write(tenant string, partition int32, data []byte) (int64, error) {
-	body := encode(make([]byte, 0, len(tenant)+16+len(data)), tenant, partition, data)
-	if len(body) > MaxRecordBytes {
-		return 0, fmt.Errorf("cannot append to the WAL: record of %d bytes is over the %d-byte limit", len(body), MaxRecordBytes)
+	// The body is prefix+data; data is written as it is, not copied.
+	prefix := encodePrefix(make([]byte, 0, len(tenant)+16), tenant, partition)
+	size := len(prefix) + len(data)
+	if size > MaxRecordBytes {
+		return 0, fmt.Errorf("cannot append to the WAL: record of %d bytes is over the %d-byte limit", size, MaxRecordBytes)
 	}
 	var hdr [headerLen]byte
-	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(body)))
-	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
+	binary.LittleEndian.PutUint32(hdr[:4], uint32(size))
+	binary.LittleEndian.PutUint32(hdr[4:], crc32.Update(crc32.Checksum(prefix, castagnoli), castagnoli, data))
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return 0, errors.New("cannot append to the WAL: it is closed")
 	}
-	if w.segSize > 0 && w.segSize+int64(len(body))+headerLen > w.segmentBytes {
+	if w.segSize > 0 && w.segSize+int64(size)+headerLen > w.segmentBytes {
 		if err := w.rotate(); err != nil {
 			return 0, err
 		}
 	}
 	off := w.next
 	_, err1 := w.w.Write(hdr[:])
-	_, err2 := w.w.Write(body)
-	if err := errors.Join(err1, err2); err != nil {
+	_, err2 := w.w.Write(prefix)
+	_, err3 := w.w.Write(data)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, fmt.Errorf("cannot append to the WAL: %w", err)
 	}
 	w.next++
-	w.segSize += headerLen + int64(len(body))
+	w.segSize += headerLen + int64(size)
 	return off, nil
 }
 

@@ -254,3 +254,29 @@ func TestSafeTracesMakeRoom(t *testing.T) {
 		t.Fatal("nothing was evicted")
 	}
 }
+
+// EachTrace visits every trace of one tenant and stops when told to.
+func TestEachTrace(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	for i := byte(1); i <= 5; i++ {
+		if err := s.Consume(msg("t", oneTrace(pcommon.TraceID{i}, "svc", 1, 2))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Consume(msg("other", oneTrace(pcommon.TraceID{9}, "svc", 1))); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[[16]byte]int{}
+	s.EachTrace("t", func(id [16]byte, data []byte) bool {
+		seen[id] = len(spansByID(t, data))
+		return true
+	})
+	if len(seen) != 5 || seen[[16]byte{3}] != 2 {
+		t.Fatalf("visited %v, want 5 traces of 2 spans of tenant t", seen)
+	}
+	calls := 0
+	s.EachTrace("t", func([16]byte, []byte) bool { calls++; return calls < 2 })
+	if calls != 2 {
+		t.Fatalf("callback ran %d times after asking to stop at 2", calls)
+	}
+}
