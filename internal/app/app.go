@@ -30,6 +30,7 @@ import (
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
+	"github.com/weftdb/weft/query/frontend"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/blockbuilder"
@@ -127,9 +128,19 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if build.GoVersion == "" {
 		build.GoVersion = runtime.Version()
 	}
+	// The querier and the query-frontend run in process: the frontend runs
+	// search jobs on the local querier, which also serves them over gRPC
+	// to frontends elsewhere.
+	finder := querier.New(cfg.Querier, a.stores, a.blocks, a.bucket, a.registry)
+	searcher := search.New(a.stores, a.blocks, a.bucket)
+	searcher.SetFinder(finder)
+	searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
+	jobs := querier.NewJobRunner(searcher, cfg.Querier, a.registry)
+	front := frontend.New(cfg.QueryFrontend, searcher, jobs, finder, a.registry)
 	handler, err := api.New(api.Options{
-		Finder:              querier.New(querier.Config{}, a.stores, a.blocks, a.bucket, a.registry),
-		Searcher:            search.New(a.stores, a.blocks, a.bucket),
+		Finder:              finder,
+		Searcher:            front,
+		Tagger:              searcher,
 		MultitenancyEnabled: cfg.MultitenancyEnabled,
 		Build:               build,
 		Ready:               a.ready,
@@ -151,6 +162,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until Start
 	a.grpcServer = grpc.NewServer()
 	healthpb.RegisterHealthServer(a.grpcServer, a.health)
+	querier.RegisterJobService(a.grpcServer, jobs)
 	return a, nil
 }
 

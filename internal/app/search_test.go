@@ -45,5 +45,5 @@ func TestEndToEndSearch(t *testing.T) {
 		t.Errorf("traces not sorted by start time descending")
 	}
 	get(t, "http://"+a.HTTPAddr()+"/api/search?q=%7B", "", http.StatusBadRequest)
-	get(t, "http://"+a.HTTPAddr()+"/api/search?tags=a%3Db", "", http.StatusBadRequest)
+	get(t, "http://"+a.HTTPAddr()+"/api/search?q=%7B%7D&tags=a%3Db", "", http.StatusBadRequest)
 }

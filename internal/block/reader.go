@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/parquet-go/parquet-go"
@@ -470,6 +471,8 @@ type objectReaderAt struct {
 	bkt  objstore.BucketReader
 	name string
 	size int64
+	// bytesRead counts the bytes read.
+	bytesRead atomic.Uint64
 }
 
 func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
@@ -486,6 +489,7 @@ func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	defer rc.Close()
 	m, err := io.ReadFull(rc, p[:n])
+	o.bytesRead.Add(uint64(m))
 	if err != nil {
 		return m, fmt.Errorf("read %s [%d, %d): %w", o.name, off, off+n, err)
 	}

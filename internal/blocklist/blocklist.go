@@ -282,6 +282,13 @@ func (l *List) Blocks(tenant string, start, end time.Time) []*Entry {
 	return out
 }
 
+// Get returns the tenant's block id, or nil when the list does not hold it.
+func (l *List) Get(tenant string, id uuid.UUID) *Entry {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.tenants[tenant][id]
+}
+
 // Count is the number of blocks of a tenant.
 func (l *List) Count(tenant string) int {
 	l.mu.RLock()

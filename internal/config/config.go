@@ -22,6 +22,8 @@ import (
 
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
+	"github.com/weftdb/weft/query/frontend"
+	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
@@ -43,6 +45,10 @@ type Config struct {
 	LiveStore livestore.Config `yaml:"live_store"`
 	// BlockBuilder configures how spans become blocks in object storage.
 	BlockBuilder blockbuilder.Config `yaml:"block_builder"`
+	// QueryFrontend configures search: limits, defaults and job cutting.
+	QueryFrontend frontend.Config `yaml:"query_frontend"`
+	// Querier configures how queries are run.
+	Querier querier.Config `yaml:"querier"`
 	// Storage configures where blocks are kept.
 	Storage StorageConfig `yaml:"storage"`
 	// Overrides are per-tenant limits; only the defaults are read so far.
@@ -160,8 +166,10 @@ func Default() Config {
 			RetryAfterOnResourceExhausted: o.RetryAfter,
 			Partitions:                    d.Partitions,
 		},
-		LiveStore:    livestore.DefaultConfig(),
-		BlockBuilder: blockbuilder.DefaultConfig(),
+		LiveStore:     livestore.DefaultConfig(),
+		BlockBuilder:  blockbuilder.DefaultConfig(),
+		QueryFrontend: frontend.DefaultConfig(),
+		Querier:       querier.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,
 			BlocklistPoll: time.Minute,

@@ -55,7 +55,7 @@ func TestTempoConfigLoads(t *testing.T) {
 	want := []string{
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
-		"live_store.complete_block_timeout", "query_frontend", "metrics_generator",
+		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id", "metrics_generator",
 		"storage.trace.wal", "overrides.defaults.ingestion.rate_limit_bytes", "overrides.defaults.metrics_generator",
 	}
 	for _, w := range want {

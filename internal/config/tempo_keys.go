@@ -9,9 +9,14 @@ import "strings"
 var tempoKeys = []string{
 	// top level
 	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
-	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client", "querier",
-	"query_frontend", "metrics_generator", "ingest", "memberlist", "usage_report",
+	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
+	"metrics_generator", "ingest", "memberlist", "usage_report",
 	"cache", "backend_scheduler", "backend_scheduler_client", "backend_worker",
+	// query_frontend and querier
+	"query_frontend.trace_by_id", "query_frontend.metrics", "query_frontend.api_timeout",
+	"query_frontend.multi_tenant_queries_enabled", "query_frontend.search.query_ingesters_until",
+	"query_frontend.search.duration_slo", "query_frontend.search.throughput_bytes_slo",
+	"querier.frontend_worker", "querier.query_relevant_ingesters",
 	// server (dskit)
 	"server.http_listen_network", "server.http_listen_conn_limit", "server.grpc_listen_network",
 	"server.grpc_listen_conn_limit", "server.tls_cipher_suites", "server.tls_min_version",

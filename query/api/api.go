@@ -60,6 +60,13 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// Searcher answers /api/search. Nil makes the route answer 501.
 	Searcher Searcher
+	// Tagger answers the tag name and tag value routes. Nil makes them
+	// answer 501.
+	Tagger Tagger
+	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
+	// request returns (overrides.defaults.read.max_bytes_per_tag_values_query);
+	// 0 means search.DefaultMaxBytesPerTagValuesQuery (1 MB).
+	MaxBytesPerTagValuesQuery int
 }
 
 // Route labels of the request duration histogram.
@@ -84,6 +91,8 @@ type handler struct {
 
 	finder       TraceFinder
 	searcher     Searcher
+	tagger       Tagger
+	maxTagBytes  int
 	multitenancy bool
 	ready        func() error
 	buildInfo    []byte
@@ -93,7 +102,11 @@ type handler struct {
 //
 //	GET /api/traces/{traceID}       trace by ID, Tempo v1 response
 //	GET /api/v2/traces/{traceID}    trace by ID, Tempo v2 response
-//	GET /api/search                 TraceQL search, Tempo's JSON response (501 without a Searcher)
+//	GET /api/search                 TraceQL or legacy tags search, JSON or protobuf (501 without a Searcher)
+//	GET /api/search/tags            tag names, v1 (501 without a Tagger)
+//	GET /api/v2/search/tags         tag names per scope, v2
+//	GET /api/search/tag/{name}/values     tag values, v1 (name may hold any character)
+//	GET /api/v2/search/tag/{name}/values  typed tag values, v2
 //	GET /ready                      200 "ready", or 503 with the reason
 //	GET /api/echo                   200 "echo"
 //	GET /api/status/buildinfo       build information as JSON
@@ -129,6 +142,8 @@ func New(opts Options) (http.Handler, error) {
 		duration:     duration,
 		finder:       opts.Finder,
 		searcher:     opts.Searcher,
+		tagger:       opts.Tagger,
+		maxTagBytes:  opts.MaxBytesPerTagValuesQuery,
 		multitenancy: opts.MultitenancyEnabled,
 		ready:        opts.Ready,
 		buildInfo:    buildInfo,
@@ -146,6 +161,7 @@ func New(opts Options) (http.Handler, error) {
 	h.mux.Handle("/api/traces", http.NotFoundHandler())
 	h.mux.Handle("/api/v2/traces", http.NotFoundHandler())
 	h.handle("GET /api/search", routeSearch, http.HandlerFunc(h.serveSearch))
+	h.registerTags()
 	h.handle("GET /ready", routeReady, http.HandlerFunc(h.serveReady))
 	h.handle("GET /api/echo", routeEcho, http.HandlerFunc(serveEcho))
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))

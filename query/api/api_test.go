@@ -87,7 +87,7 @@ func TestRouting(t *testing.T) {
 	f(http.MethodGet, "/", http.StatusNotFound)
 	f(http.MethodGet, "/api/search", http.StatusNotImplemented) // no Searcher
 	f(http.MethodPost, "/api/search", http.StatusMethodNotAllowed)
-	f(http.MethodGet, "/api/search/tags", http.StatusNotFound)
+	f(http.MethodGet, "/api/search/tags", http.StatusNotImplemented) // no Tagger
 	f(http.MethodGet, "/api/traces", http.StatusNotFound)
 	f(http.MethodGet, "/api/v2/traces", http.StatusNotFound)
 	f(http.MethodGet, "/api/traces/", http.StatusBadRequest)

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/go-logfmt/logfmt"
 
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/query/search"
@@ -19,9 +23,9 @@ type Searcher interface {
 	Search(ctx context.Context, req search.Request, tenant string) (*search.Response, error)
 }
 
-// serveSearch answers GET /api/search with Tempo's JSON SearchResponse.
-// Only JSON is served for now (protobuf answers are not implemented yet),
-// and only TraceQL (q): the legacy tags search is refused.
+// serveSearch answers GET /api/search with Tempo's SearchResponse: binary
+// protobuf when the Accept header asks for application/protobuf, else JSON.
+// The legacy tags parameter is translated to TraceQL (see legacyTagsQuery).
 func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 	if h.searcher == nil {
 		writeError(w, http.StatusNotImplemented, "search is not enabled")
@@ -42,6 +46,10 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, err)
 		return
 	}
+	if hasToken(r.Header.Values("Accept"), contentTypeProtobuf) {
+		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.MarshalProto())
+		return
+	}
 	body, err := json.Marshal(resp)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode search response: %v", err))
@@ -54,10 +62,17 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 // end leave the range unbounded.
 func parseSearchRequest(q url.Values) (search.Request, error) {
 	var req search.Request
-	if q.Get("tags") != "" {
-		return req, fmt.Errorf("tags search is not supported yet; use q")
-	}
 	req.Query = q.Get("q")
+	if tags := q.Get("tags"); tags != "" {
+		if req.Query != "" {
+			return req, fmt.Errorf("invalid parameters: q and tags cannot be used together")
+		}
+		query, err := legacyTagsQuery(tags)
+		if err != nil {
+			return req, err
+		}
+		req.Query = query
+	}
 	var err error
 	if req.Limit, err = parseCount(q, "limit", search.MaxLimit); err != nil {
 		return req, err
@@ -115,4 +130,101 @@ func parseDuration(q url.Values, name string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid %s %q: must be a non-negative duration such as 100ms or 2s", name, s)
 	}
 	return d, nil
+}
+
+// legacySubstring are the tags of the legacy search that match as a
+// substring, with the TraceQL field each one reads: Tempo's well-known
+// columns and weft's dedicated string columns (internal/block/schema.go).
+var legacySubstring = map[string]string{
+	"service.name":        "resource.service.name",
+	"name":                "name",
+	"root.name":           "rootName",
+	"root.service.name":   "rootServiceName",
+	"http.request.method": "span.http.request.method",
+	"url.path":            "span.url.path",
+	"http.route":          "span.http.route",
+	"server.address":      "span.server.address",
+	"http.method":         "span.http.method",
+	"http.url":            "span.http.url",
+	"k8s.cluster.name":    "resource.k8s.cluster.name",
+	"k8s.namespace.name":  "resource.k8s.namespace.name",
+	"k8s.pod.name":        "resource.k8s.pod.name",
+	"k8s.container.name":  "resource.k8s.container.name",
+}
+
+// legacyStatus maps the values of the legacy status.code tag.
+var legacyStatus = map[string]string{
+	"unset": "unset", "ok": "ok", "error": "error",
+	"status_code_unset": "unset", "status_code_ok": "ok", "status_code_error": "error",
+	"0": "unset", "1": "ok", "2": "error",
+}
+
+// legacyTagsQuery translates the logfmt tags parameter of the legacy
+// search (key=value key2="v 2") into one TraceQL spanset filter whose
+// conditions must all hold on one span (resource attributes count for
+// every span of the resource), with Tempo's legacy semantics: the
+// well-known and dedicated string tags of legacySubstring match as a
+// substring; status.code (unset, ok, error or 0, 1, 2) and
+// http.status_code (an integer) match exactly; error=true means status
+// error; any other tag matches key and value exactly as a string span or
+// resource attribute. A key given twice is an error.
+func legacyTagsQuery(tags string) (string, error) {
+	dec := logfmt.NewDecoder(strings.NewReader(tags))
+	seen := map[string]bool{}
+	var conds []string
+	for dec.ScanRecord() {
+		for dec.ScanKeyval() {
+			key, value := string(dec.Key()), string(dec.Value())
+			if seen[key] {
+				return "", fmt.Errorf("invalid tags: key %q appears more than once", key)
+			}
+			seen[key] = true
+			cond, err := legacyCondition(key, value)
+			if err != nil {
+				return "", err
+			}
+			conds = append(conds, cond)
+		}
+	}
+	if err := dec.Err(); err != nil {
+		return "", fmt.Errorf("invalid tags %q: must be logfmt such as key=value key2=\"v 2\": %v", tags, err)
+	}
+	if len(conds) == 0 {
+		return "", fmt.Errorf("invalid tags %q: no key=value pair", tags)
+	}
+	return "{ " + strings.Join(conds, " && ") + " }", nil
+}
+
+func legacyCondition(key, value string) (string, error) {
+	if field, ok := legacySubstring[key]; ok {
+		return field + " =~ " + traceqlString(".*"+regexp.QuoteMeta(value)+".*"), nil
+	}
+	switch key {
+	case "status.code":
+		st, ok := legacyStatus[strings.ToLower(value)]
+		if !ok {
+			return "", fmt.Errorf("invalid tags: status.code %q must be unset, ok, error, 0, 1 or 2", value)
+		}
+		return "status = " + st, nil
+	case "http.status_code":
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("invalid tags: http.status_code %q must be an integer", value)
+		}
+		return "span.http.status_code = " + strconv.FormatInt(n, 10), nil
+	case "error":
+		if value != "true" {
+			return "", fmt.Errorf("invalid tags: error %q must be true", value)
+		}
+		return "status = error", nil
+	}
+	if key == "" {
+		return "", fmt.Errorf("invalid tags: empty key")
+	}
+	return "." + traceqlString(key) + " = " + traceqlString(value), nil
+}
+
+// traceqlString quotes s as a TraceQL string literal.
+func traceqlString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`, "\r", `\r`).Replace(s) + `"`
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,11 @@ func TestSearchErrors(t *testing.T) {
 		code  int
 		msg   string
 	}{
-		{"tags=service.name%3Dfoo", 400, "tags search is not supported yet; use q"},
+		{"tags=service.name%3Dfoo&q=%7B%7D", 400, "q and tags cannot be used together"},
+		{"tags=a%3D1%20a%3D2", 400, `key "a" appears more than once`},
+		{"tags=status.code%3Dbad", 400, "status.code"},
+		{"tags=http.status_code%3Dx", 400, "http.status_code"},
+		{"tags=a%3D%22unterminated", 400, "invalid tags"},
 		{"limit=0", 400, "limit"},
 		{"limit=-1", 400, "limit"},
 		{"limit=x", 400, "limit"},
@@ -116,5 +121,66 @@ func TestSearchErrors(t *testing.T) {
 	h = newSearchAPI(t, nil, false)
 	if res := do(t, h, "GET", "/api/search"); res.code != http.StatusNotImplemented {
 		t.Fatalf("no searcher: %d", res.code)
+	}
+}
+
+func TestSearchLegacyTags(t *testing.T) {
+	f := &fakeSearcher{}
+	h := newSearchAPI(t, f, false)
+	for _, tc := range []struct{ tags, want string }{
+		{`service.name=sh.op`, `{ resource.service.name =~ ".*sh\\.op.*" }`},
+		{`name="GET /a" root.name=x root.service.name=y`, `{ name =~ ".*GET /a.*" && rootName =~ ".*x.*" && rootServiceName =~ ".*y.*" }`},
+		{`http.url=/p?q status.code=2 http.status_code=500`, `{ span.http.url =~ ".*/p\\?q.*" && status = error && span.http.status_code = 500 }`},
+		{`k8s.pod.name=p1 error=true`, `{ resource.k8s.pod.name =~ ".*p1.*" && status = error }`},
+		{`team="a \"b\""`, `{ ."team" = "a \"b\"" }`},
+	} {
+		res := do(t, h, "GET", "/api/search?tags="+url.QueryEscape(tc.tags))
+		if res.code != 200 {
+			t.Fatalf("%s: %d %s", tc.tags, res.code, res.body)
+		}
+		if f.req.Query != tc.want {
+			t.Errorf("%s: query %s, want %s", tc.tags, f.req.Query, tc.want)
+		}
+	}
+}
+
+// TestSearchLegacyTagsEndToEnd runs translated tags through a real
+// searcher.
+func TestSearchLegacyTagsEndToEnd(t *testing.T) {
+	h := newSearchAPI(t, search.New(liveOf(t, testTrace()), nil, nil), false)
+	for _, tc := range []struct {
+		tags  string
+		found bool
+	}{
+		{`service.name=` + testServiceFragment, true},
+		{`service.name=nope`, false},
+	} {
+		res := do(t, h, "GET", "/api/search?tags="+url.QueryEscape(tc.tags))
+		if res.code != 200 {
+			t.Fatalf("%s: %d %s", tc.tags, res.code, res.body)
+		}
+		if got := strings.Contains(string(res.body), `"traces"`); got != tc.found {
+			t.Errorf("%s: found %v: %s", tc.tags, got, res.body)
+		}
+	}
+}
+
+func TestSearchProtobuf(t *testing.T) {
+	s := "v"
+	f := &fakeSearcher{resp: &search.Response{
+		Traces:  []*search.Trace{{TraceID: "abc", RootServiceName: "svc", DurationMs: 3, SpanSets: []*search.SpanSet{{Matched: 1, Attributes: []*search.KeyValue{{Key: "k", Value: &search.AnyValue{StringValue: &s}}}}}}},
+		Metrics: &search.Metrics{InspectedTraces: 1, TotalJobs: 1, CompletedJobs: 1},
+	}}
+	h := newSearchAPI(t, f, false)
+	res := do(t, h, "GET", "/api/search", "Accept", "application/protobuf")
+	if res.code != 200 || res.header.Get("Content-Type") != "application/protobuf" {
+		t.Fatalf("%d %q", res.code, res.header.Get("Content-Type"))
+	}
+	got, err := search.UnmarshalResponse(res.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Traces) != 1 || got.Traces[0].TraceID != "abc" || got.Traces[0].SpanSets[0].Attributes[0].Key != "k" || got.Metrics.InspectedTraces != 1 {
+		t.Fatalf("decoded %+v", got)
 	}
 }

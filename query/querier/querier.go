@@ -22,10 +22,51 @@ type Finder interface {
 	FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error)
 }
 
-// Config of the querier.
+// Config is the `querier` block, with Tempo's key names.
 type Config struct {
 	// Concurrency is how many blocks one trace-by-ID reads at once.
-	Concurrency int
+	Concurrency int `yaml:"-"`
+	// MaxConcurrentQueries caps the search jobs the querier runs at once;
+	// more wait.
+	MaxConcurrentQueries int `yaml:"max_concurrent_queries"`
+	// Search configures search jobs.
+	Search SearchConfig `yaml:"search"`
+	// TraceByID configures trace-by-ID lookups.
+	TraceByID TraceByIDConfig `yaml:"trace_by_id"`
+}
+
+// SearchConfig is the `querier.search` block.
+type SearchConfig struct {
+	// QueryTimeout bounds one search job; 0 disables it.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+}
+
+// TraceByIDConfig is the `querier.trace_by_id` block.
+type TraceByIDConfig struct {
+	// QueryTimeout bounds one trace-by-ID lookup; 0 disables it.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+}
+
+// DefaultConfig is Tempo's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxConcurrentQueries: 20,
+		Search:               SearchConfig{QueryTimeout: 30 * time.Second},
+		TraceByID:            TraceByIDConfig{QueryTimeout: 10 * time.Second},
+	}
+}
+
+// Validate checks the values.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxConcurrentQueries <= 0:
+		return fmt.Errorf("max_concurrent_queries: must be positive")
+	case c.Search.QueryTimeout < 0:
+		return fmt.Errorf("search.query_timeout: must not be negative")
+	case c.TraceByID.QueryTimeout < 0:
+		return fmt.Errorf("trace_by_id.query_timeout: must not be negative")
+	}
+	return nil
 }
 
 // Querier finds traces in live-stores and blocks.
@@ -55,6 +96,11 @@ func New(cfg Config, live Finder, blocks *blocklist.List, bkt objstore.BucketRea
 // every block whose time range overlaps [start, end] (unix seconds, 0 is
 // unbounded), merged, one copy per span ID; nil when nowhere.
 func (q *Querier) FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error) {
+	if t := q.cfg.TraceByID.QueryTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	var from, to time.Time
 	if start > 0 {
 		from = time.Unix(start, 0)

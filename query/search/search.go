@@ -1,20 +1,22 @@
 // Package search answers TraceQL searches (Tempo's /api/search) over the
 // two places traces live: the live-stores and the blocks in object storage.
 //
-// This first version is correct but not optimized: it reads every span of
-// the live-stores and of every block overlapping the time range, gathers
-// the spans of each trace from all places (one copy per span ID), evaluates
-// the query on every trace and keeps the most recent matches. There is no
-// push-down to storage, no early stop and no sharding.
+// A search is cut into jobs (job.go): one over the live-stores and, for
+// each block overlapping the time range, newest first, jobs over ranges of
+// its row groups. A job evaluates the query on the traces of its place
+// that have a span satisfying the query's per-span condition
+// (traceql.Condition, pushed into the block read by block.Reader.Scan).
+// A Combiner (combine.go) merges job results, says when enough was found,
+// and finally re-evaluates the traces it returns on their whole data (all
+// places), so that the spansets and metadata returned are those of the
+// whole trace. Search runs the jobs in process, one after the other; the
+// query-frontend (query/frontend) runs them on queriers concurrently.
 package search
 
 import (
-	"cmp"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/thanos-io/objstore"
@@ -37,23 +39,32 @@ const (
 // Request is one search.
 type Request struct {
 	// Query is TraceQL; empty means {} (every trace).
-	Query string
+	Query string `json:"q,omitempty"`
 	// Limit is the most traces returned: 0 means DefaultLimit, above
 	// MaxLimit is an error.
-	Limit int
+	Limit int `json:"limit,omitempty"`
 	// SpansPerSpanSet is the most spans returned per spanset: 0 means
 	// DefaultSpansPerSpanSet, above MaxSpansPerSpanSet is an error.
-	SpansPerSpanSet int
+	SpansPerSpanSet int `json:"spss,omitempty"`
 	// Start and End bound the traces searched (a zero time is unbounded):
 	// a trace is searched when its span time range overlaps [Start, End].
-	Start, End time.Time
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
 	// MinDuration and MaxDuration (0 = no bound) filter traces by duration.
-	MinDuration, MaxDuration time.Duration
+	MinDuration time.Duration `json:"minDuration,omitempty"`
+	MaxDuration time.Duration `json:"maxDuration,omitempty"`
 }
 
 // Live is where recent traces are: livestore.Set.
 type Live interface {
 	EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool)
+	Finder
+}
+
+// Finder finds the whole of one trace (query/querier.Querier, or one
+// place of it).
+type Finder interface {
+	FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error)
 }
 
 // Searcher searches live-stores and blocks.
@@ -61,175 +72,156 @@ type Searcher struct {
 	live   Live
 	blocks *blocklist.List
 	bkt    objstore.BucketReader
+	finder Finder
+	// TargetBytesPerJob is the size of the block jobs Plan cuts (bytes of
+	// data.parquet); 0 means DefaultTargetBytesPerJob.
+	TargetBytesPerJob int64
 }
 
 // New returns a searcher over live and the blocks of bkt; either of live
 // and blocks may be nil.
 func New(live Live, blocks *blocklist.List, bkt objstore.BucketReader) *Searcher {
-	return &Searcher{live: live, blocks: blocks, bkt: bkt}
+	s := &Searcher{live: live, blocks: blocks, bkt: bkt}
+	s.finder = placesFinder{s}
+	return s
 }
+
+// SetFinder makes the searcher read whole traces with f (the querier's
+// trace by ID, which reads blocks concurrently) instead of one place after
+// the other.
+func (s *Searcher) SetFinder(f Finder) { s.finder = f }
+
+// Finder is how the searcher reads whole traces.
+func (s *Searcher) Finder() Finder { return s.finder }
 
 func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
-// Search runs req for tenant. Bad requests (a query that does not parse,
-// limits out of range) fail with a gRPC InvalidArgument status.
-func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Response, error) {
-	limit, spss := req.Limit, req.SpansPerSpanSet
+// query is a request checked and parsed.
+type query struct {
+	req        Request
+	limit      int
+	spss       int
+	root       *traceql.RootExpr
+	cond       *traceql.Condition
+	mostRecent bool
+}
+
+// parse checks req and parses its query. Bad requests fail with a gRPC
+// InvalidArgument status.
+func parse(req Request) (*query, error) {
+	q := &query{req: req, limit: req.Limit, spss: req.SpansPerSpanSet}
 	switch {
-	case limit < 0 || limit > MaxLimit:
-		return nil, invalid("invalid limit %d: must be between 1 and %d", limit, MaxLimit)
-	case limit == 0:
-		limit = DefaultLimit
+	case q.limit < 0 || q.limit > MaxLimit:
+		return nil, invalid("invalid limit %d: must be between 1 and %d", q.limit, MaxLimit)
+	case q.limit == 0:
+		q.limit = DefaultLimit
 	}
 	switch {
-	case spss < 0 || spss > MaxSpansPerSpanSet:
-		return nil, invalid("invalid spss %d: must be between 1 and %d", spss, MaxSpansPerSpanSet)
-	case spss == 0:
-		spss = DefaultSpansPerSpanSet
+	case q.spss < 0 || q.spss > MaxSpansPerSpanSet:
+		return nil, invalid("invalid spss %d: must be between 1 and %d", q.spss, MaxSpansPerSpanSet)
+	case q.spss == 0:
+		q.spss = DefaultSpansPerSpanSet
 	}
 	if req.MinDuration > 0 && req.MaxDuration > 0 && req.MinDuration > req.MaxDuration {
 		return nil, invalid("invalid duration range: minDuration (%s) is greater than maxDuration (%s)", req.MinDuration, req.MaxDuration)
 	}
-	q := req.Query
-	if q == "" {
-		q = "{}"
+	text := req.Query
+	if text == "" {
+		text = "{}"
 	}
-	root, err := traceql.Parse(q)
+	root, err := traceql.Parse(text)
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}
+	q.cond = root.Condition()
 	addSelect(root)
-
-	// Gather the spans of every trace, per trace ID, from every place.
-	m := &Metrics{TotalJobs: 1}
-	parts := map[[16]byte][][]byte{}
-	if s.live != nil {
-		s.live.EachTrace(tenant, func(id [16]byte, data []byte) bool {
-			parts[id] = append(parts[id], data)
-			m.InspectedBytes += uint64(len(data))
-			return ctx.Err() == nil
-		})
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
-	m.CompletedJobs++
-	var entries []*blocklist.Entry
-	if s.blocks != nil {
-		entries = s.blocks.Blocks(tenant, req.Start, req.End)
-	}
-	m.TotalBlocks = uint32(len(entries))
-	m.TotalJobs += uint32(len(entries))
-	for _, e := range entries {
-		m.TotalBlockBytes += uint64(e.Meta.Size)
-		r, err := e.Reader(ctx, s.bkt)
-		if err != nil {
-			return nil, fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
-		}
-		data, err := r.ReadAll(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
-		}
-		m.InspectedBytes += uint64(len(data))
-		if err := splitTraces(data, parts); err != nil {
-			return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
-		}
-		m.CompletedJobs++
-	}
-
-	// Evaluate every trace.
-	var found []*Trace
-	for id, p := range parts {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		data, err := otlpwire.Merge(p...)
-		if err != nil {
-			return nil, fmt.Errorf("cannot merge trace %x: %w", id, err)
-		}
-		t, err := traceql.NewTrace(data)
-		if err != nil {
-			return nil, fmt.Errorf("cannot decode trace %x: %w", id, err)
-		}
-		if len(t.Spans) == 0 {
-			continue
-		}
-		m.InspectedTraces++
-		m.InspectedSpans += uint64(len(t.Spans))
-		if !inRange(t, req) {
-			continue
-		}
-		sets, err := root.Eval(t)
-		if err != nil {
-			if errors.Is(err, traceql.ErrUnsupported) || errors.Is(err, traceql.ErrSpansetOperationMultiple) {
-				return nil, invalid("%s", err.Error())
-			}
-			return nil, fmt.Errorf("cannot evaluate the query on trace %x: %w", id, err)
-		}
-		if len(sets) == 0 {
-			continue
-		}
-		found = append(found, traceResult(id, t, sets, spss))
-	}
-	slices.SortFunc(found, func(a, b *Trace) int {
-		return cmp.Or(cmp.Compare(b.StartTimeUnixNano, a.StartTimeUnixNano), cmp.Compare(a.TraceID, b.TraceID))
-	})
-	if len(found) > limit {
-		found = found[:limit]
-	}
-	return &Response{Traces: found, Metrics: m}, nil
-}
-
-// splitTraces adds the spans of TracesData data to parts, one TracesData
-// per trace ID.
-func splitTraces(data []byte, parts map[[16]byte][][]byte) error {
-	var batch otlpwire.Batch
-	if err := batch.Scan(data); err != nil {
-		return err
-	}
-	builders := map[[16]byte]*otlpwire.Builder{}
-	var order [][16]byte
-	for ri := range batch.Resources {
-		res := &batch.Resources[ri]
-		for si := range res.Scopes {
-			sc := &res.Scopes[si]
-			for _, sp := range sc.Spans {
-				var id [16]byte
-				copy(id[:], sp.TraceID)
-				b := builders[id]
-				if b == nil {
-					b = &otlpwire.Builder{}
-					builders[id] = b
-					order = append(order, id)
-				}
-				b.Add(res, sc, sp.Raw)
+	q.root = root
+	if root.Hints != nil {
+		for _, h := range root.Hints.Hints {
+			if h.Name == "most_recent" && h.Value != nil && h.Value.Type == traceql.TypeBoolean {
+				q.mostRecent = h.Value.Bool
 			}
 		}
 	}
-	for _, id := range order {
-		parts[id] = append(parts[id], builders[id].AppendTo(nil))
-	}
-	return nil
+	return q, nil
 }
 
-// inRange applies the request's time range and duration bounds.
-func inRange(t *traceql.Trace, req Request) bool {
+// MostRecent reports whether req's query asks `with (most_recent=true)`;
+// false for a query that does not parse.
+func MostRecent(req Request) bool {
+	q, err := parse(req)
+	return err == nil && q.mostRecent
+}
+
+// Search runs req for tenant: every job in process, one after the other,
+// stopping as the Combiner says. Bad requests fail with a gRPC
+// InvalidArgument status.
+func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Response, error) {
+	q, err := parse(req)
+	if err != nil {
+		return nil, err
+	}
+	jobs := s.Plan(req, tenant)
+	c, err := NewCombiner(req, jobs)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := range jobs {
+		if c.Enough(jobs[i:]) {
+			break
+		}
+		res, err := s.runJob(ctx, q, tenant, j)
+		if err != nil {
+			return nil, err
+		}
+		c.Add(res)
+	}
+	return c.Finish(ctx, tenant, s.finder)
+}
+
+// placesFinder reads a whole trace from the searcher's live-stores and
+// blocks, one after the other.
+type placesFinder struct{ s *Searcher }
+
+func (f placesFinder) FindTraceByID(ctx context.Context, tenant string, id [16]byte, start, end int64) ([]byte, error) {
+	var parts [][]byte
+	if f.s.live != nil {
+		data, err := f.s.live.FindTraceByID(ctx, tenant, id, start, end)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, data)
+	}
+	if f.s.blocks != nil {
+		for _, e := range f.s.blocks.Blocks(tenant, time.Time{}, time.Time{}) {
+			r, err := e.Reader(ctx, f.s.bkt)
+			if err != nil {
+				return nil, fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
+			}
+			data, err := r.FindTraceByID(ctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
+			}
+			parts = append(parts, data)
+		}
+	}
+	return otlpwire.Merge(parts...)
+}
+
+// overlaps reports whether the trace's time range overlaps the request's.
+func overlaps(t *traceql.Trace, req Request) bool {
 	if !req.Start.IsZero() && t.EndUnixNano < uint64(req.Start.UnixNano()) {
 		return false
 	}
-	if !req.End.IsZero() && t.StartUnixNano > uint64(req.End.UnixNano()) {
-		return false
-	}
+	return req.End.IsZero() || t.StartUnixNano <= uint64(req.End.UnixNano())
+}
+
+// durationIn applies the request's duration bounds.
+func durationIn(t *traceql.Trace, req Request) bool {
 	d := time.Duration(t.DurationNanos())
-	if req.MinDuration > 0 && d < req.MinDuration {
-		return false
-	}
-	if req.MaxDuration > 0 && d > req.MaxDuration {
-		return false
-	}
-	return true
+	return (req.MinDuration <= 0 || d >= req.MinDuration) && (req.MaxDuration <= 0 || d <= req.MaxDuration)
 }
 
 // addSelect appends a select() of the span attributes the query reads, so

@@ -32,7 +32,13 @@ type Trace struct {
 	traceIDHex string
 	rootName   string
 	rootSvc    string
+	orphans    bool // a span's parent is not in the trace
 }
+
+// Complete reports whether the trace has a root span and the parent of
+// every other span: false means spans of it may be elsewhere (another
+// block, the live-store) or have not arrived yet.
+func (t *Trace) Complete() bool { return t.Root != nil && !t.orphans }
 
 // Span is one span of a Trace, decoded eagerly from the wire (attribute
 // values stay encoded until a query reads them).
@@ -243,6 +249,8 @@ func (t *Trace) link() {
 		if p := byID[bstr(s.Fields.ParentSpanID)]; p != nil && p != s {
 			s.Parent = p
 			p.Children = append(p.Children, s)
+		} else {
+			t.orphans = true
 		}
 	}
 	// Guard against parent cycles in malformed data: break any cycle so

@@ -55,6 +55,12 @@ var ErrSpansetOperationMultiple = errors.New("traceql: spanset operators are not
 
 type evalCtx struct {
 	t *Trace
+
+	// When row is set, attributes are read from it instead of from a span
+	// (Condition.Match); unknown records that one could not be.
+	row     []Value
+	cond    *Condition
+	unknown bool
 }
 
 // Eval runs the query over one trace and returns the spansets it yields,
@@ -554,6 +560,9 @@ func (c *evalCtx) field(e FieldExpr, s *Span) (Value, error) {
 }
 
 func (c *evalCtx) attribute(a *Attribute, s *Span) (Value, error) {
+	if c.row != nil {
+		return c.rowAttribute(a), nil
+	}
 	if a.Parent {
 		return Value{}, fmt.Errorf("traceql: %w: parent. attributes", ErrUnsupported)
 	}

@@ -1,0 +1,574 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/weftdb/weft/query/traceql"
+)
+
+// This file is the search side of the reader: Scan finds the traces of a
+// range of row groups that may satisfy a TraceQL condition, reading as
+// little as it can.
+//
+//  1. Row-group pruning: the condition is tested against what the footer
+//     and the dictionary pages say of each field's values (statistics,
+//     complete dictionaries, whether a generic attribute key occurs at
+//     all); a row group where no span can match is skipped unread.
+//  2. Projection: in the other row groups only the columns of the
+//     condition's fields are read, and the condition is tested per span.
+//  3. Late materialization: the trace_id column is read only when some
+//     span matched, and the raw span, resource and scope columns only for
+//     the rows of the traces with a matching span.
+//
+// The traces found are whole (every span of the block's row groups), and
+// the caller evaluates the query on them: the condition is necessary, not
+// sufficient.
+
+// ScanRequest says what Scan reads.
+type ScanRequest struct {
+	// Cond is the per-span condition; nil reads every trace.
+	Cond *traceql.Condition
+	// FirstRowGroup and LastRowGroup bound the row groups scanned,
+	// [FirstRowGroup, LastRowGroup); LastRowGroup 0 means to the end.
+	FirstRowGroup, LastRowGroup int
+}
+
+// ScanStats counts what a Scan did.
+type ScanStats struct {
+	// BytesRead is what was read from the bucket.
+	BytesRead uint64
+	// RowGroups were scanned, RowGroupsPruned of them skipped from their
+	// statistics and dictionaries.
+	RowGroups, RowGroupsPruned int
+	// SpansTested were tested against the condition; SpansMatched passed.
+	SpansTested, SpansMatched int64
+}
+
+// ErrStopScan, returned by a Scan callback, ends the scan without error.
+var ErrStopScan = errors.New("stop scan")
+
+// Scan calls fn with the ID and the spans (an OTLP TracesData message) of
+// each trace of the requested row groups that has a span satisfying
+// req.Cond, in block order. fn returning ErrStopScan ends the scan early;
+// another error ends it with that error.
+func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte, data []byte) error) (st ScanStats, err error) {
+	f, cols, err := r.loadFile(ctx)
+	if err != nil {
+		return st, err
+	}
+	ra := r.readerAt(ctx)
+	defer func() { st.BytesRead = ra.bytesRead.Load() }()
+	last := req.LastRowGroup
+	if last <= 0 || last > len(f.RowGroups()) {
+		last = len(f.RowGroups())
+	}
+	var fields []fieldColumns
+	if req.Cond != nil {
+		if fields, err = lookupFields(f, req.Cond.Fields()); err != nil {
+			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
+		}
+	}
+	for g := max(req.FirstRowGroup, 0); g < last; g++ {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		st.RowGroups++
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Cond, fields, &st, fn)
+		if errors.Is(err, ErrStopScan) {
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
+	cond *traceql.Condition, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
+	rg := f.RowGroups()[g]
+	n := rg.NumRows()
+	var matched []bool // nil: every row
+	if cond != nil {
+		domains := make([]traceql.Domain, len(fields))
+		generic := make([]bool, len(fields))
+		for i := range fields {
+			var err error
+			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
+				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+		}
+		if !cond.MayMatch(domains) {
+			st.RowGroupsPruned++
+			return nil
+		}
+		rows := make([][]traceql.Value, len(fields))
+		for i := range fields {
+			v, err := fields[i].read(ra, f, g, generic[i])
+			if err != nil {
+				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+			rows[i] = v
+		}
+		matched = make([]bool, n)
+		row := make([]traceql.Value, len(fields))
+		hit := false
+		for i := range n {
+			for j := range fields {
+				row[j] = rows[j][i]
+			}
+			if cond.Match(row) {
+				matched[i], hit = true, true
+				st.SpansMatched++
+			}
+		}
+		st.SpansTested += n
+		if !hit {
+			return nil
+		}
+	}
+	ids, err := readValues(ra, chunkOf(rg, cols.traceID), 0, n, false)
+	if err != nil {
+		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+	}
+	// The row ranges of the traces with a matching row.
+	var traces [][2]int64
+	for lo := int64(0); lo < n; {
+		hi := lo + 1
+		hit := matched == nil || matched[lo]
+		for hi < n && bytes.Equal(ids[hi], ids[lo]) {
+			hit = hit || matched[hi]
+			hi++
+		}
+		if hit {
+			traces = append(traces, [2]int64{lo, hi})
+		}
+		lo = hi
+	}
+	for _, cl := range clusters(traces, 512) {
+		var raw spanSet
+		if err := r.readRaw(ra, f, g, cols, cl[0][0], cl[len(cl)-1][1], &raw); err != nil {
+			return err
+		}
+		base := cl[0][0]
+		for _, tr := range cl {
+			var id [16]byte
+			copy(id[:], ids[tr[0]])
+			var data []byte
+			if (tr[0] == 0 && g > 0 && r.inRowGroup(id, g-1)) || (tr[1] == n && r.inRowGroup(id, g+1)) {
+				// The trace continues in a neighbouring row group.
+				if data, err = r.FindTraceByID(ctx, id); err != nil {
+					return err
+				}
+			} else {
+				one := spanSet{spans: raw.spans[tr[0]-base : tr[1]-base]}
+				data = one.traces()
+			}
+			if err := fn(id, data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// inRowGroup reports whether row group g exists and its trace-ID range
+// holds id.
+func (r *Reader) inRowGroup(id [16]byte, g int) bool {
+	if g < 0 || g >= len(r.ranges) {
+		return false
+	}
+	return bytes.Compare(id[:], r.ranges[g][0][:]) >= 0 && bytes.Compare(id[:], r.ranges[g][1][:]) <= 0
+}
+
+// clusters groups sorted row ranges whose gaps are under gap rows, so that
+// each group is read with one pass over the pages.
+func clusters(ranges [][2]int64, gap int64) [][][2]int64 {
+	var out [][][2]int64
+	for i, rg := range ranges {
+		if i > 0 && rg[0]-ranges[i-1][1] < gap {
+			out[len(out)-1] = append(out[len(out)-1], rg)
+			continue
+		}
+		out = append(out, [][2]int64{rg})
+	}
+	return out
+}
+
+// fieldColumns are the columns holding one condition field.
+type fieldColumns struct {
+	ref traceql.FieldRef
+	// flat is the column of an intrinsic or a dedicated attribute column
+	// (-1 if none); kind says how to read it.
+	flat int
+	kind flatKind
+	// generic are the key, value and type leaf columns of span_attrs or
+	// resource_attrs, for an attribute (key -1 for an intrinsic).
+	key, value, typ int
+}
+
+type flatKind int
+
+const (
+	kindString flatKind = iota
+	kindInt
+	kindDuration
+	kindStatus
+	kindSpanKind
+)
+
+func lookupFields(f *parquet.File, refs []traceql.FieldRef) ([]fieldColumns, error) {
+	leaf := func(path ...string) (int, error) {
+		l, ok := f.Schema().Lookup(path...)
+		if !ok {
+			return 0, fmt.Errorf("no column %q", path)
+		}
+		return l.ColumnIndex, nil
+	}
+	out := make([]fieldColumns, len(refs))
+	for i, ref := range refs {
+		fc := fieldColumns{ref: ref, flat: -1, key: -1, value: -1, typ: -1}
+		var col string
+		switch ref.Intrinsic {
+		case traceql.IntrinsicDuration:
+			col, fc.kind = colDuration, kindDuration
+		case traceql.IntrinsicName:
+			col = colName
+		case traceql.IntrinsicStatusMessage:
+			col = colStatusMessage
+		case traceql.IntrinsicStatus:
+			col, fc.kind = colStatusCode, kindStatus
+		case traceql.IntrinsicKind:
+			col, fc.kind = colKind, kindSpanKind
+		case traceql.IntrinsicNone:
+			list := colSpanAttrs
+			var ded []dedicatedColumn
+			var idx map[string]int
+			if ref.Scope == traceql.ScopeResource {
+				list, ded, idx = colResourceAttrs, resourceDedicated[:], resourceDedicatedIndex
+			} else {
+				ded, idx = spanDedicated[:], spanDedicatedIndex
+			}
+			if j, ok := idx[ref.Name]; ok {
+				col = ded[j].column
+				if ded[j].isInt {
+					fc.kind = kindInt
+				}
+			} else if ref.Scope == traceql.ScopeResource && ref.Name == serviceNameAttr {
+				col = colServiceName
+			}
+			var err error
+			if fc.key, err = leaf(list, "list", "element", "key"); err != nil {
+				return nil, err
+			}
+			if fc.value, err = leaf(list, "list", "element", "value"); err != nil {
+				return nil, err
+			}
+			if fc.typ, err = leaf(list, "list", "element", "type"); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("field %s is not stored per span", ref)
+		}
+		if col != "" {
+			c, err := leaf(col)
+			if err != nil {
+				return nil, err
+			}
+			fc.flat = c
+		}
+		out[i] = fc
+	}
+	return out, nil
+}
+
+// fullDictionary reports whether every data page of a column chunk is
+// dictionary-encoded, so that its dictionary lists every value.
+func fullDictionary(md *format.ColumnMetaData) bool {
+	if md.DictionaryPageOffset <= 0 || len(md.EncodingStats) == 0 {
+		return false
+	}
+	for _, s := range md.EncodingStats {
+		if (s.PageType == format.DataPage || s.PageType == format.DataPageV2) &&
+			s.Encoding != format.RLEDictionary && s.Encoding != format.PlainDictionary {
+			return false
+		}
+	}
+	return true
+}
+
+// dictionary returns the values of the dictionary of column col of row
+// group g, or ok false when it does not list every value of the chunk.
+func dictionary(ra *objectReaderAt, f *parquet.File, g, col int) (values []parquet.Value, ok bool, err error) {
+	md := chunkMeta(f, g, col)
+	if !fullDictionary(md) {
+		return nil, false, nil
+	}
+	chunk := chunkOf(f.RowGroups()[g], col)
+	pages := chunk.PagesFrom(ra)
+	defer pages.Close()
+	dict, err := pages.ReadDictionary()
+	if err != nil {
+		return nil, false, fmt.Errorf("read dictionary of column %d: %w", col, err)
+	}
+	if dict == nil {
+		return nil, false, nil
+	}
+	values = make([]parquet.Value, dict.Len())
+	for i := range values {
+		values[i] = dict.Index(int32(i)).Clone()
+	}
+	return values, true, nil
+}
+
+// domain is what the row group's metadata and dictionaries say of the
+// field's values: the values of its flat column (dictionary, else
+// statistics) and, when its key occurs in the generic attribute list,
+// every value of that list that could be it.
+//
+// generic reports whether the key occurs in the generic list (or may).
+func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int) (d traceql.Domain, generic bool, err error) {
+	unknown := traceql.Domain{}
+	d = traceql.Domain{Known: true}
+	if fc.flat >= 0 {
+		chunk := chunkOf(f.RowGroups()[g], fc.flat)
+		if chunk.NumValues() == 0 || chunk.NullCount() < chunk.NumValues() {
+			values, ok, err := dictionary(ra, f, g, fc.flat)
+			if err != nil {
+				return unknown, true, err
+			}
+			if ok {
+				for _, v := range values {
+					d.Values = append(d.Values, fc.flatValue(v))
+				}
+			} else if lo, hi, ok := chunk.Bounds(); ok && (fc.kind == kindInt || fc.kind == kindDuration && lo.Int64() >= 0) {
+				d.Bounded = true
+				d.Min, d.Max = fc.flatValue(lo), fc.flatValue(hi)
+			} else {
+				return unknown, true, nil
+			}
+		}
+	}
+	if fc.key < 0 {
+		return d, false, nil
+	}
+	keys, ok, err := dictionary(ra, f, g, fc.key)
+	if err != nil || !ok {
+		return unknown, true, err
+	}
+	if !slices.ContainsFunc(keys, func(k parquet.Value) bool { return string(k.ByteArray()) == fc.ref.Name }) {
+		return d, false, nil // only the flat column holds the attribute
+	}
+	types, ok, err := dictionary(ra, f, g, fc.typ)
+	if err != nil || !ok || d.Bounded {
+		return unknown, true, err
+	}
+	for _, t := range types {
+		if t.Int32() > 4 { // arrays, kvlists, bytes
+			return unknown, true, nil
+		}
+	}
+	values, ok, err := dictionary(ra, f, g, fc.value)
+	if err != nil || !ok {
+		return unknown, true, err
+	}
+	for _, v := range values {
+		text := string(v.ByteArray())
+		d.Values = append(d.Values, traceql.StringValue(text))
+		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+			d.Values = append(d.Values, traceql.IntValue(i))
+		}
+		if x, err := strconv.ParseFloat(text, 64); err == nil {
+			d.Values = append(d.Values, traceql.FloatValue(x))
+		}
+		if text == "true" || text == "false" {
+			d.Values = append(d.Values, traceql.BoolValue(text == "true"))
+		}
+	}
+	return d, true, nil
+}
+
+// flatValue converts a value of the flat column.
+func (fc *fieldColumns) flatValue(v parquet.Value) traceql.Value {
+	if v.IsNull() {
+		return traceql.Value{}
+	}
+	switch fc.kind {
+	case kindInt:
+		return traceql.IntValue(v.Int64())
+	case kindDuration:
+		d := v.Int64()
+		if d < 0 {
+			d = 0 // as Span.DurationNanos
+		}
+		return traceql.DurationValue(time.Duration(d))
+	case kindStatus:
+		return traceql.StatusValue(v.Int32())
+	case kindSpanKind:
+		return traceql.KindValue(v.Int32())
+	}
+	return traceql.StringValue(string(v.ByteArray()))
+}
+
+// read returns the field's value for every row of row group g.
+// With generic, the rows the flat column leaves missing are looked up in
+// the generic list.
+func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool) ([]traceql.Value, error) {
+	rg := f.RowGroups()[g]
+	out := make([]traceql.Value, rg.NumRows())
+	if fc.flat >= 0 {
+		chunk := chunkOf(rg, fc.flat)
+		if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
+			strs := map[string]traceql.Value{}
+			err := eachValue(ra, chunk, func(row int64, v parquet.Value) {
+				if fc.kind == kindString && !v.IsNull() {
+					if s, ok := strs[string(v.ByteArray())]; ok {
+						out[row] = s
+						return
+					}
+					s := fc.flatValue(v)
+					strs[s.Str] = s
+					out[row] = s
+					return
+				}
+				out[row] = fc.flatValue(v)
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if fc.key < 0 || !generic {
+		return out, nil
+	}
+	return out, fc.readGeneric(ra, rg, out)
+}
+
+// readGeneric fills the rows whose value is still missing with the first
+// entry of the generic list with the field's key.
+func (fc *fieldColumns) readGeneric(ra *objectReaderAt, rg parquet.RowGroup, out []traceql.Value) error {
+	keys, err := listValues(ra, chunkOf(rg, fc.key))
+	if err != nil {
+		return err
+	}
+	// Find the (row, entry) of each row's first matching key.
+	type hit struct{ row, entry int64 }
+	var hits []hit
+	seen := int64(-1)
+	for i, k := range keys.vals {
+		row := keys.rows[i]
+		if row != seen && !k.IsNull() && string(k.ByteArray()) == fc.ref.Name && out[row].IsNil() {
+			hits = append(hits, hit{row, int64(i)})
+			seen = row
+		}
+	}
+	if len(hits) == 0 {
+		return nil
+	}
+	vals, err := listValues(ra, chunkOf(rg, fc.value))
+	if err != nil {
+		return err
+	}
+	types, err := listValues(ra, chunkOf(rg, fc.typ))
+	if err != nil {
+		return err
+	}
+	if len(vals.vals) != len(keys.vals) || len(types.vals) != len(keys.vals) {
+		return fmt.Errorf("attribute list columns disagree: %d keys, %d values, %d types", len(keys.vals), len(vals.vals), len(types.vals))
+	}
+	for _, h := range hits {
+		out[h.row] = genericValue(string(vals.vals[h.entry].ByteArray()), types.vals[h.entry].Int32())
+	}
+	return nil
+}
+
+// genericValue rebuilds an attribute value from its text and type (the
+// AnyValue field number; see docs/block-format.md).
+func genericValue(text string, typ int32) traceql.Value {
+	switch typ {
+	case 0:
+		return traceql.Value{}
+	case 1:
+		return traceql.StringValue(text)
+	case 2:
+		return traceql.BoolValue(text == "true")
+	case 3:
+		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+			return traceql.IntValue(i)
+		}
+	case 4:
+		if f, err := strconv.ParseFloat(text, 64); err == nil {
+			return traceql.FloatValue(f)
+		}
+	}
+	return traceql.UnknownValue()
+}
+
+// listColumn is the values of a list leaf column, each with its row.
+type listColumn struct {
+	vals []parquet.Value
+	rows []int64
+}
+
+// listValues reads a repeated leaf column: one entry per list element, a
+// null for an empty list.
+func listValues(ra *objectReaderAt, chunk *parquet.FileColumnChunk) (listColumn, error) {
+	var lc listColumn
+	row := int64(-1)
+	err := eachValue(ra, chunk, func(_ int64, v parquet.Value) {
+		if v.RepetitionLevel() == 0 {
+			row++
+		}
+		lc.vals = append(lc.vals, v.Clone())
+		lc.rows = append(lc.rows, row)
+	})
+	return lc, err
+}
+
+// eachValue calls fn with every value of a column chunk and the row it
+// belongs to (counting rows by repetition level 0; for a repeated column
+// fn sees each element). Values point into pages that are released after
+// fn returns.
+func eachValue(ra *objectReaderAt, chunk *parquet.FileColumnChunk, fn func(row int64, v parquet.Value)) error {
+	pages := chunk.PagesFrom(ra)
+	defer pages.Close()
+	buf := make([]parquet.Value, 1024)
+	row := int64(-1)
+	for {
+		page, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+		}
+		vr := page.Values()
+		for {
+			k, err := vr.ReadValues(buf)
+			for _, v := range buf[:k] {
+				if v.RepetitionLevel() == 0 {
+					row++
+				}
+				fn(row, v)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				parquet.Release(page)
+				return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+			}
+		}
+		parquet.Release(page)
+	}
+}

@@ -1,0 +1,186 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftdb/weft/internal/tenant"
+	"github.com/weftdb/weft/query/search"
+)
+
+// Tagger answers tag name and tag value look-ups; see query/search.Searcher.
+// Errors map to HTTP codes as TraceFinder's do (InvalidArgument → 400).
+type Tagger interface {
+	TagNames(ctx context.Context, req search.TagsRequest, tenant string) (*search.TagNamesResponse, error)
+	TagNamesV2(ctx context.Context, req search.TagsRequest, tenant string) (*search.TagNamesV2Response, error)
+	TagValues(ctx context.Context, req search.TagsRequest, tenant string) (*search.TagValuesResponse, error)
+	TagValuesV2(ctx context.Context, req search.TagsRequest, tenant string) (*search.TagValuesV2Response, error)
+}
+
+// Route labels of the tag routes.
+const (
+	routeTagsV1      = "/api/search/tags"
+	routeTagsV2      = "/api/v2/search/tags"
+	routeTagValuesV1 = "/api/search/tag/{tagName}/values"
+	routeTagValuesV2 = "/api/v2/search/tag/{tagName}/values"
+)
+
+// headerTruncated tells that a tag answer was cut by the byte cap; Tempo's
+// response messages have no field for it.
+const headerTruncated = "Warning"
+
+// tagAnswer is what the tag handlers write: JSON or protobuf, and why the
+// answer is incomplete.
+type tagAnswer interface {
+	MarshalProto() []byte
+}
+
+// registerTags adds the four tag routes. Tag names may hold any character,
+// "/" included: the values routes take the rest of the path and cut the
+// "/values" suffix.
+func (h *handler) registerTags() {
+	h.handle("GET /api/search/tags", routeTagsV1, h.tagHandler(false, false))
+	h.handle("GET /api/v2/search/tags", routeTagsV2, h.tagHandler(true, false))
+	h.handle("GET /api/search/tag/{rest...}", routeTagValuesV1, h.tagHandler(false, true))
+	h.handle("GET /api/v2/search/tag/{rest...}", routeTagValuesV2, h.tagHandler(true, true))
+}
+
+func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var name string
+		if values {
+			rest := r.PathValue("rest")
+			var ok bool
+			if name, ok = strings.CutSuffix(rest, "/values"); !ok {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		if h.tagger == nil {
+			writeError(w, http.StatusNotImplemented, "tag search is not enabled")
+			return
+		}
+		tenantID, err := tenant.Resolve(h.multitenancy, r.Header.Get(tenant.Header))
+		if err != nil {
+			writeFailure(w, err)
+			return
+		}
+		req, err := parseTagsRequest(r.URL.Query(), v2, values)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if values && name == "" {
+			writeError(w, http.StatusBadRequest, "invalid tag name: empty")
+			return
+		}
+		req.Name = name
+		req.MaxBytes = h.maxTagBytes
+		var (
+			resp      tagAnswer
+			truncated string
+		)
+		ctx := r.Context()
+		switch {
+		case !v2 && !values:
+			var res *search.TagNamesResponse
+			if res, err = h.tagger.TagNames(ctx, req, tenantID); err == nil {
+				resp, truncated = res, res.Truncated
+			}
+		case v2 && !values:
+			var res *search.TagNamesV2Response
+			if res, err = h.tagger.TagNamesV2(ctx, req, tenantID); err == nil {
+				resp, truncated = res, res.Truncated
+			}
+		case !v2:
+			var res *search.TagValuesResponse
+			if res, err = h.tagger.TagValues(ctx, req, tenantID); err == nil {
+				resp, truncated = res, res.Truncated
+			}
+		default:
+			var res *search.TagValuesV2Response
+			if res, err = h.tagger.TagValuesV2(ctx, req, tenantID); err == nil {
+				resp, truncated = res, res.Truncated
+			}
+		}
+		if err != nil {
+			writeFailure(w, err)
+			return
+		}
+		if truncated != "" {
+			w.Header().Set(headerTruncated, `299 weft "`+strings.ReplaceAll(truncated, `"`, `'`)+`"`)
+		}
+		writeMessage(w, r, resp)
+	}
+}
+
+// writeMessage answers with resp as protobuf when the client accepts it,
+// else as JSON.
+func writeMessage(w http.ResponseWriter, r *http.Request, resp tagAnswer) {
+	if hasToken(r.Header.Values("Accept"), contentTypeProtobuf) {
+		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.MarshalProto())
+		return
+	}
+	body, err := json.Marshal(resp)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode response: %v", err))
+		return
+	}
+	writeBody(w, http.StatusOK, contentTypeJSON, body)
+}
+
+// parseTagsRequest reads the parameters of the tag routes: scope (names
+// only), q (v2 only; v1 ignores it as Tempo does), start, end, limit and
+// maxStaleValues (checked, not used).
+func parseTagsRequest(q url.Values, v2, values bool) (search.TagsRequest, error) {
+	var req search.TagsRequest
+	if !values {
+		req.Scope = q.Get("scope")
+		switch req.Scope {
+		case "", search.ScopeResource, search.ScopeSpan, search.ScopeIntrinsic, search.ScopeEvent, search.ScopeLink, search.ScopeInstrumentation:
+		case search.ScopeNone:
+			if !v2 {
+				return req, fmt.Errorf("invalid scope %q: must be one of resource, span, intrinsic, event, link, instrumentation", req.Scope)
+			}
+		default:
+			valid := "resource, span, intrinsic, event, link, instrumentation"
+			if v2 {
+				valid += ", none"
+			}
+			return req, fmt.Errorf("invalid scope %q: must be one of %s", req.Scope, valid)
+		}
+	}
+	if v2 {
+		req.Query = q.Get("q")
+	}
+	for _, name := range []string{"limit", "maxStaleValues"} {
+		s := q.Get(name)
+		if s == "" {
+			continue
+		}
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return req, fmt.Errorf("invalid %s %q: must be a non-negative integer", name, s)
+		}
+		if name == "limit" {
+			req.Limit = v
+		}
+	}
+	start, end, err := parseTimeRange(q)
+	if err != nil {
+		return req, err
+	}
+	if (start == 0) != (end == 0) {
+		return req, fmt.Errorf("invalid time range: only one of start and end provided")
+	}
+	if start > 0 {
+		req.Start, req.End = time.Unix(start, 0), time.Unix(end, 0)
+	}
+	return req, nil
+}

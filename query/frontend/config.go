@@ -1,0 +1,105 @@
+package frontend
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weftdb/weft/query/search"
+)
+
+// Config is the `query_frontend` block, with Tempo's key names.
+type Config struct {
+	// MaxOutstandingPerTenant caps a tenant's search jobs queued or
+	// running at once; a search that would pass it gets 429.
+	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
+	// MaxBatchSize and MaxRetries are Tempo's querier-batching keys;
+	// accepted for compatibility (weft sends one job per call and does not
+	// retry a job that failed: a failed job fails the search).
+	MaxBatchSize int `yaml:"max_batch_size"`
+	MaxRetries   int `yaml:"max_retries"`
+	// QueryEndCutoff clamps the end of a search to now minus this, as
+	// the newest spans may not all have arrived; 0 disables the clamp.
+	QueryEndCutoff time.Duration `yaml:"query_end_cutoff"`
+	// MaxQueryExpressionSizeBytes caps the length of a TraceQL query.
+	MaxQueryExpressionSizeBytes int `yaml:"max_query_expression_size_bytes"`
+	// Search configures /api/search.
+	Search SearchConfig `yaml:"search"`
+}
+
+// SearchConfig is the `query_frontend.search` block.
+type SearchConfig struct {
+	// ConcurrentJobs caps the jobs of one search running at once.
+	ConcurrentJobs int `yaml:"concurrent_jobs"`
+	// TargetBytesPerJob is the size of block jobs (bytes of data.parquet).
+	TargetBytesPerJob int64 `yaml:"target_bytes_per_job"`
+	// DefaultResultLimit is the limit of a search that gives none.
+	DefaultResultLimit int `yaml:"default_result_limit"`
+	// MaxResultLimit caps limit; above it a search gets 400.
+	MaxResultLimit int `yaml:"max_result_limit"`
+	// MaxDuration caps end − start; above it a search gets 400.
+	MaxDuration time.Duration `yaml:"max_duration"`
+	// QueryBackendAfter is the window a search without start and end
+	// covers: [now − QueryBackendAfter, now − QueryEndCutoff].
+	QueryBackendAfter time.Duration `yaml:"query_backend_after"`
+	// DefaultSpansPerSpanSet is the spss of a search that gives none.
+	DefaultSpansPerSpanSet int `yaml:"default_spans_per_span_set"`
+	// MaxSpansPerSpanSet caps spss; above it a search gets 400.
+	MaxSpansPerSpanSet int `yaml:"max_spans_per_span_set"`
+	// QueryTimeout bounds a whole search; past it the search fails with
+	// 504 naming this key. 0 disables it.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// IngesterShards and MostRecentShards are Tempo keys accepted for
+	// compatibility: weft runs one live-store job and orders block jobs
+	// newest first without time shards.
+	IngesterShards   int `yaml:"ingester_shards"`
+	MostRecentShards int `yaml:"most_recent_shards"`
+}
+
+// DefaultConfig is Tempo's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxOutstandingPerTenant:     2000,
+		MaxBatchSize:                7,
+		MaxRetries:                  2,
+		QueryEndCutoff:              30 * time.Second,
+		MaxQueryExpressionSizeBytes: 128 << 10,
+		Search: SearchConfig{
+			ConcurrentJobs:         1000,
+			TargetBytesPerJob:      search.DefaultTargetBytesPerJob,
+			DefaultResultLimit:     search.DefaultLimit,
+			MaxResultLimit:         search.MaxLimit,
+			MaxDuration:            168 * time.Hour,
+			QueryBackendAfter:      15 * time.Minute,
+			DefaultSpansPerSpanSet: search.DefaultSpansPerSpanSet,
+			MaxSpansPerSpanSet:     search.MaxSpansPerSpanSet,
+			QueryTimeout:           30 * time.Second,
+			IngesterShards:         3,
+			MostRecentShards:       200,
+		},
+	}
+}
+
+// Validate checks the values.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, key string, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+		}
+	}
+	s := &c.Search
+	check(c.MaxOutstandingPerTenant > 0, "max_outstanding_per_tenant", "must be positive")
+	check(c.QueryEndCutoff >= 0, "query_end_cutoff", "must not be negative")
+	check(c.MaxQueryExpressionSizeBytes > 0, "max_query_expression_size_bytes", "must be positive")
+	check(s.ConcurrentJobs > 0, "search.concurrent_jobs", "must be positive")
+	check(s.TargetBytesPerJob > 0, "search.target_bytes_per_job", "must be positive")
+	check(s.MaxResultLimit > 0 && s.MaxResultLimit <= search.MaxLimit, "search.max_result_limit", "must be between 1 and %d", search.MaxLimit)
+	check(s.DefaultResultLimit > 0 && s.DefaultResultLimit <= s.MaxResultLimit, "search.default_result_limit", "must be between 1 and search.max_result_limit")
+	check(s.MaxSpansPerSpanSet > 0 && s.MaxSpansPerSpanSet <= search.MaxSpansPerSpanSet, "search.max_spans_per_span_set", "must be between 1 and %d", search.MaxSpansPerSpanSet)
+	check(s.DefaultSpansPerSpanSet > 0 && s.DefaultSpansPerSpanSet <= s.MaxSpansPerSpanSet, "search.default_spans_per_span_set", "must be between 1 and search.max_spans_per_span_set")
+	check(s.MaxDuration > 0, "search.max_duration", "must be positive")
+	check(s.QueryBackendAfter > 0, "search.query_backend_after", "must be positive")
+	check(s.QueryTimeout >= 0, "search.query_timeout", "must not be negative")
+	return errors.Join(errs...)
+}

@@ -1,0 +1,296 @@
+// Package frontend is the query-frontend: it takes a search, applies the
+// query limits and Tempo's defaults, cuts it into jobs (the live-stores,
+// then ranges of row groups of each block, newest block first), runs the
+// jobs on queriers with bounded concurrency per search and per tenant,
+// merges their results, stops as soon as it has enough and fills the
+// response metrics.
+//
+// Queriers are reached through the Querier interface: in process under
+// -target=all, over gRPC (query/querier.Client) when the frontend runs
+// apart.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/query/search"
+)
+
+// Querier runs search jobs. SearchJob runs one job for tenant and returns
+// what it found; it fails with an InvalidArgument status for a bad
+// request. It must be safe for concurrent use.
+type Querier interface {
+	SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error)
+}
+
+// Planner cuts a search into jobs (search.Searcher.Plan).
+type Planner interface {
+	Plan(req search.Request, tenant string) []search.Job
+}
+
+// Frontend is the query-frontend.
+type Frontend struct {
+	cfg     Config
+	planner Planner
+	querier Querier
+	finder  search.Finder
+	now     func() time.Time
+
+	mu          sync.Mutex
+	outstanding map[string]int // jobs queued or running, per tenant
+
+	searches *prometheus.CounterVec
+	jobs     *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+// New returns a frontend running the jobs planner cuts on q and reading
+// whole traces (to complete the traces it returns) with finder.
+func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prometheus.Registerer) *Frontend {
+	return &Frontend{
+		cfg: cfg, planner: planner, querier: q, finder: finder, now: time.Now,
+		outstanding: map[string]int{},
+		searches: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_query_frontend_searches_total",
+			Help: "Searches by result: ok, bad_request, limited (429), timeout, canceled, error.",
+		}, []string{"result"})),
+		jobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_query_frontend_search_jobs_total",
+			Help: "Search jobs by result: completed, skipped (the search had enough), failed.",
+		}, []string{"result"})),
+		latency: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_query_frontend_search_duration_seconds",
+			Help:    "Time to answer a search.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		})),
+	}
+}
+
+func limitErr(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// Normalize applies the limits and defaults to req: limit and spss
+// defaults and maxima, the query size, the time range (absent → the last
+// query_backend_after; end clamped to now − query_end_cutoff; longer than
+// max_duration → error). Errors are InvalidArgument statuses naming the
+// limit and its config key.
+func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
+	s := &f.cfg.Search
+	if n := len(req.Query); n > f.cfg.MaxQueryExpressionSizeBytes {
+		return req, limitErr("query is %d bytes, more than the limit of %d bytes (query_frontend.max_query_expression_size_bytes)", n, f.cfg.MaxQueryExpressionSizeBytes)
+	}
+	switch {
+	case req.Limit < 0:
+		return req, limitErr("invalid limit %d: must be positive", req.Limit)
+	case req.Limit == 0:
+		req.Limit = s.DefaultResultLimit
+	case req.Limit > s.MaxResultLimit:
+		return req, limitErr("limit %d is more than the maximum of %d (query_frontend.search.max_result_limit)", req.Limit, s.MaxResultLimit)
+	}
+	switch {
+	case req.SpansPerSpanSet < 0:
+		return req, limitErr("invalid spss %d: must be positive", req.SpansPerSpanSet)
+	case req.SpansPerSpanSet == 0:
+		req.SpansPerSpanSet = s.DefaultSpansPerSpanSet
+	case req.SpansPerSpanSet > s.MaxSpansPerSpanSet:
+		return req, limitErr("spss %d is more than the maximum of %d (query_frontend.search.max_spans_per_span_set)", req.SpansPerSpanSet, s.MaxSpansPerSpanSet)
+	}
+	now := f.now()
+	if req.Start.IsZero() && req.End.IsZero() {
+		req.Start = now.Add(-s.QueryBackendAfter)
+		req.End = now
+	}
+	if req.Start.IsZero() != req.End.IsZero() {
+		return req, limitErr("only one of start and end provided")
+	}
+	if cut := now.Add(-f.cfg.QueryEndCutoff); f.cfg.QueryEndCutoff > 0 && req.End.After(cut) {
+		req.End = cut
+	}
+	if !req.End.After(req.Start) && !req.End.Equal(req.Start) {
+		return req, limitErr("invalid time range: end (%s) is before start (%s)", req.End.Format(time.RFC3339), req.Start.Format(time.RFC3339))
+	}
+	if d := req.End.Sub(req.Start); d > s.MaxDuration {
+		return req, limitErr("time range %s is longer than the maximum of %s (query_frontend.search.max_duration)", d, s.MaxDuration)
+	}
+	return req, nil
+}
+
+// Search answers one search for tenant.
+func (f *Frontend) Search(ctx context.Context, req search.Request, tenant string) (*search.Response, error) {
+	start := f.now()
+	resp, err := f.search(ctx, req, tenant)
+	f.latency.Observe(time.Since(start).Seconds())
+	f.searches.WithLabelValues(resultLabel(err)).Inc()
+	return resp, err
+}
+
+func resultLabel(err error) string {
+	switch status.Code(err) {
+	case codes.OK:
+		return "ok"
+	case codes.InvalidArgument:
+		return "bad_request"
+	case codes.ResourceExhausted:
+		return "limited"
+	case codes.DeadlineExceeded:
+		return "timeout"
+	case codes.Canceled:
+		return "canceled"
+	}
+	return "error"
+}
+
+func (f *Frontend) search(ctx context.Context, req search.Request, tenant string) (*search.Response, error) {
+	req, err := f.Normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	jobs := f.planner.Plan(req, tenant)
+	comb, err := search.NewCombiner(req, jobs)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.acquire(tenant, len(jobs)); err != nil {
+		return nil, err
+	}
+	defer f.release(tenant, len(jobs))
+	if t := f.cfg.Search.QueryTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	if err := f.run(ctx, tenant, jobs, comb); err != nil {
+		return nil, f.wrap(ctx, err)
+	}
+	resp, err := comb.Finish(ctx, tenant, f.finder)
+	if err != nil {
+		return nil, f.wrap(ctx, err)
+	}
+	return resp, nil
+}
+
+// wrap names the timeout when the search ran out of time.
+func (f *Frontend) wrap(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return status.Errorf(codes.DeadlineExceeded, "search did not finish within %s (query_frontend.search.query_timeout)", f.cfg.Search.QueryTimeout)
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, "search canceled")
+	}
+	return err
+}
+
+// acquire counts n jobs against the tenant's outstanding jobs, or fails
+// with ResourceExhausted when that would pass the limit (a search bigger
+// than the whole limit runs when the tenant has nothing else running).
+func (f *Frontend) acquire(tenant string, n int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.outstanding[tenant]
+	if cur > 0 && cur+n > f.cfg.MaxOutstandingPerTenant {
+		return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding, this search needs %d more, the limit is %d (query_frontend.max_outstanding_per_tenant)",
+			cur, n, f.cfg.MaxOutstandingPerTenant)
+	}
+	f.outstanding[tenant] = cur + n
+	return nil
+}
+
+func (f *Frontend) release(tenant string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.outstanding[tenant] -= n; f.outstanding[tenant] <= 0 {
+		delete(f.outstanding, tenant)
+	}
+}
+
+// run runs the jobs in order on up to concurrent_jobs workers, adding each
+// result to comb, and stops starting jobs (and cancels those running) as
+// soon as comb has enough.
+func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, comb *search.Combiner) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i   int
+		res *search.JobResult
+		err error
+	}
+	workers := min(f.cfg.Search.ConcurrentJobs, len(jobs))
+	next := make(chan int)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
+				select {
+				case results <- result{i, res, err}:
+				case <-ctx.Done():
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	done := make([]bool, len(jobs))
+	left := func() []search.Job {
+		var out []search.Job
+		for i, d := range done {
+			if !d {
+				out = append(out, jobs[i])
+			}
+		}
+		return out
+	}
+	sent, completed := 0, 0
+	var firstErr error
+	for completed < len(jobs) && firstErr == nil {
+		var send chan int
+		if sent < len(jobs) {
+			send = next
+		}
+		select {
+		case send <- sent:
+			sent++
+			continue
+		case r, ok := <-results:
+			if !ok {
+				firstErr = errors.New("cannot run search jobs: workers stopped")
+				break
+			}
+			completed++
+			done[r.i] = true
+			if r.err != nil {
+				f.jobs.WithLabelValues("failed").Inc()
+				firstErr = r.err
+				break
+			}
+			f.jobs.WithLabelValues("completed").Inc()
+			comb.Add(r.res)
+			if comb.Enough(left()) {
+				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - completed))
+				completed = len(jobs)
+			}
+		case <-ctx.Done():
+			firstErr = ctx.Err()
+		}
+	}
+	close(next)
+	cancel()
+	if firstErr == nil {
+		return nil
+	}
+	if st, ok := status.FromError(firstErr); ok && st.Code() != codes.Unknown {
+		return st.Err()
+	}
+	return fmt.Errorf("cannot search: %w", firstErr)
+}

@@ -1,0 +1,154 @@
+package querier
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/query/search"
+)
+
+// This file is the querier's side of search: JobRunner runs the jobs a
+// query-frontend cuts, with bounded concurrency, and serves them over
+// gRPC; Client is the frontend's side of that gRPC service.
+//
+// The job service is internal (frontend to querier, same weft version):
+// weft.querier.v1.Querier/SearchJob, a unary call whose messages are
+// search.Job and search.JobResult encoded as JSON (gRPC content subtype
+// "json"), the tenant in the x-scope-orgid metadata as Tempo sends it.
+
+// JobRunner runs search jobs on a searcher: at most
+// querier.max_concurrent_queries at once (the others wait), each within
+// querier.search.query_timeout.
+type JobRunner struct {
+	s       *search.Searcher
+	sem     chan struct{}
+	timeout time.Duration
+	jobs    *prometheus.CounterVec
+	seconds prometheus.Histogram
+}
+
+// NewJobRunner returns a runner of s's jobs.
+func NewJobRunner(s *search.Searcher, cfg Config, reg prometheus.Registerer) *JobRunner {
+	n := cfg.MaxConcurrentQueries
+	if n <= 0 {
+		n = DefaultConfig().MaxConcurrentQueries
+	}
+	return &JobRunner{
+		s: s, sem: make(chan struct{}, n), timeout: cfg.Search.QueryTimeout,
+		jobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_querier_search_jobs_total",
+			Help: "Search jobs run by the querier, by kind (live, block) and result (ok, error).",
+		}, []string{"kind", "result"})),
+		seconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_querier_search_job_duration_seconds",
+			Help:    "Time to run one search job, waiting for a slot included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		})),
+	}
+}
+
+// SearchJob runs one job (frontend.Querier).
+func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	start := time.Now()
+	defer func() { r.seconds.Observe(time.Since(start).Seconds()) }()
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.sem }()
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	res, err := r.s.RunJob(ctx, tenant, job)
+	kind := "block"
+	if job.Live {
+		kind = "live"
+	}
+	if err != nil {
+		r.jobs.WithLabelValues(kind, "error").Inc()
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, status.Errorf(codes.DeadlineExceeded, "search job did not finish within %s (querier.search.query_timeout)", r.timeout)
+		}
+		return nil, err
+	}
+	r.jobs.WithLabelValues(kind, "ok").Inc()
+	return res, nil
+}
+
+const (
+	jobServiceName  = "weft.querier.v1.Querier"
+	searchJobMethod = "/" + jobServiceName + "/SearchJob"
+	tenantMetadata  = "x-scope-orgid"
+)
+
+// jsonCodec encodes the job service's messages.
+type jsonCodec struct{}
+
+func (jsonCodec) Name() string                       { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func init() { encoding.RegisterCodec(jsonCodec{}) }
+
+// jobQuerier is what the gRPC service serves.
+type jobQuerier interface {
+	SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error)
+}
+
+// RegisterJobService serves q's SearchJob on s.
+func RegisterJobService(s *grpc.Server, q jobQuerier) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: jobServiceName,
+		HandlerType: (*jobQuerier)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "SearchJob",
+			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var job search.Job
+				if err := dec(&job); err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "cannot decode search job: %v", err)
+				}
+				md, _ := metadata.FromIncomingContext(ctx)
+				tenants := md.Get(tenantMetadata)
+				if len(tenants) != 1 || tenants[0] == "" {
+					return nil, status.Error(codes.Unauthenticated, "no org id")
+				}
+				return srv.(jobQuerier).SearchJob(ctx, tenants[0], job)
+			},
+		}},
+		Metadata: "weft/querier/jobs.go",
+	}, q)
+}
+
+// Client runs search jobs on a remote querier over gRPC (frontend.Querier).
+type Client struct {
+	conn grpc.ClientConnInterface
+}
+
+// NewClient returns a client over conn.
+func NewClient(conn grpc.ClientConnInterface) *Client { return &Client{conn: conn} }
+
+// SearchJob runs one job on the remote querier.
+func (c *Client) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
+	var res search.JobResult
+	if err := c.conn.Invoke(ctx, searchJobMethod, &job, &res, grpc.CallContentSubtype("json")); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot run search job on querier: %w", err)
+	}
+	return &res, nil
+}

@@ -1,0 +1,253 @@
+package search
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/blocklist"
+	"github.com/weftdb/weft/query/traceql"
+)
+
+// DefaultTargetBytesPerJob is the default size of a block job: a block is
+// cut into jobs of about this many bytes of data.parquet, whole row groups
+// each (Tempo's target_bytes_per_job).
+const DefaultTargetBytesPerJob = 100 << 20
+
+// maxPartialPerJob caps the IDs of traces a job reports as partial.
+const maxPartialPerJob = 10000
+
+// Job is one unit of a search: the live-stores, or row groups
+// [FirstRowGroup, LastRowGroup) of one block.
+type Job struct {
+	Request
+	// Live is set for the live-store job.
+	Live bool `json:"live,omitempty"`
+	// BlockID is the block of a block job.
+	BlockID string `json:"blockID,omitempty"`
+	// FirstRowGroup and LastRowGroup are the block's row groups.
+	FirstRowGroup int `json:"firstRowGroup,omitempty"`
+	LastRowGroup  int `json:"lastRowGroup,omitempty"`
+	// EndUnixNano is the latest span end the job can see (the block's end
+	// time; 0, unbounded, for the live job): with most_recent, a search
+	// may stop once it has enough traces newer than every job left.
+	EndUnixNano uint64 `json:"end_unix_nano,omitempty"`
+	// Bytes is the size of the job's part of the block.
+	Bytes int64 `json:"bytes,omitempty"`
+}
+
+// JobResult is what a job found.
+type JobResult struct {
+	// Traces are the traces matching on the job's part of them, at most
+	// the request's limit (the most recent ones with most_recent).
+	Traces []*Trace `json:"traces,omitempty"`
+	// Partial are the IDs (hex) of traces with a span satisfying the
+	// query's per-span condition that did not match on the job's part
+	// alone: another part elsewhere may complete them.
+	Partial []string `json:"partial,omitempty"`
+	// Incomplete are the IDs (hex) of the traces in Traces or Partial
+	// whose part lacks the root span or the parent of a span: their other
+	// spans are elsewhere or yet to come.
+	Incomplete []string `json:"incomplete,omitempty"`
+	Metrics    Metrics  `json:"metrics"`
+}
+
+// Plan cuts req into jobs: the live-store job first, then the jobs of each
+// block overlapping the time range, newest block first, each block cut
+// into ranges of row groups of about TargetBytesPerJob.
+func (s *Searcher) Plan(req Request, tenant string) []Job {
+	var jobs []Job
+	if s.live != nil {
+		jobs = append(jobs, Job{Request: req, Live: true})
+	}
+	if s.blocks == nil {
+		return jobs
+	}
+	target := s.TargetBytesPerJob
+	if target <= 0 {
+		target = DefaultTargetBytesPerJob
+	}
+	for _, e := range s.blocks.Blocks(tenant, req.Start, req.End) {
+		m := e.Meta
+		n := len(m.RowGroups)
+		if n == 0 {
+			continue
+		}
+		per := max(1, int(target/max(1, m.Size/int64(n))))
+		for first := 0; first < n; first += per {
+			last := min(n, first+per)
+			jobs = append(jobs, Job{
+				Request: req, BlockID: m.BlockID.String(), FirstRowGroup: first, LastRowGroup: last,
+				EndUnixNano: uint64(m.EndTime.UnixNano()),
+				Bytes:       m.Size * int64(last-first) / int64(n),
+			})
+		}
+	}
+	return jobs
+}
+
+// BlockStats are the totalBlocks and totalBlockBytes of jobs.
+func BlockStats(jobs []Job) (blocks uint32, bytes uint64) {
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if !j.Live && !seen[j.BlockID] {
+			seen[j.BlockID] = true
+			blocks++
+		}
+		bytes += uint64(max(j.Bytes, 0))
+	}
+	return blocks, bytes
+}
+
+// RunJob runs one job for tenant. Bad requests fail with a gRPC
+// InvalidArgument status.
+func (s *Searcher) RunJob(ctx context.Context, tenant string, job Job) (*JobResult, error) {
+	q, err := parse(job.Request)
+	if err != nil {
+		return nil, err
+	}
+	return s.runJob(ctx, q, tenant, job)
+}
+
+func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job) (*JobResult, error) {
+	jr := &jobRun{q: q, res: &JobResult{}}
+	if job.Live {
+		if s.live == nil {
+			return jr.res, nil
+		}
+		var err error
+		s.live.EachTrace(tenant, func(id [16]byte, data []byte) bool {
+			jr.res.Metrics.InspectedBytes += uint64(len(data))
+			err = jr.trace(id, data)
+			return err == nil && ctx.Err() == nil && !jr.full()
+		})
+		if err == nil {
+			err = ctx.Err()
+		}
+		return jr.finish(), err
+	}
+	id, err := uuid.Parse(job.BlockID)
+	if err != nil {
+		return nil, invalid("invalid block ID %q: %v", job.BlockID, err)
+	}
+	var e *blocklist.Entry
+	if s.blocks != nil {
+		e = s.blocks.Get(tenant, id)
+	}
+	if e == nil {
+		return nil, fmt.Errorf("cannot search block %s: not in the block list", job.BlockID)
+	}
+	r, err := e.Reader(ctx, s.bkt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
+	}
+	st, err := r.Scan(ctx, block.ScanRequest{Cond: q.cond, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
+		func(id [16]byte, data []byte) error {
+			if err := jr.trace(id, data); err != nil {
+				return err
+			}
+			if jr.full() {
+				return block.ErrStopScan
+			}
+			return nil
+		})
+	jr.res.Metrics.InspectedBytes += st.BytesRead
+	if err != nil {
+		if bad, ok := errorStatus(err); ok {
+			return nil, bad
+		}
+		return nil, fmt.Errorf("cannot search block %s: %w", job.BlockID, err)
+	}
+	return jr.finish(), nil
+}
+
+// jobRun evaluates the traces of one job.
+type jobRun struct {
+	q   *query
+	res *JobResult
+}
+
+// trace evaluates one trace (the job's part of it).
+func (jr *jobRun) trace(id [16]byte, data []byte) error {
+	t, err := traceql.NewTrace(data)
+	if err != nil {
+		return fmt.Errorf("cannot decode trace %x: %w", id, err)
+	}
+	if len(t.Spans) == 0 {
+		return nil
+	}
+	m := &jr.res.Metrics
+	m.InspectedTraces++
+	m.InspectedSpans += uint64(len(t.Spans))
+	if !overlaps(t, jr.q.req) {
+		return nil
+	}
+	sets, err := jr.q.root.Eval(t)
+	if err != nil {
+		return evalError(id, err)
+	}
+	matched := len(sets) > 0 && durationIn(t, jr.q.req)
+	if (matched || len(jr.res.Partial) < maxPartialPerJob) && !t.Complete() && len(jr.res.Incomplete) < maxPartialPerJob {
+		jr.res.Incomplete = append(jr.res.Incomplete, hex.EncodeToString(id[:]))
+	}
+	if !matched {
+		if len(jr.res.Partial) < maxPartialPerJob {
+			jr.res.Partial = append(jr.res.Partial, hex.EncodeToString(id[:]))
+		}
+		return nil
+	}
+	jr.res.Traces = append(jr.res.Traces, traceResult(id, t, sets, jr.q.spss))
+	if jr.q.mostRecent && len(jr.res.Traces) > 2*jr.q.limit {
+		jr.trim()
+	}
+	return nil
+}
+
+// full reports whether the job found enough: limit traces, unless the
+// most recent ones are asked for, which needs every trace seen.
+func (jr *jobRun) full() bool { return !jr.q.mostRecent && len(jr.res.Traces) >= jr.q.limit }
+
+// trim keeps the limit most recent traces.
+func (jr *jobRun) trim() {
+	sortTraces(jr.res.Traces)
+	if len(jr.res.Traces) > jr.q.limit {
+		jr.res.Traces = jr.res.Traces[:jr.q.limit]
+	}
+}
+
+func (jr *jobRun) finish() *JobResult {
+	jr.trim()
+	jr.res.Metrics.CompletedJobs = 1
+	return jr.res
+}
+
+func sortTraces(ts []*Trace) {
+	slices.SortFunc(ts, func(a, b *Trace) int {
+		return cmp.Or(cmp.Compare(b.StartTimeUnixNano, a.StartTimeUnixNano), cmp.Compare(a.TraceID, b.TraceID))
+	})
+}
+
+// evalError turns an evaluation error into a bad request when the query
+// is at fault.
+func evalError(id [16]byte, err error) error {
+	if errors.Is(err, traceql.ErrUnsupported) || errors.Is(err, traceql.ErrSpansetOperationMultiple) {
+		return invalid("%s", err.Error())
+	}
+	return fmt.Errorf("cannot evaluate the query on trace %x: %w", id, err)
+}
+
+// errorStatus returns err's status when it is a bad request.
+func errorStatus(err error) (error, bool) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		return st.Err(), true
+	}
+	return nil, false
+}

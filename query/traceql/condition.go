@@ -1,0 +1,342 @@
+package traceql
+
+import (
+	"time"
+)
+
+// This file derives from a query what storage can test on single spans
+// before the evaluator sees whole traces: a Condition. Storage reads only
+// the columns of the condition's fields, skips row groups and pages whose
+// value ranges or dictionaries rule the condition out (MayMatch), tests
+// each remaining span (Match), and hands the evaluator only the traces with
+// a span that passed. The evaluator still decides; the condition only has
+// to be necessary, never sufficient, so the two paths cannot disagree.
+//
+// Why a per-span condition is necessary: every span of every spanset a
+// query returns passed one of the spanset filters of its first stage (the
+// structural, && and || operators only choose among the spans their
+// operands returned). So a trace with no span satisfying any of those
+// filters cannot match. Each filter is weakened to the conjuncts whose
+// fields storage can read per span; the condition is the disjunction of
+// the weakened filters.
+
+// Condition is a necessary condition on single spans for a trace to match
+// a query; see RootExpr.Condition.
+type Condition struct {
+	fields  []FieldRef
+	filters []FieldExpr // the disjuncts
+	// attrs maps each Attribute node of the filters to its field indexes;
+	// the second is -1 except for unscoped attributes (span, then
+	// resource).
+	attrs map[*Attribute][2]int
+}
+
+// Condition returns the per-span condition of the query, or nil when there
+// is none that storage could test (an empty filter {} or filters on fields
+// storage does not read per span only).
+func (r *RootExpr) Condition() *Condition {
+	if r == nil || r.Pipeline == nil || len(r.Pipeline.Stages) == 0 {
+		return nil
+	}
+	first, ok := r.Pipeline.Stages[0].(SpansetExpr)
+	if !ok {
+		return nil
+	}
+	var leaves []*SpansetFilter
+	if !collectLeaves(first, &leaves) {
+		return nil
+	}
+	c := &Condition{attrs: map[*Attribute][2]int{}}
+	for _, f := range leaves {
+		var kept []FieldExpr
+		for _, e := range conjuncts(f.Expr) {
+			if readable(e) {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == 0 {
+			return nil // this filter may hold on any span
+		}
+		expr := kept[0]
+		for _, e := range kept[1:] {
+			expr = &BinaryExpr{Op: OpAnd, LHS: expr, RHS: e}
+		}
+		c.filters = append(c.filters, expr)
+		Inspect(expr, func(n Node) bool {
+			if a, ok := n.(*Attribute); ok {
+				c.addAttr(a)
+			}
+			return true
+		})
+	}
+	return c
+}
+
+// collectLeaves appends the spanset filters whose spans e can return; it
+// reports false when e's spans may come from elsewhere.
+func collectLeaves(e SpansetExpr, out *[]*SpansetFilter) bool {
+	switch e := e.(type) {
+	case *SpansetFilter:
+		if e.Expr == nil {
+			return false
+		}
+		*out = append(*out, e)
+		return true
+	case *SpansetOp:
+		return collectLeaves(e.LHS, out) && collectLeaves(e.RHS, out)
+	case *Pipeline:
+		if len(e.Stages) == 0 {
+			return false
+		}
+		first, ok := e.Stages[0].(SpansetExpr)
+		return ok && collectLeaves(first, out)
+	}
+	return false
+}
+
+// conjuncts splits e at its top-level &&.
+func conjuncts(e FieldExpr) []FieldExpr {
+	if b, ok := e.(*BinaryExpr); ok && b.Op == OpAnd {
+		return append(conjuncts(b.LHS), conjuncts(b.RHS)...)
+	}
+	return []FieldExpr{e}
+}
+
+// readable reports whether every field e reads is one storage reads per
+// span.
+func readable(e FieldExpr) bool {
+	ok := true
+	Inspect(e, func(n Node) bool {
+		if a, isAttr := n.(*Attribute); isAttr && !readableAttr(a) {
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
+func readableAttr(a *Attribute) bool {
+	if a.Parent {
+		return false
+	}
+	switch a.Intrinsic {
+	case IntrinsicDuration, IntrinsicName, IntrinsicStatus, IntrinsicStatusMessage, IntrinsicKind:
+		return true
+	case IntrinsicNone:
+		return a.Scope == ScopeSpan || a.Scope == ScopeResource || a.Scope == ScopeNone
+	}
+	return false
+}
+
+func (c *Condition) field(f FieldRef) int {
+	for i, g := range c.fields {
+		if g == f {
+			return i
+		}
+	}
+	c.fields = append(c.fields, f)
+	return len(c.fields) - 1
+}
+
+func (c *Condition) addAttr(a *Attribute) {
+	idx := [2]int{-1, -1}
+	switch {
+	case a.Intrinsic != IntrinsicNone:
+		idx[0] = c.field(a.Ref())
+	case a.Scope == ScopeNone:
+		idx[0] = c.field(FieldRef{Scope: ScopeSpan, Name: a.Name})
+		idx[1] = c.field(FieldRef{Scope: ScopeResource, Name: a.Name})
+	default:
+		idx[0] = c.field(FieldRef{Scope: a.Scope, Name: a.Name})
+	}
+	c.attrs[a] = idx
+}
+
+// Fields are the fields the condition reads, in the order Match and
+// MayMatch take their values: intrinsics stored per span (duration, name,
+// status, statusMessage, kind; Intrinsic set) and span or resource
+// attributes (Scope ScopeSpan or ScopeResource; an unscoped attribute
+// reads both).
+func (c *Condition) Fields() []FieldRef { return c.fields }
+
+// String renders the condition as TraceQL-like text, for debugging.
+func (c *Condition) String() string {
+	s := ""
+	for i, f := range c.filters {
+		if i > 0 {
+			s += " || "
+		}
+		s += "(" + printNode(f) + ")"
+	}
+	return s
+}
+
+// Value constructors for storage, which builds the values of a span's
+// fields for Match. A missing attribute is the zero Value.
+func StringValue(s string) Value          { return strValue(s) }
+func IntValue(i int64) Value              { return intValue(i) }
+func FloatValue(f float64) Value          { return floatValue(f) }
+func BoolValue(b bool) Value              { return boolValue(b) }
+func DurationValue(d time.Duration) Value { return durValue(d) }
+
+// StatusValue is the status intrinsic for an OTLP status code (0 unset, 1
+// ok, 2 error).
+func StatusValue(code int32) Value {
+	st := StatusUnset
+	switch code {
+	case 1:
+		st = StatusOk
+	case 2:
+		st = StatusError
+	}
+	return Value{Type: TypeStatus, Status: st}
+}
+
+// KindValue is the kind intrinsic for an OTLP span kind number.
+func KindValue(kind int32) Value {
+	k := KindUnspecified
+	if kind >= 0 && int(kind) < len(otlpKinds) {
+		k = otlpKinds[kind]
+	}
+	return Value{Type: TypeKind, Kind: k}
+}
+
+// typeUnknown marks a value storage cannot rebuild exactly (an array or a
+// kvlist attribute read from its text form): a filter reading it is taken
+// to hold.
+const typeUnknown StaticType = -1
+
+// UnknownValue is a present value that storage cannot give exactly.
+func UnknownValue() Value { return Value{Type: typeUnknown} }
+
+// Match reports whether a span whose field values are row (in Fields
+// order) may satisfy the condition.
+func (c *Condition) Match(row []Value) bool {
+	ctx := evalCtx{row: row, cond: c}
+	for _, f := range c.filters {
+		ctx.unknown = false
+		v, err := ctx.field(f, nil)
+		if err != nil || ctx.unknown || v.truthy() {
+			return true
+		}
+	}
+	return false
+}
+
+// rowAttribute is the value of a in the row being matched.
+func (c *evalCtx) rowAttribute(a *Attribute) Value {
+	idx, ok := c.cond.attrs[a]
+	if !ok {
+		c.unknown = true
+		return Value{}
+	}
+	v := c.row[idx[0]]
+	if v.IsNil() && idx[1] >= 0 {
+		v = c.row[idx[1]]
+	}
+	if v.Type == typeUnknown {
+		c.unknown = true
+		return Value{}
+	}
+	return v
+}
+
+// Domain is what storage knows of the values a field takes over a range of
+// spans (a row group, a page): nothing, every distinct value, or bounds.
+type Domain struct {
+	// Known is false when storage knows nothing.
+	Known bool
+	// Values are all the values present (missing ones aside), when Known
+	// and not Bounded. Empty means the field is missing from every span.
+	Values []Value
+	// Bounded says Min and Max bound every present value (ints, floats or
+	// durations).
+	Bounded  bool
+	Min, Max Value
+}
+
+// MayMatch reports whether some span could satisfy the condition given
+// the domains of its fields (in Fields order). False lets storage skip the
+// spans the domains describe.
+func (c *Condition) MayMatch(domains []Domain) bool {
+	for _, f := range c.filters {
+		if c.possible(f, domains) {
+			return true
+		}
+	}
+	return false
+}
+
+// possible is false only when no values of the domains can make e true.
+func (c *Condition) possible(e FieldExpr, d []Domain) bool {
+	b, ok := e.(*BinaryExpr)
+	if !ok {
+		return true
+	}
+	switch {
+	case b.Op == OpAnd:
+		return c.possible(b.LHS, d) && c.possible(b.RHS, d)
+	case b.Op == OpOr:
+		return c.possible(b.LHS, d) || c.possible(b.RHS, d)
+	case !b.Op.IsComparison():
+		return true
+	}
+	attr, lok := b.LHS.(*Attribute)
+	lit, rok := b.RHS.(*Static)
+	op := b.Op
+	if !lok || !rok {
+		var ok1, ok2 bool
+		attr, ok1 = b.RHS.(*Attribute)
+		lit, ok2 = b.LHS.(*Static)
+		if !ok1 || !ok2 || op == OpRegex || op == OpNotRegex {
+			return true
+		}
+		op = flip(op)
+	}
+	idx := c.attrs[attr]
+	s := staticValue(lit)
+	for _, i := range idx {
+		if i >= 0 && domainPossible(d[i], op, s, b.Regex) {
+			return true
+		}
+	}
+	return false
+}
+
+// flip mirrors a comparison: a op b is b flip(op) a.
+func flip(op Operator) Operator {
+	switch op {
+	case OpGreater:
+		return OpLess
+	case OpGreaterEqual:
+		return OpLessEqual
+	case OpLess:
+		return OpGreater
+	case OpLessEqual:
+		return OpGreaterEqual
+	}
+	return op
+}
+
+func domainPossible(d Domain, op Operator, s Value, re interface{ MatchString(string) bool }) bool {
+	if !d.Known {
+		return true
+	}
+	if d.Bounded {
+		switch op {
+		case OpEqual:
+			return compare(OpLessEqual, d.Min, s, nil) && compare(OpGreaterEqual, d.Max, s, nil)
+		case OpLess, OpLessEqual:
+			return compare(op, d.Min, s, nil)
+		case OpGreater, OpGreaterEqual:
+			return compare(op, d.Max, s, nil)
+		}
+		return true
+	}
+	for _, v := range d.Values {
+		if v.Type == typeUnknown || compare(op, v, s, re) {
+			return true
+		}
+	}
+	return false
+}
