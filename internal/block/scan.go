@@ -50,6 +50,9 @@ type ScanStats struct {
 	// RowGroups were scanned, RowGroupsPruned of them skipped from their
 	// statistics and dictionaries.
 	RowGroups, RowGroupsPruned int
+	// SpansPruned were skipped from page statistics (column index) in
+	// row groups that were not pruned whole.
+	SpansPruned int64
 	// SpansTested were tested against the condition; SpansMatched passed.
 	SpansTested, SpansMatched int64
 }
@@ -112,9 +115,21 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 			st.RowGroupsPruned++
 			return nil
 		}
+		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
+		if err != nil {
+			return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+		}
+		kept := int64(0)
+		for _, k := range keep {
+			kept += k[1] - k[0]
+		}
+		st.SpansPruned += n - kept
+		if kept == 0 {
+			return nil
+		}
 		rows := make([][]traceql.Value, len(fields))
 		for i := range fields {
-			v, err := fields[i].read(ra, f, g, generic[i])
+			v, err := fields[i].read(ra, f, g, generic[i], keep)
 			if err != nil {
 				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 			}
@@ -123,16 +138,18 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		matched = make([]bool, n)
 		row := make([]traceql.Value, len(fields))
 		hit := false
-		for i := range n {
-			for j := range fields {
-				row[j] = rows[j][i]
-			}
-			if cond.Match(row) {
-				matched[i], hit = true, true
-				st.SpansMatched++
+		for _, k := range keep {
+			for i := k[0]; i < k[1]; i++ {
+				for j := range fields {
+					row[j] = rows[j][i]
+				}
+				if cond.Match(row) {
+					matched[i], hit = true, true
+					st.SpansMatched++
+				}
 			}
 		}
-		st.SpansTested += n
+		st.SpansTested += kept
 		if !hit {
 			return nil
 		}
@@ -422,15 +439,16 @@ func (fc *fieldColumns) flatValue(v parquet.Value) traceql.Value {
 
 // read returns the field's value for every row of row group g.
 // With generic, the rows the flat column leaves missing are looked up in
-// the generic list.
-func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool) ([]traceql.Value, error) {
+// the generic list. Only the pages of the flat column holding rows in keep
+// are read; other rows are left missing.
+func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64) ([]traceql.Value, error) {
 	rg := f.RowGroups()[g]
 	out := make([]traceql.Value, rg.NumRows())
 	if fc.flat >= 0 {
 		chunk := chunkOf(rg, fc.flat)
 		if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
 			strs := map[string]traceql.Value{}
-			err := eachValue(ra, chunk, func(row int64, v parquet.Value) {
+			err := eachValueIn(ra, chunk, keep, func(row int64, v parquet.Value) {
 				if fc.kind == kindString && !v.IsNull() {
 					if s, ok := strs[string(v.ByteArray())]; ok {
 						out[row] = s
@@ -533,6 +551,150 @@ func listValues(ra *objectReaderAt, chunk *parquet.FileColumnChunk) (listColumn,
 		lc.rows = append(lc.rows, row)
 	})
 	return lc, err
+}
+
+// eachValueIn calls fn with the value of each row in ranges (sorted,
+// disjoint) of a non-repeated column chunk, reading only the pages that
+// hold them (offset index).
+func eachValueIn(ra *objectReaderAt, chunk *parquet.FileColumnChunk, ranges [][2]int64, fn func(row int64, v parquet.Value)) error {
+	if len(ranges) == 1 && ranges[0][0] == 0 && ranges[0][1] >= chunk.NumValues() {
+		return eachValue(ra, chunk, fn)
+	}
+	if _, err := chunk.OffsetIndexFrom(ra); err != nil {
+		return fmt.Errorf("read offset index of column %d: %w", chunk.Column(), err)
+	}
+	pages := chunk.PagesFrom(ra)
+	defer pages.Close()
+	buf := make([]parquet.Value, 1024)
+	for _, rg := range ranges {
+		if err := pages.SeekToRow(rg[0]); err != nil {
+			return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+		}
+		row := rg[0]
+		for row < rg[1] {
+			page, err := pages.ReadPage()
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+			}
+			vr := page.Values()
+			for row < rg[1] {
+				k, err := vr.ReadValues(buf[:min(int64(len(buf)), rg[1]-row)])
+				for _, v := range buf[:k] {
+					fn(row, v)
+					row++
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					parquet.Release(page)
+					return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+				}
+			}
+			parquet.Release(page)
+		}
+	}
+	return nil
+}
+
+// keepRows returns the row ranges of a row group that the column index
+// (per-page minimum and maximum) of the condition's numeric and enum
+// fields does not rule out: a page whose bounds, put in place of the row
+// group's domain of its field, make the condition impossible excludes its
+// rows.
+func keepRows(ra *objectReaderAt, rg parquet.RowGroup, cond *traceql.Condition, fields []fieldColumns, domains []traceql.Domain, generic []bool) ([][2]int64, error) {
+	n := rg.NumRows()
+	var excluded []bool
+	for i, fc := range fields {
+		if fc.flat < 0 || generic[i] || fc.kind == kindString {
+			continue
+		}
+		chunk := chunkOf(rg, fc.flat)
+		ci, err := chunk.ColumnIndexFrom(ra)
+		if errors.Is(err, parquet.ErrMissingColumnIndex) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read column index of column %d: %w", fc.flat, err)
+		}
+		oi, err := chunk.OffsetIndexFrom(ra)
+		if err != nil {
+			return nil, fmt.Errorf("read offset index of column %d: %w", fc.flat, err)
+		}
+		saved := domains[i]
+		for p := range ci.NumPages() {
+			d, ok := pageDomain(fc.kind, ci, p)
+			if !ok {
+				continue
+			}
+			domains[i] = d
+			if cond.MayMatch(domains) {
+				continue
+			}
+			if excluded == nil {
+				excluded = make([]bool, n)
+			}
+			end := n
+			if p+1 < oi.NumPages() {
+				end = oi.FirstRowIndex(p + 1)
+			}
+			for row := oi.FirstRowIndex(p); row < end; row++ {
+				excluded[row] = true
+			}
+		}
+		domains[i] = saved
+	}
+	if excluded == nil {
+		return [][2]int64{{0, n}}, nil
+	}
+	var keep [][2]int64
+	for row := int64(0); row < n; {
+		if excluded[row] {
+			row++
+			continue
+		}
+		lo := row
+		for row < n && !excluded[row] {
+			row++
+		}
+		keep = append(keep, [2]int64{lo, row})
+	}
+	return keep, nil
+}
+
+// pageDomain is the domain of a numeric or enum field over page p.
+func pageDomain(kind flatKind, ci parquet.ColumnIndex, p int) (traceql.Domain, bool) {
+	if ci.NullPage(p) {
+		return traceql.Domain{Known: true}, true
+	}
+	lo, hi := ci.MinValue(p).Int64(), ci.MaxValue(p).Int64()
+	switch kind {
+	case kindInt:
+		return traceql.Domain{Known: true, Bounded: true, Min: traceql.IntValue(lo), Max: traceql.IntValue(hi)}, true
+	case kindDuration:
+		if lo < 0 {
+			return traceql.Domain{}, false
+		}
+		return traceql.Domain{Known: true, Bounded: true, Min: traceql.DurationValue(time.Duration(lo)), Max: traceql.DurationValue(time.Duration(hi))}, true
+	case kindStatus, kindSpanKind:
+		lo, hi = int64(ci.MinValue(p).Int32()), int64(ci.MaxValue(p).Int32())
+		if hi-lo > 8 {
+			return traceql.Domain{}, false
+		}
+		d := traceql.Domain{Known: true}
+		for v := lo; v <= hi; v++ {
+			if kind == kindStatus {
+				d.Values = append(d.Values, traceql.StatusValue(int32(v)))
+			} else {
+				d.Values = append(d.Values, traceql.KindValue(int32(v)))
+			}
+		}
+		return d, true
+	}
+	return traceql.Domain{}, false
 }
 
 // eachValue calls fn with every value of a column chunk and the row it

@@ -35,11 +35,17 @@ type WriteOptions struct {
 	// BloomFalsePositive is the false-positive rate of the trace-ID bloom
 	// filter.
 	BloomFalsePositive float64
+	// PageBytes is the target size of a data page before compression;
+	// 0 means 256 KiB. Smaller pages prune finer and cost more index.
+	PageBytes int
 }
 
 func (o WriteOptions) withDefaults() WriteOptions {
 	if o.RowGroupBytes <= 0 {
 		o.RowGroupBytes = DefaultRowGroupBytes
+	}
+	if o.PageBytes <= 0 {
+		o.PageBytes = pageBufferBytes
 	}
 	if o.BloomFalsePositive <= 0 || o.BloomFalsePositive >= 1 {
 		o.BloomFalsePositive = DefaultBloomFalsePositive
@@ -69,7 +75,7 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 		return nil, fmt.Errorf("write block: %w", err)
 	}
 	var data bytes.Buffer
-	if err := writeParquet(&data, p); err != nil {
+	if err := writeParquet(&data, p, opts.PageBytes); err != nil {
 		return nil, fmt.Errorf("write block: encode %s: %w", DataName, err)
 	}
 	var bl bytes.Buffer

@@ -63,8 +63,8 @@ const (
 const pqWriteBatch = 512
 
 // writeParquet writes the planned rows as data.parquet to w.
-func writeParquet(w io.Writer, p *plan) error {
-	return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBufferBytes)
+func writeParquet(w io.Writer, p *plan, pageBytes int) error {
+	return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBytes)
 }
 
 func writeParquetGo(w io.Writer, p *plan, codec compress.Codec, pageBytes int) error {

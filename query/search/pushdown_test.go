@@ -2,11 +2,15 @@ package search
 
 import (
 	"context"
+	"encoding/binary"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/thanos-io/objstore/providers/filesystem"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/otlpwire"
@@ -143,5 +147,86 @@ func TestPushdownAgreesWithFullRead(t *testing.T) {
 		if st.SpansMatched != 0 {
 			t.Errorf("%s: %d spans matched", text, st.SpansMatched)
 		}
+	}
+}
+
+// TestPagePruning checks that pages whose statistics rule the condition
+// out are skipped in a row group that cannot be pruned whole, and that the
+// traces found are still exactly the matching ones.
+func TestPagePruning(t *testing.T) {
+	ctx := context.Background()
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Trace i (ID i, so in this order in the block) has one span lasting
+	// i ms: durations grow along the rows, so pages have narrow bounds.
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	const n = 4000
+	for i := range n {
+		sp := spans.AppendEmpty()
+		var tid pcommon.TraceID
+		binary.BigEndian.PutUint64(tid[8:], uint64(i+1))
+		sp.SetTraceID(tid)
+		sp.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
+		sp.SetName("op")
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(base))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i) * time.Millisecond)))
+		sp.Attributes().PutInt("n", int64(i))
+	}
+	buf := block.NewBuffer(nil)
+	defer buf.Release()
+	var b otlpwire.Batch
+	if err := b.Parse(spangen.Marshal(td)); err != nil {
+		t.Fatal(err)
+	}
+	if err := buf.Add(&b); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := block.Write(ctx, bkt, "t", uuid.New(), block.Source{}, buf, block.WriteOptions{PageBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.RowGroups) != 1 {
+		t.Fatalf("%d row groups, want 1", len(meta.RowGroups))
+	}
+	r, err := block.Open(ctx, bkt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		q    string
+		want int
+	}{
+		{`{ duration >= 3900ms }`, 100},
+		{`{ duration < 50ms && span.n >= 0 }`, 50},
+		{`{ duration > 1s && duration <= 1010ms }`, 10},
+	} {
+		root, err := traceql.Parse(tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		st, err := r.Scan(ctx, block.ScanRequest{Cond: root.Condition()}, func(_ [16]byte, data []byte) error {
+			tr, err := traceql.NewTrace(data)
+			if err != nil {
+				return err
+			}
+			if sets, err := root.Eval(tr); err != nil || len(sets) > 0 {
+				found++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found != tc.want {
+			t.Errorf("%s: found %d traces, want %d", tc.q, found, tc.want)
+		}
+		if st.RowGroupsPruned != 0 || st.SpansPruned < n/2 || st.SpansTested+st.SpansPruned != n {
+			t.Errorf("%s: want most spans pruned from page bounds: %+v", tc.q, st)
+		}
+		t.Logf("%s: %+v", tc.q, st)
 	}
 }
