@@ -138,14 +138,15 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	jobs := querier.NewJobRunner(searcher, cfg.Querier, a.registry)
 	front := frontend.New(cfg.QueryFrontend, searcher, jobs, finder, a.registry)
 	handler, err := api.New(api.Options{
-		Finder:              finder,
-		Searcher:            front,
-		Tagger:              searcher,
-		MultitenancyEnabled: cfg.MultitenancyEnabled,
-		Build:               build,
-		Ready:               a.ready,
-		Gatherer:            a.registry,
-		Metrics:             a.registry,
+		Finder:                    finder,
+		Searcher:                  front,
+		Tagger:                    searcher,
+		MaxBytesPerTagValuesQuery: cfg.Overrides.Defaults.Read.MaxBytesPerTagValuesQuery,
+		MultitenancyEnabled:       cfg.MultitenancyEnabled,
+		Build:                     build,
+		Ready:                     a.ready,
+		Gatherer:                  a.registry,
+		Metrics:                   a.registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)

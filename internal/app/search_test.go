@@ -1,13 +1,20 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -46,4 +53,111 @@ func TestEndToEndSearch(t *testing.T) {
 	}
 	get(t, "http://"+a.HTTPAddr()+"/api/search?q=%7B", "", http.StatusBadRequest)
 	get(t, "http://"+a.HTTPAddr()+"/api/search?q=%7B%7D&tags=a%3Db", "", http.StatusBadRequest)
+}
+
+// Traces pushed with the SDK are found by q= and by tags= searches, with
+// the right spansets and metadata, both while they are recent (live-store)
+// and after a restart, when they are only in blocks.
+func TestEndToEndSearchRecentAndBlocks(t *testing.T) {
+	dir := t.TempDir()
+	paths := func(c *config.Config) {
+		c.Storage.Trace.Store.Local.Path = dir + "/blocks"
+		c.BlockBuilder.WAL.Path = dir + "/wal"
+	}
+	a := startWeft(t, paths)
+	_, httpExp := exporters(t, a)
+	sent := sendTraces(t, httpExp, "svc-e2e", 6)
+
+	// What the error traces must look like: traces 0 and 3 (every third
+	// child span has status error).
+	type want struct{ root, child tracetest.SpanStub }
+	wants := map[string]want{}
+	for _, s := range sent {
+		id := strings.TrimLeft(s.SpanContext.TraceID().String(), "0")
+		w := wants[id]
+		if s.Parent.IsValid() {
+			w.child = s
+		} else {
+			w.root = s
+		}
+		wants[id] = w
+	}
+	check := func(t *testing.T, phase, query string, blocks bool) {
+		t.Helper()
+		body := get(t, "http://"+a.HTTPAddr()+"/api/search?"+query, "", http.StatusOK)
+		var resp search.Response
+		if err := json.Unmarshal(body, &resp); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		if len(resp.Traces) != 2 {
+			t.Fatalf("%s %s: %d traces, want 2: %s", phase, query, len(resp.Traces), body)
+		}
+		for _, tr := range resp.Traces {
+			w, ok := wants[tr.TraceID]
+			if !ok || w.child.Status.Code != otelcodes.Error {
+				t.Fatalf("%s %s: unexpected trace %s", phase, query, tr.TraceID)
+			}
+			if tr.RootServiceName != "svc-e2e" || tr.RootTraceName != w.root.Name || tr.DurationMs != 10 ||
+				tr.StartTimeUnixNano != uint64(w.root.StartTime.UnixNano()) {
+				t.Errorf("%s %s: trace metadata %+v", phase, query, tr)
+			}
+			ss := tr.SpanSet
+			if ss == nil || ss.Matched != 1 || len(ss.Spans) != 1 || len(tr.SpanSets) != 1 {
+				t.Fatalf("%s %s: spanset %+v", phase, query, ss)
+			}
+			sp := ss.Spans[0]
+			if sp.SpanID != w.child.SpanContext.SpanID().String() || sp.Name != "SELECT orders" ||
+				sp.DurationNanos != uint64(w.child.EndTime.Sub(w.child.StartTime)) || sp.StartTimeUnixNano != uint64(w.child.StartTime.UnixNano()) {
+				t.Errorf("%s %s: span %+v", phase, query, sp)
+			}
+			attrs := map[string]string{}
+			for _, kv := range sp.Attributes {
+				if kv.Value != nil && kv.Value.StringValue != nil {
+					attrs[kv.Key] = *kv.Value.StringValue
+				}
+			}
+			if attrs["status"] != "error" {
+				t.Errorf("%s %s: span attributes %v, want status=error", phase, query, attrs)
+			}
+		}
+		m := resp.Metrics
+		if m.InspectedSpans == 0 || m.CompletedJobs == 0 || m.TotalJobs < m.CompletedJobs {
+			t.Errorf("%s %s: metrics %+v", phase, query, m)
+		}
+		if blocks && (m.TotalBlocks == 0 || m.TotalBlockBytes == 0 || m.InspectedBytes == 0) {
+			t.Errorf("%s %s: metrics %+v, want blocks read", phase, query, m)
+		}
+	}
+	queries := []string{
+		"q=" + url.QueryEscape(`{ resource.service.name = "svc-e2e" && status = error }`),
+		"tags=" + url.QueryEscape(`service.name=svc-e2e status.code=error`),
+		"q=" + url.QueryEscape(`{ kind = server } > { status = error }`) + "&spss=1",
+	}
+	for _, q := range queries {
+		check(t, "recent", q, false)
+	}
+
+	// Restart on the same directories: the live-store starts empty, the
+	// block-builder replays its WAL into a block.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a = startWeft(t, paths)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.blocks.Count(tenant.Single) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a.blocks.Count(tenant.Single) == 0 {
+		t.Fatal("no block after restart")
+	}
+	n := 0
+	a.stores.EachTrace(tenant.Single, func([16]byte, []byte) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("live-store holds %d traces after restart, want 0", n)
+	}
+	for _, q := range queries {
+		check(t, "blocks", q, true)
+	}
 }

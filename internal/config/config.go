@@ -24,6 +24,7 @@ import (
 	"github.com/weftdb/weft/internal/yamlx"
 	"github.com/weftdb/weft/query/frontend"
 	"github.com/weftdb/weft/query/querier"
+	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
@@ -126,6 +127,23 @@ type OverridesConfig struct {
 type TenantLimits struct {
 	// Ingestion limits.
 	Ingestion IngestionLimits `yaml:"ingestion"`
+	// Read limits.
+	Read ReadLimits `yaml:"read"`
+}
+
+// ReadLimits are `overrides.defaults.read`.
+type ReadLimits struct {
+	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
+	// request returns; the answer is cut there with a Warning header.
+	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
+}
+
+// Validate checks the values.
+func (r *ReadLimits) Validate() error {
+	if r.MaxBytesPerTagValuesQuery <= 0 {
+		return fmt.Errorf("max_bytes_per_tag_values_query: must be positive, got %d", r.MaxBytesPerTagValuesQuery)
+	}
+	return nil
 }
 
 // IngestionLimits are `overrides.defaults.ingestion`.
@@ -169,7 +187,10 @@ func Default() Config {
 		LiveStore:     livestore.DefaultConfig(),
 		BlockBuilder:  blockbuilder.DefaultConfig(),
 		QueryFrontend: frontend.DefaultConfig(),
-		Querier:       querier.DefaultConfig(),
+		Overrides: OverridesConfig{Defaults: TenantLimits{Read: ReadLimits{
+			MaxBytesPerTagValuesQuery: search.DefaultMaxBytesPerTagValuesQuery,
+		}}},
+		Querier: querier.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,
 			BlocklistPoll: time.Minute,

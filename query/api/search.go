@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -59,7 +60,9 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseSearchRequest reads the parameters of /api/search. Absent start and
-// end leave the range unbounded.
+// end leave the range to the searcher (the query-frontend covers the last
+// query_backend_after). Limits on limit and spss are the searcher's too,
+// so that their errors name their config keys.
 func parseSearchRequest(q url.Values) (search.Request, error) {
 	var req search.Request
 	req.Query = q.Get("q")
@@ -74,24 +77,17 @@ func parseSearchRequest(q url.Values) (search.Request, error) {
 		req.Query = query
 	}
 	var err error
-	if req.Limit, err = parseCount(q, "limit", search.MaxLimit); err != nil {
+	if req.Limit, err = parseCount(q, "limit", math.MaxInt32); err != nil {
 		return req, err
 	}
 	if q.Get("limit") != "" && req.Limit == 0 {
 		return req, fmt.Errorf("invalid limit %q: must be a positive integer", q.Get("limit"))
 	}
-	if req.SpansPerSpanSet, err = parseCount(q, "spss", search.MaxSpansPerSpanSet); err != nil {
+	if req.SpansPerSpanSet, err = parseCount(q, "spss", math.MaxInt32); err != nil {
 		return req, err
 	}
-	start, end, err := parseTimeRange(q)
-	if err != nil {
+	if req.Start, req.End, err = parseSearchTimes(q, time.Now()); err != nil {
 		return req, err
-	}
-	if start > 0 {
-		req.Start = time.Unix(start, 0)
-	}
-	if end > 0 {
-		req.End = time.Unix(end, 0)
 	}
 	if req.MinDuration, err = parseDuration(q, "minDuration"); err != nil {
 		return req, err

@@ -86,8 +86,9 @@ func TestSearchErrors(t *testing.T) {
 		{"limit=0", 400, "limit"},
 		{"limit=-1", 400, "limit"},
 		{"limit=x", 400, "limit"},
-		{"limit=262145", 400, "limit"},
-		{"spss=101", 400, "spss"},
+		{"start=100", 400, "only one of start and end"},
+		{"since=x", 400, "since"},
+		{"end=2026-13-01T00:00:00Z&start=1", 400, "end"},
 		{"spss=x", 400, "spss"},
 		{"start=x", 400, "start"},
 		{"start=200&end=100", 400, "end"},
@@ -182,5 +183,26 @@ func TestSearchProtobuf(t *testing.T) {
 	}
 	if len(got.Traces) != 1 || got.Traces[0].TraceID != "abc" || got.Traces[0].SpanSets[0].Attributes[0].Key != "k" || got.Metrics.InspectedTraces != 1 {
 		t.Fatalf("decoded %+v", got)
+	}
+}
+
+func TestParseSearchTimes(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		query      string
+		start, end time.Time
+	}{
+		{"start=1764072000&end=1764072060", time.Unix(1764072000, 0), time.Unix(1764072060, 0)},
+		{"start=1764072000000000000&end=1764072060500000000", time.Unix(1764072000, 0), time.Unix(1764072060, 5e8)},
+		{"start=1764072000.25&end=1764072060.5", time.Unix(1764072000, 25e7), time.Unix(1764072060, 5e8)},
+		{"start=2026-11-25T11:00:00Z&end=2026-11-25T11:30:00.5Z", now.Add(-time.Hour), now.Add(-30*time.Minute + 500*time.Millisecond)},
+		{"since=30m&start=1&end=2", now.Add(-30 * time.Minute), now},
+		{"", time.Time{}, time.Time{}},
+	} {
+		q, _ := url.ParseQuery(tc.query)
+		start, end, err := parseSearchTimes(q, now)
+		if err != nil || !start.Equal(tc.start) || !end.Equal(tc.end) {
+			t.Errorf("%s: got %s %s %v, want %s %s", tc.query, start, end, err, tc.start, tc.end)
+		}
 	}
 }

@@ -172,15 +172,9 @@ func parseTagsRequest(q url.Values, v2, values bool) (search.TagsRequest, error)
 			req.Limit = v
 		}
 	}
-	start, end, err := parseTimeRange(q)
-	if err != nil {
+	var err error
+	if req.Start, req.End, err = parseSearchTimes(q, time.Now()); err != nil {
 		return req, err
-	}
-	if (start == 0) != (end == 0) {
-		return req, fmt.Errorf("invalid time range: only one of start and end provided")
-	}
-	if start > 0 {
-		req.Start, req.End = time.Unix(start, 0), time.Unix(end, 0)
 	}
 	return req, nil
 }
