@@ -1,22 +1,43 @@
-// Command blocks measures weft's block format on local disk: it writes
-// blocks of generated spans through the same code the block-builder uses,
-// then looks traces up by ID through the querier over all of them.
+// Command blocks measures weft's block format and read path on local disk:
+// it writes blocks of generated spans (internal/spangen) through the same
+// code the block-builder uses, then, over all of them, looks traces up by
+// ID through the querier, runs TraceQL searches through the
+// query-frontend, the querier's job runner and the searcher in process,
+// and lists tag values and names.
 //
 //	go run ./bench/blocks -blocks 100 -spans-per-block 50000 -dir /tmp/weft-blocks
+//	go run ./bench/blocks -reuse -dir /tmp/weft-blocks -skip-lookups   # query blocks already written
 //
-// It prints block write throughput, bytes per span on disk, the memory the
-// Arrow buffer holds per MB of span protobuf, and trace-by-ID latency
-// (p50/p99) for present and absent traces.
+// It prints, as Markdown to paste into a note, the command line, block
+// write throughput, bytes per span on disk, the memory the Arrow buffer
+// holds per MB of span protobuf, trace-by-ID latency (p50/p99) for present
+// and absent traces (with -reuse, the present ones are the first and last
+// traces of row groups, from meta.json), a table of searches (p50/p99
+// latency, traces returned and the response metrics: inspectedBytes,
+// inspectedSpans, inspectedTraces, jobs, totalBlocks, totalBlockBytes) and
+// a table of tag values and tag names requests.
+// Searches and tag requests run -searches times after one warm-up; block
+// readers keep the Parquet footer after first use, so the measured runs
+// are warm, as in a long-running querier. -check evaluates every search on
+// every whole trace afterwards and checks the results returned.
+//
+// Blocks of spangen's spans take about 60 bytes per span on disk (see
+// "bytes per span"): -blocks 200 -spans-per-block 50000 (10M spans) needs
+// about 0.6 GB in -dir. -concurrent-jobs sets the query-frontend's
+// concurrent_jobs (weft's default, 1000, starts every block job of a
+// search at once).
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,8 +65,24 @@ func run() error {
 	spansPerTrace := flag.Int("spans-per-trace", 10, "spans in each trace")
 	lookups := flag.Int("lookups", 2000, "trace-by-ID lookups of present traces (as many of absent ones)")
 	reuse := flag.Bool("reuse", false, "skip writing and query the blocks already in -dir")
+	searches := flag.Int("searches", 20, "runs of each search and tag values request, after one warm-up run")
+	skipLookups := flag.Bool("skip-lookups", false, "skip the trace-by-ID lookups")
+	skipSearch := flag.Bool("skip-search", false, "skip the searches and tag requests")
+	concurrentJobs := flag.Int("concurrent-jobs", 0, "query_frontend.search.concurrent_jobs (0: weft's default)")
+	check := flag.Bool("check", false, "after the searches, evaluate every search on every trace and check the results (reads every block)")
 	flag.Parse()
+	if *searches < 1 || *lookups < 1 || *blocks < 1 || *spansPerBlock < 1 || *spansPerTrace < 1 {
+		return fmt.Errorf("-blocks, -spans-per-block, -spans-per-trace, -lookups and -searches must be positive")
+	}
+	if *reuse && *dir == "" {
+		return fmt.Errorf("-reuse needs -dir")
+	}
 	ctx := context.Background()
+	fmt.Printf("## weft bench/blocks\n\n")
+	fmt.Printf("    go run ./bench/blocks %s\n\n", strings.Join(os.Args[1:], " "))
+	fmt.Printf("%s, %s/%s, %d CPUs (GOMAXPROCS %d), %s\n\n", time.Now().UTC().Format(time.DateTime), runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Println("```")
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "weft-blocks-")
 		if err != nil {
@@ -113,8 +150,24 @@ func run() error {
 		return err
 	}
 	n := list.Count(tenant)
-	if len(sample) == 0 {
-		return fmt.Errorf("-reuse needs trace IDs; run without it first")
+	if n == 0 {
+		return fmt.Errorf("no blocks of tenant %q in %s", tenant, *dir)
+	}
+	if len(sample) == 0 { // -reuse: the first and last trace IDs of row groups are real ones
+		for _, e := range list.Blocks(tenant, time.Time{}, time.Time{}) {
+			for _, rg := range e.Meta.RowGroups {
+				for _, h := range []string{rg.MinTraceID, rg.MaxTraceID} {
+					var id [16]byte
+					if len(h) != 32 {
+						return fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
+					}
+					if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+						return fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
+					}
+					sample = append(sample, id)
+				}
+			}
+		}
 	}
 	q := querier.New(querier.Config{}, nil, list, bkt, prometheus.NewRegistry())
 	runtime.GC()
@@ -147,13 +200,22 @@ func run() error {
 	for i := range absent {
 		absent[i] = [16]byte{0xde, 0xad, byte(i), byte(i >> 8), byte(rand.Uint32())}
 	}
-	if err := measure("first (cold)", pick(min(200, *lookups)), true); err != nil {
-		return err
+	if !*skipLookups {
+		if err := measure("first (cold)", pick(min(200, *lookups)), true); err != nil {
+			return err
+		}
+		if err := measure("present", pick(*lookups), true); err != nil {
+			return err
+		}
+		if err := measure("absent", absent, false); err != nil {
+			return err
+		}
 	}
-	if err := measure("present", pick(*lookups), true); err != nil {
-		return err
+	fmt.Println("```")
+	if *skipSearch {
+		return nil
 	}
-	return measure("absent", absent, false)
+	return benchSearch(ctx, list, bkt, tenant, *searches, *concurrentJobs, *check)
 }
 
 // split cuts a batch into batches of at most n spans, as pushes arrive.

@@ -139,6 +139,9 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		row := make([]traceql.Value, len(fields))
 		hit := false
 		for _, k := range keep {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			for i := k[0]; i < k[1]; i++ {
 				for j := range fields {
 					row[j] = rows[j][i]
@@ -172,7 +175,10 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 		lo = hi
 	}
-	for _, cl := range clusters(traces, 512) {
+	for _, cl := range clusters(traces, 512, maxClusterRows) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var raw spanSet
 		if err := r.readRaw(ra, f, g, cols, cl[0][0], cl[len(cl)-1][1], &raw); err != nil {
 			return err
@@ -208,14 +214,23 @@ func (r *Reader) inRowGroup(id [16]byte, g int) bool {
 	return bytes.Compare(id[:], r.ranges[g][0][:]) >= 0 && bytes.Compare(id[:], r.ranges[g][1][:]) <= 0
 }
 
+// maxClusterRows bounds the rows of one read of the raw columns, so that a
+// scan stopped early (enough traces found) has not read the whole row
+// group: about one page of the span column.
+const maxClusterRows = 1024
+
 // clusters groups sorted row ranges whose gaps are under gap rows, so that
-// each group is read with one pass over the pages.
-func clusters(ranges [][2]int64, gap int64) [][][2]int64 {
+// each group is read with one pass over the pages; a group spans at most
+// maxRows rows unless one range alone is longer.
+func clusters(ranges [][2]int64, gap, maxRows int64) [][][2]int64 {
 	var out [][][2]int64
 	for i, rg := range ranges {
 		if i > 0 && rg[0]-ranges[i-1][1] < gap {
-			out[len(out)-1] = append(out[len(out)-1], rg)
-			continue
+			cur := out[len(out)-1]
+			if rg[1]-cur[0][0] <= maxRows {
+				out[len(out)-1] = append(cur, rg)
+				continue
+			}
 		}
 		out = append(out, [][2]int64{rg})
 	}
@@ -332,7 +347,12 @@ func dictionary(ra *objectReaderAt, f *parquet.File, g, col int) (values []parqu
 		return nil, false, nil
 	}
 	chunk := chunkOf(f.RowGroups()[g], col)
-	pages := chunk.PagesFrom(ra)
+	// Fetch the dictionary page alone: the page reader reads ahead.
+	cache := newRangeCache(ra)
+	if err := cache.fetch([][2]int64{{md.DictionaryPageOffset, md.DataPageOffset}}); err != nil {
+		return nil, false, fmt.Errorf("read dictionary of column %d: %w", col, err)
+	}
+	pages := chunk.PagesFrom(cache)
 	defer pages.Close()
 	dict, err := pages.ReadDictionary()
 	if err != nil {

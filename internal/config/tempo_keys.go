@@ -16,6 +16,8 @@ var tempoKeys = []string{
 	"query_frontend.trace_by_id", "query_frontend.metrics", "query_frontend.api_timeout",
 	"query_frontend.multi_tenant_queries_enabled", "query_frontend.search.query_ingesters_until",
 	"query_frontend.search.duration_slo", "query_frontend.search.throughput_bytes_slo",
+	"query_frontend.max_batch_size", "query_frontend.max_retries", "query_frontend.search.ingester_shards",
+	"query_frontend.search.most_recent_shards",
 	"querier.frontend_worker", "querier.query_relevant_ingesters",
 	// server (dskit)
 	"server.http_listen_network", "server.http_listen_conn_limit", "server.grpc_listen_network",

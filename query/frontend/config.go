@@ -13,11 +13,6 @@ type Config struct {
 	// MaxOutstandingPerTenant caps a tenant's search jobs queued or
 	// running at once; a search that would pass it gets 429.
 	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
-	// MaxBatchSize and MaxRetries are Tempo's querier-batching keys;
-	// accepted for compatibility (weft sends one job per call and does not
-	// retry a job that failed: a failed job fails the search).
-	MaxBatchSize int `yaml:"max_batch_size"`
-	MaxRetries   int `yaml:"max_retries"`
 	// QueryEndCutoff clamps the end of a search to now minus this, as
 	// the newest spans may not all have arrived; 0 disables the clamp.
 	QueryEndCutoff time.Duration `yaml:"query_end_cutoff"`
@@ -47,21 +42,16 @@ type SearchConfig struct {
 	// MaxSpansPerSpanSet caps spss; above it a search gets 400.
 	MaxSpansPerSpanSet int `yaml:"max_spans_per_span_set"`
 	// QueryTimeout bounds a whole search; past it the search fails with
-	// 504 naming this key. 0 disables it.
+	// 504 naming this key. 0 disables it. The default is under
+	// server.http_server_write_timeout (30s), so that the 504 reaches the
+	// client.
 	QueryTimeout time.Duration `yaml:"query_timeout"`
-	// IngesterShards and MostRecentShards are Tempo keys accepted for
-	// compatibility: weft runs one live-store job and orders block jobs
-	// newest first without time shards.
-	IngesterShards   int `yaml:"ingester_shards"`
-	MostRecentShards int `yaml:"most_recent_shards"`
 }
 
 // DefaultConfig is Tempo's defaults.
 func DefaultConfig() Config {
 	return Config{
 		MaxOutstandingPerTenant:     2000,
-		MaxBatchSize:                7,
-		MaxRetries:                  2,
 		QueryEndCutoff:              30 * time.Second,
 		MaxQueryExpressionSizeBytes: 128 << 10,
 		Search: SearchConfig{
@@ -73,9 +63,7 @@ func DefaultConfig() Config {
 			QueryBackendAfter:      15 * time.Minute,
 			DefaultSpansPerSpanSet: search.DefaultSpansPerSpanSet,
 			MaxSpansPerSpanSet:     search.MaxSpansPerSpanSet,
-			QueryTimeout:           30 * time.Second,
-			IngesterShards:         3,
-			MostRecentShards:       200,
+			QueryTimeout:           25 * time.Second,
 		},
 	}
 }

@@ -113,14 +113,19 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	if req.Start.IsZero() != req.End.IsZero() {
 		return req, limitErr("only one of start and end provided")
 	}
-	if cut := now.Add(-f.cfg.QueryEndCutoff); f.cfg.QueryEndCutoff > 0 && req.End.After(cut) {
-		req.End = cut
-	}
 	if !req.End.After(req.Start) && !req.End.Equal(req.Start) {
 		return req, limitErr("invalid time range: end (%s) is before start (%s)", req.End.Format(time.RFC3339), req.Start.Format(time.RFC3339))
 	}
 	if d := req.End.Sub(req.Start); d > s.MaxDuration {
 		return req, limitErr("time range %s is longer than the maximum of %s (query_frontend.search.max_duration)", d, s.MaxDuration)
+	}
+	// The newest spans may not all have arrived: clamp the end (a range
+	// entirely in the cut-off window becomes empty, not an error).
+	if cut := now.Add(-f.cfg.QueryEndCutoff); f.cfg.QueryEndCutoff > 0 && req.End.After(cut) {
+		req.End = cut
+		if req.Start.After(cut) {
+			req.Start = cut
+		}
 	}
 	return req, nil
 }
@@ -213,9 +218,16 @@ func (f *Frontend) release(tenant string, n int) {
 	}
 }
 
-// run runs the jobs in order on up to concurrent_jobs workers, adding each
-// result to comb, and stops starting jobs (and cancels those running) as
-// soon as comb has enough.
+// initialJobs is how many jobs a search starts with; each job that
+// completes without the search having enough doubles the jobs allowed in
+// flight, up to concurrent_jobs. A search that the first jobs satisfy
+// (the newest block, or the live-stores) reads no more; a selective one
+// quickly runs at full width.
+const initialJobs = 2
+
+// run runs the jobs in order, adding each result to comb, and stops
+// starting jobs (and cancels those running) as soon as comb has enough.
+// It returns once every job it started has returned.
 func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, comb *search.Combiner) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -224,23 +236,9 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		res *search.JobResult
 		err error
 	}
-	workers := min(f.cfg.Search.ConcurrentJobs, len(jobs))
-	next := make(chan int)
-	results := make(chan result)
+	results := make(chan result, len(jobs)) // never blocks a job
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
-				select {
-				case results <- result{i, res, err}:
-				case <-ctx.Done():
-				}
-			}
-		})
-	}
-	go func() { wg.Wait(); close(results) }()
-
+	defer wg.Wait()
 	done := make([]bool, len(jobs))
 	left := func() []search.Job {
 		var out []search.Job
@@ -251,23 +249,25 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		}
 		return out
 	}
-	sent, completed := 0, 0
-	var firstErr error
-	for completed < len(jobs) && firstErr == nil {
-		var send chan int
-		if sent < len(jobs) {
-			send = next
-		}
-		select {
-		case send <- sent:
+	window := min(initialJobs, f.cfg.Search.ConcurrentJobs)
+	sent, inflight := 0, 0
+	dispatch := func() {
+		for sent < len(jobs) && inflight < window {
+			i := sent
+			wg.Go(func() {
+				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
+				results <- result{i, res, err}
+			})
 			sent++
-			continue
-		case r, ok := <-results:
-			if !ok {
-				firstErr = errors.New("cannot run search jobs: workers stopped")
-				break
-			}
-			completed++
+			inflight++
+		}
+	}
+	dispatch()
+	var firstErr error
+	for inflight > 0 {
+		select {
+		case r := <-results:
+			inflight--
 			done[r.i] = true
 			if r.err != nil {
 				f.jobs.WithLabelValues("failed").Inc()
@@ -277,15 +277,20 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 			f.jobs.WithLabelValues("completed").Inc()
 			comb.Add(r.res)
 			if comb.Enough(left()) {
-				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - completed))
-				completed = len(jobs)
+				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
+				sent = len(jobs) // start no more
+			} else {
+				window = min(2*window, f.cfg.Search.ConcurrentJobs)
 			}
 		case <-ctx.Done():
 			firstErr = ctx.Err()
 		}
+		if firstErr != nil {
+			break
+		}
+		dispatch()
 	}
-	close(next)
-	cancel()
+	cancel() // jobs still running are not needed
 	if firstErr == nil {
 		return nil
 	}

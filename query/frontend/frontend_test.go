@@ -153,15 +153,19 @@ func TestSearchOverGRPCMatchesInProcess(t *testing.T) {
 // Without most_recent the search stops once it has limit traces.
 func TestSearchStopsEarly(t *testing.T) {
 	s := blocksSearcher(t, 3)
-	cfg := testConfig()
-	cfg.Search.ConcurrentJobs = 1
-	f := newFrontend(cfg, s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
-	resp, err := f.Search(context.Background(), search.Request{Query: `{ kind = server }`, Limit: 3, Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Traces) != 3 || resp.Metrics.CompletedJobs != 1 || resp.Metrics.TotalJobs < 6 {
-		t.Fatalf("%d traces, metrics %+v: want 3 traces after 1 job", len(resp.Traces), resp.Metrics)
+	for _, concurrency := range []int{1, DefaultConfig().Search.ConcurrentJobs} {
+		cfg := testConfig()
+		cfg.Search.ConcurrentJobs = concurrency
+		f := newFrontend(cfg, s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
+		resp, err := f.Search(context.Background(), search.Request{Query: `{ kind = server }`, Limit: 3, Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first job (1 with concurrency 1, else at most the initial
+		// ones) finds enough.
+		if m := resp.Metrics; len(resp.Traces) != 3 || m.CompletedJobs < 1 || m.CompletedJobs > uint32(min(concurrency, initialJobs)) || m.TotalJobs < 6 {
+			t.Fatalf("concurrency %d: %d traces, metrics %+v: want 3 traces after at most %d jobs", concurrency, len(resp.Traces), m, min(concurrency, initialJobs))
+		}
 	}
 }
 

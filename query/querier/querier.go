@@ -5,12 +5,15 @@ package querier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thanos-io/objstore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/metrics"
@@ -100,7 +103,16 @@ func (q *Querier) FindTraceByID(ctx context.Context, tenant string, traceID [16]
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
+		data, err := q.findTraceByID(ctx, tenant, traceID, start, end)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, status.Errorf(codes.DeadlineExceeded, "trace lookup did not finish within %s (querier.trace_by_id.query_timeout)", t)
+		}
+		return data, err
 	}
+	return q.findTraceByID(ctx, tenant, traceID, start, end)
+}
+
+func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error) {
 	var from, to time.Time
 	if start > 0 {
 		from = time.Unix(start, 0)

@@ -151,6 +151,9 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 	}
 	st, err := r.Scan(ctx, block.ScanRequest{Cond: q.cond, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
 		func(id [16]byte, data []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := jr.trace(id, data); err != nil {
 				return err
 			}
