@@ -29,6 +29,7 @@ var searchCases = []struct{ name, query string }{
 	{"service", `{ resource.service.name = "service-3" }`},
 	{"errors, slow", `{ span.http.response.status_code >= 500 && duration > 100ms }`},
 	{"db >> error", `{ span.db.system = "postgresql" } >> { status = error }`},
+	{"rare", `{ span.http.response.status_code >= 500 && duration > 495ms && name = "GET /healthz" }`},
 	{"no match", `{ resource.service.name = "absent" }`},
 	{"service, most recent", `{ resource.service.name = "service-3" } with (most_recent=true)`},
 }

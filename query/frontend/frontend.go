@@ -218,12 +218,23 @@ func (f *Frontend) release(tenant string, n int) {
 	}
 }
 
-// initialJobs is how many jobs a search starts with; each job that
-// completes without the search having enough doubles the jobs allowed in
-// flight, up to concurrent_jobs. A search that the first jobs satisfy
-// (the newest block, or the live-stores) reads no more; a selective one
-// quickly runs at full width.
+// initialJobs is how many jobs a search starts with. As jobs complete
+// without the search having enough, the jobs allowed in flight (up to
+// concurrent_jobs) follow what is still needed: double while nothing was
+// found, else about as many jobs as the rate of matches so far says are
+// left to reach the limit. A search that the first jobs satisfy (the
+// newest block, or the live-stores) reads no more; a search that matches
+// rarely or not at all quickly runs at full width.
 const initialJobs = 2
+
+// nextWindow is the jobs in flight allowed after a job completed.
+func nextWindow(window, completed, found, limit, maxJobs int) int {
+	if found == 0 {
+		return min(2*window, maxJobs)
+	}
+	need := (limit - found) * completed / found // jobs still needed at the rate so far
+	return min(maxJobs, max(initialJobs, need+1))
+}
 
 // run runs the jobs in order, adding each result to comb, and stops
 // starting jobs (and cancels those running) as soon as comb has enough.
@@ -250,7 +261,7 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		return out
 	}
 	window := min(initialJobs, f.cfg.Search.ConcurrentJobs)
-	sent, inflight := 0, 0
+	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {
 			i := sent
@@ -275,12 +286,13 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 				break
 			}
 			f.jobs.WithLabelValues("completed").Inc()
+			completed++
 			comb.Add(r.res)
 			if comb.Enough(left()) {
 				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
 				sent = len(jobs) // start no more
 			} else {
-				window = min(2*window, f.cfg.Search.ConcurrentJobs)
+				window = nextWindow(window, completed, comb.Found(), comb.Limit(), f.cfg.Search.ConcurrentJobs)
 			}
 		case <-ctx.Done():
 			firstErr = ctx.Err()

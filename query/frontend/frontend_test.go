@@ -261,3 +261,18 @@ func TestOutstandingAndTimeout(t *testing.T) {
 		t.Fatalf("timeout: %v", err)
 	}
 }
+
+func TestNextWindow(t *testing.T) {
+	for _, tc := range []struct{ window, completed, found, limit, max, want int }{
+		{2, 1, 0, 20, 1000, 4},      // nothing found: double
+		{512, 9, 0, 20, 1000, 1000}, // up to concurrent_jobs
+		{2, 1, 0, 20, 1, 1},         // never above concurrent_jobs
+		{2, 4, 2, 20, 1000, 37},     // 2 traces in 4 jobs: 36 more jobs for 18 traces
+		{40, 10, 19, 20, 1000, 2},   // nearly there: the minimum
+		{2, 2, 1, 20, 1, 1},
+	} {
+		if got := nextWindow(tc.window, tc.completed, tc.found, tc.limit, tc.max); got != tc.want {
+			t.Errorf("nextWindow(%d, %d, %d, %d, %d) = %d, want %d", tc.window, tc.completed, tc.found, tc.limit, tc.max, got, tc.want)
+		}
+	}
+}

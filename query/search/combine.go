@@ -77,6 +77,12 @@ func (c *Combiner) Enough(left []Job) bool {
 	return true
 }
 
+// Found is the number of matching traces found so far.
+func (c *Combiner) Found() int { return len(c.traces) }
+
+// Limit is the number of traces the search returns at most.
+func (c *Combiner) Limit() int { return c.q.limit }
+
 // Metrics are the metrics so far.
 func (c *Combiner) Metrics() Metrics { return c.metrics }
 
