@@ -27,16 +27,34 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// CloseTimeout bounds how long Shutdown waits for messages in flight.
 	CloseTimeout time.Duration
+	// Transport carries the edges whose two ends run in different
+	// processes (internal/kafka). Nil refuses such edges.
+	Transport Transport
+}
+
+// Transport carries pipeline edges between processes. Topic(node) is where
+// the output of node goes; Publisher publishes there and returns only once
+// the transport holds the messages durably (a push is acknowledged after
+// it); Subscriber(node) reads for node, each node its own consumer group,
+// and redelivers what its handler nacks. Close releases what the transport
+// opened; the pipeline calls it last.
+type Transport interface {
+	Topic(node string) string
+	Publisher() (message.Publisher, error)
+	Subscriber(node string) (message.Subscriber, error)
+	Close() error
 }
 
 // Pipeline is a compiled graph, ready to start.
 type Pipeline struct {
-	logger  *slog.Logger
-	pubsub  *gochannel.GoChannel
-	router  *message.Router
-	nodes   []runNode // dependency order: sources first
-	started []runNode
-	runErr  chan error
+	logger    *slog.Logger
+	transport Transport
+	closing   chan struct{} // closed when Shutdown begins
+	pubsub    *gochannel.GoChannel
+	router    *message.Router
+	nodes     []runNode // dependency order: sources first
+	started   []runNode
+	runErr    chan error
 }
 
 type runNode struct {
@@ -64,12 +82,14 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 
 	// Edges that leave the process need a transport between processes.
 	var errs []error
-	for _, n := range nodes {
-		for j, from := range n.spec.From {
-			src := findNode(nodes, from)
-			if local(n.spec.Target) != local(src.spec.Target) {
-				errs = append(errs, fmt.Errorf("%s:%d: %s.from[%d]: the edge from %q (target %s) to %q (target %s) crosses processes, which needs the Kafka transport (ingest.kafka), not available in this version; run -target=all",
-					spec.File, n.spec.fromLines[j], n.spec.Path(), j, from, src.spec.Target, n.spec.Name, n.spec.Target))
+	if opts.Transport == nil {
+		for _, n := range nodes {
+			for j, from := range n.spec.From {
+				src := findNode(nodes, from)
+				if local(n.spec.Target) != local(src.spec.Target) {
+					errs = append(errs, fmt.Errorf("%s:%d: %s.from[%d]: the edge from %q (target %s) to %q (target %s) crosses processes, which needs the Kafka transport: set ingest.kafka, or run -target=all",
+						spec.File, n.spec.fromLines[j], n.spec.Path(), j, from, src.spec.Target, n.spec.Name, n.spec.Target))
+				}
 			}
 		}
 	}
@@ -85,17 +105,34 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the router: %w", err)
 	}
-	p := &Pipeline{logger: opts.Logger, pubsub: pubsub, router: router, runErr: make(chan error, 1)}
+	p := &Pipeline{logger: opts.Logger, pubsub: pubsub, router: router, runErr: make(chan error, 1), transport: opts.Transport, closing: make(chan struct{})}
 
 	// fanout[topic] is how many local handlers read a topic: each message
-	// published there is that many deliveries to wait for.
+	// published there is that many deliveries to wait for. remote[topic]
+	// says a node of another process reads it: it goes to the transport.
 	fanout := map[string]int{}
+	remote := map[string]bool{}
 	for _, n := range nodes {
-		if local(n.spec.Target) {
-			for _, from := range n.spec.From {
+		for _, from := range n.spec.From {
+			switch src := findNode(nodes, from); {
+			case local(n.spec.Target) && local(src.spec.Target):
 				fanout[from]++
+			case !local(n.spec.Target) && local(src.spec.Target):
+				remote[from] = true
 			}
 		}
+	}
+	var remotePub message.Publisher
+	if len(remote) > 0 {
+		if remotePub, err = opts.Transport.Publisher(); err != nil {
+			return nil, fmt.Errorf("cannot create the publisher of the Kafka transport: %w", err)
+		}
+	}
+	remoteOut := func(node string) *remoteOutput {
+		if !remote[node] {
+			return nil
+		}
+		return &remoteOutput{pub: remotePub, topic: opts.Transport.Topic(node)}
 	}
 	m := newPipelineMetrics(opts.Metrics)
 	for _, n := range nodes {
@@ -108,13 +145,13 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 			Metrics: opts.Metrics,
 		}
 		if n.factory.Role() == RoleSource {
-			set.Output = &output{pubsub: pubsub, topic: n.spec.Name, fanout: fanout[n.spec.Name]}
+			set.Output = &output{pubsub: pubsub, topic: n.spec.Name, fanout: fanout[n.spec.Name], remote: remoteOut(n.spec.Name)}
 		}
 		node, err := n.factory.Create(set, n.config)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %s: cannot create node: %w", spec.File, n.spec.line, n.spec.Path(), err)
 		}
-		h := &handler{name: n.spec.Name, out: n.spec.Name, fanout: fanout[n.spec.Name], pubsub: pubsub, m: m}
+		h := &handler{name: n.spec.Name, out: n.spec.Name, fanout: fanout[n.spec.Name], pubsub: pubsub, remote: remoteOut(n.spec.Name), m: m}
 		switch v := node.(type) {
 		case Stage:
 			h.stage = v
@@ -125,7 +162,15 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("%s: kind %q built a node that is neither a Stage nor a Sink", n.spec.Path(), n.spec.Kind)
 		}
 		for _, from := range n.spec.From {
-			router.AddConsumerHandler(n.spec.Name+"<-"+from, from, pubsub, h.handle)
+			if local(findNode(nodes, from).spec.Target) {
+				router.AddConsumerHandler(n.spec.Name+"<-"+from, from, pubsub, h.handle)
+				continue
+			}
+			sub, err := opts.Transport.Subscriber(n.spec.Name)
+			if err != nil {
+				return nil, fmt.Errorf("%s: cannot subscribe to %q through the Kafka transport: %w", n.spec.Path(), from, err)
+			}
+			router.AddConsumerHandler(n.spec.Name+"<-"+from, opts.Transport.Topic(from), sub, h.handleRemote(p.closing))
 		}
 		p.nodes = append(p.nodes, runNode{name: n.spec.Name, role: n.factory.Role(), node: node})
 	}
@@ -189,6 +234,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // then drains the router, then stops stages and sinks.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
+	select {
+	case <-p.closing:
+	default:
+		close(p.closing)
+	}
 	for i := len(p.started) - 1; i >= 0; i-- {
 		n := p.started[i]
 		if n.role == RoleSource {
@@ -212,6 +262,11 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if err := p.pubsub.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the in-process pub/sub: %w", err))
 	}
+	if p.transport != nil {
+		if err := p.transport.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close the Kafka transport: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -222,17 +277,38 @@ func (p *Pipeline) shutdownStarted(ctx context.Context) {
 	p.started = nil
 }
 
+// remoteOutput publishes a node's output to the nodes of other processes.
+type remoteOutput struct {
+	pub   message.Publisher
+	topic string
+}
+
+// publish returns once the transport holds msgs, or an Unavailable error.
+func (r *remoteOutput) publish(node string, msgs ...*message.Message) error {
+	if r == nil {
+		return nil
+	}
+	if err := r.pub.Publish(r.topic, msgs...); err != nil {
+		return status.Errorf(codes.Unavailable, "cannot publish the output of node %q to other processes: %v", node, err)
+	}
+	return nil
+}
+
 // output is the Output of a source node.
 type output struct {
 	pubsub message.Publisher
 	topic  string
 	fanout int
+	remote *remoteOutput
 }
 
 func (o *output) Push(ctx context.Context, msg *message.Message) (*Outcome, error) {
 	oc := newOutcome()
 	ctx = context.WithValue(ctx, outcomeKey{}, oc)
 	msg.SetContext(ctx)
+	if err := o.remote.publish(o.topic, msg); err != nil {
+		return nil, err
+	}
 	oc.add(o.fanout)
 	if o.fanout == 0 {
 		return oc, nil
@@ -254,6 +330,7 @@ type handler struct {
 	out    string
 	fanout int
 	pubsub message.Publisher
+	remote *remoteOutput
 	stage  Stage
 	sink   Sink
 	m      *pipelineMetrics
@@ -279,6 +356,46 @@ func (h *handler) handle(msg *message.Message) error {
 	return nil
 }
 
+// Backoff between attempts at a message read from another process.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryMax   = 5 * time.Second
+)
+
+// handleRemote handles messages read from the transport: no push waits on
+// them, so a failure is retried here, with backoff, until it succeeds or
+// the pipeline shuts down (then the message is nacked and the transport
+// delivers it again later, to this process or another). Retrying in place
+// keeps the partition's order and makes a failing node slow its input
+// down instead of spinning on redeliveries.
+func (h *handler) handleRemote(closing <-chan struct{}) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		wait := retryFirst
+		for {
+			start := time.Now()
+			err := h.run(msg, nil)
+			h.m.duration.WithLabelValues(h.name).Observe(time.Since(start).Seconds())
+			if err == nil {
+				h.m.messages.WithLabelValues(h.name, "ok").Inc()
+				return nil
+			}
+			h.m.messages.WithLabelValues(h.name, status.Code(err).String()).Inc()
+			h.m.retries.WithLabelValues(h.name).Inc()
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-closing:
+				t.Stop()
+				return err
+			case <-msg.Context().Done():
+				t.Stop()
+				return err
+			}
+			wait = min(2*wait, retryMax)
+		}
+	}
+}
+
 func (h *handler) run(msg *message.Message, oc *Outcome) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -289,11 +406,18 @@ func (h *handler) run(msg *message.Message, oc *Outcome) (err error) {
 		return h.sink.Consume(msg)
 	}
 	out, err := h.stage.Process(msg)
-	if err != nil || len(out) == 0 || h.fanout == 0 {
+	if err != nil || len(out) == 0 {
 		return err
 	}
 	for _, m := range out {
 		m.SetContext(msg.Context())
+	}
+	// Other processes first: a push is acknowledged once they hold it.
+	if err := h.remote.publish(h.name, out...); err != nil {
+		return err
+	}
+	if h.fanout == 0 {
+		return nil
 	}
 	n := len(out) * h.fanout
 	if oc != nil {
@@ -312,6 +436,7 @@ func (h *handler) run(msg *message.Message, oc *Outcome) (err error) {
 
 type pipelineMetrics struct {
 	messages *prometheus.CounterVec
+	retries  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -321,6 +446,10 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 			Name: "weft_pipeline_messages_total",
 			Help: "Messages handled by pipeline nodes, by node and result (ok or the gRPC code of the error).",
 		}, []string{"node", "result"})),
+		retries: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_pipeline_retries_total",
+			Help: "Failed attempts at a message read from another process, retried after a backoff, by node.",
+		}, []string{"node"})),
 		duration: metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "weft_pipeline_handle_duration_seconds",
 			Help:    "Time a pipeline node took to handle one message.",

@@ -54,11 +54,11 @@ func (*testSink) Start(context.Context) error    { return nil }
 func (*testSink) Shutdown(context.Context) error { return nil }
 func (s *testSink) Consume(msg *message.Message) error {
 	time.Sleep(s.delay)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.fail {
 		return status.Error(codes.Unavailable, "sink is full")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.got = append(s.got, string(msg.Payload))
 	return nil
 }
