@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ThreeDotsLabs/watermill"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
@@ -46,12 +48,34 @@ const TargetAll = "all"
 // Targets lists the valid values of -target.
 func Targets() []string { return append([]string{TargetAll}, pipelines.Components...) }
 
-// CheckTarget returns an error listing the valid targets when t is not one.
-func CheckTarget(t string) error {
-	if slices.Contains(Targets(), t) {
-		return nil
+// SplitTargets returns the components of a -target value: one target or
+// several separated by commas ("live-store,block-builder").
+func SplitTargets(t string) []string {
+	var out []string
+	for _, p := range strings.Split(t, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
 	}
-	return fmt.Errorf("unknown target %q: valid targets are %s", t, strings.Join(Targets(), ", "))
+	return out
+}
+
+// CheckTarget returns an error listing the valid targets when t is not one
+// target or a comma-separated list of them.
+func CheckTarget(t string) error {
+	parts := SplitTargets(t)
+	if len(parts) == 0 {
+		return fmt.Errorf("empty target: valid targets are %s", strings.Join(Targets(), ", "))
+	}
+	for _, p := range parts {
+		if !slices.Contains(Targets(), p) {
+			return fmt.Errorf("unknown target %q (several targets may be given, separated by commas): valid targets are %s", p, strings.Join(Targets(), ", "))
+		}
+	}
+	if len(parts) > 1 && slices.Contains(parts, TargetAll) {
+		return fmt.Errorf("target %q: %s runs every component and cannot be combined with others", t, TargetAll)
+	}
+	return nil
 }
 
 // BuildInfo describes the binary.
@@ -115,11 +139,17 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if err != nil {
 		return nil, err
 	}
+	var transport pipelines.Transport
+	if cfg.Target != TargetAll {
+		// Components in separate processes exchange spans through Kafka.
+		transport = kafka.NewTransport(cfg.Ingest.Kafka, watermill.NewSlogLogger(logger.With("component", "kafka")))
+	}
 	a.pipeline, err = pipelines.Compile(spec, reg, pipelines.Options{
-		Targets:      []string{cfg.Target},
+		Targets:      SplitTargets(cfg.Target),
 		Logger:       logger,
 		Metrics:      a.registry,
 		CloseTimeout: cfg.Server.GracefulShutdownTimeout,
+		Transport:    transport,
 	})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
 	"github.com/weftdb/weft/query/frontend"
@@ -50,6 +51,9 @@ type Config struct {
 	QueryFrontend frontend.Config `yaml:"query_frontend"`
 	// Querier configures how queries are run.
 	Querier querier.Config `yaml:"querier"`
+	// Ingest configures the transport between processes (microservices
+	// mode); unused by -target=all.
+	Ingest IngestConfig `yaml:"ingest"`
 	// Storage configures where blocks are kept.
 	Storage StorageConfig `yaml:"storage"`
 	// Overrides are per-tenant limits; only the defaults are read so far.
@@ -152,6 +156,13 @@ type IngestionLimits struct {
 	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
 }
 
+// IngestConfig is the `ingest` block.
+type IngestConfig struct {
+	// Kafka is the broker the components of a microservices deployment
+	// exchange spans through.
+	Kafka kafka.Config `yaml:"kafka"`
+}
+
 // PipelineConfig is the `pipeline` block (weft only).
 type PipelineConfig struct {
 	// File is a pipeline YAML file used instead of the embedded default.
@@ -187,6 +198,7 @@ func Default() Config {
 		LiveStore:     livestore.DefaultConfig(),
 		BlockBuilder:  blockbuilder.DefaultConfig(),
 		QueryFrontend: frontend.DefaultConfig(),
+		Ingest:        IngestConfig{Kafka: kafka.DefaultConfig()},
 		Overrides: OverridesConfig{Defaults: TenantLimits{Read: ReadLimits{
 			MaxBytesPerTagValuesQuery: search.DefaultMaxBytesPerTagValuesQuery,
 		}}},

@@ -10,7 +10,10 @@ var tempoKeys = []string{
 	// top level
 	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
-	"metrics_generator", "ingest", "memberlist", "usage_report",
+	"metrics_generator", "memberlist", "usage_report",
+	"ingest.enabled", "ingest.kafka.producer_max_buffered_bytes", "ingest.kafka.consumer_group_offset_commit_interval",
+	"ingest.kafka.last_produced_offset_retry_timeout", "ingest.kafka.target_consumer_lag_at_startup",
+	"ingest.kafka.max_consumer_lag_at_startup", "ingest.kafka.disable_kafka_telemetry",
 	"cache", "backend_scheduler", "backend_scheduler_client", "backend_worker",
 	// query_frontend and querier
 	"query_frontend.trace_by_id", "query_frontend.metrics", "query_frontend.api_timeout",

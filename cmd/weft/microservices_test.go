@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftdb/weft/internal/kafka"
+)
+
+// startDevKafka builds and starts weft-dev-kafka on a free loopback port
+// and returns its address.
+func startDevKafka(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "weft-dev-kafka")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../weft-dev-kafka").CombinedOutput(); err != nil {
+		t.Fatalf("cannot build weft-dev-kafka: %v\n%s", err, out)
+	}
+	addr := loopback(freePorts(t, 1)[0])
+	cmd := exec.Command(bin, "-listen", addr, "-partitions", "4")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitUntil(t, 10*time.Second, func() bool { return strings.Contains(stderr.String(), "listening on") })
+	return addr
+}
+
+// kafkaConfig is loopbackConfig plus the Kafka transport and settings that
+// make tests quick: blocks cut within a second, no end cut-off.
+func kafkaConfig(ps ports, dataDir, broker string) string {
+	return durableConfig(ps, dataDir) + fmt.Sprintf(`ingest:
+  kafka:
+    address: %s
+    version: %s
+    topic: weft-test
+    auto_create_topic_default_partitions: 4
+query_frontend:
+  query_end_cutoff: 0s
+`, broker, kafka.DevBrokerVersion)
+}
+
+// The same pipeline in microservices mode: a broker, a distributor and a
+// process running the live-store, block-builder, querier and
+// query-frontend, each an OS process on loopback. Every acknowledged trace
+// is found by ID and by search while recent and after a restart of the
+// reading process, when it is in blocks only.
+func TestMicroservicesOverKafka(t *testing.T) {
+	broker := startDevKafka(t)
+	data := t.TempDir()
+	dps, rps := newPorts(t), newPorts(t)
+	dcfg := writeFile(t, "distributor.yaml", kafkaConfig(dps, data, broker))
+	rcfg := writeFile(t, "readers.yaml", kafkaConfig(rps, data, broker))
+
+	readers := startWeft(t, nil, "-config.file="+rcfg, "-target=live-store,block-builder,querier,query-frontend")
+	readers.waitReady(t, loopback(rps.http))
+	dist := startWeft(t, nil, "-config.file="+dcfg, "-target=distributor")
+	dist.waitReady(t, loopback(dps.http))
+
+	const traces = 200
+	client := &http.Client{Timeout: 15 * time.Second}
+	var acked [][16]byte
+	for seq := range uint64(traces) {
+		tid, body := traceRequest(seq + 1)
+		if pushAcked(client, loopback(dps.otlpHTTP), body) {
+			acked = append(acked, tid)
+		}
+	}
+	if len(acked) != traces {
+		t.Fatalf("%d of %d pushes acknowledged; distributor stderr:\n%s", len(acked), traces, dist.stderr.String())
+	}
+
+	found := func(phase string) {
+		t.Helper()
+		var missing atomic.Int64
+		waitUntil(t, 20*time.Second, func() bool {
+			missing.Store(0)
+			for _, tid := range acked {
+				if n, _ := traceSpans(t, loopback(rps.http), tid); n != spansPerTrace {
+					missing.Add(1)
+				}
+			}
+			return missing.Load() == 0
+		})
+		q := url.QueryEscape(`{ resource.service.name = "durability" && name = "op-0" }`)
+		now := time.Now().Unix()
+		body := getBody(t, fmt.Sprintf("http://%s/api/search?q=%s&limit=1000&start=%d&end=%d", loopback(rps.http), q, now-600, now+60))
+		if n := strings.Count(body, `"traceID"`); n != traces {
+			t.Fatalf("%s: search found %d traces, want %d", phase, n, traces)
+		}
+	}
+	found("recent")
+
+	// Blocks written, then restart the readers: the live-store starts empty.
+	waitUntil(t, 20*time.Second, func() bool { return len(blockSpans(t, data+"/blocks")) >= traces*spansPerTrace })
+	if code := readers.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("readers exited %d", code)
+	}
+	readers = startWeft(t, nil, "-config.file="+rcfg, "-target=live-store,block-builder,querier,query-frontend")
+	readers.waitReady(t, loopback(rps.http))
+	found("blocks")
+	counts := blockSpans(t, data+"/blocks")
+	for span, n := range counts {
+		if n != 1 {
+			t.Fatalf("span %s is in blocks %d times", span, n)
+		}
+	}
+}
+
+func getBody(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// With the broker down, pushes fail within the write timeout with 503
+// naming the broker, and succeed again once it is back.
+func TestPushesFailFastWithoutKafka(t *testing.T) {
+	addr := loopback(freePorts(t, 1)[0])
+	b, err := kafka.StartDevBroker(addr, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { b.Close() }()
+	dps := newPorts(t)
+	cfg := kafkaConfig(dps, t.TempDir(), addr)
+	cfg = strings.Replace(cfg, "    auto_create_topic_default_partitions: 4\n", "    auto_create_topic_default_partitions: 4\n    write_timeout: 2s\n    read_timeout: 2s\n    dial_timeout: 1s\n", 1)
+	dist := startWeft(t, nil, "-config.file="+writeFile(t, "d.yaml", cfg), "-target=distributor")
+	dist.waitReady(t, loopback(dps.http))
+	client := &http.Client{Timeout: 30 * time.Second}
+	push := func(seq uint64) (int, string, time.Duration) {
+		_, body := traceRequest(seq)
+		start := time.Now()
+		resp, err := client.Post("http://"+loopback(dps.otlpHTTP)+"/v1/traces", "application/x-protobuf", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg), time.Since(start)
+	}
+	if code, msg, _ := push(1); code != http.StatusOK {
+		t.Fatalf("push with the broker up: %d %s", code, msg)
+	}
+	b.Close()
+	code, msg, took := push(2)
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, addr) {
+		t.Fatalf("push with the broker down: %d %q, want 503 naming %s", code, msg, addr)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("push with the broker down took %s", took)
+	}
+	t.Logf("push with the broker down: %d in %s: %s", code, took, msg)
+	if b, err = kafka.StartDevBroker(addr, 4); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	ok := false
+	for i := range 20 {
+		code, msg, _ := push(uint64(3 + i))
+		if code == http.StatusOK {
+			ok = true
+			break
+		}
+		last = fmt.Sprintf("%d %s", code, msg)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatalf("pushes still fail after the broker is back: %s", last)
+	}
+}

@@ -1,0 +1,81 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Transport carries the pipeline's edges between processes over Kafka
+// (it implements pipelines.Transport): the output of node X goes to topic
+// TopicFor(X), and each node reading it from another process is its own
+// consumer group, GroupFor(node). One publisher serves the whole process.
+type Transport struct {
+	cfg    Config
+	logger watermill.LoggerAdapter
+
+	mu   sync.Mutex
+	pub  message.Publisher
+	subs []message.Subscriber
+}
+
+// NewTransport returns a transport over the brokers of cfg. Nothing
+// connects until a publisher or subscriber is used.
+func NewTransport(cfg Config, logger watermill.LoggerAdapter) *Transport {
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	return &Transport{cfg: cfg, logger: logger}
+}
+
+// Topic is the topic of node's output.
+func (t *Transport) Topic(node string) string { return t.cfg.TopicFor(node) }
+
+// Publisher returns the process's publisher, creating it on first use.
+func (t *Transport) Publisher() (message.Publisher, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pub == nil {
+		pub, err := NewPublisher(t.cfg, t.logger)
+		if err != nil {
+			return nil, err
+		}
+		t.pub = pub
+	}
+	return t.pub, nil
+}
+
+// Subscriber returns a subscriber in node's consumer group.
+func (t *Transport) Subscriber(node string) (message.Subscriber, error) {
+	sub, err := NewSubscriber(t.cfg, t.cfg.GroupFor(node), t.logger)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.subs = append(t.subs, sub)
+	t.mu.Unlock()
+	return sub, nil
+}
+
+// Close closes the publisher and the subscribers (closing twice is fine).
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for _, s := range t.subs {
+		if err := s.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close a Kafka subscriber: %w", err))
+		}
+	}
+	t.subs = nil
+	if t.pub != nil {
+		if err := t.pub.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close the Kafka publisher: %w", err))
+		}
+		t.pub = nil
+	}
+	return errors.Join(errs...)
+}
