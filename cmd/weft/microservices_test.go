@@ -193,3 +193,38 @@ func TestPushesFailFastWithoutKafka(t *testing.T) {
 		t.Fatalf("pushes still fail after the broker is back: %s", last)
 	}
 }
+
+// Traces written in monolithic mode are found once the same storage is
+// served in microservices mode.
+func TestMonolithicToMicroservices(t *testing.T) {
+	data := t.TempDir()
+	mps := newPorts(t)
+	mono := startWeft(t, nil, "-config.file="+writeFile(t, "mono.yaml", durableConfig(mps, data)))
+	mono.waitReady(t, loopback(mps.http))
+	client := &http.Client{Timeout: 15 * time.Second}
+	var acked [][16]byte
+	for seq := range uint64(50) {
+		tid, body := traceRequest(seq + 1000)
+		if !pushAcked(client, loopback(mps.otlpHTTP), body) {
+			t.Fatalf("push %d not acknowledged", seq)
+		}
+		acked = append(acked, tid)
+	}
+	if code := mono.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("monolithic weft exited %d", code)
+	}
+
+	broker := startDevKafka(t)
+	rps := newPorts(t)
+	readers := startWeft(t, nil, "-config.file="+writeFile(t, "readers.yaml", kafkaConfig(rps, data, broker)),
+		"-target=live-store,block-builder,querier,query-frontend")
+	readers.waitReady(t, loopback(rps.http))
+	waitUntil(t, 20*time.Second, func() bool {
+		for _, tid := range acked {
+			if n, _ := traceSpans(t, loopback(rps.http), tid); n != spansPerTrace {
+				return false
+			}
+		}
+		return true
+	})
+}
