@@ -30,6 +30,9 @@ type Options struct {
 	// Transport carries the edges whose two ends run in different
 	// processes (internal/kafka). Nil refuses such edges.
 	Transport Transport
+	// AllowEmpty accepts targets that run no node (a querier): the
+	// pipeline then does nothing. Otherwise that is an error.
+	AllowEmpty bool
 }
 
 // Transport carries pipeline edges between processes. Topic(node) is where
@@ -42,6 +45,10 @@ type Transport interface {
 	Topic(node string) string
 	Publisher() (message.Publisher, error)
 	Subscriber(node string) (message.Subscriber, error)
+	// CommitSubscriber is Subscriber for a CommittingSink reading topic:
+	// acknowledging a message moves on to the next without committing;
+	// the Committer commits.
+	CommitSubscriber(node, topic string) (message.Subscriber, Committer, error)
 	Close() error
 }
 
@@ -166,7 +173,15 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 				router.AddConsumerHandler(n.spec.Name+"<-"+from, from, pubsub, h.handle)
 				continue
 			}
-			sub, err := opts.Transport.Subscriber(n.spec.Name)
+			var sub message.Subscriber
+			if cs, ok := node.(CommittingSink); ok {
+				var c Committer
+				if sub, c, err = opts.Transport.CommitSubscriber(n.spec.Name, opts.Transport.Topic(from)); err == nil {
+					cs.SetCommitter(c)
+				}
+			} else {
+				sub, err = opts.Transport.Subscriber(n.spec.Name)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: cannot subscribe to %q through the Kafka transport: %w", n.spec.Path(), from, err)
 			}
@@ -174,7 +189,7 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 		}
 		p.nodes = append(p.nodes, runNode{name: n.spec.Name, role: n.factory.Role(), node: node})
 	}
-	if len(p.nodes) == 0 {
+	if len(p.nodes) == 0 && !opts.AllowEmpty {
 		return nil, fmt.Errorf("%s: no node of the pipeline runs in targets %v", spec.File, opts.Targets)
 	}
 	return p, nil
@@ -193,6 +208,9 @@ func findNode(nodes []checked, name string) checked {
 // that nothing is published before its readers run. On error everything
 // already started is shut down again.
 func (p *Pipeline) Start(ctx context.Context) error {
+	if len(p.nodes) == 0 {
+		return nil // nothing runs here
+	}
 	// Reverse dependency order: readers before the nodes they read from.
 	for i := len(p.nodes) - 1; i >= 0; i-- {
 		n := p.nodes[i]
@@ -233,6 +251,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // Shutdown stops the sources (no more intake, pushes in flight finish),
 // then drains the router, then stops stages and sinks.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
+	if len(p.nodes) == 0 {
+		return errors.Join(p.pubsub.Close(), p.router.Close())
+	}
 	var errs []error
 	select {
 	case <-p.closing:

@@ -25,7 +25,42 @@ const (
 	// MetaOrgID is the raw X-Scope-OrgID header a source received, if any;
 	// the distributor turns it into MetaTenant.
 	MetaOrgID = "org-id"
+	// MetaSourcePartition and MetaSourceOffset are where a message read
+	// from another process sits in the transport (decimal partition and
+	// offset), for nodes that commit their position themselves.
+	MetaSourcePartition = "source-partition"
+	MetaSourceOffset    = "source-offset"
+	// MetaSourceCheckpoint is the note the node committed last with its
+	// position in that partition (see Committer), on every message read
+	// from the partition since it was assigned to this process.
+	MetaSourceCheckpoint = "source-checkpoint"
 )
+
+// Committer records how far a node has made its input durable, for input
+// read from another process. Commit says that every record of partition
+// before offset is durable downstream and stores checkpoint with it; a
+// process that reads the partition after a crash or a rebalance starts at
+// offset and finds checkpoint in MetaSourceCheckpoint. Commit fails when
+// the partition is no longer this process's. OnRevoke registers fn, called
+// with the partitions this process stops reading before another process
+// starts: the node must drop what it holds of them uncommitted. Source
+// names the log (stable across restarts and processes), for IDs derived
+// from positions in it.
+type Committer interface {
+	Commit(partition int32, offset int64, checkpoint string) error
+	OnRevoke(fn func(partitions []int32))
+	Source() string
+}
+
+// CommittingSink is a Sink that commits its input position itself, once
+// what it consumed is durable (the block-builder: once it is in a block).
+// When its input comes from another process the pipeline calls
+// SetCommitter before Start, and acknowledging a message no longer commits
+// it; otherwise SetCommitter is never called.
+type CommittingSink interface {
+	Sink
+	SetCommitter(Committer)
+}
 
 // DataType names what flows on an edge, so the compiler can refuse a node
 // whose input does not fit the output it reads from.

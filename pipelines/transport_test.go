@@ -36,6 +36,9 @@ func (m *memTransport) Publisher() (message.Publisher, error) {
 }
 func (m *memTransport) Subscriber(string) (message.Subscriber, error) { return m.pubsub, nil }
 func (m *memTransport) Close() error                                  { return nil }
+func (m *memTransport) CommitSubscriber(string, string) (message.Subscriber, pipelines.Committer, error) {
+	return nil, nil, errors.New("no committing readers in these tests")
+}
 
 type publisherFunc func(topic string, msgs ...*message.Message) error
 

@@ -150,6 +150,8 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		Metrics:      a.registry,
 		CloseTimeout: cfg.Server.GracefulShutdownTimeout,
 		Transport:    transport,
+		// A querier or query-frontend alone runs no node of the pipeline.
+		AllowEmpty: slices.ContainsFunc(SplitTargets(cfg.Target), func(t string) bool { return t == "querier" || t == "query-frontend" }),
 	})
 	if err != nil {
 		return nil, err

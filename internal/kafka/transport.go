@@ -7,6 +7,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/weftdb/weft/pipelines"
 )
 
 // Transport carries the pipeline's edges between processes over Kafka
@@ -58,6 +60,19 @@ func (t *Transport) Subscriber(node string) (message.Subscriber, error) {
 	t.subs = append(t.subs, sub)
 	t.mu.Unlock()
 	return sub, nil
+}
+
+// CommitSubscriber returns a subscriber of topic in node's consumer group
+// that commits only through the returned Committer.
+func (t *Transport) CommitSubscriber(node, topic string) (message.Subscriber, pipelines.Committer, error) {
+	sub, err := NewCommitSubscriber(t.cfg, t.cfg.GroupFor(node), topic, t.logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.mu.Lock()
+	t.subs = append(t.subs, sub)
+	t.mu.Unlock()
+	return sub, sub, nil
 }
 
 // Close closes the publisher and the subscribers (closing twice is fine).

@@ -10,6 +10,16 @@
 // a replay skips what is uploaded and rebuilds the rest under the same IDs,
 // replacing a block that was uploaded but not checkpointed instead of
 // duplicating it.
+//
+// When its input comes from another process (microservices mode, over
+// Kafka), the Kafka partition is the log instead: there is no WAL, a block
+// holds one tenant's spans of one partition, its ID derives from the
+// tenant, the partition and the offset of its first record, and the
+// partition's offset is committed only once every record before it is in
+// an uploaded block, with the per-tenant checkpoint stored beside it. After
+// a crash or a rebalance the partition is read again from the committed
+// offset, records already in blocks are skipped, and a block that was
+// uploaded but not committed is rebuilt under the same ID, replacing it.
 package blockbuilder
 
 import (
@@ -82,19 +92,25 @@ type Builder struct {
 	bytes    int64 // open + pending + flushing
 	stopping bool
 
-	log    *wal.WAL
-	done   chan struct{}
-	wg     sync.WaitGroup
-	ctx    context.Context // of uploads; cancelled when Shutdown gives up
-	cancel context.CancelFunc
+	log *wal.WAL
+	// committer is set in Kafka mode (SetCommitter): the input's
+	// partitions are the log.
+	committer pipelines.Committer
+	kparts    map[int32]*kafkaPartition
+	started   bool
+	done      chan struct{}
+	wg        sync.WaitGroup
+	ctx       context.Context // of uploads; cancelled when Shutdown gives up
+	cancel    context.CancelFunc
 
 	m builderMetrics
 }
 
 type buffer struct {
 	tenant      string
+	partition   int32 // Kafka mode; 0 with the WAL
 	buf         *block.Buffer
-	first, last int64     // WAL offsets
+	first, last int64     // WAL offsets, or the partition's in Kafka mode
 	opened      time.Time // when its first span arrived
 	bytes       int64
 }
@@ -154,9 +170,38 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 	return b
 }
 
+// kafkaPartition is what the builder knows of one input partition in
+// Kafka mode.
+type kafkaPartition struct {
+	loaded   bool             // flushed was read from the committed checkpoint
+	flushed  map[string]int64 // per tenant, the last offset in an uploaded block
+	consumed int64            // the last offset taken, -1 for none
+}
+
+// SetCommitter puts the builder in Kafka mode (pipelines.CommittingSink).
+func (b *Builder) SetCommitter(c pipelines.Committer) {
+	b.committer = c
+	b.kparts = map[int32]*kafkaPartition{}
+	c.OnRevoke(b.revoke)
+}
+
+// bufKey is the key of a tenant's open buffer for a partition.
+func bufKey(ten string, partition int32) string {
+	return ten + "\x00" + strconv.Itoa(int(partition))
+}
+
 // Start loads the checkpoint, replays the write-ahead log into buffers and
-// starts the uploader.
+// starts the uploader. In Kafka mode there is no WAL: it starts the
+// uploader only.
 func (b *Builder) Start(ctx context.Context) error {
+	b.started = true
+	if b.committer != nil {
+		b.ctx, b.cancel = context.WithCancel(context.Background())
+		b.wg.Add(2)
+		go b.uploader()
+		go b.ticker()
+		return nil
+	}
 	if err := b.loadCheckpoint(); err != nil {
 		return err
 	}
@@ -172,7 +217,7 @@ func (b *Builder) Start(ctx context.Context) error {
 		replayed++
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return b.addLocked(r.Tenant, r.Offset, &batch)
+		return b.addLocked(r.Tenant, 0, r.Offset, &batch)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot open the block-builder WAL: %w", err)
@@ -186,8 +231,8 @@ func (b *Builder) Start(ctx context.Context) error {
 		b.logger.Info("replayed the block-builder WAL", "records", replayed, "buffered_bytes", b.bytes)
 		// Replayed spans are in no store that answers queries: upload them now.
 		b.mu.Lock()
-		for ten := range b.open {
-			b.cutLocked(ten)
+		for key := range b.open {
+			b.cutLocked(key)
 		}
 		b.mu.Unlock()
 	}
@@ -211,6 +256,9 @@ func (b *Builder) Consume(msg *message.Message) error {
 	if batch.SpanCount() == 0 {
 		return nil
 	}
+	if b.committer != nil {
+		return b.consumeKafka(msg, ten, &batch)
+	}
 	partition, _ := strconv.Atoi(msg.Metadata.Get(pipelines.MetaPartition))
 
 	b.mu.Lock()
@@ -222,7 +270,7 @@ func (b *Builder) Consume(msg *message.Message) error {
 	// WAL order = buffer order: write under the lock, sync outside it.
 	off, err := b.log.Write(ten, int32(partition), msg.Payload)
 	if err == nil {
-		err = b.addLocked(ten, off, &batch)
+		err = b.addLocked(ten, 0, off, &batch)
 	}
 	b.mu.Unlock()
 	if err != nil {
@@ -263,13 +311,87 @@ func (b *Builder) waitForRoomLocked(ctx context.Context) error {
 	return nil
 }
 
-// addLocked buffers a batch read from WAL record off, and cuts the
-// tenant's block when it is full.
-func (b *Builder) addLocked(ten string, off int64, batch *otlpwire.Batch) error {
-	buf := b.open[ten]
+// consumeKafka buffers one record of an input partition (Kafka mode). A
+// record already in a block (at or below the tenant's checkpoint) is
+// skipped; nothing is committed here.
+func (b *Builder) consumeKafka(msg *message.Message, ten string, batch *otlpwire.Batch) error {
+	partition, err1 := strconv.ParseInt(msg.Metadata.Get(pipelines.MetaSourcePartition), 10, 32)
+	off, err2 := strconv.ParseInt(msg.Metadata.Get(pipelines.MetaSourceOffset), 10, 64)
+	if err1 != nil || err2 != nil {
+		return status.Error(codes.Internal, "cannot build blocks: a record from Kafka has no partition or offset")
+	}
+	p := int32(partition)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kp := b.kparts[p]
+	if kp == nil {
+		kp = &kafkaPartition{consumed: -1}
+		b.kparts[p] = kp
+	}
+	if !kp.loaded {
+		kp.flushed = map[string]int64{}
+		if cp := msg.Metadata.Get(pipelines.MetaSourceCheckpoint); cp != "" {
+			if err := json.Unmarshal([]byte(cp), &kp.flushed); err != nil {
+				b.logger.Warn("cannot read the checkpoint committed with a partition; records may be written to blocks again", "partition", p, "err", err)
+			}
+		}
+		kp.loaded = true
+	}
+	kp.consumed = max(kp.consumed, off)
+	if last, ok := kp.flushed[ten]; ok && off <= last {
+		return nil // already in a block
+	}
+	if err := b.waitForRoomLocked(msg.Context()); err != nil {
+		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
+		return err
+	}
+	if err := b.addLocked(ten, p, off, batch); err != nil {
+		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
+	}
+	return nil
+}
+
+// revoke drops what the builder holds of partitions another process now
+// reads: it reads them again from their committed offset (Kafka mode).
+func (b *Builder) revoke(partitions []int32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gone := map[int32]bool{}
+	for _, p := range partitions {
+		gone[p] = true
+		delete(b.kparts, p)
+	}
+	drop := func(buf *buffer) {
+		b.bytes -= buf.bytes
+		buf.buf.Release()
+	}
+	for key, buf := range b.open {
+		if gone[buf.partition] {
+			delete(b.open, key)
+			drop(buf)
+		}
+	}
+	kept := b.pending[:0]
+	for _, buf := range b.pending {
+		if gone[buf.partition] {
+			drop(buf)
+			continue
+		}
+		kept = append(kept, buf)
+	}
+	b.pending = kept
+	b.m.buffered.Set(float64(b.bytes))
+	b.cond.Broadcast()
+}
+
+// addLocked buffers a batch read from WAL record off (or from offset off
+// of a Kafka partition), and cuts the block when it is full.
+func (b *Builder) addLocked(ten string, partition int32, off int64, batch *otlpwire.Batch) error {
+	key := bufKey(ten, partition)
+	buf := b.open[key]
 	if buf == nil {
-		buf = &buffer{tenant: ten, buf: block.NewBuffer(nil), first: off, opened: b.clock()}
-		b.open[ten] = buf
+		buf = &buffer{tenant: ten, partition: partition, buf: block.NewBuffer(nil), first: off, opened: b.clock()}
+		b.open[key] = buf
 	}
 	if err := buf.buf.Add(batch); err != nil {
 		return err
@@ -280,17 +402,17 @@ func (b *Builder) addLocked(ten string, off int64, batch *otlpwire.Batch) error 
 	buf.bytes = n
 	b.m.buffered.Set(float64(b.bytes))
 	if n >= b.cfg.MaxBlockBytes {
-		b.cutLocked(ten)
+		b.cutLocked(key)
 	}
 	return nil
 }
 
-func (b *Builder) cutLocked(ten string) {
-	buf := b.open[ten]
+func (b *Builder) cutLocked(key string) {
+	buf := b.open[key]
 	if buf == nil {
 		return
 	}
-	delete(b.open, ten)
+	delete(b.open, key)
 	b.pending = append(b.pending, buf)
 	b.cond.Broadcast()
 }
@@ -308,9 +430,9 @@ func (b *Builder) ticker() {
 		case <-t.C:
 			now := b.clock()
 			b.mu.Lock()
-			for ten, buf := range b.open {
+			for key, buf := range b.open {
 				if now.Sub(buf.opened) >= b.cfg.MaxBlockDuration {
-					b.cutLocked(ten)
+					b.cutLocked(key)
 				}
 			}
 			b.mu.Unlock()
@@ -365,9 +487,14 @@ func (b *Builder) uploader() {
 
 func (b *Builder) upload(buf *buffer) error {
 	start := time.Now()
-	id := BlockID(b.log.Epoch(), buf.tenant, 0, buf.first)
+	var id uuid.UUID
+	if b.committer != nil {
+		id = BlockID(b.committer.Source(), buf.tenant, buf.partition, buf.first)
+	} else {
+		id = BlockID(b.log.Epoch(), buf.tenant, 0, buf.first)
+	}
 	meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id,
-		block.Source{Partition: 0, FirstOffset: buf.first, LastOffset: buf.last},
+		block.Source{Partition: buf.partition, FirstOffset: buf.first, LastOffset: buf.last},
 		buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
 	if err != nil {
 		return err
@@ -375,6 +502,10 @@ func (b *Builder) upload(buf *buffer) error {
 	b.m.flushSeconds.Observe(time.Since(start).Seconds())
 	b.m.blocks.WithLabelValues(buf.tenant).Inc()
 	b.m.spans.WithLabelValues(buf.tenant).Add(float64(meta.TotalSpans))
+	if b.committer != nil {
+		b.uploadedKafka(buf, meta)
+		return nil
+	}
 
 	b.mu.Lock()
 	b.flushed[buf.tenant] = buf.last
@@ -407,12 +538,70 @@ func (b *Builder) upload(buf *buffer) error {
 	return nil
 }
 
+// uploadedKafka records an uploaded block of a Kafka partition and
+// commits the partition as far as every earlier record is in a block, with
+// the per-tenant checkpoint of the records beyond.
+func (b *Builder) uploadedKafka(buf *buffer, meta *block.Meta) {
+	b.mu.Lock()
+	b.flushing = nil
+	b.bytes -= buf.bytes
+	b.m.buffered.Set(float64(b.bytes))
+	kp := b.kparts[buf.partition]
+	var commit int64 = -1
+	var checkpoint []byte
+	if kp != nil {
+		kp.flushed[buf.tenant] = max(kp.flushed[buf.tenant], buf.last)
+		commit = kp.consumed + 1
+		consider := func(o *buffer) {
+			if o != nil && o.partition == buf.partition {
+				commit = min(commit, o.first)
+			}
+		}
+		for _, o := range b.open {
+			consider(o)
+		}
+		for _, o := range b.pending {
+			consider(o)
+		}
+		// Keep only the tenants whose checkpoint is past the commit: the
+		// others' records before it are not read again.
+		keep := map[string]int64{}
+		for ten, last := range kp.flushed {
+			if last >= commit {
+				keep[ten] = last
+			}
+		}
+		kp.flushed = keep
+		checkpoint, _ = json.Marshal(keep)
+	}
+	_, safeTime := b.safeLocked()
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	buf.buf.Release()
+	if commit >= 0 {
+		if err := b.committer.Commit(buf.partition, commit, string(checkpoint)); err != nil {
+			// Revoked meanwhile: its new reader rebuilds the block under
+			// the same ID.
+			b.logger.Debug("cannot commit a partition after its block", "partition", buf.partition, "err", err)
+		}
+	}
+	if b.hooks.OnBlock != nil {
+		b.hooks.OnBlock(meta)
+	}
+	if b.hooks.OnSafe != nil {
+		b.hooks.OnSafe(safeTime)
+	}
+}
+
 // safeLocked returns the lowest WAL offset still needed and the time before
 // which everything accepted is in a block. The time keeps a margin of the
 // back-pressure timeout: a push the live-store already holds may still be on
 // its way to this sink, which takes it or refuses it within that time.
 func (b *Builder) safeLocked() (int64, time.Time) {
-	off, t := b.log.Next(), b.clock().Add(-b.cfg.BackPressureTimeout-time.Second)
+	off, t := int64(0), b.clock().Add(-b.cfg.BackPressureTimeout-time.Second)
+	if b.log != nil {
+		off = b.log.Next()
+	}
 	consider := func(buf *buffer) {
 		if buf != nil {
 			off = min(off, buf.first)
@@ -474,12 +663,12 @@ func (b *Builder) saveCheckpointLocked() error {
 // Shutdown cuts every open block and waits, within ctx, for the uploads.
 // What is not uploaded by then stays in the WAL for the next start.
 func (b *Builder) Shutdown(ctx context.Context) error {
-	if b.log == nil {
-		return nil // never started
+	if !b.started {
+		return nil
 	}
 	b.mu.Lock()
-	for ten := range b.open {
-		b.cutLocked(ten)
+	for key := range b.open {
+		b.cutLocked(key)
 	}
 	b.stopping = true
 	b.cond.Broadcast()
@@ -497,6 +686,9 @@ func (b *Builder) Shutdown(ctx context.Context) error {
 	close(b.done)
 	b.cancel()
 	<-uploaded
+	if b.log == nil {
+		return err
+	}
 	return errors.Join(err, b.log.Close())
 }
 

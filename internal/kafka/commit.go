@@ -1,0 +1,285 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/weftdb/weft/pipelines"
+)
+
+// This file is the subscriber of nodes that commit their position
+// themselves (pipelines.CommittingSink, the block-builder). watermill-kafka
+// hands out a partition's next message only once the previous one is
+// acked, and commits what is acked; a block-builder must take many
+// messages before one block is uploaded, and must commit only then. So
+// this subscriber runs its own sarama consumer group with auto-commit off:
+// an ack only moves on to the next message, and Commit marks and commits
+// an offset through the session that owns the partition.
+
+// ErrNotOwned is returned by Commit for a partition this process does not
+// read (any more).
+var ErrNotOwned = errors.New("partition not assigned to this process")
+
+// CommitSubscriber reads one topic in a consumer group and commits only
+// when told. It implements message.Subscriber and pipelines.Committer.
+type CommitSubscriber struct {
+	cfg    Config
+	group  string
+	topic  string
+	sc     *sarama.Config
+	topics *topicCreator
+	logger watermill.LoggerAdapter
+
+	mu       sync.Mutex
+	client   sarama.Client
+	cg       sarama.ConsumerGroup
+	sessions map[int32]sarama.ConsumerGroupSession // partitions claimed now
+	onRevoke []func([]int32)
+	closing  chan struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// NewCommitSubscriber returns a subscriber of topic in consumer group
+// group. Nothing connects until Subscribe.
+func NewCommitSubscriber(cfg Config, group, topic string, logger watermill.LoggerAdapter) (*CommitSubscriber, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot create the Kafka subscriber: %w", err)
+	}
+	sc, err := cfg.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	return &CommitSubscriber{
+		cfg: cfg, group: group, topic: topic, sc: sc, topics: newTopicCreator(cfg, sc), logger: logger,
+		sessions: map[int32]sarama.ConsumerGroupSession{}, closing: make(chan struct{}),
+	}, nil
+}
+
+// Source names the topic, for IDs derived from positions in it.
+func (s *CommitSubscriber) Source() string { return "kafka/" + s.topic }
+
+// OnRevoke registers fn, called with the partitions this process stops
+// reading, before the group hands them to another member.
+func (s *CommitSubscriber) OnRevoke(fn func([]int32)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onRevoke = append(s.onRevoke, fn)
+}
+
+// Commit commits offset (the next record to read) and checkpoint for
+// partition, through the session that owns it.
+func (s *CommitSubscriber) Commit(partition int32, offset int64, checkpoint string) error {
+	s.mu.Lock()
+	sess := s.sessions[partition]
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("cannot commit offset %d of %s partition %d: %w", offset, s.topic, partition, ErrNotOwned)
+	}
+	sess.MarkOffset(s.topic, partition, offset, checkpoint)
+	sess.Commit()
+	return nil
+}
+
+// Subscribe starts reading; topic must be the subscriber's.
+func (s *CommitSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if topic != s.topic {
+		return nil, fmt.Errorf("cannot subscribe to topic %q: this subscriber reads %q", topic, s.topic)
+	}
+	brokers := strings.Join(s.cfg.Address, ",")
+	if err := s.topics.ensure(topic); err != nil {
+		return nil, fmt.Errorf("cannot subscribe to topic %q on Kafka brokers %s: %w", topic, brokers, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("cannot subscribe: the subscriber is closed")
+	}
+	if s.cg != nil {
+		return nil, fmt.Errorf("cannot subscribe to topic %q twice", topic)
+	}
+	client, err := sarama.NewClient(s.cfg.Address, s.sc)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to Kafka brokers %s: %w", brokers, err)
+	}
+	cg, err := sarama.NewConsumerGroupFromClient(s.group, client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("cannot join consumer group %q on Kafka brokers %s: %w", s.group, brokers, err)
+	}
+	s.client, s.cg = client, cg
+	out := make(chan *message.Message)
+	ctx, cancel := context.WithCancel(ctx)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		<-s.closing
+		cancel()
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		h := &commitHandler{s: s, out: out, ctx: ctx}
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{topic}, h); err != nil && ctx.Err() == nil {
+				s.logger.Error("Kafka consumer group stopped; rejoining", err, watermill.LogFields{"group": s.group, "topic": topic})
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+	go func() {
+		for err := range cg.Errors() {
+			s.logger.Debug("Kafka consumer group error", watermill.LogFields{"group": s.group, "err": err.Error()})
+		}
+	}()
+	return out, nil
+}
+
+// Close stops reading and leaves the group; it is idempotent.
+func (s *CommitSubscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	cg, client := s.cg, s.client
+	s.mu.Unlock()
+	s.wg.Wait()
+	var errs []error
+	if cg != nil {
+		errs = append(errs, cg.Close())
+	}
+	if client != nil && !client.Closed() {
+		errs = append(errs, client.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cannot close the Kafka subscriber: %w", err)
+	}
+	return nil
+}
+
+// commitHandler is the sarama.ConsumerGroupHandler of a CommitSubscriber.
+type commitHandler struct {
+	s   *CommitSubscriber
+	out chan<- *message.Message
+	ctx context.Context
+}
+
+func (h *commitHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	for _, p := range sess.Claims()[h.s.topic] {
+		h.s.sessions[p] = sess
+	}
+	return nil
+}
+
+// Cleanup runs when the session ends (rebalance, close): the partitions
+// are revoked.
+func (h *commitHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.s.mu.Lock()
+	var revoked []int32
+	for p, ps := range h.s.sessions {
+		if ps == sess {
+			revoked = append(revoked, p)
+			delete(h.s.sessions, p)
+		}
+	}
+	fns := append([]func([]int32){}, h.s.onRevoke...)
+	h.s.mu.Unlock()
+	if len(revoked) > 0 {
+		for _, fn := range fns {
+			fn(revoked)
+		}
+	}
+	return nil
+}
+
+// ConsumeClaim hands the partition's records out one at a time, each
+// after the previous one was acked; a nacked record is handed out again.
+func (h *commitHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	checkpoint, err := h.committedCheckpoint(claim.Partition())
+	if err != nil {
+		return err
+	}
+	partition := strconv.Itoa(int(claim.Partition()))
+	for {
+		var km *sarama.ConsumerMessage
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			km = m
+		case <-sess.Context().Done():
+			return nil
+		}
+		for {
+			msg, err := Marshaler{}.Unmarshal(km)
+			if err != nil {
+				return fmt.Errorf("cannot read record %d of %s partition %d: %w", km.Offset, km.Topic, km.Partition, err)
+			}
+			msg.Metadata.Set(pipelines.MetaSourcePartition, partition)
+			msg.Metadata.Set(pipelines.MetaSourceOffset, strconv.FormatInt(km.Offset, 10))
+			msg.Metadata.Set(pipelines.MetaSourceCheckpoint, checkpoint)
+			ctx, cancel := context.WithCancel(sess.Context())
+			msg.SetContext(ctx)
+			select {
+			case h.out <- msg:
+			case <-sess.Context().Done():
+				cancel()
+				return nil
+			}
+			acked := false
+			select {
+			case <-msg.Acked():
+				acked = true
+			case <-msg.Nacked():
+			case <-sess.Context().Done():
+				cancel()
+				return nil
+			}
+			cancel()
+			if acked {
+				break
+			}
+		}
+	}
+}
+
+// committedCheckpoint reads the checkpoint committed with the partition's
+// offset (empty when none).
+func (h *commitHandler) committedCheckpoint(partition int32) (string, error) {
+	om, err := sarama.NewOffsetManagerFromClient(h.s.group, h.s.client)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the committed offset of %s partition %d: %w", h.s.topic, partition, err)
+	}
+	defer om.Close()
+	pom, err := om.ManagePartition(h.s.topic, partition)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the committed offset of %s partition %d: %w", h.s.topic, partition, err)
+	}
+	defer pom.AsyncClose()
+	_, meta := pom.NextOffset()
+	return meta, nil
+}
