@@ -49,6 +49,9 @@ type Transport interface {
 	// acknowledging a message moves on to the next without committing;
 	// the Committer commits.
 	CommitSubscriber(node, topic string) (message.Subscriber, Committer, error)
+	// ReplaySubscriber is Subscriber for a ReplayingSink: each partition
+	// is read from window ago, and nothing is committed.
+	ReplaySubscriber(node, topic string, window time.Duration) (message.Subscriber, error)
 	Close() error
 }
 
@@ -179,6 +182,8 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 				if sub, c, err = opts.Transport.CommitSubscriber(n.spec.Name, opts.Transport.Topic(from)); err == nil {
 					cs.SetCommitter(c)
 				}
+			} else if rs, ok := node.(ReplayingSink); ok {
+				sub, err = opts.Transport.ReplaySubscriber(n.spec.Name, opts.Transport.Topic(from), rs.ReplayWindow())
 			} else {
 				sub, err = opts.Transport.Subscriber(n.spec.Name)
 			}

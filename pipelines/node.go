@@ -11,6 +11,7 @@ package pipelines
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,15 @@ type Committer interface {
 	Commit(partition int32, offset int64, checkpoint string) error
 	OnRevoke(fn func(partitions []int32))
 	Source() string
+}
+
+// ReplayingSink is a Sink that keeps only a recent window of its input
+// (the live-store): when its input comes from another process it reads
+// each partition from ReplayWindow ago on every start (and when it takes
+// a partition over), and commits nothing.
+type ReplayingSink interface {
+	Sink
+	ReplayWindow() time.Duration
 }
 
 // CommittingSink is a Sink that commits its input position itself, once

@@ -293,3 +293,42 @@ func TestBlockBuilderCrashOverKafka(t *testing.T) {
 	})
 	t.Logf("%d traces acknowledged across a kill -9 of the block-builder: each span in exactly one block", len(acked))
 }
+
+// A live-store rebuilds its recent window from Kafka when it starts: after
+// a kill -9, a live-store process (with no block-builder anywhere, so no
+// block holds the traces) finds every acknowledged trace again.
+func TestLiveStoreRebuildsWindowFromKafka(t *testing.T) {
+	broker := startDevKafka(t)
+	dps, lps := newPorts(t), newPorts(t)
+	dist := startWeft(t, nil, "-config.file="+writeFile(t, "d.yaml", kafkaConfig(dps, t.TempDir(), broker)), "-target=distributor")
+	dist.waitReady(t, loopback(dps.http))
+	lcfg := writeFile(t, "l.yaml", kafkaConfig(lps, t.TempDir(), broker))
+	live := startWeft(t, nil, "-config.file="+lcfg, "-target=live-store,querier,query-frontend")
+	live.waitReady(t, loopback(lps.http))
+
+	client := &http.Client{Timeout: 15 * time.Second}
+	var acked [][16]byte
+	for seq := range uint64(100) {
+		tid, body := traceRequest(9000 + seq)
+		if !pushAcked(client, loopback(dps.otlpHTTP), body) {
+			t.Fatalf("push %d not acknowledged", seq)
+		}
+		acked = append(acked, tid)
+	}
+	allFound := func() bool {
+		for _, tid := range acked {
+			if n, _ := traceSpans(t, loopback(lps.http), tid); n != spansPerTrace {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil(t, 20*time.Second, allFound)
+	if err := live.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-live.done
+	live = startWeft(t, nil, "-config.file="+lcfg, "-target=live-store,querier,query-frontend")
+	live.waitReady(t, loopback(lps.http))
+	waitUntil(t, 40*time.Second, allFound)
+}

@@ -39,6 +39,10 @@ type CommitSubscriber struct {
 	topics *topicCreator
 	logger watermill.LoggerAdapter
 
+	// startFrom, when set, chooses where each assigned partition is read
+	// from (a replay subscriber); otherwise the committed offset.
+	startFrom func(client sarama.Client, partition int32) (int64, error)
+
 	mu       sync.Mutex
 	client   sarama.Client
 	cg       sarama.ConsumerGroup
@@ -69,6 +73,32 @@ func NewCommitSubscriber(cfg Config, group, topic string, logger watermill.Logge
 		cfg: cfg, group: group, topic: topic, sc: sc, topics: newTopicCreator(cfg, sc), logger: logger,
 		sessions: map[int32]sarama.ConsumerGroupSession{}, closing: make(chan struct{}),
 	}, nil
+}
+
+// NewReplaySubscriber returns a subscriber of topic in consumer group
+// group that reads each partition it is assigned from the first record
+// written in the last window, and never commits: a reader that keeps only
+// a recent window in memory (the live-store) rebuilds it on every start
+// and takes over a partition of a member that left with its recent past.
+func NewReplaySubscriber(cfg Config, group, topic string, window time.Duration, logger watermill.LoggerAdapter) (*CommitSubscriber, error) {
+	s, err := NewCommitSubscriber(cfg, group, topic, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.startFrom = func(client sarama.Client, p int32) (int64, error) {
+		since := time.Now().Add(-window).UnixMilli()
+		off, err := client.GetOffset(topic, p, since)
+		if err != nil {
+			return 0, fmt.Errorf("cannot find the offset of %s partition %d at %s: %w", topic, p, time.UnixMilli(since).UTC().Format(time.RFC3339), err)
+		}
+		if off < 0 { // nothing written since then
+			if off, err = client.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+				return 0, fmt.Errorf("cannot find the newest offset of %s partition %d: %w", topic, p, err)
+			}
+		}
+		return off, nil
+	}
+	return s, nil
 }
 
 // Source names the topic, for IDs derived from positions in it.
@@ -190,6 +220,13 @@ func (h *commitHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	defer h.s.mu.Unlock()
 	for _, p := range sess.Claims()[h.s.topic] {
 		h.s.sessions[p] = sess
+		if h.s.startFrom != nil {
+			off, err := h.s.startFrom(h.s.client, p)
+			if err != nil {
+				return err
+			}
+			sess.ResetOffset(h.s.topic, p, off, "")
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -73,6 +74,20 @@ func (t *Transport) CommitSubscriber(node, topic string) (message.Subscriber, pi
 	t.subs = append(t.subs, sub)
 	t.mu.Unlock()
 	return sub, sub, nil
+}
+
+// ReplaySubscriber returns a subscriber of topic in node's consumer group
+// that reads each assigned partition from the last window and never
+// commits.
+func (t *Transport) ReplaySubscriber(node, topic string, window time.Duration) (message.Subscriber, error) {
+	sub, err := NewReplaySubscriber(t.cfg, t.cfg.GroupFor(node), topic, window, t.logger)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.subs = append(t.subs, sub)
+	t.mu.Unlock()
+	return sub, nil
 }
 
 // Close closes the publisher and the subscribers (closing twice is fine).

@@ -145,6 +145,10 @@ func (s *Store) Shutdown(context.Context) error {
 	return nil
 }
 
+// ReplayWindow is the window (pipelines.ReplayingSink): read from another
+// process, the live-store rebuilds its window from the input on start.
+func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
+
 // Consume keeps the spans of one message (one tenant, one partition).
 func (s *Store) Consume(msg *message.Message) error {
 	ten := msg.Metadata.Get(pipelines.MetaTenant)
