@@ -47,6 +47,7 @@ func startDevKafka(t *testing.T) string {
 // twice a second, no end cut-off.
 func kafkaConfig(ps ports, dataDir, broker string) string {
 	base := strings.Replace(durableConfig(ps, dataDir), "    backend: local\n", "    backend: local\n    blocklist_poll: 500ms\n", 1)
+	base = strings.Replace(base, "distributor:\n", "distributor:\n  partitions: 4\n", 1)
 	return base + fmt.Sprintf(`ingest:
   kafka:
     address: %s
@@ -331,4 +332,80 @@ func TestLiveStoreRebuildsWindowFromKafka(t *testing.T) {
 	live = startWeft(t, nil, "-config.file="+lcfg, "-target=live-store,querier,query-frontend")
 	live.waitReady(t, loopback(lps.http))
 	waitUntil(t, 40*time.Second, allFound)
+}
+
+// memberlistConfig adds the memberlist block: gossip on a free loopback
+// port, joining seed when given.
+func memberlistConfig(t *testing.T, seed string) (string, string) {
+	addr := loopback(freePorts(t, 1)[0])
+	_, port, _ := strings.Cut(addr, "127.0.0.1:")
+	cfg := fmt.Sprintf("memberlist:\n  bind_addr: [127.0.0.1]\n  bind_port: %s\n", port)
+	if seed != "" {
+		cfg += fmt.Sprintf("  join_members: [%s]\n", seed)
+	}
+	return cfg, addr
+}
+
+// Every component its own OS process: a broker, a distributor, two
+// live-stores, a block-builder and a querier with the query-frontend. The
+// querier finds the live-stores through memberlist. Traces pushed with
+// the OTLP protocol are found by ID and by search while recent (in the
+// live-stores only: the block-builder is not started yet), then after
+// they are in blocks.
+func TestMicroservicesTwoLiveStores(t *testing.T) {
+	broker := startDevKafka(t)
+	data := t.TempDir()
+	start := func(name, target, seed string) (*proc, ports, string) {
+		ps := newPorts(t)
+		ml, mlAddr := memberlistConfig(t, seed)
+		p := startWeft(t, nil, "-config.file="+writeFile(t, name+".yaml", kafkaConfig(ps, data, broker)+ml), "-target="+target)
+		p.waitReady(t, loopback(ps.http))
+		return p, ps, mlAddr
+	}
+	_, qps, seed := start("query", "querier,query-frontend", "")
+	_, dps, _ := start("distributor", "distributor", seed)
+	_, l1, _ := start("live-1", "live-store", seed)
+	_, l2, _ := start("live-2", "live-store", seed)
+
+	client := &http.Client{Timeout: 15 * time.Second}
+	var acked [][16]byte
+	for seq := range uint64(300) {
+		tid, body := traceRequest(20000 + seq)
+		if !pushAcked(client, loopback(dps.otlpHTTP), body) {
+			t.Fatalf("push %d not acknowledged", seq)
+		}
+		acked = append(acked, tid)
+	}
+	found := func(phase string) {
+		t.Helper()
+		waitUntil(t, 40*time.Second, func() bool {
+			for _, tid := range acked {
+				if n, _ := traceSpans(t, loopback(qps.http), tid); n != spansPerTrace {
+					return false
+				}
+			}
+			return true
+		})
+		q := url.QueryEscape(`{ resource.service.name = "durability" && name = "op-0" }`)
+		now := time.Now().Unix()
+		waitUntil(t, 20*time.Second, func() bool {
+			body := getBody(t, fmt.Sprintf("http://%s/api/search?q=%s&limit=1000&start=%d&end=%d", loopback(qps.http), q, now-600, now+60))
+			return strings.Count(body, `"traceID"`) == len(acked)
+		})
+		t.Logf("%s: %d traces found by ID and by search", phase, len(acked))
+	}
+	found("recent, in two live-stores")
+	// Both live-stores get a share once the consumer group has rebalanced
+	// (the second reads its partitions from the window ago).
+	for _, ps := range []ports{l1, l2} {
+		waitUntil(t, 30*time.Second, func() bool {
+			m := getBody(t, "http://"+loopback(ps.http)+"/metrics")
+			return strings.Contains(m, `weft_pipeline_messages_total{node="live-store",result="ok"}`)
+		})
+	}
+	found("recent, after the live-stores rebalanced")
+
+	start("block-builder", "block-builder", seed)
+	waitUntil(t, 30*time.Second, func() bool { return len(blockSpans(t, data+"/blocks")) == len(acked)*spansPerTrace })
+	found("in blocks too")
 }

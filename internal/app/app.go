@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/kafka"
+	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
@@ -90,6 +92,12 @@ type App struct {
 	stores   *livestore.Set
 	bucket   objstore.Bucket
 	blocks   *blocklist.List
+
+	// Microservices mode: membership, and the live-stores of other
+	// processes that queriers ask.
+	cluster    atomic.Pointer[membership.Cluster]
+	remoteLive *querier.RemoteLiveStores
+	runsLive   bool // a live-store runs in this process
 
 	httpServer *http.Server
 	httpLn     net.Listener
@@ -163,11 +171,23 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	// The querier and the query-frontend run in process: the frontend runs
 	// search jobs on the local querier, which also serves them over gRPC
 	// to frontends elsewhere.
-	finder := querier.New(cfg.Querier, a.stores, a.blocks, a.bucket, a.registry)
+	// In microservices mode the queriers also ask the live-stores of the
+	// other processes, found through memberlist.
+	targets := SplitTargets(cfg.Target)
+	a.runsLive = cfg.Target == TargetAll || slices.Contains(targets, "live-store")
+	var liveFinder querier.Finder = a.stores
+	if cfg.Target != TargetAll {
+		a.remoteLive = querier.NewRemoteLiveStores(livePeers{a}, a.registry)
+		liveFinder = querier.LiveFinder{Local: a.stores, Remote: a.remoteLive}
+	}
+	finder := querier.New(cfg.Querier, liveFinder, a.blocks, a.bucket, a.registry)
 	searcher := search.New(a.stores, a.blocks, a.bucket)
 	searcher.SetFinder(finder)
 	searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
 	jobs := querier.NewJobRunner(searcher, cfg.Querier, a.registry)
+	if a.remoteLive != nil {
+		jobs.WithRemoteLiveStores(a.remoteLive)
+	}
 	front := frontend.New(cfg.QueryFrontend, searcher, jobs, finder, a.registry)
 	handler, err := api.New(api.Options{
 		Finder:                    finder,
@@ -196,6 +216,12 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	a.grpcServer = grpc.NewServer()
 	healthpb.RegisterHealthServer(a.grpcServer, a.health)
 	querier.RegisterJobService(a.grpcServer, jobs)
+	if a.runsLive && cfg.Target != TargetAll {
+		// Only this process's live-store: a LiveFinder here would ask the
+		// others back.
+		local := search.New(a.stores, nil, nil)
+		querier.RegisterLiveStoreService(a.grpcServer, a.stores, local)
+	}
 	return a, nil
 }
 
@@ -241,10 +267,60 @@ func (a *App) Start(ctx context.Context) error {
 		_ = a.httpServer.Close()
 		return err
 	}
+	if a.cfg.Target != TargetAll && (len(a.cfg.Memberlist.JoinMembers) > 0 || len(a.cfg.Memberlist.BindAddr) > 0) {
+		if err := a.joinCluster(); err != nil {
+			_ = a.pipeline.Shutdown(ctx)
+			a.blocks.Stop()
+			a.grpcServer.Stop()
+			_ = a.httpServer.Close()
+			return err
+		}
+	}
 	a.state.Store(1)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.logger.Info("weft is ready", "target", a.cfg.Target, "http", a.httpLn.Addr().String(), "grpc", a.grpcLn.Addr().String())
 	return nil
+}
+
+// joinCluster joins memberlist, advertising this process's components and
+// gRPC address. A process of a microservices deployment joins when
+// memberlist.join_members or memberlist.bind_addr is set (the first node
+// of a cluster may have nothing to join yet).
+func (a *App) joinCluster() error {
+	grpcAddr := a.grpcLn.Addr().(*net.TCPAddr)
+	meta := membership.Meta{Roles: SplitTargets(a.cfg.Target), GRPCAddr: grpcAddr.String(), HTTPAddr: a.httpLn.Addr().String()}
+	if grpcAddr.IP.IsUnspecified() {
+		// Bound to every interface: advertise the address memberlist uses.
+		if host := a.cfg.Memberlist.AdvertiseAddr; host != "" {
+			meta.GRPCAddr = net.JoinHostPort(host, strconv.Itoa(grpcAddr.Port))
+		} else if h, err := os.Hostname(); err == nil {
+			meta.GRPCAddr = net.JoinHostPort(h, strconv.Itoa(grpcAddr.Port))
+		}
+	}
+	c, err := membership.Join(a.cfg.Memberlist, meta, a.logger.With("component", "memberlist"), a.registry)
+	if err != nil {
+		return fmt.Errorf("cannot join the cluster (memberlist): %w", err)
+	}
+	a.cluster.Store(c)
+	return nil
+}
+
+// livePeers lists the gRPC addresses of the live-stores of the other
+// processes of the cluster.
+type livePeers struct{ a *App }
+
+func (p livePeers) LiveStorePeers() []string {
+	c := p.a.cluster.Load()
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range c.Members("live-store") {
+		if m.Name != c.Name() && m.Meta.GRPCAddr != "" {
+			out = append(out, m.Meta.GRPCAddr)
+		}
+	}
+	return out
 }
 
 // Shutdown stops intake, drains the pipeline, then closes the servers.
@@ -252,6 +328,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.state.Store(2)
 	a.health.Shutdown()
 	var errs []error
+	if c := a.cluster.Load(); c != nil {
+		if err := c.Leave(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("cannot leave the cluster: %w", err))
+		}
+	}
+	if a.remoteLive != nil {
+		_ = a.remoteLive.Close()
+	}
 	if err := a.pipeline.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}

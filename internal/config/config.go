@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/kafka"
+	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
 	"github.com/weftdb/weft/query/frontend"
@@ -54,6 +55,10 @@ type Config struct {
 	// Ingest configures the transport between processes (microservices
 	// mode); unused by -target=all.
 	Ingest IngestConfig `yaml:"ingest"`
+	// Memberlist configures how the processes of a microservices
+	// deployment find each other (queriers find live-stores); unused by
+	// -target=all.
+	Memberlist membership.Config `yaml:"memberlist"`
 	// Storage configures where blocks are kept.
 	Storage StorageConfig `yaml:"storage"`
 	// Overrides are per-tenant limits; only the defaults are read so far.
@@ -199,6 +204,7 @@ func Default() Config {
 		BlockBuilder:  blockbuilder.DefaultConfig(),
 		QueryFrontend: frontend.DefaultConfig(),
 		Ingest:        IngestConfig{Kafka: kafka.DefaultConfig()},
+		Memberlist:    membership.DefaultConfig(),
 		Overrides: OverridesConfig{Defaults: TenantLimits{Read: ReadLimits{
 			MaxBytesPerTagValuesQuery: search.DefaultMaxBytesPerTagValuesQuery,
 		}}},

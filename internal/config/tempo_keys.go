@@ -10,7 +10,11 @@ var tempoKeys = []string{
 	// top level
 	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
-	"metrics_generator", "memberlist", "usage_report",
+	"metrics_generator", "usage_report",
+	"memberlist.randomize_node_name", "memberlist.max_join_retries", "memberlist.cluster_label",
+	"memberlist.cluster_label_verification_disabled", "memberlist.stream_timeout", "memberlist.retransmit_factor",
+	"memberlist.packet_dial_timeout", "memberlist.packet_write_timeout", "memberlist.tls_enabled",
+	"memberlist.message_history_buffer_bytes", "memberlist.left_ingesters_timeout",
 	"ingest.enabled", "ingest.kafka.producer_max_buffered_bytes", "ingest.kafka.consumer_group_offset_commit_interval",
 	"ingest.kafka.last_produced_offset_retry_timeout", "ingest.kafka.target_consumer_lag_at_startup",
 	"ingest.kafka.max_consumer_lag_at_startup", "ingest.kafka.disable_kafka_telemetry",

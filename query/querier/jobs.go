@@ -31,6 +31,7 @@ import (
 // querier.search.query_timeout.
 type JobRunner struct {
 	s       *search.Searcher
+	remote  *RemoteLiveStores // live-stores of other processes, or nil
 	sem     chan struct{}
 	timeout time.Duration
 	jobs    *prometheus.CounterVec
@@ -57,6 +58,13 @@ func NewJobRunner(s *search.Searcher, cfg Config, reg prometheus.Registerer) *Jo
 	}
 }
 
+// WithRemoteLiveStores makes live jobs also run on the live-stores of
+// other processes, their results merged with the local one.
+func (r *JobRunner) WithRemoteLiveStores(remote *RemoteLiveStores) *JobRunner {
+	r.remote = remote
+	return r
+}
+
 // SearchJob runs one job (frontend.Querier).
 func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
 	start := time.Now()
@@ -73,6 +81,12 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 		defer cancel()
 	}
 	res, err := r.s.RunJob(ctx, tenant, job)
+	if err == nil && job.Live && r.remote != nil {
+		var remote []*search.JobResult
+		if remote, err = r.remote.SearchJob(ctx, tenant, job); err == nil {
+			res = search.MergeJobResults(append(remote, res)...)
+		}
+	}
 	kind := "block"
 	if job.Live {
 		kind = "live"

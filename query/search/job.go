@@ -254,3 +254,24 @@ func errorStatus(err error) (error, bool) {
 	}
 	return nil, false
 }
+
+// MergeJobResults merges the results of one job run in several places (the
+// live job over several live-stores) into one: traces and IDs side by side
+// (a trace reported twice is read whole again by the Combiner), metrics
+// summed, one completed job.
+func MergeJobResults(rs ...*JobResult) *JobResult {
+	out := &JobResult{}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		out.Traces = append(out.Traces, r.Traces...)
+		out.Partial = append(out.Partial, r.Partial...)
+		out.Incomplete = append(out.Incomplete, r.Incomplete...)
+		out.Metrics.InspectedTraces += r.Metrics.InspectedTraces
+		out.Metrics.InspectedBytes += r.Metrics.InspectedBytes
+		out.Metrics.InspectedSpans += r.Metrics.InspectedSpans
+	}
+	out.Metrics.CompletedJobs = 1
+	return out
+}

@@ -1,0 +1,248 @@
+package querier
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/query/search"
+)
+
+// This file lets queriers reach live-stores in other processes
+// (microservices mode): a process running a live-store serves
+// weft.livestore.v1.LiveStore on its gRPC port (live search jobs and trace
+// by ID, JSON-coded like the job service), and RemoteLiveStores asks every
+// live-store that membership lists.
+
+// Peers lists the gRPC addresses of the live-stores of other processes.
+type Peers interface {
+	LiveStorePeers() []string
+}
+
+const (
+	liveStoreService = "weft.livestore.v1.LiveStore"
+	liveFindMethod   = "/" + liveStoreService + "/FindTraceByID"
+	liveSearchMethod = "/" + liveStoreService + "/SearchJob"
+)
+
+type findRequest struct {
+	TraceID string `json:"traceID"`
+	Start   int64  `json:"start,omitempty"`
+	End     int64  `json:"end,omitempty"`
+}
+
+type findResponse struct {
+	Data []byte `json:"data,omitempty"`
+}
+
+func tenantFrom(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	tenants := md.Get(tenantMetadata)
+	if len(tenants) != 1 || tenants[0] == "" {
+		return "", status.Error(codes.Unauthenticated, "no org id")
+	}
+	return tenants[0], nil
+}
+
+// RegisterLiveStoreService serves this process's live-store: trace by ID
+// from live, and live search jobs run by s (whose live-store is live).
+func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher) {
+	type server interface{}
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: liveStoreService,
+		HandlerType: (*server)(nil),
+		Methods: []grpc.MethodDesc{
+			{
+				MethodName: "FindTraceByID",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var req findRequest
+					if err := dec(&req); err != nil {
+						return nil, status.Errorf(codes.InvalidArgument, "cannot decode the request: %v", err)
+					}
+					tenant, err := tenantFrom(ctx)
+					if err != nil {
+						return nil, err
+					}
+					var id [16]byte
+					if n, err := hex.Decode(id[:], []byte(req.TraceID)); err != nil || n != 16 {
+						return nil, status.Errorf(codes.InvalidArgument, "invalid trace ID %q", req.TraceID)
+					}
+					data, err := live.FindTraceByID(ctx, tenant, id, req.Start, req.End)
+					if err != nil {
+						return nil, err
+					}
+					return &findResponse{Data: data}, nil
+				},
+			},
+			{
+				MethodName: "SearchJob",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var job search.Job
+					if err := dec(&job); err != nil {
+						return nil, status.Errorf(codes.InvalidArgument, "cannot decode the search job: %v", err)
+					}
+					if !job.Live {
+						return nil, status.Error(codes.InvalidArgument, "a live-store runs live jobs only")
+					}
+					tenant, err := tenantFrom(ctx)
+					if err != nil {
+						return nil, err
+					}
+					return s.RunJob(ctx, tenant, job)
+				},
+			},
+		},
+		Metadata: "weft/querier/livestores.go",
+	}, struct{}{})
+}
+
+// RemoteLiveStores reaches the live-stores of other processes. A
+// live-store that does not answer (gone, restarting) is skipped and
+// counted: its partitions are read again by the live-store that takes them
+// over.
+type RemoteLiveStores struct {
+	peers Peers
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+
+	unreachable prometheus.Counter
+}
+
+// NewRemoteLiveStores returns the live-stores peers lists.
+func NewRemoteLiveStores(peers Peers, reg prometheus.Registerer) *RemoteLiveStores {
+	return &RemoteLiveStores{
+		peers: peers, conns: map[string]*grpc.ClientConn{},
+		unreachable: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_querier_live_store_unreachable_total",
+			Help: "Requests to live-stores of other processes that did not answer and were skipped.",
+		})),
+	}
+}
+
+func (r *RemoteLiveStores) conn(addr string) (*grpc.ClientConn, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to the live-store at %s: %w", addr, err)
+	}
+	r.conns[addr] = c
+	return c, nil
+}
+
+// each calls fn for every live-store concurrently and collects what
+// answered; unreachable ones are skipped.
+func (r *RemoteLiveStores) each(ctx context.Context, tenant string, fn func(ctx context.Context, c *grpc.ClientConn) error) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
+	addrs := r.peers.LiveStorePeers()
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			c, err := r.conn(addr)
+			if err == nil {
+				err = fn(ctx, c)
+			}
+			if status.Code(err) == codes.Unavailable {
+				r.unreachable.Inc()
+				err = nil
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("live-store at %s: %w", addr, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// FindTraceByID returns the trace's spans from every live-store, merged.
+func (r *RemoteLiveStores) FindTraceByID(ctx context.Context, tenant string, id [16]byte, start, end int64) ([]byte, error) {
+	var mu sync.Mutex
+	var parts [][]byte
+	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
+		var resp findResponse
+		if err := c.Invoke(ctx, liveFindMethod, &findRequest{TraceID: hex.EncodeToString(id[:]), Start: start, End: end}, &resp, grpc.CallContentSubtype("json")); err != nil {
+			return err
+		}
+		mu.Lock()
+		parts = append(parts, resp.Data)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return otlpwire.Merge(parts...)
+}
+
+// SearchJob runs a live job on every live-store.
+func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job search.Job) ([]*search.JobResult, error) {
+	var mu sync.Mutex
+	var out []*search.JobResult
+	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
+		var res search.JobResult
+		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype("json")); err != nil {
+			return err
+		}
+		mu.Lock()
+		out = append(out, &res)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// Close closes the connections.
+func (r *RemoteLiveStores) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for addr, c := range r.conns {
+		errs = append(errs, c.Close())
+		delete(r.conns, addr)
+	}
+	return errors.Join(errs...)
+}
+
+// LiveFinder finds a trace in the local live-store (may be nil) and in the
+// live-stores of other processes (may be nil), merged.
+type LiveFinder struct {
+	Local  Finder
+	Remote *RemoteLiveStores
+}
+
+// FindTraceByID implements Finder.
+func (l LiveFinder) FindTraceByID(ctx context.Context, tenant string, id [16]byte, start, end int64) ([]byte, error) {
+	var parts [][]byte
+	if l.Local != nil {
+		data, err := l.Local.FindTraceByID(ctx, tenant, id, start, end)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, data)
+	}
+	if l.Remote != nil {
+		data, err := l.Remote.FindTraceByID(ctx, tenant, id, start, end)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, data)
+	}
+	return otlpwire.Merge(parts...)
+}
