@@ -97,7 +97,8 @@ type App struct {
 	// processes that queriers ask.
 	cluster    atomic.Pointer[membership.Cluster]
 	remoteLive *querier.RemoteLiveStores
-	runsLive   bool // a live-store runs in this process
+	pool       *querier.Pool // queriers of other processes, for a lone query-frontend
+	runsLive   bool          // a live-store runs in this process
 
 	httpServer *http.Server
 	httpLn     net.Listener
@@ -188,7 +189,14 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if a.remoteLive != nil {
 		jobs.WithRemoteLiveStores(a.remoteLive)
 	}
-	front := frontend.New(cfg.QueryFrontend, searcher, jobs, finder, a.registry)
+	// A query-frontend without a querier in its process sends the jobs to
+	// the queriers of the cluster.
+	var runner frontend.Querier = jobs
+	if slices.Contains(targets, "query-frontend") && !slices.Contains(targets, "querier") {
+		a.pool = querier.NewPool(livePeers{a})
+		runner = a.pool
+	}
+	front := frontend.New(cfg.QueryFrontend, searcher, runner, finder, a.registry)
 	handler, err := api.New(api.Options{
 		Finder:                    finder,
 		Searcher:                  front,
@@ -305,17 +313,20 @@ func (a *App) joinCluster() error {
 	return nil
 }
 
-// livePeers lists the gRPC addresses of the live-stores of the other
-// processes of the cluster.
+// livePeers lists the gRPC addresses of the live-stores and queriers of
+// the other processes of the cluster.
 type livePeers struct{ a *App }
 
-func (p livePeers) LiveStorePeers() []string {
+func (p livePeers) LiveStorePeers() []string { return p.role("live-store") }
+func (p livePeers) QuerierPeers() []string   { return p.role("querier") }
+
+func (p livePeers) role(role string) []string {
 	c := p.a.cluster.Load()
 	if c == nil {
 		return nil
 	}
 	var out []string
-	for _, m := range c.Members("live-store") {
+	for _, m := range c.Members(role) {
 		if m.Name != c.Name() && m.Meta.GRPCAddr != "" {
 			out = append(out, m.Meta.GRPCAddr)
 		}
@@ -335,6 +346,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if a.remoteLive != nil {
 		_ = a.remoteLive.Close()
+	}
+	if a.pool != nil {
+		_ = a.pool.Close()
 	}
 	if err := a.pipeline.Shutdown(ctx); err != nil {
 		errs = append(errs, err)

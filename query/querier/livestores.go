@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -113,36 +114,54 @@ func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher)
 // over.
 type RemoteLiveStores struct {
 	peers Peers
-
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns connCache
 
 	unreachable prometheus.Counter
+}
+
+// connCache keeps one gRPC connection per address.
+type connCache struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (c *connCache) get(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc := c.conns[addr]; cc != nil {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to %s: %w", addr, err)
+	}
+	if c.conns == nil {
+		c.conns = map[string]*grpc.ClientConn{}
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+func (c *connCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for addr, cc := range c.conns {
+		errs = append(errs, cc.Close())
+		delete(c.conns, addr)
+	}
+	return errors.Join(errs...)
 }
 
 // NewRemoteLiveStores returns the live-stores peers lists.
 func NewRemoteLiveStores(peers Peers, reg prometheus.Registerer) *RemoteLiveStores {
 	return &RemoteLiveStores{
-		peers: peers, conns: map[string]*grpc.ClientConn{},
+		peers: peers,
 		unreachable: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_querier_live_store_unreachable_total",
 			Help: "Requests to live-stores of other processes that did not answer and were skipped.",
 		})),
 	}
-}
-
-func (r *RemoteLiveStores) conn(addr string) (*grpc.ClientConn, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.conns[addr]; c != nil {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to the live-store at %s: %w", addr, err)
-	}
-	r.conns[addr] = c
-	return c, nil
 }
 
 // each calls fn for every live-store concurrently and collects what
@@ -154,7 +173,7 @@ func (r *RemoteLiveStores) each(ctx context.Context, tenant string, fn func(ctx 
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
 		wg.Go(func() {
-			c, err := r.conn(addr)
+			c, err := r.conns.get(addr)
 			if err == nil {
 				err = fn(ctx, c)
 			}
@@ -209,16 +228,7 @@ func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job sea
 }
 
 // Close closes the connections.
-func (r *RemoteLiveStores) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var errs []error
-	for addr, c := range r.conns {
-		errs = append(errs, c.Close())
-		delete(r.conns, addr)
-	}
-	return errors.Join(errs...)
-}
+func (r *RemoteLiveStores) Close() error { return r.conns.close() }
 
 // LiveFinder finds a trace in the local live-store (may be nil) and in the
 // live-stores of other processes (may be nil), merged.
@@ -246,3 +256,36 @@ func (l LiveFinder) FindTraceByID(ctx context.Context, tenant string, id [16]byt
 	}
 	return otlpwire.Merge(parts...)
 }
+
+// QuerierPeers lists the gRPC addresses of the queriers of the cluster.
+type QuerierPeers interface {
+	QuerierPeers() []string
+}
+
+// Pool runs search jobs on the queriers of other processes, spreading
+// them round-robin (a query-frontend running apart: frontend.Querier).
+type Pool struct {
+	peers QuerierPeers
+	conns connCache
+	next  atomic.Uint64
+}
+
+// NewPool returns a pool over the queriers peers lists.
+func NewPool(peers QuerierPeers) *Pool { return &Pool{peers: peers} }
+
+// SearchJob runs one job on the next querier.
+func (p *Pool) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	addrs := p.peers.QuerierPeers()
+	if len(addrs) == 0 {
+		return nil, status.Error(codes.Unavailable, "no querier in the cluster to run search jobs (memberlist lists none)")
+	}
+	addr := addrs[p.next.Add(1)%uint64(len(addrs))]
+	c, err := p.conns.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(c).SearchJob(ctx, tenant, job)
+}
+
+// Close closes the connections.
+func (p *Pool) Close() error { return p.conns.close() }
