@@ -7,7 +7,7 @@ BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.branch=$(BRANCH) \
             -X main.buildUser=$(shell whoami 2>/dev/null || echo unknown) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build run test test-long lint bench clean tools
+.PHONY: build run run-microservices test test-long lint bench clean tools
 
 ## build: compile bin/weft
 build:
@@ -16,6 +16,12 @@ build:
 ## run: monolithic weft on the embedded default config (HTTP 3200, gRPC 9095, OTLP 4317/4318, ./data)
 run: build
 	./$(BIN)
+
+## run-microservices: every component its own process, over the in-memory dev Kafka broker
+## (not for production; see docs/deployment.md); Ctrl-C stops them all
+run-microservices: build
+	$(GO) build -o bin/weft-dev-kafka ./cmd/weft-dev-kafka
+	./scripts/run-microservices.sh
 
 ## test: lint, then every unit and end-to-end test (what CI runs)
 test: lint tools

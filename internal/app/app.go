@@ -340,8 +340,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.health.Shutdown()
 	var errs []error
 	if c := a.cluster.Load(); c != nil {
+		// Not fatal: the others notice a member that left without saying.
 		if err := c.Leave(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("cannot leave the cluster: %w", err))
+			a.logger.Warn("cannot leave the cluster cleanly", "err", err)
 		}
 	}
 	if a.remoteLive != nil {

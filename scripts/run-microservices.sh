@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Starts weft in microservices mode on this machine, each component its own
+# process, with the in-memory development Kafka broker (weft-dev-kafka, NOT
+# for production) and blocks in ./data-microservices/blocks. Ctrl-C stops
+# everything. Used by `make run-microservices`.
+#
+#   query API (Grafana's Tempo data source): http://127.0.0.1:3200
+#   OTLP:                                    127.0.0.1:4317 (gRPC), 127.0.0.1:4318 (HTTP)
+set -euo pipefail
+set -m # each component in its own process group: Ctrl-C reaches this script only, which stops them in order
+
+WEFT=${WEFT:-bin/weft}
+KAFKA=${KAFKA:-bin/weft-dev-kafka}
+DATA=${DATA:-data-microservices}
+CONF=$(mktemp -d)
+mkdir -p "$DATA"
+pids=()
+
+stop() {
+	trap - INT TERM EXIT
+	echo "stopping..." >&2
+	# Intake first, the broker last, each after the previous one exited.
+	for ((i=${#pids[@]}-1; i>=0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
+	rm -rf "$CONF"
+}
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
+
+# config NAME HTTP GRPC GOSSIP [OTLP_GRPC OTLP_HTTP]
+config() {
+	local name=$1 http=$2 grpc=$3 gossip=$4
+	cat > "$CONF/$name.yaml" <<YAML
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: $http
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: $grpc
+distributor:
+  partitions: 4
+  receivers:
+    otlp:
+      protocols:
+        grpc: {endpoint: "127.0.0.1:${5:-0}"}
+        http: {endpoint: "127.0.0.1:${6:-0}"}
+ingest:
+  kafka:
+    address: 127.0.0.1:9092
+    version: 2.3.1
+    auto_create_topic_default_partitions: 4
+memberlist:
+  bind_addr: [127.0.0.1]
+  bind_port: $gossip
+  join_members: [127.0.0.1:7946]
+storage:
+  trace:
+    backend: local
+    local: {path: $DATA/blocks}
+    blocklist_poll: 10s
+block_builder:
+  wal: {path: $DATA/wal-$name}
+YAML
+}
+
+start() { # start NAME TARGET
+	"$WEFT" -config.file="$CONF/$1.yaml" -target="$2" > >(sed -u "s/^/[$1] /") 2>&1 &
+	pids+=($!)
+}
+
+"$KAFKA" -listen 127.0.0.1:9092 -partitions 4 > >(sed -u "s/^/[kafka] /") 2>&1 &
+pids+=($!)
+sleep 1
+
+config query-frontend 3200 9095 7946;      start query-frontend query-frontend
+config querier        3201 9096 7947;      start querier querier
+config live-store-1   3202 9097 7948;      start live-store-1 live-store
+config live-store-2   3203 9098 7949;      start live-store-2 live-store
+config block-builder  3204 9099 7950;      start block-builder block-builder
+config distributor    3205 9100 7951 4317 4318; start distributor distributor
+
+echo "weft microservices: query API http://127.0.0.1:3200, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP); Ctrl-C stops" >&2
+while true; do sleep 1; done
