@@ -345,6 +345,10 @@ func (c Config) Sarama() (*sarama.Config, error) {
 
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	// A fetch waits at most this long for new records: the bound on how
+	// long a record can sit in Kafka before a reader sees it (the push-to-
+	// searchable time), at the cost of more fetch requests when idle.
+	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 
 	sc.Admin.Timeout = c.WriteTimeout
 	sc.Admin.Retry.Max = 2

@@ -102,6 +102,11 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 	return res, nil
 }
 
+// maxMessageBytes bounds one message of the job and live-store services
+// (a job result of a search with a large limit, a whole trace): far above
+// gRPC's default of 4 MiB.
+const maxMessageBytes = 256 << 20
+
 const (
 	jobServiceName  = "weft.querier.v1.Querier"
 	searchJobMethod = "/" + jobServiceName + "/SearchJob"
@@ -158,7 +163,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client { return &Client{conn: con
 func (c *Client) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
 	var res search.JobResult
-	if err := c.conn.Invoke(ctx, searchJobMethod, &job, &res, grpc.CallContentSubtype("json")); err != nil {
+	if err := c.conn.Invoke(ctx, searchJobMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}

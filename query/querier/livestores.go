@@ -196,7 +196,7 @@ func (r *RemoteLiveStores) FindTraceByID(ctx context.Context, tenant string, id 
 	var parts [][]byte
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var resp findResponse
-		if err := c.Invoke(ctx, liveFindMethod, &findRequest{TraceID: hex.EncodeToString(id[:]), Start: start, End: end}, &resp, grpc.CallContentSubtype("json")); err != nil {
+		if err := c.Invoke(ctx, liveFindMethod, &findRequest{TraceID: hex.EncodeToString(id[:]), Start: start, End: end}, &resp, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -216,7 +216,7 @@ func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job sea
 	var out []*search.JobResult
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var res search.JobResult
-		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype("json")); err != nil {
+		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
