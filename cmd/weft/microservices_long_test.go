@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weftdb/weft/internal/testlong"
 )
 
 // TestMicroservicesLong (make test-long) pushes 100k+ spans with the
@@ -26,6 +28,7 @@ import (
 // no span is in two blocks. It logs the ingest rate through Kafka and the
 // time from an acknowledged push to the trace being searchable.
 func TestMicroservicesLong(t *testing.T) {
+	testlong.Skip(t)
 	broker := startDevKafka(t)
 	data := t.TempDir()
 	type comp struct {

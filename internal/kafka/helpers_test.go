@@ -2,10 +2,7 @@ package kafka
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -79,21 +76,4 @@ func roundTrip(cfg Config, timeout time.Duration) error {
 	case <-ctx.Done():
 		return fmt.Errorf("no message within %s", timeout)
 	}
-}
-
-// skipUnlessLong skips a slow test unless it is selected on purpose: by a
-// -run pattern naming "Long" (make test-long) or by WEFT_TEST_LONG=1, and
-// never in -short mode. A plain `go test ./...` leaves it out.
-func skipUnlessLong(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("long test: skipped in -short mode")
-	}
-	if os.Getenv("WEFT_TEST_LONG") != "" {
-		return
-	}
-	if f := flag.Lookup("test.run"); f != nil && strings.Contains(f.Value.String(), "Long") {
-		return
-	}
-	t.Skip("long test: select it with -run Long (make test-long) or WEFT_TEST_LONG=1")
 }

@@ -6,6 +6,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+
+	"github.com/weftdb/weft/internal/testlong"
 )
 
 // suiteFeatures are the facts of this transport, as watermill-kafka's own
@@ -79,14 +81,14 @@ func TestPubSub(t *testing.T) {
 }
 
 func TestPubSubLong(t *testing.T) {
-	skipUnlessLong(t)
+	testlong.Skip(t)
 	b := startBroker(t, 8)
 	pubSub, withGroup := suiteConstructors(t, b, false)
 	tests.TestPubSub(t, suiteFeatures, pubSub, withGroup)
 }
 
 func TestPubSubOrderedLong(t *testing.T) {
-	skipUnlessLong(t)
+	testlong.Skip(t)
 	b := startBroker(t, 8)
 	pubSub, withGroup := suiteConstructors(t, b, true)
 	f := suiteFeatures

@@ -3,6 +3,8 @@ package kafka
 import (
 	"testing"
 	"time"
+
+	"github.com/weftdb/weft/internal/testlong"
 )
 
 // versionTrial runs a consumer-group round trip against a DevBroker with
@@ -47,7 +49,7 @@ func TestDevBrokerVersion(t *testing.T) {
 // TestDevBrokerVersionsLong tries every version from 2.1.0 to 2.8.0 (about
 // 60 s, as each failing one waits for its timeout).
 func TestDevBrokerVersionsLong(t *testing.T) {
-	skipUnlessLong(t)
+	testlong.Skip(t)
 	b := startBroker(t, 4)
 	versionTrial(t, b, []string{"2.1.0", "2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1", "2.5.0", "2.5.1", "2.6.0", "2.6.3", "2.7.0", "2.7.2", "2.8.0"}, 5*time.Second)
 }
