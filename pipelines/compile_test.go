@@ -115,34 +115,7 @@ const testGraph = `nodes:
 func startTestPipeline(t *testing.T, sinks ...*testSink) (*pipelines.Pipeline, pipelines.Output, *prometheus.Registry) {
 	t.Helper()
 	src := &testSource{}
-	i := 0
-	reg, err := pipelines.NewRegistry(
-		testFactory{kind: "src", role: pipelines.RoleSource, make: func(set pipelines.Settings) pipelines.Node { src.out = set.Output; return src }},
-		testFactory{kind: "split", role: pipelines.RoleStage, make: func(pipelines.Settings) pipelines.Node { return &testStage{} }},
-		testFactory{kind: "sink", role: pipelines.RoleSink, make: func(pipelines.Settings) pipelines.Node { s := sinks[i]; i++; return s }},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := pipelines.Parse("test.yaml", []byte(testGraph))
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics := prometheus.NewRegistry()
-	p, err := pipelines.Compile(spec, reg, pipelines.Options{Targets: []string{"all"}, Metrics: metrics, CloseTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = p.Shutdown(ctx)
-	})
+	p, metrics := compileTargets(t, nil, []string{"all"}, src, map[string]*testSink{"store-a": sinks[0], "store-b": sinks[1]})
 	return p, src.out, metrics
 }
 

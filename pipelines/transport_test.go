@@ -50,8 +50,9 @@ func (f publisherFunc) Publish(topic string, msgs ...*message.Message) error {
 }
 func (publisherFunc) Close() error { return nil }
 
-// compileTargets compiles testGraph for the given targets over tr.
-func compileTargets(t *testing.T, tr pipelines.Transport, targets []string, src *testSource, sinks map[string]*testSink) *pipelines.Pipeline {
+// compileTargets compiles testGraph for the given targets over tr (nil:
+// no transport) and starts it; it is shut down at the end of the test.
+func compileTargets(t *testing.T, tr pipelines.Transport, targets []string, src *testSource, sinks map[string]*testSink) (*pipelines.Pipeline, *prometheus.Registry) {
 	t.Helper()
 	reg, err := pipelines.NewRegistry(
 		testFactory{kind: "src", role: pipelines.RoleSource, make: func(set pipelines.Settings) pipelines.Node { src.out = set.Output; return src }},
@@ -65,7 +66,8 @@ func compileTargets(t *testing.T, tr pipelines.Transport, targets []string, src 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipelines.Compile(spec, reg, pipelines.Options{Targets: targets, Metrics: prometheus.NewRegistry(), CloseTimeout: 5 * time.Second, Transport: tr})
+	metrics := prometheus.NewRegistry()
+	p, err := pipelines.Compile(spec, reg, pipelines.Options{Targets: targets, Metrics: metrics, CloseTimeout: 5 * time.Second, Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func compileTargets(t *testing.T, tr pipelines.Transport, targets []string, src 
 		defer cancel()
 		_ = p.Shutdown(ctx)
 	})
-	return p
+	return p, metrics
 }
 
 func waitCount(t *testing.T, s *testSink, want int) {

@@ -57,10 +57,15 @@ func (t *Transport) Subscriber(node string) (message.Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
+	return t.track(sub), nil
+}
+
+// track keeps sub to close it with the transport.
+func (t *Transport) track(sub message.Subscriber) message.Subscriber {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.subs = append(t.subs, sub)
-	t.mu.Unlock()
-	return sub, nil
+	return sub
 }
 
 // CommitSubscriber returns a subscriber of topic in node's consumer group
@@ -70,10 +75,7 @@ func (t *Transport) CommitSubscriber(node, topic string) (message.Subscriber, pi
 	if err != nil {
 		return nil, nil, err
 	}
-	t.mu.Lock()
-	t.subs = append(t.subs, sub)
-	t.mu.Unlock()
-	return sub, sub, nil
+	return t.track(sub), sub, nil
 }
 
 // ReplaySubscriber returns a subscriber of topic in node's consumer group
@@ -84,10 +86,7 @@ func (t *Transport) ReplaySubscriber(node, topic string, window time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	t.subs = append(t.subs, sub)
-	t.mu.Unlock()
-	return sub, nil
+	return t.track(sub), nil
 }
 
 // Close closes the publisher and the subscribers (closing twice is fine).
