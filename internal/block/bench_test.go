@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 // benchSpans is the data of the write benchmarks: 10,000 traces of 10
@@ -214,4 +215,37 @@ func BenchmarkFindTraceByID(b *testing.B) {
 	_, ranges := bkt.reads()
 	b.ReportMetric(float64(rangeBytes(ranges))/float64(b.N), "read-bytes/op")
 	b.ReportMetric(float64(len(ranges))/float64(b.N), "requests/op")
+}
+
+// BenchmarkScan: a search's read of a whole block with a pushed-down
+// condition that a fifth of the spans meet (projection, per-span test,
+// then the raw columns of the matching traces).
+func BenchmarkScan(b *testing.B) {
+	buf := benchBuffer(b)
+	defer buf.Release()
+	bkt := newBucket(b)
+	meta, err := Write(ctx, bkt, "bench", uuid.New(), Source{}, buf, WriteOptions{RowGroupBytes: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := Open(ctx, bkt, meta)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := traceql.Parse(`{ resource.service.name = "service-1" && duration > 50ms }`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := ScanRequest{Cond: root.Condition()}
+	b.ReportAllocs()
+	for b.Loop() {
+		traces := 0
+		if _, err := r.Scan(ctx, req, func([16]byte, []byte) error { traces++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if traces == 0 {
+			b.Fatal("no trace matched")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*meta.TotalSpans), "ns/span")
 }

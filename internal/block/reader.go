@@ -311,7 +311,7 @@ func (r *Reader) readRaw(ra *objectReaderAt, f *parquet.File, g int, cols leafCo
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
 	for ci, c := range reads {
-		vals, err := readValues(cache, c.chunk, lo, hi, ci > 0)
+		vals, err := readValues(cache, c.chunk, c.md, lo, hi, ci > 0)
 		if err != nil {
 			return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 		}
@@ -324,9 +324,9 @@ func (r *Reader) readRaw(ra *objectReaderAt, f *parquet.File, g int, cols leafCo
 }
 
 // readValues reads the values of rows [lo, hi) of a required byte-array
-// column chunk. Values are copied out of the pages; with intern, equal
-// values share one copy.
-func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, lo, hi int64, intern bool) ([][]byte, error) {
+// column chunk (md, its footer metadata, may be nil). Values are copied out
+// of the pages; with intern, equal values share one copy.
+func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, md *format.ColumnMetaData, lo, hi int64, intern bool) ([][]byte, error) {
 	pages := chunk.PagesFrom(ra)
 	defer pages.Close()
 	if err := pages.SeekToRow(lo); err != nil {
@@ -337,7 +337,17 @@ func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, lo, hi int64, in
 	if intern {
 		seen = map[string][]byte{}
 	}
-	for int64(len(out)) < hi-lo {
+	// Without interning, values are copied into one arena (a few
+	// allocations instead of one per value) and sliced out at the end.
+	var arena []byte
+	var ends []int
+	if n := chunk.NumValues(); !intern && n > 0 && md != nil {
+		// Sized from the chunk's uncompressed bytes for these rows: one
+		// allocation in the usual case.
+		arena = make([]byte, 0, md.TotalUncompressedSize*(hi-lo)/n)
+		ends = make([]int, 0, hi-lo)
+	}
+	for int64(len(out)+len(ends)) < hi-lo {
 		page, err := pages.ReadPage()
 		if err != nil {
 			if err == io.EOF {
@@ -346,11 +356,12 @@ func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, lo, hi int64, in
 			return nil, fmt.Errorf("read column %d: %w", chunk.Column(), err)
 		}
 		err = eachBytes(page, func(_ int, v []byte) bool {
-			if int64(len(out)) == hi-lo {
+			if int64(len(out)+len(ends)) == hi-lo {
 				return false
 			}
 			if !intern {
-				out = append(out, bytes.Clone(v))
+				arena = append(arena, v...)
+				ends = append(ends, len(arena))
 				return true
 			}
 			c, ok := seen[string(v)]
@@ -365,6 +376,11 @@ func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, lo, hi int64, in
 		if err != nil {
 			return nil, err
 		}
+	}
+	start := 0
+	for _, end := range ends {
+		out = append(out, arena[start:end:end])
+		start = end
 	}
 	return out, nil
 }
@@ -422,6 +438,14 @@ func (s *spanSet) add(span, resource, scope []byte) {
 // traces groups the spans by resource, then scope, in order of first
 // appearance, keeping the order of spans within a scope, and encodes them.
 func (s *spanSet) traces() []byte {
+	var b otlpwire.Builder
+	return s.appendTraces(&b)
+}
+
+// appendTraces is traces with a builder to reuse (it is reset). Groups
+// are found by linear search: a trace has few distinct resources and
+// scopes, and equal ones are usually the same interned slice.
+func (s *spanSet) appendTraces(b *otlpwire.Builder) []byte {
 	type scopeGroup struct {
 		scope otlpwire.Scope
 		spans [][]byte
@@ -429,26 +453,37 @@ func (s *spanSet) traces() []byte {
 	type resGroup struct {
 		res    otlpwire.Resource
 		scopes []*scopeGroup
-		byKey  map[string]*scopeGroup
+	}
+	same := func(a, b []byte) bool {
+		return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || bytes.Equal(a, b))
 	}
 	var order []*resGroup
-	byRes := map[string]*resGroup{}
 	for _, sp := range s.spans {
-		rg := byRes[string(sp.resource)]
+		var rg *resGroup
+		for _, g := range order {
+			if same(g.res.Header, sp.resource) {
+				rg = g
+				break
+			}
+		}
 		if rg == nil {
-			rg = &resGroup{res: otlpwire.Resource{Header: sp.resource}, byKey: map[string]*scopeGroup{}}
-			byRes[string(sp.resource)] = rg
+			rg = &resGroup{res: otlpwire.Resource{Header: sp.resource}}
 			order = append(order, rg)
 		}
-		sg := rg.byKey[string(sp.scope)]
+		var sg *scopeGroup
+		for _, g := range rg.scopes {
+			if same(g.scope.Header, sp.scope) {
+				sg = g
+				break
+			}
+		}
 		if sg == nil {
 			sg = &scopeGroup{scope: otlpwire.Scope{Header: sp.scope}}
-			rg.byKey[string(sp.scope)] = sg
 			rg.scopes = append(rg.scopes, sg)
 		}
 		sg.spans = append(sg.spans, sp.span)
 	}
-	var b otlpwire.Builder
+	b.Reset()
 	for _, rg := range order {
 		for _, sg := range rg.scopes {
 			for _, sp := range sg.spans {

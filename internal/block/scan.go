@@ -13,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -157,7 +158,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 			return nil
 		}
 	}
-	ids, err := readValues(ra, chunkOf(rg, cols.traceID), 0, n, false)
+	ids, err := readValues(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), 0, n, false)
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
@@ -175,6 +176,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 		lo = hi
 	}
+	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -195,7 +197,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 				}
 			} else {
 				one := spanSet{spans: raw.spans[tr[0]-base : tr[1]-base]}
-				data = one.traces()
+				data = one.appendTraces(&tb)
 			}
 			if err := fn(id, data); err != nil {
 				return err

@@ -76,6 +76,11 @@ func (b *Batch) parse(data []byte, deep bool) error {
 	b.Resources = b.Resources[:0]
 	b.scopes = b.scopes[:0]
 	b.spans = b.spans[:0]
+	if est := len(data) / 256; cap(b.spans) < est {
+		// Spans are rarely under 256 encoded bytes: one allocation instead
+		// of a dozen doublings for a large request.
+		b.spans = make([]Span, 0, est)
+	}
 	// Scopes and spans are appended to shared backing slices; the per-element
 	// sub-slices are fixed up once everything is read, since appends may move
 	// the backing arrays.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,7 +286,8 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
 				addedTraces++
 			}
 			before := t.size
-			t.data = b.AppendTo(t.data)
+			// One growth for the whole append, not one per piece of it.
+			t.data = b.AppendTo(slices.Grow(t.data, b.Size()))
 			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size()
 			addedBytes += t.size - before
 		}

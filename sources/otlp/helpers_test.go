@@ -71,7 +71,7 @@ func testConfig() Config {
 
 // startSource starts a source on loopback with the config changed by
 // mutate, and shuts it down at the end of the test.
-func startSource(t *testing.T, out pipelines.Output, mutate func(*Config)) (*Source, *prometheus.Registry) {
+func startSource(t testing.TB, out pipelines.Output, mutate func(*Config)) (*Source, *prometheus.Registry) {
 	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
