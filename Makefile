@@ -49,9 +49,11 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: Go benchmarks of the write path
+## bench: Go benchmarks of the write path, then the standard end-to-end run
+## (weft as a subprocess, 30s of OTLP/gRPC from 4 workers, queries; see docs/bench.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench -duration 30s -workers 4
 
 clean:
 	rm -rf bin

@@ -1,0 +1,278 @@
+// Command bench load-tests weft end to end, as a user sees it: it pushes
+// generated traces over OTLP (gRPC or HTTP) to a running backend, measures
+// what the backend acknowledges, its CPU and memory, then reads traces back
+// by ID and runs TraceQL searches and tag queries through the
+// Tempo-compatible HTTP API.
+//
+// By default it builds ./cmd/weft and runs it as a monolithic subprocess on
+// loopback ports and a temp data dir, so that the server's CPU and memory
+// are measured apart from the load generator's:
+//
+//	go run ./bench -duration 30s -workers 4
+//	go run ./bench -protocol http -rate 20000 -json run.json
+//	go run ./bench -profile microservices -duration 15s
+//	go run ./bench -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200   # any OTLP + Tempo API backend
+//
+// The report is Markdown on stdout; progress goes to stderr. See docs/bench.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// flags are the command line.
+type flags struct {
+	gen           genOptions
+	ingest        ingestOptions
+	profile       string
+	endpoint      string
+	queryURL      string
+	serverPIDs    string
+	repo          string
+	queries       int
+	queryTime     time.Duration
+	searchDelay   time.Duration
+	jsonPath      string
+	keep          bool
+	blockDuration time.Duration
+}
+
+func parseFlags() (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Uint64Var(&f.gen.Seed, "seed", 1, "generator seed: the same seed gives the same traces (but for time stamps)")
+	fs.IntVar(&f.gen.Services, "services", 10, "distinct services")
+	fs.IntVar(&f.gen.SpansPerTrace, "spans-per-trace", 10, "spans in every trace")
+	fs.IntVar(&f.gen.Depth, "depth", 6, "maximum depth of a trace's span tree")
+	fs.IntVar(&f.gen.Attrs, "attrs", 5, "extra span attributes per span (besides the HTTP and DB ones)")
+	fs.IntVar(&f.gen.AttrBytes, "attr-bytes", 32, "length of each extra attribute's value")
+	fs.IntVar(&f.gen.Events, "events", 1, "events per span")
+	fs.Float64Var(&f.gen.ErrorRate, "error-rate", 0.02, "fraction of spans with status error")
+	fs.IntVar(&f.gen.Batch, "batch", 200, "spans per request (whole traces, so rounded up to a multiple of -spans-per-trace)")
+	fs.StringVar(&f.ingest.Protocol, "protocol", "grpc", "OTLP protocol: grpc or http")
+	fs.IntVar(&f.ingest.Workers, "workers", 4, "concurrent pushing workers")
+	fs.DurationVar(&f.ingest.Duration, "duration", 30*time.Second, "length of the ingest phase")
+	fs.Float64Var(&f.ingest.Rate, "rate", 0, "cap on spans per second over all workers; 0 is no cap")
+	fs.IntVar(&f.ingest.Samples, "trace-samples", 200, "pushed trace IDs looked up in the query phase")
+	fs.IntVar(&f.queries, "queries", 20, "runs of each search and tag query")
+	fs.DurationVar(&f.queryTime, "query-time", 3*time.Second, "stop repeating a query once its runs took this long (it runs at least once); 0 is no limit")
+	fs.StringVar(&f.profile, "profile", "monolithic", "target started by the bench: monolithic or microservices (ignored with -endpoint)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "host:port of an OTLP receiver already running (gRPC or HTTP, per -protocol) instead of starting weft")
+	fs.StringVar(&f.queryURL, "query-url", "", "with -endpoint: base URL of its Tempo-compatible query API, such as http://127.0.0.1:3200")
+	fs.StringVar(&f.serverPIDs, "server-pid", "", "with -endpoint: comma-separated PIDs whose CPU and peak RSS to measure")
+	fs.DurationVar(&f.searchDelay, "search-delay", 30*time.Second, "with -endpoint: the target's query_end_cutoff; searches wait until the last pushed trace is this old")
+	fs.StringVar(&f.repo, "repo", ".", "root of the weft repository (to build ./cmd/weft and find scripts/)")
+	fs.StringVar(&f.jsonPath, "json", "", "also write every result to this JSON file")
+	fs.BoolVar(&f.keep, "keep", false, "keep the temp dir (binaries, config, data, logs)")
+	fs.DurationVar(&f.blockDuration, "block-duration", 5*time.Second, "monolithic: block_builder.max_block_duration")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case f.ingest.Workers < 1:
+		return nil, errors.New("-workers must be at least 1")
+	case f.ingest.Duration <= 0:
+		return nil, errors.New("-duration must be positive")
+	case f.gen.ErrorRate < 0 || f.gen.ErrorRate > 1:
+		return nil, errors.New("-error-rate must be between 0 and 1")
+	case f.gen.Attrs > 0 && f.gen.AttrBytes < 1:
+		return nil, errors.New("-attr-bytes must be at least 1")
+	case f.endpoint != "" && f.queryURL == "":
+		return nil, errors.New("-endpoint needs -query-url")
+	case f.endpoint == "" && f.profile != "monolithic" && f.profile != "microservices":
+		return nil, fmt.Errorf("unknown -profile %q: use monolithic or microservices", f.profile)
+	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
+		return nil, fmt.Errorf("unknown -protocol %q: use grpc or http", f.ingest.Protocol)
+	}
+	f.gen.Depth = max(f.gen.Depth, 2)
+	return f, nil
+}
+
+func run() error {
+	f, err := parseFlags()
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	res := &results{
+		Command:   "go run ./bench " + strings.Join(os.Args[1:], " "),
+		StartedAt: time.Now(),
+		Machine:   machineFacts(f.repo),
+		Generator: f.gen,
+		Options:   f.ingest,
+	}
+	workDir, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return fmt.Errorf("cannot create a temp dir: %w", err)
+	}
+	if f.keep {
+		progress("keeping %s", workDir)
+	} else {
+		defer os.RemoveAll(workDir)
+	}
+
+	var t *target
+	switch {
+	case f.endpoint != "":
+		var pids []int
+		for s := range strings.SplitSeq(f.serverPIDs, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			pid, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("cannot parse -server-pid %q: %w", s, err)
+			}
+			pids = append(pids, pid)
+		}
+		t = externalTarget(f.endpoint, f.queryURL, pids, f.searchDelay)
+	case f.profile == "microservices":
+		t, err = startMicroservices(f.repo, workDir)
+	default:
+		t, err = startMonolithic(f.repo, workDir, f.blockDuration)
+	}
+	if err != nil {
+		return err
+	}
+	res.Target = t.kind
+	closed := false
+	closeTarget := func() {
+		if closed {
+			return
+		}
+		closed = true
+		progress("stopping the target")
+		if err := t.close(); err != nil {
+			res.Notes = append(res.Notes, "stopping the target: "+err.Error())
+		}
+	}
+	defer closeTarget()
+
+	if err := measurePhases(ctx, f, t, res); err != nil {
+		return err
+	}
+	closeTarget()
+	writeMarkdown(os.Stdout, res)
+	if f.jsonPath != "" {
+		if err := writeJSON(f.jsonPath, res); err != nil {
+			return err
+		}
+		progress("results written to %s", f.jsonPath)
+	}
+	return nil
+}
+
+// measurePhases runs the ingest and query phases, filling res.
+func measurePhases(ctx context.Context, f *flags, t *target, res *results) error {
+	var before procStat
+	if t.pids != nil {
+		before = measure(t.pids())
+	}
+	selfBefore, _ := procCPU(os.Getpid())
+	progress("ingest: %d workers over OTLP/%s for %s", f.ingest.Workers, f.ingest.Protocol, f.ingest.Duration)
+	in, err := runIngest(ctx, t, f.ingest, f.gen)
+	if err != nil {
+		return err
+	}
+	res.Ingest = in
+	selfAfter, _ := procCPU(os.Getpid())
+	res.LoadGen = selfAfter - selfBefore
+	secs := in.Elapsed.Seconds()
+	res.Derived = derived{SpansPerSecond: float64(in.SpansAcked) / secs, MBPerSecond: float64(in.BytesAcked) / 1e6 / secs}
+	if t.pids != nil {
+		after := measure(t.pids())
+		res.Server = serverResult{Measured: after.procs > 0, Processes: after.procs,
+			CPUSeconds: after.cpuSeconds - before.cpuSeconds, PeakRSSBytes: after.peakRSS}
+		if in.SpansAcked > 0 {
+			res.Server.CPUPerMillionSpans = res.Server.CPUSeconds / (float64(in.SpansAcked) / 1e6)
+		}
+	} else {
+		res.Notes = append(res.Notes, "server CPU and RSS are n/a: give -server-pid to measure an external target")
+	}
+	progress("ingest done: %d spans acknowledged (%.0f spans/s), %d refused", in.SpansAcked, res.Derived.SpansPerSecond, in.SpansRefused)
+	if ctx.Err() != nil {
+		res.Notes = append(res.Notes, "interrupted: the query phase was skipped")
+		return nil
+	}
+	if len(in.TraceIDs) == 0 {
+		res.Notes = append(res.Notes, "no trace was fully acknowledged: the query phase was skipped")
+		return nil
+	}
+
+	service := serviceNames[0]
+	if f.gen.Services > 1 {
+		service = serviceNames[1]
+	}
+	start := in.Start.Add(-time.Minute)
+	searches := func(phase string) {
+		if wait := time.Until(in.End.Add(t.searchDelay)); wait > 0 {
+			progress("waiting %s for the target's query_end_cutoff (%s) to pass over the last pushed trace", wait.Round(time.Second), t.searchDelay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		end := time.Now().Add(time.Minute)
+		for _, spec := range searchSpecs(service, start, end) {
+			if ctx.Err() != nil {
+				return
+			}
+			progress("%s: query %s", phase, spec.Name)
+			q := runQuery(t.queryURL, spec, f.queries, f.queryTime)
+			q.Phase = phase
+			res.Queries = append(res.Queries, q)
+		}
+	}
+	res.QueryNote = fmt.Sprintf("Range from %s (ingest start − 1m) to the query's time + 1m, as unix seconds; up to %d runs each (fewer once a query's runs took %s), one at a time. "+
+		"Results are the traces (search, limit 20), tag names or values of the last run; inspectedBytes is the answer's metrics.inspectedBytes.",
+		start.UTC().Format(time.TimeOnly), f.queries, f.queryTime)
+
+	if t.searchDelay > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("searches started once the last pushed trace was %s old: the target's query_end_cutoff hides newer traces from /api/search", t.searchDelay))
+	}
+	progress("trace by ID: %d traces, recent", len(in.TraceIDs))
+	res.Lookups = append(res.Lookups, lookupTraces(t.queryURL, "recent", in.TraceIDs, in.SpansPerTrace))
+	searches("recent")
+	if ctx.Err() != nil {
+		res.Notes = append(res.Notes, "interrupted: the rest of the query phase was skipped")
+		return nil
+	}
+	if t.restart == nil {
+		res.Lookups = append(res.Lookups, lookupResult{Phase: "on blocks", Note: t.restartSupported})
+		return nil
+	}
+	if err := t.restart(ctx); err != nil {
+		return fmt.Errorf("cannot restart the target: %w", err)
+	}
+	if n, ok := liveStoreTraces(t.queryURL); ok {
+		res.Notes = append(res.Notes, fmt.Sprintf("after the restart weft_live_store_traces = %.0f: the on-blocks reads come from blocks", n))
+	}
+	progress("trace by ID: %d traces, on blocks after a restart", len(in.TraceIDs))
+	res.Lookups = append(res.Lookups, lookupTraces(t.queryURL, "on blocks (after a restart)", in.TraceIDs, in.SpansPerTrace))
+	searches("on blocks")
+	return nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// results is everything a run measured; -json writes it.
+type results struct {
+	Command   string         `json:"command"`
+	StartedAt time.Time      `json:"started_at"`
+	Machine   machine        `json:"machine"`
+	Target    string         `json:"target"`
+	Generator genOptions     `json:"generator"`
+	Options   ingestOptions  `json:"ingest_options"`
+	Ingest    *ingestResult  `json:"ingest"`
+	Derived   derived        `json:"derived"`
+	Server    serverResult   `json:"server"`
+	LoadGen   float64        `json:"load_generator_cpu_seconds"`
+	Lookups   []lookupResult `json:"trace_by_id"`
+	Queries   []queryResult  `json:"queries"`
+	QueryNote string         `json:"query_note,omitempty"`
+	Notes     []string       `json:"notes,omitempty"`
+}
+
+// derived are the headline ingest figures.
+type derived struct {
+	SpansPerSecond float64 `json:"acked_spans_per_second"`
+	MBPerSecond    float64 `json:"acked_mb_per_second"` // 10^6 bytes of OTLP protobuf
+}
+
+// serverResult is the CPU and memory of the measured processes during ingest.
+type serverResult struct {
+	Measured           bool    `json:"measured"`
+	Processes          int     `json:"processes"`
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	CPUPerMillionSpans float64 `json:"cpu_seconds_per_million_spans"`
+	PeakRSSBytes       int64   `json:"peak_rss_bytes"`
+}
+
+// machine are the facts printed at the top of the report.
+type machine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	MemTotal  string `json:"mem_total"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	Revision  string `json:"revision"`
+}
+
+func machineFacts(repo string) machine {
+	m := machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), CPU: "unknown", MemTotal: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				m.MemTotal = strings.TrimSpace(rest)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(b))
+	}
+	cmd := exec.Command("git", "describe", "--always", "--dirty")
+	cmd.Dir = repo
+	if b, err := cmd.Output(); err == nil {
+		m.Revision = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// percentile is the q quantile of d (nearest rank); 0 for no values.
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// progress writes a timestamped line on stderr.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// writeMarkdown prints the report.
+func writeMarkdown(w io.Writer, r *results) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("# weft bench")
+	p("")
+	p("```")
+	p("%s", r.Command)
+	p("```")
+	p("")
+	p("- started: %s", r.StartedAt.UTC().Format(time.RFC3339))
+	p("- machine: %s, %d cores, %s memory, %s", r.Machine.CPU, r.Machine.Cores, r.Machine.MemTotal, r.Machine.Kernel)
+	p("- %s, revision %s", r.Machine.GoVersion, firstOf(r.Machine.Revision, "unknown"))
+	p("- target: %s", r.Target)
+	g := r.Generator
+	p("- load: %d workers over OTLP/%s for %s, rate cap %s; %d spans/request (whole traces), %d spans/trace, %d services, depth ≤ %d, %d attrs × %d B, %d events/span, error rate %.3g, seed %d",
+		r.Options.Workers, r.Options.Protocol, r.Options.Duration, rateStr(r.Options.Rate), g.Batch, g.SpansPerTrace, g.Services, g.Depth, g.Attrs, g.AttrBytes, g.Events, g.ErrorRate, g.Seed)
+	p("")
+	if in := r.Ingest; in != nil {
+		p("## Ingest")
+		p("")
+		p("| figure | value |")
+		p("|---|---|")
+		p("| acknowledged spans/s | %.0f |", r.Derived.SpansPerSecond)
+		p("| acknowledged MB/s (OTLP protobuf) | %.2f |", r.Derived.MBPerSecond)
+		p("| spans sent / acknowledged / refused | %d / %d / %d |", in.SpansSent, in.SpansAcked, in.SpansRefused)
+		p("| requests | %d in %.1f s |", in.Requests, in.Elapsed.Seconds())
+		p("| push latency p50 / p99 | %s / %s |", ms(in.LatencyP50), ms(in.LatencyP99))
+		if r.Server.Measured {
+			p("| server CPU seconds per million spans | %.1f (%.1f s over %d process(es)) |", r.Server.CPUPerMillionSpans, r.Server.CPUSeconds, r.Server.Processes)
+			p("| server peak RSS (VmHWM) | %s |", mib(r.Server.PeakRSSBytes))
+		} else {
+			p("| server CPU seconds per million spans | n/a |")
+			p("| server peak RSS | n/a |")
+		}
+		p("| load generator CPU seconds | %.1f |", r.LoadGen)
+		if len(in.Errors) > 0 {
+			keys := make([]string, 0, len(in.Errors))
+			for k := range in.Errors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s: %d", k, in.Errors[k]))
+			}
+			p("| refused requests by reason | %s |", strings.Join(parts, ", "))
+		}
+		p("")
+	}
+	if len(r.Lookups) > 0 {
+		p("## Trace by ID (`/api/traces/<id>`, protobuf)")
+		p("")
+		p("| phase | requests | found | complete | not found | errors | p50 | p99 |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, l := range r.Lookups {
+			if l.Note != "" {
+				p("| %s | %s | | | | | | |", l.Phase, l.Note)
+				continue
+			}
+			p("| %s | %d | %d | %d | %d | %d | %s | %s |", l.Phase, l.Requests, l.Found, l.Complete, l.NotFound, l.Errors, ms(l.P50), ms(l.P99))
+		}
+		p("")
+	}
+	if len(r.Queries) > 0 {
+		p("## Searches and tags")
+		p("")
+		if r.QueryNote != "" {
+			p("%s", r.QueryNote)
+			p("")
+		}
+		p("| phase | query | runs | failures | results | inspectedBytes | p50 | p99 |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, q := range r.Queries {
+			p("| %s | %s | %d | %d | %d | %d | %s | %s |", q.Phase, strings.ReplaceAll(q.Name, "|", `\|`), q.Runs, q.Failures, q.Results, q.InspectedBytes, ms(q.P50), ms(q.P99))
+		}
+		for _, q := range r.Queries {
+			if q.FirstError != "" {
+				p("")
+				p("- %s, %s: first error: %s", q.Phase, q.Name, strings.ReplaceAll(q.FirstError, "\n", " "))
+			}
+		}
+		p("")
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes")
+		p("")
+		for _, n := range r.Notes {
+			p("- %s", n)
+		}
+		p("")
+	}
+}
+
+func rateStr(r float64) string {
+	if r <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.0f spans/s", r)
+}
+
+func writeJSON(path string, r *results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("cannot encode the results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
+}
