@@ -284,9 +284,11 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	// Logged before /ready answers ready, so that whoever sees it ready
+	// also finds the line.
+	a.logger.Info("weft is ready", "target", a.cfg.Target, "http", a.httpLn.Addr().String(), "grpc", a.grpcLn.Addr().String())
 	a.state.Store(1)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	a.logger.Info("weft is ready", "target", a.cfg.Target, "http", a.httpLn.Addr().String(), "grpc", a.grpcLn.Addr().String())
 	return nil
 }
 
