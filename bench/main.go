@@ -51,6 +51,7 @@ type flags struct {
 	jsonPath      string
 	keep          bool
 	blockDuration time.Duration
+	cpuProfile    string
 }
 
 func parseFlags() (*flags, error) {
@@ -81,6 +82,7 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.jsonPath, "json", "", "also write every result to this JSON file")
 	fs.BoolVar(&f.keep, "keep", false, "keep the temp dir (binaries, config, data, logs)")
 	fs.DurationVar(&f.blockDuration, "block-duration", 5*time.Second, "monolithic: block_builder.max_block_duration")
+	fs.StringVar(&f.cpuProfile, "server-cpu-profile", "", "write a CPU profile of the ingesting server (weft monolithic, the distributor), taken over /debug/pprof/profile during the ingest, to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
 	}
@@ -192,6 +194,12 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 		before = measure(t.pids())
 	}
 	selfBefore, _ := procCPU(os.Getpid())
+	profileDone := make(chan error, 1)
+	if f.cpuProfile != "" {
+		go func() { profileDone <- captureCPUProfile(ctx, t.profileURL, f.ingest.Duration, f.cpuProfile) }()
+	} else {
+		profileDone <- nil
+	}
 	progress("ingest: %d workers over OTLP/%s for %s", f.ingest.Workers, f.ingest.Protocol, f.ingest.Duration)
 	in, err := runIngest(ctx, t, f.ingest, f.gen)
 	if err != nil {
@@ -213,6 +221,11 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 		res.Notes = append(res.Notes, "server CPU and RSS are n/a: give -server-pid to measure an external target")
 	}
 	progress("ingest done: %d spans acknowledged (%.0f spans/s), %d refused", in.SpansAcked, res.Derived.SpansPerSecond, in.SpansRefused)
+	if err := <-profileDone; err != nil {
+		res.Notes = append(res.Notes, "no server CPU profile: "+err.Error())
+	} else if f.cpuProfile != "" {
+		res.Notes = append(res.Notes, "server CPU profile of the ingest written to "+f.cpuProfile+" (go tool pprof -top "+f.cpuProfile+")")
+	}
 	if ctx.Err() != nil {
 		res.Notes = append(res.Notes, "interrupted: the query phase was skipped")
 		return nil

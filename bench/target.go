@@ -27,10 +27,13 @@ const (
 // target is the backend under load: where to push, where to query, and
 // which processes to measure.
 type target struct {
-	kind             string // monolithic, microservices, external
-	otlpGRPC         string // host:port
-	otlpHTTP         string // host:port
-	queryURL         string // http://host:port
+	kind     string // monolithic, microservices, external
+	otlpGRPC string // host:port
+	otlpHTTP string // host:port
+	queryURL string // http://host:port
+	// profileURL serves /debug/pprof/ for the process that ingests (weft
+	// monolithic, or the distributor); empty when unknown.
+	profileURL       string
 	pids             func() []int
 	restart          func(ctx context.Context) error // nil: not supported
 	close            func() error
@@ -334,11 +337,12 @@ func startMonolithic(repo, workDir string, blockDuration time.Duration) (*target
 		return nil, err
 	}
 	return &target{
-		kind:     "weft monolithic (subprocess)",
-		otlpGRPC: loopback(ports[2]),
-		otlpHTTP: loopback(ports[3]),
-		queryURL: queryURL,
-		pids:     func() []int { return []int{cur.cmd.Process.Pid} },
+		kind:       "weft monolithic (subprocess)",
+		otlpGRPC:   loopback(ports[2]),
+		otlpHTTP:   loopback(ports[3]),
+		queryURL:   queryURL,
+		profileURL: queryURL,
+		pids:       func() []int { return []int{cur.cmd.Process.Pid} },
 		restart: func(context.Context) error {
 			t0 := time.Now()
 			if err := cur.stop(syscall.SIGTERM, stopTimeout); err != nil {
@@ -399,6 +403,7 @@ func startMicroservices(repo, workDir string) (*target, error) {
 		otlpGRPC:         msOTLPGRPC,
 		otlpHTTP:         msOTLPHTTP,
 		queryURL:         msQueryURL,
+		profileURL:       msDistributor,
 		pids:             func() []int { return pids },
 		restartSupported: "not run: only the monolithic subprocess is restarted",
 		searchDelay:      30 * time.Second, // the script leaves query_frontend.query_end_cutoff at its default
@@ -422,6 +427,7 @@ func externalTarget(endpoint, queryURL string, serverPIDs []int, searchDelay tim
 		otlpGRPC:         endpoint,
 		otlpHTTP:         endpoint,
 		queryURL:         strings.TrimRight(queryURL, "/"),
+		profileURL:       strings.TrimRight(queryURL, "/"),
 		restartSupported: "not run: the target is not started by the bench",
 		close:            func() error { return nil },
 	}

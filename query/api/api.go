@@ -1,6 +1,7 @@
 // Package api serves weft's public query HTTP API, compatible with Grafana
 // Tempo's: trace by ID (v1 and v2, JSON or protobuf) and the operational
-// endpoints /ready, /api/echo, /api/status/buildinfo and /metrics. It turns
+// endpoints /ready, /api/echo, /api/status/buildinfo, /metrics and Go's
+// profiles under /debug/pprof/ (as Tempo serves them). It turns
 // HTTP requests into calls on a TraceFinder and encodes the answers the way
 // Tempo does; it does not look for traces itself.
 package api
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"strconv"
 	"strings"
@@ -78,6 +80,7 @@ const (
 	routeBuildInfo = "/api/status/buildinfo"
 	routeSearch    = "/api/search"
 	routeMetrics   = "/metrics"
+	routePprof     = "/debug/pprof/"
 	// routeOther labels requests that match no route.
 	routeOther = "other"
 )
@@ -166,7 +169,21 @@ func New(opts Options) (http.Handler, error) {
 	h.handle("GET /api/echo", routeEcho, http.HandlerFunc(serveEcho))
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))
 	h.handle("GET /metrics", routeMetrics, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	h.registerPprof()
 	return h, nil
+}
+
+// registerPprof serves the Go runtime's profiles, as Tempo does on its HTTP
+// port: /debug/pprof/ lists them, /debug/pprof/profile?seconds=N takes a CPU
+// profile (N must stay under server.http_server_write_timeout), and
+// /debug/pprof/heap, goroutine, allocs… the others.
+func (h *handler) registerPprof() {
+	h.handle("GET /debug/pprof/", routePprof, http.HandlerFunc(pprof.Index))
+	h.handle("GET /debug/pprof/cmdline", routePprof, http.HandlerFunc(pprof.Cmdline))
+	h.handle("GET /debug/pprof/profile", routePprof, http.HandlerFunc(pprof.Profile))
+	h.handle("GET /debug/pprof/symbol", routePprof, http.HandlerFunc(pprof.Symbol))
+	h.handle("POST /debug/pprof/symbol", routePprof, http.HandlerFunc(pprof.Symbol))
+	h.handle("GET /debug/pprof/trace", routePprof, http.HandlerFunc(pprof.Trace))
 }
 
 func (h *handler) handle(pattern, route string, hh http.Handler) {

@@ -164,3 +164,23 @@ func TestMetricsRegistrationConflict(t *testing.T) {
 		t.Fatal("New succeeded although the histogram cannot be registered")
 	}
 }
+
+// TestPprof checks that the Go profiles are served as Tempo serves them: the
+// index, a heap profile in pprof's protobuf format and a short CPU profile.
+func TestPprof(t *testing.T) {
+	h := newTestAPI(t, &fakeFinder{}, false)
+	res := do(t, h, http.MethodGet, "/debug/pprof/")
+	if res.code != http.StatusOK || !strings.Contains(string(res.body), "goroutine") {
+		t.Fatalf("GET /debug/pprof/ = %d %.200q", res.code, res.body)
+	}
+	for _, target := range []string{"/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		res := do(t, h, http.MethodGet, target)
+		// A pprof profile is gzipped protobuf.
+		if res.code != http.StatusOK || len(res.body) < 2 || res.body[0] != 0x1f || res.body[1] != 0x8b {
+			t.Fatalf("GET %s = %d, %d bytes, want a gzipped profile", target, res.code, len(res.body))
+		}
+	}
+	if res := do(t, h, http.MethodGet, "/debug/pprof/no-such-profile"); res.code != http.StatusNotFound {
+		t.Fatalf("GET /debug/pprof/no-such-profile = %d, want 404", res.code)
+	}
+}
