@@ -289,6 +289,38 @@ func (l *List) Get(tenant string, id uuid.UUID) *Entry {
 	return l.tenants[tenant][id]
 }
 
+// Fetch returns the tenant's block id like Get; a block the list does not
+// hold yet is looked up in the bucket (its meta.json) and added. So a querier
+// can run a job that a query-frontend planned from a newer list than its own:
+// each process polls on its own schedule. It returns nil, nil when the block
+// is not in the bucket either (not complete yet, or deleted).
+func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, error) {
+	if e := l.Get(tenant, id); e != nil {
+		return e, nil
+	}
+	meta, err := block.ReadMeta(ctx, l.bkt, tenant, id)
+	if err != nil {
+		if isNotFound(l.bkt, err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cannot read the meta of block %s/%s: %w", tenant, id, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	blocks := l.tenants[tenant]
+	if blocks == nil {
+		blocks = map[uuid.UUID]*Entry{}
+		l.tenants[tenant] = blocks
+	}
+	if e := blocks[id]; e != nil { // added meanwhile
+		return e, nil
+	}
+	e := &Entry{Meta: meta}
+	blocks[id] = e
+	l.blocks.WithLabelValues(tenant).Set(float64(len(blocks)))
+	return e, nil
+}
+
 // Count is the number of blocks of a tenant.
 func (l *List) Count(tenant string) int {
 	l.mu.RLock()

@@ -90,3 +90,35 @@ func TestPollSeesCompleteBlocksOnly(t *testing.T) {
 		t.Fatalf("after the second poll: %v", ids)
 	}
 }
+
+// TestFetchReadsBlocksNotPolledYet is the querier's case: a query-frontend
+// planned a job from a block list that was polled after ours.
+func TestFetchReadsBlocksNotPolledYet(t *testing.T) {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l := New(bkt, time.Hour, prometheus.NewRegistry(), nil)
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := write(t, bkt, "t", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	if l.Get("t", m.BlockID) != nil {
+		t.Fatal("the list knows a block it has not polled")
+	}
+	e, err := l.Fetch(ctx, "t", m.BlockID)
+	if err != nil || e == nil || e.Meta.BlockID != m.BlockID {
+		t.Fatalf("Fetch = %v, %v", e, err)
+	}
+	if l.Get("t", m.BlockID) != e || l.Count("t") != 1 {
+		t.Fatal("the fetched block was not added to the list")
+	}
+	// A block that is not in the bucket (or not complete) is nil, nil.
+	if e, err := l.Fetch(ctx, "t", uuid.New()); e != nil || err != nil {
+		t.Fatalf("absent block: %v, %v", e, err)
+	}
+	if e, err := l.Fetch(ctx, "other", m.BlockID); e != nil || err != nil {
+		t.Fatalf("another tenant's block: %v, %v", e, err)
+	}
+}

@@ -140,10 +140,13 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 	}
 	var e *blocklist.Entry
 	if s.blocks != nil {
-		e = s.blocks.Get(tenant, id)
+		// The frontend may have planned from a newer block list than ours.
+		if e, err = s.blocks.Fetch(ctx, tenant, id); err != nil {
+			return nil, fmt.Errorf("cannot search block %s: %w", job.BlockID, err)
+		}
 	}
 	if e == nil {
-		return nil, fmt.Errorf("cannot search block %s: not in the block list", job.BlockID)
+		return nil, fmt.Errorf("cannot search block %s: not in the bucket", job.BlockID)
 	}
 	r, err := e.Reader(ctx, s.bkt)
 	if err != nil {
