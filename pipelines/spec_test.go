@@ -22,7 +22,7 @@ func registry(t *testing.T) pipelines.Registry {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(otlp.DefaultConfig()),
-		distributor.NewFactory(distributor.DefaultConfig()),
+		distributor.NewFactory(distributor.DefaultConfig(), nil),
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),
 		blockbuilder.NewFactory(blockbuilder.DefaultConfig(), bkt, blockbuilder.Hooks{}),

@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
+	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
@@ -92,6 +93,7 @@ type App struct {
 	stores   *livestore.Set
 	bucket   objstore.Bucket
 	blocks   *blocklist.List
+	limits   *overrides.Overrides
 
 	// Microservices mode: membership, and the live-stores of other
 	// processes that queriers ask.
@@ -135,9 +137,13 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		return nil, err
 	}
 	a.blocks = blocklist.New(a.bucket, cfg.Storage.Trace.BlocklistPoll, a.registry, logger)
+	a.limits, err = overrides.New(cfg.Overrides, logger.With("component", "overrides"), a.registry)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(cfg.OTLPNode()),
-		distributor.NewFactory(cfg.DistributorNode()),
+		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
 		blockbuilder.NewFactory(cfg.BlockBuilder, a.bucket, blockbuilder.Hooks{
@@ -269,7 +275,9 @@ func (a *App) Start(ctx context.Context) error {
 		_ = a.httpServer.Close()
 		return err
 	}
+	_ = a.limits.Start(ctx) // never fails: it only starts the reload loop
 	if err := a.pipeline.Start(ctx); err != nil {
+		_ = a.limits.Shutdown(ctx)
 		a.blocks.Stop()
 		a.grpcServer.Stop()
 		_ = a.httpServer.Close()
@@ -360,6 +368,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("cannot stop the HTTP server: %w", err))
 	}
 	a.blocks.Stop()
+	_ = a.limits.Shutdown(ctx)
 	if err := a.bucket.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the object store: %w", err))
 	}

@@ -94,7 +94,7 @@ func BenchmarkWritePath(b *testing.B) {
 		src := &benchSource{}
 		ls := livestore.DefaultConfig()
 		ls.MaxBytes = 64 << 30
-		reg, err := pipelines.NewRegistry(benchSourceFactory{src}, distributor.NewFactory(distributor.DefaultConfig()), livestore.NewFactory(ls, nil))
+		reg, err := pipelines.NewRegistry(benchSourceFactory{src}, distributor.NewFactory(distributor.DefaultConfig(), nil), livestore.NewFactory(ls, nil))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,11 +22,11 @@ import (
 
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
+	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
 	"github.com/weftdb/weft/query/frontend"
 	"github.com/weftdb/weft/query/querier"
-	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
@@ -61,8 +61,9 @@ type Config struct {
 	Memberlist membership.Config `yaml:"memberlist"`
 	// Storage configures where blocks are kept.
 	Storage StorageConfig `yaml:"storage"`
-	// Overrides are per-tenant limits; only the defaults are read so far.
-	Overrides OverridesConfig `yaml:"overrides"`
+	// Overrides are the per-tenant limits: defaults, and a runtime file of
+	// the tenants that differ.
+	Overrides overrides.Config `yaml:"overrides"`
 	// Pipeline chooses the write-path graph.
 	Pipeline PipelineConfig `yaml:"pipeline"`
 }
@@ -126,41 +127,6 @@ type TraceStorageConfig struct {
 	BlocklistPoll time.Duration `yaml:"blocklist_poll"`
 }
 
-// OverridesConfig is the `overrides` block.
-type OverridesConfig struct {
-	// Defaults apply to every tenant.
-	Defaults TenantLimits `yaml:"defaults"`
-}
-
-// TenantLimits are the limits of one tenant, in Tempo's scoped shape.
-type TenantLimits struct {
-	// Ingestion limits.
-	Ingestion IngestionLimits `yaml:"ingestion"`
-	// Read limits.
-	Read ReadLimits `yaml:"read"`
-}
-
-// ReadLimits are `overrides.defaults.read`.
-type ReadLimits struct {
-	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
-	// request returns; the answer is cut there with a Warning header.
-	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
-}
-
-// Validate checks the values.
-func (r *ReadLimits) Validate() error {
-	if r.MaxBytesPerTagValuesQuery <= 0 {
-		return fmt.Errorf("max_bytes_per_tag_values_query: must be positive, got %d", r.MaxBytesPerTagValuesQuery)
-	}
-	return nil
-}
-
-// IngestionLimits are `overrides.defaults.ingestion`.
-type IngestionLimits struct {
-	// MaxAttributeBytes overrides distributor.max_attribute_bytes when above 0.
-	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
-}
-
 // IngestConfig is the `ingest` block.
 type IngestConfig struct {
 	// Kafka is the broker the components of a microservices deployment
@@ -205,10 +171,8 @@ func Default() Config {
 		QueryFrontend: frontend.DefaultConfig(),
 		Ingest:        IngestConfig{Kafka: kafka.DefaultConfig()},
 		Memberlist:    membership.DefaultConfig(),
-		Overrides: OverridesConfig{Defaults: TenantLimits{Read: ReadLimits{
-			MaxBytesPerTagValuesQuery: search.DefaultMaxBytesPerTagValuesQuery,
-		}}},
-		Querier: querier.DefaultConfig(),
+		Overrides:     overrides.DefaultConfig(),
+		Querier:       querier.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,
 			BlocklistPoll: time.Minute,

@@ -52,11 +52,14 @@ func TestTempoConfigLoads(t *testing.T) {
 	if d := c.DistributorNode(); d.MaxAttributeBytes != 512 || !d.MultitenancyEnabled {
 		t.Fatalf("distributor node: %+v (the per-tenant default wins over distributor.max_attribute_bytes)", d)
 	}
+	if got := c.Overrides.Defaults.Ingestion.RateLimitBytes; got != 20_000_000 {
+		t.Fatalf("overrides.defaults.ingestion.rate_limit_bytes = %d, want 20000000", got)
+	}
 	want := []string{
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
 		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id", "metrics_generator",
-		"storage.trace.wal", "overrides.defaults.ingestion.rate_limit_bytes", "overrides.defaults.metrics_generator",
+		"storage.trace.wal", "overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
 	}
 	for _, w := range want {
 		if !slices.Contains(ignored, w) {

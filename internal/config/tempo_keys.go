@@ -80,17 +80,14 @@ var tempoKeys = []string{
 	"storage.trace.s3.tls_min_version", "storage.trace.s3.http_config", "storage.trace.s3.max_retries",
 	"storage.trace.gcs", "storage.trace.azure",
 	// overrides
-	"overrides.defaults.ingestion.rate_strategy", "overrides.defaults.ingestion.rate_limit_bytes",
-	"overrides.defaults.ingestion.burst_size_bytes", "overrides.defaults.ingestion.max_traces_per_user",
 	"overrides.defaults.ingestion.max_global_traces_per_user", "overrides.defaults.ingestion.tenant_shard_size",
-	"overrides.defaults.ingestion.retry_info_enabled", "overrides.defaults.global",
 	"overrides.defaults.read.max_blocks_per_tag_values_query", "overrides.defaults.read.max_condition_groups_per_tag_query",
 	"overrides.defaults.read.max_search_duration", "overrides.defaults.read.max_metrics_duration",
 	"overrides.defaults.read.max_bytes_per_trace", "overrides.defaults.read.unsafe_query_hints",
-	"overrides.defaults.read.left_pad_trace_ids",
-	"overrides.defaults.compaction", "overrides.defaults.metrics_generator", "overrides.defaults.forwarders",
-	"overrides.defaults.storage", "overrides.defaults.cost_attribution", "overrides.per_tenant_override_config",
-	"overrides.per_tenant_override_period", "overrides.user_configurable_overrides", "overrides.enable_legacy_overrides",
+	"overrides.defaults.read.left_pad_trace_ids", "overrides.defaults.compaction.compaction_window",
+	"overrides.defaults.compaction.compaction_disabled", "overrides.defaults.metrics_generator",
+	"overrides.defaults.forwarders", "overrides.defaults.storage", "overrides.defaults.cost_attribution",
+	"overrides.user_configurable_overrides", "overrides.enable_legacy_overrides",
 }
 
 // isTempoKey reports whether path, or a key above it, is a Tempo key.

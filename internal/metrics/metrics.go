@@ -35,6 +35,7 @@ const (
 	ReasonLiveStoreFull  = "live_store_full"
 	ReasonBuilderBehind  = "block_builder_behind"
 	ReasonFilteredOut    = "filtered"
+	ReasonRateLimited    = "rate_limited"
 )
 
 // DiscardedSpans counts spans that weft received and did not keep, by tenant

@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -57,24 +58,33 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-type factory struct{ defaults Config }
+type factory struct {
+	defaults Config
+	limits   TenantLimits
+}
 
 // NewFactory returns the factory of distributor stages, whose default config
-// is defaults.
-func NewFactory(defaults Config) pipelines.Factory { return factory{defaults: defaults} }
+// is defaults. limits gives each tenant's ingestion limits (rate limit,
+// max_attribute_bytes); nil applies none beyond defaults.
+func NewFactory(defaults Config, limits TenantLimits) pipelines.Factory {
+	return factory{defaults: defaults, limits: limits}
+}
 
 func (factory) Type() string               { return Type }
 func (factory) Role() pipelines.Role       { return pipelines.RoleStage }
 func (factory) Input() pipelines.DataType  { return pipelines.DataTraces }
 func (factory) Output() pipelines.DataType { return pipelines.DataTraces }
 func (f factory) DefaultConfig() any       { c := f.defaults; return &c }
-func (factory) Create(set pipelines.Settings, cfg any) (pipelines.Node, error) {
-	return New(set, *cfg.(*Config)), nil
+func (f factory) Create(set pipelines.Settings, cfg any) (pipelines.Node, error) {
+	return New(set, *cfg.(*Config), f.limits), nil
 }
 
-// Distributor is the stage. It keeps no state between messages.
+// Distributor is the stage. The only state it keeps between messages is
+// each tenant's rate-limit bucket.
 type Distributor struct {
-	cfg Config
+	cfg    Config
+	limits TenantLimits // nil: no per-tenant limits
+	rates  rateLimiters
 
 	received   *prometheus.CounterVec
 	bytes      *prometheus.CounterVec
@@ -85,10 +95,11 @@ type Distributor struct {
 	builderMux sync.Pool
 }
 
-// New returns a distributor stage.
-func New(set pipelines.Settings, cfg Config) *Distributor {
+// New returns a distributor stage; limits may be nil (see NewFactory).
+func New(set pipelines.Settings, cfg Config, limits TenantLimits) *Distributor {
 	d := &Distributor{
-		cfg: cfg,
+		cfg:    cfg,
+		limits: limits,
 		received: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_distributor_spans_received_total",
 			Help: "Spans received by the distributor, valid or not, by tenant.",
@@ -104,7 +115,7 @@ func New(set pipelines.Settings, cfg Config) *Distributor {
 		}, []string{"tenant"})),
 		refused: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_distributor_requests_refused_total",
-			Help: "Whole pushes refused by the distributor, by reason (malformed, no_org_id, invalid_tenant).",
+			Help: "Whole pushes refused by the distributor, by reason (malformed, no_org_id, invalid_tenant, rate_limited).",
 		}, []string{"reason"})),
 	}
 	d.batchPool.New = func() any { return new(otlpwire.Batch) }
@@ -121,7 +132,8 @@ func (d *Distributor) Shutdown(context.Context) error { return nil }
 // Process checks and regroups one push. It returns one message per
 // partition that received spans. Invalid spans are refused one by one
 // (partial success); a push that cannot be read or has no valid tenant fails
-// whole with InvalidArgument or Unauthenticated.
+// whole with InvalidArgument or Unauthenticated, and one over the tenant's
+// ingestion rate limit fails whole with ResourceExhausted.
 func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) {
 	ten, err := tenant.Resolve(d.cfg.MultitenancyEnabled, msg.Metadata.Get(pipelines.MetaOrgID))
 	if err != nil {
@@ -143,6 +155,18 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 	if batch.SpanCount() == 0 {
 		return nil, nil
 	}
+	max := d.cfg.MaxAttributeBytes
+	if d.limits != nil {
+		l := d.limits.For(ten)
+		if err := d.rates.allow(ten, &l.Ingestion, len(msg.Payload), time.Now()); err != nil {
+			d.refused.WithLabelValues(metrics.ReasonRateLimited).Inc()
+			d.discarded.WithLabelValues(ten, metrics.ReasonRateLimited).Add(float64(batch.SpanCount()))
+			return nil, err
+		}
+		if l.Ingestion.MaxAttributeBytes > 0 {
+			max = l.Ingestion.MaxAttributeBytes
+		}
+	}
 
 	bp := d.builderMux.Get().(*[]otlpwire.Builder)
 	builders := growBuilders(*bp, d.cfg.Partitions)
@@ -155,7 +179,6 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 	}()
 
 	seed := tenantHash(ten)
-	max := d.cfg.MaxAttributeBytes
 	truncated := 0
 	var invalidTrace, invalidSpan int
 	var firstErr error

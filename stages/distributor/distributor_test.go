@@ -26,7 +26,7 @@ func newTest(t testing.TB, cfg Config) (*Distributor, *prometheus.Registry) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	return New(pipelines.Settings{Name: "distributor", Metrics: reg}, cfg), reg
+	return New(pipelines.Settings{Name: "distributor", Metrics: reg}, cfg, nil), reg
 }
 
 func msgOf(payload []byte, orgID string) *message.Message {

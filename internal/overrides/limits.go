@@ -1,0 +1,120 @@
+// Package overrides holds the per-tenant limits, in Grafana Tempo's
+// `overrides` shape: defaults for every tenant from the config file, plus a
+// runtime file (overrides.per_tenant_override_config) with the tenants that
+// differ, read again every per_tenant_override_period. A runtime file that
+// cannot be read or does not validate leaves the last good one in force, and
+// says why in a log line and in weft_overrides_reload_failures_total.
+package overrides
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits are the limits of one tenant. The YAML shape is Tempo's scoped
+// one, under overrides.defaults and under each tenant of the runtime file.
+type Limits struct {
+	// Ingestion limits the write path.
+	Ingestion IngestionLimits `yaml:"ingestion"`
+	// Read limits the query path.
+	Read ReadLimits `yaml:"read"`
+	// Global holds the limits that apply across the write and read paths.
+	Global GlobalLimits `yaml:"global"`
+	// Compaction holds block retention, read by the backend jobs.
+	Compaction CompactionLimits `yaml:"compaction"`
+}
+
+// Strategies of IngestionLimits.RateStrategy.
+const (
+	// RateStrategyLocal applies rate_limit_bytes in each distributor.
+	RateStrategyLocal = "local"
+)
+
+// IngestionLimits are overrides.*.ingestion.
+type IngestionLimits struct {
+	// RateStrategy is how rate_limit_bytes is applied; only "local" (each
+	// distributor process allows the whole rate) is supported.
+	RateStrategy string `yaml:"rate_strategy"`
+	// RateLimitBytes is the sustained OTLP protobuf bytes per second a
+	// tenant may push, per distributor. 0 turns the rate limit off.
+	RateLimitBytes int `yaml:"rate_limit_bytes"`
+	// BurstSizeBytes is the most a tenant may push at once above the rate:
+	// the size of the token bucket. A push larger than it is always refused.
+	BurstSizeBytes int `yaml:"burst_size_bytes"`
+	// MaxTracesPerUser is the most traces of a tenant a live-store holds at
+	// once; spans of further traces are refused. 0 is no limit.
+	MaxTracesPerUser int `yaml:"max_traces_per_user"`
+	// MaxAttributeBytes truncates longer attribute keys and string values;
+	// 0 leaves distributor.max_attribute_bytes in force.
+	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
+	// RetryInfoEnabled attaches the retry delay
+	// (distributor.retry_after_on_resource_exhausted) to refusals by the rate
+	// limit: google.rpc.RetryInfo over gRPC, Retry-After over HTTP.
+	RetryInfoEnabled bool `yaml:"retry_info_enabled"`
+}
+
+// ReadLimits are overrides.*.read.
+type ReadLimits struct {
+	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
+	// request returns; the answer is cut there with a Warning header.
+	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
+}
+
+// GlobalLimits are overrides.*.global.
+type GlobalLimits struct {
+	// MaxBytesPerTrace is the most OTLP bytes one trace may hold in a
+	// live-store; spans past it are refused. 0 is no limit.
+	MaxBytesPerTrace int `yaml:"max_bytes_per_trace"`
+}
+
+// CompactionLimits are overrides.*.compaction.
+type CompactionLimits struct {
+	// BlockRetention is how long blocks are kept; 0 keeps them forever.
+	BlockRetention time.Duration `yaml:"block_retention"`
+}
+
+// DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, 10,000
+// live traces and 5 MB per trace.
+func DefaultLimits() Limits {
+	return Limits{
+		Ingestion: IngestionLimits{
+			RateStrategy:     RateStrategyLocal,
+			RateLimitBytes:   30_000_000,
+			BurstSizeBytes:   30_000_000,
+			MaxTracesPerUser: 10_000,
+			RetryInfoEnabled: true,
+		},
+		Read:   ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
+		Global: GlobalLimits{MaxBytesPerTrace: 5_000_000},
+	}
+}
+
+// Validate checks the values. Errors name the key below the tenant's block,
+// such as "ingestion.rate_limit_bytes".
+func (l *Limits) Validate() error {
+	var errs []error
+	nonNegative := func(key string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %d", key, v))
+		}
+	}
+	if l.Ingestion.RateStrategy != RateStrategyLocal {
+		errs = append(errs, fmt.Errorf("ingestion.rate_strategy: %q is not supported: use %q", l.Ingestion.RateStrategy, RateStrategyLocal))
+	}
+	nonNegative("ingestion.rate_limit_bytes", l.Ingestion.RateLimitBytes)
+	nonNegative("ingestion.burst_size_bytes", l.Ingestion.BurstSizeBytes)
+	if l.Ingestion.RateLimitBytes > 0 && l.Ingestion.BurstSizeBytes == 0 {
+		errs = append(errs, errors.New("ingestion.burst_size_bytes: must be positive when ingestion.rate_limit_bytes is set, or every push is refused"))
+	}
+	nonNegative("ingestion.max_traces_per_user", l.Ingestion.MaxTracesPerUser)
+	nonNegative("ingestion.max_attribute_bytes", l.Ingestion.MaxAttributeBytes)
+	if l.Read.MaxBytesPerTagValuesQuery <= 0 {
+		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
+	}
+	nonNegative("global.max_bytes_per_trace", l.Global.MaxBytesPerTrace)
+	if l.Compaction.BlockRetention < 0 {
+		errs = append(errs, fmt.Errorf("compaction.block_retention: must not be negative, got %s", l.Compaction.BlockRetention))
+	}
+	return errors.Join(errs...)
+}
