@@ -137,7 +137,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		return nil, err
 	}
 	a.blocks = blocklist.New(a.bucket, cfg.Storage.Trace.BlocklistPoll, a.registry, logger)
-	a.limits, err = overrides.New(cfg.Overrides, logger.With("component", "overrides"), a.registry)
+	a.limits, err = overrides.New(cfg.Overrides, config.IsTempoOverridesKey, logger.With("component", "overrides"), a.registry)
 	if err != nil {
 		return nil, err
 	}

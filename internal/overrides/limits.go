@@ -19,8 +19,6 @@ type Limits struct {
 	Ingestion IngestionLimits `yaml:"ingestion"`
 	// Read limits the query path.
 	Read ReadLimits `yaml:"read"`
-	// Global holds the limits that apply across the write and read paths.
-	Global GlobalLimits `yaml:"global"`
 	// Compaction holds block retention, read by the backend jobs.
 	Compaction CompactionLimits `yaml:"compaction"`
 }
@@ -42,16 +40,9 @@ type IngestionLimits struct {
 	// BurstSizeBytes is the most a tenant may push at once above the rate:
 	// the size of the token bucket. A push larger than it is always refused.
 	BurstSizeBytes int `yaml:"burst_size_bytes"`
-	// MaxTracesPerUser is the most traces of a tenant a live-store holds at
-	// once; spans of further traces are refused. 0 is no limit.
-	MaxTracesPerUser int `yaml:"max_traces_per_user"`
 	// MaxAttributeBytes truncates longer attribute keys and string values;
 	// 0 leaves distributor.max_attribute_bytes in force.
 	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
-	// RetryInfoEnabled attaches the retry delay
-	// (distributor.retry_after_on_resource_exhausted) to refusals by the rate
-	// limit: google.rpc.RetryInfo over gRPC, Retry-After over HTTP.
-	RetryInfoEnabled bool `yaml:"retry_info_enabled"`
 }
 
 // ReadLimits are overrides.*.read.
@@ -61,32 +52,24 @@ type ReadLimits struct {
 	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
 }
 
-// GlobalLimits are overrides.*.global.
-type GlobalLimits struct {
-	// MaxBytesPerTrace is the most OTLP bytes one trace may hold in a
-	// live-store; spans past it are refused. 0 is no limit.
-	MaxBytesPerTrace int `yaml:"max_bytes_per_trace"`
-}
-
 // CompactionLimits are overrides.*.compaction.
 type CompactionLimits struct {
 	// BlockRetention is how long blocks are kept; 0 keeps them forever.
+	// Read and checked, not applied yet: blocks are deleted by the backend
+	// jobs, which do not exist yet.
 	BlockRetention time.Duration `yaml:"block_retention"`
 }
 
-// DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, 10,000
-// live traces and 5 MB per trace.
+// DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, tag
+// answers cut at 1 MB.
 func DefaultLimits() Limits {
 	return Limits{
 		Ingestion: IngestionLimits{
-			RateStrategy:     RateStrategyLocal,
-			RateLimitBytes:   30_000_000,
-			BurstSizeBytes:   30_000_000,
-			MaxTracesPerUser: 10_000,
-			RetryInfoEnabled: true,
+			RateStrategy:   RateStrategyLocal,
+			RateLimitBytes: 30_000_000,
+			BurstSizeBytes: 30_000_000,
 		},
-		Read:   ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
-		Global: GlobalLimits{MaxBytesPerTrace: 5_000_000},
+		Read: ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
 	}
 }
 
@@ -107,12 +90,10 @@ func (l *Limits) Validate() error {
 	if l.Ingestion.RateLimitBytes > 0 && l.Ingestion.BurstSizeBytes == 0 {
 		errs = append(errs, errors.New("ingestion.burst_size_bytes: must be positive when ingestion.rate_limit_bytes is set, or every push is refused"))
 	}
-	nonNegative("ingestion.max_traces_per_user", l.Ingestion.MaxTracesPerUser)
 	nonNegative("ingestion.max_attribute_bytes", l.Ingestion.MaxAttributeBytes)
 	if l.Read.MaxBytesPerTagValuesQuery <= 0 {
 		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
 	}
-	nonNegative("global.max_bytes_per_trace", l.Global.MaxBytesPerTrace)
 	if l.Compaction.BlockRetention < 0 {
 		errs = append(errs, fmt.Errorf("compaction.block_retention: must not be negative, got %s", l.Compaction.BlockRetention))
 	}

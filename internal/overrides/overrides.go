@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,11 +49,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// KnownElsewhere tells whether a key of a tenant's block that weft does not
+// use (such as "ingestion.max_traces_per_user") is one another system (Grafana
+// Tempo) knows; such keys are ignored with a warning instead of failing the
+// runtime file.
+type KnownElsewhere func(key string) bool
+
 // Overrides answers the limits of each tenant. Its methods are safe for
 // concurrent use; For never blocks on a reload.
 type Overrides struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg         Config
+	logger      *slog.Logger
+	tolerate    KnownElsewhere
+	lastIgnored string // the ignored keys last warned about
 
 	current atomic.Pointer[map[string]*Limits] // tenant (or Wildcard) → limits
 	mu      sync.Mutex                         // serializes reloads
@@ -67,14 +77,15 @@ type Overrides struct {
 
 // New returns the overrides of cfg and reads its runtime file once: a
 // runtime file that is missing or invalid at start is an error, so that a
-// typo is seen before the process serves anything.
-func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Overrides, error) {
+// typo is seen before the process serves anything. tolerate may be nil.
+func New(cfg Config, tolerate KnownElsewhere, logger *slog.Logger, reg prometheus.Registerer) (*Overrides, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	o := &Overrides{
-		cfg:    cfg,
-		logger: logger,
+		cfg:      cfg,
+		logger:   logger,
+		tolerate: tolerate,
 		reloads: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_overrides_reloads_total",
 			Help: "Reads of the per-tenant runtime overrides file (overrides.per_tenant_override_config), by result (success, failure). After a failure the last good file stays in force.",
@@ -117,7 +128,7 @@ func (o *Overrides) For(ten string) *Limits {
 func (o *Overrides) Reload() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m, err := o.read()
+	m, ignored, err := o.read()
 	if err != nil {
 		o.reloads.WithLabelValues("failure").Inc()
 		o.logger.Warn("cannot reload the runtime overrides; the last good ones stay in force",
@@ -125,38 +136,47 @@ func (o *Overrides) Reload() error {
 		return err
 	}
 	o.current.Store(&m)
+	if s := strings.Join(ignored, ","); s != o.lastIgnored {
+		o.lastIgnored = s
+		if s != "" {
+			o.logger.Warn("runtime overrides keys that Grafana Tempo knows and weft does not use yet are ignored",
+				"file", o.cfg.PerTenantOverrideConfig, "keys", s)
+		}
+	}
 	o.reloads.WithLabelValues("success").Inc()
 	o.lastSuccess.SetToCurrentTime()
 	o.tenants.Set(float64(len(m)))
 	return nil
 }
 
-func (o *Overrides) read() (map[string]*Limits, error) {
+func (o *Overrides) read() (map[string]*Limits, []string, error) {
 	file := o.cfg.PerTenantOverrideConfig
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the runtime overrides file: %w", err)
+		return nil, nil, fmt.Errorf("cannot read the runtime overrides file: %w", err)
 	}
-	return Parse(file, data, o.cfg.Defaults)
+	return Parse(file, data, o.cfg.Defaults, o.tolerate)
 }
 
 // Parse reads a runtime overrides file, `overrides: {"<tenant>": {...}}`:
 // each tenant's block is decoded on top of defaults, strictly, and
-// validated. Every problem is returned at once, with its line and YAML path.
-func Parse(file string, data []byte, defaults Limits) (map[string]*Limits, error) {
+// validated. Keys that tolerate accepts are dropped and returned as
+// ignored. Every problem is returned at once, with its line and YAML path.
+func Parse(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (map[string]*Limits, []string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
+		return nil, nil, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
 	}
 	out := map[string]*Limits{}
 	if len(doc.Content) == 0 {
-		return out, nil // an empty file: no tenant of its own
+		return out, nil, nil // an empty file: no tenant of its own
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, &yamlx.Error{File: file, Line: root.Line, Msg: "expected a mapping with the key overrides"}
+		return nil, nil, &yamlx.Error{File: file, Line: root.Line, Msg: "expected a mapping with the key overrides"}
 	}
 	var errs []error
+	var ignored []string
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Value != "overrides" {
@@ -184,7 +204,18 @@ func Parse(file string, data []byte, defaults Limits) (map[string]*Limits, error
 				continue
 			}
 			l := defaults
-			if err := yamlx.Decode(tv, &l, yamlx.Options{File: file, Path: path}); err != nil {
+			opts := yamlx.Options{File: file, Path: path}
+			if tolerate != nil {
+				opts.Unknown = func(p string, _ *yaml.Node) bool {
+					key := strings.TrimPrefix(p, path+".")
+					if tolerate(key) {
+						ignored = append(ignored, p)
+						return true
+					}
+					return false
+				}
+			}
+			if err := yamlx.Decode(tv, &l, opts); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -192,9 +223,10 @@ func Parse(file string, data []byte, defaults Limits) (map[string]*Limits, error
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	return out, nil
+	slices.Sort(ignored)
+	return out, ignored, nil
 }
 
 // Start rereads the runtime file every per_tenant_override_period until

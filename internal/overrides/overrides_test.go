@@ -29,30 +29,30 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 func TestParseOnTopOfDefaults(t *testing.T) {
-	m, err := Parse("rt.yaml", []byte(`
+	m, _, err := Parse("rt.yaml", []byte(`
 overrides:
   team-a:
     ingestion:
       rate_limit_bytes: 1000
       burst_size_bytes: 2000
-    global:
-      max_bytes_per_trace: 123
+    read:
+      max_bytes_per_tag_values_query: 123
   "*":
     ingestion:
-      max_traces_per_user: 7
-`), DefaultLimits())
+      max_attribute_bytes: 7
+`), DefaultLimits(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := m["team-a"]
-	if a == nil || a.Ingestion.RateLimitBytes != 1000 || a.Ingestion.BurstSizeBytes != 2000 || a.Global.MaxBytesPerTrace != 123 {
+	if a == nil || a.Ingestion.RateLimitBytes != 1000 || a.Ingestion.BurstSizeBytes != 2000 || a.Read.MaxBytesPerTagValuesQuery != 123 {
 		t.Fatalf("team-a = %+v", a)
 	}
 	// Keys the tenant does not set keep the defaults.
-	if a.Ingestion.MaxTracesPerUser != 10_000 || a.Read.MaxBytesPerTagValuesQuery != 1_000_000 || !a.Ingestion.RetryInfoEnabled {
+	if a.Ingestion.RateStrategy != RateStrategyLocal || a.Ingestion.MaxAttributeBytes != 0 {
 		t.Fatalf("team-a lost its defaults: %+v", a)
 	}
-	if w := m[Wildcard]; w == nil || w.Ingestion.MaxTracesPerUser != 7 || w.Ingestion.RateLimitBytes != 30_000_000 {
+	if w := m[Wildcard]; w == nil || w.Ingestion.MaxAttributeBytes != 7 || w.Ingestion.RateLimitBytes != 30_000_000 {
 		t.Fatalf("* = %+v", w)
 	}
 }
@@ -71,13 +71,13 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("rt.yaml", []byte(tc.file), DefaultLimits())
+			_, _, err := Parse("rt.yaml", []byte(tc.file), DefaultLimits(), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
 	}
-	if m, err := Parse("rt.yaml", []byte("# nothing yet\n"), DefaultLimits()); err != nil || len(m) != 0 {
+	if m, _, err := Parse("rt.yaml", []byte("# nothing yet\n"), DefaultLimits(), nil); err != nil || len(m) != 0 {
 		t.Fatalf("empty file: %v, %v", m, err)
 	}
 }
@@ -87,17 +87,17 @@ func TestForFallsBack(t *testing.T) {
 	path := filepath.Join(dir, "rt.yaml")
 	writeFile(t, path, "overrides:\n  a:\n    ingestion:\n      rate_limit_bytes: 5\n      burst_size_bytes: 5\n")
 	cfg := DefaultConfig()
-	cfg.Defaults.Ingestion.MaxTracesPerUser = 42
+	cfg.Defaults.Ingestion.MaxAttributeBytes = 42
 	cfg.PerTenantOverrideConfig = path
-	o, err := New(cfg, nil, prometheus.NewRegistry())
+	o, err := New(cfg, nil, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := o.For("a").Ingestion.RateLimitBytes; got != 5 {
 		t.Fatalf("a: rate = %d, want 5", got)
 	}
-	if got := o.For("a").Ingestion.MaxTracesPerUser; got != 42 {
-		t.Fatalf("a: max traces = %d, want the default 42", got)
+	if got := o.For("a").Ingestion.MaxAttributeBytes; got != 42 {
+		t.Fatalf("a: max attribute bytes = %d, want the default 42", got)
 	}
 	if got := o.For("b").Ingestion.RateLimitBytes; got != 30_000_000 {
 		t.Fatalf("b: rate = %d, want the default", got)
@@ -108,13 +108,13 @@ func TestBadFileAtStartIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.PerTenantOverrideConfig = filepath.Join(dir, "missing.yaml")
-	if _, err := New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "overrides.per_tenant_override_config") {
+	if _, err := New(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "overrides.per_tenant_override_config") {
 		t.Fatalf("err = %v", err)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	writeFile(t, bad, "overrides:\n  a:\n    nope: 1\n")
 	cfg.PerTenantOverrideConfig = bad
-	if _, err := New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "overrides.a.nope: unknown key") {
+	if _, err := New(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "overrides.a.nope: unknown key") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -131,7 +131,7 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PerTenantOverrideConfig = path
 	cfg.PerTenantOverridePeriod = 20 * time.Millisecond
-	o, err := New(cfg, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), reg)
+	o, err := New(cfg, nil, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,4 +180,18 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func TestParseToleratesKeysKnownElsewhere(t *testing.T) {
+	tempo := func(key string) bool { return key == "ingestion.max_traces_per_user" }
+	m, ignored, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    ingestion:\n      max_traces_per_user: 5\n      rate_limit_bytes: 9\n"), DefaultLimits(), tempo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ignored) != 1 || ignored[0] != "overrides.a.ingestion.max_traces_per_user" || m["a"].Ingestion.RateLimitBytes != 9 {
+		t.Fatalf("ignored %v, limits %+v", ignored, m["a"])
+	}
+	if _, _, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    ingestion:\n      max_trace_per_user: 5\n"), DefaultLimits(), tempo); err == nil {
+		t.Fatal("a key neither system knows was accepted")
+	}
 }
