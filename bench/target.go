@@ -267,8 +267,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// monolithicConfig is a weft config on loopback ports with fast block cuts
-// and no search end cutoff.
+// monolithicConfig is a weft config on loopback ports with fast block cuts,
+// no search end cutoff and no ingestion rate limit (the bench measures what
+// weft can take, not the default 30 MB/s per tenant).
 func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration) string {
 	return fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1
@@ -296,6 +297,10 @@ block_builder:
     path: %s/wal
 query_frontend:
   query_end_cutoff: 0s
+overrides:
+  defaults:
+    ingestion:
+      rate_limit_bytes: 0
 `, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
 }
 
