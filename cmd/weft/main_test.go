@@ -437,7 +437,7 @@ func TestTempoMonolithicConfig(t *testing.T) {
 	requireContains(t, "warning", warnings[0],
 		"config keys that Grafana Tempo knows and weft does not use yet are ignored",
 		"query_frontend", "storage.trace.wal", "distributor.receivers.otlp.protocols.http.cors",
-		"overrides.defaults.ingestion.rate_limit_bytes")
+		"overrides.defaults.ingestion.tenant_shard_size")
 
 	// multitenancy_enabled: true is honoured: a query without an org ID is
 	// refused, and a trace is found for its tenant only.
