@@ -28,15 +28,6 @@ type Buffer struct {
 	resBytes  int64                    // estimated memory of resources
 	scratch   scratch
 	released  bool
-	// sizes of the last chunk, reserved up front for the next one
-	last chunkSizes
-}
-
-// chunkSizes are the lengths of the growing columns of a chunk.
-type chunkSizes struct {
-	rows, attrs, events              int
-	span, parent, attrKey, attrValue int // data bytes
-	eventName                        int
 }
 
 // NewBuffer returns an empty buffer allocating Arrow memory from alloc
@@ -103,7 +94,6 @@ func (b *Buffer) Add(batch *otlpwire.Batch) error {
 	}
 	if b.bl == nil {
 		b.bl = newBuilders(b.alloc)
-		b.bl.reserve(b.last)
 	}
 	bl := b.bl
 	k := 0
@@ -124,18 +114,8 @@ func (b *Buffer) Add(batch *otlpwire.Batch) error {
 		}
 	}
 	b.spans += k
-	// Cut a chunk now and then: Arrow builders grow by doubling, so one
-	// chunk for the whole block would copy (and zero) every byte about
-	// twice more and leave up to half of its capacity unused.
-	if bl.rb.Field(bTraceID).Len() >= chunkRows {
-		b.flush()
-	}
 	return nil
 }
-
-// chunkRows is the number of spans after which Add turns its builders into
-// a record batch and starts new ones.
-const chunkRows = 1 << 13
 
 // resource returns the derived columns of a resource, computing them the
 // first time the resource is seen.
@@ -158,7 +138,6 @@ func (b *Buffer) flush() {
 		return
 	}
 	if b.bl.rb.Field(0).Len() > 0 {
-		b.last = b.bl.sizes()
 		b.chunks = append(b.chunks, b.bl.rb.NewRecordBatch())
 	}
 	b.bl.release()
@@ -391,41 +370,6 @@ func newBuilders(mem memory.Allocator) *builders {
 }
 
 func (b *builders) release() { b.rb.Release() }
-
-// sizes are the lengths the builders reached.
-func (b *builders) sizes() chunkSizes {
-	return chunkSizes{
-		rows:      b.traceID.Len(),
-		attrs:     b.attrType.Len(),
-		events:    b.eventName.Len(),
-		span:      b.span.DataLen(),
-		parent:    b.parent.DataLen(),
-		attrKey:   b.attrKey.DataLen(),
-		attrValue: b.attrValue.DataLen(),
-		eventName: b.eventName.DataLen(),
-	}
-}
-
-// reserve makes room for a chunk of sizes z at once, so that the builders
-// of a chunk like the last one do not grow by doubling (each step copies
-// and zeroes the buffer, and leaves up to half of it unused). The zero
-// chunkSizes reserves nothing.
-func (b *builders) reserve(z chunkSizes) {
-	if z.rows == 0 {
-		return
-	}
-	b.rb.Reserve(z.rows)
-	b.span.ReserveData(z.span)
-	b.parent.ReserveData(z.parent)
-	b.attr.Reserve(z.attrs)
-	b.attrType.Reserve(z.attrs)
-	b.attrKey.Reserve(z.attrs)
-	b.attrKey.ReserveData(z.attrKey)
-	b.attrValue.Reserve(z.attrs)
-	b.attrValue.ReserveData(z.attrValue)
-	b.eventName.Reserve(z.events)
-	b.eventName.ReserveData(z.eventName)
-}
 
 // nonNil makes nil an empty slice: dictionary builders append a null for
 // nil.
