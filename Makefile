@@ -38,10 +38,17 @@ tools:
 	echo "installing github.com/minio/minio@$(MINIO_VERSION) into $$bin (about 5-8 minutes on 2 cores)"; \
 	$(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
-## test-long: slow soak, stress and fuzz runs
+## test-long: slow soak, stress and fault tests, then every fuzz target for FUZZTIME each
+## (the TraceQL parser, OTLP protobuf via the distributor, OTLP/HTTP with JSON and gzip,
+## the pipeline compiler, the config loader)
+FUZZTIME ?= 2m
 test-long:
 	$(GO) test -count=1 -timeout 60m -run 'Long' ./...
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./query/traceql
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./query/traceql
+	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./stages/distributor
+	$(GO) test -run '^$$' -fuzz '^FuzzHTTPTraces$$' -fuzztime $(FUZZTIME) ./sources/otlp
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./pipelines
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
 
 ## lint: gofmt check and go vet
 lint:

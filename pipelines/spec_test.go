@@ -14,7 +14,7 @@ import (
 	"github.com/weftdb/weft/stages/dropspans"
 )
 
-func registry(t *testing.T) pipelines.Registry {
+func registry(t testing.TB) pipelines.Registry {
 	t.Helper()
 	bkt, err := filesystem.NewBucket(t.TempDir())
 	if err != nil {

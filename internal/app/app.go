@@ -209,6 +209,8 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		Tagger:                    searcher,
 		MaxBytesPerTagValuesQuery: cfg.Overrides.Defaults.Read.MaxBytesPerTagValuesQuery,
 		MultitenancyEnabled:       cfg.MultitenancyEnabled,
+		NoMultiTenantReads:        !cfg.QueryFrontend.MultiTenantQueriesEnabled,
+		DefaultSearchLimit:        cfg.QueryFrontend.Search.DefaultResultLimit,
 		Build:                     build,
 		Ready:                     a.ready,
 		Gatherer:                  a.registry,

@@ -21,7 +21,7 @@ var tempoKeys = []string{
 	"cache", "backend_scheduler", "backend_scheduler_client", "backend_worker",
 	// query_frontend and querier
 	"query_frontend.trace_by_id", "query_frontend.metrics", "query_frontend.api_timeout",
-	"query_frontend.multi_tenant_queries_enabled", "query_frontend.search.query_ingesters_until",
+	"query_frontend.search.query_ingesters_until",
 	"query_frontend.search.duration_slo", "query_frontend.search.throughput_bytes_slo",
 	"query_frontend.max_batch_size", "query_frontend.max_retries", "query_frontend.search.ingester_shards",
 	"query_frontend.search.most_recent_shards",

@@ -1,10 +1,13 @@
 // Package tenant resolves and checks tenant IDs the way Grafana Tempo does:
 // from the X-Scope-OrgID header (x-scope-orgid in gRPC metadata) when
-// multi-tenancy is on, and the fixed "single-tenant" otherwise.
+// multi-tenancy is on, and the fixed "single-tenant" otherwise. Reads may
+// name several tenants, "a|b|c" (ResolveRead).
 package tenant
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,6 +39,34 @@ func Resolve(multitenancy bool, orgID string) (string, error) {
 		return "", status.Error(codes.InvalidArgument, err.Error())
 	}
 	return orgID, nil
+}
+
+// ReadSeparator separates the tenants of a multi-tenant read, as in
+// "X-Scope-OrgID: a|b|c".
+const ReadSeparator = "|"
+
+// ResolveRead is Resolve for queries: with multi-tenancy on and multi true,
+// orgID may name several tenants separated by "|", and the query covers
+// them all. Each is checked as by Validate; repeated ones are dropped. The
+// result has at least one tenant.
+func ResolveRead(multitenancy, multi bool, orgID string) ([]string, error) {
+	if !multitenancy || !multi || !strings.Contains(orgID, ReadSeparator) {
+		t, err := Resolve(multitenancy, orgID)
+		if err != nil {
+			return nil, err
+		}
+		return []string{t}, nil
+	}
+	var out []string
+	for id := range strings.SplitSeq(orgID, ReadSeparator) {
+		if err := Validate(id); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%v (in the multi-tenant read %q)", err, orgID)
+		}
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // Validate checks a tenant ID: 1 to 150 characters among ASCII letters,

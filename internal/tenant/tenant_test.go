@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,6 +39,37 @@ func TestResolve(t *testing.T) {
 			}
 			if tc.code == codes.Unauthenticated && status.Convert(err).Message() != "no org id" {
 				t.Fatalf("message = %q, want %q", status.Convert(err).Message(), "no org id")
+			}
+		})
+	}
+}
+
+func TestResolveRead(t *testing.T) {
+	tests := []struct {
+		name         string
+		multi, reads bool
+		header       string
+		want         []string
+		code         codes.Code
+	}{
+		{"single tenant", false, true, "a|b", []string{Single}, codes.OK},
+		{"one tenant", true, true, "a", []string{"a"}, codes.OK},
+		{"several", true, true, "a|b|c", []string{"a", "b", "c"}, codes.OK},
+		{"repeated", true, true, "a|b|a", []string{"a", "b"}, codes.OK},
+		{"empty element", true, true, "a||b", nil, codes.InvalidArgument},
+		{"path-like element", true, true, "a|..", nil, codes.InvalidArgument},
+		{"slash element", true, true, "a|b/c", nil, codes.InvalidArgument},
+		{"multi-tenant reads off", true, false, "a|b", nil, codes.InvalidArgument},
+		{"missing", true, true, "", nil, codes.Unauthenticated},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ResolveRead(tc.multi, tc.reads, tc.header)
+			if status.Code(err) != tc.code {
+				t.Fatalf("code = %v (%v), want %v", status.Code(err), err, tc.code)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("tenants = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -7,6 +7,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weftdb/weft/query/search"
 )
 
 // TraceFinder finds the spans of one trace.
@@ -69,6 +72,14 @@ type Options struct {
 	// request returns (overrides.defaults.read.max_bytes_per_tag_values_query);
 	// 0 means search.DefaultMaxBytesPerTagValuesQuery (1 MB).
 	MaxBytesPerTagValuesQuery int
+	// NoMultiTenantReads refuses queries that name several tenants
+	// ("X-Scope-OrgID: a|b|c", query_frontend.multi_tenant_queries_enabled
+	// false); by default they run for each tenant and the answers merge.
+	NoMultiTenantReads bool
+	// DefaultSearchLimit is the limit of a multi-tenant search that gives
+	// none, to cut the merged answer (query_frontend.search.default_result_limit);
+	// 0 means search.DefaultLimit.
+	DefaultSearchLimit int
 }
 
 // Route labels of the request duration histogram.
@@ -97,6 +108,10 @@ type handler struct {
 	tagger       Tagger
 	maxTagBytes  int
 	multitenancy bool
+	// multiTenantReads lets a query name several tenants, "a|b|c".
+	multiTenantReads bool
+	// defaultLimit cuts a merged multi-tenant search without limit.
+	defaultLimit int
 	ready        func() error
 	buildInfo    []byte
 }
@@ -140,16 +155,18 @@ func New(opts Options) (http.Handler, error) {
 	}
 
 	h := &handler{
-		mux:          http.NewServeMux(),
-		routes:       make(map[string]string),
-		duration:     duration,
-		finder:       opts.Finder,
-		searcher:     opts.Searcher,
-		tagger:       opts.Tagger,
-		maxTagBytes:  opts.MaxBytesPerTagValuesQuery,
-		multitenancy: opts.MultitenancyEnabled,
-		ready:        opts.Ready,
-		buildInfo:    buildInfo,
+		mux:              http.NewServeMux(),
+		routes:           make(map[string]string),
+		duration:         duration,
+		finder:           opts.Finder,
+		searcher:         opts.Searcher,
+		tagger:           opts.Tagger,
+		maxTagBytes:      opts.MaxBytesPerTagValuesQuery,
+		multitenancy:     opts.MultitenancyEnabled,
+		multiTenantReads: !opts.NoMultiTenantReads,
+		defaultLimit:     cmp.Or(opts.DefaultSearchLimit, search.DefaultLimit),
+		ready:            opts.Ready,
+		buildInfo:        buildInfo,
 	}
 	v1 := h.traceByIDHandler(traceV1)
 	v2 := h.traceByIDHandler(traceV2)

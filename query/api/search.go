@@ -14,7 +14,6 @@ import (
 
 	"github.com/go-logfmt/logfmt"
 
-	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -32,7 +31,7 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "search is not enabled")
 		return
 	}
-	tenantID, err := tenant.Resolve(h.multitenancy, r.Header.Get(tenant.Header))
+	tenants, err := h.readTenants(r)
 	if err != nil {
 		writeFailure(w, err)
 		return
@@ -42,7 +41,7 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	resp, err := h.searcher.Search(r.Context(), req, tenantID)
+	resp, err := h.searchTenants(r.Context(), tenants, req)
 	if err != nil {
 		writeFailure(w, err)
 		return

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -66,7 +65,7 @@ func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
 			writeError(w, http.StatusNotImplemented, "tag search is not enabled")
 			return
 		}
-		tenantID, err := tenant.Resolve(h.multitenancy, r.Header.Get(tenant.Header))
+		tenants, err := h.readTenants(r)
 		if err != nil {
 			writeFailure(w, err)
 			return
@@ -90,22 +89,22 @@ func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
 		switch {
 		case !v2 && !values:
 			var res *search.TagNamesResponse
-			if res, err = h.tagger.TagNames(ctx, req, tenantID); err == nil {
+			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagNames, mergeTagNames); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		case v2 && !values:
 			var res *search.TagNamesV2Response
-			if res, err = h.tagger.TagNamesV2(ctx, req, tenantID); err == nil {
+			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagNamesV2, mergeTagNamesV2); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		case !v2:
 			var res *search.TagValuesResponse
-			if res, err = h.tagger.TagValues(ctx, req, tenantID); err == nil {
+			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagValues, mergeTagValues); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		default:
 			var res *search.TagValuesV2Response
-			if res, err = h.tagger.TagValuesV2(ctx, req, tenantID); err == nil {
+			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagValuesV2, mergeTagValuesV2); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		}

@@ -16,8 +16,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/weftdb/weft/internal/tenant"
 )
 
 const (
@@ -46,7 +44,7 @@ func (h *handler) traceByIDHandler(v traceVersion) http.Handler {
 }
 
 func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v traceVersion) {
-	tenantID, err := tenant.Resolve(h.multitenancy, r.Header.Get(tenant.Header))
+	tenants, err := h.readTenants(r)
 	if err != nil {
 		writeFailure(w, err)
 		return
@@ -61,7 +59,7 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	trace, err := h.finder.FindTraceByID(r.Context(), tenantID, id, start, end)
+	trace, err := h.findTraceInTenants(r.Context(), tenants, id, start, end)
 	if err != nil {
 		writeFailure(w, err)
 		return

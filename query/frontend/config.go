@@ -18,6 +18,10 @@ type Config struct {
 	QueryEndCutoff time.Duration `yaml:"query_end_cutoff"`
 	// MaxQueryExpressionSizeBytes caps the length of a TraceQL query.
 	MaxQueryExpressionSizeBytes int `yaml:"max_query_expression_size_bytes"`
+	// MultiTenantQueriesEnabled lets a query name several tenants in
+	// X-Scope-OrgID ("a|b|c", multi-tenancy on): it runs for each and the
+	// answers merge. When false such a header is refused with 400.
+	MultiTenantQueriesEnabled bool `yaml:"multi_tenant_queries_enabled"`
 	// Search configures /api/search.
 	Search SearchConfig `yaml:"search"`
 }
@@ -54,6 +58,7 @@ func DefaultConfig() Config {
 		MaxOutstandingPerTenant:     2000,
 		QueryEndCutoff:              30 * time.Second,
 		MaxQueryExpressionSizeBytes: 128 << 10,
+		MultiTenantQueriesEnabled:   true,
 		Search: SearchConfig{
 			ConcurrentJobs:         1000,
 			TargetBytesPerJob:      search.DefaultTargetBytesPerJob,
