@@ -21,7 +21,7 @@ func registry(t testing.TB) pipelines.Registry {
 		t.Fatal(err)
 	}
 	reg, err := pipelines.NewRegistry(
-		otlp.NewFactory(otlp.DefaultConfig()),
+		otlp.NewFactory(otlp.DefaultConfig(), nil),
 		distributor.NewFactory(distributor.DefaultConfig(), nil),
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),

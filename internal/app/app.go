@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
+	"github.com/weftdb/weft/internal/memlimit"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
@@ -94,6 +95,7 @@ type App struct {
 	bucket   objstore.Bucket
 	blocks   *blocklist.List
 	limits   *overrides.Overrides
+	memory   *memlimit.Limiter
 
 	// Microservices mode: membership, and the live-stores of other
 	// processes that queriers ask.
@@ -141,8 +143,9 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if err != nil {
 		return nil, err
 	}
+	a.memory = memlimit.New(cfg.MemoryLimiter, a.registry)
 	reg, err := pipelines.NewRegistry(
-		otlp.NewFactory(cfg.OTLPNode()),
+		otlp.NewFactory(cfg.OTLPNode(), a.memory),
 		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
@@ -278,8 +281,10 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	_ = a.limits.Start(ctx) // never fails: it only starts the reload loop
+	_ = a.memory.Start(ctx) // never fails: it only starts the checks
 	if err := a.pipeline.Start(ctx); err != nil {
 		_ = a.limits.Shutdown(ctx)
+		_ = a.memory.Shutdown(ctx)
 		a.blocks.Stop()
 		a.grpcServer.Stop()
 		_ = a.httpServer.Close()
@@ -371,6 +376,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.blocks.Stop()
 	_ = a.limits.Shutdown(ctx)
+	_ = a.memory.Shutdown(ctx)
 	if err := a.bucket.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the object store: %w", err))
 	}

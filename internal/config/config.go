@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
+	"github.com/weftdb/weft/internal/memlimit"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/yamlx"
@@ -66,6 +67,8 @@ type Config struct {
 	Overrides overrides.Config `yaml:"overrides"`
 	// Pipeline chooses the write-path graph.
 	Pipeline PipelineConfig `yaml:"pipeline"`
+	// MemoryLimiter keeps the process within a memory budget (weft only).
+	MemoryLimiter memlimit.Config `yaml:"memory_limiter"`
 }
 
 // ServerConfig is the `server` block.
@@ -172,6 +175,7 @@ func Default() Config {
 		Ingest:        IngestConfig{Kafka: kafka.DefaultConfig()},
 		Memberlist:    membership.DefaultConfig(),
 		Overrides:     overrides.DefaultConfig(),
+		MemoryLimiter: memlimit.DefaultConfig(),
 		Querier:       querier.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,

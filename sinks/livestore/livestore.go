@@ -179,11 +179,16 @@ func (s *Store) waitForRoom(ctx context.Context, need int64) error {
 		return nil
 	}
 	// Traces whose spans are all in blocks can go first.
-	if safe := s.safeBefore.Load(); safe > 0 {
-		s.evictBefore(safe)
-		if s.bytes.Load()+need <= s.cfg.MaxBytes {
-			return nil
+	var evictedTo int64
+	evictSafe := func() {
+		if safe := s.safeBefore.Load(); safe > evictedTo {
+			s.evictBefore(safe)
+			evictedTo = safe
 		}
+	}
+	evictSafe()
+	if s.bytes.Load()+need <= s.cfg.MaxBytes {
+		return nil
 	}
 	start := time.Now() // real time: the clock may be a test's
 	defer func() { s.m.backPressure.Add(time.Since(start).Seconds()) }()
@@ -193,6 +198,9 @@ func (s *Store) waitForRoom(ctx context.Context, need int64) error {
 		s.roomMu.Lock()
 		room := s.room
 		s.roomMu.Unlock()
+		// The block-builder may have moved safeBefore on meanwhile
+		// (SetSafeBefore wakes the waiters).
+		evictSafe()
 		if s.bytes.Load()+need <= s.cfg.MaxBytes {
 			break
 		}
@@ -324,7 +332,10 @@ func pad8(id []byte) []byte {
 // SetSafeBefore tells the store that every span it received before t is in
 // a block. When the store is full it lets those traces go first, instead of
 // refusing pushes.
-func (s *Store) SetSafeBefore(t time.Time) { s.safeBefore.Store(t.UnixNano()) }
+func (s *Store) SetSafeBefore(t time.Time) {
+	s.safeBefore.Store(t.UnixNano())
+	s.freed() // pushes waiting for room may now evict what is in blocks
+}
 
 // Sweep lets go of the traces whose last span arrived more than Window ago.
 func (s *Store) Sweep() { s.evictBefore(s.clock().Add(-s.cfg.Window).UnixNano()) }

@@ -280,3 +280,41 @@ func TestEachTrace(t *testing.T) {
 		t.Fatalf("callback ran %d times after asking to stop at 2", calls)
 	}
 }
+
+// TestWaitingPushEvictsWhatIsInBlocks fills the store, starts a push that
+// waits for room, and then moves the block-builder's safe mark on: the
+// waiting push evicts what is in blocks and goes through, instead of
+// timing out while room could be made.
+func TestWaitingPushEvictsWhatIsInBlocks(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBytes = 1 << 20
+	cfg.BackPressureTimeout = 10 * time.Second
+	s := newStore(t, cfg)
+	now := time.Unix(1_800_000_000, 0)
+	s.clock = func() time.Time { return now }
+	seed := uint64(0)
+	for s.Bytes() < cfg.MaxBytes-64<<10 && seed < 1000 {
+		seed++
+		if err := s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: seed, Traces: 2, SpansPerTrace: 10}))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: 9999, Traces: 20, SpansPerTrace: 10})))
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the push did not wait for room: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.SetSafeBefore(now.Add(time.Second)) // everything so far is in blocks
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiting push: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting push was not woken by the safe mark")
+	}
+}

@@ -11,12 +11,14 @@ const Type = "otlp"
 
 type factory struct {
 	defaults Config
+	admit    Admission
 }
 
 // NewFactory returns the factory of "otlp" sources, whose DefaultConfig
-// starts from defaults.
-func NewFactory(defaults Config) pipelines.Factory {
-	return &factory{defaults: defaults.clone()}
+// starts from defaults. admit, when not nil, is asked before each request
+// is read (see Admission).
+func NewFactory(defaults Config, admit Admission) pipelines.Factory {
+	return &factory{defaults: defaults.clone(), admit: admit}
 }
 
 func (f *factory) Type() string               { return Type }
@@ -42,5 +44,6 @@ func (f *factory) Create(set pipelines.Settings, cfg any) (pipelines.Node, error
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the OTLP source %q: %w", set.Name, err)
 	}
+	s.admit = f.admit
 	return s, nil
 }

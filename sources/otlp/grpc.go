@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	"github.com/weftdb/weft/internal/tenant"
 )
@@ -101,8 +102,15 @@ type grpcService struct {
 	s *Source
 }
 
+// admittedKey holds, in a request's context, the done function of its
+// admission (see Admission), called when the request is answered.
+type admittedKey struct{}
+
 func (g grpcService) export(ctx context.Context, req *rawRequest) (*coltracepb.ExportTraceServiceResponse, error) {
 	start := time.Now()
+	if done, ok := ctx.Value(admittedKey{}).(func(int)); ok {
+		defer done(len(req.data))
+	}
 	var orgID string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(tenant.MetadataKey); len(v) > 0 {
@@ -127,6 +135,19 @@ func (s *Source) newGRPCServer() (*grpc.Server, *health.Server, error) {
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(s.cfg.Protocols.GRPC.MaxRecvMsgSizeMiB<<20),
+		// Refuse before the request message is read when the process
+		// cannot take it (Admission).
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			if info.FullMethodName != exportMethod {
+				return ctx, nil
+			}
+			done, st := s.admitted(protocolGRPC)
+			if st != nil {
+				s.metrics.observe(protocolGRPC, st.Code(), time.Now())
+				return ctx, st.Err()
+			}
+			return context.WithValue(ctx, admittedKey{}, done), nil
+		}),
 	)
 	srv.RegisterService(&traceServiceDesc, grpcService{s: s})
 	hs := health.NewServer()

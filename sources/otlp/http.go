@@ -116,7 +116,13 @@ func (s *Source) serveTraces(w http.ResponseWriter, r *http.Request) codes.Code 
 		writeText(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported content type %q: use %s or %s", r.Header.Get("Content-Type"), contentTypeProtobuf, contentTypeJSON))
 		return codes.InvalidArgument
 	}
+	done, st := s.admitted(protocolHTTP)
+	if st != nil {
+		s.writeStatus(w, c, httpStatus(st.Code()), st)
+		return st.Code()
+	}
 	body, httpCode, st := readBody(r, s.cfg.Protocols.HTTP.MaxRequestBodySize)
+	defer func() { done(len(body)) }()
 	if st != nil {
 		s.writeStatus(w, c, httpCode, st)
 		return st.Code()

@@ -43,6 +43,7 @@ type Source struct {
 	out     pipelines.Output
 	logger  *slog.Logger
 	metrics *metrics
+	admit   Admission // nil: every request is read
 
 	mu         sync.Mutex
 	started    bool
@@ -56,6 +57,30 @@ type Source struct {
 }
 
 var _ pipelines.Node = (*Source)(nil)
+
+// Admission decides whether the process can take a request now, before its
+// body is read: a process short of memory refuses early and cheaply.
+// Admit must be fast and safe for concurrent use. On success the source
+// calls done exactly once, with the request's size in bytes (0 if it was
+// not read), when the request is answered. A non-nil error is a gRPC status
+// (UNAVAILABLE or RESOURCE_EXHAUSTED) that reaches the client, with retry
+// information, as HTTP 503/429 or as itself over gRPC. protocol is "grpc"
+// or "http". *memlimit.Limiter implements it.
+type Admission interface {
+	Admit(protocol string) (done func(bytes int), err error)
+}
+
+// admitted asks s.admit, if any. done is never nil when st is nil.
+func (s *Source) admitted(protocol string) (done func(int), st *status.Status) {
+	if s.admit == nil {
+		return func(int) {}, nil
+	}
+	done, err := s.admit.Admit(protocol)
+	if err != nil {
+		return nil, s.withRetry(status.Convert(err))
+	}
+	return done, nil
+}
 
 // New builds an OTLP source that pushes into set.Output. It validates cfg
 // and registers the metrics with set.Metrics, but opens no port: Start does.

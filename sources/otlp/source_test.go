@@ -274,7 +274,7 @@ func TestMetrics(t *testing.T) {
 
 func TestFactory(t *testing.T) {
 	defaults := testConfig()
-	f := NewFactory(defaults)
+	f := NewFactory(defaults, nil)
 	if f.Type() != "otlp" || f.Role() != pipelines.RoleSource || f.Input() != "" || f.Output() != pipelines.DataTraces {
 		t.Errorf("factory is %s %s %q -> %q", f.Type(), f.Role(), f.Input(), f.Output())
 	}
