@@ -43,7 +43,7 @@ tools:
 ## the pipeline compiler, the config loader)
 FUZZTIME ?= 2m
 test-long:
-	$(GO) test -count=1 -timeout 60m -run 'Long' ./...
+	$(GO) test -count=1 -timeout 60m -run 'Long' -v ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./query/traceql
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./stages/distributor
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPTraces$$' -fuzztime $(FUZZTIME) ./sources/otlp
