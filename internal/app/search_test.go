@@ -137,21 +137,7 @@ func TestEndToEndSearchRecentAndBlocks(t *testing.T) {
 		check(t, "recent", q, false)
 	}
 
-	// Restart on the same directories: the live-store starts empty, the
-	// block-builder replays its WAL into a block.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a = startWeft(t, paths)
-	deadline := time.Now().Add(10 * time.Second)
-	for a.blocks.Count(tenant.Single) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if a.blocks.Count(tenant.Single) == 0 {
-		t.Fatal("no block after restart")
-	}
+	a = restartOnBlocks(t, a, paths, tenant.Single)
 	n := 0
 	a.stores.EachTrace(tenant.Single, func([16]byte, []byte) bool { n++; return true })
 	if n != 0 {
@@ -160,4 +146,28 @@ func TestEndToEndSearchRecentAndBlocks(t *testing.T) {
 	for _, q := range queries {
 		check(t, "blocks", q, true)
 	}
+}
+
+// restartOnBlocks stops a and starts weft again with the same config
+// (mutate must keep the data directories): the live-store starts empty and
+// the block-builder replays its WAL into blocks. It waits until each of
+// tenants has a block.
+func restartOnBlocks(t *testing.T, a *App, mutate func(*config.Config), tenants ...string) *App {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a = startWeft(t, mutate)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, ten := range tenants {
+		for a.blocks.Count(ten) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if a.blocks.Count(ten) == 0 {
+			t.Fatalf("no block of tenant %q after the restart", ten)
+		}
+	}
+	return a
 }

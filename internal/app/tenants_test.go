@@ -163,20 +163,7 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	check("recent")
 
-	// Restart: the live-store starts empty and the WAL becomes blocks.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a = startWeft(t, paths)
-	deadline := time.Now().Add(10 * time.Second)
-	for (a.blocks.Count("team-a") == 0 || a.blocks.Count("team-b") == 0) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if a.blocks.Count("team-a") == 0 || a.blocks.Count("team-b") == 0 {
-		t.Fatal("no blocks for both tenants after the restart")
-	}
+	a = restartOnBlocks(t, a, paths, "team-a", "team-b")
 	check("blocks")
 
 	// Path-like and otherwise invalid tenant IDs: 400 on every route.

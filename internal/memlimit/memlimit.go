@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	imetrics "github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/periodic"
 )
 
 // Config is the `memory_limiter` block (weft only).
@@ -68,7 +69,7 @@ func (c *Config) Validate() error {
 }
 
 // Limiter watches the memory of the process. Admit is safe for concurrent
-// use and costs one atomic load.
+// use and costs a few atomic operations.
 type Limiter struct {
 	cfg       Config
 	threshold uint64
@@ -84,11 +85,9 @@ type Limiter struct {
 	refused *prometheus.CounterVec
 
 	samples []metrics.Sample
-	lastGC  time.Time // of the last collection Check forced; only Check uses it
-	outside int64     // most resident memory seen outside the Go runtime; only Check uses it
-	stop    chan struct{}
-	once    sync.Once
-	done    chan struct{}
+	lastGC  time.Time      // of the last collection Check forced; only Check uses it
+	outside int64          // most resident memory seen outside the Go runtime; only Check uses it
+	loop    *periodic.Loop // the checks, once started
 }
 
 // Runtime metrics read to tell the memory in use: what the Go runtime has
@@ -258,37 +257,13 @@ func (l *Limiter) read() uint64 {
 // Start gives the budget to the Go runtime and checks the memory every
 // check_interval until Shutdown. It does nothing without a budget.
 func (l *Limiter) Start(context.Context) error {
-	if !l.Enabled() || l.stop != nil {
+	if !l.Enabled() || l.loop != nil {
 		return nil
 	}
-	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	l.Check()
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(l.cfg.CheckInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				l.Check()
-			}
-		}
-	}()
+	l.loop = periodic.Start(l.cfg.CheckInterval, l.Check)
 	return nil
 }
 
 // Shutdown stops the checks. It may be called more than once.
-func (l *Limiter) Shutdown(ctx context.Context) error {
-	if l.stop == nil {
-		return nil
-	}
-	l.once.Do(func() { close(l.stop) })
-	select {
-	case <-l.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (l *Limiter) Shutdown(ctx context.Context) error { return l.loop.Stop(ctx) }

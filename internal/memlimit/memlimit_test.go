@@ -69,7 +69,7 @@ func TestAdmit(t *testing.T) {
 	if _, err := none.Admit("grpc"); err != nil {
 		t.Fatalf("nil limiter: %v", err)
 	}
-	if err := off.Start(context.Background()); err != nil || off.stop != nil {
+	if err := off.Start(context.Background()); err != nil || off.loop != nil {
 		t.Fatal("a limiter without budget started checking")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/periodic"
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/internal/yamlx"
 )
@@ -70,9 +71,7 @@ type Overrides struct {
 	lastSuccess prometheus.Gauge
 	tenants     prometheus.Gauge
 
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	loop *periodic.Loop // the reloads, once started
 }
 
 // New returns the overrides of cfg and reads its runtime file once: a
@@ -232,37 +231,15 @@ func Parse(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (
 // Start rereads the runtime file every per_tenant_override_period until
 // Shutdown; without a runtime file it does nothing.
 func (o *Overrides) Start(context.Context) error {
-	if o.cfg.PerTenantOverrideConfig == "" || o.stop != nil {
+	if o.cfg.PerTenantOverrideConfig == "" || o.loop != nil {
 		return nil
 	}
-	o.stop, o.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(o.done)
-		t := time.NewTicker(o.cfg.PerTenantOverridePeriod)
-		defer t.Stop()
-		for {
-			select {
-			case <-o.stop:
-				return
-			case <-t.C:
-				_ = o.Reload() // counted and logged by Reload
-			}
-		}
-	}()
+	o.loop = periodic.Start(o.cfg.PerTenantOverridePeriod, func() {
+		_ = o.Reload() // counted and logged by Reload
+	})
 	return nil
 }
 
 // Shutdown stops the reloads started by Start. It may be called more than
 // once.
-func (o *Overrides) Shutdown(ctx context.Context) error {
-	if o.stop == nil {
-		return nil
-	}
-	o.stopOnce.Do(func() { close(o.stop) })
-	select {
-	case <-o.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (o *Overrides) Shutdown(ctx context.Context) error { return o.loop.Stop(ctx) }

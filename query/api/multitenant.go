@@ -146,40 +146,41 @@ func union[E cmp.Ordered](lists ...[]E) []E {
 	return slices.Compact(out)
 }
 
-func addMetadataMetrics(dst *search.MetadataMetrics, m *search.MetadataMetrics) {
-	if m == nil {
-		return
+// mergeMeta sums the metrics of the tenants' tag answers and names every
+// reason one was cut.
+func mergeMeta[T any](rs []*T, meta func(*T) (*search.MetadataMetrics, string)) (*search.MetadataMetrics, string) {
+	sum := &search.MetadataMetrics{}
+	var why []string
+	for _, r := range rs {
+		m, truncated := meta(r)
+		if m != nil {
+			sum.InspectedBytes += m.InspectedBytes
+			sum.TotalJobs += m.TotalJobs
+			sum.CompletedJobs += m.CompletedJobs
+			sum.TotalBlocks += m.TotalBlocks
+			sum.TotalBlockBytes += m.TotalBlockBytes
+		}
+		if truncated != "" && !slices.Contains(why, truncated) {
+			why = append(why, truncated)
+		}
 	}
-	dst.InspectedBytes += m.InspectedBytes
-	dst.TotalJobs += m.TotalJobs
-	dst.CompletedJobs += m.CompletedJobs
-	dst.TotalBlocks += m.TotalBlocks
-	dst.TotalBlockBytes += m.TotalBlockBytes
-}
-
-// joinTruncated names every tenant's reason an answer was cut.
-func joinTruncated(reasons []string) string {
-	return strings.Join(slices.Compact(slices.DeleteFunc(slices.Clone(reasons), func(s string) bool { return s == "" })), "; ")
+	return sum, strings.Join(why, "; ")
 }
 
 func mergeTagNames(rs []*search.TagNamesResponse) *search.TagNamesResponse {
-	out := &search.TagNamesResponse{Metrics: &search.MetadataMetrics{}}
-	var names [][]string
-	var why []string
+	m, why := mergeMeta(rs, func(r *search.TagNamesResponse) (*search.MetadataMetrics, string) { return r.Metrics, r.Truncated })
+	var lists [][]string
 	for _, r := range rs {
-		names = append(names, r.TagNames)
-		addMetadataMetrics(out.Metrics, r.Metrics)
-		why = append(why, r.Truncated)
+		lists = append(lists, r.TagNames)
 	}
-	out.TagNames, out.Truncated = union(names...), joinTruncated(why)
-	return out
+	return &search.TagNamesResponse{TagNames: union(lists...), Metrics: m, Truncated: why}
 }
 
 func mergeTagNamesV2(rs []*search.TagNamesV2Response) *search.TagNamesV2Response {
-	out := &search.TagNamesV2Response{Metrics: &search.MetadataMetrics{}}
+	m, why := mergeMeta(rs, func(r *search.TagNamesV2Response) (*search.MetadataMetrics, string) { return r.Metrics, r.Truncated })
+	out := &search.TagNamesV2Response{Metrics: m, Truncated: why}
 	byScope := map[string][][]string{}
 	var order []string
-	var why []string
 	for _, r := range rs {
 		for _, sc := range r.Scopes {
 			if _, ok := byScope[sc.Name]; !ok {
@@ -187,41 +188,31 @@ func mergeTagNamesV2(rs []*search.TagNamesV2Response) *search.TagNamesV2Response
 			}
 			byScope[sc.Name] = append(byScope[sc.Name], sc.Tags)
 		}
-		addMetadataMetrics(out.Metrics, r.Metrics)
-		why = append(why, r.Truncated)
 	}
 	for _, name := range order {
 		out.Scopes = append(out.Scopes, &search.TagScope{Name: name, Tags: union(byScope[name]...)})
 	}
-	out.Truncated = joinTruncated(why)
 	return out
 }
 
 func mergeTagValues(rs []*search.TagValuesResponse) *search.TagValuesResponse {
-	out := &search.TagValuesResponse{Metrics: &search.MetadataMetrics{}}
-	var values [][]string
-	var why []string
+	m, why := mergeMeta(rs, func(r *search.TagValuesResponse) (*search.MetadataMetrics, string) { return r.Metrics, r.Truncated })
+	var lists [][]string
 	for _, r := range rs {
-		values = append(values, r.TagValues)
-		addMetadataMetrics(out.Metrics, r.Metrics)
-		why = append(why, r.Truncated)
+		lists = append(lists, r.TagValues)
 	}
-	out.TagValues, out.Truncated = union(values...), joinTruncated(why)
-	return out
+	return &search.TagValuesResponse{TagValues: union(lists...), Metrics: m, Truncated: why}
 }
 
 func mergeTagValuesV2(rs []*search.TagValuesV2Response) *search.TagValuesV2Response {
-	out := &search.TagValuesV2Response{Metrics: &search.MetadataMetrics{}}
-	var why []string
+	m, why := mergeMeta(rs, func(r *search.TagValuesV2Response) (*search.MetadataMetrics, string) { return r.Metrics, r.Truncated })
+	out := &search.TagValuesV2Response{Metrics: m, Truncated: why}
 	for _, r := range rs {
 		out.TagValues = append(out.TagValues, r.TagValues...)
-		addMetadataMetrics(out.Metrics, r.Metrics)
-		why = append(why, r.Truncated)
 	}
 	slices.SortFunc(out.TagValues, func(a, b search.TagValue) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 	})
 	out.TagValues = slices.Compact(out.TagValues)
-	out.Truncated = joinTruncated(why)
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,5 +108,39 @@ func TestAdmissionRefusesBeforeReading(t *testing.T) {
 	}
 	if adm.doneCalls.Load() != 2 || adm.doneBytes.Load() != pushed {
 		t.Fatalf("done called %d times with %d bytes, want 2 with %d", adm.doneCalls.Load(), adm.doneBytes.Load(), pushed)
+	}
+}
+
+// TestAdmissionEndsForUnreadRequests checks that a gRPC request admitted
+// and then refused while it is read (over max_recv_msg_size_mib) still ends
+// its admission, so that refused requests never count as in progress.
+func TestAdmissionEndsForUnreadRequests(t *testing.T) {
+	adm := &switchAdmission{}
+	cfg := testConfig()
+	cfg.Protocols.GRPC.MaxRecvMsgSizeMiB = 1
+	f := NewFactory(cfg, adm)
+	n, err := f.Create(pipelines.Settings{Name: "otlp", Output: &fakeOutput{}}, f.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := n.(*Source)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	client, _ := grpcClient(t, s)
+	req := testRequest(t)
+	req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", 2<<20)
+	if _, err := client.Export(ctx, req); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("oversize request: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if adm.asked.Load() != 1 || adm.doneCalls.Load() != 1 {
+		t.Fatalf("admission asked %d times and ended %d times, want 1 and 1", adm.asked.Load(), adm.doneCalls.Load())
 	}
 }

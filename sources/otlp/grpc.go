@@ -85,6 +85,11 @@ var traceServiceDesc = grpc.ServiceDesc{
 func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	req := new(rawRequest)
 	if err := dec(req); err != nil {
+		// Admitted by the tap but never read (too large, cut off): the
+		// admission is over all the same.
+		if done, ok := ctx.Value(admittedKey{}).(func(int)); ok {
+			done(0)
+		}
 		return nil, err
 	}
 	if interceptor == nil {
