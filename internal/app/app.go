@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -211,20 +210,24 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		Searcher:                  front,
 		Tagger:                    searcher,
 		MaxBytesPerTagValuesQuery: cfg.Overrides.Defaults.Read.MaxBytesPerTagValuesQuery,
-		MultitenancyEnabled:       cfg.MultitenancyEnabled,
-		NoMultiTenantReads:        !cfg.QueryFrontend.MultiTenantQueriesEnabled,
-		DefaultSearchLimit:        cfg.QueryFrontend.Search.DefaultResultLimit,
-		Build:                     build,
-		Ready:                     a.ready,
-		Gatherer:                  a.registry,
-		Metrics:                   a.registry,
+		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
+			return a.limits.For(tenant).Read.MaxBytesPerTagValuesQuery
+		},
+		MultitenancyEnabled: cfg.MultitenancyEnabled,
+		NoMultiTenantReads:  !cfg.QueryFrontend.MultiTenantQueriesEnabled,
+		DefaultSearchLimit:  cfg.QueryFrontend.Search.DefaultResultLimit,
+		Build:               build,
+		Ready:               a.ready,
+		Gatherer:            a.registry,
+		Metrics:             a.registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)
 	}
 	a.httpServer = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.Server.HTTPServerReadHeaderTimeout,
+		MaxHeaderBytes:    otlp.MaxHeaderBytes,
 		ReadTimeout:       cfg.Server.HTTPServerReadTimeout,
 		WriteTimeout:      cfg.Server.HTTPServerWriteTimeout,
 		IdleTimeout:       cfg.Server.HTTPServerIdleTimeout,

@@ -85,6 +85,9 @@ type ServerConfig struct {
 	HTTPServerReadTimeout time.Duration `yaml:"http_server_read_timeout"`
 	// HTTPServerWriteTimeout bounds writing a response.
 	HTTPServerWriteTimeout time.Duration `yaml:"http_server_write_timeout"`
+	// HTTPServerReadHeaderTimeout is how long a client may take to send
+	// its request headers; a slower one is disconnected.
+	HTTPServerReadHeaderTimeout time.Duration `yaml:"http_server_read_header_timeout"`
 	// HTTPServerIdleTimeout closes idle keep-alive connections.
 	HTTPServerIdleTimeout time.Duration `yaml:"http_server_idle_timeout"`
 	// GracefulShutdownTimeout bounds the drain on SIGTERM.
@@ -154,14 +157,15 @@ func Default() Config {
 	return Config{
 		Target: "all",
 		Server: ServerConfig{
-			HTTPListenPort:          3200,
-			GRPCListenPort:          9095,
-			HTTPServerReadTimeout:   30 * time.Second,
-			HTTPServerWriteTimeout:  30 * time.Second,
-			HTTPServerIdleTimeout:   120 * time.Second,
-			GracefulShutdownTimeout: 30 * time.Second,
-			LogLevel:                "info",
-			LogFormat:               "logfmt",
+			HTTPListenPort:              3200,
+			GRPCListenPort:              9095,
+			HTTPServerReadTimeout:       30 * time.Second,
+			HTTPServerWriteTimeout:      30 * time.Second,
+			HTTPServerIdleTimeout:       120 * time.Second,
+			HTTPServerReadHeaderTimeout: 10 * time.Second,
+			GracefulShutdownTimeout:     30 * time.Second,
+			LogLevel:                    "info",
+			LogFormat:                   "logfmt",
 		},
 		Distributor: DistributorConfig{
 			Receivers:                     ReceiversConfig{OTLP: &o},
@@ -202,6 +206,9 @@ func (c *Config) Validate() error {
 	case "logfmt", "json":
 	default:
 		errs = append(errs, fmt.Errorf("server.log_format: %q is not one of logfmt, json", c.Server.LogFormat))
+	}
+	if c.Server.HTTPServerReadHeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("server.http_server_read_header_timeout: must be positive, got %s", c.Server.HTTPServerReadHeaderTimeout))
 	}
 	if c.Storage.Trace.BlocklistPoll <= 0 {
 		errs = append(errs, fmt.Errorf("storage.trace.blocklist_poll: must be positive, got %s", c.Storage.Trace.BlocklistPoll))

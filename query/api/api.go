@@ -72,6 +72,10 @@ type Options struct {
 	// request returns (overrides.defaults.read.max_bytes_per_tag_values_query);
 	// 0 means search.DefaultMaxBytesPerTagValuesQuery (1 MB).
 	MaxBytesPerTagValuesQuery int
+	// TenantMaxBytesPerTagValuesQuery, when set, gives each tenant's own cap
+	// (its read.max_bytes_per_tag_values_query override) and wins over
+	// MaxBytesPerTagValuesQuery. It must be safe for concurrent use.
+	TenantMaxBytesPerTagValuesQuery func(tenant string) int
 	// NoMultiTenantReads refuses queries that name several tenants
 	// ("X-Scope-OrgID: a|b|c", query_frontend.multi_tenant_queries_enabled
 	// false); by default they run for each tenant and the answers merge.
@@ -106,7 +110,7 @@ type handler struct {
 	finder       TraceFinder
 	searcher     Searcher
 	tagger       Tagger
-	maxTagBytes  int
+	maxTagBytes  func(tenant string) int
 	multitenancy bool
 	// multiTenantReads lets a query name several tenants, "a|b|c".
 	multiTenantReads bool
@@ -161,7 +165,7 @@ func New(opts Options) (http.Handler, error) {
 		finder:           opts.Finder,
 		searcher:         opts.Searcher,
 		tagger:           opts.Tagger,
-		maxTagBytes:      opts.MaxBytesPerTagValuesQuery,
+		maxTagBytes:      opts.TenantMaxBytesPerTagValuesQuery,
 		multitenancy:     opts.MultitenancyEnabled,
 		multiTenantReads: !opts.NoMultiTenantReads,
 		defaultLimit:     cmp.Or(opts.DefaultSearchLimit, search.DefaultLimit),
@@ -187,6 +191,10 @@ func New(opts Options) (http.Handler, error) {
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))
 	h.handle("GET /metrics", routeMetrics, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	h.registerPprof()
+	if h.maxTagBytes == nil {
+		fixed := opts.MaxBytesPerTagValuesQuery
+		h.maxTagBytes = func(string) int { return fixed }
+	}
 	return h, nil
 }
 

@@ -120,12 +120,14 @@ func (h *handler) searchTenants(ctx context.Context, tenants []string, req searc
 	return merged, nil
 }
 
-// tagsOfTenants runs a tag request for every tenant and merges the answers
-// with merge.
-func tagsOfTenants[T any](ctx context.Context, tenants []string, req search.TagsRequest,
+// tagsOfTenants runs a tag request for every tenant, each with its own
+// byte cap, and merges the answers with merge.
+func tagsOfTenants[T any](ctx context.Context, h *handler, tenants []string, req search.TagsRequest,
 	get func(context.Context, search.TagsRequest, string) (*T, error), merge func([]*T) *T) (*T, error) {
 	resps, err := eachTenant(ctx, tenants, func(ctx context.Context, t string) (*T, error) {
-		return get(ctx, req, t)
+		r := req
+		r.MaxBytes = h.maxTagBytes(t)
+		return get(ctx, r, t)
 	})
 	if err != nil {
 		return nil, err

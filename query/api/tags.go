@@ -80,7 +80,6 @@ func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
 			return
 		}
 		req.Name = name
-		req.MaxBytes = h.maxTagBytes
 		var (
 			resp      tagAnswer
 			truncated string
@@ -89,22 +88,22 @@ func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
 		switch {
 		case !v2 && !values:
 			var res *search.TagNamesResponse
-			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagNames, mergeTagNames); err == nil {
+			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNames, mergeTagNames); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		case v2 && !values:
 			var res *search.TagNamesV2Response
-			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagNamesV2, mergeTagNamesV2); err == nil {
+			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNamesV2, mergeTagNamesV2); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		case !v2:
 			var res *search.TagValuesResponse
-			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagValues, mergeTagValues); err == nil {
+			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValues, mergeTagValues); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		default:
 			var res *search.TagValuesV2Response
-			if res, err = tagsOfTenants(ctx, tenants, req, h.tagger.TagValuesV2, mergeTagValuesV2); err == nil {
+			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValuesV2, mergeTagValuesV2); err == nil {
 				resp, truncated = res, res.Truncated
 			}
 		}

@@ -207,3 +207,26 @@ func TestTagRoutesEndToEnd(t *testing.T) {
 		t.Errorf("non-TraceQL name: %d %s", res.code, res.body)
 	}
 }
+
+// TestTagBytesPerTenant checks that each tenant's own
+// read.max_bytes_per_tag_values_query reaches the tagger, in a multi-tenant
+// read too.
+func TestTagBytesPerTenant(t *testing.T) {
+	f := &fakeTagger{}
+	h, err := New(Options{Finder: &fakeFinder{}, Tagger: f, MultitenancyEnabled: true, MaxBytesPerTagValuesQuery: 1234,
+		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
+			if tenant == "small" {
+				return 10
+			}
+			return 1234
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := do(t, h, "GET", "/api/search/tag/service.name/values", "X-Scope-OrgID", "small"); res.code != 200 || f.req.MaxBytes != 10 {
+		t.Fatalf("small: %d, MaxBytes %d, want 10", res.code, f.req.MaxBytes)
+	}
+	if res := do(t, h, "GET", "/api/search/tag/service.name/values", "X-Scope-OrgID", "big"); res.code != 200 || f.req.MaxBytes != 1234 {
+		t.Fatalf("big: %d, MaxBytes %d, want 1234", res.code, f.req.MaxBytes)
+	}
+}

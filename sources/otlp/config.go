@@ -20,6 +20,14 @@ const (
 	DefaultMaxRecvMsgSizeMiB = 16
 	// DefaultMaxRequestBodySize is the default largest HTTP body, in bytes.
 	DefaultMaxRequestBodySize int64 = 20 << 20
+	// DefaultReadHeaderTimeout is how long an HTTP client may take to send
+	// its request headers by default.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes idle HTTP keep-alive connections by default.
+	DefaultIdleTimeout = 2 * time.Minute
+	// MaxHeaderBytes caps the request line and headers of an HTTP request;
+	// a larger one gets 431 Request Header Fields Too Large.
+	MaxHeaderBytes = 1 << 20
 	// DefaultPushTimeout is how long a push waits for the pipeline by default.
 	DefaultPushTimeout = 10 * time.Second
 	// DefaultRetryAfter is the retry delay advertised by default.
@@ -68,6 +76,11 @@ type HTTPConfig struct {
 	// both as received and after gzip decompression; larger ones get 413.
 	// Default 20 MiB.
 	MaxRequestBodySize int64 `yaml:"max_request_body_size"`
+	// ReadHeaderTimeout is how long a client may take to send the request
+	// headers; a slower one is disconnected. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // DefaultConfig returns the default configuration: gRPC and HTTP both on,
@@ -88,7 +101,8 @@ func DefaultGRPCConfig() GRPCConfig {
 
 // DefaultHTTPConfig returns the default HTTP configuration.
 func DefaultHTTPConfig() HTTPConfig {
-	return HTTPConfig{Endpoint: DefaultHTTPEndpoint, MaxRequestBodySize: DefaultMaxRequestBodySize}
+	return HTTPConfig{Endpoint: DefaultHTTPEndpoint, MaxRequestBodySize: DefaultMaxRequestBodySize,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout}
 }
 
 // clone returns a copy of c that shares no pointer with it.
@@ -127,6 +141,12 @@ func (c *Config) Validate() error {
 		}
 		if h.MaxRequestBodySize <= 0 {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.max_request_body_size must be positive, got %d", h.MaxRequestBodySize))
+		}
+		if h.ReadHeaderTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.read_header_timeout must be positive, got %s", h.ReadHeaderTimeout))
+		}
+		if h.IdleTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.idle_timeout must be positive, got %s", h.IdleTimeout))
 		}
 	}
 	if c.PushTimeout <= 0 {
@@ -190,7 +210,7 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 		if p.HTTP != nil {
 			h = *p.HTTP
 		}
-		if err := decodeSection(httpNode, &h, "http", "endpoint", "max_request_body_size"); err != nil {
+		if err := decodeSection(httpNode, &h, "http", "endpoint", "max_request_body_size", "read_header_timeout", "idle_timeout"); err != nil {
 			return err
 		}
 		out.HTTP = &h

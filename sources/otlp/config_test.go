@@ -75,7 +75,8 @@ func TestYAMLNullProtocolsGetDefaults(t *testing.T) {
 	if c.Protocols.GRPC == nil || *c.Protocols.GRPC != DefaultGRPCConfig() {
 		t.Errorf("grpc = %+v, want the defaults %+v", c.Protocols.GRPC, DefaultGRPCConfig())
 	}
-	want := HTTPConfig{Endpoint: "127.0.0.1:0", MaxRequestBodySize: DefaultMaxRequestBodySize}
+	want := DefaultHTTPConfig()
+	want.Endpoint = "127.0.0.1:0"
 	if c.Protocols.HTTP == nil || *c.Protocols.HTTP != want {
 		t.Errorf("http = %+v, want %+v", c.Protocols.HTTP, want)
 	}
@@ -153,6 +154,23 @@ func TestYAMLErrors(t *testing.T) {
 	} {
 		if _, err := decode(t, DefaultConfig(), doc); err == nil {
 			t.Errorf("%s: decoded without error", doc)
+		}
+	}
+}
+
+func TestHTTPTimeoutKeys(t *testing.T) {
+	c, err := decode(t, DefaultConfig(), `protocols: {http: {read_header_timeout: 1s, idle_timeout: 5s}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.Protocols.HTTP; h.ReadHeaderTimeout != time.Second || h.IdleTimeout != 5*time.Second || h.MaxRequestBodySize != DefaultMaxRequestBodySize {
+		t.Fatalf("http = %+v", h)
+	}
+	c.Protocols.HTTP.ReadHeaderTimeout, c.Protocols.HTTP.IdleTimeout = 0, -1
+	err = c.Validate()
+	for _, want := range []string{"protocols.http.read_header_timeout must be positive", "protocols.http.idle_timeout must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v, want %q", err, want)
 		}
 	}
 }

@@ -37,9 +37,6 @@ const (
 
 	// maxPrealloc bounds the buffer allocated up front for a body.
 	maxPrealloc = 4 << 20
-
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
 )
 
 // Content types of OTLP/HTTP.
@@ -53,8 +50,9 @@ func (s *Source) newHTTPServer() *http.Server {
 	mux.HandleFunc(TracesPath, s.handleTraces)
 	return &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: s.cfg.Protocols.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.Protocols.HTTP.IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 }

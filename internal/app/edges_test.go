@@ -1,0 +1,73 @@
+package app
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftdb/weft/internal/config"
+)
+
+// TestHTTPEdges checks the limits of both HTTP servers (OTLP and the query
+// API) against hostile clients: headers over 1 MiB get 431, and a client
+// that does not finish its headers within the read-header timeout
+// (distributor.receivers.otlp.protocols.http.read_header_timeout,
+// server.http_server_read_header_timeout) is disconnected, while the
+// servers keep answering others.
+func TestHTTPEdges(t *testing.T) {
+	a := startWeft(t, func(c *config.Config) {
+		c.Distributor.Receivers.OTLP.Protocols.HTTP.ReadHeaderTimeout = 200 * time.Millisecond
+		c.Server.HTTPServerReadHeaderTimeout = 200 * time.Millisecond
+	})
+	_, otlpAddr := a.OTLPAddrs()
+	for name, addr := range map[string]string{"otlp": otlpAddr, "query": a.HTTPAddr()} {
+		t.Run(name+" header too large", func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ready", nil)
+			req.Header.Set("X-Junk", strings.Repeat("x", 2<<20))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Fatalf("status %d, want 431", resp.StatusCode)
+			}
+		})
+		t.Run(name+" slow headers", func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, "POST /v1/traces HTTP/1.1\r\nHost: weft\r\nX-Slow: "); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			took := time.Since(start)
+			// Closed (EOF), or a 408 before closing: either way within the
+			// timeout, not at the test's 5s deadline.
+			if took > 3*time.Second || (err == nil && !strings.Contains(line, "408")) {
+				t.Fatalf("after %s: line %q, err %v; want the connection closed after 200ms", took, line, err)
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server kept a slow client %s", took)
+			}
+		})
+		t.Run(name+" still serves", func(t *testing.T) {
+			resp, err := http.Get("http://" + addr + "/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if name == "query" && resp.StatusCode != http.StatusOK {
+				t.Fatalf("/ready: %d", resp.StatusCode)
+			}
+		})
+	}
+}
