@@ -213,6 +213,9 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
 			return a.limits.For(tenant).Read.MaxBytesPerTagValuesQuery
 		},
+		TenantMaxBytesPerTrace: func(tenant string) int {
+			return a.limits.For(tenant).Global.MaxBytesPerTrace
+		},
 		MultitenancyEnabled: cfg.MultitenancyEnabled,
 		NoMultiTenantReads:  !cfg.QueryFrontend.MultiTenantQueriesEnabled,
 		DefaultSearchLimit:  cfg.QueryFrontend.Search.DefaultResultLimit,

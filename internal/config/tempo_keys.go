@@ -81,7 +81,6 @@ var tempoKeys = []string{
 	"storage.trace.gcs", "storage.trace.azure",
 	// overrides
 	"overrides.defaults.ingestion.max_traces_per_user", "overrides.defaults.ingestion.retry_info_enabled",
-	"overrides.defaults.global",
 	"overrides.defaults.ingestion.max_global_traces_per_user", "overrides.defaults.ingestion.tenant_shard_size",
 	"overrides.defaults.read.max_blocks_per_tag_values_query", "overrides.defaults.read.max_condition_groups_per_tag_query",
 	"overrides.defaults.read.max_search_duration", "overrides.defaults.read.max_metrics_duration",

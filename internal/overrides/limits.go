@@ -19,6 +19,8 @@ type Limits struct {
 	Ingestion IngestionLimits `yaml:"ingestion"`
 	// Read limits the query path.
 	Read ReadLimits `yaml:"read"`
+	// Global holds the limits that apply across paths.
+	Global GlobalLimits `yaml:"global"`
 	// Compaction holds block retention, read by the backend jobs.
 	Compaction CompactionLimits `yaml:"compaction"`
 }
@@ -52,6 +54,14 @@ type ReadLimits struct {
 	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
 }
 
+// GlobalLimits are overrides.*.global.
+type GlobalLimits struct {
+	// MaxBytesPerTrace is the largest trace, in OTLP bytes, a trace-by-ID
+	// answer holds: over it v1 answers 422 and v2 returns the spans that fit
+	// with status PARTIAL. Spans are not refused at ingest. 0 is no limit.
+	MaxBytesPerTrace int `yaml:"max_bytes_per_trace"`
+}
+
 // CompactionLimits are overrides.*.compaction.
 type CompactionLimits struct {
 	// BlockRetention is how long blocks are kept; 0 keeps them forever.
@@ -61,7 +71,7 @@ type CompactionLimits struct {
 }
 
 // DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, tag
-// answers cut at 1 MB.
+// answers cut at 1 MB, traces answered up to 5 MB.
 func DefaultLimits() Limits {
 	return Limits{
 		Ingestion: IngestionLimits{
@@ -69,7 +79,8 @@ func DefaultLimits() Limits {
 			RateLimitBytes: 30_000_000,
 			BurstSizeBytes: 30_000_000,
 		},
-		Read: ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
+		Read:   ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
+		Global: GlobalLimits{MaxBytesPerTrace: 5_000_000},
 	}
 }
 
@@ -94,6 +105,7 @@ func (l *Limits) Validate() error {
 	if l.Read.MaxBytesPerTagValuesQuery <= 0 {
 		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
 	}
+	nonNegative("global.max_bytes_per_trace", l.Global.MaxBytesPerTrace)
 	if l.Compaction.BlockRetention < 0 {
 		errs = append(errs, fmt.Errorf("compaction.block_retention: must not be negative, got %s", l.Compaction.BlockRetention))
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -76,6 +77,11 @@ type Options struct {
 	// (its read.max_bytes_per_tag_values_query override) and wins over
 	// MaxBytesPerTagValuesQuery. It must be safe for concurrent use.
 	TenantMaxBytesPerTagValuesQuery func(tenant string) int
+	// TenantMaxBytesPerTrace gives each tenant's largest trace a trace-by-ID
+	// answer holds (its global.max_bytes_per_trace; 0 is no limit): over it
+	// v1 answers 422 and v2 the spans that fit with status PARTIAL. Nil is
+	// no limit. It must be safe for concurrent use.
+	TenantMaxBytesPerTrace func(tenant string) int
 	// NoMultiTenantReads refuses queries that name several tenants
 	// ("X-Scope-OrgID: a|b|c", query_frontend.multi_tenant_queries_enabled
 	// false); by default they run for each tenant and the answers merge.
@@ -116,8 +122,12 @@ type handler struct {
 	multiTenantReads bool
 	// defaultLimit cuts a merged multi-tenant search without limit.
 	defaultLimit int
-	ready        func() error
-	buildInfo    []byte
+	// maxTraceBytes is each tenant's max_bytes_per_trace (0: none), and
+	// tooLarge counts the traces answered partially or with 422 for it.
+	maxTraceBytes func(tenant string) int
+	tooLarge      *prometheus.CounterVec
+	ready         func() error
+	buildInfo     []byte
 }
 
 // New returns the HTTP handler serving all routes below.
@@ -191,6 +201,14 @@ func New(opts Options) (http.Handler, error) {
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))
 	h.handle("GET /metrics", routeMetrics, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	h.registerPprof()
+	h.maxTraceBytes = opts.TenantMaxBytesPerTrace
+	if h.maxTraceBytes == nil {
+		h.maxTraceBytes = func(string) int { return 0 }
+	}
+	h.tooLarge = metrics.Register(opts.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_query_traces_too_large_total",
+		Help: "Trace-by-ID answers cut (v2, PARTIAL) or refused (v1, 422) because the trace is over the tenant's global.max_bytes_per_trace, by tenant.",
+	}, []string{"tenant"}))
 	if h.maxTagBytes == nil {
 		fixed := opts.MaxBytesPerTagValuesQuery
 		h.maxTagBytes = func(string) int { return fixed }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/codes"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftdb/weft/internal/tenant"
 )
 
 const (
@@ -71,6 +74,21 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	}
 	found := batches > 0
 	asProto := hasToken(r.Header.Values("Accept"), contentTypeProtobuf)
+	// A trace over its tenant's max_bytes_per_trace: 422 on v1, the
+	// ResourceSpans that fit and PARTIAL on v2, as in Tempo.
+	var tooLarge string
+	limit := h.traceLimit(tenants)
+	if limit > 0 && len(trace) > limit && found {
+		ten := strings.Join(tenants, tenant.ReadSeparator)
+		tooLarge = fmt.Sprintf("trace %x is %d bytes, over the limit of %d bytes of tenant %q (overrides.defaults.global.max_bytes_per_trace)",
+			id, len(trace), limit, ten)
+		h.tooLarge.WithLabelValues(ten).Inc()
+		if v == traceV1 {
+			writeError(w, http.StatusUnprocessableEntity, tooLarge)
+			return
+		}
+		tooLarge += "; only the first spans that fit are returned"
+	}
 
 	if v == traceV1 {
 		switch {
@@ -93,6 +111,10 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	resp := traceByIDResponse{inspectedBytes: uint64(len(trace))}
 	if found {
 		resp.trace = trace
+	}
+	if tooLarge != "" {
+		resp.trace = cutTrace(trace, limit)
+		resp.status, resp.message = partialStatusPartial, tooLarge
 	}
 	if asProto {
 		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.appendProto(nil))
@@ -198,6 +220,37 @@ func countResourceSpans(b []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// traceLimit is the smallest max_bytes_per_trace of tenants, 0 when none
+// has one.
+func (h *handler) traceLimit(tenants []string) int {
+	limit := 0
+	for _, t := range tenants {
+		if l := h.maxTraceBytes(t); l > 0 && (limit == 0 || l < limit) {
+			limit = l
+		}
+	}
+	return limit
+}
+
+// cutTrace keeps the leading ResourceSpans entries of OTLP TracesData b
+// that fit in max bytes together.
+func cutTrace(b []byte, max int) []byte {
+	end := 0
+	for rest := b; len(rest) > 0; {
+		num, typ, l := protowire.ConsumeTag(rest)
+		if l < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[l:])
+		if m < 0 || end+l+m > max {
+			break
+		}
+		end += l + m
+		rest = rest[l+m:]
+	}
+	return b[:end]
 }
 
 // unmarshalTrace decodes OTLP TracesData bytes for JSON encoding.

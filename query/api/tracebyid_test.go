@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -597,4 +599,82 @@ func TestTraceByIDResponseEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("protobuf", resp)
+}
+
+// TestTraceTooLarge sets a tenant's max_bytes_per_trace between the size of
+// the first ResourceSpans of the test trace and the whole: v1 answers 422
+// naming the limit and its key, v2 the first ResourceSpans with status
+// PARTIAL and the same message, and both are counted.
+func TestTraceTooLarge(t *testing.T) {
+	td := testTrace()
+	whole := mustMarshal(t, td)
+	first := mustMarshal(t, &tracepb.TracesData{ResourceSpans: td.ResourceSpans[:1]})
+	limit := len(first) + 1
+	reg := prometheus.NewRegistry()
+	h, err := New(Options{Finder: &fakeFinder{traces: map[[16]byte][]byte{testTraceID: whole}}, Metrics: reg, MultitenancyEnabled: true,
+		TenantMaxBytesPerTrace: func(tenant string) int {
+			if tenant == "small" {
+				return limit
+			}
+			return 0
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := do(t, h, http.MethodGet, "/api/traces/"+testTraceHex, "X-Scope-OrgID", "small")
+	if res.code != http.StatusUnprocessableEntity || !strings.Contains(string(res.body), "overrides.defaults.global.max_bytes_per_trace") ||
+		!strings.Contains(string(res.body), fmt.Sprintf("limit of %d bytes", limit)) {
+		t.Fatalf("v1: %d %s", res.code, res.body)
+	}
+	res = do(t, h, http.MethodGet, "/api/v2/traces/"+testTraceHex, "X-Scope-OrgID", "small", "Accept", "application/protobuf")
+	if res.code != http.StatusOK {
+		t.Fatalf("v2: %d %s", res.code, res.body)
+	}
+	got := decodeV2(t, res.body)
+	if got.status != 1 || !strings.Contains(got.message, "max_bytes_per_trace") || !bytes.Equal(got.trace, first) {
+		t.Fatalf("v2: status %d message %q, %d trace bytes, want PARTIAL and the first %d", got.status, got.message, len(got.trace), len(first))
+	}
+	if res := do(t, h, http.MethodGet, "/api/v2/traces/"+testTraceHex, "X-Scope-OrgID", "big"); res.code != http.StatusOK || strings.Contains(string(res.body), "PARTIAL") {
+		t.Fatalf("a tenant without the limit: %d %s", res.code, res.body)
+	}
+	if n := testutil.ToFloat64(h.(*handler).tooLarge.WithLabelValues("small")); n != 2 {
+		t.Fatalf("weft_query_traces_too_large_total = %v, want 2", n)
+	}
+}
+
+// v2Answer is a decoded binary tempopb.TraceByIDResponse.
+type v2Answer struct {
+	trace   []byte
+	status  uint64
+	message string
+}
+
+func decodeV2(t *testing.T, b []byte) v2Answer {
+	t.Helper()
+	var a v2Answer
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			t.Fatal(protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			a.trace, n = v, m
+		case num == 3 && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			a.status, n = v, m
+		case num == 4 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeString(b)
+			a.message, n = v, m
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			t.Fatal(protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return a
 }
