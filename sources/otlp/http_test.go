@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -329,6 +330,10 @@ func TestHTTPBodyTooLarge(t *testing.T) {
 	}
 	if n := len(out.messages()); n != 1 {
 		t.Errorf("%d messages pushed, want 1", n)
+	}
+	// The four refusals are counted.
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolHTTP, "ResourceExhausted")); n != 4 {
+		t.Errorf("weft_otlp_requests_total{code=\"ResourceExhausted\"} = %v, want 4", n)
 	}
 }
 
