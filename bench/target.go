@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftdb/weft/internal/procstat"
 )
 
 const (
@@ -59,7 +61,7 @@ func measure(pids []int) procStat {
 			continue
 		}
 		s.cpuSeconds += cpu
-		s.peakRSS += procHWM(pid)
+		s.peakRSS += procstat.Bytes(pid, procstat.PeakRSS)
 		s.procs++
 	}
 	return s
@@ -87,24 +89,6 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("cannot parse the stat of process %d: %w", pid, err)
 	}
 	return float64(ut+st) / clockTicks, nil
-}
-
-// procHWM is the peak resident set size of pid in bytes (VmHWM).
-func procHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb * 1024
-			}
-		}
-	}
-	return 0
 }
 
 // childrenNamed lists the processes whose parent is ppid and whose command is comm.

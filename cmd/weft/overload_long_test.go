@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftdb/weft/internal/procstat"
 	"github.com/weftdb/weft/internal/testlong"
 )
 
@@ -91,21 +91,6 @@ func (t *batchTemplate) request(seq uint64) []byte {
 		}
 	}
 	return b
-}
-
-// procKB reads a "VmRSS:" or "VmHWM:" line of /proc/<pid>/status, in kB.
-func procKB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return v
-		}
-	}
-	return 0
 }
 
 // load pushes batches from workers until stop is closed, pacing the whole
@@ -240,7 +225,7 @@ memory_limiter:
 			case <-stopSampling:
 				return
 			case <-tk.C:
-				if v := procKB(pid, "VmRSS:"); v > maxRSS.Load() {
+				if v := procstat.Bytes(pid, procstat.RSS); v > maxRSS.Load() {
 					maxRSS.Store(v)
 				}
 			}
@@ -252,12 +237,12 @@ memory_limiter:
 	sampler.Wait()
 	sent := l.sent.Load() - sentBefore
 	ok, refused, failed := l.okReq.Load()-okBefore, l.refused.Load()-refusedBefore, l.failed.Load()-failedBefore
-	hwm := procKB(pid, "VmHWM:") << 10
+	hwm := procstat.Bytes(pid, procstat.PeakRSS)
 	t.Logf("overload: offered %.0f spans/s (%.1fx the sustained rate) for %s; %d requests sent, %d acknowledged (%.0f spans/s), %d refused with 429/503, %d failed otherwise, %d ticks skipped with 512 in flight",
 		float64(sent)*spansPerBatch/overload.Seconds(), float64(sent)/overload.Seconds()/sustained, overload,
 		sent, ok, float64(ok)*spansPerBatch/overload.Seconds(), refused, failed, skipped)
 	t.Logf("memory: peak RSS %d MiB (VmHWM, whole run), highest sampled RSS during the overload %d MiB, budget %d MiB",
-		hwm>>20, maxRSS.Load()>>10, budget>>20)
+		hwm>>20, maxRSS.Load()>>20, budget>>20)
 	if hwm > budget {
 		t.Errorf("peak RSS %d bytes is over the budget of %d", hwm, budget)
 	}

@@ -152,3 +152,27 @@ func TestWindowLongerThanBlockDuration(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The blocks this version added refuse bad values with their key.
+func TestLimitKeysAreChecked(t *testing.T) {
+	_, _, err := Load("weft.yaml", []byte(`memory_limiter:
+  limit_bytes: 1000
+overrides:
+  per_tenant_override_period: 0s
+  defaults:
+    ingestion:
+      rate_limit_bytes: -1
+    global:
+      max_bytes_per_trace: -5
+`), false)
+	for _, want := range []string{"memory_limiter: limit_bytes: must be 0 (off) or at least", "overrides: per_tenant_override_period: must be positive",
+		"ingestion.rate_limit_bytes: must not be negative", "global.max_bytes_per_trace: must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+	_, _, err = Load("weft.yaml", []byte("server:\n  http_server_read_header_timeout: 0s\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "server.http_server_read_header_timeout: must be positive") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -12,12 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +25,7 @@ import (
 
 	imetrics "github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/periodic"
+	"github.com/weftdb/weft/internal/procstat"
 )
 
 // Config is the `memory_limiter` block (weft only).
@@ -220,16 +218,9 @@ func (l *Limiter) setRuntimeLimit() {
 // (the program's code and data, C libraries), from /proc/self/status; 0
 // where that cannot be read.
 func (l *Limiter) outsideGo() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	rss := procstat.Bytes(procstat.Self, procstat.RSS)
+	if rss == 0 {
 		return 0
-	}
-	var rss int64
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			rss = kb << 10
-		}
 	}
 	metrics.Read(l.samples)
 	goHeld := int64(l.samples[0].Value.Uint64() - l.samples[2].Value.Uint64())

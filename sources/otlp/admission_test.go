@@ -39,29 +39,14 @@ func (a *switchAdmission) Admit(string) (func(int), error) {
 func TestAdmissionRefusesBeforeReading(t *testing.T) {
 	out := &fakeOutput{}
 	adm := &switchAdmission{}
-	f := NewFactory(testConfig(), adm)
-	n, err := f.Create(pipelines.Settings{Name: "otlp", Output: out}, f.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := n.(*Source)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	s, _ := startAdmitting(t, out, adm, nil)
 	client, _ := grpcClient(t, s)
 	body := testProtoBody(t)
 	_, httpAddr := s.Addrs()
 	url := "http://" + httpAddr + TracesPath
 
 	adm.closed.Store(true)
-	_, err = export(t, client, "")
+	_, err := export(t, client, "")
 	st := status.Convert(err)
 	if st.Code() != codes.Unavailable || !bytes.Contains([]byte(st.Message()), []byte("memory_limiter.limit_bytes")) {
 		t.Fatalf("gRPC: %v, want UNAVAILABLE naming the budget", err)
@@ -116,25 +101,10 @@ func TestAdmissionRefusesBeforeReading(t *testing.T) {
 // its admission, so that refused requests never count as in progress.
 func TestAdmissionEndsForUnreadRequests(t *testing.T) {
 	adm := &switchAdmission{}
-	cfg := testConfig()
-	cfg.Protocols.GRPC.MaxRecvMsgSizeMiB = 1
-	f := NewFactory(cfg, adm)
-	n, err := f.Create(pipelines.Settings{Name: "otlp", Output: &fakeOutput{}}, f.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := n.(*Source)
+	s, _ := startAdmitting(t, &fakeOutput{}, adm, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
+	client, _ := grpcClient(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	client, _ := grpcClient(t, s)
 	req := testRequest(t)
 	req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", 2<<20)
 	if _, err := client.Export(ctx, req); status.Code(err) != codes.ResourceExhausted {
@@ -142,5 +112,19 @@ func TestAdmissionEndsForUnreadRequests(t *testing.T) {
 	}
 	if adm.asked.Load() != 1 || adm.doneCalls.Load() != 1 {
 		t.Fatalf("admission asked %d times and ended %d times, want 1 and 1", adm.asked.Load(), adm.doneCalls.Load())
+	}
+}
+
+// TestFactoryPassesAdmission checks that the sources a factory creates ask
+// the factory's admission.
+func TestFactoryPassesAdmission(t *testing.T) {
+	adm := &switchAdmission{}
+	f := NewFactory(testConfig(), adm)
+	n, err := f.Create(pipelines.Settings{Name: "otlp", Output: &fakeOutput{}}, f.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.(*Source).admit; got != Admission(adm) {
+		t.Fatalf("source admission %v, want the factory's", got)
 	}
 }

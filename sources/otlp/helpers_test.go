@@ -73,6 +73,13 @@ func testConfig() Config {
 // mutate, and shuts it down at the end of the test.
 func startSource(t testing.TB, out pipelines.Output, mutate func(*Config)) (*Source, *prometheus.Registry) {
 	t.Helper()
+	return startAdmitting(t, out, nil, mutate)
+}
+
+// startAdmitting is startSource with an Admission asked before each request
+// is read (nil: none).
+func startAdmitting(t testing.TB, out pipelines.Output, admit Admission, mutate func(*Config)) (*Source, *prometheus.Registry) {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
@@ -87,6 +94,7 @@ func startSource(t testing.TB, out pipelines.Output, mutate func(*Config)) (*Sou
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	s.admit = admit
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := s.Start(ctx); err != nil {
