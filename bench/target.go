@@ -252,8 +252,9 @@ func tail(path string, n int) string {
 }
 
 // monolithicConfig is a weft config on loopback ports with fast block cuts,
-// no search end cutoff and no ingestion rate limit (the bench measures what
-// weft can take, not the default 30 MB/s per tenant).
+// no search end cutoff, no ingestion rate limit and no live-trace limit (the
+// bench measures what weft can take, not the default 30 MB/s and 10,000
+// live traces per tenant).
 func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration) string {
 	return fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1
@@ -281,12 +282,17 @@ block_builder:
     path: %s/wal
 query_frontend:
   query_end_cutoff: 0s
-overrides:
+`+noIngestionLimits, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
+}
+
+// noIngestionLimits is the config the bench adds to weft's: it measures
+// what weft can take, not the default per-tenant limits.
+const noIngestionLimits = `overrides:
   defaults:
     ingestion:
       rate_limit_bytes: 0
-`, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
-}
+      max_traces_per_user: 0
+`
 
 // startMonolithic builds weft and runs it as one subprocess on a temp data dir.
 func startMonolithic(repo, workDir string, blockDuration time.Duration) (*target, error) {
@@ -370,9 +376,14 @@ func startMicroservices(repo, workDir string) (*target, error) {
 	if err := goBuild(repo, "./cmd/weft-dev-kafka", kafka); err != nil {
 		return nil, err
 	}
+	// As in the monolithic profile, no per-tenant ingestion limits.
+	extra := filepath.Join(workDir, "no-limits.yaml")
+	if err := os.WriteFile(extra, []byte(noIngestionLimits), 0o600); err != nil {
+		return nil, fmt.Errorf("cannot write %s: %w", extra, err)
+	}
 	cmd := exec.Command("bash", "scripts/run-microservices.sh")
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "WEFT="+weft, "KAFKA="+kafka, "DATA="+filepath.Join(workDir, "data"))
+	cmd.Env = append(os.Environ(), "WEFT="+weft, "KAFKA="+kafka, "DATA="+filepath.Join(workDir, "data"), "EXTRA_CONFIG="+extra)
 	logPath := filepath.Join(workDir, "microservices.log")
 	progress("starting scripts/run-microservices.sh (log: %s)", logPath)
 	c, err := startChild(cmd, logPath)

@@ -6,6 +6,9 @@
 #
 #   query API (Grafana's Tempo data source): http://127.0.0.1:3200
 #   OTLP:                                    127.0.0.1:4317 (gRPC), 127.0.0.1:4318 (HTTP)
+#
+# EXTRA_CONFIG, if set, is a YAML file appended to every component's config
+# (top-level keys the generated config does not set, such as overrides).
 set -euo pipefail
 set -m # each component in its own process group: Ctrl-C reaches this script only, which stops them in order
 
@@ -62,6 +65,9 @@ storage:
 block_builder:
   wal: {path: $DATA/wal-$name}
 YAML
+	if [[ -n "${EXTRA_CONFIG:-}" ]]; then
+		cat "$EXTRA_CONFIG" >> "$CONF/$name.yaml"
+	fi
 }
 
 start() { # start NAME TARGET

@@ -238,6 +238,15 @@ func newPorts(t *testing.T) ports {
 }
 
 // loopbackConfig is a weft config listening on ps, on 127.0.0.1 only.
+// noLiveTraceLimit is config to append for tests that push more traces
+// within distributor.trace_idle_period than the default
+// max_traces_per_user (10,000), which would refuse some of them.
+const noLiveTraceLimit = `overrides:
+  defaults:
+    ingestion:
+      max_traces_per_user: 0
+`
+
 func loopbackConfig(ps ports, dataDir string) string {
 	return fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1

@@ -45,7 +45,9 @@ func TestMicroservicesLong(t *testing.T) {
 		if seed == "" {
 			seed = mlAddr
 		}
-		cfg := writeFile(t, name+".yaml", kafkaConfig(ps, data, broker)+ml)
+		// The test pushes 12,500 traces within seconds: more than the
+		// default 10,000 live traces of a tenant.
+		cfg := writeFile(t, name+".yaml", kafkaConfig(ps, data, broker)+ml+noLiveTraceLimit)
 		c := &comp{p: startWeft(t, nil, "-config.file="+cfg, "-target="+target), ps: ps, cfg: cfg, tgt: target, name: name}
 		c.p.waitReady(t, loopback(ps.http))
 		return c

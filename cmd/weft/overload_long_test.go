@@ -194,7 +194,7 @@ live_store:
   max_bytes: 134217728
 memory_limiter:
   limit_bytes: `+strconv.Itoa(budget)+`
-`)
+`+noLiveTraceLimit)
 	p := startWeft(t, nil, "-config.file="+cfg)
 	p.waitReady(t, loopback(ps.http))
 	pid := p.cmd.Process.Pid

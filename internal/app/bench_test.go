@@ -194,8 +194,10 @@ func benchApp(b *testing.B) *App {
 	cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
 	cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
 	cfg.LiveStore.MaxBytes = 64 << 30
-	// Measure capacity, not the default per-tenant rate limit (30 MB/s).
+	// Measure capacity, not the default per-tenant rate limit (30 MB/s)
+	// and live traces (10,000).
 	cfg.Overrides.Defaults.Ingestion.RateLimitBytes = 0
+	cfg.Overrides.Defaults.Ingestion.MaxTracesPerUser = 0
 	dir := b.TempDir()
 	cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
 	cfg.BlockBuilder.WAL.Path = dir + "/wal"

@@ -1,7 +1,10 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,4 +126,106 @@ func TestIngestionRateLimit(t *testing.T) {
 	if !strings.Contains(metrics, `weft_overrides_reloads_total{result="success"}`) {
 		t.Fatalf("reload metric:\n%s", grep(metrics, "overrides"))
 	}
+}
+
+// TestTraceLimitsAtIngest gives tenant "capped" room for two live traces of
+// at most 400 bytes in the runtime overrides file. Over HTTP a third trace
+// is refused, and over gRPC a span that takes a trace past 400 bytes is:
+// both as a partial success whose message names the limit, the tenant and
+// the key, counted by reason, while the spans beside them are kept.
+func TestTraceLimitsAtIngest(t *testing.T) {
+	rt := filepath.Join(t.TempDir(), "overrides.yaml")
+	runtime := "overrides:\n  capped:\n    ingestion:\n      max_traces_per_user: 2\n    global:\n      max_bytes_per_trace: 400\n"
+	if err := os.WriteFile(rt, []byte(runtime), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startWeft(t, func(c *config.Config) {
+		c.MultitenancyEnabled = true
+		c.Overrides.PerTenantOverrideConfig = rt
+	})
+	grpcAddr, httpAddr := a.OTLPAddrs()
+	capped := map[string]string{"X-Scope-OrgID": "capped"}
+	traceID := func(b byte) []byte { return bytes.Repeat([]byte{b}, 16) }
+	spanID := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8) }
+
+	// Three traces in one push: the third is over max_traces_per_user.
+	body, _ := proto.Marshal(request(span(traceID(1), spanID(1), "one"), span(traceID(2), spanID(1), "two"), span(traceID(3), spanID(1), "three")))
+	code, resp := postOTLP(t, "http://"+httpAddr+"/v1/traces", "application/x-protobuf", body, capped)
+	var out coltracepb.ExportTraceServiceResponse
+	if err := proto.Unmarshal(resp, &out); err != nil || code != http.StatusOK {
+		t.Fatalf("status %d %q: %v", code, resp, err)
+	}
+	ps := out.GetPartialSuccess()
+	if ps.GetRejectedSpans() != 1 {
+		t.Fatalf("rejected %d spans, want 1 (%q)", ps.GetRejectedSpans(), ps.GetErrorMessage())
+	}
+	for _, w := range []string{"LIVE_TRACES_EXCEEDED", `tenant "capped"`, "2 live traces", "max_traces_per_user"} {
+		if !strings.Contains(ps.GetErrorMessage(), w) {
+			t.Errorf("message %q lacks %q", ps.GetErrorMessage(), w)
+		}
+	}
+	if !traceExists(t, a, traceID(1), "capped") || !traceExists(t, a, traceID(2), "capped") || traceExists(t, a, traceID(3), "capped") {
+		t.Fatal("want traces 1 and 2 kept and trace 3 refused")
+	}
+
+	// Trace 1 is live: a span of 380 more bytes takes it past 400.
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-scope-orgid", "capped"), 10*time.Second)
+	defer cancel()
+	big := span(traceID(1), spanID(2), strings.Repeat("x", 380))
+	small := span(traceID(2), spanID(2), "two-more")
+	res, err := coltracepb.NewTraceServiceClient(conn).Export(ctx, request(big, small))
+	if err != nil {
+		t.Fatalf("gRPC push: %v", err)
+	}
+	if ps := res.GetPartialSuccess(); ps.GetRejectedSpans() != 1 ||
+		!strings.Contains(ps.GetErrorMessage(), "TRACE_TOO_LARGE") || !strings.Contains(ps.GetErrorMessage(), "(400 bytes)") ||
+		!strings.Contains(ps.GetErrorMessage(), "max_bytes_per_trace") {
+		t.Fatalf("partial success %v, want 1 span refused naming TRACE_TOO_LARGE, 400 bytes and the key", ps)
+	}
+	if n := spanCount(t, a, traceID(2), "capped"); n != 2 {
+		t.Fatalf("trace 2 has %d spans, want 2: the span beside the refused one is kept", n)
+	}
+
+	metrics := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK))
+	for _, w := range []string{
+		`weft_discarded_spans_total{reason="live_traces_exceeded",tenant="capped"} 1`,
+		`weft_discarded_spans_total{reason="trace_too_large",tenant="capped"} 1`,
+	} {
+		if !strings.Contains(metrics, w) {
+			t.Fatalf("metrics lack %s:\n%s", w, grep(metrics, "discarded"))
+		}
+	}
+}
+
+// spanCount fetches a trace of tenant by ID (v1, protobuf) and counts its
+// spans; 0 when it is not found.
+func spanCount(t *testing.T, a *App, traceID []byte, tenant string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(traceID), nil)
+	req.Header.Set("Accept", "application/protobuf")
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusNotFound {
+		return 0
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("trace %x: %d %q", traceID, resp.StatusCode, body)
+	}
+	n := 0
+	for _, rs := range decodeV1Proto(t, body) {
+		for _, ss := range rs.GetScopeSpans() {
+			n += len(ss.GetSpans())
+		}
+	}
+	return n
 }

@@ -108,6 +108,10 @@ type DistributorConfig struct {
 	RetryAfterOnResourceExhausted time.Duration `yaml:"retry_after_on_resource_exhausted"`
 	// Partitions is the number of partitions spans are hashed over.
 	Partitions int `yaml:"partitions"`
+	// TraceIdlePeriod is how long after its last span a trace stops being
+	// live for overrides.*.ingestion.max_traces_per_user and
+	// overrides.*.global.max_bytes_per_trace at ingest.
+	TraceIdlePeriod time.Duration `yaml:"trace_idle_period"`
 }
 
 // ReceiversConfig lists the receivers; only OTLP so far.
@@ -172,6 +176,7 @@ func Default() Config {
 			MaxAttributeBytes:             d.MaxAttributeBytes,
 			RetryAfterOnResourceExhausted: o.RetryAfter,
 			Partitions:                    d.Partitions,
+			TraceIdlePeriod:               d.TraceIdlePeriod,
 		},
 		LiveStore:     livestore.DefaultConfig(),
 		BlockBuilder:  blockbuilder.DefaultConfig(),
@@ -253,6 +258,7 @@ func (c *Config) DistributorNode() distributor.Config {
 		MultitenancyEnabled: c.MultitenancyEnabled,
 		MaxAttributeBytes:   c.Distributor.MaxAttributeBytes,
 		Partitions:          c.Distributor.Partitions,
+		TraceIdlePeriod:     c.Distributor.TraceIdlePeriod,
 	}
 	if m := c.Overrides.Defaults.Ingestion.MaxAttributeBytes; m > 0 {
 		d.MaxAttributeBytes = m

@@ -55,6 +55,9 @@ func TestTempoConfigLoads(t *testing.T) {
 	if got := c.Overrides.Defaults.Ingestion.RateLimitBytes; got != 20_000_000 {
 		t.Fatalf("overrides.defaults.ingestion.rate_limit_bytes = %d, want 20000000", got)
 	}
+	if got := c.Overrides.Defaults.Ingestion.MaxTracesPerUser; got != 20_000 {
+		t.Fatalf("overrides.defaults.ingestion.max_traces_per_user = %d, want 20000", got)
+	}
 	want := []string{
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",

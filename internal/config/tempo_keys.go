@@ -80,7 +80,7 @@ var tempoKeys = []string{
 	"storage.trace.s3.tls_min_version", "storage.trace.s3.http_config", "storage.trace.s3.max_retries",
 	"storage.trace.gcs", "storage.trace.azure",
 	// overrides
-	"overrides.defaults.ingestion.max_traces_per_user", "overrides.defaults.ingestion.retry_info_enabled",
+	"overrides.defaults.ingestion.retry_info_enabled",
 	"overrides.defaults.ingestion.max_global_traces_per_user", "overrides.defaults.ingestion.tenant_shard_size",
 	"overrides.defaults.read.max_blocks_per_tag_values_query", "overrides.defaults.read.max_condition_groups_per_tag_query",
 	"overrides.defaults.read.max_search_duration", "overrides.defaults.read.max_metrics_duration",
@@ -102,6 +102,6 @@ func isTempoKey(path string) bool {
 }
 
 // IsTempoOverridesKey tells whether key, a path inside one tenant's block of
-// overrides (such as "ingestion.max_traces_per_user"), is a Tempo key weft
+// overrides (such as "ingestion.tenant_shard_size"), is a Tempo key weft
 // does not use: the runtime overrides file tolerates those with a warning.
 func IsTempoOverridesKey(key string) bool { return isTempoKey("overrides.defaults." + key) }

@@ -30,12 +30,14 @@ func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 // Reasons used with DiscardedSpans.
 const (
-	ReasonInvalidTraceID = "invalid_trace_id"
-	ReasonInvalidSpanID  = "invalid_span_id"
-	ReasonLiveStoreFull  = "live_store_full"
-	ReasonBuilderBehind  = "block_builder_behind"
-	ReasonFilteredOut    = "filtered"
-	ReasonRateLimited    = "rate_limited"
+	ReasonInvalidTraceID     = "invalid_trace_id"
+	ReasonInvalidSpanID      = "invalid_span_id"
+	ReasonLiveStoreFull      = "live_store_full"
+	ReasonBuilderBehind      = "block_builder_behind"
+	ReasonFilteredOut        = "filtered"
+	ReasonRateLimited        = "rate_limited"
+	ReasonLiveTracesExceeded = "live_traces_exceeded"
+	ReasonTraceTooLarge      = "trace_too_large"
 )
 
 // DiscardedSpans counts spans that weft received and did not keep, by tenant

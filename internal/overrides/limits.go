@@ -45,6 +45,11 @@ type IngestionLimits struct {
 	// MaxAttributeBytes truncates longer attribute keys and string values;
 	// 0 leaves distributor.max_attribute_bytes in force.
 	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
+	// MaxTracesPerUser is how many traces of the tenant may be live at once
+	// in one distributor: traces that received a span within
+	// distributor.trace_idle_period. Spans of new traces beyond it are
+	// refused (partial success, LIVE_TRACES_EXCEEDED). 0 is no limit.
+	MaxTracesPerUser int `yaml:"max_traces_per_user"`
 }
 
 // ReadLimits are overrides.*.read.
@@ -56,9 +61,11 @@ type ReadLimits struct {
 
 // GlobalLimits are overrides.*.global.
 type GlobalLimits struct {
-	// MaxBytesPerTrace is the largest trace, in OTLP bytes, a trace-by-ID
-	// answer holds: over it v1 answers 422 and v2 returns the spans that fit
-	// with status PARTIAL. Spans are not refused at ingest. 0 is no limit.
+	// MaxBytesPerTrace is the largest trace, in OTLP bytes. At ingest, a span
+	// that would take a live trace over it is refused (partial success,
+	// TRACE_TOO_LARGE); at query time, a trace-by-ID answer over it (a trace
+	// that grew across idle periods or distributors) is 422 on v1, and on v2
+	// the spans that fit with status PARTIAL. 0 is no limit.
 	MaxBytesPerTrace int `yaml:"max_bytes_per_trace"`
 }
 
@@ -70,14 +77,15 @@ type CompactionLimits struct {
 	BlockRetention time.Duration `yaml:"block_retention"`
 }
 
-// DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, tag
-// answers cut at 1 MB, traces answered up to 5 MB.
+// DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, 10,000
+// live traces, tag answers cut at 1 MB, traces up to 5 MB.
 func DefaultLimits() Limits {
 	return Limits{
 		Ingestion: IngestionLimits{
-			RateStrategy:   RateStrategyLocal,
-			RateLimitBytes: 30_000_000,
-			BurstSizeBytes: 30_000_000,
+			RateStrategy:     RateStrategyLocal,
+			RateLimitBytes:   30_000_000,
+			BurstSizeBytes:   30_000_000,
+			MaxTracesPerUser: 10_000,
 		},
 		Read:   ReadLimits{MaxBytesPerTagValuesQuery: 1_000_000},
 		Global: GlobalLimits{MaxBytesPerTrace: 5_000_000},
@@ -102,6 +110,7 @@ func (l *Limits) Validate() error {
 		errs = append(errs, errors.New("ingestion.burst_size_bytes: must be positive when ingestion.rate_limit_bytes is set, or every push is refused"))
 	}
 	nonNegative("ingestion.max_attribute_bytes", l.Ingestion.MaxAttributeBytes)
+	nonNegative("ingestion.max_traces_per_user", l.Ingestion.MaxTracesPerUser)
 	if l.Read.MaxBytesPerTagValuesQuery <= 0 {
 		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
 	}

@@ -51,7 +51,7 @@ func (c *Config) Validate() error {
 }
 
 // KnownElsewhere tells whether a key of a tenant's block that weft does not
-// use (such as "ingestion.max_traces_per_user") is one another system (Grafana
+// use (such as "ingestion.tenant_shard_size") is one another system (Grafana
 // Tempo) knows; such keys are ignored with a warning instead of failing the
 // runtime file.
 type KnownElsewhere func(key string) bool

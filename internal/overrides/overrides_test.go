@@ -183,12 +183,12 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 func TestParseToleratesKeysKnownElsewhere(t *testing.T) {
-	tempo := func(key string) bool { return key == "ingestion.max_traces_per_user" }
-	m, ignored, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    ingestion:\n      max_traces_per_user: 5\n      rate_limit_bytes: 9\n"), DefaultLimits(), tempo)
+	tempo := func(key string) bool { return key == "ingestion.tenant_shard_size" }
+	m, ignored, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    ingestion:\n      tenant_shard_size: 5\n      rate_limit_bytes: 9\n"), DefaultLimits(), tempo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ignored) != 1 || ignored[0] != "overrides.a.ingestion.max_traces_per_user" || m["a"].Ingestion.RateLimitBytes != 9 {
+	if len(ignored) != 1 || ignored[0] != "overrides.a.ingestion.tenant_shard_size" || m["a"].Ingestion.RateLimitBytes != 9 {
 		t.Fatalf("ignored %v, limits %+v", ignored, m["a"])
 	}
 	if _, _, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    ingestion:\n      max_trace_per_user: 5\n"), DefaultLimits(), tempo); err == nil {

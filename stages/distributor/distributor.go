@@ -21,6 +21,7 @@ import (
 
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/pipelines"
 )
@@ -39,11 +40,17 @@ type Config struct {
 	MaxAttributeBytes int `yaml:"max_attribute_bytes"`
 	// Partitions is the number of partitions spans are spread over.
 	Partitions int `yaml:"partitions"`
+	// TraceIdlePeriod is how long after its last span a trace stops being
+	// live: it no longer counts against the tenant's
+	// ingestion.max_traces_per_user, and its bytes against
+	// global.max_bytes_per_trace start again from zero.
+	TraceIdlePeriod time.Duration `yaml:"trace_idle_period"`
 }
 
 // DefaultConfig is the configuration of a weft started without a config file.
+// The idle period is Tempo's live-store max_trace_idle.
 func DefaultConfig() Config {
-	return Config{MaxAttributeBytes: 2048, Partitions: 1}
+	return Config{MaxAttributeBytes: 2048, Partitions: 1, TraceIdlePeriod: 5 * time.Second}
 }
 
 // Validate checks the config.
@@ -54,6 +61,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions > 100000 {
 		errs = append(errs, fmt.Errorf("partitions must be between 1 and 100000, got %d", c.Partitions))
+	}
+	if c.TraceIdlePeriod <= 0 {
+		errs = append(errs, fmt.Errorf("trace_idle_period must be positive, got %s", c.TraceIdlePeriod))
 	}
 	return errors.Join(errs...)
 }
@@ -80,11 +90,12 @@ func (f factory) Create(set pipelines.Settings, cfg any) (pipelines.Node, error)
 }
 
 // Distributor is the stage. The only state it keeps between messages is
-// each tenant's rate-limit bucket.
+// each tenant's rate-limit bucket and its live traces.
 type Distributor struct {
 	cfg    Config
 	limits TenantLimits // nil: no per-tenant limits
 	rates  rateLimiters
+	live   *liveTraces
 
 	received   *prometheus.CounterVec
 	bytes      *prometheus.CounterVec
@@ -100,6 +111,7 @@ func New(set pipelines.Settings, cfg Config, limits TenantLimits) *Distributor {
 	d := &Distributor{
 		cfg:    cfg,
 		limits: limits,
+		live:   newLiveTraces(cfg.TraceIdlePeriod),
 		received: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_distributor_spans_received_total",
 			Help: "Spans received by the distributor, valid or not, by tenant.",
@@ -156,8 +168,9 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 		return nil, nil
 	}
 	max := d.cfg.MaxAttributeBytes
+	var l *overrides.Limits
 	if d.limits != nil {
-		l := d.limits.For(ten)
+		l = d.limits.For(ten)
 		if err := d.rates.allow(ten, &l.Ingestion, len(msg.Payload), time.Now()); err != nil {
 			d.refused.WithLabelValues(metrics.ReasonRateLimited).Inc()
 			d.discarded.WithLabelValues(ten, metrics.ReasonRateLimited).Add(float64(batch.SpanCount()))
@@ -182,6 +195,7 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 	truncated := 0
 	var invalidTrace, invalidSpan int
 	var firstErr error
+	tl := d.traceLimits(ten, l)
 	for ri := range batch.Resources {
 		res := &batch.Resources[ri]
 		var n int
@@ -205,6 +219,9 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 				}
 				raw, n := otlpwire.TruncateSpan(sp.Raw, max)
 				truncated += n
+				if tl.on() && !tl.admit(sp.TraceID, len(raw)) {
+					continue
+				}
 				p := partitionOf(seed, sp.TraceID, d.cfg.Partitions)
 				builders[p].Add(res, sc, raw)
 			}
@@ -222,10 +239,11 @@ func (d *Distributor) Process(msg *message.Message) ([]*message.Message, error) 
 		}
 		pipelines.RejectSpans(msg.Context(), invalidTrace+invalidSpan, firstErr)
 	}
+	tl.report(msg.Context(), d.discarded)
 
 	// Nothing changed and every span goes to one partition (always so with
 	// one partition): pass the request bytes on instead of re-encoding them.
-	if truncated == 0 && invalidTrace+invalidSpan == 0 {
+	if truncated == 0 && invalidTrace+invalidSpan == 0 && tl.refused() == 0 {
 		used := -1
 		for p := range builders {
 			if builders[p].SpanCount() > 0 {

@@ -20,8 +20,13 @@ import (
 	"github.com/weftdb/weft/pipelines"
 )
 
+// newTest returns a distributor without per-tenant limits; a zero
+// TraceIdlePeriod in cfg takes the default.
 func newTest(t testing.TB, cfg Config) (*Distributor, *prometheus.Registry) {
 	t.Helper()
+	if cfg.TraceIdlePeriod == 0 {
+		cfg.TraceIdlePeriod = DefaultConfig().TraceIdlePeriod
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

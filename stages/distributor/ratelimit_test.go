@@ -44,7 +44,7 @@ func TestRateLimitRefusesLoudly(t *testing.T) {
 		"tiny":  limitsWithRate(1, n-1), // no push fits in the burst
 	}
 	reg := prometheus.NewRegistry()
-	d := New(pipelines.Settings{Name: "distributor", Metrics: reg}, Config{MultitenancyEnabled: true, MaxAttributeBytes: 2048, Partitions: 1}, limits)
+	d := New(pipelines.Settings{Name: "distributor", Metrics: reg}, Config{MultitenancyEnabled: true, MaxAttributeBytes: 2048, Partitions: 1, TraceIdlePeriod: time.Second}, limits)
 
 	for i := range 3 {
 		if _, err := d.Process(msgOf(payload, "small")); err != nil {
@@ -117,7 +117,7 @@ func TestTenantMaxAttributeBytes(t *testing.T) {
 	l := overrides.DefaultLimits()
 	l.Ingestion.MaxAttributeBytes = 4
 	d := New(pipelines.Settings{Name: "distributor", Metrics: prometheus.NewRegistry()},
-		Config{MultitenancyEnabled: true, MaxAttributeBytes: 2048, Partitions: 1}, fixedLimits{"short": &l})
+		Config{MultitenancyEnabled: true, MaxAttributeBytes: 2048, Partitions: 1, TraceIdlePeriod: time.Second}, fixedLimits{"short": &l})
 	payload := spangen.Marshal(spangen.Generate(spangen.Options{Seed: 2, Traces: 1, SpansPerTrace: 2, Services: 1}))
 	out, err := d.Process(msgOf(payload, "short"))
 	if err != nil {
