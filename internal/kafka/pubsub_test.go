@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -44,7 +45,13 @@ func suiteConstructors(t *testing.T, b *DevBroker, onePartition bool) (tests.Pub
 		}
 		return pub, sub
 	}
-	return func(t *testing.T) (message.Publisher, message.Subscriber) { return withGroup(t, "test") }, withGroup
+	// One group per test: tests run in parallel on their own topics, and
+	// members of one group on different topics would make every test's
+	// subscribe rebalance all the others (under load, past the suite's 15s
+	// wait for a message).
+	return func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return withGroup(t, "test-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	}, withGroup
 }
 
 // partitionZero sets MetaPartition 0 on every message, as the distributor
