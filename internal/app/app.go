@@ -28,6 +28,7 @@ import (
 
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/internal/httpconn"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/memlimit"
@@ -267,6 +268,7 @@ func (a *App) Start(ctx context.Context) error {
 	if a.httpLn, err = net.Listen("tcp", a.cfg.Server.HTTPAddr()); err != nil {
 		return fmt.Errorf("cannot listen for HTTP on %s (server.http_listen_port): %w", a.cfg.Server.HTTPAddr(), err)
 	}
+	a.httpLn = httpconn.Listener(a.httpLn, "api", httpconn.Refused(a.registry))
 	if a.grpcLn, err = net.Listen("tcp", a.cfg.Server.GRPCAddr()); err != nil {
 		_ = a.httpLn.Close()
 		return fmt.Errorf("cannot listen for gRPC on %s (server.grpc_listen_port): %w", a.cfg.Server.GRPCAddr(), err)

@@ -17,14 +17,18 @@ import (
 // that does not finish its headers within the read-header timeout
 // (distributor.receivers.otlp.protocols.http.read_header_timeout,
 // server.http_server_read_header_timeout) is disconnected, while the
-// servers keep answering others.
+// servers keep answering others. Both refusals are counted in
+// weft_http_connections_refused_total by server, and a keep-alive
+// connection closed by the idle timeout is not.
 func TestHTTPEdges(t *testing.T) {
 	a := startWeft(t, func(c *config.Config) {
 		c.Distributor.Receivers.OTLP.Protocols.HTTP.ReadHeaderTimeout = 200 * time.Millisecond
 		c.Server.HTTPServerReadHeaderTimeout = 200 * time.Millisecond
+		c.Distributor.Receivers.OTLP.Protocols.HTTP.IdleTimeout = 100 * time.Millisecond
+		c.Server.HTTPServerIdleTimeout = 100 * time.Millisecond
 	})
 	_, otlpAddr := a.OTLPAddrs()
-	for name, addr := range map[string]string{"otlp": otlpAddr, "query": a.HTTPAddr()} {
+	for name, addr := range map[string]string{"otlp": otlpAddr, "api": a.HTTPAddr()} {
 		t.Run(name+" header too large", func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ready", nil)
 			req.Header.Set("X-Junk", strings.Repeat("x", 2<<20))
@@ -65,9 +69,20 @@ func TestHTTPEdges(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if name == "query" && resp.StatusCode != http.StatusOK {
+			if name == "api" && resp.StatusCode != http.StatusOK {
 				t.Fatalf("/ready: %d", resp.StatusCode)
 			}
+			// The client keeps the connection; the idle timeout closes it.
+			time.Sleep(300 * time.Millisecond)
 		})
+	}
+	metrics := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK))
+	for _, server := range []string{"api", "otlp"} {
+		for _, reason := range []string{"header_too_large", "read_timeout"} {
+			want := `weft_http_connections_refused_total{reason="` + reason + `",server="` + server + `"} 1` + "\n"
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %s:\n%s", strings.TrimSpace(want), grep(metrics, "connections_refused"))
+			}
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	"github.com/weftdb/weft/internal/tenant"
@@ -86,9 +87,12 @@ func exportHandler(srv any, ctx context.Context, dec func(any) error, intercepto
 	req := new(rawRequest)
 	if err := dec(req); err != nil {
 		// Admitted by the tap but never read (too large, cut off): the
-		// admission is over all the same.
+		// admission is over all the same, and the request is counted.
 		if done, ok := ctx.Value(admittedKey{}).(func(int)); ok {
 			done(0)
+		}
+		if g, ok := srv.(grpcService); ok {
+			g.s.metrics.observe(protocolGRPC, status.Code(err), time.Now())
 		}
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -221,6 +222,9 @@ func TestGRPCPushTimeout(t *testing.T) {
 	}
 }
 
+// TestGRPCMaxRecvMsgSize sends a message over max_recv_msg_size_mib: gRPC
+// refuses it with ResourceExhausted naming the sizes, nothing is pushed, and
+// the refusal is counted with the other export requests.
 func TestGRPCMaxRecvMsgSize(t *testing.T) {
 	out := &fakeOutput{}
 	s, _ := startSource(t, out, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
@@ -230,11 +234,14 @@ func TestGRPCMaxRecvMsgSize(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	_, err := client.Export(ctx, req)
-	if got := status.Code(err); got != codes.ResourceExhausted {
-		t.Errorf("code %s (%v), want ResourceExhausted", got, err)
+	if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max (") {
+		t.Errorf("code %s (%v), want ResourceExhausted naming the sizes", got, err)
 	}
 	if n := len(out.messages()); n != 0 {
 		t.Errorf("%d messages pushed, want none", n)
+	}
+	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
+		t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
 	}
 }
 

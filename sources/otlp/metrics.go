@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
+
+	"github.com/weftdb/weft/internal/httpconn"
 )
 
 // Values of the protocol label.
@@ -18,12 +20,14 @@ const (
 // metrics are the collectors of the OTLP source. Every request to the
 // export endpoint is counted once, labelled with its transport and the gRPC
 // code of its answer (for HTTP, the code of the google.rpc.Status sent, such
-// as InvalidArgument for a 400 or ResourceExhausted for a 413). gRPC
-// requests that gRPC itself refuses before the handler runs, such as those
-// over max_recv_msg_size_mib, are not counted.
+// as InvalidArgument for a 400 or ResourceExhausted for a 413), including
+// gRPC requests whose message gRPC refused (over max_recv_msg_size_mib, as
+// ResourceExhausted). What Go's HTTP server refuses before the handler (431,
+// slow clients) is counted in httpconn's weft_http_connections_refused_total.
 type metrics struct {
 	duration *prometheus.HistogramVec
 	requests *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{duration: duration, requests: requests}, nil
+	return &metrics{duration: duration, requests: requests, refused: httpconn.Refused(reg)}, nil
 }
 
 // observe records one request answered with code, started at start.

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/weftdb/weft/internal/httpconn"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -141,7 +142,7 @@ func (s *Source) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("cannot listen for OTLP/HTTP on %s: %w", h.Endpoint, err)
 		}
-		httpLis = l
+		httpLis = httpconn.Listener(l, "otlp", s.metrics.refused)
 	}
 
 	if grpcLis != nil {
