@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 // Config is the `query_frontend` block, with Tempo's key names.
@@ -18,6 +19,10 @@ type Config struct {
 	QueryEndCutoff time.Duration `yaml:"query_end_cutoff"`
 	// MaxQueryExpressionSizeBytes caps the length of a TraceQL query.
 	MaxQueryExpressionSizeBytes int `yaml:"max_query_expression_size_bytes"`
+	// MaxQueryNestingDepth caps how deep a TraceQL query nests (spanset
+	// filter bodies, parentheses, function arguments, unary operators):
+	// weft only, at most 1000.
+	MaxQueryNestingDepth int `yaml:"max_query_nesting_depth"`
 	// MultiTenantQueriesEnabled lets a query name several tenants in
 	// X-Scope-OrgID ("a|b|c", multi-tenancy on): it runs for each and the
 	// answers merge. When false such a header is refused with 400.
@@ -57,7 +62,8 @@ func DefaultConfig() Config {
 	return Config{
 		MaxOutstandingPerTenant:     2000,
 		QueryEndCutoff:              30 * time.Second,
-		MaxQueryExpressionSizeBytes: 128 << 10,
+		MaxQueryExpressionSizeBytes: traceql.DefaultMaxBytes,
+		MaxQueryNestingDepth:        traceql.DefaultMaxDepth,
 		MultiTenantQueriesEnabled:   true,
 		Search: SearchConfig{
 			ConcurrentJobs:         1000,
@@ -85,6 +91,7 @@ func (c *Config) Validate() error {
 	check(c.MaxOutstandingPerTenant > 0, "max_outstanding_per_tenant", "must be positive")
 	check(c.QueryEndCutoff >= 0, "query_end_cutoff", "must not be negative")
 	check(c.MaxQueryExpressionSizeBytes > 0, "max_query_expression_size_bytes", "must be positive")
+	check(c.MaxQueryNestingDepth > 0 && c.MaxQueryNestingDepth <= traceql.HardMaxDepth, "max_query_nesting_depth", "must be between 1 and %d", traceql.HardMaxDepth)
 	check(s.ConcurrentJobs > 0, "search.concurrent_jobs", "must be positive")
 	check(s.TargetBytesPerJob > 0, "search.target_bytes_per_job", "must be positive")
 	check(s.MaxResultLimit > 0 && s.MaxResultLimit <= search.MaxLimit, "search.max_result_limit", "must be between 1 and %d", search.MaxLimit)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 // Querier runs search jobs. SearchJob runs one job for tenant and returns
@@ -51,6 +52,7 @@ type Frontend struct {
 	searches *prometheus.CounterVec
 	jobs     *prometheus.CounterVec
 	latency  prometheus.Histogram
+	refused  *prometheus.CounterVec
 }
 
 // New returns a frontend running the jobs planner cuts on q and reading
@@ -72,11 +74,28 @@ func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prome
 			Help:    "Time to answer a search.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		})),
+		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_query_frontend_limit_refusals_total",
+			Help: "Searches refused with 400 because they went over a query limit, by the limit's config key.",
+		}, []string{"limit"})),
 	}
 }
 
+// limitErr is the InvalidArgument status of a bad request.
 func limitErr(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// refuse counts a search refused by the limit with config key key and
+// returns its InvalidArgument status, whose message should name key.
+func (f *Frontend) refuse(key, format string, args ...any) error {
+	f.refused.WithLabelValues(key).Inc()
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// parseLimits are the TraceQL limits of the config.
+func (f *Frontend) parseLimits() traceql.Limits {
+	return traceql.Limits{MaxBytes: f.cfg.MaxQueryExpressionSizeBytes, MaxDepth: f.cfg.MaxQueryNestingDepth}
 }
 
 // Normalize applies the limits and defaults to req: limit and spss
@@ -87,7 +106,18 @@ func limitErr(format string, args ...any) error {
 func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	s := &f.cfg.Search
 	if n := len(req.Query); n > f.cfg.MaxQueryExpressionSizeBytes {
-		return req, limitErr("query is %d bytes, more than the limit of %d bytes (query_frontend.max_query_expression_size_bytes)", n, f.cfg.MaxQueryExpressionSizeBytes)
+		return req, f.refuse(traceql.LimitMaxBytes, "query is %d bytes, more than the limit of %d bytes (%s)", n, f.cfg.MaxQueryExpressionSizeBytes, traceql.LimitMaxBytes)
+	}
+	// The nesting limit, here where its config is; the queriers parse
+	// again without limits of their own.
+	if req.Query != "" {
+		if _, err := traceql.ParseWithLimits(req.Query, f.parseLimits()); err != nil {
+			var pe *traceql.ParseError
+			if errors.As(err, &pe) && pe.Limit != "" {
+				return req, f.refuse(pe.Limit, "%s", err)
+			}
+			return req, limitErr("%s", err)
+		}
 	}
 	switch {
 	case req.Limit < 0:
@@ -95,7 +125,7 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	case req.Limit == 0:
 		req.Limit = s.DefaultResultLimit
 	case req.Limit > s.MaxResultLimit:
-		return req, limitErr("limit %d is more than the maximum of %d (query_frontend.search.max_result_limit)", req.Limit, s.MaxResultLimit)
+		return req, f.refuse("query_frontend.search.max_result_limit", "limit %d is more than the maximum of %d (query_frontend.search.max_result_limit)", req.Limit, s.MaxResultLimit)
 	}
 	switch {
 	case req.SpansPerSpanSet < 0:
@@ -103,7 +133,7 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	case req.SpansPerSpanSet == 0:
 		req.SpansPerSpanSet = s.DefaultSpansPerSpanSet
 	case req.SpansPerSpanSet > s.MaxSpansPerSpanSet:
-		return req, limitErr("spss %d is more than the maximum of %d (query_frontend.search.max_spans_per_span_set)", req.SpansPerSpanSet, s.MaxSpansPerSpanSet)
+		return req, f.refuse("query_frontend.search.max_spans_per_span_set", "spss %d is more than the maximum of %d (query_frontend.search.max_spans_per_span_set)", req.SpansPerSpanSet, s.MaxSpansPerSpanSet)
 	}
 	now := f.now()
 	if req.Start.IsZero() && req.End.IsZero() {
@@ -117,7 +147,7 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 		return req, limitErr("invalid time range: end (%s) is before start (%s)", req.End.Format(time.RFC3339), req.Start.Format(time.RFC3339))
 	}
 	if d := req.End.Sub(req.Start); d > s.MaxDuration {
-		return req, limitErr("time range %s is longer than the maximum of %s (query_frontend.search.max_duration)", d, s.MaxDuration)
+		return req, f.refuse("query_frontend.search.max_duration", "time range %s is longer than the maximum of %s (query_frontend.search.max_duration)", d, s.MaxDuration)
 	}
 	// The newest spans may not all have arrived: clamp the end (a range
 	// entirely in the cut-off window becomes empty, not an error).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/thanos-io/objstore/providers/filesystem"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -174,6 +175,7 @@ func TestLimits(t *testing.T) {
 	s := blocksSearcher(t, 1)
 	cfg := testConfig()
 	cfg.MaxQueryExpressionSizeBytes = 64
+	cfg.MaxQueryNestingDepth = 3
 	cfg.Search.MaxResultLimit = 50
 	cfg.Search.MaxSpansPerSpanSet = 10
 	cfg.Search.MaxDuration = 48 * time.Hour
@@ -189,12 +191,33 @@ func TestLimits(t *testing.T) {
 		{search.Request{SpansPerSpanSet: 11}, codes.InvalidArgument, "query_frontend.search.max_spans_per_span_set"},
 		{search.Request{Start: now.Add(-49 * time.Hour), End: now}, codes.InvalidArgument, "query_frontend.search.max_duration"},
 		{search.Request{Start: now.Add(-time.Hour)}, codes.InvalidArgument, "only one of start and end"},
+		{search.Request{Query: `{ (((.a = 1))) }`}, codes.InvalidArgument, "query nests deeper than the limit of 3 levels (query_frontend.max_query_nesting_depth)"},
 		{search.Request{Query: `{ name = `}, codes.InvalidArgument, "line 1, column 10"},
 	} {
 		_, err := f.Search(context.Background(), tc.req, "t")
 		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.key) {
 			t.Errorf("%+v: got %v, want %s naming %s", tc.req, err, tc.code, tc.key)
 		}
+	}
+	// Each limit refusal is counted under its key; bad input that is not
+	// a limit is not.
+	for _, key := range []string{"query_frontend.max_query_expression_size_bytes", "query_frontend.max_query_nesting_depth",
+		"query_frontend.search.max_result_limit", "query_frontend.search.max_spans_per_span_set", "query_frontend.search.max_duration"} {
+		if got := testutil.ToFloat64(f.refused.WithLabelValues(key)); got != 1 {
+			t.Errorf("weft_query_frontend_limit_refusals_total{limit=%q} = %v, want 1", key, got)
+		}
+	}
+	if n := testutil.CollectAndCount(f.refused); n != 5 {
+		t.Errorf("%d limit labels counted, want 5", n)
+	}
+	// A depth raised past the parser's default (64) holds end to end: the
+	// queriers parse without limits of their own.
+	deep := testConfig()
+	deep.MaxQueryNestingDepth = 100
+	fd := newFrontend(deep, s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
+	q := "{ " + strings.Repeat("(", 79) + ".a = 1" + strings.Repeat(")", 79) + " }"
+	if _, err := fd.Search(context.Background(), search.Request{Query: q}, "t"); err != nil {
+		t.Errorf("query 80 deep with max_query_nesting_depth 100: %v", err)
 	}
 
 	// Defaults: limit, spss and the last query_backend_after.

@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/thanos-io/objstore"
@@ -131,7 +132,9 @@ func parse(req Request) (*query, error) {
 	if text == "" {
 		text = "{}"
 	}
-	root, err := traceql.Parse(text)
+	// The query-frontend applied the configured size and nesting limits;
+	// here only the parser's own bounds hold.
+	root, err := traceql.ParseWithLimits(text, traceql.Limits{MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth})
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}

@@ -28,7 +28,16 @@ func (p Position) String() string {
 type ParseError struct {
 	Pos Position
 	Msg string
+	// Limit is the config key of the limit the query went over
+	// (LimitMaxBytes, LimitMaxDepth), empty for any other problem.
+	Limit string
 }
+
+// Config keys of the parse limits, as ParseError.Limit names them.
+const (
+	LimitMaxBytes = "query_frontend.max_query_expression_size_bytes"
+	LimitMaxDepth = "query_frontend.max_query_nesting_depth"
+)
 
 // Error returns "parse error at line L, column C: msg".
 func (e *ParseError) Error() string {
@@ -42,9 +51,9 @@ const (
 	// DefaultMaxDepth is the default deepest nesting.
 	DefaultMaxDepth = 64
 
-	// hardMaxDepth bounds MaxDepth whatever the caller asks for, so the
+	// HardMaxDepth bounds MaxDepth whatever the caller asks for, so the
 	// recursive-descent parser never gets near the goroutine stack limit.
-	hardMaxDepth = 1000
+	HardMaxDepth = 1000
 	// maxOperators bounds the number of operator nodes in one query. Every
 	// tree walk (validation, String, Inspect) recurses at most this deep.
 	// A query within DefaultMaxBytes cannot reach it.
@@ -76,8 +85,8 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
 	}
-	if l.MaxDepth > hardMaxDepth {
-		l.MaxDepth = hardMaxDepth
+	if l.MaxDepth > HardMaxDepth {
+		l.MaxDepth = HardMaxDepth
 	}
 	return l
 }

@@ -29,9 +29,9 @@ func ParseWithLimits(query string, limits Limits) (root *RootExpr, err error) {
 	limits = limits.withDefaults()
 	if len(query) > limits.MaxBytes {
 		return nil, &ParseError{
-			Pos: Position{Line: 1, Column: 1},
-			Msg: fmt.Sprintf("query is %d bytes, over the limit of %d (query_frontend.max_query_expression_size_bytes)",
-				len(query), limits.MaxBytes),
+			Pos:   Position{Line: 1, Column: 1},
+			Msg:   fmt.Sprintf("query is %d bytes, over the limit of %d (%s)", len(query), limits.MaxBytes, LimitMaxBytes),
+			Limit: LimitMaxBytes,
 		}
 	}
 	if off := firstInvalidUTF8(query); off >= 0 {
@@ -106,7 +106,11 @@ func (p *parser) advance() *token {
 func (p *parser) enter(t *token) {
 	p.depth++
 	if p.depth > p.maxDepth {
-		fail(t.pos, "query nests deeper than the limit of %d levels (query_frontend.max_query_nesting_depth)", p.maxDepth)
+		panic(bailout{&ParseError{
+			Pos:   t.pos,
+			Msg:   fmt.Sprintf("query nests deeper than the limit of %d levels (%s)", p.maxDepth, LimitMaxDepth),
+			Limit: LimitMaxDepth,
+		}})
 	}
 }
 
