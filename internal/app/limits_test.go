@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -228,4 +232,63 @@ func spanCount(t *testing.T, a *App, traceID []byte, tenant string) int {
 		}
 	}
 	return n
+}
+
+// TestTagValuesReadLimit gives tenant "small" a read.max_bytes_per_tag_values_query
+// of 40 bytes in the runtime overrides file: its tag values answer is cut
+// there, still 200, with a Warning header naming the key, and counted;
+// another tenant with the same data gets every value.
+func TestTagValuesReadLimit(t *testing.T) {
+	rt := filepath.Join(t.TempDir(), "overrides.yaml")
+	if err := os.WriteFile(rt, []byte("overrides:\n  small:\n    read:\n      max_bytes_per_tag_values_query: 40\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startWeft(t, func(c *config.Config) {
+		c.MultitenancyEnabled = true
+		c.Overrides.PerTenantOverrideConfig = rt
+		c.QueryFrontend.QueryEndCutoff = 0
+	})
+	_, httpAddr := a.OTLPAddrs()
+	var spans []*tracepb.Span
+	for i := range 10 {
+		sp := span(bytes.Repeat([]byte{byte(i + 1)}, 16), goodSpan, "tagged")
+		now := uint64(time.Now().UnixNano())
+		sp.StartTimeUnixNano, sp.EndTimeUnixNano = now, now+1000
+		sp.Attributes = []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: fmt.Sprintf("value-%03d", i)}}}}
+		spans = append(spans, sp)
+	}
+	body, _ := proto.Marshal(request(spans...))
+	for _, ten := range []string{"small", "big"} {
+		if code, resp := postOTLP(t, "http://"+httpAddr+"/v1/traces", "application/x-protobuf", body, map[string]string{"X-Scope-OrgID": ten}); code != http.StatusOK {
+			t.Fatalf("push for %s: %d %q", ten, code, resp)
+		}
+	}
+	values := func(ten string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/v2/search/tag/span.k/values", nil)
+		req.Header.Set("X-Scope-OrgID", ten)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			TagValues []struct{ Value string } `json:"tagValues"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("tag values of %s: %d, %v", ten, resp.StatusCode, err)
+		}
+		return len(out.TagValues), resp.Header.Get("Warning")
+	}
+	if n, warning := values("big"); n != 10 || warning != "" {
+		t.Fatalf("big: %d values, warning %q; want 10 and none", n, warning)
+	}
+	n, warning := values("small")
+	if n == 0 || n >= 10 || !strings.Contains(warning, "max_bytes_per_tag_values_query") {
+		t.Fatalf("small: %d values, warning %q; want some cut, and a warning naming the key", n, warning)
+	}
+	metrics := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK))
+	if want := `weft_query_tag_answers_truncated_total{route="/api/v2/search/tag/{tagName}/values"} 1`; !strings.Contains(metrics, want) {
+		t.Fatalf("metrics lack %s:\n%s", want, grep(metrics, "truncated"))
+	}
 }

@@ -126,8 +126,10 @@ type handler struct {
 	// tooLarge counts the traces answered partially or with 422 for it.
 	maxTraceBytes func(tenant string) int
 	tooLarge      *prometheus.CounterVec
-	ready         func() error
-	buildInfo     []byte
+	// tagsCut counts the tag answers cut at max_bytes_per_tag_values_query.
+	tagsCut   *prometheus.CounterVec
+	ready     func() error
+	buildInfo []byte
 }
 
 // New returns the HTTP handler serving all routes below.
@@ -209,6 +211,10 @@ func New(opts Options) (http.Handler, error) {
 		Name: "weft_query_traces_too_large_total",
 		Help: "Trace-by-ID answers cut (v2, PARTIAL) or refused (v1, 422) because the trace is over the tenant's global.max_bytes_per_trace, by tenant.",
 	}, []string{"tenant"}))
+	h.tagsCut = metrics.Register(opts.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_query_tag_answers_truncated_total",
+		Help: "Tag name and tag value answers cut at the tenant's read.max_bytes_per_tag_values_query (200 with a Warning header), by route.",
+	}, []string{"route"}))
 	if h.maxTagBytes == nil {
 		fixed := opts.MaxBytesPerTagValuesQuery
 		h.maxTagBytes = func(string) int { return fixed }

@@ -44,13 +44,13 @@ type tagAnswer interface {
 // "/" included: the values routes take the rest of the path and cut the
 // "/values" suffix.
 func (h *handler) registerTags() {
-	h.handle("GET /api/search/tags", routeTagsV1, h.tagHandler(false, false))
-	h.handle("GET /api/v2/search/tags", routeTagsV2, h.tagHandler(true, false))
-	h.handle("GET /api/search/tag/{rest...}", routeTagValuesV1, h.tagHandler(false, true))
-	h.handle("GET /api/v2/search/tag/{rest...}", routeTagValuesV2, h.tagHandler(true, true))
+	h.handle("GET /api/search/tags", routeTagsV1, h.tagHandler(routeTagsV1, false, false))
+	h.handle("GET /api/v2/search/tags", routeTagsV2, h.tagHandler(routeTagsV2, true, false))
+	h.handle("GET /api/search/tag/{rest...}", routeTagValuesV1, h.tagHandler(routeTagValuesV1, false, true))
+	h.handle("GET /api/v2/search/tag/{rest...}", routeTagValuesV2, h.tagHandler(routeTagValuesV2, true, true))
 }
 
-func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
+func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var name string
 		if values {
@@ -112,6 +112,7 @@ func (h *handler) tagHandler(v2, values bool) http.HandlerFunc {
 			return
 		}
 		if truncated != "" {
+			h.tagsCut.WithLabelValues(route).Inc()
 			w.Header().Set(headerTruncated, `299 weft "`+strings.ReplaceAll(truncated, `"`, `'`)+`"`)
 		}
 		writeMessage(w, r, resp)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -132,10 +133,16 @@ func TestTagRoutes(t *testing.T) {
 	if f.req.Query != "{.a}" {
 		t.Errorf("v2 q: %+v", f.req)
 	}
-	// Truncation is told in a Warning header naming the limit.
+	// Truncation is told in a Warning header naming the limit, and
+	// counted.
+	cut := h.(*handler).tagsCut.WithLabelValues(routeTagValuesV1)
+	before := testutil.ToFloat64(cut)
 	res = do(t, h, "GET", "/api/search/tag/x/values", "X-Scope-OrgID", "acme")
 	if w := res.header.Get("Warning"); !strings.Contains(w, "x.y") {
 		t.Errorf("warning %q", w)
+	}
+	if got := testutil.ToFloat64(cut) - before; got != 1 {
+		t.Errorf("weft_query_tag_answers_truncated_total{route=%q} grew by %v, want 1", routeTagValuesV1, got)
 	}
 }
 
