@@ -247,21 +247,22 @@ func TestBlockBuilderCrashOverKafka(t *testing.T) {
 	q := startWeft(t, nil, "-config.file="+writeFile(t, "q.yaml", kafkaConfig(qps, data, broker)), "-target=querier,query-frontend")
 	q.waitReady(t, loopback(qps.http))
 
+	// A count of pushes, not a time: under load (make test runs packages
+	// side by side on 2 cores) each push may take longer.
 	client := &http.Client{Timeout: 15 * time.Second}
 	var acked [][16]byte
-	stop := time.Now().Add(4 * time.Second)
-	killed := false
-	for seq := uint64(1); time.Now().Before(stop); seq++ {
+	const pushes, killAt = 400, 100
+	deadline := time.Now().Add(60 * time.Second)
+	for seq := uint64(1); seq <= pushes && time.Now().Before(deadline); seq++ {
 		tid, body := traceRequest(5000 + seq)
 		if pushAcked(client, loopback(dps.otlpHTTP), body) {
 			acked = append(acked, tid)
 		}
-		if !killed && time.Now().After(stop.Add(-3*time.Second)) {
+		if seq == killAt {
 			if err := bb.cmd.Process.Kill(); err != nil { // kill -9
 				t.Fatal(err)
 			}
 			<-bb.done
-			killed = true
 			bb = startWeft(t, nil, "-config.file="+bcfg, "-target=block-builder")
 		}
 	}
