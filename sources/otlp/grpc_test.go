@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -236,6 +237,30 @@ func TestGRPCMaxRecvMsgSize(t *testing.T) {
 	_, err := client.Export(ctx, req)
 	if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max (") {
 		t.Errorf("code %s (%v), want ResourceExhausted naming the sizes", got, err)
+	}
+	if n := len(out.messages()); n != 0 {
+		t.Errorf("%d messages pushed, want none", n)
+	}
+	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
+		t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
+	}
+}
+
+// TestGRPCGzipBomb sends a gzip-compressed message of a few kilobytes that
+// decompresses past max_recv_msg_size_mib: gRPC refuses it with
+// ResourceExhausted while decompressing, nothing is pushed, and it is
+// counted.
+func TestGRPCGzipBomb(t *testing.T) {
+	out := &fakeOutput{}
+	s, _ := startSource(t, out, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
+	client, _ := grpcClient(t, s)
+	req := testRequest(t)
+	req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", 4<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, err := client.Export(ctx, req, grpc.UseCompressor(gzip.Name))
+	if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), "after decompression larger than max") {
+		t.Errorf("code %s (%v), want ResourceExhausted for the decompressed size", got, err)
 	}
 	if n := len(out.messages()); n != 0 {
 		t.Errorf("%d messages pushed, want none", n)
