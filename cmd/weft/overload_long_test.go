@@ -318,4 +318,19 @@ memory_limiter:
 	if missing > 0 || twice > 0 {
 		t.Fatalf("%d acknowledged spans missing and %d stored more than once", missing, twice)
 	}
+
+	// And readable through the query API of a restarted weft: 500 traces of
+	// acknowledged requests, picked evenly over the run, found by ID whole.
+	p = startWeft(t, nil, "-config.file="+cfg)
+	p.waitReady(t, loopback(ps.http))
+	checked := 0
+	for k := range 500 {
+		seq := acked[k*len(acked)/500]
+		id := traceIDOf(seq, k%tracesPerBatch)
+		if n, _ := traceSpans(t, loopback(ps.http), id); n != spansPerTrace {
+			t.Fatalf("trace %x of acknowledged request %d: %d spans by ID, want %d", id, seq, n, spansPerTrace)
+		}
+		checked++
+	}
+	t.Logf("query API after a restart: %d traces of acknowledged requests found by ID, each with its %d spans", checked, spansPerTrace)
 }
