@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/periodic"
 )
 
 // Entry is one block: its meta and, once asked for, its reader.
@@ -63,8 +64,7 @@ type List struct {
 	mu      sync.RWMutex
 	tenants map[string]map[uuid.UUID]*Entry
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	poller *periodic.Loop // nil until Start
 
 	blocks   *prometheus.GaugeVec
 	pollErrs prometheus.Counter
@@ -80,7 +80,6 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 	return &List{
 		bkt: bkt, interval: interval, logger: logger,
 		tenants: map[string]map[uuid.UUID]*Entry{},
-		stop:    make(chan struct{}),
 		blocks: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_blocklist_blocks", Help: "Blocks known in object storage, by tenant.",
 		}, []string{"tenant"})),
@@ -102,35 +101,19 @@ func (l *List) Start(ctx context.Context) error {
 		l.logger.Warn("cannot read the block list; blocks written before this start are not queryable until a poll succeeds", "err", err)
 	}
 	cancel()
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		t := time.NewTicker(l.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), max(l.interval, time.Minute))
-				if err := l.Poll(ctx); err != nil {
-					l.logger.Warn("cannot poll the block list", "err", err)
-				}
-				cancel()
-			}
+	l.poller = periodic.Start(l.interval, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), max(l.interval, time.Minute))
+		defer cancel()
+		if err := l.Poll(ctx); err != nil {
+			l.logger.Warn("cannot poll the block list", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
 // Stop ends the polling and closes the readers.
 func (l *List) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
+	_ = l.poller.Stop(context.Background())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, blocks := range l.tenants {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/periodic"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -47,8 +48,7 @@ type Store struct {
 
 	roomMu sync.Mutex
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	sweeper *periodic.Loop // nil until Start
 
 	m storeMetrics
 }
@@ -88,7 +88,6 @@ func New(set pipelines.Settings, cfg Config) *Store {
 		clock:   time.Now,
 		tenants: map[string]*tenantStore{},
 		room:    make(chan struct{}),
-		stop:    make(chan struct{}),
 	}
 	s.m = storeMetrics{
 		traces: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -118,33 +117,12 @@ func New(set pipelines.Settings, cfg Config) *Store {
 
 // Start begins the periodic sweep of traces older than the window.
 func (s *Store) Start(context.Context) error {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(s.cfg.SweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.Sweep()
-			}
-		}
-	}()
+	s.sweeper = periodic.Start(s.cfg.SweepInterval, s.Sweep)
 	return nil
 }
 
 // Shutdown stops the sweep. The data stays readable.
-func (s *Store) Shutdown(context.Context) error {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	s.wg.Wait()
-	return nil
-}
+func (s *Store) Shutdown(ctx context.Context) error { return s.sweeper.Stop(ctx) }
 
 // ReplayWindow is the window (pipelines.ReplayingSink): read from another
 // process, the live-store rebuilds its window from the input on start.

@@ -22,6 +22,7 @@ import (
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/overrides"
+	"github.com/weftdb/weft/internal/periodic"
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/pipelines"
 )
@@ -96,6 +97,8 @@ type Distributor struct {
 	limits TenantLimits // nil: no per-tenant limits
 	rates  rateLimiters
 	live   *liveTraces
+	// sweeper forgets idle traces of every tenant (nil until Start).
+	sweeper *periodic.Loop
 
 	received   *prometheus.CounterVec
 	bytes      *prometheus.CounterVec
@@ -135,11 +138,15 @@ func New(set pipelines.Settings, cfg Config, limits TenantLimits) *Distributor {
 	return d
 }
 
-// Start does nothing: the distributor has no background work.
-func (d *Distributor) Start(context.Context) error { return nil }
+// Start begins forgetting idle traces every trace_idle_period, so that the
+// live-trace state of tenants that stopped sending goes back.
+func (d *Distributor) Start(context.Context) error {
+	d.sweeper = periodic.Start(d.cfg.TraceIdlePeriod, func() { d.live.sweepAll(time.Now().UnixNano()) })
+	return nil
+}
 
-// Shutdown does nothing.
-func (d *Distributor) Shutdown(context.Context) error { return nil }
+// Shutdown stops the sweep.
+func (d *Distributor) Shutdown(ctx context.Context) error { return d.sweeper.Stop(ctx) }
 
 // Process checks and regroups one push. It returns one message per
 // partition that received spans. Invalid spans are refused one by one

@@ -107,16 +107,38 @@ func (lt *liveTraces) admit(tt *tenantTraces, id [16]byte, n, now int64, maxTrac
 	return ""
 }
 
+// sweepAll forgets the idle traces of every tenant, and the tenants left
+// with none, so that the memory of a tenant that stopped sending goes back.
+// A push that took the tenant's state just before it was dropped counts its
+// traces there, uncounted afterwards: the limit can be passed by that much
+// for one idle period.
+func (lt *liveTraces) sweepAll(now int64) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	for ten, tt := range lt.tenants {
+		lt.sweepEvery(tt, now, 0)
+		if tt.live.Load() == 0 {
+			delete(lt.tenants, ten)
+		}
+	}
+}
+
 // sweep forgets the tenant's idle traces. Unless forced it runs at most once
 // per idle period, and a forced one at most once per tenth of it, so a
 // tenant at its limit does not scan its traces on every span.
 func (lt *liveTraces) sweep(tt *tenantTraces, now int64, forced bool) {
-	last := tt.lastSweep.Load()
 	every := int64(lt.idle)
 	if forced {
 		every /= 10
 	}
-	if now-last <= every || !tt.lastSweep.CompareAndSwap(last, now) {
+	lt.sweepEvery(tt, now, every)
+}
+
+// sweepEvery forgets the tenant's idle traces unless the last sweep was
+// within minGap nanoseconds of now.
+func (lt *liveTraces) sweepEvery(tt *tenantTraces, now, minGap int64) {
+	last := tt.lastSweep.Load()
+	if now-last <= minGap && minGap > 0 || !tt.lastSweep.CompareAndSwap(last, now) {
 		return
 	}
 	cutoff := now - int64(lt.idle)

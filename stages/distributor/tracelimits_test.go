@@ -179,3 +179,25 @@ func TestLiveTracesGoIdle(t *testing.T) {
 		t.Fatalf("b after idle with 95 bytes: %q", r)
 	}
 }
+
+// TestSweepAllForgetsIdleTenants: the periodic sweep forgets idle traces and
+// then the tenants left with none.
+func TestSweepAllForgetsIdleTenants(t *testing.T) {
+	lt := newLiveTraces(time.Second)
+	sec := int64(time.Second)
+	for i, ten := range []string{"quiet", "busy"} {
+		if r := lt.admit(lt.tenant(ten), [16]byte{byte(i + 1)}, 10, 0, 10, 100); r != "" {
+			t.Fatal(r)
+		}
+	}
+	if r := lt.admit(lt.tenant("busy"), [16]byte{9}, 10, 3*sec/2, 10, 100); r != "" {
+		t.Fatal(r)
+	}
+	lt.sweepAll(2 * sec)
+	if _, ok := lt.tenants["quiet"]; ok {
+		t.Fatal("a tenant with no live trace is still held")
+	}
+	if tt := lt.tenants["busy"]; tt == nil || tt.live.Load() != 1 {
+		t.Fatalf("busy: %v, want its one live trace", tt)
+	}
+}
