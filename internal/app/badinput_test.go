@@ -58,16 +58,8 @@ var (
 
 func traceExists(t *testing.T, a *App, traceID []byte, tenant string) bool {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(traceID), nil)
-	if tenant != "" {
-		req.Header.Set("X-Scope-OrgID", tenant)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	code, _, _ := fetch(t, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(traceID), "", tenant)
+	return code == http.StatusOK
 }
 
 func TestBadInputOverHTTP(t *testing.T) {

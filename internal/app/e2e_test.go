@@ -188,11 +188,16 @@ func grep(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-func get(t *testing.T, url, accept string, wantStatus int) []byte {
+// fetch does a GET with Accept and X-Scope-OrgID set when they are not
+// empty, and returns the status, the body and the headers of the answer.
+func fetch(t *testing.T, url, accept, tenant string) (int, []byte, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
+	}
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -200,8 +205,14 @@ func get(t *testing.T, url, accept string, wantStatus int) []byte {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != wantStatus {
-		t.Fatalf("GET %s: status %d (%s), want %d", url, resp.StatusCode, body, wantStatus)
+	return resp.StatusCode, body, resp.Header
+}
+
+func get(t *testing.T, url, accept string, wantStatus int) []byte {
+	t.Helper()
+	code, body, _ := fetch(t, url, accept, "")
+	if code != wantStatus {
+		t.Fatalf("GET %s: status %d (%s), want %d", url, code, body, wantStatus)
 	}
 	return body
 }

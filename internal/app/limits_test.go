@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,20 +209,12 @@ func TestTraceLimitsAtIngest(t *testing.T) {
 // spans; 0 when it is not found.
 func spanCount(t *testing.T, a *App, traceID []byte, tenant string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(traceID), nil)
-	req.Header.Set("Accept", "application/protobuf")
-	req.Header.Set("X-Scope-OrgID", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusNotFound {
+	code, body, _ := fetch(t, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(traceID), "application/protobuf", tenant)
+	if code == http.StatusNotFound {
 		return 0
 	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("trace %x: %d %q", traceID, resp.StatusCode, body)
+	if code != http.StatusOK {
+		t.Fatalf("trace %x: %d %q", traceID, code, body)
 	}
 	n := 0
 	for _, rs := range decodeV1Proto(t, body) {
@@ -265,20 +256,14 @@ func TestTagValuesReadLimit(t *testing.T) {
 	}
 	values := func(ten string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/v2/search/tag/span.k/values", nil)
-		req.Header.Set("X-Scope-OrgID", ten)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		code, body, header := fetch(t, "http://"+a.HTTPAddr()+"/api/v2/search/tag/span.k/values", "", ten)
 		var out struct {
 			TagValues []struct{ Value string } `json:"tagValues"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("tag values of %s: %d, %v", ten, resp.StatusCode, err)
+		if err := json.Unmarshal(body, &out); err != nil || code != http.StatusOK {
+			t.Fatalf("tag values of %s: %d %q, %v", ten, code, body, err)
 		}
-		return len(out.TagValues), resp.Header.Get("Warning")
+		return len(out.TagValues), header.Get("Warning")
 	}
 	if n, warning := values("big"); n != 10 || warning != "" {
 		t.Fatalf("big: %d values, warning %q; want 10 and none", n, warning)

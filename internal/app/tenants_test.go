@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,17 +24,8 @@ import (
 // returns the status and body.
 func getAs(t *testing.T, rawURL, tenant string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, rawURL, nil)
-	if tenant != "" {
-		req.Header.Set("X-Scope-OrgID", tenant)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	code, body, _ := fetch(t, rawURL, "", tenant)
+	return code, body
 }
 
 // sendAs pushes traces of service for tenant with the SDK over OTLP/HTTP and

@@ -223,50 +223,39 @@ func TestGRPCPushTimeout(t *testing.T) {
 	}
 }
 
-// TestGRPCMaxRecvMsgSize sends a message over max_recv_msg_size_mib: gRPC
-// refuses it with ResourceExhausted naming the sizes, nothing is pushed, and
-// the refusal is counted with the other export requests.
+// TestGRPCMaxRecvMsgSize sends a message over max_recv_msg_size_mib, as is
+// and as a gzip bomb (a few kilobytes that decompress past the limit): gRPC
+// refuses both with ResourceExhausted naming the sizes, nothing is pushed,
+// and the refusals are counted with the other export requests.
 func TestGRPCMaxRecvMsgSize(t *testing.T) {
-	out := &fakeOutput{}
-	s, _ := startSource(t, out, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
-	client, _ := grpcClient(t, s)
-	req := testRequest(t)
-	req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", 2<<20)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	_, err := client.Export(ctx, req)
-	if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max (") {
-		t.Errorf("code %s (%v), want ResourceExhausted naming the sizes", got, err)
-	}
-	if n := len(out.messages()); n != 0 {
-		t.Errorf("%d messages pushed, want none", n)
-	}
-	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
-		t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
-	}
-}
-
-// TestGRPCGzipBomb sends a gzip-compressed message of a few kilobytes that
-// decompresses past max_recv_msg_size_mib: gRPC refuses it with
-// ResourceExhausted while decompressing, nothing is pushed, and it is
-// counted.
-func TestGRPCGzipBomb(t *testing.T) {
-	out := &fakeOutput{}
-	s, _ := startSource(t, out, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
-	client, _ := grpcClient(t, s)
-	req := testRequest(t)
-	req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", 4<<20)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	_, err := client.Export(ctx, req, grpc.UseCompressor(gzip.Name))
-	if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), "after decompression larger than max") {
-		t.Errorf("code %s (%v), want ResourceExhausted for the decompressed size", got, err)
-	}
-	if n := len(out.messages()); n != 0 {
-		t.Errorf("%d messages pushed, want none", n)
-	}
-	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
-		t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
+	for _, tc := range []struct {
+		name string
+		size int
+		opts []grpc.CallOption
+		want string
+	}{
+		{"plain", 2 << 20, nil, "larger than max ("},
+		{"gzip bomb", 4 << 20, []grpc.CallOption{grpc.UseCompressor(gzip.Name)}, "after decompression larger than max"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &fakeOutput{}
+			s, _ := startSource(t, out, func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 })
+			client, _ := grpcClient(t, s)
+			req := testRequest(t)
+			req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = strings.Repeat("x", tc.size)
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			_, err := client.Export(ctx, req, tc.opts...)
+			if got := status.Code(err); got != codes.ResourceExhausted || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("code %s (%v), want ResourceExhausted with %q", got, err, tc.want)
+			}
+			if n := len(out.messages()); n != 0 {
+				t.Errorf("%d messages pushed, want none", n)
+			}
+			if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
+				t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
+			}
+		})
 	}
 }
 
