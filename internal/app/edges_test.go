@@ -23,6 +23,7 @@ import (
 func TestHTTPEdges(t *testing.T) {
 	a := startWeft(t, func(c *config.Config) {
 		c.Distributor.Receivers.OTLP.Protocols.HTTP.ReadHeaderTimeout = 200 * time.Millisecond
+		c.Distributor.Receivers.OTLP.Protocols.HTTP.ReadTimeout = 500 * time.Millisecond
 		c.Server.HTTPServerReadHeaderTimeout = 200 * time.Millisecond
 		c.Distributor.Receivers.OTLP.Protocols.HTTP.IdleTimeout = 100 * time.Millisecond
 		c.Server.HTTPServerIdleTimeout = 100 * time.Millisecond
@@ -63,6 +64,32 @@ func TestHTTPEdges(t *testing.T) {
 				t.Fatalf("the server kept a slow client %s", took)
 			}
 		})
+		if name == "otlp" {
+			// Headers in time, then a body that stops halfway: 408 once
+			// protocols.http.read_timeout has passed.
+			t.Run(name+" slow body", func(t *testing.T) {
+				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				req := "POST /v1/traces HTTP/1.1\r\nHost: weft\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n0123456789"
+				if _, err := io.WriteString(conn, req); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(conn)
+				line, err := br.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, "HTTP/1.1 408") || time.Since(start) > 3*time.Second {
+					t.Fatalf("after %s: %q, %v; want 408 after the 500ms read timeout", time.Since(start), line, err)
+				}
+				rest, _ := io.ReadAll(io.LimitReader(br, 4096))
+				if !strings.Contains(string(rest), "protocols.http.read_timeout") {
+					t.Fatalf("answer %q does not name the limit", rest)
+				}
+			})
+		}
 		t.Run(name+" still serves", func(t *testing.T) {
 			resp, err := http.Get("http://" + addr + "/ready")
 			if err != nil {
@@ -79,7 +106,11 @@ func TestHTTPEdges(t *testing.T) {
 	metrics := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK))
 	for _, server := range []string{"api", "otlp"} {
 		for _, reason := range []string{"header_too_large", "read_timeout"} {
-			want := `weft_http_connections_refused_total{reason="` + reason + `",server="` + server + `"} 1` + "\n"
+			n := "1"
+			if server == "otlp" && reason == "read_timeout" {
+				n = "2" // slow headers and slow body
+			}
+			want := `weft_http_connections_refused_total{reason="` + reason + `",server="` + server + `"} ` + n + "\n"
 			if !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %s:\n%s", strings.TrimSpace(want), grep(metrics, "connections_refused"))
 			}

@@ -25,6 +25,9 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	// DefaultIdleTimeout closes idle HTTP keep-alive connections by default.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultReadTimeout is how long an HTTP client may take to send a
+	// whole request, headers and body, by default.
+	DefaultReadTimeout = 30 * time.Second
 	// MaxHeaderBytes caps the request line and headers of an HTTP request;
 	// a larger one gets 431 Request Header Fields Too Large.
 	MaxHeaderBytes = 1 << 20
@@ -81,6 +84,9 @@ type HTTPConfig struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 2m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ReadTimeout is how long a client may take to send a whole request,
+	// body included; a slower one gets 408. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // DefaultConfig returns the default configuration: gRPC and HTTP both on,
@@ -102,7 +108,7 @@ func DefaultGRPCConfig() GRPCConfig {
 // DefaultHTTPConfig returns the default HTTP configuration.
 func DefaultHTTPConfig() HTTPConfig {
 	return HTTPConfig{Endpoint: DefaultHTTPEndpoint, MaxRequestBodySize: DefaultMaxRequestBodySize,
-		ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout}
+		ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout, ReadTimeout: DefaultReadTimeout}
 }
 
 // clone returns a copy of c that shares no pointer with it.
@@ -147,6 +153,9 @@ func (c *Config) Validate() error {
 		}
 		if h.IdleTimeout <= 0 {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.idle_timeout must be positive, got %s", h.IdleTimeout))
+		}
+		if h.ReadTimeout < h.ReadHeaderTimeout {
+			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.read_timeout must be at least read_header_timeout (%s), got %s", h.ReadHeaderTimeout, h.ReadTimeout))
 		}
 	}
 	if c.PushTimeout <= 0 {

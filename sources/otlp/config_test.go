@@ -27,6 +27,7 @@ func TestValidate(t *testing.T) {
 		{"grpc size", func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 0 }, "max_recv_msg_size_mib"},
 		{"grpc size too large", func(c *Config) { c.Protocols.GRPC.MaxRecvMsgSizeMiB = 1 << 20 }, "max_recv_msg_size_mib"},
 		{"http size", func(c *Config) { c.Protocols.HTTP.MaxRequestBodySize = -1 }, "max_request_body_size"},
+		{"http read timeout below the header timeout", func(c *Config) { c.Protocols.HTTP.ReadTimeout = time.Second }, "protocols.http.read_timeout must be at least read_header_timeout (10s)"},
 		{"push timeout", func(c *Config) { c.PushTimeout = 0 }, "push_timeout"},
 		{"retry after", func(c *Config) { c.RetryAfter = -time.Second }, "retry_after"},
 	} {

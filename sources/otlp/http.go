@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +32,8 @@ const (
 
 	// maxRequestBodySizeKey is the setting to raise when a body is too large.
 	maxRequestBodySizeKey = "distributor.receivers.otlp.protocols.http.max_request_body_size"
+	// readTimeoutKey is the setting that bounds the time to send a request.
+	readTimeoutKey = "distributor.receivers.otlp.protocols.http.read_timeout"
 
 	// statusClientClosedRequest is the non-standard status of a request whose
 	// client went away (nginx's 499).
@@ -51,6 +55,7 @@ func (s *Source) newHTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: s.cfg.Protocols.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.Protocols.HTTP.ReadTimeout,
 		IdleTimeout:       s.cfg.Protocols.HTTP.IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
@@ -212,6 +217,9 @@ func readBody(r *http.Request, limit int64) ([]byte, int, *status.Status) {
 	case int64(buf.Len()) > limit:
 		code, st := tooLarge("its decompressed content")
 		return nil, code, st
+	case errors.Is(err, os.ErrDeadlineExceeded): // the server's read deadline, which also cancels the context
+		return nil, http.StatusRequestTimeout, status.Newf(codes.DeadlineExceeded,
+			"cannot read the request body: the client did not send it within %s", readTimeoutKey)
 	case err != nil && r.Context().Err() != nil:
 		return nil, statusClientClosedRequest, status.FromContextError(r.Context().Err())
 	case err != nil && compressed:
