@@ -25,8 +25,8 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	// DefaultIdleTimeout closes idle HTTP keep-alive connections by default.
 	DefaultIdleTimeout = 2 * time.Minute
-	// DefaultReadTimeout is how long an HTTP client may take to send a
-	// whole request, headers and body, by default.
+	// DefaultReadTimeout is how long a client may take to send a whole
+	// request by default: headers and body over HTTP, the message over gRPC.
 	DefaultReadTimeout = 30 * time.Second
 	// MaxHeaderBytes caps the request line and headers of an HTTP request;
 	// a larger one gets 431 Request Header Fields Too Large.
@@ -69,6 +69,10 @@ type GRPCConfig struct {
 	// MaxRecvMsgSizeMiB is the largest request accepted, in MiB; larger ones
 	// fail with RESOURCE_EXHAUSTED. Default 16.
 	MaxRecvMsgSizeMiB int `yaml:"max_recv_msg_size_mib"`
+	// ReadTimeout is how long a client may take to send its request message
+	// once the call has started; a slower one fails with DEADLINE_EXCEEDED.
+	// weft only (gRPC has no such bound). Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // HTTPConfig configures the OTLP/HTTP listener.
@@ -102,7 +106,7 @@ func DefaultConfig() Config {
 
 // DefaultGRPCConfig returns the default gRPC configuration.
 func DefaultGRPCConfig() GRPCConfig {
-	return GRPCConfig{Endpoint: DefaultGRPCEndpoint, MaxRecvMsgSizeMiB: DefaultMaxRecvMsgSizeMiB}
+	return GRPCConfig{Endpoint: DefaultGRPCEndpoint, MaxRecvMsgSizeMiB: DefaultMaxRecvMsgSizeMiB, ReadTimeout: DefaultReadTimeout}
 }
 
 // DefaultHTTPConfig returns the default HTTP configuration.
@@ -139,6 +143,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.grpc.max_recv_msg_size_mib must be positive, got %d", g.MaxRecvMsgSizeMiB))
 		} else if g.MaxRecvMsgSizeMiB > maxRecvMsgSizeMiB {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.grpc.max_recv_msg_size_mib must be at most %d, got %d", maxRecvMsgSizeMiB, g.MaxRecvMsgSizeMiB))
+		}
+		if g.ReadTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.grpc.read_timeout must be positive, got %s", g.ReadTimeout))
 		}
 	}
 	if h := c.Protocols.HTTP; h != nil {

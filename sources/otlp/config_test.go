@@ -103,7 +103,7 @@ retry_after: 1m
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := *c.Protocols.GRPC, (GRPCConfig{Endpoint: "0.0.0.0:14317", MaxRecvMsgSizeMiB: 32}); got != want {
+	if got, want := *c.Protocols.GRPC, (GRPCConfig{Endpoint: "0.0.0.0:14317", MaxRecvMsgSizeMiB: 32, ReadTimeout: DefaultReadTimeout}); got != want {
 		t.Errorf("grpc = %+v, want %+v", got, want)
 	}
 	if c.Protocols.HTTP == nil || *c.Protocols.HTTP != DefaultHTTPConfig() {

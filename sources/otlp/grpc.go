@@ -7,6 +7,7 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed OTLP/gRPC
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -85,7 +86,11 @@ var traceServiceDesc = grpc.ServiceDesc{
 
 func exportHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	req := new(rawRequest)
-	if err := dec(req); err != nil {
+	timeout := DefaultReadTimeout
+	if g, ok := srv.(grpcService); ok {
+		timeout = g.s.cfg.Protocols.GRPC.ReadTimeout
+	}
+	if err := recvWithin(dec, req, timeout); err != nil {
 		// Admitted by the tap but never read (too large, cut off): the
 		// admission is over all the same, and the request is counted.
 		if done, ok := ctx.Value(admittedKey{}).(func(int)); ok {
@@ -104,6 +109,26 @@ func exportHandler(srv any, ctx context.Context, dec func(any) error, intercepto
 		return srv.(traceServer).export(ctx, req.(*rawRequest))
 	}
 	return interceptor(ctx, req, info, handler)
+}
+
+// recvWithin reads the request message into req, giving up after timeout:
+// gRPC itself waits as long as the client keeps the stream open, so a
+// client that stalls in the middle of its message would hold the handler
+// and its admission forever. On timeout the handler returns; gRPC then ends
+// the stream, which ends the read still waiting (it no longer touches req
+// for anyone).
+func recvWithin(dec func(any) error, req *rawRequest, timeout time.Duration) error {
+	got := make(chan error, 1)
+	go func() { got <- dec(req) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-got:
+		return err
+	case <-t.C:
+		return status.Errorf(codes.DeadlineExceeded,
+			"cannot read the request: the client did not send it within %s (distributor.receivers.otlp.protocols.grpc.read_timeout)", timeout)
+	}
 }
 
 // grpcService serves the TraceService of a Source.
