@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,20 +211,35 @@ func (p *proc) stop(t *testing.T, sig os.Signal) int {
 
 // freePorts returns n distinct free loopback ports. The listeners are held
 // until all ports are chosen so that the n ports differ.
+// freePorts returns n distinct ports that are free on 127.0.0.1 for both
+// TCP and UDP (memberlist binds both). They are picked at random below the
+// kernel's ephemeral range (32768-60999 by default): a port the kernel gave
+// out and took back could be handed to an outgoing connection of another
+// test before the weft process binds it, a port outside the range cannot.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	lns := make([]net.Listener, n)
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("cannot find a free port: %v", err)
+	const lo, hi = 20000, 32000
+	ports := make([]int, 0, n)
+	for attempt := 0; len(ports) < n; attempt++ {
+		if attempt == 1000 {
+			t.Fatalf("cannot find %d free ports in %d-%d", n, lo, hi)
 		}
-		lns[i] = ln
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	for _, ln := range lns {
+		p := lo + mathrand.IntN(hi-lo)
+		if slices.Contains(ports, p) {
+			continue
+		}
+		addr := loopback(p)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
 		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }
