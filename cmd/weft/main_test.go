@@ -641,20 +641,7 @@ func pushTrace(t *testing.T, otlpHTTPAddr, orgID, spanName string) string {
 // getTrace fetches /api/traces/<id> once.
 func getTrace(t *testing.T, httpAddr, id, orgID string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/api/traces/"+id, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if orgID != "" {
-		req.Header.Set("X-Scope-OrgID", orgID)
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", req.URL, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return doAs(t, http.MethodGet, "http://"+httpAddr+"/api/traces/"+id, orgID, nil)
 }
 
 // waitTrace polls /api/traces/<id> until it answers 200 with the span,

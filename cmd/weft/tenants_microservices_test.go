@@ -33,12 +33,14 @@ func tenantTrace(t *testing.T, seq uint64, service string) ([16]byte, []byte) {
 	return tid, b
 }
 
-// doAs sends a request with X-Scope-OrgID set to tenant and returns the
-// status and body.
+// doAs sends a request with X-Scope-OrgID set to tenant (none when empty)
+// and returns the status and body.
 func doAs(t *testing.T, method, u, tenant string, body []byte) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, bytes.NewReader(body))
-	req.Header.Set("X-Scope-OrgID", tenant)
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-protobuf")
 	}

@@ -51,6 +51,24 @@ func postOTLP(t *testing.T, url, contentType string, body []byte, header map[str
 	return resp.StatusCode, b
 }
 
+// exportGRPC sends req to a's OTLP/gRPC receiver, with x-scope-orgid set
+// to tenant when it is not empty, and returns the answer.
+func exportGRPC(t *testing.T, a *App, tenant string, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	t.Helper()
+	grpcAddr, _ := a.OTLPAddrs()
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if tenant != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-scope-orgid", tenant)
+	}
+	return coltracepb.NewTraceServiceClient(conn).Export(ctx, req)
+}
+
 var (
 	goodTrace = bytes.Repeat([]byte{0x11}, 16)
 	goodSpan  = bytes.Repeat([]byte{0x22}, 8)
@@ -159,7 +177,7 @@ func decodeStatus(t *testing.T, body []byte, isJSON bool) interface{ GetMessage(
 
 func TestMissingTenant(t *testing.T) {
 	a := startWeft(t, func(c *config.Config) { c.MultitenancyEnabled = true })
-	grpcAddr, httpAddr := a.OTLPAddrs()
+	_, httpAddr := a.OTLPAddrs()
 	body, _ := proto.Marshal(request(span(goodTrace, goodSpan, "good")))
 
 	code, resp := postOTLP(t, "http://"+httpAddr+"/v1/traces", "application/x-protobuf", body, nil)
@@ -171,50 +189,27 @@ func TestMissingTenant(t *testing.T) {
 		t.Fatalf("HTTP bad tenant: status %d, message %q", code, st.GetMessage())
 	}
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := coltracepb.NewTraceServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err = client.Export(ctx, request(span(goodTrace, goodSpan, "good")))
+	_, err := exportGRPC(t, a, "", request(span(goodTrace, goodSpan, "good")))
 	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != "no org id" {
 		t.Fatalf("gRPC: %v", err)
 	}
 	// With the tenant, the push lands in that tenant only.
-	ctx = metadata.AppendToOutgoingContext(ctx, "x-scope-orgid", "team-a")
-	if _, err := client.Export(ctx, request(span(goodTrace, goodSpan, "good"))); err != nil {
+	if _, err := exportGRPC(t, a, "team-a", request(span(goodTrace, goodSpan, "good"))); err != nil {
 		t.Fatal(err)
 	}
 	if !traceExists(t, a, goodTrace, "team-a") || traceExists(t, a, goodTrace, "team-b") {
 		t.Fatal("trace not in team-a only")
 	}
 	// Reads need the tenant too.
-	req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(goodTrace), nil)
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	if r.StatusCode != http.StatusUnauthorized || strings.TrimSpace(string(b)) != "no org id" {
-		t.Fatalf("read without tenant: %d %q", r.StatusCode, b)
+	code, b, _ := fetch(t, "http://"+a.HTTPAddr()+"/api/traces/"+hex.EncodeToString(goodTrace), "", "")
+	if code != http.StatusUnauthorized || strings.TrimSpace(string(b)) != "no org id" {
+		t.Fatalf("read without tenant: %d %q", code, b)
 	}
 }
 
 func TestBadSpansOverGRPC(t *testing.T) {
 	a := startWeft(t, nil)
-	grpcAddr, _ := a.OTLPAddrs()
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := coltracepb.NewTraceServiceClient(conn).Export(ctx, request(
+	resp, err := exportGRPC(t, a, "", request(
 		span(goodTrace, goodSpan, "good"),
 		span(goodTrace, make([]byte, 8), "zero-span-id"),
 	))

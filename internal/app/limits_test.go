@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,10 +17,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -54,7 +50,7 @@ func TestIngestionRateLimit(t *testing.T) {
 		c.Overrides.PerTenantOverrideConfig = rt
 		c.Overrides.PerTenantOverridePeriod = 50 * time.Millisecond
 	})
-	grpcAddr, httpAddr := a.OTLPAddrs()
+	_, httpAddr := a.OTLPAddrs()
 	url := "http://" + httpAddr + "/v1/traces"
 	limited := map[string]string{"X-Scope-OrgID": "limited"}
 
@@ -75,15 +71,7 @@ func TestIngestionRateLimit(t *testing.T) {
 		t.Fatalf("HTTP push over the limit: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := coltracepb.NewTraceServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = client.Export(metadata.AppendToOutgoingContext(ctx, "x-scope-orgid", "limited"), request(span(goodTrace, goodSpan, "good")))
+	_, err = exportGRPC(t, a, "limited", request(span(goodTrace, goodSpan, "good")))
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("gRPC push over the limit: %v, want RESOURCE_EXHAUSTED", err)
@@ -146,7 +134,7 @@ func TestTraceLimitsAtIngest(t *testing.T) {
 		c.MultitenancyEnabled = true
 		c.Overrides.PerTenantOverrideConfig = rt
 	})
-	grpcAddr, httpAddr := a.OTLPAddrs()
+	_, httpAddr := a.OTLPAddrs()
 	capped := map[string]string{"X-Scope-OrgID": "capped"}
 	traceID := func(b byte) []byte { return bytes.Repeat([]byte{b}, 16) }
 	spanID := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8) }
@@ -172,16 +160,9 @@ func TestTraceLimitsAtIngest(t *testing.T) {
 	}
 
 	// Trace 1 is live: a span of 380 more bytes takes it past 400.
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-scope-orgid", "capped"), 10*time.Second)
-	defer cancel()
 	big := span(traceID(1), spanID(2), strings.Repeat("x", 380))
 	small := span(traceID(2), spanID(2), "two-more")
-	res, err := coltracepb.NewTraceServiceClient(conn).Export(ctx, request(big, small))
+	res, err := exportGRPC(t, a, "capped", request(big, small))
 	if err != nil {
 		t.Fatalf("gRPC push: %v", err)
 	}

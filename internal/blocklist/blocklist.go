@@ -128,11 +128,7 @@ func (l *List) Stop() {
 func (l *List) Add(meta *block.Meta) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	blocks := l.tenants[meta.TenantID]
-	if blocks == nil {
-		blocks = map[uuid.UUID]*Entry{}
-		l.tenants[meta.TenantID] = blocks
-	}
+	blocks := l.blocksLocked(meta.TenantID)
 	if old := blocks[meta.BlockID]; old != nil {
 		old.close()
 	}
@@ -216,11 +212,7 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	blocks := l.tenants[ten]
-	if blocks == nil {
-		blocks = map[uuid.UUID]*Entry{}
-		l.tenants[ten] = blocks
-	}
+	blocks := l.blocksLocked(ten)
 	for id, e := range blocks {
 		if !present[id] {
 			e.close()
@@ -290,11 +282,7 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	blocks := l.tenants[tenant]
-	if blocks == nil {
-		blocks = map[uuid.UUID]*Entry{}
-		l.tenants[tenant] = blocks
-	}
+	blocks := l.blocksLocked(tenant)
 	if e := blocks[id]; e != nil { // added meanwhile
 		return e, nil
 	}
@@ -309,4 +297,15 @@ func (l *List) Count(tenant string) int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.tenants[tenant])
+}
+
+// blocksLocked returns the blocks of tenant, creating its empty set on first
+// use. l.mu must be held for writing.
+func (l *List) blocksLocked(tenant string) map[uuid.UUID]*Entry {
+	blocks := l.tenants[tenant]
+	if blocks == nil {
+		blocks = map[uuid.UUID]*Entry{}
+		l.tenants[tenant] = blocks
+	}
+	return blocks
 }

@@ -178,4 +178,31 @@ overrides:
 	if err == nil || !strings.Contains(err.Error(), "server.http_server_read_header_timeout: must be positive") {
 		t.Fatalf("err = %v", err)
 	}
+	// The keys of the per-trace limits and the slow-client timeouts.
+	_, _, err = Load("weft.yaml", []byte(`distributor:
+  trace_idle_period: 0s
+  receivers:
+    otlp:
+      protocols:
+        grpc: {read_timeout: 0s}
+        http: {read_timeout: 1s}
+query_frontend:
+  max_query_nesting_depth: 0
+overrides:
+  defaults:
+    ingestion:
+      max_traces_per_user: -1
+`), false)
+	for _, want := range []string{"trace_idle_period must be positive", "protocols.grpc.read_timeout must be positive",
+		"protocols.http.read_timeout must be at least read_header_timeout (10s)", "max_query_nesting_depth: must be between 1 and 1000",
+		"ingestion.max_traces_per_user: must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+	// The OTLP protocol blocks decode as strictly as the rest.
+	_, _, err = Load("weft.yaml", []byte("distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc: {read_timeot: 1s}\n"), false)
+	if err == nil || !strings.Contains(err.Error(), `weft.yaml:5: distributor.receivers.otlp.protocols.grpc.read_timeot: unknown key (did you mean "read_timeout"?)`) {
+		t.Fatalf("err = %v", err)
+	}
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/periodic"
 	"github.com/weftdb/weft/internal/wal"
 	"github.com/weftdb/weft/pipelines"
 )
@@ -99,7 +100,8 @@ type Builder struct {
 	kparts    map[int32]*kafkaPartition
 	started   bool
 	done      chan struct{}
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup  // the uploader
+	cutter    *periodic.Loop  // cuts blocks open for max_block_duration; nil until Start
 	ctx       context.Context // of uploads; cancelled when Shutdown gives up
 	cancel    context.CancelFunc
 
@@ -197,9 +199,9 @@ func (b *Builder) Start(ctx context.Context) error {
 	b.started = true
 	if b.committer != nil {
 		b.ctx, b.cancel = context.WithCancel(context.Background())
-		b.wg.Add(2)
+		b.wg.Add(1)
 		go b.uploader()
-		go b.ticker()
+		b.startCutter()
 		return nil
 	}
 	if err := b.loadCheckpoint(); err != nil {
@@ -237,9 +239,9 @@ func (b *Builder) Start(ctx context.Context) error {
 		b.mu.Unlock()
 	}
 	b.m.walSegments.Set(float64(log.Segments()))
-	b.wg.Add(2)
+	b.wg.Add(1)
 	go b.uploader()
-	go b.ticker()
+	b.startCutter()
 	return nil
 }
 
@@ -417,27 +419,19 @@ func (b *Builder) cutLocked(key string) {
 	b.cond.Broadcast()
 }
 
-// ticker cuts the blocks that have been open for max_block_duration.
-func (b *Builder) ticker() {
-	defer b.wg.Done()
-	every := min(b.cfg.MaxBlockDuration/4, time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.done:
-			return
-		case <-t.C:
-			now := b.clock()
-			b.mu.Lock()
-			for key, buf := range b.open {
-				if now.Sub(buf.opened) >= b.cfg.MaxBlockDuration {
-					b.cutLocked(key)
-				}
+// startCutter begins cutting, several times per max_block_duration, the
+// blocks that have been open that long.
+func (b *Builder) startCutter() {
+	b.cutter = periodic.Start(min(b.cfg.MaxBlockDuration/4, time.Second), func() {
+		now := b.clock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for key, buf := range b.open {
+			if now.Sub(buf.opened) >= b.cfg.MaxBlockDuration {
+				b.cutLocked(key)
 			}
-			b.mu.Unlock()
 		}
-	}
+	})
 }
 
 // uploader uploads cut blocks one at a time, oldest first, retrying each
@@ -685,6 +679,7 @@ func (b *Builder) Shutdown(ctx context.Context) error {
 	}
 	close(b.done)
 	b.cancel()
+	_ = b.cutter.Stop(context.Background())
 	<-uploaded
 	if b.log == nil {
 		return err

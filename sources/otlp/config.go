@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftdb/weft/internal/yamlx"
 )
 
 // Defaults of Config.
@@ -216,7 +218,7 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 		if p.GRPC != nil {
 			g = *p.GRPC
 		}
-		if err := decodeSection(grpcNode, &g, "grpc", "endpoint", "max_recv_msg_size_mib"); err != nil {
+		if err := decodeSection(grpcNode, &g, "grpc"); err != nil {
 			return err
 		}
 		out.GRPC = &g
@@ -226,7 +228,7 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 		if p.HTTP != nil {
 			h = *p.HTTP
 		}
-		if err := decodeSection(httpNode, &h, "http", "endpoint", "max_request_body_size", "read_header_timeout", "idle_timeout"); err != nil {
+		if err := decodeSection(httpNode, &h, "http"); err != nil {
 			return err
 		}
 		out.HTTP = &h
@@ -235,29 +237,17 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 	return nil
 }
 
-// decodeSection decodes node onto out unless it is null, refusing keys
-// other than known (a custom unmarshaler does not inherit strict decoding).
-func decodeSection(node *yaml.Node, out any, name string, known ...string) error {
+// decodeSection decodes node onto out unless it is null, as strictly as the
+// rest of the config (a custom unmarshaler does not inherit it): a key out
+// has no field for is an error naming it.
+func decodeSection(node *yaml.Node, out any, name string) error {
 	if node.Kind == yaml.ScalarNode && node.ShortTag() == "!!null" {
 		return nil
 	}
 	if node.Kind != yaml.MappingNode {
 		return fmt.Errorf("cannot decode protocols.%s at line %d: want a mapping or nothing", name, node.Line)
 	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		key := node.Content[i]
-		ok := false
-		for _, k := range known {
-			if key.Value == k {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return fmt.Errorf("cannot decode protocols.%s at line %d: unknown field %q", name, key.Line, key.Value)
-		}
-	}
-	if err := node.Decode(out); err != nil {
+	if err := yamlx.Decode(node, out, yamlx.Options{Path: "protocols." + name}); err != nil {
 		return fmt.Errorf("cannot decode protocols.%s: %w", name, err)
 	}
 	return nil
