@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/internal/readiness"
 )
 
 // Options tell Compile what this process runs.
@@ -33,6 +34,8 @@ type Options struct {
 	// AllowEmpty accepts targets that run no node (a querier): the
 	// pipeline then does nothing. Otherwise that is an error.
 	AllowEmpty bool
+	// Readiness is passed to every node in its Settings; may be nil.
+	Readiness *readiness.Set
 }
 
 // Transport carries pipeline edges between processes. Topic(node) is where
@@ -150,9 +153,10 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 			continue
 		}
 		set := Settings{
-			Name:    n.spec.Name,
-			Logger:  opts.Logger.With("node", n.spec.Name),
-			Metrics: opts.Metrics,
+			Name:      n.spec.Name,
+			Logger:    opts.Logger.With("node", n.spec.Name),
+			Metrics:   opts.Metrics,
+			Readiness: opts.Readiness,
 		}
 		if n.factory.Role() == RoleSource {
 			set.Output = &output{pubsub: pubsub, topic: n.spec.Name, fanout: fanout[n.spec.Name], remote: remoteOut(n.spec.Name)}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftdb/weft/internal/readiness"
 )
 
 // Metadata keys carried by messages on the edges.
@@ -113,6 +115,9 @@ type Settings struct {
 	Metrics prometheus.Registerer
 	// Output is how a source publishes into the graph; nil for stages and sinks.
 	Output Output
+	// Readiness is where a node adds the checks that make the process not
+	// ready while they fail (see internal/readiness); may be nil.
+	Readiness *readiness.Set
 }
 
 // Factory creates the nodes of one kind. Factories are listed explicitly in

@@ -33,6 +33,7 @@ import (
 	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/memlimit"
 	"github.com/weftdb/weft/internal/overrides"
+	"github.com/weftdb/weft/internal/readiness"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
@@ -96,6 +97,9 @@ type App struct {
 	blocks   *blocklist.List
 	limits   *overrides.Overrides
 	memory   *memlimit.Limiter
+	// readiness holds the checks of components that can stop being able
+	// to work while the process runs; /ready fails while any fails.
+	readiness *readiness.Set
 
 	// Microservices mode: membership, and the live-stores of other
 	// processes that queriers ask.
@@ -119,7 +123,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	if err := CheckTarget(cfg.Target); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), stores: &livestore.Set{}}
+	a := &App{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), stores: &livestore.Set{}, readiness: &readiness.Set{}}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	file, data := pipelines.DefaultFile, pipelines.Default
@@ -168,6 +172,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		Metrics:      a.registry,
 		CloseTimeout: cfg.Server.GracefulShutdownTimeout,
 		Transport:    transport,
+		Readiness:    a.readiness,
 		// A querier or query-frontend alone runs no node of the pipeline.
 		AllowEmpty: slices.ContainsFunc(SplitTargets(cfg.Target), func(t string) bool { return t == "querier" || t == "query-frontend" }),
 	})
@@ -258,7 +263,7 @@ func (a *App) ready() error {
 	case 2:
 		return errors.New("Application is stopping")
 	}
-	return nil
+	return a.readiness.Err()
 }
 
 // Start opens the servers and starts the pipeline. On error, whatever was
