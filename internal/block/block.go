@@ -39,6 +39,12 @@ const (
 // version of weft cannot read.
 var ErrUnknownFormat = errors.New("unknown block format")
 
+// ErrInvalidMeta is wrapped by the errors of ReadMeta and Meta.Validate for
+// a meta.json that was read but cannot be used: not JSON, naming another
+// block, or with values that contradict each other. Rereading it gives the
+// same error until the object is replaced, unlike a storage error.
+var ErrInvalidMeta = errors.New("invalid meta.json")
+
 // Source is where a block's spans came from, so that a replay of the same
 // input can recognise (and replace) the block it already wrote.
 type Source struct {
@@ -78,9 +84,11 @@ func objectName(tenant string, id uuid.UUID, name string) string {
 	return path.Join(tenant, id.String(), name)
 }
 
-// ReadMeta reads the meta.json of a block. It does not check the format
-// (Open does), so that tools can list blocks of every version. An absent
-// block gives an error for which bkt.IsObjNotFoundErr is true.
+// ReadMeta reads the meta.json of a block and checks it: a meta of FormatV1
+// with Validate; one of another format only for its tenant and block ID
+// (Open refuses the format), so that tools can list blocks of every
+// version. An absent block gives an error for which bkt.IsObjNotFoundErr is
+// true; a meta.json that is not valid, one that wraps ErrInvalidMeta.
 func ReadMeta(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*Meta, error) {
 	rc, err := bkt.Get(ctx, objectName(tenant, id, MetaName))
 	if err != nil {
@@ -93,12 +101,109 @@ func ReadMeta(ctx context.Context, bkt objstore.BucketReader, tenant string, id 
 	}
 	m := &Meta{}
 	if err := json.Unmarshal(buf.Bytes(), m); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", objectName(tenant, id, MetaName), err)
+		if buf.Len() == 0 {
+			return nil, fmt.Errorf("%w %s: the object is empty", ErrInvalidMeta, objectName(tenant, id, MetaName))
+		}
+		return nil, fmt.Errorf("%w %s: cannot decode: %v", ErrInvalidMeta, objectName(tenant, id, MetaName), err)
 	}
 	if m.TenantID != tenant || m.BlockID != id {
-		return nil, fmt.Errorf("%s names block %s/%s", objectName(tenant, id, MetaName), m.TenantID, m.BlockID)
+		return nil, fmt.Errorf("%w %s: it names block %s/%s", ErrInvalidMeta, objectName(tenant, id, MetaName), m.TenantID, m.BlockID)
+	}
+	if m.Format == FormatV1 {
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
+}
+
+// minParquetBytes is the smallest Parquet file: magic, footer length, magic.
+const minParquetBytes = 12
+
+// Validate checks that m describes a block this package can read: format
+// FormatV1, the block's ID and tenant, non-negative counts and sizes, row
+// groups with well-formed trace-ID ranges in trace-ID order whose rows add
+// up to totalSpans, and start and end times. The error wraps
+// ErrInvalidMeta (ErrUnknownFormat too for another format) and names the
+// block and every field found wrong. It does not look at the other objects
+// of the block; the end time may be before the start time (a span's end
+// before its start is kept as sent).
+func (m *Meta) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if m.Format != FormatV1 {
+		return fmt.Errorf("%w %s: %w %q: this version of weft reads only %q",
+			ErrInvalidMeta, m.ObjectName(MetaName), ErrUnknownFormat, m.Format, FormatV1)
+	}
+	if m.BlockID == uuid.Nil {
+		bad("blockID: missing")
+	}
+	if m.TenantID == "" {
+		bad("tenantID: missing")
+	}
+	if m.StartTime.IsZero() {
+		bad("startTime: missing")
+	}
+	if m.EndTime.IsZero() {
+		bad("endTime: missing")
+	}
+	if m.TotalSpans <= 0 {
+		bad("totalSpans: %d, a block holds at least one span", m.TotalSpans)
+	}
+	if m.TotalTraces <= 0 || m.TotalTraces > m.TotalSpans {
+		bad("totalTraces: %d, must be between 1 and totalSpans (%d)", m.TotalTraces, m.TotalSpans)
+	}
+	if m.Size < minParquetBytes {
+		bad("size: %d, data.parquet holds at least %d bytes", m.Size, minParquetBytes)
+	}
+	if m.BloomBytes <= 0 {
+		bad("bloomBytes: %d, must be positive", m.BloomBytes)
+	}
+	if len(m.RowGroups) == 0 {
+		bad("rowGroups: empty, a block has at least one row group")
+	}
+	var rows int64
+	prevMax := ""
+	for i, rg := range m.RowGroups {
+		for _, f := range []struct{ name, v string }{{"minTraceID", rg.MinTraceID}, {"maxTraceID", rg.MaxTraceID}} {
+			if !isTraceIDHex(f.v) {
+				bad("rowGroups[%d].%s: %q is not 32 lowercase hex digits", i, f.name, f.v)
+			}
+		}
+		if rg.MinTraceID > rg.MaxTraceID {
+			bad("rowGroups[%d]: minTraceID %s is after maxTraceID %s", i, rg.MinTraceID, rg.MaxTraceID)
+		}
+		if rg.MinTraceID < prevMax {
+			bad("rowGroups[%d]: minTraceID %s is before the previous row group's maxTraceID %s", i, rg.MinTraceID, prevMax)
+		}
+		prevMax = rg.MaxTraceID
+		if rg.Rows <= 0 {
+			bad("rowGroups[%d].rows: %d, must be positive", i, rg.Rows)
+		}
+		rows += rg.Rows
+	}
+	if len(m.RowGroups) > 0 && rows != m.TotalSpans {
+		bad("rowGroups: %d rows in all, totalSpans says %d", rows, m.TotalSpans)
+	}
+	if m.Source.Partition < 0 || m.Source.FirstOffset < 0 || m.Source.FirstOffset > m.Source.LastOffset {
+		bad("source: partition %d, offsets %d to %d", m.Source.Partition, m.Source.FirstOffset, m.Source.LastOffset)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w %s: %s", ErrInvalidMeta, m.ObjectName(MetaName), strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func isTraceIDHex(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ListTenants returns, sorted, the tenants that have at least one block
