@@ -2,13 +2,26 @@
 // it polls the bucket so a process sees blocks that other processes wrote,
 // takes blocks this process wrote as soon as they are uploaded, and keeps an
 // open reader per block for the query side.
+//
+// A block whose meta.json cannot be used (not JSON, empty, failing
+// block.Meta.Validate, or not matching its data.parquet and bloom) is left
+// out of the list, counted in weft_blocklist_unreadable_blocks and logged
+// once; it is read again on every poll, so a repaired block comes back. A
+// block rewritten under the same ID (a replay after a crash) is noticed by
+// the last-modified time of its meta.json in the listing, and by Read when
+// a read through a cached reader fails. Available says whether the list can
+// be trusted: it fails until a poll has succeeded and when the last success
+// is too old.
 package blocklist
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,9 +36,17 @@ import (
 	"github.com/weftdb/weft/internal/periodic"
 )
 
-// Entry is one block: its meta and, once asked for, its reader.
+// readConcurrency bounds the meta.json reads of one tenant's poll in flight.
+const readConcurrency = 16
+
+// Entry is one block: its meta and, once asked for, its reader. Its Meta is
+// never changed: a block rewritten under the same ID gets a new Entry.
 type Entry struct {
 	Meta *block.Meta
+
+	// stamp is the last-modified time of meta.json as the listing showed
+	// it when Meta was read; zero when not known. Guarded by List.mu.
+	stamp time.Time
 
 	mu     sync.Mutex
 	reader *block.Reader
@@ -57,18 +78,27 @@ func (e *Entry) close() {
 
 // List is the block list of a bucket.
 type List struct {
-	bkt      objstore.BucketReader
-	interval time.Duration
-	logger   *slog.Logger
+	bkt        objstore.BucketReader
+	interval   time.Duration
+	staleAfter time.Duration
+	logger     *slog.Logger
 
 	mu      sync.RWMutex
 	tenants map[string]map[uuid.UUID]*Entry
+	// unreadable holds, per tenant, the blocks left out because their
+	// meta.json cannot be used, with the reason last logged.
+	unreadable  map[string]map[uuid.UUID]string
+	lastSuccess time.Time // end of the last poll without error
+	lastErr     error     // error of the last poll, nil after a success
 
 	poller *periodic.Loop // nil until Start
 
-	blocks   *prometheus.GaugeVec
-	pollErrs prometheus.Counter
-	pollTime prometheus.Histogram
+	blocks        *prometheus.GaugeVec
+	unreadableG   *prometheus.GaugeVec
+	pollErrs      prometheus.Counter
+	pollTime      prometheus.Histogram
+	lastSuccessTS prometheus.Gauge
+	rewritten     prometheus.Counter
 }
 
 // New returns a list of the blocks in bkt, polled every interval once
@@ -79,9 +109,18 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 	}
 	return &List{
 		bkt: bkt, interval: interval, logger: logger,
-		tenants: map[string]map[uuid.UUID]*Entry{},
+		// Three intervals, and never less than one interval plus the
+		// timeout of a poll, so that one slow poll does not make the
+		// list stale.
+		staleAfter: max(3*interval, interval+pollTimeout(interval)),
+		tenants:    map[string]map[uuid.UUID]*Entry{},
+		unreadable: map[string]map[uuid.UUID]string{},
 		blocks: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_blocklist_blocks", Help: "Blocks known in object storage, by tenant.",
+		}, []string{"tenant"})),
+		unreadableG: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_blocklist_unreadable_blocks",
+			Help: "Blocks left out of the block list because their meta.json cannot be read or is not valid, by tenant. Their spans are not queryable.",
 		}, []string{"tenant"})),
 		pollErrs: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_blocklist_poll_failures_total", Help: "Polls of the block list that failed.",
@@ -90,19 +129,31 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 			Name: "weft_blocklist_poll_duration_seconds", Help: "Time to poll the block list of every tenant.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		})),
+		lastSuccessTS: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_blocklist_last_successful_poll_timestamp_seconds",
+			Help: "Unix time of the end of the last poll of the block list that succeeded; 0 until one has.",
+		})),
+		rewritten: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_blocklist_blocks_reopened_total",
+			Help: "Blocks found rewritten under the same ID (a replay after a crash), whose cached reader was dropped.",
+		})),
 	}
 }
 
+// pollTimeout bounds one poll.
+func pollTimeout(interval time.Duration) time.Duration { return max(interval, time.Minute) }
+
 // Start polls once, then every interval until Stop. A failing first poll
-// (object storage down) is logged, not fatal: the next polls catch up.
+// (object storage down) is logged, not fatal: the next polls catch up, and
+// Available fails until one succeeds.
 func (l *List) Start(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, pollTimeout(l.interval))
 	if err := l.Poll(pctx); err != nil {
 		l.logger.Warn("cannot read the block list; blocks written before this start are not queryable until a poll succeeds", "err", err)
 	}
 	cancel()
 	l.poller = periodic.Start(l.interval, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), max(l.interval, time.Minute))
+		ctx, cancel := context.WithTimeout(context.Background(), pollTimeout(l.interval))
 		defer cancel()
 		if err := l.Poll(ctx); err != nil {
 			l.logger.Warn("cannot poll the block list", "err", err)
@@ -123,6 +174,41 @@ func (l *List) Stop() {
 	}
 }
 
+// Available returns nil when the list can be trusted to hold the blocks of
+// object storage: a poll has succeeded, and the last success is less than
+// three poll intervals old (at least one interval plus a poll's timeout).
+// Otherwise the error says why, with the last poll's error: a query that
+// finds nothing cannot tell that the data does not exist.
+func (l *List) Available() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.lastSuccess.IsZero() {
+		if l.lastErr != nil {
+			return fmt.Errorf("the blocks in object storage are not known: no poll of the block list has succeeded yet: %w", l.lastErr)
+		}
+		return errors.New("the blocks in object storage are not known: the block list has not been polled yet")
+	}
+	if age := time.Since(l.lastSuccess); age > l.staleAfter {
+		return fmt.Errorf("the block list is stale: its last successful poll was %s ago (storage.trace.blocklist_poll is %s): %w",
+			age.Round(time.Second), l.interval, l.lastErr)
+	}
+	return nil
+}
+
+// Polled returns nil once a poll of the list has succeeded, else why none
+// has: the readiness check of the processes that query blocks.
+func (l *List) Polled() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.lastSuccess.IsZero() {
+		return nil
+	}
+	if l.lastErr != nil {
+		return fmt.Errorf("no poll of the blocks in object storage has succeeded yet: %w", l.lastErr)
+	}
+	return errors.New("the blocks in object storage have not been listed yet")
+}
+
 // Add puts a block this process has just written into the list, replacing
 // an entry with the same ID (a replayed block).
 func (l *List) Add(meta *block.Meta) {
@@ -133,19 +219,20 @@ func (l *List) Add(meta *block.Meta) {
 		old.close()
 	}
 	blocks[meta.BlockID] = &Entry{Meta: meta}
+	l.clearUnreadableLocked(meta.TenantID, meta.BlockID)
 	l.blocks.WithLabelValues(meta.TenantID).Set(float64(len(blocks)))
 }
 
 // Poll lists every tenant's blocks, reads the meta of blocks it does not
-// know yet and forgets blocks that are gone. Block metas are immutable
-// except when a replay rewrites a block, which the writing process reports
-// through Add.
+// know yet, of blocks whose meta.json changed since it was read and of
+// blocks it could not use before, and forgets blocks that are gone or being
+// rewritten. An error of one block or tenant does not stop the others.
 func (l *List) Poll(ctx context.Context) error {
 	start := time.Now()
 	defer func() { l.pollTime.Observe(time.Since(start).Seconds()) }()
 	tenants, err := block.ListTenants(ctx, l.bkt)
 	if err != nil {
-		l.pollErrs.Inc()
+		l.pollDone(err)
 		return err
 	}
 	var errs []error
@@ -166,66 +253,274 @@ func (l *List) Poll(ctx context.Context) error {
 			l.blocks.DeleteLabelValues(ten)
 		}
 	}
-	l.mu.Unlock()
-	if len(errs) > 0 {
-		l.pollErrs.Inc()
+	for ten := range l.unreadable {
+		if !listed[ten] {
+			delete(l.unreadable, ten)
+			l.unreadableG.DeleteLabelValues(ten)
+		}
 	}
-	return errors.Join(errs...)
+	l.mu.Unlock()
+	err = errors.Join(errs...)
+	l.pollDone(err)
+	return err
 }
 
-func (l *List) pollTenant(ctx context.Context, ten string) error {
-	var ids []uuid.UUID
-	err := l.bkt.Iter(ctx, ten+"/", func(name string) error {
-		id, err := uuid.Parse(strings.TrimSuffix(strings.TrimPrefix(name, ten+"/"), "/"))
+func (l *List) pollDone(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastErr = err
+	if err != nil {
+		l.pollErrs.Inc()
+		return
+	}
+	l.lastSuccess = time.Now()
+	l.lastSuccessTS.Set(float64(l.lastSuccess.UnixNano()) / 1e9)
+}
+
+// listed is what a tenant's listing shows of one block.
+type listed struct {
+	hasMeta bool      // meta.json exists (always true without stamps)
+	stamp   time.Time // last-modified time of meta.json, when known
+}
+
+// listTenant lists the blocks of a tenant. When the bucket can list
+// recursively with last-modified times (S3, the local backend), one listing
+// of the tenant's objects tells which blocks have a meta.json and when it
+// was written: about three keys per block, so one LIST request per ~330
+// blocks on S3. Otherwise it lists the block directories and stamps is
+// false.
+func (l *List) listTenant(ctx context.Context, ten string) (blocks map[uuid.UUID]listed, stamps bool, err error) {
+	blocks = map[uuid.UUID]listed{}
+	prefix := ten + "/"
+	opts := l.bkt.SupportedIterOptions()
+	if slices.Contains(opts, objstore.Recursive) && slices.Contains(opts, objstore.UpdatedAt) {
+		err := l.bkt.IterWithAttributes(ctx, prefix, func(a objstore.IterObjectAttributes) error {
+			dir, obj, ok := strings.Cut(strings.TrimPrefix(a.Name, prefix), "/")
+			if !ok {
+				return nil
+			}
+			id, err := uuid.Parse(dir)
+			if err != nil {
+				return nil
+			}
+			b := blocks[id]
+			if obj == block.MetaName {
+				b.hasMeta = true
+				b.stamp, _ = a.LastModified()
+			}
+			blocks[id] = b
+			return nil
+		}, objstore.WithRecursiveIter(), objstore.WithUpdatedAt())
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot list the blocks of tenant %q: %w", ten, err)
+		}
+		return blocks, true, nil
+	}
+	err = l.bkt.Iter(ctx, prefix, func(name string) error {
+		id, err := uuid.Parse(strings.TrimSuffix(strings.TrimPrefix(name, prefix), "/"))
 		if err == nil {
-			ids = append(ids, id)
+			blocks[id] = listed{hasMeta: true}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("cannot list the blocks of tenant %q: %w", ten, err)
+		return nil, false, fmt.Errorf("cannot list the blocks of tenant %q: %w", ten, err)
+	}
+	return blocks, false, nil
+}
+
+// readResult is the outcome of reading one block's meta.json.
+type readResult struct {
+	id   uuid.UUID
+	meta *block.Meta
+	err  error
+}
+
+func (l *List) pollTenant(ctx context.Context, ten string) error {
+	present, stamps, err := l.listTenant(ctx, ten)
+	if err != nil {
+		return err
 	}
 	l.mu.RLock()
 	known := l.tenants[ten]
-	var missing []uuid.UUID
-	for _, id := range ids {
-		if _, ok := known[id]; !ok {
-			missing = append(missing, id)
+	var toRead []uuid.UUID
+	for id, b := range present {
+		if !b.hasMeta {
+			continue // being written or rewritten: meta.json comes last
+		}
+		e, ok := known[id]
+		_, bad := l.unreadable[ten][id]
+		switch {
+		case !ok, bad: // new, or unreadable before: read again
+			toRead = append(toRead, id)
+		case stamps && !e.stamp.Equal(b.stamp): // rewritten, or stamp not known yet
+			toRead = append(toRead, id)
 		}
 	}
 	l.mu.RUnlock()
 
-	found := map[uuid.UUID]*block.Meta{}
-	for _, id := range missing {
-		meta, err := block.ReadMeta(ctx, l.bkt, ten, id)
-		if err != nil {
-			if isNotFound(l.bkt, err) {
-				continue // not complete yet: meta.json comes last
-			}
-			return fmt.Errorf("cannot read the meta of block %s/%s: %w", ten, id, err)
-		}
-		found[id] = meta
+	results := make([]readResult, len(toRead))
+	sem := make(chan struct{}, readConcurrency)
+	var wg sync.WaitGroup
+	for i, id := range toRead {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, err := l.readBlock(ctx, ten, id)
+			results[i] = readResult{id: id, meta: m, err: err}
+		})
 	}
-	present := map[uuid.UUID]bool{}
-	for _, id := range ids {
-		present[id] = true
-	}
+	wg.Wait()
+
+	var errs []error
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	blocks := l.blocksLocked(ten)
 	for id, e := range blocks {
-		if !present[id] {
+		// Gone, or being rewritten: its meta.json is deleted first.
+		if b, ok := present[id]; !ok || !b.hasMeta {
 			e.close()
 			delete(blocks, id)
 		}
 	}
-	for id, meta := range found {
-		if _, ok := blocks[id]; !ok {
-			blocks[id] = &Entry{Meta: meta}
+	for id := range l.unreadable[ten] {
+		if b, ok := present[id]; !ok || !b.hasMeta {
+			l.clearUnreadableLocked(ten, id)
+		}
+	}
+	for _, r := range results {
+		old := blocks[r.id]
+		switch {
+		case r.err == nil:
+			if l.clearUnreadableLocked(ten, r.id) {
+				l.logger.Info("block is readable again", "tenant", ten, "block", r.id)
+			}
+			if old != nil && sameMeta(old.Meta, r.meta) {
+				// Only the stamp was new (a block this process wrote).
+				old.stamp = present[r.id].stamp
+				continue
+			}
+			if old != nil {
+				old.close()
+				l.rewritten.Inc()
+				l.logger.Info("block was rewritten under the same ID; its reader is reopened", "tenant", ten, "block", r.id)
+			}
+			blocks[r.id] = &Entry{Meta: r.meta, stamp: present[r.id].stamp}
+		case isNotFound(l.bkt, r.err):
+			// Deleted since the listing; the next poll sees it.
+			if old != nil {
+				old.close()
+				delete(blocks, r.id)
+			}
+		case isUnreadable(l.bkt, r.err):
+			if old != nil {
+				old.close()
+				delete(blocks, r.id)
+			}
+			l.setUnreadableLocked(ten, r.id, r.err)
+		default:
+			// A storage error: keep what the list had, retry next poll.
+			errs = append(errs, r.err)
 		}
 	}
 	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
-	return nil
+	return errors.Join(errs...)
+}
+
+// sameMeta reports whether a and b describe the same write of a block
+// (createdAt differs between writes).
+func sameMeta(a, b *block.Meta) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// readBlock reads and checks the meta.json of a block, and checks that
+// data.parquet and bloom have the sizes it gives (two HEAD requests on
+// S3): a wrong size makes every read of the block fail.
+func (l *List) readBlock(ctx context.Context, ten string, id uuid.UUID) (*block.Meta, error) {
+	m, err := block.ReadMeta(ctx, l.bkt, ten, id)
+	if err != nil {
+		if isNotFound(l.bkt, err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot read the meta of block %s/%s: %w", ten, id, err)
+	}
+	if m.Format != block.FormatV1 {
+		return nil, fmt.Errorf("cannot use block %s/%s: %w", ten, id, m.Validate())
+	}
+	for _, obj := range []struct {
+		name string
+		size int64
+	}{{block.DataName, m.Size}, {block.BloomName, m.BloomBytes}} {
+		attrs, err := l.bkt.Attributes(ctx, m.ObjectName(obj.name))
+		switch {
+		case isNotFound(l.bkt, err):
+			return nil, fmt.Errorf("cannot use block %s/%s: %w: %s is missing", ten, id, block.ErrInvalidMeta, obj.name)
+		case err != nil:
+			return nil, fmt.Errorf("cannot check block %s/%s: %w", ten, id, err)
+		case attrs.Size != obj.size:
+			return nil, fmt.Errorf("cannot use block %s/%s: %w: it gives %d bytes for %s, which has %d",
+				ten, id, block.ErrInvalidMeta, obj.size, obj.name, attrs.Size)
+		}
+	}
+	return m, nil
+}
+
+// isUnreadable reports whether err means the block cannot be used until
+// its objects are replaced: a meta.json that is not valid, or access to it
+// denied.
+func isUnreadable(bkt objstore.BucketReader, err error) bool {
+	if errors.Is(err, block.ErrInvalidMeta) {
+		return true
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if bkt.IsAccessDeniedErr(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// setUnreadableLocked records that a block is left out, logging it the
+// first time and when the reason changes. l.mu must be held for writing.
+func (l *List) setUnreadableLocked(ten string, id uuid.UUID, err error) {
+	bad := l.unreadable[ten]
+	if bad == nil {
+		bad = map[uuid.UUID]string{}
+		l.unreadable[ten] = bad
+	}
+	if msg, ok := bad[id]; !ok || msg != err.Error() {
+		l.logger.Warn("block left out of the block list: its spans are not queryable until it is repaired or removed",
+			"tenant", ten, "block", id, "err", err)
+	}
+	bad[id] = err.Error()
+	l.unreadableG.WithLabelValues(ten).Set(float64(len(bad)))
+}
+
+// clearUnreadableLocked forgets that a block was left out and reports
+// whether it was. l.mu must be held for writing.
+func (l *List) clearUnreadableLocked(ten string, id uuid.UUID) bool {
+	bad := l.unreadable[ten]
+	if _, ok := bad[id]; !ok {
+		return false
+	}
+	delete(bad, id)
+	l.unreadableG.WithLabelValues(ten).Set(float64(len(bad)))
+	return true
+}
+
+// Unreadable returns the IDs of the tenant's blocks left out because their
+// meta.json cannot be used, sorted.
+func (l *List) Unreadable(tenant string) []uuid.UUID {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var ids []uuid.UUID
+	for id := range l.unreadable[tenant] {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
 }
 
 // isNotFound unwraps err fully looking for the bucket's not-found error.
@@ -268,17 +563,18 @@ func (l *List) Get(tenant string, id uuid.UUID) *Entry {
 // hold yet is looked up in the bucket (its meta.json) and added. So a querier
 // can run a job that a query-frontend planned from a newer list than its own:
 // each process polls on its own schedule. It returns nil, nil when the block
-// is not in the bucket either (not complete yet, or deleted).
+// is not in the bucket either (not complete yet, or deleted), and an error
+// wrapping block.ErrInvalidMeta when its meta.json cannot be used.
 func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, error) {
 	if e := l.Get(tenant, id); e != nil {
 		return e, nil
 	}
-	meta, err := block.ReadMeta(ctx, l.bkt, tenant, id)
+	meta, err := l.readBlock(ctx, tenant, id)
 	if err != nil {
 		if isNotFound(l.bkt, err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("cannot read the meta of block %s/%s: %w", tenant, id, err)
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -288,8 +584,70 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	}
 	e := &Entry{Meta: meta}
 	blocks[id] = e
+	l.clearUnreadableLocked(tenant, id)
 	l.blocks.WithLabelValues(tenant).Set(float64(len(blocks)))
 	return e, nil
+}
+
+// Refresh is for a read through e's reader that failed: it reads the
+// block's meta.json again and, when the block was rewritten since e was
+// made (a replay after a crash rewrites a block under the same ID), puts a
+// new entry in the list in e's place and returns it. It returns nil, nil
+// when the block is unchanged (the failure was not a rewrite) or gone. It
+// costs one GET and two HEAD requests.
+func (l *List) Refresh(ctx context.Context, e *Entry) (*Entry, error) {
+	ten, id := e.Meta.TenantID, e.Meta.BlockID
+	meta, err := l.readBlock(ctx, ten, id)
+	switch {
+	case isNotFound(l.bkt, err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case sameMeta(meta, e.Meta):
+		return nil, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	blocks := l.blocksLocked(ten)
+	cur := blocks[id]
+	if cur != nil && cur != e && sameMeta(cur.Meta, meta) {
+		return cur, nil // refreshed meanwhile
+	}
+	if cur != nil {
+		cur.close()
+	}
+	ne := &Entry{Meta: meta}
+	blocks[id] = ne
+	l.clearUnreadableLocked(ten, id)
+	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
+	l.rewritten.Inc()
+	l.logger.Info("block was rewritten under the same ID; its reader is reopened", "tenant", ten, "block", id)
+	return ne, nil
+}
+
+// Read runs read on the reader of e. When it fails for another reason than
+// ctx, the block's meta.json is read again (Refresh) and, if the block was
+// rewritten under the same ID since e was made, read runs once more on the
+// new block; otherwise the first error is returned.
+func Read[T any](ctx context.Context, l *List, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
+	v, err := readEntry(ctx, l, e, read)
+	if err == nil || ctx.Err() != nil {
+		return v, err
+	}
+	ne, rerr := l.Refresh(ctx, e)
+	if rerr != nil || ne == nil {
+		return v, err
+	}
+	return readEntry(ctx, l, ne, read)
+}
+
+func readEntry[T any](ctx context.Context, l *List, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
+	r, err := e.Reader(ctx, l.bkt)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return read(r)
 }
 
 // Count is the number of blocks of a tenant.
