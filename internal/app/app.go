@@ -143,6 +143,11 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		return nil, err
 	}
 	a.blocks = blocklist.New(a.bucket, cfg.Storage.Trace.BlocklistPoll, a.registry, logger)
+	if slices.ContainsFunc(SplitTargets(cfg.Target), func(t string) bool { return t == TargetAll || t == "querier" || t == "query-frontend" }) {
+		// Not ready to query until the blocks are known; the write path
+		// works meanwhile.
+		a.readiness.Add("blocklist", a.blocks.Polled)
+	}
 	a.limits, err = overrides.New(cfg.Overrides, config.IsTempoOverridesKey, logger.With("component", "overrides"), a.registry)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
@@ -138,12 +139,10 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 				return
 			}
 			defer func() { <-sem }()
-			r, err := e.Reader(ctx, q.bkt)
-			if err != nil {
-				errs[i+1] = fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
-				return
-			}
-			parts[i+1], errs[i+1] = r.FindTraceByID(ctx, traceID)
+			// A block rewritten under the same ID is reopened once.
+			parts[i+1], errs[i+1] = blocklist.Read(ctx, q.blocks, e, func(r *block.Reader) ([]byte, error) {
+				return r.FindTraceByID(ctx, traceID)
+			})
 			if errs[i+1] != nil {
 				errs[i+1] = fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, errs[i+1])
 			}
@@ -160,5 +159,12 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 			return nil, err
 		}
 	}
-	return otlpwire.Merge(parts...)
+	data, err := otlpwire.Merge(parts...)
+	if err == nil && len(data) == 0 {
+		// Not found, but the blocks may hold it: say so rather than 404.
+		if err := q.blocks.Available(); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "trace %x is not in the live-store, and the blocks cannot be searched: %v", traceID, err)
+		}
+	}
+	return data, err
 }
