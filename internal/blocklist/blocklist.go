@@ -47,6 +47,9 @@ type Entry struct {
 	// stamp is the last-modified time of meta.json as the listing showed
 	// it when Meta was read; zero when not known. Guarded by List.mu.
 	stamp time.Time
+	// added is when the entry was put in the list: a listing that began
+	// before it may not show the block yet, and must not remove it.
+	added time.Time
 
 	mu     sync.Mutex
 	reader *block.Reader
@@ -218,7 +221,7 @@ func (l *List) Add(meta *block.Meta) {
 	if old := blocks[meta.BlockID]; old != nil {
 		old.close()
 	}
-	blocks[meta.BlockID] = &Entry{Meta: meta}
+	blocks[meta.BlockID] = &Entry{Meta: meta, added: time.Now()}
 	l.clearUnreadableLocked(meta.TenantID, meta.BlockID)
 	l.blocks.WithLabelValues(meta.TenantID).Set(float64(len(blocks)))
 }
@@ -245,12 +248,22 @@ func (l *List) Poll(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	for ten, blocks := range l.tenants {
-		if !listed[ten] { // every block of the tenant is gone
-			for _, e := range blocks {
+		if listed[ten] {
+			continue
+		}
+		// Every block of the tenant is gone, but for those added since
+		// the listing began.
+		for id, e := range blocks {
+			if e.added.Before(start) {
 				e.close()
+				delete(blocks, id)
 			}
+		}
+		if len(blocks) == 0 {
 			delete(l.tenants, ten)
 			l.blocks.DeleteLabelValues(ten)
+		} else {
+			l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
 		}
 	}
 	for ten := range l.unreadable {
@@ -337,6 +350,7 @@ type readResult struct {
 }
 
 func (l *List) pollTenant(ctx context.Context, ten string) error {
+	listStart := time.Now()
 	present, stamps, err := l.listTenant(ctx, ten)
 	if err != nil {
 		return err
@@ -377,8 +391,9 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 	defer l.mu.Unlock()
 	blocks := l.blocksLocked(ten)
 	for id, e := range blocks {
-		// Gone, or being rewritten: its meta.json is deleted first.
-		if b, ok := present[id]; !ok || !b.hasMeta {
+		// Gone, or being rewritten: its meta.json is deleted first. A
+		// block added since the listing began may just not be listed.
+		if b, ok := present[id]; (!ok || !b.hasMeta) && e.added.Before(listStart) {
 			e.close()
 			delete(blocks, id)
 		}
@@ -405,7 +420,7 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 				l.rewritten.Inc()
 				l.logger.Info("block was rewritten under the same ID; its reader is reopened", "tenant", ten, "block", r.id)
 			}
-			blocks[r.id] = &Entry{Meta: r.meta, stamp: present[r.id].stamp}
+			blocks[r.id] = &Entry{Meta: r.meta, stamp: present[r.id].stamp, added: time.Now()}
 		case isNotFound(l.bkt, r.err):
 			// Deleted since the listing; the next poll sees it.
 			if old != nil {
@@ -582,7 +597,7 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	if e := blocks[id]; e != nil { // added meanwhile
 		return e, nil
 	}
-	e := &Entry{Meta: meta}
+	e := &Entry{Meta: meta, added: time.Now()}
 	blocks[id] = e
 	l.clearUnreadableLocked(tenant, id)
 	l.blocks.WithLabelValues(tenant).Set(float64(len(blocks)))
@@ -616,7 +631,7 @@ func (l *List) Refresh(ctx context.Context, e *Entry) (*Entry, error) {
 	if cur != nil {
 		cur.close()
 	}
-	ne := &Entry{Meta: meta}
+	ne := &Entry{Meta: meta, added: time.Now()}
 	blocks[id] = ne
 	l.clearUnreadableLocked(ten, id)
 	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/thanos-io/objstore"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/weftdb/weft/internal/block"
@@ -120,4 +121,44 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// slowListBucket lets a test run code while a poll's listing of a tenant is
+// in progress.
+type slowListBucket struct {
+	objstore.Bucket
+	during func()
+}
+
+func (b *slowListBucket) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, opts ...objstore.IterOption) error {
+	err := b.Bucket.IterWithAttributes(ctx, dir, f, opts...)
+	if b.during != nil && dir != "" {
+		b.during()
+	}
+	return err
+}
+
+// TestPollKeepsBlocksAddedDuringIt: a block this process uploads while a
+// poll is listing (Add comes after the upload) is not in that listing; the
+// poll must not remove it, or its spans, already dropped from the
+// live-store, would 404 until the next poll.
+func TestPollKeepsBlocksAddedDuringIt(t *testing.T) {
+	ctx := context.Background()
+	inner := localBucket(t)
+	bkt := &slowListBucket{Bucket: inner}
+	writeSpans(t, inner, "t", uuid.New(), 1, 2)
+	l := New(bkt, time.Hour, nil, nil)
+	var added *block.Meta
+	bkt.during = func() {
+		if added == nil {
+			added = writeSpans(t, inner, "t", uuid.New(), 2, 2)
+			l.Add(added)
+		}
+	}
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l.Get("t", added.BlockID) == nil {
+		t.Fatal("the poll removed a block added while it was listing")
+	}
 }
