@@ -317,9 +317,9 @@ func TestBlockFaultsLong(t *testing.T) {
 	// 3. A new process serves every other block; the metric counts 3.
 	p = startWeft(t, nil, "-config.file="+cfg)
 	p.waitReady(t, httpAddr)
-	wantUnreadable(p, 3)
 	total := len(acked) * spansPerTrace
 	served := scan("damaged")
+	wantUnreadable(p, 3)
 	var damagedSpans int64
 	for _, m := range []*block.Meta{truncated, noGroups, badSize} {
 		damagedSpans += m.TotalSpans
