@@ -2,6 +2,8 @@ package blocklist
 
 import (
 	"context"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,5 +162,75 @@ func TestPollKeepsBlocksAddedDuringIt(t *testing.T) {
 	}
 	if l.Get("t", added.BlockID) == nil {
 		t.Fatal("the poll removed a block added while it was listing")
+	}
+}
+
+// countingBucket counts the requests a poll makes.
+type countingBucket struct {
+	objstore.Bucket
+	mu                 sync.Mutex
+	gets, attrs, lists int
+}
+
+func (b *countingBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	b.mu.Lock()
+	b.gets++
+	b.mu.Unlock()
+	return b.Bucket.Get(ctx, name)
+}
+
+func (b *countingBucket) Attributes(ctx context.Context, name string) (objstore.ObjectAttributes, error) {
+	b.mu.Lock()
+	b.attrs++
+	b.mu.Unlock()
+	return b.Bucket.Attributes(ctx, name)
+}
+
+func (b *countingBucket) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, opts ...objstore.IterOption) error {
+	b.mu.Lock()
+	b.lists++
+	b.mu.Unlock()
+	return b.Bucket.IterWithAttributes(ctx, dir, f, opts...)
+}
+
+func (b *countingBucket) take() (gets, attrs, lists int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gets, attrs, lists = b.gets, b.attrs, b.lists
+	b.gets, b.attrs, b.lists = 0, 0, 0
+	return
+}
+
+// TestPollCost: a poll reads the meta.json (one GET, two HEADs) of new
+// blocks only; a poll of unchanged blocks makes no GET and no HEAD, only
+// the listing.
+func TestPollCost(t *testing.T) {
+	ctx := context.Background()
+	inner := localBucket(t)
+	bkt := &countingBucket{Bucket: inner}
+	for i := range 5 {
+		writeSpans(t, inner, "t", uuid.New(), byte(i+1), 2)
+	}
+	l := New(bkt, time.Hour, nil, nil)
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if gets, attrs, _ := bkt.take(); gets != 5 || attrs != 10 {
+		t.Fatalf("first poll: %d GETs, %d HEADs; want 5 and 10", gets, attrs)
+	}
+	for range 3 {
+		if err := l.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gets, attrs, lists := bkt.take(); gets != 0 || attrs != 0 || lists != 3 {
+		t.Fatalf("3 polls of unchanged blocks: %d GETs, %d HEADs, %d recursive listings; want 0, 0, 3", gets, attrs, lists)
+	}
+	// A block this process added is read once more, for its stamp.
+	l.Add(writeSpans(t, inner, "t", uuid.New(), 9, 2))
+	_ = l.Poll(ctx)
+	_ = l.Poll(ctx)
+	if gets, _, _ := bkt.take(); gets != 1 {
+		t.Fatalf("a block added by this process: %d GETs over 2 polls, want 1", gets)
 	}
 }
