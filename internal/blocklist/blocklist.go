@@ -39,14 +39,21 @@ import (
 // readConcurrency bounds the meta.json reads of one tenant's poll in flight.
 const readConcurrency = 16
 
+// stampSlack is how long after its last-modified time a meta.json must have
+// been read for the listing's time to tell a later rewrite apart: S3 gives
+// whole seconds, and the store's clock may differ from ours. A block read
+// sooner is read once more at a later poll.
+const stampSlack = 2 * time.Second
+
 // Entry is one block: its meta and, once asked for, its reader. Its Meta is
 // never changed: a block rewritten under the same ID gets a new Entry.
 type Entry struct {
 	Meta *block.Meta
 
 	// stamp is the last-modified time of meta.json as the listing showed
-	// it when Meta was read; zero when not known. Guarded by List.mu.
-	stamp time.Time
+	// it when Meta was read; zero when not known. checked is when Meta was
+	// last read and found current. Both guarded by List.mu.
+	stamp, checked time.Time
 	// added is when the entry was put in the list: a listing that began
 	// before it may not show the block yet, and must not remove it.
 	added time.Time
@@ -84,6 +91,7 @@ type List struct {
 	bkt        objstore.BucketReader
 	interval   time.Duration
 	staleAfter time.Duration
+	stampSlack time.Duration
 	logger     *slog.Logger
 
 	mu      sync.RWMutex
@@ -116,6 +124,7 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 		// timeout of a poll, so that one slow poll does not make the
 		// list stale.
 		staleAfter: max(3*interval, interval+pollTimeout(interval)),
+		stampSlack: stampSlack,
 		tenants:    map[string]map[uuid.UUID]*Entry{},
 		unreadable: map[string]map[uuid.UUID]string{},
 		blocks: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -347,6 +356,7 @@ type readResult struct {
 	id   uuid.UUID
 	meta *block.Meta
 	err  error
+	read time.Time // when the read began
 }
 
 func (l *List) pollTenant(ctx context.Context, ten string) error {
@@ -369,6 +379,10 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 			toRead = append(toRead, id)
 		case stamps && !e.stamp.Equal(b.stamp): // rewritten, or stamp not known yet
 			toRead = append(toRead, id)
+		case stamps && e.checked.Sub(b.stamp) < l.stampSlack:
+			// Read too soon after it was written for the stamp to
+			// show a rewrite within the same second.
+			toRead = append(toRead, id)
 		}
 	}
 	l.mu.RUnlock()
@@ -380,8 +394,9 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			read := time.Now()
 			m, err := l.readBlock(ctx, ten, id)
-			results[i] = readResult{id: id, meta: m, err: err}
+			results[i] = readResult{id: id, meta: m, err: err, read: read}
 		})
 	}
 	wg.Wait()
@@ -411,8 +426,9 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 				l.logger.Info("block is readable again", "tenant", ten, "block", r.id)
 			}
 			if old != nil && sameMeta(old.Meta, r.meta) {
-				// Only the stamp was new (a block this process wrote).
-				old.stamp = present[r.id].stamp
+				// Unchanged: only the stamp was new (a block this
+				// process wrote), or it was read too soon.
+				old.stamp, old.checked = present[r.id].stamp, r.read
 				continue
 			}
 			if old != nil {
@@ -420,7 +436,7 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 				l.rewritten.Inc()
 				l.logger.Info("block was rewritten under the same ID; its reader is reopened", "tenant", ten, "block", r.id)
 			}
-			blocks[r.id] = &Entry{Meta: r.meta, stamp: present[r.id].stamp, added: time.Now()}
+			blocks[r.id] = &Entry{Meta: r.meta, stamp: present[r.id].stamp, checked: r.read, added: time.Now()}
 		case isNotFound(l.bkt, r.err):
 			// Deleted since the listing; the next poll sees it.
 			if old != nil {

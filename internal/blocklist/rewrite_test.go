@@ -3,6 +3,8 @@ package blocklist
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/storage"
 )
 
 func spanCount(t *testing.T, data []byte) int {
@@ -212,6 +215,7 @@ func TestPollCost(t *testing.T) {
 		writeSpans(t, inner, "t", uuid.New(), byte(i+1), 2)
 	}
 	l := New(bkt, time.Hour, nil, nil)
+	l.stampSlack = 0 // the blocks are old (see TestPollRereadsRecentBlocksOnce)
 	if err := l.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +236,55 @@ func TestPollCost(t *testing.T) {
 	_ = l.Poll(ctx)
 	if gets, _, _ := bkt.take(); gets != 1 {
 		t.Fatalf("a block added by this process: %d GETs over 2 polls, want 1", gets)
+	}
+}
+
+// TestPollRereadsRecentBlocksOnce: S3 gives last-modified times in whole
+// seconds, so a rewrite in the same second as the write the list read
+// keeps the listed time. A meta.json read within stampSlack of its time is
+// therefore read once more at a later poll, which sees the rewrite.
+func TestPollRereadsRecentBlocksOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	inner, err := storage.NewBucket(storage.Config{Backend: storage.BackendLocal, Local: storage.LocalConfig{Path: dir}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bkt := &countingBucket{Bucket: inner}
+	id := uuid.New()
+	old := writeSpans(t, inner, "t", id, 1, 2)
+	metaPath := filepath.Join(dir, "t", id.String(), block.MetaName)
+	st, err := os.Stat(metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(bkt, time.Hour, nil, nil)
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Rewritten within the same second: the listing shows the same time.
+	m := writeSpans(t, inner, "t", id, 1, 9)
+	if err := os.Chtimes(metaPath, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	bkt.take()
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := l.Get("t", id); e == nil || !e.Meta.CreatedAt.Equal(m.CreatedAt) || e.Meta.CreatedAt.Equal(old.CreatedAt) {
+		t.Fatal("a rewrite within the listed time's second was missed")
+	}
+	// Once read long enough after its time, it is not read again.
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(metaPath, past, past); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Poll(ctx) // new stamp: read
+	bkt.take()
+	for range 3 {
+		_ = l.Poll(ctx)
+	}
+	if gets, _, _ := bkt.take(); gets != 0 {
+		t.Fatalf("%d GETs for an old unchanged block", gets)
 	}
 }
