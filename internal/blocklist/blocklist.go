@@ -420,6 +420,9 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 	}
 	for _, r := range results {
 		old := blocks[r.id]
+		if old != nil && old.added.After(r.read) {
+			continue // added (written by this process) since: newer than what was read
+		}
 		switch {
 		case r.err == nil:
 			if l.clearUnreadableLocked(ten, r.id) {

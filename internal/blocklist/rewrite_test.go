@@ -288,3 +288,42 @@ func TestPollRereadsRecentBlocksOnce(t *testing.T) {
 		t.Fatalf("%d GETs for an old unchanged block", gets)
 	}
 }
+
+// slowGetBucket runs during before the GET of a meta.json returns.
+type slowGetBucket struct {
+	objstore.Bucket
+	during func()
+}
+
+func (b *slowGetBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	rc, err := b.Bucket.Get(ctx, name)
+	if b.during != nil {
+		b.during()
+	}
+	return rc, err
+}
+
+// TestPollKeepsNewerAdd: a block this process rewrites and adds while a
+// poll is reading its old meta.json keeps the new meta.
+func TestPollKeepsNewerAdd(t *testing.T) {
+	ctx := context.Background()
+	inner := localBucket(t)
+	bkt := &slowGetBucket{Bucket: inner}
+	id := uuid.New()
+	writeSpans(t, inner, "t", id, 1, 2)
+	l := New(bkt, time.Hour, nil, nil)
+	var added *block.Meta
+	bkt.during = func() {
+		if added == nil {
+			time.Sleep(5 * time.Millisecond)
+			added = writeSpans(t, inner, "t", id, 1, 5)
+			l.Add(added)
+		}
+	}
+	if err := l.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := l.Get("t", id); e == nil || !e.Meta.CreatedAt.Equal(added.CreatedAt) {
+		t.Fatal("the poll replaced a newer entry with the meta it had read before")
+	}
+}
