@@ -20,6 +20,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/storage"
 )
 
 // footerReadBytes is how much of the end of data.parquet Open's first
@@ -38,6 +39,11 @@ type Reader struct {
 	bloom *bloom.BloomFilter
 	file  *parquet.File
 	cols  leafColumns
+	// bloomErr is why the bloom filter could not be read (missing or
+	// damaged): the block is read without it. bloomTold is set once
+	// BloomError has reported it.
+	bloomErr  error
+	bloomTold bool
 }
 
 // leafColumns are the indexes of the leaf columns the reader reads.
@@ -74,24 +80,60 @@ func (r *Reader) Close() error {
 	return nil
 }
 
+// loadBloom returns the bloom filter, or nil when it is missing or
+// damaged: a bad bloom filter must not make the block unreadable, the
+// trace-ID ranges of the row groups still prune. It fails only when object
+// storage failed (storage.ErrUnavailable) or ctx ended, which may pass.
 func (r *Reader) loadBloom(ctx context.Context) (*bloom.BloomFilter, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bloom != nil {
+	if r.bloom != nil || r.bloomErr != nil {
 		return r.bloom, nil
 	}
 	name := r.meta.ObjectName(BloomName)
+	bf, err := r.readBloom(ctx, name)
+	if err != nil {
+		if ctx.Err() != nil || storage.IsUnavailable(err) {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		r.bloomErr = fmt.Errorf("cannot read %s: %w", name, err)
+		return nil, nil
+	}
+	r.bloom = bf
+	return bf, nil
+}
+
+func (r *Reader) readBloom(ctx context.Context, name string) (*bloom.BloomFilter, error) {
 	rc, err := r.bkt.Get(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, err
 	}
 	defer rc.Close()
 	bf := &bloom.BloomFilter{}
 	if _, err := bf.ReadFrom(rc); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
 	}
-	r.bloom = bf
+	if bf.Cap() == 0 || bf.K() == 0 {
+		return nil, errors.New("empty bloom filter")
+	}
 	return bf, nil
+}
+
+// BloomError returns why the block's bloom filter could not be read (the
+// block is then read without it), or nil; first is true the first time it
+// is returned, so that the caller counts and logs it once per block.
+func (r *Reader) BloomError() (err error, first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bloomErr == nil {
+		return nil, false
+	}
+	first = !r.bloomTold
+	r.bloomTold = true
+	return r.bloomErr, first
 }
 
 func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, error) {
@@ -138,7 +180,8 @@ func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, erro
 // TracesData message, spans grouped under their resource and scope, or nil
 // when the block does not hold the trace.
 //
-// The bloom filter is tested first; then, in each row group whose trace-ID
+// The bloom filter is tested first (a missing or damaged one is passed
+// over; see BloomError); then, in each row group whose trace-ID
 // range holds id, the trace_id pages whose bounds (column index) hold id
 // are read to find the matching rows, and only the pages of the span,
 // resource and scope columns holding those rows (offset index) are read.
@@ -147,7 +190,7 @@ func (r *Reader) FindTraceByID(ctx context.Context, id [16]byte) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if !bf.Test(id[:]) {
+	if bf != nil && !bf.Test(id[:]) {
 		return nil, nil
 	}
 	var groups []int
