@@ -26,6 +26,7 @@ import (
 
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -176,12 +177,26 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 			break
 		}
 		res, err := s.runJob(ctx, q, tenant, j)
+		if err != nil && !j.Live && Skippable(ctx, err) {
+			res, err = SkippedJob(tenant, j, err), nil
+			partial.FromContext(ctx).Add(*res.Skipped)
+		}
 		if err != nil {
 			return nil, err
 		}
 		c.Add(res)
 	}
 	return c.Finish(ctx, tenant, s.finder)
+}
+
+// Skippable reports whether a block job that failed with err may be
+// skipped, the search answering partially: not for a bad request or when
+// the search's ctx ended.
+func Skippable(ctx context.Context, err error) bool {
+	if _, bad := errorStatus(err); bad {
+		return false
+	}
+	return partial.Skippable(ctx, err)
 }
 
 // placesFinder reads a whole trace from the searcher's live-stores and
@@ -204,6 +219,10 @@ func (f placesFinder) FindTraceByID(ctx context.Context, tenant string, id [16]b
 				return nil, fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
 			}
 			data, err := r.FindTraceByID(ctx, id)
+			if err != nil && partial.Skippable(ctx, err) {
+				partial.FromContext(ctx).Add(partial.Skip{Tenant: tenant, Block: e.Meta.BlockID.String(), Reason: partial.ReasonOf(err), Error: err.Error()})
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
 			}
