@@ -21,6 +21,7 @@ import (
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/query/partial"
+	"github.com/weftdb/weft/query/search"
 )
 
 // faultFixture is a tenant with a trace split over the live-store and two
@@ -213,5 +214,34 @@ func TestTraceByIDDamagedWithoutNotes(t *testing.T) {
 	}
 	if got := spanIDs(t, data); !sameSpans(got, 1, 2, 4) {
 		t.Fatalf("spans %v", got)
+	}
+}
+
+// A search job over a damaged block completes as skipped, naming the
+// block, instead of failing (which failed the whole search).
+func TestSearchJobOverDamagedBlock(t *testing.T) {
+	f := newFaultFixture(t)
+	f.damage(t, f.metaA, block.DataName)
+	s := search.New(nil, f.list, f.bkt)
+	r := NewJobRunner(s, DefaultConfig(), prometheus.NewRegistry())
+	req := search.Request{Query: "{}", Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var skipped, ok int
+	for _, job := range s.Plan(req, "t") {
+		res, err := r.SearchJob(context.Background(), "t", job)
+		if err != nil {
+			t.Fatalf("job of block %s: %v", job.BlockID, err)
+		}
+		switch {
+		case res.Skipped != nil:
+			skipped++
+			if res.Skipped.Block != f.metaA.BlockID.String() || res.Skipped.Reason != partial.ReasonDamaged || !strings.Contains(res.Skipped.Error, "data.parquet") {
+				t.Fatalf("skipped %+v", res.Skipped)
+			}
+		case len(res.Traces) == 1:
+			ok++
+		}
+	}
+	if skipped != 1 || ok != 1 {
+		t.Fatalf("%d jobs skipped, %d found the trace; want 1 and 1", skipped, ok)
 	}
 }
