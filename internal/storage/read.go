@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/thanos-io/objstore"
 )
 
@@ -61,7 +63,7 @@ func (b *ReadBucket) call(parent context.Context, op, name string) (context.Cont
 		ctx, cancel = context.WithTimeout(parent, b.timeout)
 	}
 	mark := func(err error) error {
-		if err == nil || parent.Err() != nil || b.bkt.IsObjNotFoundErr(err) {
+		if err == nil || parent.Err() != nil || b.bkt.IsObjNotFoundErr(err) || isBadRange(err) {
 			return err
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -70,6 +72,14 @@ func (b *ReadBucket) call(parent context.Context, op, name string) (context.Cont
 		return &unavailableError{err: err, msg: fmt.Sprintf("cannot %s %s: %v", op, name, err)}
 	}
 	return ctx, cancel, mark
+}
+
+// isBadRange reports whether err is S3's answer to a range past the end of
+// an object: the object is shorter than its reader expects (damaged), the
+// store works.
+func isBadRange(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && (er.StatusCode == http.StatusRequestedRangeNotSatisfiable || er.Code == "InvalidRange")
 }
 
 // Get implements objstore.BucketReader.

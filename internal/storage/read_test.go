@@ -47,6 +47,11 @@ func TestReadBucketOutages(t *testing.T) {
 	if err == nil || !rb.IsObjNotFoundErr(err) || storage.IsUnavailable(err) {
 		t.Fatalf("missing object: %v (not found %v)", err, rb.IsObjNotFoundErr(err))
 	}
+	// A range past the end: the object is shorter than expected
+	// (truncated), not an outage.
+	if _, err := rb.GetRange(ctx, "a/b", 100, 10); err == nil || storage.IsUnavailable(err) {
+		t.Fatalf("range past the end: %v", err)
+	}
 
 	for _, c := range []struct {
 		name string
