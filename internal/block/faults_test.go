@@ -99,3 +99,55 @@ func TestBloomStorageFailureIsNotDamage(t *testing.T) {
 		t.Fatalf("lookup with storage back: %v, %v", data, err)
 	}
 }
+
+// hungBucket never answers a read.
+type hungBucket struct{ objstore.Bucket }
+
+func (hungBucket) Get(ctx context.Context, _ string) (io.ReadCloser, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hungBucket) GetRange(ctx context.Context, _ string, _, _ int64) (io.ReadCloser, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// With object storage hung, lookups of one block at the same time wait
+// for one read of its bloom filter (and footer), not each in turn: they
+// all fail within about one read timeout.
+func TestHungStoreLookupsWaitTogether(t *testing.T) {
+	f := writeFixture(t, 40, WriteOptions{})
+	const timeout = 200 * time.Millisecond
+	ids := traceIDs(f.want)
+	for _, what := range []string{"bloom", "footer"} {
+		var bkt objstore.BucketReader = storage.NewReadBucket(hungBucket{f.bkt}, timeout)
+		r, err := Open(ctx, bkt, f.meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lookup := func(id [16]byte) error { _, err := r.FindTraceByID(ctx, id); return err }
+		if what == "footer" {
+			// The bloom filter read, the footer not.
+			good, _ := Open(ctx, f.bkt, f.meta)
+			if _, err := good.loadBloom(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r.bloom = good.bloom
+			lookup = func([16]byte) error { _, err := r.ReadAll(ctx); return err }
+		}
+		start := time.Now()
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() { errs <- lookup(ids[i%len(ids)]) }()
+		}
+		for range 8 {
+			if err := <-errs; !storage.IsUnavailable(err) {
+				t.Fatalf("%s: lookup with storage hung: %v", what, err)
+			}
+		}
+		if took := time.Since(start); took > 3*timeout {
+			t.Fatalf("%s: 8 lookups took %s with a read timeout of %s: they waited in turn", what, took, timeout)
+		}
+	}
+}

@@ -44,6 +44,8 @@ type Reader struct {
 	// BloomError has reported it.
 	bloomErr  error
 	bloomTold bool
+	// bloomFlight and fileFlight are the loads in progress.
+	bloomFlight, fileFlight *flight
 }
 
 // leafColumns are the indexes of the leaf columns the reader reads.
@@ -85,22 +87,73 @@ func (r *Reader) Close() error {
 // trace-ID ranges of the row groups still prune. It fails only when object
 // storage failed (storage.ErrUnavailable) or ctx ended, which may pass.
 func (r *Reader) loadBloom(ctx context.Context) (*bloom.BloomFilter, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.bloom != nil || r.bloomErr != nil {
-		return r.bloom, nil
-	}
 	name := r.meta.ObjectName(BloomName)
-	bf, err := r.readBloom(ctx, name)
-	if err != nil {
-		if ctx.Err() != nil || storage.IsUnavailable(err) {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+	var bf *bloom.BloomFilter
+	err := r.once(ctx, &r.bloomFlight, func() bool { bf = r.bloom; return r.bloom != nil || r.bloomErr != nil }, func() error {
+		b, err := r.readBloom(ctx, name)
+		if err != nil && (ctx.Err() != nil || storage.IsUnavailable(err)) {
+			return fmt.Errorf("read %s: %w", name, err)
 		}
-		r.bloomErr = fmt.Errorf("cannot read %s: %w", name, err)
-		return nil, nil
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.bloomErr = fmt.Errorf("cannot read %s: %w", name, err)
+		} else {
+			r.bloom = b
+		}
+		return nil
+	})
+	return bf, err
+}
+
+// flight is a load of the reader's state (bloom filter, footer) in
+// progress: the callers that need it meanwhile wait for it rather than
+// each reading it (and, with object storage hung, each waiting the read
+// timeout in turn).
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// once runs load unless loaded (called under r.mu) reports the state is
+// there; load runs without r.mu and takes it to store what it read. While
+// a load is in progress other callers wait for it and get its error. A
+// load that failed because its caller's ctx ended is not passed on: the
+// next caller loads again.
+func (r *Reader) once(ctx context.Context, fl **flight, loaded func() bool, load func() error) error {
+	for {
+		r.mu.Lock()
+		if loaded() {
+			r.mu.Unlock()
+			return nil
+		}
+		if f := *fl; f != nil {
+			r.mu.Unlock()
+			select {
+			case <-f.done:
+				if f.err != nil {
+					return f.err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f := &flight{done: make(chan struct{})}
+		*fl = f
+		r.mu.Unlock()
+		err := load()
+		r.mu.Lock()
+		*fl = nil
+		if ctx.Err() == nil {
+			f.err = err
+		}
+		close(f.done)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	r.bloom = bf
-	return bf, nil
 }
 
 func (r *Reader) readBloom(ctx context.Context, name string) (*bloom.BloomFilter, error) {
@@ -137,11 +190,24 @@ func (r *Reader) BloomError() (err error, first bool) {
 }
 
 func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.file != nil {
-		return r.file, r.cols, nil
-	}
+	var (
+		f    *parquet.File
+		cols leafColumns
+	)
+	err := r.once(ctx, &r.fileFlight, func() bool { f, cols = r.file, r.cols; return r.file != nil }, func() error {
+		pf, c, err := r.openFile(ctx)
+		if err == nil {
+			r.mu.Lock()
+			r.file, r.cols = pf, c
+			r.mu.Unlock()
+		}
+		return err
+	})
+	return f, cols, err
+}
+
+// openFile reads the footer of data.parquet and checks it against meta.json.
+func (r *Reader) openFile(ctx context.Context) (*parquet.File, leafColumns, error) {
 	name := r.meta.ObjectName(DataName)
 	f, err := parquet.OpenFile(r.readerAt(ctx), r.meta.Size,
 		parquet.SkipMagicBytes(true),   // the footer magic is still checked
@@ -172,7 +238,6 @@ func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, erro
 			return nil, leafColumns{}, fmt.Errorf("open %s: row group %d has %d rows, meta.json says %d", name, i, rg.NumRows(), r.meta.RowGroups[i].Rows)
 		}
 	}
-	r.file, r.cols = f, cols
 	return f, cols, nil
 }
 
