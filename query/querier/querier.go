@@ -185,7 +185,8 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 			switch {
 			case err == nil:
 				parts[i+1] = data
-			case ctx.Err() != nil:
+			case ctx.Err() != nil || status.Code(err) != codes.Unknown:
+				// The query ended, or a limit or bad request.
 				errs[i+1] = err
 			case bctx.Err() != nil:
 				skip(e, partial.ReasonStorage, nil)

@@ -190,10 +190,11 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 }
 
 // Skippable reports whether a block job that failed with err may be
-// skipped, the search answering partially: not for a bad request or when
-// the search's ctx ended.
+// skipped, the search answering partially: a read of the block failed.
+// Not an error with a gRPC status (a bad request, a limit), nor when the
+// search's ctx ended.
 func Skippable(ctx context.Context, err error) bool {
-	if _, bad := errorStatus(err); bad {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		return false
 	}
 	return partial.Skippable(ctx, err)
