@@ -40,6 +40,7 @@ func (e *readsEnv) countSample(t *testing.T, sample int, all string, within time
 		mu      sync.Mutex
 		served  int
 		failure string
+		slowest time.Duration
 	)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -64,6 +65,7 @@ func (e *readsEnv) countSample(t *testing.T, sample int, all string, within time
 				}
 				mu.Lock()
 				served += len(ans.spans)
+				slowest = max(slowest, ans.took)
 				if bad != "" && failure == "" {
 					failure = "trace " + hex.EncodeToString(id[:]) + " of set " + e.set[id] + ": " + bad
 				}
@@ -84,6 +86,7 @@ func (e *readsEnv) countSample(t *testing.T, sample int, all string, within time
 	if failure != "" {
 		t.Fatal(failure)
 	}
+	t.Logf("%v traces looked up by ID: %d spans served, slowest answer %s", looked, served, slowest)
 	return served
 }
 
