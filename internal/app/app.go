@@ -200,8 +200,12 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		a.remoteLive = querier.NewRemoteLiveStores(livePeers{a}, a.registry)
 		liveFinder = querier.LiveFinder{Local: a.stores, Remote: a.remoteLive}
 	}
-	finder := querier.New(cfg.Querier, liveFinder, a.blocks, a.bucket, a.registry)
-	searcher := search.New(a.stores, a.blocks, a.bucket)
+	// Queries read blocks through a bucket whose every call is bounded by
+	// storage.trace.read_timeout: a hung store skips blocks (the answer
+	// marked partial) instead of holding the query until its timeout.
+	readBucket := storage.NewReadBucket(a.bucket, cfg.Storage.Trace.ReadTimeout)
+	finder := querier.New(cfg.Querier, liveFinder, a.blocks, readBucket, a.registry).WithLogger(logger.With("component", "querier"))
+	searcher := search.New(a.stores, a.blocks, readBucket)
 	searcher.SetFinder(finder)
 	searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
 	jobs := querier.NewJobRunner(searcher, cfg.Querier, a.registry)
@@ -234,6 +238,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		Ready:               a.ready,
 		Gatherer:            a.registry,
 		Metrics:             a.registry,
+		Logger:              logger.With("component", "query"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)

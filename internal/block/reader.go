@@ -20,6 +20,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/storage"
 )
 
 // footerReadBytes is how much of the end of data.parquet Open's first
@@ -38,6 +39,13 @@ type Reader struct {
 	bloom *bloom.BloomFilter
 	file  *parquet.File
 	cols  leafColumns
+	// bloomErr is why the bloom filter could not be read (missing or
+	// damaged): the block is read without it. bloomTold is set once
+	// BloomError has reported it.
+	bloomErr  error
+	bloomTold bool
+	// bloomFlight and fileFlight are the loads in progress.
+	bloomFlight, fileFlight *flight
 }
 
 // leafColumns are the indexes of the leaf columns the reader reads.
@@ -74,32 +82,132 @@ func (r *Reader) Close() error {
 	return nil
 }
 
+// loadBloom returns the bloom filter, or nil when it is missing or
+// damaged: a bad bloom filter must not make the block unreadable, the
+// trace-ID ranges of the row groups still prune. It fails only when object
+// storage failed (storage.ErrUnavailable) or ctx ended, which may pass.
 func (r *Reader) loadBloom(ctx context.Context) (*bloom.BloomFilter, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.bloom != nil {
-		return r.bloom, nil
-	}
 	name := r.meta.ObjectName(BloomName)
+	var bf *bloom.BloomFilter
+	err := r.once(ctx, &r.bloomFlight, func() bool { bf = r.bloom; return r.bloom != nil || r.bloomErr != nil }, func() error {
+		b, err := r.readBloom(ctx, name)
+		if err != nil && (ctx.Err() != nil || storage.IsUnavailable(err)) {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.bloomErr = fmt.Errorf("cannot read %s: %w", name, err)
+		} else {
+			r.bloom = b
+		}
+		return nil
+	})
+	return bf, err
+}
+
+// flight is a load of the reader's state (bloom filter, footer) in
+// progress: the callers that need it meanwhile wait for it rather than
+// each reading it (and, with object storage hung, each waiting the read
+// timeout in turn).
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// once runs load unless loaded (called under r.mu) reports the state is
+// there; load runs without r.mu and takes it to store what it read. While
+// a load is in progress other callers wait for it and get its error. A
+// load that failed because its caller's ctx ended is not passed on: the
+// next caller loads again.
+func (r *Reader) once(ctx context.Context, fl **flight, loaded func() bool, load func() error) error {
+	for {
+		r.mu.Lock()
+		if loaded() {
+			r.mu.Unlock()
+			return nil
+		}
+		if f := *fl; f != nil {
+			r.mu.Unlock()
+			select {
+			case <-f.done:
+				if f.err != nil {
+					return f.err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f := &flight{done: make(chan struct{})}
+		*fl = f
+		r.mu.Unlock()
+		err := load()
+		r.mu.Lock()
+		*fl = nil
+		if ctx.Err() == nil {
+			f.err = err
+		}
+		close(f.done)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Reader) readBloom(ctx context.Context, name string) (*bloom.BloomFilter, error) {
 	rc, err := r.bkt.Get(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, err
 	}
 	defer rc.Close()
 	bf := &bloom.BloomFilter{}
 	if _, err := bf.ReadFrom(rc); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
 	}
-	r.bloom = bf
+	if bf.Cap() == 0 || bf.K() == 0 {
+		return nil, errors.New("empty bloom filter")
+	}
 	return bf, nil
 }
 
-func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, error) {
+// BloomError returns why the block's bloom filter could not be read (the
+// block is then read without it), or nil; first is true the first time it
+// is returned, so that the caller counts and logs it once per block.
+func (r *Reader) BloomError() (err error, first bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.file != nil {
-		return r.file, r.cols, nil
+	if r.bloomErr == nil {
+		return nil, false
 	}
+	first = !r.bloomTold
+	r.bloomTold = true
+	return r.bloomErr, first
+}
+
+func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, error) {
+	var (
+		f    *parquet.File
+		cols leafColumns
+	)
+	err := r.once(ctx, &r.fileFlight, func() bool { f, cols = r.file, r.cols; return r.file != nil }, func() error {
+		pf, c, err := r.openFile(ctx)
+		if err == nil {
+			r.mu.Lock()
+			r.file, r.cols = pf, c
+			r.mu.Unlock()
+		}
+		return err
+	})
+	return f, cols, err
+}
+
+// openFile reads the footer of data.parquet and checks it against meta.json.
+func (r *Reader) openFile(ctx context.Context) (*parquet.File, leafColumns, error) {
 	name := r.meta.ObjectName(DataName)
 	f, err := parquet.OpenFile(r.readerAt(ctx), r.meta.Size,
 		parquet.SkipMagicBytes(true),   // the footer magic is still checked
@@ -130,7 +238,6 @@ func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, erro
 			return nil, leafColumns{}, fmt.Errorf("open %s: row group %d has %d rows, meta.json says %d", name, i, rg.NumRows(), r.meta.RowGroups[i].Rows)
 		}
 	}
-	r.file, r.cols = f, cols
 	return f, cols, nil
 }
 
@@ -138,7 +245,8 @@ func (r *Reader) loadFile(ctx context.Context) (*parquet.File, leafColumns, erro
 // TracesData message, spans grouped under their resource and scope, or nil
 // when the block does not hold the trace.
 //
-// The bloom filter is tested first; then, in each row group whose trace-ID
+// The bloom filter is tested first (a missing or damaged one is passed
+// over; see BloomError); then, in each row group whose trace-ID
 // range holds id, the trace_id pages whose bounds (column index) hold id
 // are read to find the matching rows, and only the pages of the span,
 // resource and scope columns holding those rows (offset index) are read.
@@ -147,7 +255,7 @@ func (r *Reader) FindTraceByID(ctx context.Context, id [16]byte) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if !bf.Test(id[:]) {
+	if bf != nil && !bf.Test(id[:]) {
 		return nil, nil
 	}
 	var groups []int

@@ -34,6 +34,7 @@ import (
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/periodic"
+	"github.com/weftdb/weft/internal/storage"
 )
 
 // readConcurrency bounds the meta.json reads of one tenant's poll in flight.
@@ -659,24 +660,26 @@ func (l *List) Refresh(ctx context.Context, e *Entry) (*Entry, error) {
 	return ne, nil
 }
 
-// Read runs read on the reader of e. When it fails for another reason than
-// ctx, the block's meta.json is read again (Refresh) and, if the block was
-// rewritten under the same ID since e was made, read runs once more on the
-// new block; otherwise the first error is returned.
-func Read[T any](ctx context.Context, l *List, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
-	v, err := readEntry(ctx, l, e, read)
-	if err == nil || ctx.Err() != nil {
+// Read runs read on the reader of e, opened from bkt (the caller's bucket,
+// which may bound each call). When it fails for another reason than ctx or
+// an object-storage outage (storage.IsUnavailable), the block's meta.json is
+// read again (Refresh) and, if the block was rewritten under the same ID
+// since e was made, read runs once more on the new block; otherwise the first
+// error is returned.
+func Read[T any](ctx context.Context, l *List, bkt objstore.BucketReader, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
+	v, err := readEntry(ctx, bkt, e, read)
+	if err == nil || ctx.Err() != nil || storage.IsUnavailable(err) {
 		return v, err
 	}
 	ne, rerr := l.Refresh(ctx, e)
 	if rerr != nil || ne == nil {
 		return v, err
 	}
-	return readEntry(ctx, l, ne, read)
+	return readEntry(ctx, bkt, ne, read)
 }
 
-func readEntry[T any](ctx context.Context, l *List, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
-	r, err := e.Reader(ctx, l.bkt)
+func readEntry[T any](ctx context.Context, bkt objstore.BucketReader, e *Entry, read func(*block.Reader) (T, error)) (T, error) {
+	r, err := e.Reader(ctx, bkt)
 	if err != nil {
 		var zero T
 		return zero, err

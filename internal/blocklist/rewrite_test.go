@@ -48,7 +48,7 @@ func TestRewrittenBlockIsReopened(t *testing.T) {
 	}
 	find := func(r *block.Reader) ([]byte, error) { return r.FindTraceByID(ctx, [16]byte{1}) }
 	stale := l.Get("t", id)
-	if data, err := Read(ctx, l, stale, find); err != nil || spanCount(t, data) != 2 {
+	if data, err := Read(ctx, l, bkt, stale, find); err != nil || spanCount(t, data) != 2 {
 		t.Fatalf("before the rewrite: %d spans, %v", spanCount(t, data), err)
 	}
 
@@ -65,7 +65,7 @@ func TestRewrittenBlockIsReopened(t *testing.T) {
 	if _, err := find(must(stale.Reader(ctx, bkt))); err == nil {
 		t.Fatal("reading a rewritten block with its old meta did not fail; the test shows nothing")
 	}
-	if data, err := Read(ctx, l, stale, find); err != nil || spanCount(t, data) != 40 {
+	if data, err := Read(ctx, l, bkt, stale, find); err != nil || spanCount(t, data) != 40 {
 		t.Fatalf("Read through the stale entry: %d spans, %v", spanCount(t, data), err)
 	}
 	if e := l.Get("t", id); e == stale || e.Meta.Size != m.Size {

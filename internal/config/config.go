@@ -135,6 +135,11 @@ type TraceStorageConfig struct {
 	// BlocklistPoll is how often a process lists the blocks in the store, to
 	// see blocks other processes wrote.
 	BlocklistPoll time.Duration `yaml:"blocklist_poll"`
+	// ReadTimeout bounds each read the query path makes from the store
+	// (weft only): a block whose read does not finish in time is skipped
+	// and the answer marked partial, instead of waiting for the query's
+	// timeout. 0 disables it.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // IngestConfig is the `ingest` block.
@@ -189,6 +194,7 @@ func Default() Config {
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,
 			BlocklistPoll: time.Minute,
+			ReadTimeout:   storage.DefaultReadTimeout,
 		}},
 	}
 }
@@ -217,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Trace.BlocklistPoll <= 0 {
 		errs = append(errs, fmt.Errorf("storage.trace.blocklist_poll: must be positive, got %s", c.Storage.Trace.BlocklistPoll))
+	}
+	if c.Storage.Trace.ReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", storage.ReadTimeoutKey, c.Storage.Trace.ReadTimeout))
 	}
 	// A trace must stay in the live-store until its block is written, or
 	// it would vanish from queries for a while.

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
@@ -90,6 +91,9 @@ type Options struct {
 	// none, to cut the merged answer (query_frontend.search.default_result_limit);
 	// 0 means search.DefaultLimit.
 	DefaultSearchLimit int
+	// Logger logs the blocks queries answered without (see partial.go).
+	// Nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Route labels of the request duration histogram.
@@ -127,7 +131,9 @@ type handler struct {
 	maxTraceBytes func(tenant string) int
 	tooLarge      *prometheus.CounterVec
 	// tagsCut counts the tag answers cut at max_bytes_per_tag_values_query.
-	tagsCut   *prometheus.CounterVec
+	tagsCut *prometheus.CounterVec
+	// skips counts and logs the blocks queries answered without.
+	skips     *skipReporter
 	ready     func() error
 	buildInfo []byte
 }
@@ -215,6 +221,7 @@ func New(opts Options) (http.Handler, error) {
 		Name: "weft_query_tag_answers_truncated_total",
 		Help: "Tag name and tag value answers cut at the tenant's read.max_bytes_per_tag_values_query (200 with a Warning header), by route.",
 	}, []string{"route"}))
+	h.skips = newSkipReporter(opts.Metrics, opts.Logger)
 	if h.maxTagBytes == nil {
 		fixed := opts.MaxBytesPerTagValuesQuery
 		h.maxTagBytes = func(string) int { return fixed }

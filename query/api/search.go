@@ -41,11 +41,13 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	resp, err := h.searchTenants(r.Context(), tenants, req)
+	ctx, notes := withNotes(r)
+	resp, err := h.searchTenants(ctx, tenants, req)
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
+	partialMsg := h.skips.report(w, routeSearch, notes)
 	if hasToken(r.Header.Values("Accept"), contentTypeProtobuf) {
 		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.MarshalProto())
 		return
@@ -54,6 +56,9 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode search response: %v", err))
 		return
+	}
+	if partialMsg != "" {
+		body = withPartialJSON(body, partialMsg)
 	}
 	writeBody(w, http.StatusOK, contentTypeJSON, body)
 }

@@ -84,7 +84,7 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			resp      tagAnswer
 			truncated string
 		)
-		ctx := r.Context()
+		ctx, notes := withNotes(r)
 		switch {
 		case !v2 && !values:
 			var res *search.TagNamesResponse
@@ -115,13 +115,13 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			h.tagsCut.WithLabelValues(route).Inc()
 			w.Header().Set(headerTruncated, `299 weft "`+strings.ReplaceAll(truncated, `"`, `'`)+`"`)
 		}
-		writeMessage(w, r, resp)
+		writeMessage(w, r, resp, h.skips.report(w, route, notes))
 	}
 }
 
 // writeMessage answers with resp as protobuf when the client accepts it,
-// else as JSON.
-func writeMessage(w http.ResponseWriter, r *http.Request, resp tagAnswer) {
+// else as JSON, marked partial with partialMsg when it is not "".
+func writeMessage(w http.ResponseWriter, r *http.Request, resp tagAnswer, partialMsg string) {
 	if hasToken(r.Header.Values("Accept"), contentTypeProtobuf) {
 		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.MarshalProto())
 		return
@@ -130,6 +130,9 @@ func writeMessage(w http.ResponseWriter, r *http.Request, resp tagAnswer) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode response: %v", err))
 		return
+	}
+	if partialMsg != "" {
+		body = withPartialJSON(body, partialMsg)
 	}
 	writeBody(w, http.StatusOK, contentTypeJSON, body)
 }

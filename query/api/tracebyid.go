@@ -62,11 +62,16 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	trace, err := h.findTraceInTenants(r.Context(), tenants, id, start, end)
+	ctx, notes := withNotes(r)
+	trace, err := h.findTraceInTenants(ctx, tenants, id, start, end)
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
+	// Blocks that could not be read: v2 answers PARTIAL with the message,
+	// v1 (which has no such field) what was found, 404 when nothing was;
+	// both with a Warning header.
+	partialMsg := h.skips.report(w, routeOf(v), notes)
 	batches, err := countResourceSpans(trace)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot decode trace %x: %v", id, err))
@@ -116,6 +121,10 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		resp.trace = cutTrace(trace, limit)
 		resp.status, resp.message = partialStatusPartial, tooLarge
 	}
+	if partialMsg != "" {
+		resp.status = partialStatusPartial
+		resp.message = strings.TrimPrefix(resp.message+"; "+partialMsg, "; ")
+	}
 	if asProto {
 		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.appendProto(nil))
 		return
@@ -126,6 +135,13 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		return
 	}
 	writeBody(w, http.StatusOK, contentTypeJSON, body)
+}
+
+func routeOf(v traceVersion) string {
+	if v == traceV1 {
+		return routeTraceV1
+	}
+	return routeTraceV2
 }
 
 // parseTimeRange reads the optional start and end parameters: non-negative

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/query/traceql"
 )
@@ -67,7 +68,7 @@ func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prome
 		}, []string{"result"})),
 		jobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_search_jobs_total",
-			Help: "Search jobs by result: completed, skipped (the search had enough), failed.",
+			Help: "Search jobs by result: completed (block skipped or not), skipped (the search had enough, or object storage failed), failed.",
 		}, []string{"result"})),
 		latency: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "weft_query_frontend_search_duration_seconds",
@@ -160,7 +161,10 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	return req, nil
 }
 
-// Search answers one search for tenant.
+// Search answers one search for tenant. A block job whose block cannot be
+// read (search.JobResult.Skipped) is recorded in the partial.Notes of ctx
+// and the search goes on without it; after object storage failed, the
+// block jobs not started yet are skipped too.
 func (f *Frontend) Search(ctx context.Context, req search.Request, tenant string) (*search.Response, error) {
 	start := f.now()
 	resp, err := f.search(ctx, req, tenant)
@@ -203,6 +207,11 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
+	}
+	if partial.FromContext(ctx) == nil {
+		// Blocks that cannot be read are skipped and noted; the notes
+		// also stop Finish from reading blocks after a storage failure.
+		ctx, _ = partial.NewContext(ctx)
 	}
 	if err := f.run(ctx, tenant, jobs, comb); err != nil {
 		return nil, f.wrap(ctx, err)
@@ -272,6 +281,7 @@ func nextWindow(window, completed, found, limit, maxJobs int) int {
 func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, comb *search.Combiner) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	notes := partial.FromContext(ctx)
 	type result struct {
 		i   int
 		res *search.JobResult
@@ -318,6 +328,20 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 			f.jobs.WithLabelValues("completed").Inc()
 			completed++
 			comb.Add(r.res)
+			if sk := r.res.Skipped; sk != nil {
+				notes.Add(*sk)
+				if sk.Reason == partial.ReasonStorage {
+					// Object storage failed: the block jobs not started
+					// would fail the same way (after the read timeout).
+					for _, j := range jobs[sent:] {
+						if !j.Live {
+							notes.Add(partial.Skip{Tenant: tenant, Block: j.BlockID, Reason: partial.ReasonStorage})
+						}
+					}
+					f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
+					sent = len(jobs)
+				}
+			}
 			if comb.Enough(left()) {
 				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
 				sent = len(jobs) // start no more

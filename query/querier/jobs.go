@@ -48,7 +48,7 @@ func NewJobRunner(s *search.Searcher, cfg Config, reg prometheus.Registerer) *Jo
 		s: s, sem: make(chan struct{}, n), timeout: cfg.Search.QueryTimeout,
 		jobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_querier_search_jobs_total",
-			Help: "Search jobs run by the querier, by kind (live, block) and result (ok, error).",
+			Help: "Search jobs run by the querier, by kind (live, block) and result (ok, error, skipped: the block could not be read).",
 		}, []string{"kind", "result"})),
 		seconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "weft_querier_search_job_duration_seconds",
@@ -81,6 +81,12 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 		defer cancel()
 	}
 	res, err := r.s.RunJob(ctx, tenant, job)
+	if err != nil && !job.Live && search.Skippable(ctx, err) {
+		// A block that cannot be read: the job completes without it and
+		// the frontend answers partially.
+		r.jobs.WithLabelValues("block", "skipped").Inc()
+		return search.SkippedJob(tenant, job, err), nil
+	}
 	if err == nil && job.Live && r.remote != nil {
 		var remote []*search.JobResult
 		if remote, err = r.remote.SearchJob(ctx, tenant, job); err == nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/query/partial"
 )
 
 // Finder finds the spans of one trace in one place; see query/api.TraceFinder.
@@ -79,8 +81,10 @@ type Querier struct {
 	live   Finder
 	blocks *blocklist.List
 	bkt    objstore.BucketReader
+	logger *slog.Logger
 
-	inspected *prometheus.CounterVec
+	inspected       *prometheus.CounterVec
+	bloomUnreadable prometheus.Counter
 }
 
 // New returns a querier over live (may be nil) and the blocks of bkt.
@@ -88,17 +92,35 @@ func New(cfg Config, live Finder, blocks *blocklist.List, bkt objstore.BucketRea
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
 	}
-	return &Querier{cfg: cfg, live: live, blocks: blocks, bkt: bkt,
+	return &Querier{cfg: cfg, live: live, blocks: blocks, bkt: bkt, logger: slog.New(slog.DiscardHandler),
 		inspected: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_querier_blocks_inspected_total",
 			Help: "Blocks looked into by trace-by-ID, by result (hit, miss).",
 		}, []string{"result"})),
+		bloomUnreadable: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_bloom_unreadable_total",
+			Help: "Blocks whose bloom file is missing or damaged, read without it (counted once per block and process).",
+		})),
 	}
+}
+
+// WithLogger makes the querier log the blocks it reads without their bloom
+// filter (once per block).
+func (q *Querier) WithLogger(l *slog.Logger) *Querier {
+	q.logger = l
+	return q
 }
 
 // FindTraceByID returns the trace's spans from the live-stores and from
 // every block whose time range overlaps [start, end] (unix seconds, 0 is
 // unbounded), merged, one copy per span ID; nil when nowhere.
+//
+// A block that cannot be read (a damaged file, object storage failing or
+// not answering within storage.trace.read_timeout) is skipped and recorded
+// in the partial.Notes of ctx: the answer holds the spans found elsewhere.
+// After object storage failed once in the query (the same notes), no more
+// blocks are read. The live-stores are asked at once, never waiting for
+// object storage.
 func (q *Querier) FindTraceByID(ctx context.Context, tenant string, traceID [16]byte, start, end int64) ([]byte, error) {
 	if t := q.cfg.TraceByID.QueryTimeout; t > 0 {
 		var cancel context.CancelFunc
@@ -125,6 +147,19 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 	parts := make([][]byte, len(entries)+1)
 	errs := make([]error, len(entries)+1)
 
+	notes := partial.FromContext(ctx)
+	skip := func(e *blocklist.Entry, reason string, err error) {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		notes.Add(partial.Skip{Tenant: tenant, Block: e.Meta.BlockID.String(), Reason: reason, Error: msg})
+	}
+	// Blocks are read under bctx: canceled when object storage fails, as
+	// the other blocks would fail the same way.
+	bctx, stopBlocks := context.WithCancel(ctx)
+	defer stopBlocks()
+
 	var wg sync.WaitGroup
 	if q.live != nil {
 		wg.Go(func() { parts[0], errs[0] = q.live.FindTraceByID(ctx, tenant, traceID, start, end) })
@@ -134,22 +169,34 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i+1] = ctx.Err()
+			case <-bctx.Done():
+				if ctx.Err() != nil {
+					errs[i+1] = ctx.Err()
+				} else {
+					skip(e, partial.ReasonStorage, nil)
+				}
 				return
 			}
 			defer func() { <-sem }()
-			// A block rewritten under the same ID is reopened once.
-			parts[i+1], errs[i+1] = blocklist.Read(ctx, q.blocks, e, func(r *block.Reader) ([]byte, error) {
-				return r.FindTraceByID(ctx, traceID)
-			})
-			if errs[i+1] != nil {
-				errs[i+1] = fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, errs[i+1])
+			if notes.StorageFailed() {
+				skip(e, partial.ReasonStorage, nil)
+				return
 			}
-			if len(parts[i+1]) > 0 {
-				q.inspected.WithLabelValues("hit").Inc()
-			} else {
-				q.inspected.WithLabelValues("miss").Inc()
+			data, err := q.readBlock(bctx, e, traceID)
+			switch {
+			case err == nil:
+				parts[i+1] = data
+			case ctx.Err() != nil || status.Code(err) != codes.Unknown:
+				// The query ended, or a limit or bad request.
+				errs[i+1] = err
+			case bctx.Err() != nil:
+				skip(e, partial.ReasonStorage, nil)
+			default:
+				reason := partial.ReasonOf(err)
+				skip(e, reason, err)
+				if reason == partial.ReasonStorage {
+					stopBlocks()
+				}
 			}
 		})
 	}
@@ -167,4 +214,26 @@ func (q *Querier) findTraceByID(ctx context.Context, tenant string, traceID [16]
 		}
 	}
 	return data, err
+}
+
+// readBlock looks for the trace in one block. A block rewritten under the
+// same ID since it was opened is reopened once (blocklist.Read).
+func (q *Querier) readBlock(ctx context.Context, e *blocklist.Entry, traceID [16]byte) ([]byte, error) {
+	data, err := blocklist.Read(ctx, q.blocks, q.bkt, e, func(r *block.Reader) ([]byte, error) {
+		data, err := r.FindTraceByID(ctx, traceID)
+		if berr, first := r.BloomError(); first {
+			q.bloomUnreadable.Inc()
+			q.logger.Warn("block read without its bloom filter", "tenant", e.Meta.TenantID, "block", e.Meta.BlockID, "err", berr)
+		}
+		return data, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
+	}
+	if len(data) > 0 {
+		q.inspected.WithLabelValues("hit").Inc()
+	} else {
+		q.inspected.WithLabelValues("miss").Inc()
+	}
+	return data, nil
 }

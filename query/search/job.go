@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/blocklist"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -58,6 +59,19 @@ type JobResult struct {
 	// spans are elsewhere or yet to come.
 	Incomplete []string `json:"incomplete,omitempty"`
 	Metrics    Metrics  `json:"metrics"`
+	// Skipped is set when the job's block could not be read (a damaged
+	// file, object storage failing): the job completed without it and the
+	// search's answer is partial.
+	Skipped *partial.Skip `json:"skipped,omitempty"`
+}
+
+// SkippedJob is the result of a block job that could not read its block
+// because of err: nothing found, the skip recorded.
+func SkippedJob(tenant string, job Job, err error) *JobResult {
+	return &JobResult{
+		Skipped: &partial.Skip{Tenant: tenant, Block: job.BlockID, Reason: partial.ReasonOf(err), Error: err.Error()},
+		Metrics: Metrics{CompletedJobs: 1},
+	}
 }
 
 // Plan cuts req into jobs: the live-store job first, then the jobs of each
@@ -271,6 +285,9 @@ func MergeJobResults(rs ...*JobResult) *JobResult {
 		out.Traces = append(out.Traces, r.Traces...)
 		out.Partial = append(out.Partial, r.Partial...)
 		out.Incomplete = append(out.Incomplete, r.Incomplete...)
+		if out.Skipped == nil {
+			out.Skipped = r.Skipped
+		}
 		out.Metrics.InspectedTraces += r.Metrics.InspectedTraces
 		out.Metrics.InspectedBytes += r.Metrics.InspectedBytes
 		out.Metrics.InspectedSpans += r.Metrics.InspectedSpans

@@ -24,8 +24,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -176,12 +178,27 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 			break
 		}
 		res, err := s.runJob(ctx, q, tenant, j)
+		if err != nil && !j.Live && Skippable(ctx, err) {
+			res, err = SkippedJob(tenant, j, err), nil
+			partial.FromContext(ctx).Add(*res.Skipped)
+		}
 		if err != nil {
 			return nil, err
 		}
 		c.Add(res)
 	}
 	return c.Finish(ctx, tenant, s.finder)
+}
+
+// Skippable reports whether a block job that failed with err may be
+// skipped, the search answering partially: a read of the block failed.
+// Not an error with a gRPC status (a bad request, a limit), nor when the
+// search's ctx ended.
+func Skippable(ctx context.Context, err error) bool {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return false
+	}
+	return partial.Skippable(ctx, err)
 }
 
 // placesFinder reads a whole trace from the searcher's live-stores and
@@ -199,11 +216,14 @@ func (f placesFinder) FindTraceByID(ctx context.Context, tenant string, id [16]b
 	}
 	if f.s.blocks != nil {
 		for _, e := range f.s.blocks.Blocks(tenant, time.Time{}, time.Time{}) {
-			r, err := e.Reader(ctx, f.s.bkt)
-			if err != nil {
-				return nil, fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
+			// A block rewritten under the same ID is reopened once.
+			data, err := blocklist.Read(ctx, f.s.blocks, f.s.bkt, e, func(r *block.Reader) ([]byte, error) {
+				return r.FindTraceByID(ctx, id)
+			})
+			if err != nil && partial.Skippable(ctx, err) {
+				partial.FromContext(ctx).Add(partial.Skip{Tenant: tenant, Block: e.Meta.BlockID.String(), Reason: partial.ReasonOf(err), Error: err.Error()})
+				continue
 			}
-			data, err := r.FindTraceByID(ctx, id)
 			if err != nil {
 				return nil, fmt.Errorf("cannot read block %s: %w", e.Meta.BlockID, err)
 			}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -401,12 +402,24 @@ func (s *Searcher) eachBlock(ctx context.Context, req TagsRequest, tenant string
 			return err
 		}
 		m.TotalBlockBytes += uint64(e.Meta.Size)
+		if notes := partial.FromContext(ctx); notes.StorageFailed() {
+			// Object storage failed on an earlier block: the others
+			// would fail the same way, after the read timeout.
+			notes.Add(partial.Skip{Tenant: tenant, Block: e.Meta.BlockID.String(), Reason: partial.ReasonStorage})
+			continue
+		}
 		r, err := e.Reader(ctx, s.bkt)
 		if err != nil {
 			return fmt.Errorf("cannot open block %s: %w", e.Meta.BlockID, err)
 		}
 		n, err := fn(r)
 		m.InspectedBytes += uint64(max(n, 0))
+		if err != nil && Skippable(ctx, err) {
+			// A block that cannot be read is left out, the answer partial.
+			err = fmt.Errorf("cannot read tags of block %s: %w", e.Meta.BlockID, err)
+			partial.FromContext(ctx).Add(partial.Skip{Tenant: tenant, Block: e.Meta.BlockID.String(), Reason: partial.ReasonOf(err), Error: err.Error()})
+			err = nil
+		}
 		if err != nil {
 			return fmt.Errorf("cannot read tags of block %s: %w", e.Meta.BlockID, err)
 		}

@@ -48,7 +48,12 @@ type Server struct {
 
 	client  *minio.Client
 	buckets atomic.Int64
+	stop    func()
 }
+
+// Stop stops the server (an object storage outage); it is stopped anyway
+// when the test ends.
+func (s *Server) Stop() { s.stop() }
 
 // Start starts a MinIO server for t, stopped when t ends, and returns the
 // configuration of a new empty bucket on it.
@@ -221,6 +226,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 			return nil, fmt.Errorf("minio was not ready on %s within %s; its output:\n%s", endpoint, ReadyTimeout, out.String())
 		}
 	}
+	s.stop = stop
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
