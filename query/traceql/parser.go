@@ -38,6 +38,7 @@ func ParseWithLimits(query string, limits Limits) (root *RootExpr, err error) {
 		return nil, &ParseError{Pos: positionAt(query, off), Msg: "query is not valid UTF-8"}
 	}
 	p := newParser(lex(query), limits.MaxDepth)
+	p.maxStages = limits.MaxStages
 	defer func() {
 		if r := recover(); r != nil {
 			if b, ok := r.(bailout); ok {
@@ -68,6 +69,9 @@ type parser struct {
 	depth    int
 	maxDepth int
 	ops      int
+	// stages counts the pipes parsed: the query has stages+1 stages, at
+	// most maxStages.
+	stages, maxStages int
 	// afterParens[i] is the index of the first token at or after i that is
 	// not "(", so looking past a run of parentheses costs O(1).
 	afterParens []int32
@@ -178,10 +182,23 @@ func (p *parser) parsePipeline() *Pipeline {
 	pl := &Pipeline{Pos: p.cur().pos}
 	pl.Stages = append(pl.Stages, p.parseStage(true))
 	for p.cur().kind == tokPipe {
-		p.advance()
+		p.countStage(p.advance())
 		pl.Stages = append(pl.Stages, p.parseStage(false))
 	}
 	return pl
+}
+
+// countStage counts the stage the pipe t starts: a query has one stage
+// more than its pipes.
+func (p *parser) countStage(t *token) {
+	p.stages++
+	if p.stages+1 > p.maxStages {
+		panic(bailout{&ParseError{
+			Pos:   t.pos,
+			Msg:   fmt.Sprintf("query has more than %d pipeline stages, the limit (%s)", p.maxStages, LimitMaxStages),
+			Limit: LimitMaxStages,
+		}})
+	}
 }
 
 func isAggregateToken(k tokKind) bool { return k >= tokCount && k <= tokSum }
