@@ -219,6 +219,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
 			return a.limits.For(tenant).Read.MaxBytesPerTagValuesQuery
 		},
+		TagQueryTimeout: cfg.QueryFrontend.Search.QueryTimeout,
 		TenantMaxBytesPerTrace: func(tenant string) int {
 			return a.limits.For(tenant).Global.MaxBytesPerTrace
 		},
