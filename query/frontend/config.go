@@ -12,7 +12,10 @@ import (
 // Config is the `query_frontend` block, with Tempo's key names.
 type Config struct {
 	// MaxOutstandingPerTenant caps a tenant's search jobs queued or
-	// running at once; a search that would pass it gets 429.
+	// running at once, all searches together. A search starts with one
+	// job and widens (up to search.concurrent_jobs) while the tenant's
+	// jobs are under 3/4 of the limit; a search starting when the tenant
+	// is at the limit gets 429.
 	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
 	// QueryEndCutoff clamps the end of a search to now minus this, as
 	// the newest spans may not all have arrived; 0 disables the clamp.

@@ -2,8 +2,11 @@ package frontend
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -35,5 +38,79 @@ func TestPipelineStagesLimit(t *testing.T) {
 	q = "{ .a = 1 }" + strings.Repeat(" | { .a = 1 }", 99)
 	if _, err := f.Search(context.Background(), search.Request{Query: q}, "t"); err != nil {
 		t.Errorf("100 stages with max_query_pipeline_stages 100: %v", err)
+	}
+}
+
+// countingQuerier runs jobs on q, each held at least hold, and records
+// the most jobs in flight at once.
+type countingQuerier struct {
+	q        Querier
+	hold     time.Duration
+	mu       sync.Mutex
+	cur, max int
+}
+
+func (c *countingQuerier) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	c.mu.Lock()
+	c.cur++
+	c.max = max(c.max, c.cur)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cur--
+		c.mu.Unlock()
+	}()
+	time.Sleep(c.hold)
+	return c.q.SearchJob(ctx, tenant, job)
+}
+
+// Concurrent searches that each need more jobs than their share of
+// max_outstanding_per_tenant all succeed: a search holds job slots only
+// for the jobs it has in flight, not for all it planned (50 searches of
+// 81 jobs each got 96% 429s with the default 2000), and the tenant's jobs
+// in flight never pass the limit.
+func TestOutstandingCountsJobsInFlight(t *testing.T) {
+	s := blocksSearcher(t, 3)
+	s.TargetBytesPerJob = 1 // a job per row group
+	cfg := testConfig()
+	cfg.MaxOutstandingPerTenant = 40
+	cq := &countingQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()), hold: 2 * time.Millisecond}
+	f := newFrontend(cfg, s, cq)
+	req := search.Request{Query: `{ resource.service.name = "absent" }`, Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
+	if n := len(s.Plan(req, "t")); n < 20 {
+		t.Fatalf("a search has %d jobs, want at least 20", n)
+	}
+	const searches = 20 // 20 × ≥20 jobs planned, 40 allowed outstanding
+	start := make(chan struct{})
+	errs := make(chan error, searches)
+	var wg sync.WaitGroup
+	for range searches {
+		wg.Go(func() {
+			<-start
+			resp, err := f.Search(context.Background(), req, "t")
+			if err == nil && resp.Metrics.CompletedJobs != resp.Metrics.TotalJobs {
+				err = fmt.Errorf("%d of %d jobs completed", resp.Metrics.CompletedJobs, resp.Metrics.TotalJobs)
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+			t.Log(err)
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d concurrent searches failed", failed, searches)
+	}
+	if cq.max > cfg.MaxOutstandingPerTenant {
+		t.Errorf("%d jobs in flight at once, more than max_outstanding_per_tenant %d", cq.max, cfg.MaxOutstandingPerTenant)
+	}
+	if len(f.outstanding) != 0 {
+		t.Errorf("job slots left held: %v", f.outstanding)
 	}
 }

@@ -195,10 +195,13 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 	if err != nil {
 		return nil, err
 	}
-	if err := f.acquire(tenant, len(jobs)); err != nil {
-		return nil, err
+	if len(jobs) > 0 {
+		// The search's first job slot; run takes more as it widens.
+		if err := f.acquire(tenant); err != nil {
+			return nil, err
+		}
+		defer f.release(tenant, 1)
 	}
-	defer f.release(tenant, len(jobs))
 	if t := f.cfg.Search.QueryTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -225,20 +228,42 @@ func (f *Frontend) wrap(ctx context.Context, err error) error {
 	return err
 }
 
-// acquire counts n jobs against the tenant's outstanding jobs, or fails
-// with ResourceExhausted when that would pass the limit (a search bigger
-// than the whole limit runs when the tenant has nothing else running).
-func (f *Frontend) acquire(tenant string, n int) error {
+// acquire takes the first job slot of a search, or fails with
+// ResourceExhausted when the tenant already has max_outstanding_per_tenant
+// search jobs queued or running.
+func (f *Frontend) acquire(tenant string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.outstanding[tenant]
-	if cur > 0 && cur+n > f.cfg.MaxOutstandingPerTenant {
-		return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding, this search needs %d more, the limit is %d (query_frontend.max_outstanding_per_tenant)",
-			cur, n, f.cfg.MaxOutstandingPerTenant)
+	if cur >= f.cfg.MaxOutstandingPerTenant {
+		return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding, the limit is %d (%s)",
+			cur, f.cfg.MaxOutstandingPerTenant, outstandingKey)
 	}
-	f.outstanding[tenant] = cur + n
+	f.outstanding[tenant] = cur + 1
 	return nil
 }
+
+// outstandingKey is the config key of the tenant's job slots.
+const outstandingKey = "query_frontend.max_outstanding_per_tenant"
+
+// tryGrow takes one more job slot for a search that holds one already,
+// when the tenant's outstanding jobs are under growShare of the limit: the
+// rest is kept for the first slot of searches starting, so that a tenant
+// running a few wide searches does not turn new ones away.
+func (f *Frontend) tryGrow(tenant string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.outstanding[tenant]
+	if cur >= f.cfg.MaxOutstandingPerTenant*growShareNum/growShareDen {
+		return false
+	}
+	f.outstanding[tenant] = cur + 1
+	return true
+}
+
+// growShareNum/growShareDen of max_outstanding_per_tenant is what the
+// searches of a tenant may hold beyond their first slots.
+const growShareNum, growShareDen = 3, 4
 
 func (f *Frontend) release(tenant string, n int) {
 	f.mu.Lock()
@@ -278,6 +303,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		err error
 	}
 	results := make(chan result, len(jobs)) // never blocks a job
+	// Job slots held beyond the search's first one (see acquire): given
+	// back as jobs complete, the rest once every job started returned.
+	extra := 0
+	defer func() { f.release(tenant, extra) }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	done := make([]bool, len(jobs))
@@ -294,6 +323,12 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {
+			if inflight >= 1+extra {
+				if !f.tryGrow(tenant) {
+					break // a job returning frees a slot
+				}
+				extra++
+			}
 			i := sent
 			wg.Go(func() {
 				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
@@ -309,6 +344,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		select {
 		case r := <-results:
 			inflight--
+			if extra > 0 {
+				f.release(tenant, 1)
+				extra--
+			}
 			done[r.i] = true
 			if r.err != nil {
 				f.jobs.WithLabelValues("failed").Inc()
