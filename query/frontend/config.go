@@ -62,6 +62,11 @@ type SearchConfig struct {
 	// server.http_server_write_timeout (30s), so that the 504 reaches the
 	// client.
 	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// MaxResultBytes bounds the memory one search's results hold (the
+	// traces and spansets its jobs and the merge keep, as accounted):
+	// weft only. Past it the search gets 400 naming this key. 0 is no
+	// bound.
+	MaxResultBytes int64 `yaml:"max_result_bytes"`
 }
 
 // DefaultConfig is Tempo's defaults.
@@ -83,6 +88,7 @@ func DefaultConfig() Config {
 			DefaultSpansPerSpanSet: search.DefaultSpansPerSpanSet,
 			MaxSpansPerSpanSet:     search.MaxSpansPerSpanSet,
 			QueryTimeout:           25 * time.Second,
+			MaxResultBytes:         search.DefaultMaxResultBytes,
 		},
 	}
 }
@@ -110,5 +116,6 @@ func (c *Config) Validate() error {
 	check(s.MaxDuration > 0, "search.max_duration", "must be positive")
 	check(s.QueryBackendAfter > 0, "search.query_backend_after", "must be positive")
 	check(s.QueryTimeout >= 0, "search.query_timeout", "must not be negative")
+	check(s.MaxResultBytes >= 0, "search.max_result_bytes", "must not be negative")
 	return errors.Join(errs...)
 }

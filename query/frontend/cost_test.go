@@ -114,3 +114,65 @@ func TestOutstandingCountsJobsInFlight(t *testing.T) {
 		t.Errorf("job slots left held: %v", f.outstanding)
 	}
 }
+
+// budgetQuerier runs jobs on q and records the result budget of the
+// searches whose jobs it ran.
+type budgetQuerier struct {
+	q       Querier
+	mu      sync.Mutex
+	budgets map[*search.ResultBudget]bool
+}
+
+func (b *budgetQuerier) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	b.mu.Lock()
+	if rb := search.ResultBudgetFrom(ctx); rb != nil {
+		b.budgets[rb] = true
+	}
+	b.mu.Unlock()
+	return b.q.SearchJob(ctx, tenant, job)
+}
+
+// A search whose results would hold more than
+// query_frontend.search.max_result_bytes is refused with 400 naming the
+// key, counted, and the bytes accounted never pass the budget on the way;
+// the same search within the budget answers.
+func TestMaxResultBytes(t *testing.T) {
+	s := blocksSearcher(t, 3) // 600 traces of 6 spans
+	req := search.Request{Query: `{ } with (most_recent=true)`, Limit: search.MaxLimit, SpansPerSpanSet: search.MaxSpansPerSpanSet,
+		Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
+	const key = "query_frontend.search.max_result_bytes"
+	for _, concurrency := range []int{1, 1000} {
+		cfg := testConfig()
+		cfg.Search.ConcurrentJobs = concurrency
+		cfg.Search.MaxResultBytes = 100 << 10
+		bq := &budgetQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()), budgets: map[*search.ResultBudget]bool{}}
+		f := newFrontend(cfg, s, bq)
+		_, err := f.Search(context.Background(), req, "t")
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "search results would hold more than 102400 bytes, the limit ("+key+")") {
+			t.Fatalf("concurrency %d: %v, want InvalidArgument naming %s", concurrency, err, key)
+		}
+		if got := testutil.ToFloat64(f.refused.WithLabelValues(key)); got != 1 {
+			t.Errorf("weft_query_frontend_limit_refusals_total{limit=%q} = %v, want 1", key, got)
+		}
+		if len(bq.budgets) != 1 {
+			t.Fatalf("jobs ran with %d budgets, want the search's one", len(bq.budgets))
+		}
+		for b := range bq.budgets {
+			if b.Peak() > b.Max() || b.Peak() < b.Max()/2 || !b.Exceeded() {
+				t.Errorf("concurrency %d: budget %s: the peak must be near the budget, never above", concurrency, b)
+			}
+		}
+	}
+	// Within the budget (the default) the search answers every trace.
+	bq := &budgetQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()), budgets: map[*search.ResultBudget]bool{}}
+	f := newFrontend(testConfig(), s, bq)
+	resp, err := f.Search(context.Background(), req, "t")
+	if err != nil || len(resp.Traces) != 600 {
+		t.Fatalf("default budget: %v, %d traces", err, len(resp.Traces))
+	}
+	for b := range bq.budgets {
+		if b.Peak() < 300<<10 || b.Peak() > b.Max() {
+			t.Errorf("default budget: %s, want a peak of at least 300 KiB accounted for 600 traces", b)
+		}
+	}
+}

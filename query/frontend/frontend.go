@@ -76,7 +76,7 @@ func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prome
 		})),
 		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_limit_refusals_total",
-			Help: "Searches refused with 400 because they went over a query limit, by the limit's config key.",
+			Help: "Searches refused with 400 because they went over a query limit (their size, their cost, the memory their results hold), by the limit's config key.",
 		}, []string{"limit"})),
 	}
 }
@@ -195,6 +195,15 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 	if err != nil {
 		return nil, err
 	}
+	// One budget for what the search holds: the combiner's traces, and
+	// those of its jobs running in process (through ctx); jobs run on
+	// queriers apart get a bound of their own.
+	budget := search.NewResultBudget(f.cfg.Search.MaxResultBytes)
+	comb.SetBudget(budget)
+	ctx = search.WithResultBudget(ctx, budget)
+	for i := range jobs {
+		jobs[i].MaxResultBytes = f.cfg.Search.MaxResultBytes
+	}
 	if len(jobs) > 0 {
 		// The search's first job slot; run takes more as it widens.
 		if err := f.acquire(tenant); err != nil {
@@ -208,13 +217,22 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 		defer cancel()
 	}
 	if err := f.run(ctx, tenant, jobs, comb); err != nil {
-		return nil, f.wrap(ctx, err)
+		return nil, f.wrapBudget(ctx, err)
 	}
 	resp, err := comb.Finish(ctx, tenant, f.finder)
 	if err != nil {
-		return nil, f.wrap(ctx, err)
+		return nil, f.wrapBudget(ctx, err)
 	}
 	return resp, nil
+}
+
+// wrapBudget counts a search refused for its result budget, else wraps
+// err as wrap does.
+func (f *Frontend) wrapBudget(ctx context.Context, err error) error {
+	if search.IsResultBytesError(err) {
+		return f.refuse(search.MaxResultBytesKey, "%s", status.Convert(err).Message())
+	}
+	return f.wrap(ctx, err)
 }
 
 // wrap names the timeout when the search ran out of time.
@@ -356,7 +374,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 			}
 			f.jobs.WithLabelValues("completed").Inc()
 			completed++
-			comb.Add(r.res)
+			if err := comb.Add(r.res); err != nil {
+				firstErr = err
+				break
+			}
 			if comb.Enough(left()) {
 				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
 				sent = len(jobs) // start no more

@@ -159,8 +159,8 @@ func MostRecent(req Request) bool {
 }
 
 // Search runs req for tenant: every job in process, one after the other,
-// stopping as the Combiner says. Bad requests fail with a gRPC
-// InvalidArgument status.
+// stopping as the Combiner says, within the ResultBudget ctx carries, if
+// any. Bad requests fail with a gRPC InvalidArgument status.
 func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Response, error) {
 	q, err := parse(req)
 	if err != nil {
@@ -171,6 +171,7 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 	if err != nil {
 		return nil, err
 	}
+	c.SetBudget(ResultBudgetFrom(ctx))
 	for i, j := range jobs {
 		if c.Enough(jobs[i:]) {
 			break
@@ -179,7 +180,9 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 		if err != nil {
 			return nil, err
 		}
-		c.Add(res)
+		if err := c.Add(res); err != nil {
+			return nil, err
+		}
 	}
 	return c.Finish(ctx, tenant, s.finder)
 }
