@@ -30,6 +30,10 @@ type Config struct {
 	// pipelines (one more than its "|"), as each stage walks the spansets
 	// of every trace read: weft only; above it a search gets 400.
 	MaxQueryPipelineStages int `yaml:"max_query_pipeline_stages"`
+	// MaxQueryRegexSize caps the instructions a regular expression of a
+	// TraceQL query compiles to (estimated before compiling), as memory
+	// and time grow with it: weft only; above it a search gets 400.
+	MaxQueryRegexSize int `yaml:"max_query_regex_size"`
 	// MultiTenantQueriesEnabled lets a query name several tenants in
 	// X-Scope-OrgID ("a|b|c", multi-tenancy on): it runs for each and the
 	// answers merge. When false such a header is refused with 400.
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		MaxQueryExpressionSizeBytes: traceql.DefaultMaxBytes,
 		MaxQueryNestingDepth:        traceql.DefaultMaxDepth,
 		MaxQueryPipelineStages:      traceql.DefaultMaxStages,
+		MaxQueryRegexSize:           traceql.DefaultMaxRegexSize,
 		MultiTenantQueriesEnabled:   true,
 		Search: SearchConfig{
 			ConcurrentJobs:         1000,
@@ -107,6 +112,7 @@ func (c *Config) Validate() error {
 	check(c.MaxQueryExpressionSizeBytes > 0, "max_query_expression_size_bytes", "must be positive")
 	check(c.MaxQueryNestingDepth > 0 && c.MaxQueryNestingDepth <= traceql.HardMaxDepth, "max_query_nesting_depth", "must be between 1 and %d", traceql.HardMaxDepth)
 	check(c.MaxQueryPipelineStages > 0, "max_query_pipeline_stages", "must be positive")
+	check(c.MaxQueryRegexSize > 0, "max_query_regex_size", "must be positive")
 	check(s.ConcurrentJobs > 0, "search.concurrent_jobs", "must be positive")
 	check(s.TargetBytesPerJob > 0, "search.target_bytes_per_job", "must be positive")
 	check(s.MaxResultLimit > 0 && s.MaxResultLimit <= search.MaxLimit, "search.max_result_limit", "must be between 1 and %d", search.MaxLimit)

@@ -176,3 +176,26 @@ func TestMaxResultBytes(t *testing.T) {
 		}
 	}
 }
+
+// A regular expression compiling to more instructions than
+// query_frontend.max_query_regex_size is refused with 400 naming the key,
+// counted, before it is compiled.
+func TestRegexSizeLimit(t *testing.T) {
+	s := blocksSearcher(t, 1)
+	f := newFrontend(testConfig(), s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
+	const key = "query_frontend.max_query_regex_size"
+	q := `{ span.http.route !~ "` + strings.Repeat("[a-z]{1000}", 30) + `" }`
+	_, err := f.Search(context.Background(), search.Request{Query: q}, "t")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "more than the limit of 20000 ("+key+")") {
+		t.Fatalf("%v, want InvalidArgument naming %s", err, key)
+	}
+	if got := testutil.ToFloat64(f.refused.WithLabelValues(key)); got != 1 {
+		t.Errorf("weft_query_frontend_limit_refusals_total{limit=%q} = %v, want 1", key, got)
+	}
+	cfg := testConfig()
+	cfg.MaxQueryRegexSize = 40000
+	f = newFrontend(cfg, s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
+	if _, err := f.Search(context.Background(), search.Request{Query: q}, "t"); err != nil {
+		t.Errorf("with max_query_regex_size 40000: %v", err)
+	}
+}

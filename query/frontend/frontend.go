@@ -95,7 +95,8 @@ func (f *Frontend) refuse(key, format string, args ...any) error {
 
 // parseLimits are the TraceQL limits of the config.
 func (f *Frontend) parseLimits() traceql.Limits {
-	return traceql.Limits{MaxBytes: f.cfg.MaxQueryExpressionSizeBytes, MaxDepth: f.cfg.MaxQueryNestingDepth, MaxStages: f.cfg.MaxQueryPipelineStages}
+	return traceql.Limits{MaxBytes: f.cfg.MaxQueryExpressionSizeBytes, MaxDepth: f.cfg.MaxQueryNestingDepth, MaxStages: f.cfg.MaxQueryPipelineStages,
+		MaxRegexSize: f.cfg.MaxQueryRegexSize}
 }
 
 // Normalize applies the limits and defaults to req: limit and spss
@@ -108,8 +109,8 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	if n := len(req.Query); n > f.cfg.MaxQueryExpressionSizeBytes {
 		return req, f.refuse(traceql.LimitMaxBytes, "query is %d bytes, more than the limit of %d bytes (%s)", n, f.cfg.MaxQueryExpressionSizeBytes, traceql.LimitMaxBytes)
 	}
-	// The nesting and stage limits, here where their config is; the
-	// queriers parse again without limits of their own.
+	// The nesting, stage and regular expression limits, here where their
+	// config is; the queriers parse again without limits of their own.
 	if req.Query != "" {
 		if _, err := traceql.ParseWithLimits(req.Query, f.parseLimits()); err != nil {
 			var pe *traceql.ParseError

@@ -132,9 +132,9 @@ func parse(req Request) (*query, error) {
 	if text == "" {
 		text = "{}"
 	}
-	// The query-frontend applied the configured size, nesting and stage
-	// limits; here only the parser's own bounds hold.
-	root, err := traceql.ParseWithLimits(text, traceql.Limits{MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth, MaxStages: math.MaxInt})
+	// The query-frontend applied the configured size, nesting, stage and
+	// regular expression limits; here only the parser's own bounds hold.
+	root, err := traceql.ParseWithLimits(text, traceql.Limits{MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth, MaxStages: math.MaxInt, MaxRegexSize: math.MaxInt})
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}

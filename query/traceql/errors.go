@@ -29,8 +29,8 @@ type ParseError struct {
 	Pos Position
 	Msg string
 	// Limit is the config key of the limit the query went over
-	// (LimitMaxBytes, LimitMaxDepth, LimitMaxStages), empty for any other
-	// problem.
+	// (LimitMaxBytes, LimitMaxDepth, LimitMaxStages, LimitMaxRegexSize),
+	// empty for any other problem.
 	Limit string
 }
 
@@ -40,6 +40,9 @@ const (
 	LimitMaxDepth = "query_frontend.max_query_nesting_depth"
 	// LimitMaxStages is weft's: Tempo has no bound on pipeline stages.
 	LimitMaxStages = "query_frontend.max_query_pipeline_stages"
+	// LimitMaxRegexSize is weft's: Tempo does not bound regular
+	// expressions beyond Go's own limits.
+	LimitMaxRegexSize = "query_frontend.max_query_regex_size"
 )
 
 // Error returns "parse error at line L, column C: msg".
@@ -59,6 +62,11 @@ const (
 	// the size limit) kept a search busy until its timeout. Real queries
 	// have a handful.
 	DefaultMaxStages = 64
+	// DefaultMaxRegexSize is the default largest regular expression, in
+	// instructions of its compiled program (about 300 bytes of memory
+	// each while compiling): an alternation of 300 URL paths is under
+	// 3,000, `.*foo.*` is 11.
+	DefaultMaxRegexSize = 20000
 
 	// HardMaxDepth bounds MaxDepth whatever the caller asks for, so the
 	// recursive-descent parser never gets near the goroutine stack limit.
@@ -85,11 +93,15 @@ type Limits struct {
 	// (`{ } | { } | count() > 1` has three); 0 or less means
 	// DefaultMaxStages.
 	MaxStages int
+	// MaxRegexSize is the most instructions a regular expression of the
+	// query may compile to (estimated from its parse before compiling);
+	// 0 or less means DefaultMaxRegexSize.
+	MaxRegexSize int
 }
 
 // DefaultLimits returns the limits Parse uses.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxDepth: DefaultMaxDepth, MaxStages: DefaultMaxStages}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxDepth: DefaultMaxDepth, MaxStages: DefaultMaxStages, MaxRegexSize: DefaultMaxRegexSize}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -101,6 +113,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxStages <= 0 {
 		l.MaxStages = DefaultMaxStages
+	}
+	if l.MaxRegexSize <= 0 {
+		l.MaxRegexSize = DefaultMaxRegexSize
 	}
 	if l.MaxDepth > HardMaxDepth {
 		l.MaxDepth = HardMaxDepth

@@ -39,6 +39,7 @@ func ParseWithLimits(query string, limits Limits) (root *RootExpr, err error) {
 	}
 	p := newParser(lex(query), limits.MaxDepth)
 	p.maxStages = limits.MaxStages
+	p.maxRegex = limits.MaxRegexSize
 	defer func() {
 		if r := recover(); r != nil {
 			if b, ok := r.(bailout); ok {
@@ -72,6 +73,8 @@ type parser struct {
 	// stages counts the pipes parsed: the query has stages+1 stages, at
 	// most maxStages.
 	stages, maxStages int
+	// maxRegex bounds the estimated program size of a regular expression.
+	maxRegex int
 	// afterParens[i] is the index of the first token at or after i that is
 	// not "(", so looking past a run of parentheses costs O(1).
 	afterParens []int32
@@ -506,7 +509,10 @@ func (p *parser) makeBinary(t *token, op Operator, lhs, rhs FieldExpr) FieldExpr
 		if !ok || s.Type != TypeString {
 			fail(rhs.Position(), "the right side of %s must be a string literal holding a regular expression, found %s", op, snippet(rhs))
 		}
-		re, err := compileRegex(s.Str)
+		re, err := compileRegexLimited(s.Str, p.maxRegex, s.Pos)
+		if pe, ok := err.(*ParseError); ok {
+			panic(bailout{pe})
+		}
 		if err != nil {
 			fail(s.Pos, "invalid regular expression %s: %v", snippet(s), err)
 		}
