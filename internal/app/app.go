@@ -211,6 +211,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		runner = a.pool
 	}
 	front := frontend.New(cfg.QueryFrontend, searcher, runner, finder, a.registry)
+	front.SetMemoryLimiter(a.memory)
 	handler, err := api.New(api.Options{
 		Finder:                    finder,
 		Searcher:                  front,

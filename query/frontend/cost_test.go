@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftdb/weft/internal/memlimit"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
 )
@@ -197,5 +199,30 @@ func TestRegexSizeLimit(t *testing.T) {
 	f = newFrontend(cfg, s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
 	if _, err := f.Search(context.Background(), search.Request{Query: q}, "t"); err != nil {
 		t.Errorf("with max_query_regex_size 40000: %v", err)
+	}
+}
+
+// While the process is above the memory limiter's threshold, a search is
+// refused with 503 naming memory_limiter.limit_bytes, counted, and runs
+// once memory is back.
+func TestSearchWaitsForMemory(t *testing.T) {
+	s := blocksSearcher(t, 1)
+	f := newFrontend(testConfig(), s, querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry()))
+	low := memlimit.New(memlimit.Config{LimitBytes: memlimit.MinLimitBytes, RefuseAboveRatio: 0.0001, CheckInterval: time.Second}, prometheus.NewRegistry())
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // Check sets the runtime's limit
+	low.Check()
+	f.SetMemoryLimiter(low)
+	_, err := f.Search(context.Background(), search.Request{}, "t")
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "memory_limiter.limit_bytes") {
+		t.Fatalf("%v, want Unavailable naming memory_limiter.limit_bytes", err)
+	}
+	if got := testutil.ToFloat64(f.refused.WithLabelValues(MemoryLimiterKey)); got != 1 {
+		t.Errorf("weft_query_frontend_limit_refusals_total{limit=%q} = %v, want 1", MemoryLimiterKey, got)
+	}
+	high := memlimit.New(memlimit.Config{LimitBytes: 1 << 40, RefuseAboveRatio: 1, CheckInterval: time.Second}, prometheus.NewRegistry())
+	high.Check()
+	f.SetMemoryLimiter(high)
+	if _, err := f.Search(context.Background(), search.Request{}, "t"); err != nil {
+		t.Fatal(err)
 	}
 }

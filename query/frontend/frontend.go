@@ -38,6 +38,17 @@ type Planner interface {
 	Plan(req search.Request, tenant string) []search.Job
 }
 
+// MemoryLimiter says whether the process has memory for one more query
+// (internal/memlimit.Limiter): AdmitQuery returns nil, or an Unavailable
+// status naming the budget. It must be safe for concurrent use.
+type MemoryLimiter interface {
+	AdmitQuery() error
+}
+
+// MemoryLimiterKey labels the searches refused for the process's memory
+// in weft_query_frontend_limit_refusals_total.
+const MemoryLimiterKey = "memory_limiter.limit_bytes"
+
 // Frontend is the query-frontend.
 type Frontend struct {
 	cfg     Config
@@ -45,6 +56,7 @@ type Frontend struct {
 	querier Querier
 	finder  search.Finder
 	now     func() time.Time
+	memory  MemoryLimiter // nil: every search starts
 
 	mu          sync.Mutex
 	outstanding map[string]int // jobs queued or running, per tenant
@@ -76,10 +88,14 @@ func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prome
 		})),
 		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_limit_refusals_total",
-			Help: "Searches refused with 400 because they went over a query limit (their size, their cost, the memory their results hold), by the limit's config key.",
+			Help: "Searches refused because they went over a query limit (their size, their cost, the memory their results hold: 400) or the process was short of memory (memory_limiter.limit_bytes: 503), by the limit's config key.",
 		}, []string{"limit"})),
 	}
 }
+
+// SetMemoryLimiter makes searches start only while m admits them; a
+// search refused gets 503.
+func (f *Frontend) SetMemoryLimiter(m MemoryLimiter) { f.memory = m }
 
 // limitErr is the InvalidArgument status of a bad request.
 func limitErr(format string, args ...any) error {
@@ -190,6 +206,12 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 	req, err := f.Normalize(req)
 	if err != nil {
 		return nil, err
+	}
+	if f.memory != nil {
+		if err := f.memory.AdmitQuery(); err != nil {
+			f.refused.WithLabelValues(MemoryLimiterKey).Inc()
+			return nil, err
+		}
 	}
 	jobs := f.planner.Plan(req, tenant)
 	comb, err := search.NewCombiner(req, jobs)
