@@ -2,6 +2,7 @@ package search
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -84,4 +85,32 @@ func TestCombinerTrimsMostRecent(t *testing.T) {
 	if err != nil || len(resp.Traces) != 20 || resp.Traces[0].StartTimeUnixNano < uint64(base.Add(4*time.Hour).UnixNano()) {
 		t.Fatalf("%v %d", err, len(resp.Traces))
 	}
+}
+
+// The results of a search hold about what the budget accounts: their
+// strings are copies, not slices of the traces' data, which would keep
+// every span of every result trace (6 times the accounted bytes).
+func TestResultsDoNotPinTraceData(t *testing.T) {
+	e := newEnv(t)
+	e.block(spangen.Generate(spangen.Options{Seed: 1, Traces: 5000, SpansPerTrace: 10, Start: base}))
+	req := Request{Query: `{ span.http.route !~ "/api/c.*" }`, Limit: MaxLimit, Start: base.Add(-time.Hour), End: base.Add(time.Hour)}
+	if _, err := e.s.Search(context.Background(), req, "t"); err != nil { // caches filled
+		t.Fatal(err)
+	}
+	b := NewResultBudget(0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	resp, err := e.s.Search(WithResultBudget(context.Background(), b), req, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d traces: accounted %d bytes, heap +%d", len(resp.Traces), b.Used(), held)
+	if len(resp.Traces) < 4000 || held > 2*b.Used() {
+		t.Errorf("%d traces hold %d bytes of heap, more than twice the %d accounted", len(resp.Traces), held, b.Used())
+	}
+	runtime.KeepAlive(resp)
 }
