@@ -15,7 +15,8 @@ type Config struct {
 	// running at once, all searches together. A search starts with one
 	// job and widens (up to search.concurrent_jobs) while the tenant's
 	// jobs are under 3/4 of the limit; a search starting when the tenant
-	// is at the limit gets 429.
+	// is at the limit waits for a slot, and gets 429 only when the tenant
+	// runs that many searches.
 	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
 	// QueryEndCutoff clamps the end of a search to now minus this, as
 	// the newest spans may not all have arrived; 0 disables the clamp.

@@ -226,3 +226,43 @@ func TestSearchWaitsForMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A search starting while the tenant's job slots are all held, some of
+// them by searches beyond their first slot, waits for a slot instead of
+// getting 429.
+func TestSearchWaitsForJobSlot(t *testing.T) {
+	s := blocksSearcher(t, 2)
+	q := &blockingQuerier{started: make(chan struct{}, 100), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.MaxOutstandingPerTenant = 4
+	f := newFrontend(cfg, s, q)
+	req := search.Request{Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
+	errs := make(chan error, 4)
+	run := func(jobs int) {
+		go func() { _, err := f.Search(context.Background(), req, "t"); errs <- err }()
+		for range jobs {
+			<-q.started
+		}
+	}
+	run(2) // A: its first slot and one more (the tenant holds under 3/4 of 4)
+	run(1) // B: its first slot only
+	run(1) // C: the last slot
+	f.mu.Lock()
+	held := f.outstanding["t"]
+	f.mu.Unlock()
+	if held != 4 {
+		t.Fatalf("%d slots held, want 4", held)
+	}
+	go func() { _, err := f.Search(context.Background(), req, "t"); errs <- err }() // D waits
+	select {
+	case err := <-errs:
+		t.Fatalf("a search returned while all were held: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(q.release)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -60,6 +60,8 @@ type Frontend struct {
 
 	mu          sync.Mutex
 	outstanding map[string]int // jobs queued or running, per tenant
+	searching   map[string]int // searches holding their first slot, per tenant
+	freed       chan struct{}  // closed (and replaced) when slots are given back
 
 	searches *prometheus.CounterVec
 	jobs     *prometheus.CounterVec
@@ -72,7 +74,7 @@ type Frontend struct {
 func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prometheus.Registerer) *Frontend {
 	return &Frontend{
 		cfg: cfg, planner: planner, querier: q, finder: finder, now: time.Now,
-		outstanding: map[string]int{},
+		outstanding: map[string]int{}, searching: map[string]int{}, freed: make(chan struct{}),
 		searches: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_searches_total",
 			Help: "Searches by result: ok, bad_request, limited (429), timeout, canceled, error.",
@@ -227,17 +229,17 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 	for i := range jobs {
 		jobs[i].MaxResultBytes = f.cfg.Search.MaxResultBytes
 	}
-	if len(jobs) > 0 {
-		// The search's first job slot; run takes more as it widens.
-		if err := f.acquire(tenant); err != nil {
-			return nil, err
-		}
-		defer f.release(tenant, 1)
-	}
 	if t := f.cfg.Search.QueryTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
+	}
+	if len(jobs) > 0 {
+		// The search's first job slot; run takes more as it widens.
+		if err := f.acquire(ctx, tenant); err != nil {
+			return nil, f.wrap(ctx, err)
+		}
+		defer f.releaseFirst(tenant)
 	}
 	if err := f.run(ctx, tenant, jobs, comb); err != nil {
 		return nil, f.wrapBudget(ctx, err)
@@ -269,19 +271,44 @@ func (f *Frontend) wrap(ctx context.Context, err error) error {
 	return err
 }
 
-// acquire takes the first job slot of a search, or fails with
-// ResourceExhausted when the tenant already has max_outstanding_per_tenant
-// search jobs queued or running.
-func (f *Frontend) acquire(tenant string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cur := f.outstanding[tenant]
-	if cur >= f.cfg.MaxOutstandingPerTenant {
-		return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding, the limit is %d (%s)",
-			cur, f.cfg.MaxOutstandingPerTenant, outstandingKey)
+// acquire takes the first job slot of a search. When the tenant's slots
+// are all held it waits for one to be given back (the searches running
+// give back their extra slots as their jobs complete, and take no more
+// while the tenant holds over growShare of the limit), until ctx is done;
+// it fails at once with ResourceExhausted when the tenant already runs
+// max_outstanding_per_tenant searches, each holding its first slot.
+func (f *Frontend) acquire(ctx context.Context, tenant string) error {
+	for {
+		f.mu.Lock()
+		cur, searches := f.outstanding[tenant], f.searching[tenant]
+		if cur < f.cfg.MaxOutstandingPerTenant {
+			f.outstanding[tenant] = cur + 1
+			f.searching[tenant] = searches + 1
+			f.mu.Unlock()
+			return nil
+		}
+		freed := f.freed
+		f.mu.Unlock()
+		if searches >= f.cfg.MaxOutstandingPerTenant {
+			return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding in %d searches, the limit is %d (%s)",
+				cur, searches, f.cfg.MaxOutstandingPerTenant, outstandingKey)
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	f.outstanding[tenant] = cur + 1
-	return nil
+}
+
+// releaseFirst gives back the first job slot of a search.
+func (f *Frontend) releaseFirst(tenant string) {
+	f.mu.Lock()
+	if f.searching[tenant]--; f.searching[tenant] <= 0 {
+		delete(f.searching, tenant)
+	}
+	f.mu.Unlock()
+	f.release(tenant, 1)
 }
 
 // outstandingKey is the config key of the tenant's job slots.
@@ -307,11 +334,17 @@ func (f *Frontend) tryGrow(tenant string) bool {
 const growShareNum, growShareDen = 3, 4
 
 func (f *Frontend) release(tenant string, n int) {
+	if n == 0 {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.outstanding[tenant] -= n; f.outstanding[tenant] <= 0 {
 		delete(f.outstanding, tenant)
 	}
+	// Wake the searches waiting for a first slot.
+	close(f.freed)
+	f.freed = make(chan struct{})
 }
 
 // initialJobs is how many jobs a search starts with. As jobs complete
