@@ -221,6 +221,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 			return a.limits.For(tenant).Read.MaxBytesPerTagValuesQuery
 		},
 		TagQueryTimeout: cfg.QueryFrontend.Search.QueryTimeout,
+		MaxTagReadBytes: cfg.QueryFrontend.Search.MaxTagReadBytes,
 		TenantMaxBytesPerTrace: func(tenant string) int {
 			return a.limits.For(tenant).Global.MaxBytesPerTrace
 		},

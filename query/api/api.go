@@ -81,6 +81,10 @@ type Options struct {
 	// (query_frontend.search.query_timeout, as for a search); past it the
 	// request gets 504 naming that key. 0 is no bound.
 	TagQueryTimeout time.Duration
+	// MaxTagReadBytes caps the trace data a tag request reading whole
+	// traces holds (query_frontend.search.max_tag_read_bytes; see
+	// search.TagsRequest.MaxReadBytes). 0 is no cap.
+	MaxTagReadBytes int64
 	// TenantMaxBytesPerTrace gives each tenant's largest trace a trace-by-ID
 	// answer holds (its global.max_bytes_per_trace; 0 is no limit): over it
 	// v1 answers 422 and v2 the spans that fit with status PARTIAL. Nil is
@@ -122,6 +126,7 @@ type handler struct {
 	tagger       Tagger
 	maxTagBytes  func(tenant string) int
 	tagTimeout   time.Duration
+	tagReadBytes int64
 	multitenancy bool
 	// multiTenantReads lets a query name several tenants, "a|b|c".
 	multiTenantReads bool
@@ -184,6 +189,7 @@ func New(opts Options) (http.Handler, error) {
 		tagger:           opts.Tagger,
 		maxTagBytes:      opts.TenantMaxBytesPerTagValuesQuery,
 		tagTimeout:       opts.TagQueryTimeout,
+		tagReadBytes:     opts.MaxTagReadBytes,
 		multitenancy:     opts.MultitenancyEnabled,
 		multiTenantReads: !opts.NoMultiTenantReads,
 		defaultLimit:     cmp.Or(opts.DefaultSearchLimit, search.DefaultLimit),

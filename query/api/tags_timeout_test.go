@@ -88,3 +88,18 @@ func closed() chan struct{} {
 	close(c)
 	return c
 }
+
+// The tag routes pass query_frontend.search.max_tag_read_bytes on to the
+// tagger.
+func TestTagRoutesReadBytes(t *testing.T) {
+	f := &fakeTagger{}
+	h, err := New(Options{Finder: &fakeFinder{}, Tagger: f, MaxTagReadBytes: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"/api/search/tags", "/api/v2/search/tags", "/api/search/tag/a/values", "/api/v2/search/tag/.a/values"} {
+		if res := do(t, h, "GET", target); res.code != 200 || f.req.MaxReadBytes != 77 {
+			t.Errorf("%s: %d, MaxReadBytes %d", target, res.code, f.req.MaxReadBytes)
+		}
+	}
+}

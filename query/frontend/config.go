@@ -72,6 +72,11 @@ type SearchConfig struct {
 	// weft only. Past it the search gets 400 naming this key. 0 is no
 	// bound.
 	MaxResultBytes int64 `yaml:"max_result_bytes"`
+	// MaxTagReadBytes bounds the trace data a tag request reading whole
+	// traces (a v2 filter q, rootName and rootServiceName values) holds:
+	// weft only. Past it the blocks left are not read and the answer
+	// (partial) names this key in a Warning header. 0 is no bound.
+	MaxTagReadBytes int64 `yaml:"max_tag_read_bytes"`
 }
 
 // DefaultConfig is Tempo's defaults.
@@ -95,6 +100,7 @@ func DefaultConfig() Config {
 			MaxSpansPerSpanSet:     search.MaxSpansPerSpanSet,
 			QueryTimeout:           25 * time.Second,
 			MaxResultBytes:         search.DefaultMaxResultBytes,
+			MaxTagReadBytes:        search.DefaultMaxTagReadBytes,
 		},
 	}
 }
@@ -124,5 +130,6 @@ func (c *Config) Validate() error {
 	check(s.QueryBackendAfter > 0, "search.query_backend_after", "must be positive")
 	check(s.QueryTimeout >= 0, "search.query_timeout", "must not be negative")
 	check(s.MaxResultBytes >= 0, "search.max_result_bytes", "must not be negative")
+	check(s.MaxTagReadBytes >= 0, "search.max_tag_read_bytes", "must not be negative")
 	return errors.Join(errs...)
 }
