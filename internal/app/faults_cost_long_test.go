@@ -56,7 +56,8 @@ func heapPeak() (stop func() uint64) {
 // spss (refused past query_frontend.search.max_result_bytes, with the heap
 // staying far under what it took unbounded), a 6,000-stage pipeline and a
 // huge regular expression (400 naming their keys), broad !~ searches and
-// the tag routes (an answer or 504 within query_timeout), and concurrent
+// the tag routes (an answer or 504 within query_timeout; partial past
+// query_frontend.search.max_tag_read_bytes), and concurrent
 // searches of many jobs each under a small max_outstanding_per_tenant (no
 // 429). Pushes go on meanwhile and must all succeed.
 func TestQueryCostLong(t *testing.T) {
@@ -77,6 +78,7 @@ func TestQueryCostLong(t *testing.T) {
 		c.QueryFrontend.Search.QueryTimeout = timeout
 		c.QueryFrontend.Search.MaxResultBytes = maxResultBytes
 		c.QueryFrontend.Search.TargetBytesPerJob = 1 << 20
+		c.QueryFrontend.Search.MaxTagReadBytes = 16 << 20
 	})
 	_, otlpHTTP := a.OTLPAddrs()
 	push := func(body []byte) error {
@@ -196,6 +198,23 @@ func TestQueryCostLong(t *testing.T) {
 		case code == http.StatusOK:
 		default:
 			t.Errorf("%s: %d %.300s", path, code, body)
+		}
+	}
+
+	// The tag look-ups reading whole traces stop at
+	// max_tag_read_bytes with a partial answer saying so.
+	for _, path := range []string{
+		"/api/search/tag/root.service.name/values?x=1" + rng,
+		"/api/v2/search/tag/resource.service.name/values?q=" + url.QueryEscape(`{ span.http.route != "/x" }`) + rng,
+	} {
+		resp, err := http.Get(api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if w := resp.Header.Get("Warning"); resp.StatusCode != http.StatusOK || !strings.Contains(w, "query_frontend.search.max_tag_read_bytes") || !strings.Contains(string(b), "service-") {
+			t.Errorf("%s: %d, Warning %q, %.200s", path, resp.StatusCode, w, b)
 		}
 	}
 
