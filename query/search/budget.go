@@ -156,8 +156,11 @@ func (c *Combiner) account(r *JobResult) error {
 	c.budget.release(r.charged)
 	r.charged = 0
 	var n int64
+	kept := map[string]bool{} // a result merged from several live-stores may hold a trace twice
 	for _, t := range r.Traces {
-		if _, ok := c.traces[fullHex(t.TraceID)]; !ok {
+		id := fullHex(t.TraceID)
+		if _, ok := c.traces[id]; !ok && !kept[id] {
+			kept[id] = true
 			n += traceBytes(t)
 		}
 	}
