@@ -220,6 +220,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		runner = a.pool
 	}
 	front := frontend.New(cfg.QueryFrontend, searcher, runner, finder, a.registry)
+	front.SetMemoryLimiter(a.memory)
 	handler, err := api.New(api.Options{
 		Finder:                    finder,
 		Searcher:                  front,
@@ -228,6 +229,8 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
 			return a.limits.For(tenant).Read.MaxBytesPerTagValuesQuery
 		},
+		TagQueryTimeout: cfg.QueryFrontend.Search.QueryTimeout,
+		MaxTagReadBytes: cfg.QueryFrontend.Search.MaxTagReadBytes,
 		TenantMaxBytesPerTrace: func(tenant string) int {
 			return a.limits.For(tenant).Global.MaxBytesPerTrace
 		},

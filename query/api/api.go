@@ -78,6 +78,14 @@ type Options struct {
 	// (its read.max_bytes_per_tag_values_query override) and wins over
 	// MaxBytesPerTagValuesQuery. It must be safe for concurrent use.
 	TenantMaxBytesPerTagValuesQuery func(tenant string) int
+	// TagQueryTimeout bounds one tag names or tag values request
+	// (query_frontend.search.query_timeout, as for a search); past it the
+	// request gets 504 naming that key. 0 is no bound.
+	TagQueryTimeout time.Duration
+	// MaxTagReadBytes caps the trace data a tag request reading whole
+	// traces holds (query_frontend.search.max_tag_read_bytes; see
+	// search.TagsRequest.MaxReadBytes). 0 is no cap.
+	MaxTagReadBytes int64
 	// TenantMaxBytesPerTrace gives each tenant's largest trace a trace-by-ID
 	// answer holds (its global.max_bytes_per_trace; 0 is no limit): over it
 	// v1 answers 422 and v2 the spans that fit with status PARTIAL. Nil is
@@ -121,6 +129,8 @@ type handler struct {
 	searcher     Searcher
 	tagger       Tagger
 	maxTagBytes  func(tenant string) int
+	tagTimeout   time.Duration
+	tagReadBytes int64
 	multitenancy bool
 	// multiTenantReads lets a query name several tenants, "a|b|c".
 	multiTenantReads bool
@@ -184,6 +194,8 @@ func New(opts Options) (http.Handler, error) {
 		searcher:         opts.Searcher,
 		tagger:           opts.Tagger,
 		maxTagBytes:      opts.TenantMaxBytesPerTagValuesQuery,
+		tagTimeout:       opts.TagQueryTimeout,
+		tagReadBytes:     opts.MaxTagReadBytes,
 		multitenancy:     opts.MultitenancyEnabled,
 		multiTenantReads: !opts.NoMultiTenantReads,
 		defaultLimit:     cmp.Or(opts.DefaultSearchLimit, search.DefaultLimit),

@@ -127,6 +127,7 @@ func tagsOfTenants[T any](ctx context.Context, h *handler, tenants []string, req
 	resps, err := eachTenant(ctx, tenants, func(ctx context.Context, t string) (*T, error) {
 		r := req
 		r.MaxBytes = h.maxTagBytes(t)
+		r.MaxReadBytes = h.tagReadBytes
 		return get(ctx, r, t)
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,6 +30,10 @@ const (
 	routeTagValuesV1 = "/api/search/tag/{tagName}/values"
 	routeTagValuesV2 = "/api/v2/search/tag/{tagName}/values"
 )
+
+// TagQueryTimeoutKey is the config key of Options.TagQueryTimeout, named
+// in the 504 of a tag request that passes it.
+const TagQueryTimeoutKey = "query_frontend.search.query_timeout"
 
 // headerTruncated tells that a tag answer was cut by the byte cap; Tempo's
 // response messages have no field for it.
@@ -85,6 +90,11 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			truncated string
 		)
 		ctx, notes := withNotes(r)
+		if h.tagTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, h.tagTimeout)
+			defer cancel()
+		}
 		switch {
 		case !v2 && !values:
 			var res *search.TagNamesResponse
@@ -108,6 +118,10 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			}
 		}
 		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+				writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("tag look-up did not finish within %s (%s)", h.tagTimeout, TagQueryTimeoutKey))
+				return
+			}
 			writeFailure(w, err)
 			return
 		}

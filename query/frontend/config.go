@@ -12,7 +12,11 @@ import (
 // Config is the `query_frontend` block, with Tempo's key names.
 type Config struct {
 	// MaxOutstandingPerTenant caps a tenant's search jobs queued or
-	// running at once; a search that would pass it gets 429.
+	// running at once, all searches together. A search starts with one
+	// job and widens (up to search.concurrent_jobs) while the tenant's
+	// jobs are under 3/4 of the limit; a search starting when the tenant
+	// is at the limit waits for a slot, and gets 429 only when the tenant
+	// runs that many searches.
 	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
 	// QueryEndCutoff clamps the end of a search to now minus this, as
 	// the newest spans may not all have arrived; 0 disables the clamp.
@@ -23,6 +27,14 @@ type Config struct {
 	// filter bodies, parentheses, function arguments, unary operators):
 	// weft only, at most 1000.
 	MaxQueryNestingDepth int `yaml:"max_query_nesting_depth"`
+	// MaxQueryPipelineStages caps the stages of a TraceQL query's
+	// pipelines (one more than its "|"), as each stage walks the spansets
+	// of every trace read: weft only; above it a search gets 400.
+	MaxQueryPipelineStages int `yaml:"max_query_pipeline_stages"`
+	// MaxQueryRegexSize caps the instructions a regular expression of a
+	// TraceQL query compiles to (estimated before compiling), as memory
+	// and time grow with it: weft only; above it a search gets 400.
+	MaxQueryRegexSize int `yaml:"max_query_regex_size"`
 	// MultiTenantQueriesEnabled lets a query name several tenants in
 	// X-Scope-OrgID ("a|b|c", multi-tenancy on): it runs for each and the
 	// answers merge. When false such a header is refused with 400.
@@ -55,6 +67,16 @@ type SearchConfig struct {
 	// server.http_server_write_timeout (30s), so that the 504 reaches the
 	// client.
 	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// MaxResultBytes bounds the memory one search's results hold (the
+	// traces and spansets its jobs and the merge keep, as accounted):
+	// weft only. Past it the search gets 400 naming this key. 0 is no
+	// bound.
+	MaxResultBytes int64 `yaml:"max_result_bytes"`
+	// MaxTagReadBytes bounds the trace data a tag request reading whole
+	// traces (a v2 filter q, rootName and rootServiceName values) holds:
+	// weft only. Past it the blocks left are not read and the answer
+	// (partial) names this key in a Warning header. 0 is no bound.
+	MaxTagReadBytes int64 `yaml:"max_tag_read_bytes"`
 }
 
 // DefaultConfig is Tempo's defaults.
@@ -64,6 +86,8 @@ func DefaultConfig() Config {
 		QueryEndCutoff:              30 * time.Second,
 		MaxQueryExpressionSizeBytes: traceql.DefaultMaxBytes,
 		MaxQueryNestingDepth:        traceql.DefaultMaxDepth,
+		MaxQueryPipelineStages:      traceql.DefaultMaxStages,
+		MaxQueryRegexSize:           traceql.DefaultMaxRegexSize,
 		MultiTenantQueriesEnabled:   true,
 		Search: SearchConfig{
 			ConcurrentJobs:         1000,
@@ -75,6 +99,8 @@ func DefaultConfig() Config {
 			DefaultSpansPerSpanSet: search.DefaultSpansPerSpanSet,
 			MaxSpansPerSpanSet:     search.MaxSpansPerSpanSet,
 			QueryTimeout:           25 * time.Second,
+			MaxResultBytes:         search.DefaultMaxResultBytes,
+			MaxTagReadBytes:        search.DefaultMaxTagReadBytes,
 		},
 	}
 }
@@ -92,6 +118,8 @@ func (c *Config) Validate() error {
 	check(c.QueryEndCutoff >= 0, "query_end_cutoff", "must not be negative")
 	check(c.MaxQueryExpressionSizeBytes > 0, "max_query_expression_size_bytes", "must be positive")
 	check(c.MaxQueryNestingDepth > 0 && c.MaxQueryNestingDepth <= traceql.HardMaxDepth, "max_query_nesting_depth", "must be between 1 and %d", traceql.HardMaxDepth)
+	check(c.MaxQueryPipelineStages > 0, "max_query_pipeline_stages", "must be positive")
+	check(c.MaxQueryRegexSize > 0, "max_query_regex_size", "must be positive")
 	check(s.ConcurrentJobs > 0, "search.concurrent_jobs", "must be positive")
 	check(s.TargetBytesPerJob > 0, "search.target_bytes_per_job", "must be positive")
 	check(s.MaxResultLimit > 0 && s.MaxResultLimit <= search.MaxLimit, "search.max_result_limit", "must be between 1 and %d", search.MaxLimit)
@@ -101,5 +129,7 @@ func (c *Config) Validate() error {
 	check(s.MaxDuration > 0, "search.max_duration", "must be positive")
 	check(s.QueryBackendAfter > 0, "search.query_backend_after", "must be positive")
 	check(s.QueryTimeout >= 0, "search.query_timeout", "must not be negative")
+	check(s.MaxResultBytes >= 0, "search.max_result_bytes", "must not be negative")
+	check(s.MaxTagReadBytes >= 0, "search.max_tag_read_bytes", "must not be negative")
 	return errors.Join(errs...)
 }

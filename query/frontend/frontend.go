@@ -39,6 +39,17 @@ type Planner interface {
 	Plan(req search.Request, tenant string) []search.Job
 }
 
+// MemoryLimiter says whether the process has memory for one more query
+// (internal/memlimit.Limiter): AdmitQuery returns nil, or an Unavailable
+// status naming the budget. It must be safe for concurrent use.
+type MemoryLimiter interface {
+	AdmitQuery() error
+}
+
+// MemoryLimiterKey labels the searches refused for the process's memory
+// in weft_query_frontend_limit_refusals_total.
+const MemoryLimiterKey = "memory_limiter.limit_bytes"
+
 // Frontend is the query-frontend.
 type Frontend struct {
 	cfg     Config
@@ -46,9 +57,12 @@ type Frontend struct {
 	querier Querier
 	finder  search.Finder
 	now     func() time.Time
+	memory  MemoryLimiter // nil: every search starts
 
 	mu          sync.Mutex
 	outstanding map[string]int // jobs queued or running, per tenant
+	searching   map[string]int // searches holding their first slot, per tenant
+	freed       chan struct{}  // closed (and replaced) when slots are given back
 
 	searches *prometheus.CounterVec
 	jobs     *prometheus.CounterVec
@@ -61,7 +75,7 @@ type Frontend struct {
 func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prometheus.Registerer) *Frontend {
 	return &Frontend{
 		cfg: cfg, planner: planner, querier: q, finder: finder, now: time.Now,
-		outstanding: map[string]int{},
+		outstanding: map[string]int{}, searching: map[string]int{}, freed: make(chan struct{}),
 		searches: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_searches_total",
 			Help: "Searches by result: ok, bad_request, limited (429), timeout, canceled, error.",
@@ -77,10 +91,14 @@ func New(cfg Config, planner Planner, q Querier, finder search.Finder, reg prome
 		})),
 		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_query_frontend_limit_refusals_total",
-			Help: "Searches refused with 400 because they went over a query limit, by the limit's config key.",
+			Help: "Searches refused because they went over a query limit (their size, their cost, the memory their results hold: 400) or the process was short of memory (memory_limiter.limit_bytes: 503), by the limit's config key.",
 		}, []string{"limit"})),
 	}
 }
+
+// SetMemoryLimiter makes searches start only while m admits them; a
+// search refused gets 503.
+func (f *Frontend) SetMemoryLimiter(m MemoryLimiter) { f.memory = m }
 
 // limitErr is the InvalidArgument status of a bad request.
 func limitErr(format string, args ...any) error {
@@ -96,7 +114,8 @@ func (f *Frontend) refuse(key, format string, args ...any) error {
 
 // parseLimits are the TraceQL limits of the config.
 func (f *Frontend) parseLimits() traceql.Limits {
-	return traceql.Limits{MaxBytes: f.cfg.MaxQueryExpressionSizeBytes, MaxDepth: f.cfg.MaxQueryNestingDepth}
+	return traceql.Limits{MaxBytes: f.cfg.MaxQueryExpressionSizeBytes, MaxDepth: f.cfg.MaxQueryNestingDepth, MaxStages: f.cfg.MaxQueryPipelineStages,
+		MaxRegexSize: f.cfg.MaxQueryRegexSize}
 }
 
 // Normalize applies the limits and defaults to req: limit and spss
@@ -109,8 +128,8 @@ func (f *Frontend) Normalize(req search.Request) (search.Request, error) {
 	if n := len(req.Query); n > f.cfg.MaxQueryExpressionSizeBytes {
 		return req, f.refuse(traceql.LimitMaxBytes, "query is %d bytes, more than the limit of %d bytes (%s)", n, f.cfg.MaxQueryExpressionSizeBytes, traceql.LimitMaxBytes)
 	}
-	// The nesting limit, here where its config is; the queriers parse
-	// again without limits of their own.
+	// The nesting, stage and regular expression limits, here where their
+	// config is; the queriers parse again without limits of their own.
 	if req.Query != "" {
 		if _, err := traceql.ParseWithLimits(req.Query, f.parseLimits()); err != nil {
 			var pe *traceql.ParseError
@@ -194,15 +213,26 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 	if err != nil {
 		return nil, err
 	}
+	if f.memory != nil {
+		if err := f.memory.AdmitQuery(); err != nil {
+			f.refused.WithLabelValues(MemoryLimiterKey).Inc()
+			return nil, err
+		}
+	}
 	jobs := f.planner.Plan(req, tenant)
 	comb, err := search.NewCombiner(req, jobs)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.acquire(tenant, len(jobs)); err != nil {
-		return nil, err
+	// One budget for what the search holds: the combiner's traces, and
+	// those of its jobs running in process (through ctx); jobs run on
+	// queriers apart get a bound of their own.
+	budget := search.NewResultBudget(f.cfg.Search.MaxResultBytes)
+	comb.SetBudget(budget)
+	ctx = search.WithResultBudget(ctx, budget)
+	for i := range jobs {
+		jobs[i].MaxResultBytes = f.cfg.Search.MaxResultBytes
 	}
-	defer f.release(tenant, len(jobs))
 	if t := f.cfg.Search.QueryTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -213,14 +243,30 @@ func (f *Frontend) search(ctx context.Context, req search.Request, tenant string
 		// also stop Finish from reading blocks after a storage failure.
 		ctx, _ = partial.NewContext(ctx)
 	}
+	if len(jobs) > 0 {
+		// The search's first job slot; run takes more as it widens.
+		if err := f.acquire(ctx, tenant); err != nil {
+			return nil, f.wrap(ctx, err)
+		}
+		defer f.releaseFirst(tenant)
+	}
 	if err := f.run(ctx, tenant, jobs, comb); err != nil {
-		return nil, f.wrap(ctx, err)
+		return nil, f.wrapBudget(ctx, err)
 	}
 	resp, err := comb.Finish(ctx, tenant, f.finder)
 	if err != nil {
-		return nil, f.wrap(ctx, err)
+		return nil, f.wrapBudget(ctx, err)
 	}
 	return resp, nil
+}
+
+// wrapBudget counts a search refused for its result budget, else wraps
+// err as wrap does.
+func (f *Frontend) wrapBudget(ctx context.Context, err error) error {
+	if search.IsResultBytesError(err) {
+		return f.refuse(search.MaxResultBytesKey, "%s", status.Convert(err).Message())
+	}
+	return f.wrap(ctx, err)
 }
 
 // wrap names the timeout when the search ran out of time.
@@ -234,27 +280,80 @@ func (f *Frontend) wrap(ctx context.Context, err error) error {
 	return err
 }
 
-// acquire counts n jobs against the tenant's outstanding jobs, or fails
-// with ResourceExhausted when that would pass the limit (a search bigger
-// than the whole limit runs when the tenant has nothing else running).
-func (f *Frontend) acquire(tenant string, n int) error {
+// acquire takes the first job slot of a search. When the tenant's slots
+// are all held it waits for one to be given back (the searches running
+// give back their extra slots as their jobs complete, and take no more
+// while the tenant holds over growShare of the limit), until ctx is done;
+// it fails at once with ResourceExhausted when the tenant already runs
+// max_outstanding_per_tenant searches, each holding its first slot.
+func (f *Frontend) acquire(ctx context.Context, tenant string) error {
+	for {
+		f.mu.Lock()
+		cur, searches := f.outstanding[tenant], f.searching[tenant]
+		if cur < f.cfg.MaxOutstandingPerTenant {
+			f.outstanding[tenant] = cur + 1
+			f.searching[tenant] = searches + 1
+			f.mu.Unlock()
+			return nil
+		}
+		freed := f.freed
+		f.mu.Unlock()
+		if searches >= f.cfg.MaxOutstandingPerTenant {
+			return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding in %d searches, the limit is %d (%s)",
+				cur, searches, f.cfg.MaxOutstandingPerTenant, outstandingKey)
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// releaseFirst gives back the first job slot of a search.
+func (f *Frontend) releaseFirst(tenant string) {
+	f.mu.Lock()
+	if f.searching[tenant]--; f.searching[tenant] <= 0 {
+		delete(f.searching, tenant)
+	}
+	f.mu.Unlock()
+	f.release(tenant, 1)
+}
+
+// outstandingKey is the config key of the tenant's job slots.
+const outstandingKey = "query_frontend.max_outstanding_per_tenant"
+
+// tryGrow takes one more job slot for a search that holds one already,
+// when the tenant's outstanding jobs are under growShare of the limit: the
+// rest is kept for the first slot of searches starting, so that a tenant
+// running a few wide searches does not turn new ones away.
+func (f *Frontend) tryGrow(tenant string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.outstanding[tenant]
-	if cur > 0 && cur+n > f.cfg.MaxOutstandingPerTenant {
-		return status.Errorf(codes.ResourceExhausted, "job queue full: tenant has %d search jobs outstanding, this search needs %d more, the limit is %d (query_frontend.max_outstanding_per_tenant)",
-			cur, n, f.cfg.MaxOutstandingPerTenant)
+	if cur >= f.cfg.MaxOutstandingPerTenant*growShareNum/growShareDen {
+		return false
 	}
-	f.outstanding[tenant] = cur + n
-	return nil
+	f.outstanding[tenant] = cur + 1
+	return true
 }
 
+// growShareNum/growShareDen of max_outstanding_per_tenant is what the
+// searches of a tenant may hold beyond their first slots.
+const growShareNum, growShareDen = 3, 4
+
 func (f *Frontend) release(tenant string, n int) {
+	if n == 0 {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.outstanding[tenant] -= n; f.outstanding[tenant] <= 0 {
 		delete(f.outstanding, tenant)
 	}
+	// Wake the searches waiting for a first slot.
+	close(f.freed)
+	f.freed = make(chan struct{})
 }
 
 // initialJobs is how many jobs a search starts with. As jobs complete
@@ -288,6 +387,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		err error
 	}
 	results := make(chan result, len(jobs)) // never blocks a job
+	// Job slots held beyond the search's first one (see acquire): given
+	// back as jobs complete, the rest once every job started returned.
+	extra := 0
+	defer func() { f.release(tenant, extra) }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	done := make([]bool, len(jobs))
@@ -304,6 +407,12 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {
+			if inflight >= 1+extra {
+				if !f.tryGrow(tenant) {
+					break // a job returning frees a slot
+				}
+				extra++
+			}
 			i := sent
 			wg.Go(func() {
 				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
@@ -319,6 +428,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		select {
 		case r := <-results:
 			inflight--
+			if extra > 0 {
+				f.release(tenant, 1)
+				extra--
+			}
 			done[r.i] = true
 			if r.err != nil {
 				f.jobs.WithLabelValues("failed").Inc()
@@ -327,7 +440,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 			}
 			f.jobs.WithLabelValues("completed").Inc()
 			completed++
-			comb.Add(r.res)
+			if err := comb.Add(r.res); err != nil {
+				firstErr = err
+				break
+			}
 			if sk := r.res.Skipped; sk != nil {
 				notes.Add(*sk)
 				if sk.Reason == partial.ReasonStorage {

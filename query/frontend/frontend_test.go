@@ -256,7 +256,7 @@ func TestOutstandingAndTimeout(t *testing.T) {
 	s := blocksSearcher(t, 2)
 	q := &blockingQuerier{started: make(chan struct{}, 100), release: make(chan struct{})}
 	cfg := testConfig()
-	cfg.MaxOutstandingPerTenant = 4
+	cfg.MaxOutstandingPerTenant = 1
 	f := newFrontend(cfg, s, q)
 	req := search.Request{Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
 	var wg sync.WaitGroup

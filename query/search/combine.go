@@ -20,6 +20,8 @@ type Combiner struct {
 	seen    map[string]int    // jobs that reported the trace, matched or partial
 	partial map[string]bool   // traces some job saw only part of
 	metrics Metrics
+	budget  *ResultBudget // nil: not accounted
+	held    int64         // bytes accounted in budget
 }
 
 // NewCombiner returns a combiner for req, planned as jobs. Bad requests
@@ -35,8 +37,12 @@ func NewCombiner(req Request, jobs []Job) (*Combiner, error) {
 	return c, nil
 }
 
-// Add merges the result of one job.
-func (c *Combiner) Add(r *JobResult) {
+// Add merges the result of one job. It fails, merging nothing, when what
+// the combiner would hold passes its budget (SetBudget).
+func (c *Combiner) Add(r *JobResult) error {
+	if err := c.account(r); err != nil {
+		return err
+	}
 	m := &c.metrics
 	m.InspectedTraces += r.Metrics.InspectedTraces
 	m.InspectedBytes += r.Metrics.InspectedBytes
@@ -55,6 +61,8 @@ func (c *Combiner) Add(r *JobResult) {
 	for _, id := range r.Incomplete {
 		c.partial[id] = true
 	}
+	c.trimHeld()
+	return nil
 }
 
 // Enough reports whether the jobs left can be skipped: limit traces were
@@ -116,7 +124,9 @@ func (c *Combiner) Finish(ctx context.Context, tenant string, f Finder) (*Respon
 		if err != nil {
 			return nil, fmt.Errorf("cannot read trace %s: %w", id, err)
 		}
-		delete(c.traces, id)
+		if err := c.replace(id, nil); err != nil {
+			return nil, err
+		}
 		t, err := traceql.NewTrace(data)
 		if err != nil {
 			return nil, fmt.Errorf("cannot decode trace %s: %w", id, err)
@@ -129,7 +139,9 @@ func (c *Combiner) Finish(ctx context.Context, tenant string, f Finder) (*Respon
 			return nil, evalError(tid, err)
 		}
 		if len(sets) > 0 {
-			c.traces[id] = traceResult(tid, t, sets, c.q.spss)
+			if err := c.replace(id, traceResult(tid, t, sets, c.q.spss)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	ts := c.sorted()

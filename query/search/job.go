@@ -43,6 +43,9 @@ type Job struct {
 	EndUnixNano uint64 `json:"end_unix_nano,omitempty"`
 	// Bytes is the size of the job's part of the block.
 	Bytes int64 `json:"bytes,omitempty"`
+	// MaxResultBytes bounds the bytes the job's result holds when it runs
+	// without its search's budget (on a querier apart); 0 is no bound.
+	MaxResultBytes int64 `json:"maxResultBytes,omitempty"`
 }
 
 // JobResult is what a job found.
@@ -63,6 +66,8 @@ type JobResult struct {
 	// file, object storage failing): the job completed without it and the
 	// search's answer is partial.
 	Skipped *partial.Skip `json:"skipped,omitempty"`
+	// charged is what the job accounted in its budget for Traces.
+	charged int64
 }
 
 // SkippedJob is the result of a block job that could not read its block
@@ -132,7 +137,7 @@ func (s *Searcher) RunJob(ctx context.Context, tenant string, job Job) (*JobResu
 }
 
 func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job) (*JobResult, error) {
-	jr := &jobRun{q: q, res: &JobResult{}}
+	jr := &jobRun{q: q, res: &JobResult{}, budget: jobBudget(ctx, job)}
 	if job.Live {
 		if s.live == nil {
 			return jr.res, nil
@@ -191,8 +196,9 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 
 // jobRun evaluates the traces of one job.
 type jobRun struct {
-	q   *query
-	res *JobResult
+	q      *query
+	res    *JobResult
+	budget *ResultBudget
 }
 
 // trace evaluates one trace (the job's part of it).
@@ -224,7 +230,9 @@ func (jr *jobRun) trace(id [16]byte, data []byte) error {
 		}
 		return nil
 	}
-	jr.res.Traces = append(jr.res.Traces, traceResult(id, t, sets, jr.q.spss))
+	if err := jr.keep(traceResult(id, t, sets, jr.q.spss)); err != nil {
+		return err
+	}
 	if jr.q.mostRecent && len(jr.res.Traces) > 2*jr.q.limit {
 		jr.trim()
 	}
@@ -239,6 +247,7 @@ func (jr *jobRun) full() bool { return !jr.q.mostRecent && len(jr.res.Traces) >=
 func (jr *jobRun) trim() {
 	sortTraces(jr.res.Traces)
 	if len(jr.res.Traces) > jr.q.limit {
+		jr.dropped(jr.res.Traces[jr.q.limit:])
 		jr.res.Traces = jr.res.Traces[:jr.q.limit]
 	}
 }
@@ -291,6 +300,7 @@ func MergeJobResults(rs ...*JobResult) *JobResult {
 		out.Metrics.InspectedTraces += r.Metrics.InspectedTraces
 		out.Metrics.InspectedBytes += r.Metrics.InspectedBytes
 		out.Metrics.InspectedSpans += r.Metrics.InspectedSpans
+		out.charged += r.charged
 	}
 	out.Metrics.CompletedJobs = 1
 	return out

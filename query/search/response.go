@@ -109,7 +109,7 @@ func anyValue(v traceql.Value) *AnyValue {
 		b := v.Bool
 		return &AnyValue{BoolValue: &b}
 	case traceql.TypeString:
-		s := v.Str
+		s := strings.Clone(v.Str) // not to keep the trace's data (traceResult)
 		return &AnyValue{StringValue: &s}
 	default: // durations, statuses, kinds: as their text
 		s := v.String()

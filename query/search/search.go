@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/thanos-io/objstore"
@@ -134,9 +135,9 @@ func parse(req Request) (*query, error) {
 	if text == "" {
 		text = "{}"
 	}
-	// The query-frontend applied the configured size and nesting limits;
-	// here only the parser's own bounds hold.
-	root, err := traceql.ParseWithLimits(text, traceql.Limits{MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth})
+	// The query-frontend applied the configured size, nesting, stage and
+	// regular expression limits; here only the parser's own bounds hold.
+	root, err := traceql.ParseWithLimits(text, traceql.Limits{MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth, MaxStages: math.MaxInt, MaxRegexSize: math.MaxInt})
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}
@@ -161,8 +162,8 @@ func MostRecent(req Request) bool {
 }
 
 // Search runs req for tenant: every job in process, one after the other,
-// stopping as the Combiner says. Bad requests fail with a gRPC
-// InvalidArgument status.
+// stopping as the Combiner says, within the ResultBudget ctx carries, if
+// any. Bad requests fail with a gRPC InvalidArgument status.
 func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Response, error) {
 	q, err := parse(req)
 	if err != nil {
@@ -173,6 +174,7 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 	if err != nil {
 		return nil, err
 	}
+	c.SetBudget(ResultBudgetFrom(ctx))
 	for i, j := range jobs {
 		if c.Enough(jobs[i:]) {
 			break
@@ -185,7 +187,9 @@ func (s *Searcher) Search(ctx context.Context, req Request, tenant string) (*Res
 		if err != nil {
 			return nil, err
 		}
-		c.Add(res)
+		if err := c.Add(res); err != nil {
+			return nil, err
+		}
 	}
 	return c.Finish(ctx, tenant, s.finder)
 }
@@ -277,11 +281,15 @@ func addSelect(root *traceql.RootExpr) {
 	}
 }
 
+// traceResult is the result of a matching trace. Its strings are copies:
+// the trace's point into its encoded data, which a result kept until the
+// search ends would otherwise keep whole (every span, not the spss
+// returned: 6 times what the result holds for traces of 10 spans).
 func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, spss int) *Trace {
 	out := &Trace{
 		TraceID:           traceIDString(id),
-		RootServiceName:   t.RootServiceName(),
-		RootTraceName:     t.RootName(),
+		RootServiceName:   strings.Clone(t.RootServiceName()),
+		RootTraceName:     strings.Clone(t.RootName()),
 		StartTimeUnixNano: t.StartUnixNano,
 		DurationMs:        uint32(min(t.DurationNanos()/uint64(time.Millisecond), uint64(^uint32(0)))),
 	}
@@ -295,7 +303,7 @@ func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, spss int
 		}
 		for _, kv := range ss.Attributes {
 			if v := anyValue(kv.Value); v != nil {
-				set.Attributes = append(set.Attributes, &KeyValue{Key: kv.Key, Value: v})
+				set.Attributes = append(set.Attributes, &KeyValue{Key: strings.Clone(kv.Key), Value: v})
 			}
 		}
 		out.SpanSets = append(out.SpanSets, set)
@@ -309,7 +317,7 @@ func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, spss int
 func spanResult(sp *traceql.Span) *Span {
 	out := &Span{
 		SpanID:            hex.EncodeToString(sp.Fields.SpanID),
-		Name:              sp.Name,
+		Name:              strings.Clone(sp.Name),
 		StartTimeUnixNano: sp.Fields.StartTimeUnixNano,
 		DurationNanos:     sp.DurationNanos(),
 	}
@@ -321,7 +329,7 @@ func spanResult(sp *traceql.Span) *Span {
 		}
 		if v := anyValue(kv.Value); v != nil {
 			seen[key] = true
-			out.Attributes = append(out.Attributes, &KeyValue{Key: key, Value: v})
+			out.Attributes = append(out.Attributes, &KeyValue{Key: strings.Clone(key), Value: v})
 		}
 	}
 	return out

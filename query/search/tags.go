@@ -91,6 +91,11 @@ type TagsRequest struct {
 	// MaxBytes caps the bytes of names or values returned; 0 means
 	// DefaultMaxBytesPerTagValuesQuery.
 	MaxBytes int
+	// MaxReadBytes caps the trace data a request that reads whole traces
+	// (a v2 filter q, rootName and rootServiceName values) holds to
+	// evaluate them; past it the blocks left are not read and the answer
+	// says so (Truncated). 0 is no cap.
+	MaxReadBytes int64
 }
 
 // MetadataMetrics are a tag request's statistics (tempopb.MetadataMetrics).
@@ -100,6 +105,9 @@ type MetadataMetrics struct {
 	CompletedJobs   uint32 `json:"completedJobs,omitempty"`
 	TotalBlocks     uint32 `json:"totalBlocks,omitempty"`
 	TotalBlockBytes uint64 `json:"totalBlockBytes,omitempty,string"`
+	// readCut is why the traces read were cut short (MaxReadBytes), "" if
+	// they were not.
+	readCut string
 }
 
 // TagNamesResponse is tempopb.SearchTagsResponse (v1).
@@ -302,7 +310,7 @@ func (s *Searcher) TagNamesV2(ctx context.Context, req TagsRequest, tenant strin
 			resp.Scopes = append(resp.Scopes, &TagScope{Name: name, Tags: tags})
 		}
 	}
-	resp.Truncated = b.truncated
+	resp.Truncated = truncation(b, resp.Metrics)
 	return resp, nil
 }
 
@@ -323,6 +331,32 @@ func parseFilter(q string) *traceql.RootExpr {
 		}
 	}
 	return root
+}
+
+// MaxTagReadBytesKey is the config key of TagsRequest.MaxReadBytes.
+const MaxTagReadBytesKey = "query_frontend.search.max_tag_read_bytes"
+
+// DefaultMaxTagReadBytes is the default of MaxTagReadBytesKey: 256 MiB.
+const DefaultMaxTagReadBytes = 256 << 20
+
+// errReadCut stops reading blocks at TagsRequest.MaxReadBytes.
+var errReadCut = errors.New("read limit reached")
+
+// overRead reports whether held bytes of traces reach req's cap.
+func overRead(req TagsRequest, held int64) bool {
+	return req.MaxReadBytes > 0 && held >= req.MaxReadBytes
+}
+
+// truncation is why an answer is incomplete: the byte cap of what it
+// returns, what it read, or both.
+func truncation(b *budget, m *MetadataMetrics) string {
+	switch {
+	case m == nil || m.readCut == "":
+		return b.truncated
+	case b.truncated == "":
+		return m.readCut
+	}
+	return b.truncated + "; " + m.readCut
 }
 
 // errDegrade reports that the filter cannot be evaluated: answer unfiltered.
@@ -436,10 +470,16 @@ func (s *Searcher) eachTrace(ctx context.Context, req TagsRequest, tenant string
 	fn func(t *traceql.Trace, data []byte, match func(int) bool) error) (*MetadataMetrics, error) {
 	m := &MetadataMetrics{TotalJobs: 1}
 	parts := map[[16]byte][][]byte{}
+	var held int64 // bytes of traces in parts
+	cut := false   // traces were left unread
 	if s.live != nil {
 		s.live.EachTrace(tenant, func(id [16]byte, data []byte) bool {
+			if cut = overRead(req, held); cut {
+				return false
+			}
 			parts[id] = append(parts[id], data)
 			m.InspectedBytes += uint64(len(data))
+			held += int64(len(data))
 			return ctx.Err() == nil
 		})
 		if err := ctx.Err(); err != nil {
@@ -448,12 +488,20 @@ func (s *Searcher) eachTrace(ctx context.Context, req TagsRequest, tenant string
 	}
 	m.CompletedJobs++
 	err := s.eachBlock(ctx, req, tenant, m, func(r *block.Reader) (int64, error) {
+		if overRead(req, held) {
+			return 0, errReadCut
+		}
 		data, err := r.ReadAll(ctx)
 		if err != nil {
 			return 0, err
 		}
+		held += int64(len(data))
 		return int64(len(data)), splitByTrace(data, parts)
 	})
+	if errors.Is(err, errReadCut) || err == nil && cut {
+		err = nil
+		m.readCut = fmt.Sprintf("only %d bytes of traces were read (%s): narrow the time range", held, MaxTagReadBytesKey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -690,7 +738,7 @@ func (s *Searcher) TagValues(ctx context.Context, req TagsRequest, tenant string
 		return nil, err
 	}
 	slices.Sort(c.out)
-	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, b.truncated
+	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, truncation(b, m)
 	return resp, nil
 }
 
@@ -735,7 +783,7 @@ func (s *Searcher) TagValuesV2(ctx context.Context, req TagsRequest, tenant stri
 	slices.SortFunc(resp.TagValues, func(a, b TagValue) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 	})
-	resp.Metrics, resp.Truncated = m, b.truncated
+	resp.Metrics, resp.Truncated = m, truncation(b, m)
 	return resp, nil
 }
 

@@ -29,7 +29,8 @@ type ParseError struct {
 	Pos Position
 	Msg string
 	// Limit is the config key of the limit the query went over
-	// (LimitMaxBytes, LimitMaxDepth), empty for any other problem.
+	// (LimitMaxBytes, LimitMaxDepth, LimitMaxStages, LimitMaxRegexSize),
+	// empty for any other problem.
 	Limit string
 }
 
@@ -37,6 +38,11 @@ type ParseError struct {
 const (
 	LimitMaxBytes = "query_frontend.max_query_expression_size_bytes"
 	LimitMaxDepth = "query_frontend.max_query_nesting_depth"
+	// LimitMaxStages is weft's: Tempo has no bound on pipeline stages.
+	LimitMaxStages = "query_frontend.max_query_pipeline_stages"
+	// LimitMaxRegexSize is weft's: Tempo does not bound regular
+	// expressions beyond Go's own limits.
+	LimitMaxRegexSize = "query_frontend.max_query_regex_size"
 )
 
 // Error returns "parse error at line L, column C: msg".
@@ -50,6 +56,17 @@ const (
 	DefaultMaxBytes = 128 << 10
 	// DefaultMaxDepth is the default deepest nesting.
 	DefaultMaxDepth = 64
+	// DefaultMaxStages is the default most pipeline stages. Every stage
+	// walks the spansets of every trace the query reads, so a query's
+	// evaluation cost grows with its stages: 6,000 stages (72 KB, within
+	// the size limit) kept a search busy until its timeout. Real queries
+	// have a handful.
+	DefaultMaxStages = 64
+	// DefaultMaxRegexSize is the default largest regular expression, in
+	// instructions of its compiled program (about 300 bytes of memory
+	// each while compiling): an alternation of 300 URL paths is under
+	// 3,000, `.*foo.*` is 11.
+	DefaultMaxRegexSize = 20000
 
 	// HardMaxDepth bounds MaxDepth whatever the caller asks for, so the
 	// recursive-descent parser never gets near the goroutine stack limit.
@@ -71,11 +88,20 @@ type Limits struct {
 	// right-hand side of ^ opens one level. 0 or less means DefaultMaxDepth;
 	// values above 1000 are treated as 1000.
 	MaxDepth int
+	// MaxStages is the most pipeline stages a query may have: one more
+	// than the pipes ("|") it holds, nested pipelines included
+	// (`{ } | { } | count() > 1` has three); 0 or less means
+	// DefaultMaxStages.
+	MaxStages int
+	// MaxRegexSize is the most instructions a regular expression of the
+	// query may compile to (estimated from its parse before compiling);
+	// 0 or less means DefaultMaxRegexSize.
+	MaxRegexSize int
 }
 
 // DefaultLimits returns the limits Parse uses.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxDepth: DefaultMaxDepth}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxDepth: DefaultMaxDepth, MaxStages: DefaultMaxStages, MaxRegexSize: DefaultMaxRegexSize}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -84,6 +110,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxStages <= 0 {
+		l.MaxStages = DefaultMaxStages
+	}
+	if l.MaxRegexSize <= 0 {
+		l.MaxRegexSize = DefaultMaxRegexSize
 	}
 	if l.MaxDepth > HardMaxDepth {
 		l.MaxDepth = HardMaxDepth

@@ -127,3 +127,28 @@ func TestMaxOperators(t *testing.T) {
 		t.Fatalf("error = %v", pe)
 	}
 }
+
+func TestMaxStages(t *testing.T) {
+	pipeline := func(n int) string { // n stages
+		return "{ .a = 1 }" + strings.Repeat(" | { .a = 1 }", n-1)
+	}
+	if _, err := Parse(pipeline(DefaultMaxStages)); err != nil {
+		t.Fatalf("%d stages: %v", DefaultMaxStages, err)
+	}
+	pe := parseErr(t, pipeline(6000), Limits{})
+	if pe.Limit != LimitMaxStages ||
+		pe.Msg != "query has more than 64 pipeline stages, the limit (query_frontend.max_query_pipeline_stages)" {
+		t.Fatalf("error = %v (limit %q)", pe, pe.Limit)
+	}
+	// Pipes of nested pipelines count too.
+	nested := "(" + pipeline(3) + ") && (" + pipeline(3) + ")"
+	if pe := parseErr(t, nested, Limits{MaxStages: 4}); pe.Limit != LimitMaxStages {
+		t.Fatalf("nested: %v", pe)
+	}
+	if _, err := ParseWithLimits(nested, Limits{MaxStages: 5}); err != nil {
+		t.Fatalf("nested within the limit: %v", err)
+	}
+	if _, err := ParseWithLimits(pipeline(6000), Limits{MaxBytes: 1 << 20, MaxStages: 6000}); err != nil {
+		t.Fatalf("with a larger limit: %v", err)
+	}
+}

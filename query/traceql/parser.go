@@ -38,6 +38,8 @@ func ParseWithLimits(query string, limits Limits) (root *RootExpr, err error) {
 		return nil, &ParseError{Pos: positionAt(query, off), Msg: "query is not valid UTF-8"}
 	}
 	p := newParser(lex(query), limits.MaxDepth)
+	p.maxStages = limits.MaxStages
+	p.maxRegex = limits.MaxRegexSize
 	defer func() {
 		if r := recover(); r != nil {
 			if b, ok := r.(bailout); ok {
@@ -68,6 +70,11 @@ type parser struct {
 	depth    int
 	maxDepth int
 	ops      int
+	// stages counts the pipes parsed: the query has stages+1 stages, at
+	// most maxStages.
+	stages, maxStages int
+	// maxRegex bounds the estimated program size of a regular expression.
+	maxRegex int
 	// afterParens[i] is the index of the first token at or after i that is
 	// not "(", so looking past a run of parentheses costs O(1).
 	afterParens []int32
@@ -178,10 +185,23 @@ func (p *parser) parsePipeline() *Pipeline {
 	pl := &Pipeline{Pos: p.cur().pos}
 	pl.Stages = append(pl.Stages, p.parseStage(true))
 	for p.cur().kind == tokPipe {
-		p.advance()
+		p.countStage(p.advance())
 		pl.Stages = append(pl.Stages, p.parseStage(false))
 	}
 	return pl
+}
+
+// countStage counts the stage the pipe t starts: a query has one stage
+// more than its pipes.
+func (p *parser) countStage(t *token) {
+	p.stages++
+	if p.stages+1 > p.maxStages {
+		panic(bailout{&ParseError{
+			Pos:   t.pos,
+			Msg:   fmt.Sprintf("query has more than %d pipeline stages, the limit (%s)", p.maxStages, LimitMaxStages),
+			Limit: LimitMaxStages,
+		}})
+	}
 }
 
 func isAggregateToken(k tokKind) bool { return k >= tokCount && k <= tokSum }
@@ -489,7 +509,10 @@ func (p *parser) makeBinary(t *token, op Operator, lhs, rhs FieldExpr) FieldExpr
 		if !ok || s.Type != TypeString {
 			fail(rhs.Position(), "the right side of %s must be a string literal holding a regular expression, found %s", op, snippet(rhs))
 		}
-		re, err := compileRegex(s.Str)
+		re, err := compileRegexLimited(s.Str, p.maxRegex, s.Pos)
+		if pe, ok := err.(*ParseError); ok {
+			panic(bailout{pe})
+		}
 		if err != nil {
 			fail(s.Pos, "invalid regular expression %s: %v", snippet(s), err)
 		}
