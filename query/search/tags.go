@@ -448,6 +448,9 @@ func (s *Searcher) eachBlock(ctx context.Context, req TagsRequest, tenant string
 		}
 		n, err := fn(r)
 		m.InspectedBytes += uint64(max(n, 0))
+		if errors.Is(err, errReadCut) {
+			return err // the read bound, not a damaged block
+		}
 		if err != nil && Skippable(ctx, err) {
 			// A block that cannot be read is left out, the answer partial.
 			err = fmt.Errorf("cannot read tags of block %s: %w", e.Meta.BlockID, err)
