@@ -8,6 +8,11 @@
 // framed as [length uint32][crc32c uint32][body]; a torn record at the end of
 // the last segment (a crash during a write, never acknowledged) ends the
 // replay and is cut off.
+//
+// A failed write or fsync (a full disk, an I/O error) fails the records not
+// yet durable, and only those: the log cuts its open segment back to the
+// last durable record and takes writes again, so it recovers by itself once
+// the disk takes them. While it fails, Failing says why.
 package wal
 
 import (
@@ -26,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // DefaultSegmentBytes is the size after which a new segment file starts.
@@ -50,6 +56,12 @@ type Record struct {
 	Data      []byte
 }
 
+// Ticket is a record written by Write, to wait for with Sync.
+type Ticket struct {
+	Offset int64
+	gen    uint64 // the WAL's generation when it was written
+}
+
 // WAL is a write-ahead log in one directory. It is safe for concurrent use.
 type WAL struct {
 	dir          string
@@ -60,9 +72,22 @@ type WAL struct {
 	w        *bufio.Writer
 	segStart int64 // offset of the first record of the open segment
 	segSize  int64
+	good     int64 // bytes of the open segment that are durable
 	next     int64 // offset of the next record
 	closed   bool
 	segments []segment // closed segments, oldest first
+
+	// A write or fsync error breaks the log: what is not durable is lost,
+	// writes are refused until recover cuts the open segment back to good
+	// bytes and starts a new generation, whose records take the offsets of
+	// the lost ones.
+	gen      uint64
+	broken   error                    // set from a failure until recover
+	failing  error                    // set from a failure until a later sync succeeds
+	failures int64                    // write or fsync errors
+	lostFrom map[uint64]int64         // per ended generation, its first lost offset
+	lastTry  time.Time                // of recover
+	wrap     func(*os.File) io.Writer // tests: what the buffer writes to
 
 	lock      *os.File // holds an exclusive flock on the directory
 	epoch     string   // random ID of this log, kept across restarts
@@ -89,7 +114,7 @@ func Open(dir string, segmentBytes int64, fn func(Record) error) (*WAL, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the WAL directory: %w", err)
 	}
-	w := &WAL{dir: dir, segmentBytes: segmentBytes}
+	w := &WAL{dir: dir, segmentBytes: segmentBytes, lostFrom: map[uint64]int64{}}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
@@ -241,6 +266,11 @@ func replaySegment(path string, start int64, last bool, fn func(Record) error) (
 			}
 			return off, st.Size() - pos, f.Sync()
 		}
+		if len(body) == 0 { // a probe (see Probe)
+			off++
+			pos += headerLen
+			continue
+		}
 		rec, err := decode(off, body)
 		if err != nil {
 			return 0, 0, fmt.Errorf("cannot replay the WAL: segment %s, byte %d: %w", path, pos, err)
@@ -285,42 +315,65 @@ func (w *WAL) openSegment() error {
 	if err != nil {
 		return fmt.Errorf("cannot open a WAL segment: %w", err)
 	}
-	w.f, w.w, w.segStart, w.segSize = f, bufio.NewWriterSize(f, 1<<20), w.next, 0
+	w.f, w.w, w.segStart, w.segSize, w.good = f, bufio.NewWriterSize(w.sink(f), 1<<20), w.next, 0, 0
 	return syncDir(w.dir)
+}
+
+func (w *WAL) sink(f *os.File) io.Writer {
+	if w.wrap != nil {
+		return w.wrap(f)
+	}
+	return f
 }
 
 // Append writes a record and returns once it is durable, with its offset.
 func (w *WAL) Append(tenant string, partition int32, data []byte) (int64, error) {
-	off, err := w.Write(tenant, partition, data)
+	t, err := w.Write(tenant, partition, data)
 	if err != nil {
 		return 0, err
 	}
-	return off, w.Sync(off)
+	return t.Offset, w.Sync(t)
 }
 
 // Write appends a record without waiting for it to be durable and returns
-// its offset: offsets follow the order of Write calls, so a caller that
+// its ticket: offsets follow the order of Write calls, so a caller that
 // holds its own lock around Write sees them in the order it acted on them.
-// Sync(offset) then waits for durability, outside that lock.
-func (w *WAL) Write(tenant string, partition int32, data []byte) (int64, error) {
+// Sync(ticket) then waits for durability, outside that lock. A record whose
+// Sync fails is not in the log, and its offset goes to a later record.
+func (w *WAL) Write(tenant string, partition int32, data []byte) (Ticket, error) {
 	// The body is prefix+data; data is written as it is, not copied.
 	prefix := encodePrefix(make([]byte, 0, len(tenant)+16), tenant, partition)
+	return w.write(prefix, data)
+}
+
+// minRetry spaces the attempts at writing again after a failure.
+const minRetry = 100 * time.Millisecond
+
+func (w *WAL) write(prefix, data []byte) (Ticket, error) {
 	size := len(prefix) + len(data)
 	if size > MaxRecordBytes {
-		return 0, fmt.Errorf("cannot append to the WAL: record of %d bytes is over the %d-byte limit", size, MaxRecordBytes)
+		return Ticket{}, fmt.Errorf("cannot append to the WAL: record of %d bytes is over the %d-byte limit", size, MaxRecordBytes)
 	}
 	var hdr [headerLen]byte
 	binary.LittleEndian.PutUint32(hdr[:4], uint32(size))
 	binary.LittleEndian.PutUint32(hdr[4:], crc32.Update(crc32.Checksum(prefix, castagnoli), castagnoli, data))
 
 	w.mu.Lock()
+	if w.broken != nil && time.Since(w.lastTry) >= minRetry {
+		w.mu.Unlock()
+		_ = w.recover() // its error stays in broken
+		w.mu.Lock()
+	}
 	defer w.mu.Unlock()
 	if w.closed {
-		return 0, errors.New("cannot append to the WAL: it is closed")
+		return Ticket{}, errors.New("cannot append to the WAL: it is closed")
+	}
+	if w.broken != nil {
+		return Ticket{}, fmt.Errorf("cannot append to the WAL: %w", w.broken)
 	}
 	if w.segSize > 0 && w.segSize+int64(size)+headerLen > w.segmentBytes {
 		if err := w.rotate(); err != nil {
-			return 0, err
+			return Ticket{}, err
 		}
 	}
 	off := w.next
@@ -328,69 +381,189 @@ func (w *WAL) Write(tenant string, partition int32, data []byte) (int64, error) 
 	_, err2 := w.w.Write(prefix)
 	_, err3 := w.w.Write(data)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, fmt.Errorf("cannot append to the WAL: %w", err)
+		err = fmt.Errorf("cannot write the WAL: %w", err)
+		w.failLocked(err)
+		return Ticket{}, err
 	}
 	w.next++
 	w.segSize += headerLen + int64(size)
-	return off, nil
+	return Ticket{Offset: off, gen: w.gen}, nil
 }
 
-// Sync returns once the record at off, and every one before it, is durable.
-func (w *WAL) Sync(off int64) error { return w.syncThrough(off) }
+// Probe writes and syncs an empty record, which replay skips, and returns
+// its offset: while the log is failing it shows whether writes succeed
+// again (and ends Failing if they do).
+func (w *WAL) Probe() (int64, error) {
+	w.mu.Lock()
+	w.lastTry = time.Time{} // try now
+	w.mu.Unlock()
+	t, err := w.write(nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	return t.Offset, w.Sync(t)
+}
 
-// syncThrough returns once the record at off is durable. The first caller
-// to get the sync lock flushes and fsyncs everything written so far;
-// callers behind it usually find their record already synced.
-func (w *WAL) syncThrough(off int64) error {
+// failLocked breaks the log after a write or fsync error. Called with mu
+// held.
+func (w *WAL) failLocked(err error) {
+	if w.broken != nil {
+		return
+	}
+	w.broken, w.failing = err, err
+	w.failures++
+	w.lastTry = time.Now()
+}
+
+// recover makes a broken log writable again: it drops what was not
+// durable, cuts the open segment back to its durable bytes and starts a
+// new generation at the first offset lost.
+func (w *WAL) recover() error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
-	w.syncMx.Lock()
-	done := w.synced > off
-	w.syncMx.Unlock()
-	if done {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.broken == nil || w.closed {
 		return nil
 	}
-	w.mu.Lock()
-	if err := w.w.Flush(); err != nil {
-		w.mu.Unlock()
-		return fmt.Errorf("cannot write the WAL: %w", err)
+	w.lastTry = time.Now()
+	w.syncMx.Lock()
+	synced := w.synced
+	w.syncMx.Unlock()
+	if w.f == nil { // a rotation closed the last segment and could not open the next
+		if err := w.openSegment(); err != nil {
+			w.f = nil
+			return err
+		}
+	} else {
+		if err := w.f.Truncate(w.good); err != nil {
+			return fmt.Errorf("cannot cut the WAL back to its durable records: %w", err)
+		}
+		w.w.Reset(w.sink(w.f))
+		w.segSize = w.good
 	}
-	f, upTo := w.f, w.next
+	w.lostFrom[w.gen] = synced
+	delete(w.lostFrom, w.gen-maxGenerations)
+	w.gen++
+	w.next = synced
+	w.broken = nil
+	return nil
+}
+
+// maxGenerations bounds how many ended generations Sync can still tell
+// about; a ticket older than that is reported as not durable.
+const maxGenerations = 1 << 12
+
+// Failing is the error of the last write or fsync while the log has not
+// synced a record since it; nil when the log works.
+func (w *WAL) Failing() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failing
+}
+
+// Failures is the number of write or fsync errors since Open.
+func (w *WAL) Failures() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failures
+}
+
+// Sync returns once the record of t, and every one before it, is durable,
+// or with an error if it never will be.
+func (w *WAL) Sync(t Ticket) error { return w.syncThrough(t) }
+
+// syncThrough returns once the record of t is durable. The first caller
+// to get the sync lock flushes and fsyncs everything written so far;
+// callers behind it usually find their record already synced.
+func (w *WAL) syncThrough(t Ticket) error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	if t.gen != w.gen {
+		defer w.mu.Unlock()
+		if lost, ok := w.lostFrom[t.gen]; ok && t.Offset < lost {
+			return nil
+		}
+		return fmt.Errorf("cannot write the WAL: %w", w.lastErrLocked())
+	}
+	w.syncMx.Lock()
+	done := w.synced > t.Offset
+	w.syncMx.Unlock()
+	if done {
+		w.mu.Unlock()
+		return nil
+	}
+	if w.broken != nil {
+		defer w.mu.Unlock()
+		return fmt.Errorf("cannot write the WAL: %w", w.broken)
+	}
+	if err := w.w.Flush(); err != nil {
+		defer w.mu.Unlock()
+		err = fmt.Errorf("cannot write the WAL: %w", err)
+		w.failLocked(err)
+		return err
+	}
+	f, upTo, size := w.f, w.next, w.segSize
 	w.mu.Unlock()
 	err := f.Sync()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.syncMx.Lock()
 	defer w.syncMx.Unlock()
 	if err != nil {
-		if w.synced > off {
+		if w.synced > t.Offset {
 			return nil // a rotation closed f after syncing it
 		}
-		return fmt.Errorf("cannot fsync the WAL: %w", err)
+		err = fmt.Errorf("cannot fsync the WAL: %w", err)
+		w.failLocked(err)
+		return err
 	}
 	if w.synced < upTo {
 		w.synced = upTo
 	}
+	if w.f == f {
+		w.good = max(w.good, size)
+	}
+	if w.broken == nil {
+		w.failing = nil
+	}
 	return nil
+}
+
+func (w *WAL) lastErrLocked() error {
+	if w.failing != nil {
+		return w.failing
+	}
+	return errors.New("the record was lost to an earlier write error")
 }
 
 // rotate closes the open segment (durably) and opens the next. Called with
 // mu held.
 func (w *WAL) rotate() error {
 	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("cannot write the WAL: %w", err)
+		err = fmt.Errorf("cannot write the WAL: %w", err)
+		w.failLocked(err)
+		return err
 	}
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("cannot fsync the WAL: %w", err)
+		err = fmt.Errorf("cannot fsync the WAL: %w", err)
+		w.failLocked(err)
+		return err
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("cannot close a WAL segment: %w", err)
-	}
+	_ = w.f.Close() // synced: nothing of it is lost
 	w.segments = append(w.segments, segment{start: w.segStart, end: w.next, path: segmentPath(w.dir, w.segStart)})
 	w.syncMx.Lock()
 	if w.synced < w.next {
 		w.synced = w.next
 	}
 	w.syncMx.Unlock()
-	return w.openSegment()
+	if err := w.openSegment(); err != nil {
+		w.f = nil
+		w.failLocked(err)
+		return err
+	}
+	return nil
 }
 
 // Next is the offset the next record will get.
@@ -434,7 +607,9 @@ func (w *WAL) Segments() int {
 	return len(w.segments) + 1
 }
 
-// Close flushes, syncs and closes the open segment.
+// Close flushes, syncs and closes the open segment. What cannot be made
+// durable then was never acknowledged (no Sync returned for it): it is cut
+// off, and Close fails only if that cannot be done.
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -442,11 +617,26 @@ func (w *WAL) Close() error {
 		return nil
 	}
 	w.closed = true
-	err := w.w.Flush()
-	if err == nil {
-		err = w.f.Sync()
+	var err error
+	if w.f != nil {
+		if w.broken == nil {
+			err = w.w.Flush()
+			if err == nil {
+				err = w.f.Sync()
+			}
+		}
+		if w.broken != nil || err != nil {
+			err = w.f.Truncate(w.good)
+			if err == nil {
+				err = w.f.Sync()
+			}
+			if err != nil {
+				err = fmt.Errorf("cannot cut the WAL back to its durable records: %w", err)
+			}
+		}
+		err = errors.Join(err, w.f.Close())
 	}
-	return errors.Join(err, w.f.Close(), w.lock.Close())
+	return errors.Join(err, w.lock.Close())
 }
 
 func syncDir(dir string) error {
@@ -468,6 +658,8 @@ func (w *WAL) Abandon() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
-	_ = w.f.Close()
+	if w.f != nil {
+		_ = w.f.Close()
+	}
 	_ = w.lock.Close()
 }

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -93,7 +94,13 @@ type Builder struct {
 	bytes    int64 // open + pending + flushing
 	stopping bool
 
-	log *wal.WAL
+	log     *wal.WAL
+	nextAdd int64              // the offset addInOrder buffers next
+	waiting map[int64]*inOrder // durable records waiting for the ones before
+	// walFailing is set from a failed WAL write until one succeeds; logWAL
+	// is the WAL for the metrics, set once Start opened it.
+	walFailing atomic.Bool
+	logWAL     atomic.Pointer[wal.WAL]
 	// committer is set in Kafka mode (SetCommitter): the input's
 	// partitions are the log.
 	committer pipelines.Committer
@@ -138,6 +145,7 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		clock:   time.Now,
 		open:    map[string]*buffer{},
 		flushed: map[string]int64{},
+		waiting: map[int64]*inOrder{},
 		done:    make(chan struct{}),
 	}
 	if b.logger == nil {
@@ -169,6 +177,36 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
 		})),
 	}
+	metrics.Register(set.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "weft_block_builder_wal_write_failures_total",
+		Help: "Writes or fsyncs of the block-builder's write-ahead log that failed (a full disk, an I/O error); the pushes they held were refused.",
+	}, func() float64 {
+		if log := b.logWAL.Load(); log != nil {
+			return float64(log.Failures())
+		}
+		return 0
+	}))
+	metrics.Register(set.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_block_builder_wal_failing",
+		Help: "1 while the block-builder's write-ahead log cannot be written (pushes are refused), else 0.",
+	}, func() float64 {
+		if log := b.logWAL.Load(); log != nil && log.Failing() != nil {
+			return 1
+		}
+		return 0
+	}))
+	node := set.Name
+	if node == "" {
+		node = Type
+	}
+	set.Readiness.Add(node+" WAL", func() error {
+		if log := b.logWAL.Load(); log != nil {
+			if err := log.Failing(); err != nil {
+				return fmt.Errorf("cannot write the WAL in %s (block_builder.wal.path), pushes are refused: %w", cfg.WAL.Path, err)
+			}
+		}
+		return nil
+	})
 	return b
 }
 
@@ -225,6 +263,8 @@ func (b *Builder) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot open the block-builder WAL: %w", err)
 	}
 	b.log = log
+	b.nextAdd = log.Next()
+	b.logWAL.Store(log)
 	if cut := log.Truncated(); cut > 0 {
 		b.logger.Warn("cut the end of the block-builder WAL: it did not hold whole records (a write cut short by a crash, never acknowledged, or damage)", "bytes", cut)
 	}
@@ -269,19 +309,101 @@ func (b *Builder) Consume(msg *message.Message) error {
 		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
 		return err
 	}
-	// WAL order = buffer order: write under the lock, sync outside it.
-	off, err := b.log.Write(ten, int32(partition), msg.Payload)
-	if err == nil {
-		err = b.addLocked(ten, 0, off, &batch)
-	}
+	// WAL order = buffer order: write under the lock, sync outside it,
+	// then buffer in offset order (addInOrder). Only durable records are
+	// buffered, so a block never holds spans of a refused push.
+	t, err := b.log.Write(ten, int32(partition), msg.Payload)
 	b.mu.Unlock()
+	if err == nil {
+		err = b.log.Sync(t)
+	}
 	if err != nil {
+		b.walFailed(err)
+		b.m.discarded.WithLabelValues(ten, reasonWALFailed).Add(float64(batch.SpanCount()))
+		return status.Errorf(codes.Unavailable, "cannot make spans durable in the block-builder WAL (block_builder.wal.path %s): %v; retry later", b.cfg.WAL.Path, err)
+	}
+	if b.walFailing.Load() {
+		b.walRecovered()
+	}
+	if err := b.addInOrder(t.Offset, ten, &batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
 	}
-	if err := b.log.Sync(off); err != nil {
-		return status.Errorf(codes.Unavailable, "cannot make spans durable: %v", err)
-	}
 	return nil
+}
+
+// reasonWALFailed is the discarded-spans reason of pushes refused because
+// the WAL could not be written.
+const reasonWALFailed = "wal_write_failed"
+
+// inOrder is a durable record waiting for the records before it to be
+// buffered (addInOrder).
+type inOrder struct {
+	tenant string
+	batch  *otlpwire.Batch // nil for a record that holds no spans (a probe)
+	err    error
+	done   chan struct{}
+}
+
+// addInOrder buffers the durable record at off once every record before
+// it is buffered: records become durable in groups and their writers get
+// here in any order, while a block must hold a run of offsets.
+func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch) error {
+	b.mu.Lock()
+	if off != b.nextAdd {
+		it := &inOrder{tenant: ten, batch: batch, done: make(chan struct{})}
+		b.waiting[off] = it
+		b.mu.Unlock()
+		<-it.done // the writer of a record before off is on its way
+		return it.err
+	}
+	var err error
+	if batch != nil {
+		err = b.addLocked(ten, 0, off, batch)
+	}
+	b.nextAdd++
+	for {
+		it := b.waiting[b.nextAdd]
+		if it == nil {
+			break
+		}
+		delete(b.waiting, b.nextAdd)
+		if it.batch != nil {
+			it.err = b.addLocked(it.tenant, 0, b.nextAdd, it.batch)
+		}
+		close(it.done)
+		b.nextAdd++
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// walFailed notes a failed WAL write: the first of a run is logged.
+func (b *Builder) walFailed(err error) {
+	if b.walFailing.CompareAndSwap(false, true) {
+		b.logger.Error("cannot write the block-builder WAL: pushes are refused with 503 and /ready fails until writes succeed again", "path", b.cfg.WAL.Path, "err", err)
+	}
+}
+
+func (b *Builder) walRecovered() {
+	if b.log.Failing() == nil && b.walFailing.CompareAndSwap(true, false) {
+		b.logger.Info("the block-builder WAL takes writes again: pushes are accepted", "path", b.cfg.WAL.Path, "write_failures", b.log.Failures())
+	}
+}
+
+// probeWAL tries a write while the WAL fails, so that it recovers (and
+// /ready says so) without waiting for a push.
+func (b *Builder) probeWAL() {
+	log := b.log
+	if log == nil || log.Failing() == nil {
+		return
+	}
+	off, err := log.Probe()
+	if err != nil {
+		b.walFailed(err)
+		return
+	}
+	_ = b.addInOrder(off, "", nil)
+	b.walRecovered()
 }
 
 // waitForRoomLocked waits while the buffered bytes are at the limit.
@@ -423,6 +545,7 @@ func (b *Builder) cutLocked(key string) {
 // blocks that have been open that long.
 func (b *Builder) startCutter() {
 	b.cutter = periodic.Start(min(b.cfg.MaxBlockDuration/4, time.Second), func() {
+		b.probeWAL()
 		now := b.clock()
 		b.mu.Lock()
 		defer b.mu.Unlock()
