@@ -128,7 +128,8 @@ func (s *Store) Shutdown(ctx context.Context) error { return s.sweeper.Stop(ctx)
 // process, the live-store rebuilds its window from the input on start.
 func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
 
-// Consume keeps the spans of one message (one tenant, one partition).
+// Consume keeps the spans of one message (one tenant, one partition), once
+// the push that brought it is acknowledged (pipelines.OnAcknowledged).
 func (s *Store) Consume(msg *message.Message) error {
 	ten := msg.Metadata.Get(pipelines.MetaTenant)
 	if ten == "" {
@@ -146,7 +147,9 @@ func (s *Store) Consume(msg *message.Message) error {
 		return err
 	}
 	ts := s.tenant(ten)
-	s.add(ts, &batch)
+	// Served only once the push is acknowledged: a push that another sink
+	// (the block-builder's WAL) refused leaves nothing here.
+	pipelines.OnAcknowledged(msg.Context(), func() { s.add(ts, &batch) })
 	return nil
 }
 
