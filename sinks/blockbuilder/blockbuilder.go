@@ -93,6 +93,9 @@ type Builder struct {
 	flushed  map[string]int64
 	bytes    int64 // open + pending + flushing
 	stopping bool
+	// checkpointStuck is set while the uploader retries saving the
+	// checkpoint after an upload.
+	checkpointStuck bool
 
 	log     *wal.WAL
 	nextAdd int64              // the offset addInOrder buffers next
@@ -101,6 +104,8 @@ type Builder struct {
 	// is the WAL for the metrics, set once Start opened it.
 	walFailing atomic.Bool
 	logWAL     atomic.Pointer[wal.WAL]
+	// checkpointErr is set while the checkpoint cannot be saved.
+	checkpointErr atomic.Pointer[error]
 	// committer is set in Kafka mode (SetCommitter): the input's
 	// partitions are the log.
 	committer pipelines.Committer
@@ -133,6 +138,8 @@ type builderMetrics struct {
 	backPressure prometheus.Counter
 	discarded    *prometheus.CounterVec
 	walSegments  prometheus.Gauge
+
+	checkpointFailures prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -176,6 +183,10 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		walSegments: metrics.Register(set.Metrics, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
 		})),
+		checkpointFailures: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_checkpoint_failures_total",
+			Help: "Saves of the block-builder's checkpoint (flushed.json) that failed; uploads wait until it is saved.",
+		})),
 	}
 	metrics.Register(set.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "weft_block_builder_wal_write_failures_total",
@@ -204,6 +215,12 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 			if err := log.Failing(); err != nil {
 				return fmt.Errorf("cannot write the WAL in %s (block_builder.wal.path), pushes are refused: %w", cfg.WAL.Path, err)
 			}
+		}
+		return nil
+	})
+	set.Readiness.Add(node+" checkpoint", func() error {
+		if err := b.checkpointErr.Load(); err != nil {
+			return fmt.Errorf("cannot save the checkpoint %s, uploads wait for it: %w", filepath.Join(cfg.WAL.Path, checkpointName), *err)
 		}
 		return nil
 	})
@@ -586,6 +603,14 @@ func (b *Builder) uploader() {
 			if err == nil {
 				break
 			}
+			if errors.Is(err, errStopped) {
+				// Stopping with the checkpoint not saved: no further upload,
+				// the rest is in the WAL for the next start.
+				b.mu.Lock()
+				b.pending = nil
+				b.mu.Unlock()
+				return
+			}
 			b.m.failures.Inc()
 			b.logger.Warn("cannot upload a block; retrying", "tenant", buf.tenant, "attempt", attempt+1, "err", err)
 			select {
@@ -626,24 +651,21 @@ func (b *Builder) upload(buf *buffer) error {
 
 	b.mu.Lock()
 	b.flushed[buf.tenant] = buf.last
-	b.flushing = nil
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
-	safeOffset, safeTime := b.safeLocked()
-	if err := b.saveCheckpointLocked(); err != nil {
-		// The block is uploaded: without the checkpoint a replay rewrites it
-		// under the same ID, which is safe. Keep the WAL segments for that.
-		b.logger.Warn("cannot save the block-builder checkpoint; a restart will rewrite the block", "err", err)
-		b.m.failures.Inc()
-		safeOffset = -1
-	}
-	b.cond.Broadcast()
+	err = b.saveCheckpointLocked()
 	b.mu.Unlock()
 	buf.buf.Release()
-	if safeOffset >= 0 {
-		if err := b.log.Release(safeOffset); err != nil {
-			b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
-		}
+	if err != nil && !b.retryCheckpoint(buf, err) {
+		return errStopped // the block is uploaded, a restart rewrites it
+	}
+	b.mu.Lock()
+	b.flushing = nil
+	safeOffset, safeTime := b.safeLocked()
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	if err := b.log.Release(safeOffset); err != nil {
+		b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
 	}
 	b.m.walSegments.Set(float64(b.log.Segments()))
 	if b.hooks.OnBlock != nil {
@@ -653,6 +675,49 @@ func (b *Builder) upload(buf *buffer) error {
 		b.hooks.OnSafe(safeTime)
 	}
 	return nil
+}
+
+// errStopped ends the uploader: it stopped while the checkpoint could not
+// be saved.
+var errStopped = errors.New("block-builder stopped with its checkpoint not saved")
+
+// retryCheckpoint saves the checkpoint again, with backoff, until it
+// succeeds (true) or the builder stops (false). No other block is uploaded
+// meanwhile: with at most one uploaded block per tenant past the saved
+// checkpoint, a replay starts that tenant's records at the block's first
+// record and rebuilds the block under the same ID, replacing it; a second
+// one past the checkpoint would be rebuilt with other bounds, under
+// another ID, and its spans stored twice.
+func (b *Builder) retryCheckpoint(buf *buffer, err error) bool {
+	b.checkpointErr.Store(&err)
+	b.mu.Lock()
+	b.checkpointStuck = true // Shutdown need not wait for the uploads
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	defer func() {
+		b.checkpointErr.Store(nil)
+		b.mu.Lock()
+		b.checkpointStuck = false
+		b.mu.Unlock()
+	}()
+	b.logger.Error("cannot save the block-builder checkpoint; no block is uploaded until it is saved (a restart meanwhile rewrites the last block under the same ID)",
+		"path", filepath.Join(b.cfg.WAL.Path, checkpointName), "tenant", buf.tenant, "err", err)
+	for attempt := 1; ; attempt++ {
+		b.m.checkpointFailures.Inc()
+		select {
+		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
+		case <-b.done:
+			return false
+		}
+		b.mu.Lock()
+		err = b.saveCheckpointLocked()
+		b.mu.Unlock()
+		if err == nil {
+			b.logger.Info("saved the block-builder checkpoint again; uploads go on", "attempts", attempt+1)
+			return true
+		}
+		b.checkpointErr.Store(&err)
+	}
 }
 
 // uploadedKafka records an uploaded block of a Kafka partition and
@@ -800,6 +865,11 @@ func (b *Builder) Shutdown(ctx context.Context) error {
 		b.cancel()
 	case <-waitUploaderIdle(b):
 	}
+	b.mu.Lock()
+	if b.checkpointStuck {
+		b.logger.Warn("stopping with the block-builder checkpoint not saved: what is not in a block is in the WAL, and the next start rewrites the last uploaded block under the same ID", "blocks_left", len(b.pending))
+	}
+	b.mu.Unlock()
 	close(b.done)
 	b.cancel()
 	_ = b.cutter.Stop(context.Background())
@@ -816,7 +886,7 @@ func waitUploaderIdle(b *Builder) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		b.mu.Lock()
-		for len(b.pending) > 0 || b.flushing != nil {
+		for (len(b.pending) > 0 || b.flushing != nil) && !b.checkpointStuck {
 			b.cond.Wait()
 		}
 		b.mu.Unlock()
