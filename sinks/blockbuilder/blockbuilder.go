@@ -91,6 +91,9 @@ type Builder struct {
 	pending  []*buffer // cut, waiting for upload, oldest first
 	flushing *buffer   // being uploaded
 	flushed  map[string]int64
+	// walFrom is the oldest WAL offset still needed when the checkpoint
+	// was last saved (-1: not known); segments before it may be gone.
+	walFrom  int64
 	bytes    int64 // open + pending + flushing
 	stopping bool
 	// checkpointStuck is set while the uploader retries saving the
@@ -140,6 +143,7 @@ type builderMetrics struct {
 	walSegments  prometheus.Gauge
 
 	checkpointFailures prometheus.Counter
+	recordsLost        prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -152,6 +156,7 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		clock:   time.Now,
 		open:    map[string]*buffer{},
 		flushed: map[string]int64{},
+		walFrom: -1,
 		waiting: map[int64]*inOrder{},
 		done:    make(chan struct{}),
 	}
@@ -182,6 +187,10 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		discarded: metrics.DiscardedSpans(set.Metrics),
 		walSegments: metrics.Register(set.Metrics, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
+		})),
+		recordsLost: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_wal_records_lost_total",
+			Help: "WAL records found damaged or missing on start (each also logged): acknowledged pushes not in a block may be among them.",
 		})),
 		checkpointFailures: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_block_builder_checkpoint_failures_total",
@@ -259,7 +268,7 @@ func (b *Builder) Start(ctx context.Context) error {
 		b.startCutter()
 		return nil
 	}
-	if err := b.loadCheckpoint(); err != nil {
+	if err := b.loadCheckpoint(ctx); err != nil {
 		return err
 	}
 	replayed := 0
@@ -280,6 +289,10 @@ func (b *Builder) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot open the block-builder WAL: %w", err)
 	}
 	b.log = log
+	if err := b.checkLoss(log); err != nil {
+		_ = log.Close()
+		return err
+	}
 	b.nextAdd = log.Next()
 	b.logWAL.Store(log)
 	if cut := log.Truncated(); cut > 0 {
@@ -653,6 +666,9 @@ func (b *Builder) upload(buf *buffer) error {
 	b.flushed[buf.tenant] = buf.last
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
+	b.flushing = nil
+	b.walFrom, _ = b.safeLocked() // segments before it go once it is saved
+	b.flushing = buf              // until the checkpoint is saved
 	err = b.saveCheckpointLocked()
 	b.mu.Unlock()
 	buf.buf.Release()
@@ -661,7 +677,8 @@ func (b *Builder) upload(buf *buffer) error {
 	}
 	b.mu.Lock()
 	b.flushing = nil
-	safeOffset, safeTime := b.safeLocked()
+	safeOffset := b.walFrom
+	_, safeTime := b.safeLocked()
 	b.cond.Broadcast()
 	b.mu.Unlock()
 	if err := b.log.Release(safeOffset); err != nil {
@@ -782,7 +799,9 @@ func (b *Builder) uploadedKafka(buf *buffer, meta *block.Meta) {
 func (b *Builder) safeLocked() (int64, time.Time) {
 	off, t := int64(0), b.clock().Add(-b.cfg.BackPressureTimeout-time.Second)
 	if b.log != nil {
-		off = b.log.Next()
+		// Not log.Next(): records at nextAdd and after may be written
+		// and not yet in a buffer (addInOrder).
+		off = b.nextAdd
 	}
 	consider := func(buf *buffer) {
 		if buf != nil {
@@ -802,16 +821,132 @@ func (b *Builder) safeLocked() (int64, time.Time) {
 	return off, t
 }
 
-func (b *Builder) loadCheckpoint() error {
-	data, err := os.ReadFile(filepath.Join(b.cfg.WAL.Path, checkpointName))
+// checkpoint is the content of flushed.json.
+type checkpoint struct {
+	// Tenants holds per tenant the last WAL offset in an uploaded block.
+	Tenants map[string]int64 `json:"tenants"`
+	// WALFrom is the oldest WAL offset still needed: the log may have
+	// deleted the segments before it, and no others.
+	WALFrom int64 `json:"wal_from"`
+}
+
+// parseCheckpoint reads flushed.json, in its current form or the first one
+// (a bare map of tenants to offsets, with no wal_from: -1).
+func parseCheckpoint(data []byte) (map[string]int64, int64, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, 0, err
+	}
+	if t, ok := raw["tenants"]; ok && len(t) > 0 && t[0] == '{' {
+		var cp checkpoint
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return nil, 0, err
+		}
+		if cp.Tenants == nil {
+			cp.Tenants = map[string]int64{}
+		}
+		return cp.Tenants, cp.WALFrom, nil
+	}
+	flushed := map[string]int64{}
+	if err := json.Unmarshal(data, &flushed); err != nil {
+		return nil, 0, err
+	}
+	return flushed, -1, nil
+}
+
+// loadCheckpoint reads flushed.json. One that cannot be read (empty or cut
+// short by a crash on a file system that does not keep renames ordered) is
+// rebuilt from the metas of the blocks of this WAL in the bucket, which
+// say which WAL offsets each holds.
+func (b *Builder) loadCheckpoint(ctx context.Context) error {
+	path := filepath.Join(b.cfg.WAL.Path, checkpointName)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read the block-builder checkpoint: %w", err)
 	}
-	if err := json.Unmarshal(data, &b.flushed); err != nil {
-		return fmt.Errorf("cannot read the block-builder checkpoint %s: %w", checkpointName, err)
+	flushed, walFrom, perr := parseCheckpoint(data)
+	if perr == nil {
+		b.flushed, b.walFrom = flushed, walFrom
+		return nil
+	}
+	epoch, err := wal.ReadEpoch(b.cfg.WAL.Path)
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the unreadable block-builder checkpoint %s (%v): %w", path, perr, err)
+	}
+	blocks, err := b.rebuildCheckpoint(ctx, epoch)
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the unreadable block-builder checkpoint %s (%v) from the bucket: %w; retry once the bucket answers", path, perr, err)
+	}
+	b.logger.Error("the block-builder checkpoint was unreadable; rebuilt it from the blocks of this WAL in the bucket, nothing is lost",
+		"path", path, "err", perr, "blocks", blocks, "tenants", len(b.flushed))
+	return nil
+}
+
+// rebuildCheckpoint sets flushed from the blocks the builder uploaded from
+// the WAL of epoch, and returns how many there are.
+func (b *Builder) rebuildCheckpoint(ctx context.Context, epoch string) (int, error) {
+	if epoch == "" {
+		return 0, nil // no WAL yet: no block of it
+	}
+	tenants, err := block.ListTenants(ctx, b.bkt)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ten := range tenants {
+		metas, err := block.ListBlocks(ctx, b.bkt, ten)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range metas {
+			src := m.Source
+			if src.Partition != 0 || BlockID(epoch, ten, 0, src.FirstOffset) != m.BlockID {
+				continue // not a block of this WAL
+			}
+			n++
+			if last, ok := b.flushed[ten]; !ok || src.LastOffset > last {
+				b.flushed[ten] = src.LastOffset
+			}
+		}
+	}
+	return n, nil
+}
+
+// checkLoss reports what the WAL lost (damage, missing segments, a lost
+// end) and makes sure new records do not take offsets already in blocks.
+// Weft goes on with every intact record.
+func (b *Builder) checkLoss(log *wal.WAL) error {
+	const goOn = "weft goes on with every intact record; if a copy of the lost segment exists, stop weft and put it back before its neighbours are uploaded and deleted"
+	for _, d := range log.Damage() {
+		n := d.Records
+		if n < 0 {
+			n = d.Intact
+		}
+		b.m.recordsLost.Add(float64(n))
+		b.logger.Error(d.String()+"; acknowledged spans not yet in a block are among them", "path", b.cfg.WAL.Path, "next", goOn)
+	}
+	if first := log.First(); b.walFrom >= 0 && first > b.walFrom {
+		b.m.recordsLost.Add(float64(first - b.walFrom))
+		b.logger.Error(fmt.Sprintf("the oldest WAL segments are missing: records at offsets %d to %d are lost (the checkpoint needs them from %d on; were segments deleted?); acknowledged spans not yet in a block are among them", b.walFrom, first-1, b.walFrom),
+			"path", b.cfg.WAL.Path, "next", goOn)
+	}
+	// Offsets up to the checkpoint name blocks: a log that lost its end
+	// must not give them again (the records would be skipped by the next
+	// replay, and their blocks would replace others).
+	skip := b.walFrom
+	for _, last := range b.flushed {
+		skip = max(skip, last+1)
+	}
+	if next := log.Next(); skip > next {
+		b.m.recordsLost.Add(float64(skip - next))
+		b.logger.Error(fmt.Sprintf("the newest WAL records are missing: the checkpoint has offsets up to %d in blocks but the WAL ends at %d (was its last segment deleted?); records after the last block are lost, their number is not known; new records start at offset %d", skip-1, next, skip),
+			"path", b.cfg.WAL.Path, "next", goOn)
+		if err := log.SkipTo(skip); err != nil {
+			return fmt.Errorf("cannot move the WAL past the offsets already in blocks: %w", err)
+		}
 	}
 	return nil
 }
@@ -819,7 +954,7 @@ func (b *Builder) loadCheckpoint() error {
 // saveCheckpointLocked writes the checkpoint atomically (temp file, fsync,
 // rename).
 func (b *Builder) saveCheckpointLocked() error {
-	data, err := json.Marshal(b.flushed)
+	data, err := json.Marshal(checkpoint{Tenants: b.flushed, WALFrom: b.walFrom})
 	if err != nil {
 		return fmt.Errorf("cannot encode the block-builder checkpoint: %w", err)
 	}
