@@ -706,7 +706,8 @@ var errStopped = errors.New("block-builder stopped with its checkpoint not saved
 // one past the checkpoint would be rebuilt with other bounds, under
 // another ID, and its spans stored twice.
 func (b *Builder) retryCheckpoint(buf *buffer, err error) bool {
-	b.checkpointErr.Store(&err)
+	setErr := func(err error) { b.checkpointErr.Store(&err) } // a copy: readiness reads it
+	setErr(err)
 	b.mu.Lock()
 	b.checkpointStuck = true // Shutdown need not wait for the uploads
 	b.cond.Broadcast()
@@ -733,7 +734,7 @@ func (b *Builder) retryCheckpoint(buf *buffer, err error) bool {
 			b.logger.Info("saved the block-builder checkpoint again; uploads go on", "attempts", attempt+1)
 			return true
 		}
-		b.checkpointErr.Store(&err)
+		setErr(err)
 	}
 }
 
