@@ -49,9 +49,11 @@ type testSink struct {
 	delay time.Duration
 	fail  bool
 	// afterAck makes the sink keep a message in acked only once its push is
-	// acknowledged (pipelines.OnAcknowledged), as the live-store does.
+	// acknowledged (pipelines.OnSettled), as the live-store does, and
+	// count in refused those of refused pushes.
 	afterAck bool
 	acked    []string
+	refused  int
 }
 
 func (*testSink) Start(context.Context) error    { return nil }
@@ -66,13 +68,23 @@ func (s *testSink) Consume(msg *message.Message) error {
 	s.got = append(s.got, string(msg.Payload))
 	if s.afterAck {
 		payload := string(msg.Payload)
-		pipelines.OnAcknowledged(msg.Context(), func() {
+		pipelines.OnSettled(msg.Context(), func(acknowledged bool) {
 			s.mu.Lock()
-			s.acked = append(s.acked, payload)
+			if acknowledged {
+				s.acked = append(s.acked, payload)
+			} else {
+				s.refused++
+			}
 			s.mu.Unlock()
 		})
 	}
 	return nil
+}
+
+func (s *testSink) refusedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
 }
 
 func (s *testSink) ackedCount() int {
@@ -303,15 +315,15 @@ func TestShutdownDrains(t *testing.T) {
 // A sink that keeps data only once the push is acknowledged keeps nothing
 // of a push another sink refused, or one the source gave up waiting for,
 // and has it before an acknowledged push returns.
-func TestOnAcknowledgedOnlyForAcknowledgedPushes(t *testing.T) {
+func TestOnSettledKeepsOnlyAcknowledgedPushes(t *testing.T) {
 	a, b := &testSink{afterAck: true}, &testSink{fail: true}
 	_, out, _ := startTestPipeline(t, a, b)
 	oc, err := push(t, out, "x")
 	if err != nil || status.Code(oc.Err()) != codes.Unavailable {
 		t.Fatalf("push with a failing sink: %v / %v", err, oc.Err())
 	}
-	if a.count() != 2 || a.ackedCount() != 0 {
-		t.Fatalf("refused push: sink a consumed %d and kept %d messages, want 2 and 0", a.count(), a.ackedCount())
+	if a.count() != 2 || a.ackedCount() != 0 || a.refusedCount() != 2 {
+		t.Fatalf("refused push: sink a consumed %d, kept %d and was told of %d refused messages, want 2, 0 and 2", a.count(), a.ackedCount(), a.refusedCount())
 	}
 
 	b.mu.Lock()
@@ -334,7 +346,7 @@ func TestOnAcknowledgedOnlyForAcknowledgedPushes(t *testing.T) {
 		t.Fatalf("push that times out: %v, want Unavailable", err)
 	}
 	time.Sleep(800 * time.Millisecond) // b handles both messages meanwhile
-	if a.ackedCount() != 2 {
-		t.Fatalf("a push the source gave up on was kept: sink a kept %d messages, want 2", a.ackedCount())
+	if a.ackedCount() != 2 || a.refusedCount() != 4 {
+		t.Fatalf("a push the source gave up on: sink a kept %d messages and was told of %d refused, want 2 and 4", a.ackedCount(), a.refusedCount())
 	}
 }

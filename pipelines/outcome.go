@@ -26,8 +26,8 @@ type Outcome struct {
 	rejected  int64
 	messages  []string
 	err       error
-	onAck     []func() // run once every delivery succeeded (OnAcknowledged)
-	abandoned bool     // the source stopped waiting: the push was refused
+	onSettled []func(bool) // run once every delivery is handled (OnSettled)
+	abandoned bool         // the source stopped waiting: the push was refused
 }
 
 type outcomeKey struct{}
@@ -60,22 +60,22 @@ func RejectSpans(ctx context.Context, n int, err error) {
 	}
 }
 
-// OnAcknowledged runs fn once the push in ctx is acknowledged: every node
-// of this process that it reaches has handled it without error. fn runs
-// before the push returns to its client, and never for a push that is
-// refused (a node failed it, or the source stopped waiting), so a sink can
-// keep something visible only once it is acknowledged: the live-store
-// serves no span of a push that the block-builder could not make durable.
-// Without an Outcome in ctx (input read from another process, which
-// acknowledged it already) fn runs at once.
-func OnAcknowledged(ctx context.Context, fn func()) {
+// OnSettled runs fn once the push in ctx is settled, with acknowledged
+// true if every node of this process that it reaches handled it without
+// error, and false if it was refused (a node failed it, or the source
+// stopped waiting). fn runs before the push returns to its client. A sink
+// can so keep something visible only once the push is acknowledged: the
+// live-store serves no span of a push that the block-builder could not
+// make durable. Without an Outcome in ctx (input read from another
+// process, which acknowledged it already) fn(true) runs at once.
+func OnSettled(ctx context.Context, fn func(acknowledged bool)) {
 	o := OutcomeFrom(ctx)
 	if o == nil {
-		fn()
+		fn(true)
 		return
 	}
 	o.mu.Lock()
-	o.onAck = append(o.onAck, fn)
+	o.onSettled = append(o.onSettled, fn)
 	o.mu.Unlock()
 }
 
@@ -120,7 +120,7 @@ func (o *Outcome) add(n int) {
 }
 
 // deliveryDone marks one delivery handled. The last one runs the
-// OnAcknowledged functions if the push succeeded, then lets it return.
+// OnSettled functions, then lets the push return.
 func (o *Outcome) deliveryDone() {
 	o.mu.Lock()
 	o.pending--
@@ -128,14 +128,11 @@ func (o *Outcome) deliveryDone() {
 		o.mu.Unlock()
 		return
 	}
-	var run []func()
-	if o.err == nil && !o.abandoned {
-		run = o.onAck
-	}
-	o.onAck = nil
+	run, ok := o.onSettled, o.err == nil && !o.abandoned
+	o.onSettled = nil
 	o.mu.Unlock()
 	for _, fn := range run {
-		fn()
+		fn(ok)
 	}
 	close(o.done)
 }
@@ -145,7 +142,7 @@ func (o *Outcome) wait(ctx context.Context) error {
 	o.mu.Lock()
 	if o.pending == 0 {
 		o.mu.Unlock()
-		<-o.done // its OnAcknowledged functions may still run
+		<-o.done // its OnSettled functions may still run
 		return nil
 	}
 	o.mu.Unlock()
