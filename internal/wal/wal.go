@@ -662,7 +662,7 @@ func (w *WAL) recover() error {
 
 // maxGenerations bounds how many ended generations Sync can still tell
 // about; a ticket older than that is reported as not durable.
-const maxGenerations = 1 << 12
+const maxGenerations = 1 << 16
 
 // Failing is the error of the last write or fsync while the log has not
 // synced a record since it; nil when the log works.
