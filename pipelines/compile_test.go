@@ -48,6 +48,12 @@ type testSink struct {
 	got   []string
 	delay time.Duration
 	fail  bool
+	// afterAck makes the sink keep a message in acked only once its push is
+	// acknowledged (pipelines.OnSettled), as the live-store does, and
+	// count in refused those of refused pushes.
+	afterAck bool
+	acked    []string
+	refused  int
 }
 
 func (*testSink) Start(context.Context) error    { return nil }
@@ -60,7 +66,31 @@ func (s *testSink) Consume(msg *message.Message) error {
 		return status.Error(codes.Unavailable, "sink is full")
 	}
 	s.got = append(s.got, string(msg.Payload))
+	if s.afterAck {
+		payload := string(msg.Payload)
+		pipelines.OnSettled(msg.Context(), func(acknowledged bool) {
+			s.mu.Lock()
+			if acknowledged {
+				s.acked = append(s.acked, payload)
+			} else {
+				s.refused++
+			}
+			s.mu.Unlock()
+		})
+	}
 	return nil
+}
+
+func (s *testSink) refusedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+func (s *testSink) ackedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acked)
 }
 
 func (s *testSink) count() int {
@@ -279,5 +309,44 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if a.count() != 2 {
 		t.Fatalf("sink a holds %d messages after drain, want 2", a.count())
+	}
+}
+
+// A sink that keeps data only once the push is acknowledged keeps nothing
+// of a push another sink refused, or one the source gave up waiting for,
+// and has it before an acknowledged push returns.
+func TestOnSettledKeepsOnlyAcknowledgedPushes(t *testing.T) {
+	a, b := &testSink{afterAck: true}, &testSink{fail: true}
+	_, out, _ := startTestPipeline(t, a, b)
+	oc, err := push(t, out, "x")
+	if err != nil || status.Code(oc.Err()) != codes.Unavailable {
+		t.Fatalf("push with a failing sink: %v / %v", err, oc.Err())
+	}
+	if a.count() != 2 || a.ackedCount() != 0 || a.refusedCount() != 2 {
+		t.Fatalf("refused push: sink a consumed %d, kept %d and was told of %d refused messages, want 2, 0 and 2", a.count(), a.ackedCount(), a.refusedCount())
+	}
+
+	b.mu.Lock()
+	b.fail = false
+	b.mu.Unlock()
+	oc, err = push(t, out, "y")
+	if err != nil || oc.Err() != nil {
+		t.Fatalf("push: %v / %v", err, oc.Err())
+	}
+	if a.ackedCount() != 2 {
+		t.Fatalf("acknowledged push: sink a kept %d messages when it returned, want 2", a.ackedCount())
+	}
+
+	b.mu.Lock()
+	b.delay = 300 * time.Millisecond
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := out.Push(ctx, message.NewMessage(watermill.NewUUID(), []byte("late"))); status.Code(err) != codes.Unavailable {
+		t.Fatalf("push that times out: %v, want Unavailable", err)
+	}
+	time.Sleep(800 * time.Millisecond) // b handles both messages meanwhile
+	if a.ackedCount() != 2 || a.refusedCount() != 4 {
+		t.Fatalf("a push the source gave up on: sink a kept %d messages and was told of %d refused, want 2 and 4", a.ackedCount(), a.refusedCount())
 	}
 }

@@ -20,12 +20,14 @@ import (
 // PreserveContext), so only in-process edges see it; a stage downstream of a
 // Kafka edge has none, and its errors become redeliveries instead.
 type Outcome struct {
-	mu       sync.Mutex
-	pending  int
-	done     chan struct{}
-	rejected int64
-	messages []string
-	err      error
+	mu        sync.Mutex
+	pending   int
+	done      chan struct{}
+	rejected  int64
+	messages  []string
+	err       error
+	onSettled []func(bool) // run once every delivery is handled (OnSettled)
+	abandoned bool         // the source stopped waiting: the push was refused
 }
 
 type outcomeKey struct{}
@@ -56,6 +58,25 @@ func RejectSpans(ctx context.Context, n int, err error) {
 	if err != nil && len(o.messages) < maxMessages {
 		o.messages = append(o.messages, err.Error())
 	}
+}
+
+// OnSettled runs fn once the push in ctx is settled, with acknowledged
+// true if every node of this process that it reaches handled it without
+// error, and false if it was refused (a node failed it, or the source
+// stopped waiting). fn runs before the push returns to its client. A sink
+// can so keep something visible only once the push is acknowledged: the
+// live-store serves no span of a push that the block-builder could not
+// make durable. Without an Outcome in ctx (input read from another
+// process, which acknowledged it already) fn(true) runs at once.
+func OnSettled(ctx context.Context, fn func(acknowledged bool)) {
+	o := OutcomeFrom(ctx)
+	if o == nil {
+		fn(true)
+		return
+	}
+	o.mu.Lock()
+	o.onSettled = append(o.onSettled, fn)
+	o.mu.Unlock()
 }
 
 // Rejected is the number of spans refused by stages.
@@ -98,14 +119,22 @@ func (o *Outcome) add(n int) {
 	o.mu.Unlock()
 }
 
-// deliveryDone marks one delivery handled.
+// deliveryDone marks one delivery handled. The last one runs the
+// OnSettled functions, then lets the push return.
 func (o *Outcome) deliveryDone() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.pending--
-	if o.pending == 0 {
-		close(o.done)
+	if o.pending > 0 {
+		o.mu.Unlock()
+		return
 	}
+	run, ok := o.onSettled, o.err == nil && !o.abandoned
+	o.onSettled = nil
+	o.mu.Unlock()
+	for _, fn := range run {
+		fn(ok)
+	}
+	close(o.done)
 }
 
 // wait blocks until all deliveries are handled or ctx ends.
@@ -113,6 +142,7 @@ func (o *Outcome) wait(ctx context.Context) error {
 	o.mu.Lock()
 	if o.pending == 0 {
 		o.mu.Unlock()
+		<-o.done // its OnSettled functions may still run
 		return nil
 	}
 	o.mu.Unlock()
@@ -120,6 +150,14 @@ func (o *Outcome) wait(ctx context.Context) error {
 	case <-o.done:
 		return nil
 	case <-ctx.Done():
+		o.mu.Lock()
+		if o.pending == 0 { // just done: it is acknowledged
+			o.mu.Unlock()
+			<-o.done
+			return nil
+		}
+		o.abandoned = true
+		o.mu.Unlock()
 		return status.Errorf(codes.Unavailable, "cannot complete the push: the pipeline did not handle it in time: %v", ctx.Err())
 	}
 }

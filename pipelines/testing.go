@@ -20,3 +20,14 @@ func ContextWithOutcome(ctx context.Context) (context.Context, *Outcome) {
 	o := newOutcome()
 	return context.WithValue(ctx, outcomeKey{}, o), o
 }
+
+// SettleForTest settles o as the last delivery of a push would: with err
+// nil the push is acknowledged, otherwise refused with err. It runs the
+// OnSettled functions, for tests of sinks that use them.
+func (o *Outcome) SettleForTest(err error) {
+	o.add(1)
+	if err != nil {
+		o.fail(err)
+	}
+	o.deliveryDone()
+}

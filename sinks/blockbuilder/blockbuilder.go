@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -90,10 +91,24 @@ type Builder struct {
 	pending  []*buffer // cut, waiting for upload, oldest first
 	flushing *buffer   // being uploaded
 	flushed  map[string]int64
+	// walFrom is the oldest WAL offset still needed when the checkpoint
+	// was last saved (-1: not known); segments before it may be gone.
+	walFrom  int64
 	bytes    int64 // open + pending + flushing
 	stopping bool
+	// checkpointStuck is set while the uploader retries saving the
+	// checkpoint after an upload.
+	checkpointStuck bool
 
-	log *wal.WAL
+	log     *wal.WAL
+	nextAdd int64              // the offset addInOrder buffers next
+	waiting map[int64]*inOrder // durable records waiting for the ones before
+	// walFailing is set from a failed WAL write until one succeeds; logWAL
+	// is the WAL for the metrics, set once Start opened it.
+	walFailing atomic.Bool
+	logWAL     atomic.Pointer[wal.WAL]
+	// checkpointErr is set while the checkpoint cannot be saved.
+	checkpointErr atomic.Pointer[error]
 	// committer is set in Kafka mode (SetCommitter): the input's
 	// partitions are the log.
 	committer pipelines.Committer
@@ -126,6 +141,9 @@ type builderMetrics struct {
 	backPressure prometheus.Counter
 	discarded    *prometheus.CounterVec
 	walSegments  prometheus.Gauge
+
+	checkpointFailures prometheus.Counter
+	recordsLost        prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -138,6 +156,8 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		clock:   time.Now,
 		open:    map[string]*buffer{},
 		flushed: map[string]int64{},
+		walFrom: -1,
+		waiting: map[int64]*inOrder{},
 		done:    make(chan struct{}),
 	}
 	if b.logger == nil {
@@ -168,7 +188,51 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		walSegments: metrics.Register(set.Metrics, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
 		})),
+		recordsLost: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_wal_records_lost_total",
+			Help: "WAL records found damaged or missing on start (each also logged): acknowledged pushes not in a block may be among them.",
+		})),
+		checkpointFailures: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_checkpoint_failures_total",
+			Help: "Saves of the block-builder's checkpoint (flushed.json) that failed; uploads wait until it is saved.",
+		})),
 	}
+	metrics.Register(set.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "weft_block_builder_wal_write_failures_total",
+		Help: "Writes or fsyncs of the block-builder's write-ahead log that failed (a full disk, an I/O error); the pushes they held were refused.",
+	}, func() float64 {
+		if log := b.logWAL.Load(); log != nil {
+			return float64(log.Failures())
+		}
+		return 0
+	}))
+	metrics.Register(set.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_block_builder_wal_failing",
+		Help: "1 while the block-builder's write-ahead log cannot be written (pushes are refused), else 0.",
+	}, func() float64 {
+		if log := b.logWAL.Load(); log != nil && log.Failing() != nil {
+			return 1
+		}
+		return 0
+	}))
+	node := set.Name
+	if node == "" {
+		node = Type
+	}
+	set.Readiness.Add(node+" WAL", func() error {
+		if log := b.logWAL.Load(); log != nil {
+			if err := log.Failing(); err != nil {
+				return fmt.Errorf("cannot write the WAL in %s (block_builder.wal.path), pushes are refused: %w", cfg.WAL.Path, err)
+			}
+		}
+		return nil
+	})
+	set.Readiness.Add(node+" checkpoint", func() error {
+		if err := b.checkpointErr.Load(); err != nil {
+			return fmt.Errorf("cannot save the checkpoint %s, uploads wait for it: %w", filepath.Join(cfg.WAL.Path, checkpointName), *err)
+		}
+		return nil
+	})
 	return b
 }
 
@@ -204,7 +268,7 @@ func (b *Builder) Start(ctx context.Context) error {
 		b.startCutter()
 		return nil
 	}
-	if err := b.loadCheckpoint(); err != nil {
+	if err := b.loadCheckpoint(ctx); err != nil {
 		return err
 	}
 	replayed := 0
@@ -225,6 +289,12 @@ func (b *Builder) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot open the block-builder WAL: %w", err)
 	}
 	b.log = log
+	if err := b.checkLoss(log); err != nil {
+		_ = log.Close()
+		return err
+	}
+	b.nextAdd = log.Next()
+	b.logWAL.Store(log)
 	if cut := log.Truncated(); cut > 0 {
 		b.logger.Warn("cut the end of the block-builder WAL: it did not hold whole records (a write cut short by a crash, never acknowledged, or damage)", "bytes", cut)
 	}
@@ -269,19 +339,101 @@ func (b *Builder) Consume(msg *message.Message) error {
 		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
 		return err
 	}
-	// WAL order = buffer order: write under the lock, sync outside it.
-	off, err := b.log.Write(ten, int32(partition), msg.Payload)
-	if err == nil {
-		err = b.addLocked(ten, 0, off, &batch)
-	}
+	// WAL order = buffer order: write under the lock, sync outside it,
+	// then buffer in offset order (addInOrder). Only durable records are
+	// buffered, so a block never holds spans of a refused push.
+	t, err := b.log.Write(ten, int32(partition), msg.Payload)
 	b.mu.Unlock()
+	if err == nil {
+		err = b.log.Sync(t)
+	}
 	if err != nil {
+		b.walFailed(err)
+		b.m.discarded.WithLabelValues(ten, reasonWALFailed).Add(float64(batch.SpanCount()))
+		return status.Errorf(codes.Unavailable, "cannot make spans durable in the block-builder WAL (block_builder.wal.path %s): %v; retry later", b.cfg.WAL.Path, err)
+	}
+	if b.walFailing.Load() {
+		b.walRecovered()
+	}
+	if err := b.addInOrder(t.Offset, ten, &batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
 	}
-	if err := b.log.Sync(off); err != nil {
-		return status.Errorf(codes.Unavailable, "cannot make spans durable: %v", err)
-	}
 	return nil
+}
+
+// reasonWALFailed is the discarded-spans reason of pushes refused because
+// the WAL could not be written.
+const reasonWALFailed = "wal_write_failed"
+
+// inOrder is a durable record waiting for the records before it to be
+// buffered (addInOrder).
+type inOrder struct {
+	tenant string
+	batch  *otlpwire.Batch // nil for a record that holds no spans (a probe)
+	err    error
+	done   chan struct{}
+}
+
+// addInOrder buffers the durable record at off once every record before
+// it is buffered: records become durable in groups and their writers get
+// here in any order, while a block must hold a run of offsets.
+func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch) error {
+	b.mu.Lock()
+	if off != b.nextAdd {
+		it := &inOrder{tenant: ten, batch: batch, done: make(chan struct{})}
+		b.waiting[off] = it
+		b.mu.Unlock()
+		<-it.done // the writer of a record before off is on its way
+		return it.err
+	}
+	var err error
+	if batch != nil {
+		err = b.addLocked(ten, 0, off, batch)
+	}
+	b.nextAdd++
+	for {
+		it := b.waiting[b.nextAdd]
+		if it == nil {
+			break
+		}
+		delete(b.waiting, b.nextAdd)
+		if it.batch != nil {
+			it.err = b.addLocked(it.tenant, 0, b.nextAdd, it.batch)
+		}
+		close(it.done)
+		b.nextAdd++
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// walFailed notes a failed WAL write: the first of a run is logged.
+func (b *Builder) walFailed(err error) {
+	if b.walFailing.CompareAndSwap(false, true) {
+		b.logger.Error("cannot write the block-builder WAL: pushes are refused with 503 and /ready fails until writes succeed again", "path", b.cfg.WAL.Path, "err", err)
+	}
+}
+
+func (b *Builder) walRecovered() {
+	if b.log.Failing() == nil && b.walFailing.CompareAndSwap(true, false) {
+		b.logger.Info("the block-builder WAL takes writes again: pushes are accepted", "path", b.cfg.WAL.Path, "write_failures", b.log.Failures())
+	}
+}
+
+// probeWAL tries a write while the WAL fails, so that it recovers (and
+// /ready says so) without waiting for a push.
+func (b *Builder) probeWAL() {
+	log := b.log
+	if log == nil || log.Failing() == nil {
+		return
+	}
+	off, err := log.Probe()
+	if err != nil {
+		b.walFailed(err)
+		return
+	}
+	_ = b.addInOrder(off, "", nil)
+	b.walRecovered()
 }
 
 // waitForRoomLocked waits while the buffered bytes are at the limit.
@@ -423,6 +575,7 @@ func (b *Builder) cutLocked(key string) {
 // blocks that have been open that long.
 func (b *Builder) startCutter() {
 	b.cutter = periodic.Start(min(b.cfg.MaxBlockDuration/4, time.Second), func() {
+		b.probeWAL()
 		now := b.clock()
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -462,6 +615,14 @@ func (b *Builder) uploader() {
 			err := b.upload(buf)
 			if err == nil {
 				break
+			}
+			if errors.Is(err, errStopped) {
+				// Stopping with the checkpoint not saved: no further upload,
+				// the rest is in the WAL for the next start.
+				b.mu.Lock()
+				b.pending = nil
+				b.mu.Unlock()
+				return
 			}
 			b.m.failures.Inc()
 			b.logger.Warn("cannot upload a block; retrying", "tenant", buf.tenant, "attempt", attempt+1, "err", err)
@@ -503,24 +664,25 @@ func (b *Builder) upload(buf *buffer) error {
 
 	b.mu.Lock()
 	b.flushed[buf.tenant] = buf.last
-	b.flushing = nil
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
-	safeOffset, safeTime := b.safeLocked()
-	if err := b.saveCheckpointLocked(); err != nil {
-		// The block is uploaded: without the checkpoint a replay rewrites it
-		// under the same ID, which is safe. Keep the WAL segments for that.
-		b.logger.Warn("cannot save the block-builder checkpoint; a restart will rewrite the block", "err", err)
-		b.m.failures.Inc()
-		safeOffset = -1
-	}
-	b.cond.Broadcast()
+	b.flushing = nil
+	b.walFrom, _ = b.safeLocked() // segments before it go once it is saved
+	b.flushing = buf              // until the checkpoint is saved
+	err = b.saveCheckpointLocked()
 	b.mu.Unlock()
 	buf.buf.Release()
-	if safeOffset >= 0 {
-		if err := b.log.Release(safeOffset); err != nil {
-			b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
-		}
+	if err != nil && !b.retryCheckpoint(buf, err) {
+		return errStopped // the block is uploaded, a restart rewrites it
+	}
+	b.mu.Lock()
+	b.flushing = nil
+	safeOffset := b.walFrom
+	_, safeTime := b.safeLocked()
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	if err := b.log.Release(safeOffset); err != nil {
+		b.logger.Warn("cannot delete uploaded WAL segments", "err", err)
 	}
 	b.m.walSegments.Set(float64(b.log.Segments()))
 	if b.hooks.OnBlock != nil {
@@ -530,6 +692,50 @@ func (b *Builder) upload(buf *buffer) error {
 		b.hooks.OnSafe(safeTime)
 	}
 	return nil
+}
+
+// errStopped ends the uploader: it stopped while the checkpoint could not
+// be saved.
+var errStopped = errors.New("block-builder stopped with its checkpoint not saved")
+
+// retryCheckpoint saves the checkpoint again, with backoff, until it
+// succeeds (true) or the builder stops (false). No other block is uploaded
+// meanwhile: with at most one uploaded block per tenant past the saved
+// checkpoint, a replay starts that tenant's records at the block's first
+// record and rebuilds the block under the same ID, replacing it; a second
+// one past the checkpoint would be rebuilt with other bounds, under
+// another ID, and its spans stored twice.
+func (b *Builder) retryCheckpoint(buf *buffer, err error) bool {
+	setErr := func(err error) { b.checkpointErr.Store(&err) } // a copy: readiness reads it
+	setErr(err)
+	b.mu.Lock()
+	b.checkpointStuck = true // Shutdown need not wait for the uploads
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	defer func() {
+		b.checkpointErr.Store(nil)
+		b.mu.Lock()
+		b.checkpointStuck = false
+		b.mu.Unlock()
+	}()
+	b.logger.Error("cannot save the block-builder checkpoint; no block is uploaded until it is saved (a restart meanwhile rewrites the last block under the same ID)",
+		"path", filepath.Join(b.cfg.WAL.Path, checkpointName), "tenant", buf.tenant, "err", err)
+	for attempt := 1; ; attempt++ {
+		b.m.checkpointFailures.Inc()
+		select {
+		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
+		case <-b.done:
+			return false
+		}
+		b.mu.Lock()
+		err = b.saveCheckpointLocked()
+		b.mu.Unlock()
+		if err == nil {
+			b.logger.Info("saved the block-builder checkpoint again; uploads go on", "attempts", attempt+1)
+			return true
+		}
+		setErr(err)
+	}
 }
 
 // uploadedKafka records an uploaded block of a Kafka partition and
@@ -594,7 +800,9 @@ func (b *Builder) uploadedKafka(buf *buffer, meta *block.Meta) {
 func (b *Builder) safeLocked() (int64, time.Time) {
 	off, t := int64(0), b.clock().Add(-b.cfg.BackPressureTimeout-time.Second)
 	if b.log != nil {
-		off = b.log.Next()
+		// Not log.Next(): records at nextAdd and after may be written
+		// and not yet in a buffer (addInOrder).
+		off = b.nextAdd
 	}
 	consider := func(buf *buffer) {
 		if buf != nil {
@@ -614,16 +822,132 @@ func (b *Builder) safeLocked() (int64, time.Time) {
 	return off, t
 }
 
-func (b *Builder) loadCheckpoint() error {
-	data, err := os.ReadFile(filepath.Join(b.cfg.WAL.Path, checkpointName))
+// checkpoint is the content of flushed.json.
+type checkpoint struct {
+	// Tenants holds per tenant the last WAL offset in an uploaded block.
+	Tenants map[string]int64 `json:"tenants"`
+	// WALFrom is the oldest WAL offset still needed: the log may have
+	// deleted the segments before it, and no others.
+	WALFrom int64 `json:"wal_from"`
+}
+
+// parseCheckpoint reads flushed.json, in its current form or the first one
+// (a bare map of tenants to offsets, with no wal_from: -1).
+func parseCheckpoint(data []byte) (map[string]int64, int64, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, 0, err
+	}
+	if t, ok := raw["tenants"]; ok && len(t) > 0 && t[0] == '{' {
+		var cp checkpoint
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return nil, 0, err
+		}
+		if cp.Tenants == nil {
+			cp.Tenants = map[string]int64{}
+		}
+		return cp.Tenants, cp.WALFrom, nil
+	}
+	flushed := map[string]int64{}
+	if err := json.Unmarshal(data, &flushed); err != nil {
+		return nil, 0, err
+	}
+	return flushed, -1, nil
+}
+
+// loadCheckpoint reads flushed.json. One that cannot be read (empty or cut
+// short by a crash on a file system that does not keep renames ordered) is
+// rebuilt from the metas of the blocks of this WAL in the bucket, which
+// say which WAL offsets each holds.
+func (b *Builder) loadCheckpoint(ctx context.Context) error {
+	path := filepath.Join(b.cfg.WAL.Path, checkpointName)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read the block-builder checkpoint: %w", err)
 	}
-	if err := json.Unmarshal(data, &b.flushed); err != nil {
-		return fmt.Errorf("cannot read the block-builder checkpoint %s: %w", checkpointName, err)
+	flushed, walFrom, perr := parseCheckpoint(data)
+	if perr == nil {
+		b.flushed, b.walFrom = flushed, walFrom
+		return nil
+	}
+	epoch, err := wal.ReadEpoch(b.cfg.WAL.Path)
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the unreadable block-builder checkpoint %s (%v): %w", path, perr, err)
+	}
+	blocks, err := b.rebuildCheckpoint(ctx, epoch)
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the unreadable block-builder checkpoint %s (%v) from the bucket: %w; retry once the bucket answers", path, perr, err)
+	}
+	b.logger.Error("the block-builder checkpoint was unreadable; rebuilt it from the blocks of this WAL in the bucket, nothing is lost",
+		"path", path, "err", perr, "blocks", blocks, "tenants", len(b.flushed))
+	return nil
+}
+
+// rebuildCheckpoint sets flushed from the blocks the builder uploaded from
+// the WAL of epoch, and returns how many there are.
+func (b *Builder) rebuildCheckpoint(ctx context.Context, epoch string) (int, error) {
+	if epoch == "" {
+		return 0, nil // no WAL yet: no block of it
+	}
+	tenants, err := block.ListTenants(ctx, b.bkt)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ten := range tenants {
+		metas, err := block.ListBlocks(ctx, b.bkt, ten)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range metas {
+			src := m.Source
+			if src.Partition != 0 || BlockID(epoch, ten, 0, src.FirstOffset) != m.BlockID {
+				continue // not a block of this WAL
+			}
+			n++
+			if last, ok := b.flushed[ten]; !ok || src.LastOffset > last {
+				b.flushed[ten] = src.LastOffset
+			}
+		}
+	}
+	return n, nil
+}
+
+// checkLoss reports what the WAL lost (damage, missing segments, a lost
+// end) and makes sure new records do not take offsets already in blocks.
+// Weft goes on with every intact record.
+func (b *Builder) checkLoss(log *wal.WAL) error {
+	const goOn = "weft goes on with every intact record; if a copy of the lost segment exists, stop weft and put it back before its neighbours are uploaded and deleted"
+	for _, d := range log.Damage() {
+		n := d.Records
+		if n < 0 {
+			n = d.Intact
+		}
+		b.m.recordsLost.Add(float64(n))
+		b.logger.Error(d.String()+"; acknowledged spans not yet in a block are among them", "path", b.cfg.WAL.Path, "next", goOn)
+	}
+	if first := log.First(); b.walFrom >= 0 && first > b.walFrom {
+		b.m.recordsLost.Add(float64(first - b.walFrom))
+		b.logger.Error(fmt.Sprintf("the oldest WAL segments are missing: records at offsets %d to %d are lost (the checkpoint needs them from %d on; were segments deleted?); acknowledged spans not yet in a block are among them", b.walFrom, first-1, b.walFrom),
+			"path", b.cfg.WAL.Path, "next", goOn)
+	}
+	// Offsets up to the checkpoint name blocks: a log that lost its end
+	// must not give them again (the records would be skipped by the next
+	// replay, and their blocks would replace others).
+	skip := b.walFrom
+	for _, last := range b.flushed {
+		skip = max(skip, last+1)
+	}
+	if next := log.Next(); skip > next {
+		b.m.recordsLost.Add(float64(skip - next))
+		b.logger.Error(fmt.Sprintf("the newest WAL records are missing: the checkpoint has offsets up to %d in blocks but the WAL ends at %d (was its last segment deleted?); records after the last block are lost, their number is not known; new records start at offset %d", skip-1, next, skip),
+			"path", b.cfg.WAL.Path, "next", goOn)
+		if err := log.SkipTo(skip); err != nil {
+			return fmt.Errorf("cannot move the WAL past the offsets already in blocks: %w", err)
+		}
 	}
 	return nil
 }
@@ -631,7 +955,7 @@ func (b *Builder) loadCheckpoint() error {
 // saveCheckpointLocked writes the checkpoint atomically (temp file, fsync,
 // rename).
 func (b *Builder) saveCheckpointLocked() error {
-	data, err := json.Marshal(b.flushed)
+	data, err := json.Marshal(checkpoint{Tenants: b.flushed, WALFrom: b.walFrom})
 	if err != nil {
 		return fmt.Errorf("cannot encode the block-builder checkpoint: %w", err)
 	}
@@ -677,6 +1001,11 @@ func (b *Builder) Shutdown(ctx context.Context) error {
 		b.cancel()
 	case <-waitUploaderIdle(b):
 	}
+	b.mu.Lock()
+	if b.checkpointStuck {
+		b.logger.Warn("stopping with the block-builder checkpoint not saved: what is not in a block is in the WAL, and the next start rewrites the last uploaded block under the same ID", "blocks_left", len(b.pending))
+	}
+	b.mu.Unlock()
 	close(b.done)
 	b.cancel()
 	_ = b.cutter.Stop(context.Background())
@@ -693,7 +1022,7 @@ func waitUploaderIdle(b *Builder) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		b.mu.Lock()
-		for len(b.pending) > 0 || b.flushing != nil {
+		for (len(b.pending) > 0 || b.flushing != nil) && !b.checkpointStuck {
 			b.cond.Wait()
 		}
 		b.mu.Unlock()

@@ -128,7 +128,8 @@ func (s *Store) Shutdown(ctx context.Context) error { return s.sweeper.Stop(ctx)
 // process, the live-store rebuilds its window from the input on start.
 func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
 
-// Consume keeps the spans of one message (one tenant, one partition).
+// Consume keeps the spans of one message (one tenant, one partition), once
+// the push that brought it is acknowledged (pipelines.OnSettled).
 func (s *Store) Consume(msg *message.Message) error {
 	ten := msg.Metadata.Get(pipelines.MetaTenant)
 	if ten == "" {
@@ -146,7 +147,20 @@ func (s *Store) Consume(msg *message.Message) error {
 		return err
 	}
 	ts := s.tenant(ten)
-	s.add(ts, &batch)
+	// Served only once the push is acknowledged: a push that another sink
+	// (the block-builder's WAL) refused leaves nothing here. Its room is
+	// held meanwhile, so that pushes in flight cannot take the store over
+	// max_bytes.
+	need := int64(len(msg.Payload))
+	s.bytes.Add(need)
+	pipelines.OnSettled(msg.Context(), func(acknowledged bool) {
+		s.bytes.Add(-need)
+		if acknowledged {
+			s.add(ts, &batch)
+		} else {
+			s.freed()
+		}
+	})
 	return nil
 }
 
