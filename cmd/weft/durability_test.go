@@ -59,15 +59,24 @@ func traceRequest(seq uint64) ([16]byte, []byte) {
 	return tid, body
 }
 
-// pushAcked sends one trace and reports whether weft acknowledged it.
+// pushAcked sends one trace and reports whether weft acknowledged all of
+// its spans: a 200 whose partial success refuses spans (a per-tenant limit
+// such as max_traces_per_user) is not an acknowledgement of those spans.
 func pushAcked(client *http.Client, otlpHTTP string, body []byte) bool {
 	resp, err := client.Post("http://"+otlpHTTP+"/v1/traces", "application/x-protobuf", bytes.NewReader(body))
 	if err != nil {
 		return false
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode == http.StatusOK
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return false
+	}
+	var out coltracepb.ExportTraceServiceResponse
+	if err := proto.Unmarshal(answer, &out); err != nil {
+		return false
+	}
+	return out.GetPartialSuccess().GetRejectedSpans() == 0
 }
 
 // traceSpans fetches a trace as protobuf and returns its span count.
