@@ -14,12 +14,22 @@
 // When its input comes from another process (microservices mode, over
 // Kafka), the Kafka partition is the log instead: there is no WAL, a block
 // holds one tenant's spans of one partition, its ID derives from the
-// tenant, the partition and the offset of its first record, and the
+// topic, the message ID (a random UUID the distributor gives every record)
+// and a hash of the content of its first record, the tenant, the partition and the offset of that
+// record, and the
 // partition's offset is committed only once every record before it is in
 // an uploaded block, with the per-tenant checkpoint stored beside it. After
 // a crash or a rebalance the partition is read again from the committed
 // offset, records already in blocks are skipped, and a block that was
-// uploaded but not committed is rebuilt under the same ID, replacing it.
+// uploaded but not committed is rebuilt under the same ID, replacing it. A
+// recreated topic (a dev broker restarted, a topic deleted and created
+// again) starts its offsets again, but its records have other message IDs and content,
+// so its blocks get other IDs.
+//
+// A block is never written over a stored block of other spans (see
+// block.Write): should an ID come back for other records anyway, the block
+// is written under an ID derived from it and its origin, counted in
+// weft_block_builder_block_id_collisions_total.
 package blockbuilder
 
 import (
@@ -27,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -115,6 +126,9 @@ type buffer struct {
 	first, last int64     // WAL offsets, or the partition's in Kafka mode
 	opened      time.Time // when its first span arrived
 	bytes       int64
+	// origin names the log of its records and, in Kafka mode, its first
+	// record (block.Source.Origin); empty with the WAL, whose epoch is it.
+	origin string
 }
 
 type builderMetrics struct {
@@ -126,6 +140,7 @@ type builderMetrics struct {
 	backPressure prometheus.Counter
 	discarded    *prometheus.CounterVec
 	walSegments  prometheus.Gauge
+	collisions   prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -167,6 +182,10 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		discarded: metrics.DiscardedSpans(set.Metrics),
 		walSegments: metrics.Register(set.Metrics, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
+		})),
+		collisions: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_block_id_collisions_total",
+			Help: "Blocks whose ID was already used by a stored block of other spans; they were written under another ID, the stored block kept.",
 		})),
 	}
 	return b
@@ -347,10 +366,24 @@ func (b *Builder) consumeKafka(msg *message.Message, ten string, batch *otlpwire
 		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
 		return err
 	}
+	if key := bufKey(ten, p); b.open[key] == nil {
+		b.open[key] = &buffer{tenant: ten, partition: p, buf: block.NewBuffer(nil), first: off, opened: b.clock(),
+			origin: recordOrigin(b.committer.Source(), msg)}
+	}
 	if err := b.addLocked(ten, p, off, batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
 	}
 	return nil
+}
+
+// recordOrigin is the origin of a block whose first record is msg, read
+// from the log named source: the message ID and a hash of the content of
+// the record, which a recreated topic cannot repeat and a replay of the
+// partition does.
+func recordOrigin(source string, msg *message.Message) string {
+	h := fnv.New64a()
+	h.Write(msg.Payload)
+	return fmt.Sprintf("%s/%s/%016x", source, msg.UUID, h.Sum64())
 }
 
 // revoke drops what the builder holds of partitions another process now
@@ -481,15 +514,12 @@ func (b *Builder) uploader() {
 
 func (b *Builder) upload(buf *buffer) error {
 	start := time.Now()
-	var id uuid.UUID
-	if b.committer != nil {
-		id = BlockID(b.committer.Source(), buf.tenant, buf.partition, buf.first)
-	} else {
-		id = BlockID(b.log.Epoch(), buf.tenant, 0, buf.first)
+	origin := buf.origin
+	if b.committer == nil {
+		origin = b.log.Epoch()
 	}
-	meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id,
-		block.Source{Partition: buf.partition, FirstOffset: buf.first, LastOffset: buf.last},
-		buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
+	meta, err := b.write(BlockID(origin, buf.tenant, buf.partition, buf.first), buf,
+		block.Source{Origin: origin, Partition: buf.partition, FirstOffset: buf.first, LastOffset: buf.last})
 	if err != nil {
 		return err
 	}
@@ -530,6 +560,30 @@ func (b *Builder) upload(buf *buffer) error {
 		b.hooks.OnSafe(safeTime)
 	}
 	return nil
+}
+
+// maxIDTries bounds the IDs tried for one block when IDs are taken.
+const maxIDTries = 4
+
+// write writes buf as block id, or, when a stored block of other spans
+// has that ID, under an ID derived from id and src: never over it. The
+// derived ID is the same on every try, so a rebuild of the block after a
+// crash replaces its own earlier upload.
+func (b *Builder) write(id uuid.UUID, buf *buffer, src block.Source) (*block.Meta, error) {
+	for try := 1; ; try++ {
+		meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id, src, buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
+		if !errors.Is(err, block.ErrIDTaken) {
+			return meta, err
+		}
+		b.m.collisions.Inc()
+		if try == maxIDTries {
+			return nil, fmt.Errorf("cannot find a free block ID after %d tries: %w", try, err)
+		}
+		next := uuid.NewSHA1(id, []byte(fmt.Sprintf("%s/%d/%d", src.Origin, src.Partition, src.FirstOffset)))
+		b.logger.Error("block ID already used by a stored block of other spans; keeping that block and writing this one under another ID",
+			"tenant", buf.tenant, "block", id, "new_block", next, "source", src.String(), "err", err)
+		id = next
+	}
 }
 
 // uploadedKafka records an uploaded block of a Kafka partition and
