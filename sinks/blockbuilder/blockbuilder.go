@@ -129,6 +129,10 @@ type buffer struct {
 	// origin names the log of its records and, in Kafka mode, its first
 	// record (block.Source.Origin); empty with the WAL, whose epoch is it.
 	origin string
+	// kp is, in Kafka mode, the partition's state when the block was
+	// opened: once the partition is revoked (and maybe assigned again, or
+	// its topic recreated) the block no longer moves its checkpoint.
+	kp *kafkaPartition
 }
 
 type builderMetrics struct {
@@ -368,7 +372,7 @@ func (b *Builder) consumeKafka(msg *message.Message, ten string, batch *otlpwire
 	}
 	if key := bufKey(ten, p); b.open[key] == nil {
 		b.open[key] = &buffer{tenant: ten, partition: p, buf: block.NewBuffer(nil), first: off, opened: b.clock(),
-			origin: recordOrigin(b.committer.Source(), msg)}
+			origin: recordOrigin(b.committer.Source(), msg), kp: kp}
 	}
 	if err := b.addLocked(ten, p, off, batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
@@ -595,6 +599,13 @@ func (b *Builder) uploadedKafka(buf *buffer, meta *block.Meta) {
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
 	kp := b.kparts[buf.partition]
+	if kp != buf.kp {
+		// Revoked since the block was opened: whoever reads the partition
+		// now reads it from the committed offset and rebuilds the block
+		// under the same ID; its offsets may even be of a topic that has
+		// been recreated since.
+		kp = nil
+	}
 	var commit int64 = -1
 	var checkpoint []byte
 	if kp != nil {

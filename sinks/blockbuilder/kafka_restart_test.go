@@ -1,0 +1,138 @@
+package blockbuilder
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/block/blocktest"
+	"github.com/weftdb/weft/internal/kafka"
+	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/pipelines"
+)
+
+// The dev broker restarted on the same address (a fresh in-memory cluster:
+// the topic is recreated and its offsets start again) while a block-builder
+// reads it: the blocks written before are kept as they were, and every
+// record published, before and after, is in blocks once.
+func TestKafkaBrokerRestartKeepsBlocks(t *testing.T) {
+	const partitions = 2
+	broker, err := kafka.StartDevBroker("127.0.0.1:0", partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := broker.Addrs()[0]
+	defer func() { broker.Close() }()
+	cfg := kafka.DefaultConfig()
+	cfg.Address = kafka.Brokers{addr}
+	cfg.Version = kafka.DevBrokerVersion
+	cfg.AutoCreateTopicDefaultPartitions = partitions
+	cfg.WriteTimeout, cfg.DialTimeout, cfg.ReadTimeout = 2*time.Second, time.Second, 2*time.Second
+	topic := cfg.TopicFor("distributor")
+
+	f := newFixture(t)
+	f.cfg.MaxBlockDuration = 200 * time.Millisecond
+	b := New(pipelines.Settings{Metrics: prometheus.NewRegistry()}, f.cfg, f.bkt, Hooks{})
+	sub, err := kafka.NewCommitSubscriber(cfg, cfg.GroupFor("block-builder"), topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetCommitter(sub)
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for m := range ch {
+			if b.Consume(m) == nil {
+				m.Ack()
+			} else {
+				m.Nack()
+			}
+		}
+	}()
+	defer func() {
+		_ = sub.Close()
+		<-consumed
+		stop(t, b)
+	}()
+
+	pub, err := kafka.NewPublisher(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	seed := uint64(0)
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			seed++
+			td := spangen.Generate(spangen.Options{Seed: seed, Traces: 2, SpansPerTrace: 3})
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				m := message.NewMessage(watermill.NewUUID(), spangen.Marshal(td))
+				m.Metadata.Set(pipelines.MetaTenant, "a")
+				m.Metadata.Set(kafka.MetaPartition, strconv.Itoa(int(seed%partitions)))
+				err := pub.Publish(topic, m)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("cannot publish for 20s: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	// Every published span in blocks, each once.
+	waitStored := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			counts, _ := blocktest.SpanCounts(t, f.bkt)
+			for span, n := range counts {
+				if n != 1 {
+					t.Fatalf("span %s in %d blocks", span, n)
+				}
+			}
+			if len(counts) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("blocks hold %d spans after 30s, want %d", len(counts), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	publish(20)
+	waitStored(20 * 6)
+	before, err := block.ListBlocks(context.Background(), f.bkt, "a")
+	if err != nil || len(before) == 0 {
+		t.Fatalf("blocks before the restart: %v, %v", before, err)
+	}
+
+	broker.Close()
+	if broker, err = kafka.StartDevBroker(addr, partitions); err != nil {
+		t.Fatal(err)
+	}
+	publish(20)
+	waitStored(40 * 6)
+	for _, m := range before {
+		got, err := block.ReadMeta(context.Background(), f.bkt, "a", m.BlockID)
+		if err != nil || !got.CreatedAt.Equal(m.CreatedAt) || got.TotalSpans != m.TotalSpans {
+			t.Fatalf("block %s written before the restart changed: %+v, %v", m.BlockID, got, err)
+		}
+	}
+}
