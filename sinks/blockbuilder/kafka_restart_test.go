@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,11 +19,17 @@ import (
 	"github.com/weftdb/weft/pipelines"
 )
 
-// The dev broker restarted on the same address (a fresh in-memory cluster:
-// the topic is recreated and its offsets start again) while a block-builder
-// reads it: the blocks written before are kept as they were, and every
-// record published, before and after, is in blocks once.
-func TestKafkaBrokerRestartKeepsBlocks(t *testing.T) {
+// A topic recreated while a block-builder reads it, its offsets starting
+// again: by the dev broker restarted on the same address (a fresh
+// in-memory cluster), or deleted and created again. The blocks written
+// before are kept as they were, and every record published, before and
+// after, is in blocks once.
+func TestKafkaTopicRecreatedKeepsBlocks(t *testing.T) {
+	t.Run("broker restarted", func(t *testing.T) { testTopicRecreated(t, true) })
+	t.Run("topic deleted and created again", func(t *testing.T) { testTopicRecreated(t, false) })
+}
+
+func testTopicRecreated(t *testing.T, restartBroker bool) {
 	const partitions = 2
 	broker, err := kafka.StartDevBroker("127.0.0.1:0", partitions)
 	if err != nil {
@@ -40,7 +47,7 @@ func TestKafkaBrokerRestartKeepsBlocks(t *testing.T) {
 	f := newFixture(t)
 	f.cfg.MaxBlockDuration = 200 * time.Millisecond
 	b := New(pipelines.Settings{Metrics: prometheus.NewRegistry()}, f.cfg, f.bkt, Hooks{})
-	sub, err := kafka.NewCommitSubscriber(cfg, cfg.GroupFor("block-builder"), topic, nil)
+	sub, err := kafka.NewCommitSubscriber(cfg, cfg.GroupFor("block-builder"), topic, watermill.NewStdLogger(true, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +132,13 @@ func TestKafkaBrokerRestartKeepsBlocks(t *testing.T) {
 		t.Fatalf("blocks before the restart: %v, %v", before, err)
 	}
 
-	broker.Close()
-	if broker, err = kafka.StartDevBroker(addr, partitions); err != nil {
-		t.Fatal(err)
+	if restartBroker {
+		broker.Close()
+		if broker, err = kafka.StartDevBroker(addr, partitions); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		recreateTopic(t, cfg, topic, partitions)
 	}
 	publish(20)
 	waitStored(40 * 6)
@@ -136,5 +147,34 @@ func TestKafkaBrokerRestartKeepsBlocks(t *testing.T) {
 		if err != nil || !got.CreatedAt.Equal(m.CreatedAt) || got.TotalSpans != m.TotalSpans {
 			t.Fatalf("block %s written before the restart changed: %+v, %v", m.BlockID, got, err)
 		}
+	}
+}
+
+// recreateTopic deletes topic and creates it again, empty.
+func recreateTopic(t *testing.T, cfg kafka.Config, topic string, partitions int32) {
+	t.Helper()
+	sc, err := cfg.Sarama()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Metadata.Full = true // the admin client refreshes all topics
+	admin, err := sarama.NewClusterAdmin(cfg.Address, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.DeleteTopic(topic); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cannot create topic %s again: %v", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
