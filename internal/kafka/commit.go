@@ -58,6 +58,7 @@ type CommitSubscriber struct {
 	// topicID is the topic's ID as last seen ("" when unknown); sessID the
 	// one the current session started with, written with its commits.
 	topicID, sessID string
+	ids             *topicIDs
 	endSession      context.CancelFunc // ends the current session
 	checkpoints     map[int32]string   // committed with each claimed partition
 	onRevoke        []func([]int32)
@@ -114,16 +115,10 @@ func NewReplaySubscriber(cfg Config, group, topic string, window time.Duration, 
 	return s, nil
 }
 
-// Source names the topic, and its ID when the broker gives one, for IDs
-// derived from positions in it.
-func (s *CommitSubscriber) Source() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.topicID != "" {
-		return "kafka/" + s.topic + "/" + s.topicID
-	}
-	return "kafka/" + s.topic
-}
+// Source names the topic, for IDs derived from positions in it. It does
+// not name the topic's ID: a block rebuilt after the ID was first seen
+// must get the ID it had.
+func (s *CommitSubscriber) Source() string { return "kafka/" + s.topic }
 
 // OnRevoke registers fn, called with the partitions this process stops
 // reading, before the group hands them to another member.
@@ -175,6 +170,7 @@ func (s *CommitSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 	}
 	s.client, s.cg = client, cg
 	ids := newTopicIDs(client)
+	s.ids = ids
 	if id, err := ids.fetch(topic); err == nil {
 		s.topicID = id
 	}
@@ -236,7 +232,7 @@ func (s *CommitSubscriber) watchTopicID(ctx context.Context, ids *topicIDs) {
 			continue // unreachable, deleted, or no IDs: checked again later
 		}
 		s.mu.Lock()
-		old, end := s.topicID, s.endSession
+		old, end := s.sessID, s.endSession
 		s.topicID = id
 		s.mu.Unlock()
 		if old != "" && old != id && end != nil {
@@ -282,6 +278,11 @@ type commitHandler struct {
 func (h *commitHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
+	// The ID of the topic this session reads, asked now: the session may
+	// start on a topic recreated since the watcher last looked.
+	if id, err := h.s.ids.fetch(h.s.topic); err == nil && id != "" {
+		h.s.topicID = id
+	}
 	h.s.sessID = h.s.topicID
 	for _, p := range sess.Claims()[h.s.topic] {
 		h.s.sessions[p] = sess

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/IBM/sarama"
 )
@@ -31,8 +32,9 @@ var errNoTopic = errors.New("topic does not exist")
 // topicIDs asks a broker for topic IDs over a connection of its own:
 // sarama sends a request only when the configured version has it, so this
 // connection is configured with version 2.8, and is used only once the
-// broker said it answers Metadata v10. It is not safe for concurrent use.
+// broker said it answers Metadata v10.
 type topicIDs struct {
+	mu     sync.Mutex
 	client sarama.Client
 	conf   *sarama.Config
 	b      *sarama.Broker
@@ -47,6 +49,8 @@ func newTopicIDs(client sarama.Client) *topicIDs {
 // fetch returns the ID of topic in hex, or "" when the broker gives no
 // topic IDs.
 func (t *topicIDs) fetch(topic string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	id, err := t.ask(topic)
 	if err != nil && !errors.Is(err, errNoTopic) && t.b != nil {
 		_ = t.b.Close()
@@ -106,6 +110,8 @@ func (t *topicIDs) ask(topic string) (string, error) {
 
 // close closes the connection.
 func (t *topicIDs) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.b != nil {
 		_ = t.b.Close()
 		t.b = nil
