@@ -322,6 +322,9 @@ func TestKafkaRestartUnderLoadLong(t *testing.T) {
 			}
 		}
 	}
+	if m := getBody(t, "http://"+loopback(bps.http)+"/metrics"); !strings.Contains(m, `weft_kafka_topic_recreated_total{group="weft-block-builder",topic="weft-test.distributor"} 1`) {
+		t.Error("the block-builder did not count the recreated topic in weft_kafka_topic_recreated_total")
+	}
 	// A sample of the new traces is found through the query path.
 	for _, seq := range ackedAfter[:20] {
 		tid, _ := traceRequest(seq)

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftdb/weft/pipelines"
 )
@@ -59,8 +60,9 @@ type CommitSubscriber struct {
 	// one the current session started with, written with its commits.
 	topicID, sessID string
 	ids             *topicIDs
-	endSession      context.CancelFunc // ends the current session
-	checkpoints     map[int32]string   // committed with each claimed partition
+	recreated       *prometheus.CounterVec // counts ID changes; may be nil
+	endSession      context.CancelFunc     // ends the current session
+	checkpoints     map[int32]string       // committed with each claimed partition
 	onRevoke        []func([]int32)
 	closing         chan struct{}
 	closed          bool
@@ -236,11 +238,19 @@ func (s *CommitSubscriber) watchTopicID(ctx context.Context, ids *topicIDs) {
 		s.topicID = id
 		s.mu.Unlock()
 		if old != "" && old != id && end != nil {
-			s.logger.Error("Kafka topic was recreated (its ID changed): reading it again from its start", nil,
-				watermill.LogFields{"topic": s.topic, "old_topic_id": old, "topic_id": id, "group": s.group})
+			s.countRecreated(old, id)
 			end()
 		}
 	}
+}
+
+// countRecreated counts and logs that the topic's ID changed from old to id.
+func (s *CommitSubscriber) countRecreated(old, id string) {
+	if s.recreated != nil {
+		s.recreated.WithLabelValues(s.topic, s.group).Inc()
+	}
+	s.logger.Error("Kafka topic was recreated (its ID changed): reading it again from its start", nil,
+		watermill.LogFields{"topic": s.topic, "old_topic_id": old, "topic_id": id, "group": s.group})
 }
 
 // Close stops reading and leaves the group; it is idempotent.
@@ -281,6 +291,9 @@ func (h *commitHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	// The ID of the topic this session reads, asked now: the session may
 	// start on a topic recreated since the watcher last looked.
 	if id, err := h.s.ids.fetch(h.s.topic); err == nil && id != "" {
+		if old := h.s.topicID; old != "" && old != id {
+			h.s.countRecreated(old, id)
+		}
 		h.s.topicID = id
 	}
 	h.s.sessID = h.s.topicID

@@ -46,12 +46,14 @@ func testTopicRecreated(t *testing.T, restartBroker bool) {
 
 	f := newFixture(t)
 	f.cfg.MaxBlockDuration = 200 * time.Millisecond
-	b := New(pipelines.Settings{Metrics: prometheus.NewRegistry()}, f.cfg, f.bkt, Hooks{})
-	sub, err := kafka.NewCommitSubscriber(cfg, cfg.GroupFor("block-builder"), topic, watermill.NewStdLogger(true, false))
+	reg := prometheus.NewRegistry()
+	b := New(pipelines.Settings{Metrics: reg}, f.cfg, f.bkt, Hooks{})
+	transport := kafka.NewTransport(cfg, watermill.NewStdLogger(false, false)).WithMetrics(reg)
+	sub, committer, err := transport.CommitSubscriber("block-builder", topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.SetCommitter(sub)
+	b.SetCommitter(committer)
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +149,9 @@ func testTopicRecreated(t *testing.T, restartBroker bool) {
 		if err != nil || !got.CreatedAt.Equal(m.CreatedAt) || got.TotalSpans != m.TotalSpans {
 			t.Fatalf("block %s written before the restart changed: %+v, %v", m.BlockID, got, err)
 		}
+	}
+	if n, err := testutil.GatherAndCount(reg, "weft_kafka_topic_recreated_total"); err != nil || n != 1 {
+		t.Fatalf("weft_kafka_topic_recreated_total has %d series (%v), want 1", n, err)
 	}
 }
 
