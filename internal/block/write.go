@@ -95,7 +95,7 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 	}
 
 	metaName := objectName(tenant, id, MetaName)
-	old, err := storedSource(ctx, bkt, metaName)
+	old, err := readSource(ctx, bkt, metaName)
 	if err != nil {
 		return nil, fmt.Errorf("write block: cannot check the block already stored under %s/%s: %w", tenant, id, err)
 	}
@@ -118,10 +118,17 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 	return meta, nil
 }
 
-// storedSource returns the Source in the meta.json called name, nil when
+// StoredSource returns the Source of the block stored as tenant/id, nil
+// when there is none or its meta.json is not whole JSON (a write cut
+// short, which a rebuild replaces).
+func StoredSource(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*Source, error) {
+	return readSource(ctx, bkt, objectName(tenant, id, MetaName))
+}
+
+// readSource returns the Source in the meta.json called name, nil when
 // there is none or it is not whole JSON (a write cut short: no block is
 // listed through it, and the rebuild replaces it).
-func storedSource(ctx context.Context, bkt objstore.Bucket, name string) (*Source, error) {
+func readSource(ctx context.Context, bkt objstore.BucketReader, name string) (*Source, error) {
 	rc, err := bkt.Get(ctx, name)
 	if bkt.IsObjNotFoundErr(err) {
 		return nil, nil

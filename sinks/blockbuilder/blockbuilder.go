@@ -20,8 +20,12 @@
 // partition's offset is committed only once every record before it is in
 // an uploaded block, with the per-tenant checkpoint stored beside it. After
 // a crash or a rebalance the partition is read again from the committed
-// offset, records already in blocks are skipped, and a block that was
-// uploaded but not committed is rebuilt under the same ID, replacing it. A
+// offset, records already in blocks are skipped, and so are the records of
+// a block that was uploaded but not committed: a record that would start a
+// block whose ID is stored already with the same start is the start of
+// that block, whose records are skipped up to its last (a block being
+// rebuilt after its upload was cut short has no whole meta.json yet and is
+// rebuilt under the same ID, replacing it). A
 // recreated topic (a dev broker restarted, a topic deleted and created
 // again) starts its offsets again, but its records have other message IDs and content,
 // so its blocks get other IDs.
@@ -145,6 +149,7 @@ type builderMetrics struct {
 	discarded    *prometheus.CounterVec
 	walSegments  prometheus.Gauge
 	collisions   prometheus.Counter
+	skipped      prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -186,6 +191,10 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		discarded: metrics.DiscardedSpans(set.Metrics),
 		walSegments: metrics.Register(set.Metrics, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_block_builder_wal_segments", Help: "Segment files in the block-builder's write-ahead log.",
+		})),
+		skipped: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_blocks_found_stored_total",
+			Help: "Blocks found already stored when their records were read again from Kafka (after a crash or a rebalance, before the commit); their records were skipped.",
 		})),
 		collisions: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_block_builder_block_id_collisions_total",
@@ -371,8 +380,29 @@ func (b *Builder) consumeKafka(msg *message.Message, ten string, batch *otlpwire
 		return err
 	}
 	if key := bufKey(ten, p); b.open[key] == nil {
-		b.open[key] = &buffer{tenant: ten, partition: p, buf: block.NewBuffer(nil), first: off, opened: b.clock(),
-			origin: recordOrigin(b.committer.Source(), msg), kp: kp}
+		// A block starts here, unless one starting at this very record is
+		// stored already (uploaded before a crash or a rebalance, and not
+		// committed): then the records it holds are skipped, so that a
+		// replay keeps the blocks as they were cut, whatever it would cut.
+		origin := recordOrigin(b.committer.Source(), msg)
+		b.mu.Unlock()
+		src, err := block.StoredSource(msg.Context(), b.bkt, ten, BlockID(origin, ten, p, off))
+		b.mu.Lock()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "cannot check the blocks already stored: %v", err)
+		}
+		if b.kparts[p] != kp {
+			return status.Error(codes.Unavailable, "cannot build blocks: the partition was revoked")
+		}
+		if src != nil && src.Origin == origin && src.Partition == p && src.FirstOffset == off {
+			kp.flushed[ten] = max(kp.flushed[ten], src.LastOffset)
+			b.m.skipped.Inc()
+			return nil
+		}
+		if b.open[key] == nil {
+			b.open[key] = &buffer{tenant: ten, partition: p, buf: block.NewBuffer(nil), first: off, opened: b.clock(),
+				origin: origin, kp: kp}
+		}
 	}
 	if err := b.addLocked(ten, p, off, batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)

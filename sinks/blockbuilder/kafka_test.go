@@ -261,3 +261,38 @@ func TestKafkaModeNeverReplacesABlockOfOtherSpans(t *testing.T) {
 		}
 	}
 }
+
+// Records read again after a crash, before their commit, may be cut into
+// blocks differently (blocks are cut by time too): the blocks already
+// stored are recognised by their first record and their records skipped,
+// so that no span ends up in two blocks.
+func TestKafkaModeReplayKeepsStoredBlocksCutElsewhere(t *testing.T) {
+	f := newFixture(t)
+	b := kafkaBuilder(t, f)
+	for off := int64(0); off < 6; off++ {
+		if err := b.Consume(record("a", 0, off, "", uint64(off))); err != nil {
+			t.Fatal(err)
+		}
+		if off == 2 { // a time cut: blocks [0..2] and [3..5]
+			b.mu.Lock()
+			b.cutLocked(bufKey("a", 0))
+			b.mu.Unlock()
+		}
+	}
+	stop(t, b)
+	spansOnce(t, f, 6*10*3)
+
+	// A crash before any commit: everything is read again, and this time
+	// nothing would cut [0..5] apart.
+	b = kafkaBuilder(t, f)
+	for off := int64(0); off < 6; off++ {
+		if err := b.Consume(record("a", 0, off, "", uint64(off))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop(t, b)
+	spansOnce(t, f, 6*10*3)
+	if n := testutil.ToFloat64(b.m.skipped); n != 2 {
+		t.Fatalf("weft_block_builder_blocks_found_stored_total = %v, want 2", n)
+	}
+}
