@@ -129,6 +129,12 @@ func StoredSource(ctx context.Context, bkt objstore.BucketReader, tenant string,
 // there is none or it is not whole JSON (a write cut short: no block is
 // listed through it, and the rebuild replaces it).
 func readSource(ctx context.Context, bkt objstore.BucketReader, name string) (*Source, error) {
+	// Exists first: a Get of a missing object counts as a failed operation
+	// in weft_objstore_bucket_operation_failures_total, and most blocks
+	// are new.
+	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
+		return nil, err
+	}
 	rc, err := bkt.Get(ctx, name)
 	if bkt.IsObjNotFoundErr(err) {
 		return nil, nil
