@@ -56,7 +56,7 @@ ingest:
 memberlist:
   bind_addr: [127.0.0.1]
   bind_port: $gossip
-  join_members: [127.0.0.1:7946]
+  join_members: [127.0.0.1:7946, 127.0.0.1:7947, 127.0.0.1:7948]
 storage:
   trace:
     backend: local

@@ -169,7 +169,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	var transport pipelines.Transport
 	if cfg.Target != TargetAll {
 		// Components in separate processes exchange spans through Kafka.
-		transport = kafka.NewTransport(cfg.Ingest.Kafka, watermill.NewSlogLogger(logger.With("component", "kafka")))
+		transport = kafka.NewTransport(cfg.Ingest.Kafka, watermill.NewSlogLogger(logger.With("component", "kafka"))).WithMetrics(a.registry)
 	}
 	a.pipeline, err = pipelines.Compile(spec, reg, pipelines.Options{
 		Targets:      SplitTargets(cfg.Target),

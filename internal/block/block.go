@@ -48,10 +48,29 @@ var ErrInvalidMeta = errors.New("invalid meta.json")
 // Source is where a block's spans came from, so that a replay of the same
 // input can recognise (and replace) the block it already wrote.
 type Source struct {
-	Partition   int32 `json:"partition"`
-	FirstOffset int64 `json:"firstOffset"`
-	LastOffset  int64 `json:"lastOffset"`
+	// Origin names the log the offsets are in, so precisely that no other
+	// log can repeat it: the block-builder's WAL epoch, or in Kafka mode
+	// the topic (and its ID when the broker gives one) with the message ID
+	// of the block's first record. Empty in blocks written before weft
+	// recorded it.
+	Origin      string `json:"origin,omitempty"`
+	Partition   int32  `json:"partition"`
+	FirstOffset int64  `json:"firstOffset"`
+	LastOffset  int64  `json:"lastOffset"`
 }
+
+// SameStart reports whether s and o are blocks of the same log starting
+// at the same record: a rebuild of one is the other (after a crash, the
+// rebuild may end at another record). A block written before Origin was
+// recorded matches on partition and offset alone.
+func (s Source) SameStart(o Source) bool {
+	return s.Partition == o.Partition && s.FirstOffset == o.FirstOffset &&
+		(s.Origin == o.Origin || s.Origin == "" || o.Origin == "")
+}
+
+// ErrIDTaken is returned (wrapped) by Write when the block ID is already
+// used by a block of other spans: Write never replaces such a block.
+var ErrIDTaken = errors.New("block ID already used by a block of other spans")
 
 // RowGroupMeta describes one Parquet row group of data.parquet: the range
 // of trace IDs it holds, hex-encoded (lowercase, 32 digits), and its rows.
@@ -298,4 +317,13 @@ func ListBlocks(ctx context.Context, bkt objstore.BucketReader, tenant string) (
 		return bytes.Compare(a.BlockID[:], b.BlockID[:])
 	})
 	return metas, nil
+}
+
+// String describes s for messages.
+func (s Source) String() string {
+	origin := s.Origin
+	if origin == "" {
+		origin = "an unnamed log"
+	}
+	return fmt.Sprintf("%s partition %d offsets %d-%d", origin, s.Partition, s.FirstOffset, s.LastOffset)
 }

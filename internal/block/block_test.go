@@ -704,3 +704,75 @@ func TestConcurrentLookups(t *testing.T) {
 		}
 	}
 }
+
+// A block ID that comes back for other spans (a Kafka topic recreated, its
+// offsets starting again) must never replace the stored block; a rebuild
+// of the same input (same origin and first record, after a crash) must,
+// and so must a meta.json cut short by a crash.
+func TestWriteNeverReplacesABlockOfOtherSpans(t *testing.T) {
+	bkt := newBucket(t)
+	id := uuid.New()
+	write := func(seed uint64, src Source) (ptrace.Traces, error) {
+		td := spangen.Generate(spangen.Options{Seed: seed, Traces: 10, SpansPerTrace: 3})
+		buf := NewBuffer(nil)
+		defer buf.Release()
+		addTraces(t, buf, td)
+		_, err := Write(ctx, bkt, "t1", id, src, buf, WriteOptions{})
+		return td, err
+	}
+	firstTrace := func(td ptrace.Traces) pcommon.TraceID {
+		return td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+	}
+	finds := func(td ptrace.Traces) bool {
+		t.Helper()
+		m, err := ReadMeta(ctx, bkt, "t1", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Open(ctx, bkt, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := r.FindTraceByID(ctx, firstTrace(td))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data != nil
+	}
+
+	stored, err := write(1, Source{Origin: "kafka/topic/rec-a", Partition: 2, FirstOffset: 0, LastOffset: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []Source{
+		{Origin: "kafka/topic/rec-b", Partition: 2, FirstOffset: 0, LastOffset: 9}, // recreated topic
+		{Origin: "kafka/topic/rec-a", Partition: 3, FirstOffset: 0, LastOffset: 9},
+		{Origin: "kafka/topic/rec-a", Partition: 2, FirstOffset: 1, LastOffset: 9},
+	} {
+		other, err := write(2, src)
+		if !errors.Is(err, ErrIDTaken) {
+			t.Fatalf("writing spans from %s under a taken ID: err %v, want ErrIDTaken", src, err)
+		}
+		if !finds(stored) || finds(other) {
+			t.Fatalf("after refusing spans from %s the stored block changed", src)
+		}
+	}
+
+	// A rebuild after a crash: same start, another end.
+	rebuilt, err := write(3, Source{Origin: "kafka/topic/rec-a", Partition: 2, FirstOffset: 0, LastOffset: 12})
+	if err != nil {
+		t.Fatalf("rebuild of the same input refused: %v", err)
+	}
+	if !finds(rebuilt) || finds(stored) {
+		t.Fatal("the rebuild did not replace the block")
+	}
+
+	// A meta.json cut short by a crash is replaced by the rebuild.
+	if err := bkt.Upload(ctx, objectName("t1", id, MetaName), strings.NewReader(`{"format":`)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := write(4, Source{Origin: "kafka/topic/rec-a", Partition: 2, FirstOffset: 0, LastOffset: 12})
+	if err != nil || !finds(again) {
+		t.Fatalf("a torn meta.json was not replaced: %v", err)
+	}
+}

@@ -55,9 +55,13 @@ func (o WriteOptions) withDefaults() WriteOptions {
 
 // Write sorts the buffered spans by trace ID and writes data.parquet, bloom,
 // then meta.json to bkt under <tenant>/<id>/. Writing the same id again
-// replaces the block: its meta.json is deleted first, so the block is
-// invisible while it is rewritten. The buffer is not released and can take
-// more spans.
+// replaces the block only when it is a rebuild of the same input (the
+// stored meta.json has a Source with the same start, see Source.SameStart):
+// its meta.json is deleted first, so the block is invisible while it is
+// rewritten. A block of other spans under id is never replaced: Write
+// returns an error wrapping ErrIDTaken and writes nothing. The check and
+// the write are not atomic: one writer per source is assumed. The buffer
+// is not released and can take more spans.
 func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID, src Source, buf *Buffer, opts WriteOptions) (*Meta, error) {
 	if tenant == "" || strings.ContainsAny(tenant, "/\\") || tenant == "." || tenant == ".." {
 		return nil, fmt.Errorf("write block: invalid tenant %q", tenant)
@@ -91,6 +95,14 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 	}
 
 	metaName := objectName(tenant, id, MetaName)
+	old, err := readSource(ctx, bkt, metaName)
+	if err != nil {
+		return nil, fmt.Errorf("write block: cannot check the block already stored under %s/%s: %w", tenant, id, err)
+	}
+	if old != nil && !old.SameStart(src) {
+		return nil, fmt.Errorf("write block: %s/%s holds spans from %s, not from %s: %w",
+			tenant, id, *old, src, ErrIDTaken)
+	}
 	if err := bkt.Delete(ctx, metaName); err != nil && !bkt.IsObjNotFoundErr(err) {
 		return nil, fmt.Errorf("write block: remove old %s: %w", metaName, err)
 	}
@@ -104,6 +116,42 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 		}
 	}
 	return meta, nil
+}
+
+// StoredSource returns the Source of the block stored as tenant/id, nil
+// when there is none or its meta.json is not whole JSON (a write cut
+// short, which a rebuild replaces).
+func StoredSource(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*Source, error) {
+	return readSource(ctx, bkt, objectName(tenant, id, MetaName))
+}
+
+// readSource returns the Source in the meta.json called name, nil when
+// there is none or it is not whole JSON (a write cut short: no block is
+// listed through it, and the rebuild replaces it).
+func readSource(ctx context.Context, bkt objstore.BucketReader, name string) (*Source, error) {
+	// Exists first: a Get of a missing object counts as a failed operation
+	// in weft_objstore_bucket_operation_failures_total, and most blocks
+	// are new.
+	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
+		return nil, err
+	}
+	rc, err := bkt.Get(ctx, name)
+	if bkt.IsObjNotFoundErr(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", name, err)
+	}
+	var m Meta
+	if json.Unmarshal(buf.Bytes(), &m) != nil {
+		return nil, nil
+	}
+	return &m.Source, nil
 }
 
 // plan is a buffer's content ready to be written: the rows in block order,

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftdb/weft/pipelines"
 )
@@ -24,6 +25,14 @@ import (
 // this subscriber runs its own sarama consumer group with auto-commit off:
 // an ack only moves on to the next message, and Commit marks and commits
 // an offset through the session that owns the partition.
+//
+// It also watches the topic's ID (see topicid.go): when the topic is
+// recreated, the session ends, the partitions are revoked and read again
+// from the start of the new topic, and an offset committed under the old
+// ID is not used.
+
+// topicCheckInterval is how often the topic's ID is checked.
+const topicCheckInterval = 2 * time.Second
 
 // ErrNotOwned is returned by Commit for a partition this process does not
 // read (any more).
@@ -47,10 +56,17 @@ type CommitSubscriber struct {
 	client   sarama.Client
 	cg       sarama.ConsumerGroup
 	sessions map[int32]sarama.ConsumerGroupSession // partitions claimed now
-	onRevoke []func([]int32)
-	closing  chan struct{}
-	closed   bool
-	wg       sync.WaitGroup
+	// topicID is the topic's ID as last seen ("" when unknown); sessID the
+	// one the current session started with, written with its commits.
+	topicID, sessID string
+	ids             *topicIDs
+	recreated       *prometheus.CounterVec // counts ID changes; may be nil
+	endSession      context.CancelFunc     // ends the current session
+	checkpoints     map[int32]string       // committed with each claimed partition
+	onRevoke        []func([]int32)
+	closing         chan struct{}
+	closed          bool
+	wg              sync.WaitGroup
 }
 
 // NewCommitSubscriber returns a subscriber of topic in consumer group
@@ -71,7 +87,7 @@ func NewCommitSubscriber(cfg Config, group, topic string, logger watermill.Logge
 	}
 	return &CommitSubscriber{
 		cfg: cfg, group: group, topic: topic, sc: sc, topics: newTopicCreator(cfg, sc), logger: logger,
-		sessions: map[int32]sarama.ConsumerGroupSession{}, closing: make(chan struct{}),
+		sessions: map[int32]sarama.ConsumerGroupSession{}, checkpoints: map[int32]string{}, closing: make(chan struct{}),
 	}, nil
 }
 
@@ -101,7 +117,9 @@ func NewReplaySubscriber(cfg Config, group, topic string, window time.Duration, 
 	return s, nil
 }
 
-// Source names the topic, for IDs derived from positions in it.
+// Source names the topic, for IDs derived from positions in it. It does
+// not name the topic's ID: a block rebuilt after the ID was first seen
+// must get the ID it had.
 func (s *CommitSubscriber) Source() string { return "kafka/" + s.topic }
 
 // OnRevoke registers fn, called with the partitions this process stops
@@ -116,12 +134,12 @@ func (s *CommitSubscriber) OnRevoke(fn func([]int32)) {
 // partition, through the session that owns it.
 func (s *CommitSubscriber) Commit(partition int32, offset int64, checkpoint string) error {
 	s.mu.Lock()
-	sess := s.sessions[partition]
+	sess, id := s.sessions[partition], s.sessID
 	s.mu.Unlock()
 	if sess == nil {
 		return fmt.Errorf("cannot commit offset %d of %s partition %d: %w", offset, s.topic, partition, ErrNotOwned)
 	}
-	sess.MarkOffset(s.topic, partition, offset, checkpoint)
+	sess.MarkOffset(s.topic, partition, offset, withTopicID(id, checkpoint))
 	sess.Commit()
 	return nil
 }
@@ -153,9 +171,19 @@ func (s *CommitSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 		return nil, fmt.Errorf("cannot join consumer group %q on Kafka brokers %s: %w", s.group, brokers, err)
 	}
 	s.client, s.cg = client, cg
+	ids := newTopicIDs(client)
+	s.ids = ids
+	if id, err := ids.fetch(topic); err == nil {
+		s.topicID = id
+	}
 	out := make(chan *message.Message)
 	ctx, cancel := context.WithCancel(ctx)
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		defer ids.close()
+		s.watchTopicID(ctx, ids)
+	}()
 	go func() {
 		defer s.wg.Done()
 		<-s.closing
@@ -166,7 +194,13 @@ func (s *CommitSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 		defer close(out)
 		h := &commitHandler{s: s, out: out, ctx: ctx}
 		for ctx.Err() == nil {
-			if err := cg.Consume(ctx, []string{topic}, h); err != nil && ctx.Err() == nil {
+			sctx, end := context.WithCancel(ctx)
+			s.mu.Lock()
+			s.endSession = end
+			s.mu.Unlock()
+			err := cg.Consume(sctx, []string{topic}, h)
+			end()
+			if err != nil && ctx.Err() == nil {
 				s.logger.Error("Kafka consumer group stopped; rejoining", err, watermill.LogFields{"group": s.group, "topic": topic})
 				select {
 				case <-time.After(time.Second):
@@ -181,6 +215,42 @@ func (s *CommitSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 		}
 	}()
 	return out, nil
+}
+
+// watchTopicID checks the topic's ID every topicCheckInterval until ctx
+// ends; when it changes (the topic was recreated), it ends the session:
+// the partitions are revoked and read again in a new one.
+func (s *CommitSubscriber) watchTopicID(ctx context.Context, ids *topicIDs) {
+	t := time.NewTicker(topicCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		id, err := ids.fetch(s.topic)
+		if err != nil || id == "" {
+			continue // unreachable, deleted, or no IDs: checked again later
+		}
+		s.mu.Lock()
+		old, end := s.sessID, s.endSession
+		s.topicID = id
+		s.mu.Unlock()
+		if old != "" && old != id && end != nil {
+			s.countRecreated(old, id)
+			end()
+		}
+	}
+}
+
+// countRecreated counts and logs that the topic's ID changed from old to id.
+func (s *CommitSubscriber) countRecreated(old, id string) {
+	if s.recreated != nil {
+		s.recreated.WithLabelValues(s.topic, s.group).Inc()
+	}
+	s.logger.Error("Kafka topic was recreated (its ID changed): reading it again from its start", nil,
+		watermill.LogFields{"topic": s.topic, "old_topic_id": old, "topic_id": id, "group": s.group})
 }
 
 // Close stops reading and leaves the group; it is idempotent.
@@ -218,8 +288,38 @@ type commitHandler struct {
 func (h *commitHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
+	// The ID of the topic this session reads, asked now: the session may
+	// start on a topic recreated since the watcher last looked.
+	if id, err := h.s.ids.fetch(h.s.topic); err == nil && id != "" {
+		if old := h.s.topicID; old != "" && old != id {
+			h.s.countRecreated(old, id)
+		}
+		h.s.topicID = id
+	}
+	h.s.sessID = h.s.topicID
 	for _, p := range sess.Claims()[h.s.topic] {
 		h.s.sessions[p] = sess
+		if h.s.startFrom == nil {
+			// Read from the committed offset, with its checkpoint, unless
+			// it was committed under another ID of the topic: then from
+			// the start of this one.
+			meta, err := h.committedMeta(p)
+			if err != nil {
+				return err
+			}
+			id, checkpoint := splitTopicID(meta)
+			if id != "" && h.s.sessID != "" && id != h.s.sessID {
+				off, err := h.s.client.GetOffset(h.s.topic, p, sarama.OffsetOldest)
+				if err != nil {
+					return fmt.Errorf("cannot find the oldest offset of %s partition %d: %w", h.s.topic, p, err)
+				}
+				h.s.logger.Error("offset committed for an earlier topic of the same name (it was recreated); reading from the start", nil,
+					watermill.LogFields{"topic": h.s.topic, "partition": p, "committed_topic_id": id, "topic_id": h.s.sessID})
+				sess.ResetOffset(h.s.topic, p, off, "")
+				checkpoint = ""
+			}
+			h.s.checkpoints[p] = checkpoint
+		}
 		if h.s.startFrom != nil {
 			off, err := h.s.startFrom(h.s.client, p)
 			if err != nil {
@@ -255,10 +355,9 @@ func (h *commitHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 // ConsumeClaim hands the partition's records out one at a time, each
 // after the previous one was acked; a nacked record is handed out again.
 func (h *commitHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	checkpoint, err := h.committedCheckpoint(claim.Partition())
-	if err != nil {
-		return err
-	}
+	h.s.mu.Lock()
+	checkpoint := h.s.checkpoints[claim.Partition()]
+	h.s.mu.Unlock()
 	partition := strconv.Itoa(int(claim.Partition()))
 	for {
 		var km *sarama.ConsumerMessage
@@ -304,9 +403,9 @@ func (h *commitHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 	}
 }
 
-// committedCheckpoint reads the checkpoint committed with the partition's
-// offset (empty when none).
-func (h *commitHandler) committedCheckpoint(partition int32) (string, error) {
+// committedMeta reads the metadata committed with the partition's offset
+// (empty when none).
+func (h *commitHandler) committedMeta(partition int32) (string, error) {
 	om, err := sarama.NewOffsetManagerFromClient(h.s.group, h.s.client)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the committed offset of %s partition %d: %w", h.s.topic, partition, err)

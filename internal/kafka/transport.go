@@ -8,7 +8,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -17,8 +19,9 @@ import (
 // TopicFor(X), and each node reading it from another process is its own
 // consumer group, GroupFor(node). One publisher serves the whole process.
 type Transport struct {
-	cfg    Config
-	logger watermill.LoggerAdapter
+	cfg       Config
+	logger    watermill.LoggerAdapter
+	recreated *prometheus.CounterVec // nil without WithMetrics
 
 	mu   sync.Mutex
 	pub  message.Publisher
@@ -32,6 +35,16 @@ func NewTransport(cfg Config, logger watermill.LoggerAdapter) *Transport {
 		logger = watermill.NopLogger{}
 	}
 	return &Transport{cfg: cfg, logger: logger}
+}
+
+// WithMetrics registers the transport's metrics in reg and returns t:
+// weft_kafka_topic_recreated_total{topic,group}.
+func (t *Transport) WithMetrics(reg prometheus.Registerer) *Transport {
+	t.recreated = metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_kafka_topic_recreated_total",
+		Help: "Times a topic read by a consumer group was found recreated (its topic ID changed, as after a restart of the dev broker or a delete and create); its partitions are read again from the start.",
+	}, []string{"topic", "group"}))
+	return t
 }
 
 // Topic is the topic of node's output.
@@ -75,6 +88,7 @@ func (t *Transport) CommitSubscriber(node, topic string) (message.Subscriber, pi
 	if err != nil {
 		return nil, nil, err
 	}
+	sub.recreated = t.recreated
 	return t.track(sub), sub, nil
 }
 
@@ -86,6 +100,7 @@ func (t *Transport) ReplaySubscriber(node, topic string, window time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	sub.recreated = t.recreated
 	return t.track(sub), nil
 }
 

@@ -14,8 +14,10 @@ import (
 	"log"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +74,8 @@ type Cluster struct {
 	ml     *memberlist.Memberlist
 	meta   []byte
 	gauge  *prometheus.GaugeVec
+	// rejoins counts the joins of missing seeds, by result.
+	rejoins *prometheus.CounterVec
 
 	mu      sync.Mutex
 	members map[string]Member // alive members by name, self included
@@ -116,6 +120,10 @@ func join(cfg Config, self Meta, logger *slog.Logger, reg prometheus.Registerer,
 			Name: "weft_memberlist_members",
 			Help: "Alive members of the memberlist cluster, this process included, by role.",
 		}, []string{"role"})),
+		rejoins: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_memberlist_rejoins_total",
+			Help: "Joins of join_members missing from the cluster (a seed restarted, or this member alone), by result (ok, failed).",
+		}, []string{"result"})),
 	}
 
 	name := cfg.NodeName
@@ -176,7 +184,7 @@ func join(cfg Config, self Meta, logger *slog.Logger, reg prometheus.Registerer,
 			logger.Warn("cannot join memberlist cluster, retrying in the background", "join_members", cfg.JoinMembers, "err", err)
 		}
 	}
-	if !joined || (cfg.RejoinInterval > 0 && len(cfg.JoinMembers) > 0) {
+	if len(cfg.JoinMembers) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop(joined)
 	}
@@ -210,7 +218,11 @@ func newTransport(cfg Config, logger *log.Logger) (*memberlist.NetTransport, int
 	return nil, 0, fmt.Errorf("cannot bind memberlist to %v port %d: %w", addrs, cfg.BindPort, err)
 }
 
-// joinLoop retries the first join until a member answers, then rejoins
+// joinLoop retries the first join until a member answers. Then it heals
+// the cluster: every min_join_backoff it looks for join_members that no
+// alive member answers at (a seed that restarted and is alone in a
+// cluster of its own, or this member left alone), and joins them, with a
+// delay doubling up to max_join_backoff while that fails. It also rejoins
 // every rejoin_interval if set.
 func (c *Cluster) joinLoop(joined bool) {
 	defer c.wg.Done()
@@ -232,21 +244,83 @@ func (c *Cluster) joinLoop(joined bool) {
 		backoff = min(2*backoff, c.cfg.MaxJoinBackoff)
 		c.logger.Warn("cannot join memberlist cluster", "join_members", c.cfg.JoinMembers, "err", err, "retry_in", backoff)
 	}
-	if c.cfg.RejoinInterval <= 0 {
-		return
+	var rejoin <-chan time.Time
+	if c.cfg.RejoinInterval > 0 {
+		t := time.NewTicker(c.cfg.RejoinInterval)
+		defer t.Stop()
+		rejoin = t.C
 	}
-	t := time.NewTicker(c.cfg.RejoinInterval)
-	defer t.Stop()
+	check := time.NewTicker(c.cfg.MinJoinBackoff)
+	defer check.Stop()
+	backoff, next, healing := c.cfg.MinJoinBackoff, time.Time{}, false
 	for {
 		select {
 		case <-c.stop:
 			return
-		case <-t.C:
+		case <-rejoin:
+			if n, err := c.ml.Join(c.cfg.JoinMembers); n == 0 {
+				c.logger.Warn("cannot rejoin memberlist cluster", "join_members", c.cfg.JoinMembers, "err", err)
+			}
+			continue
+		case <-check.C:
 		}
-		if n, err := c.ml.Join(c.cfg.JoinMembers); n == 0 {
-			c.logger.Warn("cannot rejoin memberlist cluster", "join_members", c.cfg.JoinMembers, "err", err)
+		missing := c.missingSeeds()
+		if len(missing) == 0 {
+			if healing {
+				c.logger.Info("every memberlist seed is in the cluster again", "members", c.ml.NumMembers())
+			}
+			backoff, next, healing = c.cfg.MinJoinBackoff, time.Time{}, false
+			continue
+		}
+		if time.Now().Before(next) {
+			continue
+		}
+		n, err := c.ml.Join(missing)
+		if n > 0 {
+			c.rejoins.WithLabelValues("ok").Inc()
+			c.logger.Info("rejoined memberlist seeds that were not in the cluster", "seeds", missing, "contacted", n, "members", c.ml.NumMembers())
+			backoff, next = c.cfg.MinJoinBackoff, time.Time{}
+		} else {
+			c.rejoins.WithLabelValues("failed").Inc()
+			if !healing { // once per outage; the metric counts every try
+				c.logger.Warn("memberlist seeds are not in the cluster and do not answer; retrying", "seeds", missing, "members", c.ml.NumMembers(), "err", err)
+			}
+			next = time.Now().Add(backoff)
+			backoff = min(2*backoff, c.cfg.MaxJoinBackoff)
+		}
+		healing = true
+	}
+}
+
+// missingSeeds returns the join_members at which no alive member is
+// known, this one included. A name that does not resolve counts as
+// missing, so that joining it is retried.
+func (c *Cluster) missingSeeds() []string {
+	alive := map[string]bool{}
+	for _, n := range c.ml.Members() {
+		alive[n.Address()] = true
+	}
+	var missing []string
+	for _, seed := range c.cfg.JoinMembers {
+		host, port, err := net.SplitHostPort(seed)
+		if err != nil { // no port: memberlist adds bind_port
+			host, port = strings.Trim(seed, "[]"), strconv.Itoa(c.cfg.BindPort)
+		}
+		ips := []string{host}
+		if net.ParseIP(host) == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ips, err = net.DefaultResolver.LookupHost(ctx, host)
+			cancel()
+			if err != nil {
+				missing = append(missing, seed)
+				continue
+			}
+		}
+		if !slices.ContainsFunc(ips, func(ip string) bool { return alive[net.JoinHostPort(ip, port)] }) {
+			missing = append(missing, seed)
 		}
 	}
+	return missing
 }
 
 // Members returns the alive members having role (every alive member when

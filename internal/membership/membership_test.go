@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,62 @@ func TestValidate(t *testing.T) {
 	ok.JoinMembers = []string{"weft", "weft:7946", "10.0.0.1", "[::1]:7946", "::1"}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid join_members refused: %v", err)
+	}
+}
+
+// The seed restarts (a crash, then a new process on the same address with
+// a new name), its only join member being itself, as the query-frontend of
+// scripts/run-microservices.sh had: the others notice their seed is gone,
+// join it again once it answers, and the cluster is whole again.
+func TestRestartedSeedIsJoinedAgain(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	seedCfg := testConfig("a")
+	a := start(t, seedCfg, metas["a"], nil)
+	seed := a.LocalAddr()
+	b := start(t, testConfig("b", seed), metas["b"], reg)
+	c := start(t, testConfig("c", seed), metas["c"], nil)
+	for _, cl := range []*Cluster{a, b, c} {
+		eventually(t, cl, "", "a", "b", "c")
+	}
+
+	kill(a)
+	eventually(t, b, "", "b", "c")
+	_, port, _ := net.SplitHostPort(seed)
+	seedCfg.NodeName = "a2"
+	seedCfg.BindPort, _ = strconv.Atoi(port)
+	seedCfg.JoinMembers = []string{seed}
+	started := time.Now()
+	a2 := start(t, seedCfg, metas["a"], nil)
+	for _, cl := range []*Cluster{a2, b, c} {
+		eventually(t, cl, "", "a2", "b", "c")
+	}
+	t.Logf("the restarted seed sees the others %s after it started", time.Since(started).Round(time.Millisecond))
+	if n := testutil.ToFloat64(b.rejoins.WithLabelValues("ok")); n < 1 {
+		t.Fatalf("weft_memberlist_rejoins_total{result=\"ok\"} = %v on b, want at least 1", n)
+	}
+}
+
+// A member whose seeds all restarted while it was alone joins them again
+// (several seeds, each restarting on its address).
+func TestAloneMemberJoinsSeedsAgain(t *testing.T) {
+	a := start(t, testConfig("a"), metas["a"], nil)
+	b := start(t, testConfig("b", a.LocalAddr()), metas["b"], nil)
+	seeds := []string{a.LocalAddr(), b.LocalAddr()}
+	c := start(t, testConfig("c", seeds...), metas["c"], nil)
+	eventually(t, c, "", "a", "b", "c")
+
+	kill(a)
+	kill(b)
+	eventually(t, c, "", "c")
+	restart := func(name, addr string, join ...string) *Cluster {
+		cfg := testConfig(name, join...)
+		_, port, _ := net.SplitHostPort(addr)
+		cfg.BindPort, _ = strconv.Atoi(port)
+		return start(t, cfg, metas[name[:1]], nil)
+	}
+	a2 := restart("a2", seeds[0])
+	b2 := restart("b2", seeds[1], seeds[0])
+	for _, cl := range []*Cluster{a2, b2, c} {
+		eventually(t, cl, "", "a2", "b2", "c")
 	}
 }

@@ -14,12 +14,26 @@
 // When its input comes from another process (microservices mode, over
 // Kafka), the Kafka partition is the log instead: there is no WAL, a block
 // holds one tenant's spans of one partition, its ID derives from the
-// tenant, the partition and the offset of its first record, and the
+// topic, the message ID (a random UUID the distributor gives every record)
+// and a hash of the content of its first record, the tenant, the partition and the offset of that
+// record, and the
 // partition's offset is committed only once every record before it is in
 // an uploaded block, with the per-tenant checkpoint stored beside it. After
 // a crash or a rebalance the partition is read again from the committed
-// offset, records already in blocks are skipped, and a block that was
-// uploaded but not committed is rebuilt under the same ID, replacing it.
+// offset, records already in blocks are skipped, and so are the records of
+// a block that was uploaded but not committed: a record that would start a
+// block whose ID is stored already with the same start is the start of
+// that block, whose records are skipped up to its last (a block being
+// rebuilt after its upload was cut short has no whole meta.json yet and is
+// rebuilt under the same ID, replacing it). A
+// recreated topic (a dev broker restarted, a topic deleted and created
+// again) starts its offsets again, but its records have other message IDs and content,
+// so its blocks get other IDs.
+//
+// A block is never written over a stored block of other spans (see
+// block.Write): should an ID come back for other records anyway, the block
+// is written under an ID derived from it and its origin, counted in
+// weft_block_builder_block_id_collisions_total.
 package blockbuilder
 
 import (
@@ -27,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -130,6 +145,13 @@ type buffer struct {
 	first, last int64     // WAL offsets, or the partition's in Kafka mode
 	opened      time.Time // when its first span arrived
 	bytes       int64
+	// origin names the log of its records and, in Kafka mode, its first
+	// record (block.Source.Origin); empty with the WAL, whose epoch is it.
+	origin string
+	// kp is, in Kafka mode, the partition's state when the block was
+	// opened: once the partition is revoked (and maybe assigned again, or
+	// its topic recreated) the block no longer moves its checkpoint.
+	kp *kafkaPartition
 }
 
 type builderMetrics struct {
@@ -144,6 +166,8 @@ type builderMetrics struct {
 
 	checkpointFailures prometheus.Counter
 	recordsLost        prometheus.Counter
+	collisions         prometheus.Counter
+	skipped            prometheus.Counter
 }
 
 // New returns a block-builder writing to bkt. Nothing runs until Start.
@@ -195,6 +219,14 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		checkpointFailures: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_block_builder_checkpoint_failures_total",
 			Help: "Saves of the block-builder's checkpoint (flushed.json) that failed; uploads wait until it is saved.",
+		})),
+		skipped: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_blocks_found_stored_total",
+			Help: "Blocks found already stored when their records were read again from Kafka (after a crash or a rebalance, before the commit); their records were skipped.",
+		})),
+		collisions: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_block_builder_block_id_collisions_total",
+			Help: "Blocks whose ID was already used by a stored block of other spans; they were written under another ID, the stored block kept.",
 		})),
 	}
 	metrics.Register(set.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -499,10 +531,45 @@ func (b *Builder) consumeKafka(msg *message.Message, ten string, batch *otlpwire
 		b.m.discarded.WithLabelValues(ten, metrics.ReasonBuilderBehind).Add(float64(batch.SpanCount()))
 		return err
 	}
+	if key := bufKey(ten, p); b.open[key] == nil {
+		// A block starts here, unless one starting at this very record is
+		// stored already (uploaded before a crash or a rebalance, and not
+		// committed): then the records it holds are skipped, so that a
+		// replay keeps the blocks as they were cut, whatever it would cut.
+		origin := recordOrigin(b.committer.Source(), msg)
+		b.mu.Unlock()
+		src, err := block.StoredSource(msg.Context(), b.bkt, ten, BlockID(origin, ten, p, off))
+		b.mu.Lock()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "cannot check the blocks already stored: %v", err)
+		}
+		if b.kparts[p] != kp {
+			return status.Error(codes.Unavailable, "cannot build blocks: the partition was revoked")
+		}
+		if src != nil && src.Origin == origin && src.Partition == p && src.FirstOffset == off {
+			kp.flushed[ten] = max(kp.flushed[ten], src.LastOffset)
+			b.m.skipped.Inc()
+			return nil
+		}
+		if b.open[key] == nil {
+			b.open[key] = &buffer{tenant: ten, partition: p, buf: block.NewBuffer(nil), first: off, opened: b.clock(),
+				origin: origin, kp: kp}
+		}
+	}
 	if err := b.addLocked(ten, p, off, batch); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
 	}
 	return nil
+}
+
+// recordOrigin is the origin of a block whose first record is msg, read
+// from the log named source: the message ID and a hash of the content of
+// the record, which a recreated topic cannot repeat and a replay of the
+// partition does.
+func recordOrigin(source string, msg *message.Message) string {
+	h := fnv.New64a()
+	h.Write(msg.Payload)
+	return fmt.Sprintf("%s/%s/%016x", source, msg.UUID, h.Sum64())
 }
 
 // revoke drops what the builder holds of partitions another process now
@@ -642,15 +709,12 @@ func (b *Builder) uploader() {
 
 func (b *Builder) upload(buf *buffer) error {
 	start := time.Now()
-	var id uuid.UUID
-	if b.committer != nil {
-		id = BlockID(b.committer.Source(), buf.tenant, buf.partition, buf.first)
-	} else {
-		id = BlockID(b.log.Epoch(), buf.tenant, 0, buf.first)
+	origin := buf.origin
+	if b.committer == nil {
+		origin = b.log.Epoch()
 	}
-	meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id,
-		block.Source{Partition: buf.partition, FirstOffset: buf.first, LastOffset: buf.last},
-		buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
+	meta, err := b.write(BlockID(origin, buf.tenant, buf.partition, buf.first), buf,
+		block.Source{Origin: origin, Partition: buf.partition, FirstOffset: buf.first, LastOffset: buf.last})
 	if err != nil {
 		return err
 	}
@@ -738,6 +802,30 @@ func (b *Builder) retryCheckpoint(buf *buffer, err error) bool {
 	}
 }
 
+// maxIDTries bounds the IDs tried for one block when IDs are taken.
+const maxIDTries = 4
+
+// write writes buf as block id, or, when a stored block of other spans
+// has that ID, under an ID derived from id and src: never over it. The
+// derived ID is the same on every try, so a rebuild of the block after a
+// crash replaces its own earlier upload.
+func (b *Builder) write(id uuid.UUID, buf *buffer, src block.Source) (*block.Meta, error) {
+	for try := 1; ; try++ {
+		meta, err := block.Write(b.ctx, b.bkt, buf.tenant, id, src, buf.buf, block.WriteOptions{RowGroupBytes: b.cfg.RowGroupBytes})
+		if !errors.Is(err, block.ErrIDTaken) {
+			return meta, err
+		}
+		b.m.collisions.Inc()
+		if try == maxIDTries {
+			return nil, fmt.Errorf("cannot find a free block ID after %d tries: %w", try, err)
+		}
+		next := uuid.NewSHA1(id, []byte(fmt.Sprintf("%s/%d/%d", src.Origin, src.Partition, src.FirstOffset)))
+		b.logger.Error("block ID already used by a stored block of other spans; keeping that block and writing this one under another ID",
+			"tenant", buf.tenant, "block", id, "new_block", next, "source", src.String(), "err", err)
+		id = next
+	}
+}
+
 // uploadedKafka records an uploaded block of a Kafka partition and
 // commits the partition as far as every earlier record is in a block, with
 // the per-tenant checkpoint of the records beyond.
@@ -747,6 +835,13 @@ func (b *Builder) uploadedKafka(buf *buffer, meta *block.Meta) {
 	b.bytes -= buf.bytes
 	b.m.buffered.Set(float64(b.bytes))
 	kp := b.kparts[buf.partition]
+	if kp != buf.kp {
+		// Revoked since the block was opened: whoever reads the partition
+		// now reads it from the committed offset and rebuilds the block
+		// under the same ID; its offsets may even be of a topic that has
+		// been recreated since.
+		kp = nil
+	}
 	var commit int64 = -1
 	var checkpoint []byte
 	if kp != nil {
