@@ -104,6 +104,9 @@ type List struct {
 	lastErr     error     // error of the last poll, nil after a success
 
 	poller *periodic.Loop // nil until Start
+	// stopPolls cancels the poll in progress when the list stops: a hung
+	// store must not hold a shutdown for a poll's whole timeout.
+	stopPolls context.CancelFunc
 
 	blocks        *prometheus.GaugeVec
 	unreadableG   *prometheus.GaugeVec
@@ -165,8 +168,10 @@ func (l *List) Start(ctx context.Context) error {
 		l.logger.Warn("cannot read the block list; blocks written before this start are not queryable until a poll succeeds", "err", err)
 	}
 	cancel()
+	stopped, stopPolls := context.WithCancel(context.Background())
+	l.stopPolls = stopPolls
 	l.poller = periodic.Start(l.interval, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), pollTimeout(l.interval))
+		ctx, cancel := context.WithTimeout(stopped, pollTimeout(l.interval))
 		defer cancel()
 		if err := l.Poll(ctx); err != nil {
 			l.logger.Warn("cannot poll the block list", "err", err)
@@ -177,6 +182,9 @@ func (l *List) Start(ctx context.Context) error {
 
 // Stop ends the polling and closes the readers.
 func (l *List) Stop() {
+	if l.stopPolls != nil {
+		l.stopPolls()
+	}
 	_ = l.poller.Stop(context.Background())
 	l.mu.Lock()
 	defer l.mu.Unlock()
