@@ -360,7 +360,7 @@ func TestQueryFrontendRestartLong(t *testing.T) {
 		return ps
 	}
 	qps := start("querier", "querier")
-	start("live-store", "live-store")
+	lps := start("live-store", "live-store")
 	dps := start("distributor", "distributor")
 
 	client := &http.Client{Timeout: 15 * time.Second}
@@ -420,8 +420,16 @@ func TestQueryFrontendRestartLong(t *testing.T) {
 		}
 		t.Logf("round %d: searches through the restarted query-frontend find every trace %s after it was ready", round, time.Since(restarted).Round(100*time.Millisecond))
 	}
-	m := getBody(t, "http://"+loopback(qps.http)+"/metrics")
-	if !strings.Contains(m, `weft_memberlist_rejoins_total{result="ok"}`) {
-		t.Fatal("the querier counted no rejoin in weft_memberlist_rejoins_total")
+	// The members that stayed rejoined the restarted seed; which of them
+	// did it first depends on timing (the others may then learn it by
+	// gossip), so at least one of them counts a rejoin.
+	rejoined := false
+	for _, ps := range []ports{qps, lps, dps} {
+		if strings.Contains(getBody(t, "http://"+loopback(ps.http)+"/metrics"), `weft_memberlist_rejoins_total{result="ok"}`) {
+			rejoined = true
+		}
+	}
+	if !rejoined {
+		t.Fatal("no member counted a rejoin in weft_memberlist_rejoins_total")
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
 	"github.com/weftdb/weft/query/frontend"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/blockbuilder"
@@ -231,6 +232,16 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		},
 		TagQueryTimeout: cfg.QueryFrontend.Search.QueryTimeout,
 		MaxTagReadBytes: cfg.QueryFrontend.Search.MaxTagReadBytes,
+		LeftOutBlocks: func(tenant string) []partial.Skip {
+			var out []partial.Skip
+			for _, id := range a.blocks.Unreadable(tenant) {
+				if reason := a.blocks.UnreadableReason(tenant, id); reason != "" {
+					out = append(out, partial.Skip{Tenant: tenant, Block: id.String(), Reason: partial.ReasonDamaged,
+						Error: "left out of the block list: " + reason})
+				}
+			}
+			return out
+		},
 		TenantMaxBytesPerTrace: func(tenant string) int {
 			return a.limits.For(tenant).Global.MaxBytesPerTrace
 		},

@@ -4,7 +4,7 @@
 // open reader per block for the query side.
 //
 // A block whose meta.json cannot be used (not JSON, empty, failing
-// block.Meta.Validate, or not matching its data.parquet and bloom) is left
+// block.Meta.Validate, or not matching the size of its data.parquet) is left
 // out of the list, counted in weft_blocklist_unreadable_blocks and logged
 // once; it is read again on every poll, so a repaired block comes back. A
 // block rewritten under the same ID (a replay after a crash) is noticed by
@@ -479,8 +479,9 @@ func sameMeta(a, b *block.Meta) bool {
 }
 
 // readBlock reads and checks the meta.json of a block, and checks that
-// data.parquet and bloom have the sizes it gives (two HEAD requests on
-// S3): a wrong size makes every read of the block fail.
+// data.parquet has the size it gives (one HEAD request on S3): a wrong size
+// makes every read of the block fail. The bloom is not checked: a block
+// whose bloom is missing or damaged is read without it (block.Reader).
 func (l *List) readBlock(ctx context.Context, ten string, id uuid.UUID) (*block.Meta, error) {
 	m, err := block.ReadMeta(ctx, l.bkt, ten, id)
 	if err != nil {
@@ -495,7 +496,7 @@ func (l *List) readBlock(ctx context.Context, ten string, id uuid.UUID) (*block.
 	for _, obj := range []struct {
 		name string
 		size int64
-	}{{block.DataName, m.Size}, {block.BloomName, m.BloomBytes}} {
+	}{{block.DataName, m.Size}} {
 		attrs, err := l.bkt.Attributes(ctx, m.ObjectName(obj.name))
 		switch {
 		case isNotFound(l.bkt, err):
@@ -564,6 +565,14 @@ func (l *List) Unreadable(tenant string) []uuid.UUID {
 	}
 	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 	return ids
+}
+
+// UnreadableReason returns why the tenant's block id is left out of the
+// list, or "" when it is not.
+func (l *List) UnreadableReason(tenant string, id uuid.UUID) string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.unreadable[tenant][id]
 }
 
 // isNotFound unwraps err fully looking for the bucket's not-found error.
@@ -637,7 +646,7 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 // made (a replay after a crash rewrites a block under the same ID), puts a
 // new entry in the list in e's place and returns it. It returns nil, nil
 // when the block is unchanged (the failure was not a rewrite) or gone. It
-// costs one GET and two HEAD requests.
+// costs one GET and one HEAD request.
 func (l *List) Refresh(ctx context.Context, e *Entry) (*Entry, error) {
 	ten, id := e.Meta.TenantID, e.Meta.BlockID
 	meta, err := l.readBlock(ctx, ten, id)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/weftdb/weft/internal/metrics"
+	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -78,6 +79,11 @@ type Options struct {
 	// (its read.max_bytes_per_tag_values_query override) and wins over
 	// MaxBytesPerTagValuesQuery. It must be safe for concurrent use.
 	TenantMaxBytesPerTagValuesQuery func(tenant string) int
+	// LeftOutBlocks returns the blocks of a tenant that the block list
+	// leaves out because their meta.json cannot be used: they may hold
+	// what any query of the tenant looks for, so every answer for the
+	// tenant is marked partial while there are any. May be nil.
+	LeftOutBlocks func(tenant string) []partial.Skip
 	// TagQueryTimeout bounds one tag names or tag values request
 	// (query_frontend.search.query_timeout, as for a search); past it the
 	// request gets 504 naming that key. 0 is no bound.
@@ -234,6 +240,7 @@ func New(opts Options) (http.Handler, error) {
 		Help: "Tag name and tag value answers cut at the tenant's read.max_bytes_per_tag_values_query (200 with a Warning header), by route.",
 	}, []string{"route"}))
 	h.skips = newSkipReporter(opts.Metrics, opts.Logger)
+	h.skips.leftOut = opts.LeftOutBlocks
 	if h.maxTagBytes == nil {
 		fixed := opts.MaxBytesPerTagValuesQuery
 		h.maxTagBytes = func(string) int { return fixed }

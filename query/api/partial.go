@@ -33,6 +33,10 @@ type skipReporter struct {
 	skipped *prometheus.CounterVec
 	logger  *slog.Logger
 
+	// leftOut lists a tenant's blocks that the block list leaves out; nil
+	// for none.
+	leftOut func(tenant string) []partial.Skip
+
 	mu     sync.Mutex
 	logged map[[2]string]time.Time // block, reason → last logged
 }
@@ -63,10 +67,18 @@ func withNotes(r *http.Request) (context.Context, *partial.Notes) {
 	return partial.NewContext(r.Context())
 }
 
-// report counts and logs the skips of notes, sets the Warning header when
-// there are any and returns the message saying the answer is partial ("" if
-// it is not).
-func (s *skipReporter) report(w http.ResponseWriter, route string, notes *partial.Notes) string {
+// report adds to notes the blocks of tenants that the block list leaves
+// out, counts and logs the skips, sets the Warning header when there are
+// any and returns the message saying the answer is partial ("" if it is
+// not).
+func (s *skipReporter) report(w http.ResponseWriter, route string, notes *partial.Notes, tenants []string) string {
+	if s.leftOut != nil {
+		for _, t := range tenants {
+			for _, sk := range s.leftOut(t) {
+				notes.Add(sk)
+			}
+		}
+	}
 	skips := notes.Skips()
 	if len(skips) == 0 {
 		return ""

@@ -47,7 +47,7 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, err)
 		return
 	}
-	partialMsg := h.skips.report(w, routeSearch, notes)
+	partialMsg := h.skips.report(w, routeSearch, notes, tenants)
 	if hasToken(r.Header.Values("Accept"), contentTypeProtobuf) {
 		writeBody(w, http.StatusOK, contentTypeProtobuf, resp.MarshalProto())
 		return

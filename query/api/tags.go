@@ -129,7 +129,7 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			h.tagsCut.WithLabelValues(route).Inc()
 			w.Header().Set(headerTruncated, `299 weft "`+strings.ReplaceAll(truncated, `"`, `'`)+`"`)
 		}
-		writeMessage(w, r, resp, h.skips.report(w, route, notes))
+		writeMessage(w, r, resp, h.skips.report(w, route, notes, tenants))
 	}
 }
 

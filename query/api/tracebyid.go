@@ -71,7 +71,7 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	// Blocks that could not be read: v2 answers PARTIAL with the message,
 	// v1 (which has no such field) what was found, 404 when nothing was;
 	// both with a Warning header.
-	partialMsg := h.skips.report(w, routeOf(v), notes)
+	partialMsg := h.skips.report(w, routeOf(v), notes, tenants)
 	batches, err := countResourceSpans(trace)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot decode trace %x: %v", id, err))
