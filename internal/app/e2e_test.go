@@ -32,6 +32,20 @@ import (
 // startWeft runs a monolithic weft on free loopback ports.
 func startWeft(t *testing.T, mutate func(*config.Config)) *App {
 	t.Helper()
+	a := startWeftUnmanaged(t, mutate)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return a
+}
+
+// startWeftUnmanaged is startWeft for tests that shut weft down themselves.
+func startWeftUnmanaged(t *testing.T, mutate func(*config.Config)) *App {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
 	cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
@@ -53,13 +67,6 @@ func startWeft(t *testing.T, mutate func(*config.Config)) *App {
 	if err := a.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
 	return a
 }
 

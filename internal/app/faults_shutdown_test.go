@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,30 +23,14 @@ func TestShutdownWithHungStorage(t *testing.T) {
 	proxy := s3test.NewProxy(t, s3cfg.Endpoint)
 	s3cfg.Endpoint = proxy.Addr
 	dir := t.TempDir()
-	start := func() *App {
-		t.Helper()
-		cfg := config.Default()
-		cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-		cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-		cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-		cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
+	mutate := func(cfg *config.Config) {
 		cfg.Storage.Trace.Store.Backend = storage.BackendS3
 		cfg.Storage.Trace.Store.S3 = s3cfg
 		cfg.Storage.Trace.BlocklistPoll = 200 * time.Millisecond
 		cfg.BlockBuilder.WAL.Path = dir + "/wal"
 		cfg.BlockBuilder.MaxBlockDuration = 200 * time.Millisecond
-		a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), BuildInfo{Version: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return a
 	}
-	a := start()
+	a := startWeftUnmanaged(t, mutate)
 	_, exp := exporters(t, a)
 	sent := sendTraces(t, exp, "svc-before", 3)
 	proxy.SetMode(s3test.ProxyBlackhole)
@@ -69,7 +51,7 @@ func TestShutdownWithHungStorage(t *testing.T) {
 	}
 
 	proxy.SetMode(s3test.ProxyPass)
-	b := start()
+	b := startWeftUnmanaged(t, mutate)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
