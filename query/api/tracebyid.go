@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/tenant"
 )
 
@@ -66,6 +67,12 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	trace, err := h.findTraceInTenants(ctx, tenants, id, start, end)
 	if err != nil {
 		writeFailure(w, err)
+		return
+	}
+	// Root spans as the OpenTelemetry Collector encodes them carry an empty
+	// parent_span_id: answer them without it, as an SDK sends them.
+	if trace, err = otlpwire.DropEmptyParents(trace); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot decode trace %x: %v", id, err))
 		return
 	}
 	// Blocks that could not be read: v2 answers PARTIAL with the message,
