@@ -69,12 +69,6 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		writeFailure(w, err)
 		return
 	}
-	// Root spans as the OpenTelemetry Collector encodes them carry an empty
-	// parent_span_id: answer them without it, as an SDK sends them.
-	if trace, err = otlpwire.DropEmptyParents(trace); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot decode trace %x: %v", id, err))
-		return
-	}
 	// Blocks that could not be read: v2 answers PARTIAL with the message,
 	// v1 (which has no such field) what was found, 404 when nothing was;
 	// both with a Warning header.
@@ -85,6 +79,15 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		return
 	}
 	found := batches > 0
+	if found {
+		// Root spans as the OpenTelemetry Collector encodes them carry an
+		// empty parent_span_id: answer them without it, as an SDK sends
+		// them. Data that cannot be scanned is left for the encoders below
+		// to report.
+		if dropped, err := otlpwire.DropEmptyParents(trace); err == nil {
+			trace = dropped
+		}
+	}
 	asProto := hasToken(r.Header.Values("Accept"), contentTypeProtobuf)
 	// A trace over its tenant's max_bytes_per_trace: 422 on v1, the
 	// ResourceSpans that fit and PARTIAL on v2, as in Tempo.
