@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -155,4 +159,56 @@ func wireFields(b []byte, num protowire.Number) [][]byte {
 		b = b[m:]
 	}
 	return out
+}
+
+// The v2 q filter, end to end: the spans it matches come back, from the
+// live-store and from blocks, and a q over the configured query size limit
+// is a 400 naming the limit's key.
+func TestTraceByIDV2FilterEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	paths := func(c *config.Config) {
+		c.Storage.Trace.Store.Local.Path = dir + "/blocks"
+		c.BlockBuilder.WAL.Path = dir + "/wal"
+		c.QueryFrontend.MaxQueryExpressionSizeBytes = 100
+	}
+	a := startWeft(t, paths)
+	_, httpExp := exporters(t, a)
+	sent := sendTraces(t, httpExp, "svc-filter", 2)
+	var child tracetest.SpanStub
+	for _, s := range sent {
+		if s.Parent.IsValid() {
+			child = s
+			break
+		}
+	}
+	tid := child.SpanContext.TraceID()
+	path := "/api/v2/traces/" + hex.EncodeToString(tid[:]) + "?q=" + url.QueryEscape(`{ kind = client && name = "SELECT orders" }`)
+	check := func(phase string) {
+		t.Helper()
+		body := get(t, "http://"+a.HTTPAddr()+path, "application/protobuf", http.StatusOK)
+		rs := decodeV2Proto(t, body)
+		if len(rs) != 1 || len(rs[0].ScopeSpans) != 1 || len(rs[0].ScopeSpans[0].Spans) != 1 {
+			t.Fatalf("%s: %d resource spans, want the one child span: %v", phase, len(rs), rs)
+		}
+		sp := rs[0].ScopeSpans[0].Spans[0]
+		sid := child.SpanContext.SpanID()
+		if !bytes.Equal(sp.SpanId, sid[:]) || attrMap(rs[0].Resource.Attributes)["service.name"] != "svc-filter" || rs[0].ScopeSpans[0].Scope.GetName() != "weft.e2e" {
+			t.Fatalf("%s: span %x of %v", phase, sp.SpanId, rs[0].Resource)
+		}
+		if !bytes.Contains(body, []byte("only a subset of spans matching the filter")) {
+			t.Fatalf("%s: answer is not marked filtered", phase)
+		}
+	}
+	check("live-store")
+	a = restartOnBlocks(t, a, paths, tenant.Single)
+	check("blocks")
+
+	long := "/api/v2/traces/" + hex.EncodeToString(tid[:]) + "?q=" + url.QueryEscape(`{ name = "`+strings.Repeat("x", 100)+`" }`)
+	if body := get(t, "http://"+a.HTTPAddr()+long, "", http.StatusBadRequest); !bytes.Contains(body, []byte("query_frontend.max_query_expression_size_bytes")) {
+		t.Fatalf("over the size limit: %s", body)
+	}
+	if !strings.Contains(string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK)), `weft_query_trace_filters_total{result="bad_request"} 1`) {
+		t.Fatal("the refused q is not counted")
+	}
+	get(t, "http://"+a.HTTPAddr()+"/api/traces/", "", http.StatusNotFound)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/tenant"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 const (
@@ -62,6 +63,14 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	var filter *traceql.RootExpr
+	if q := r.URL.Query().Get("q"); v == traceV2 && q != "" {
+		if filter, err = parseTraceFilter(q, h.traceQLLimits); err != nil {
+			h.filters.WithLabelValues(filterBadRequest).Inc()
+			writeFailure(w, err)
+			return
+		}
 	}
 	ctx, notes := withNotes(r)
 	trace, err := h.findTraceInTenants(ctx, tenants, id, start, end)
@@ -130,6 +139,28 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	if tooLarge != "" {
 		resp.trace = cutTrace(trace, limit)
 		resp.status, resp.message = partialStatusPartial, tooLarge
+	}
+	if filter != nil && found {
+		// As in Tempo, after the cut to max_bytes_per_trace; inspectedBytes
+		// stays the size of the whole trace read.
+		out, kept, total, err := filterTrace(filter, resp.trace)
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument {
+				h.filters.WithLabelValues(filterBadRequest).Inc()
+				writeFailure(w, err)
+				return
+			}
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot filter trace %x: %v", id, err))
+			return
+		}
+		resp.trace = out
+		if kept < total {
+			h.filters.WithLabelValues(filterSubset).Inc()
+			resp.status = partialStatusPartial
+			resp.message = strings.TrimPrefix(resp.message+"; "+fmt.Sprintf("%s (%d of %d spans)", filteredMessage, kept, total), "; ")
+		} else {
+			h.filters.WithLabelValues(filterWhole).Inc()
+		}
 	}
 	if partialMsg != "" {
 		resp.status = partialStatusPartial
