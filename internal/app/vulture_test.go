@@ -77,6 +77,13 @@ func TestVultureReadBack(t *testing.T) {
 			if n := emptyParentFields(body); n > 0 {
 				t.Errorf("%s: trace %s: %d spans with an empty parent_span_id field, want it unset", phase, id, n)
 			}
+			// The v2 answer carries the same trace (field 1 of TraceByIDResponse).
+			v2 := get(t, "http://"+a.HTTPAddr()+"/api/v2/traces/"+id, "application/protobuf", http.StatusOK)
+			for _, tr := range wireFields(v2, 1) {
+				if n := emptyParentFields(tr); n > 0 {
+					t.Errorf("%s: v2 trace %s: %d spans with an empty parent_span_id field, want it unset", phase, id, n)
+				}
+			}
 			var got tracepb.TracesData
 			if err := proto.Unmarshal(body, &got); err != nil {
 				t.Fatalf("%s: trace %s: %v", phase, id, err)
