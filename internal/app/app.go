@@ -41,6 +41,7 @@ import (
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/traceql"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
@@ -222,6 +223,9 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	}
 	front := frontend.New(cfg.QueryFrontend, searcher, runner, finder, a.registry)
 	front.SetMemoryLimiter(a.memory)
+	// The v2 trace-by-ID q filter is bound as a search's query is.
+	traceQLLimits := traceql.Limits{MaxBytes: cfg.QueryFrontend.MaxQueryExpressionSizeBytes, MaxDepth: cfg.QueryFrontend.MaxQueryNestingDepth,
+		MaxStages: cfg.QueryFrontend.MaxQueryPipelineStages, MaxRegexSize: cfg.QueryFrontend.MaxQueryRegexSize}
 	handler, err := api.New(api.Options{
 		Finder:                    finder,
 		Searcher:                  front,
@@ -248,6 +252,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 		MultitenancyEnabled: cfg.MultitenancyEnabled,
 		NoMultiTenantReads:  !cfg.QueryFrontend.MultiTenantQueriesEnabled,
 		DefaultSearchLimit:  cfg.QueryFrontend.Search.DefaultResultLimit,
+		TraceQLLimits:       traceQLLimits,
 		Build:               build,
 		Ready:               a.ready,
 		Gatherer:            a.registry,

@@ -74,3 +74,38 @@ func hasDuplicates(data []byte) bool {
 	}
 	return false
 }
+
+// DropEmptyParents returns TracesData data with DropEmptyParent applied to
+// every span: data itself when no span has an empty parent_span_id, else a
+// new encoding. Data must have passed Parse or Scan before.
+func DropEmptyParents(data []byte) ([]byte, error) {
+	var batch Batch
+	if err := batch.Scan(data); err != nil {
+		return nil, err
+	}
+	found := false
+	for _, sp := range batch.spans {
+		if sp.EmptyParent {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return data, nil
+	}
+	var b Builder
+	for ri := range batch.Resources {
+		res := &batch.Resources[ri]
+		for si := range res.Scopes {
+			sc := &res.Scopes[si]
+			for _, sp := range sc.Spans {
+				raw := sp.Raw
+				if sp.EmptyParent {
+					raw = DropEmptyParent(raw)
+				}
+				b.Add(res, sc, raw)
+			}
+		}
+	}
+	return b.AppendTo(make([]byte, 0, b.Size())), nil
+}

@@ -59,3 +59,34 @@ func TestMergeDedupes(t *testing.T) {
 		t.Fatal("no parts gave data")
 	}
 }
+
+func TestDropEmptyParents(t *testing.T) {
+	td := spangen.Generate(spangen.Options{Seed: 5, Traces: 3, SpansPerTrace: 4, Services: 2})
+	data := spangen.Marshal(td)
+	out, err := DropEmptyParents(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(data)-2*3 {
+		t.Fatalf("%d bytes from %d, want 3 empty fields (2 bytes each) dropped", len(out), len(data))
+	}
+	var b Batch
+	if err := b.Parse(out); err != nil {
+		t.Fatal(err)
+	}
+	if b.SpanCount() != 12 {
+		t.Fatalf("%d spans, want 12", b.SpanCount())
+	}
+	for _, sp := range b.spans {
+		if sp.EmptyParent {
+			t.Fatalf("span %x still has an empty parent", sp.SpanID)
+		}
+	}
+	again, err := DropEmptyParents(out)
+	if err != nil || &again[0] != &out[0] {
+		t.Fatalf("data without empty parents was copied (%v)", err)
+	}
+	if got := unmarshal(t, out); got.SpanCount() != 12 || got.ResourceSpans().Len() != 2 {
+		t.Fatalf("pdata reads %d spans in %d resources", got.SpanCount(), got.ResourceSpans().Len())
+	}
+}

@@ -26,8 +26,9 @@ const (
 	fieldSSScope = 1
 	fieldSSSpans = 2
 
-	fieldSpanTraceID = 1
-	fieldSpanSpanID  = 2
+	fieldSpanTraceID      = 1
+	fieldSpanSpanID       = 2
+	fieldSpanParentSpanID = 4
 )
 
 // Batch is a parsed view of one TracesData message. Its slices point into the
@@ -57,6 +58,10 @@ type Span struct {
 	Raw     []byte // the Span message, without its tag and length
 	TraceID []byte // as sent; valid IDs are 16 bytes
 	SpanID  []byte // as sent; valid IDs are 8 bytes
+	// EmptyParent is set when the span carries a parent_span_id field of
+	// length zero (the OpenTelemetry Collector's pdata writes one for every
+	// root span), which DropEmptyParent removes.
+	EmptyParent bool
 }
 
 // SpanCount is the number of spans in the batch.
@@ -137,6 +142,10 @@ func (b *Batch) parse(data []byte, deep bool) error {
 						sp.TraceID = fv
 					case fieldSpanSpanID:
 						sp.SpanID = fv
+					case fieldSpanParentSpanID:
+						if typ == protowire.BytesType && len(fv) == 0 {
+							sp.EmptyParent = true
+						}
 					}
 					if deep {
 						return checkField(kindSpan, num, typ, fv, 0)
@@ -235,6 +244,43 @@ func forEachFieldRaw(b []byte, fn func(num protowire.Number, typ protowire.Type,
 		}
 	}
 	return nil
+}
+
+// DropEmptyParent returns span without its parent_span_id fields of length
+// zero, which proto3 reads as unset but which a decoder that keeps presence
+// (gogo, as tempo-vulture uses) reads as an empty ID: a root span is then
+// answered as it would have been sent without the field. It returns span
+// itself when there is none, else a new encoding.
+func DropEmptyParent(span []byte) []byte {
+	var out []byte
+	kept := 0 // span[:kept] is in out, or needs no copy while out is nil
+	for rest := span; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		if m < 0 {
+			break
+		}
+		at := len(span) - len(rest)
+		rest = rest[n+m:]
+		if num != fieldSpanParentSpanID || typ != protowire.BytesType {
+			continue
+		}
+		if v, _ := protowire.ConsumeBytes(span[at+n:]); len(v) != 0 {
+			continue
+		}
+		if out == nil {
+			out = make([]byte, 0, len(span))
+		}
+		out = append(out, span[kept:at]...)
+		kept = at + n + m
+	}
+	if out == nil {
+		return span
+	}
+	return append(out, span[kept:]...)
 }
 
 // SpanName returns the name of an encoded span, for error messages. It

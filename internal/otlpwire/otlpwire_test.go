@@ -244,3 +244,62 @@ func TestTruncate(t *testing.T) {
 		t.Fatalf("untouched span was copied")
 	}
 }
+
+// pdata writes parent_span_id on root spans with length zero: Parse marks
+// those spans and DropEmptyParent removes the field and nothing else.
+func TestDropEmptyParent(t *testing.T) {
+	td := spangen.Generate(spangen.Options{Seed: 3, Traces: 4, SpansPerTrace: 3, Services: 1})
+	var b Batch
+	if err := b.Parse(spangen.Marshal(td)); err != nil {
+		t.Fatal(err)
+	}
+	roots := 0
+	for _, sp := range b.Resources[0].Scopes[0].Spans {
+		var parents [][]byte
+		_ = forEachField(sp.Raw, func(num protowire.Number, _ protowire.Type, val []byte) error {
+			if num == fieldSpanParentSpanID {
+				parents = append(parents, val)
+			}
+			return nil
+		})
+		if len(parents) != 1 {
+			t.Fatalf("pdata wrote %d parent_span_id fields, want 1", len(parents))
+		}
+		root := len(parents[0]) == 0
+		if sp.EmptyParent != root {
+			t.Fatalf("EmptyParent = %v for parent %x", sp.EmptyParent, parents[0])
+		}
+		got := DropEmptyParent(sp.Raw)
+		if !root {
+			if &got[0] != &sp.Raw[0] || len(got) != len(sp.Raw) {
+				t.Fatal("a span with a parent was copied")
+			}
+			continue
+		}
+		roots++
+		// The field is a tag byte (0x22) and a zero length.
+		if len(got) != len(sp.Raw)-2 {
+			t.Fatalf("DropEmptyParent: %d bytes from %d", len(got), len(sp.Raw))
+		}
+		var again Batch
+		one := protowire.AppendTag(nil, 2, protowire.BytesType)
+		one = protowire.AppendBytes(one, got)
+		rs := protowire.AppendTag(nil, 2, protowire.BytesType)
+		rs = protowire.AppendBytes(rs, one)
+		data := protowire.AppendTag(nil, 1, protowire.BytesType)
+		data = protowire.AppendBytes(data, rs)
+		if err := again.Parse(data); err != nil {
+			t.Fatal(err)
+		}
+		sp2 := again.Resources[0].Scopes[0].Spans[0]
+		if sp2.EmptyParent || !bytes.Equal(sp2.SpanID, sp.SpanID) || !bytes.Equal(sp2.TraceID, sp.TraceID) {
+			t.Fatalf("span after DropEmptyParent: %+v", sp2)
+		}
+		if SpanName(got) != SpanName(sp.Raw) {
+			t.Fatalf("name %q, want %q", SpanName(got), SpanName(sp.Raw))
+		}
+	}
+	if roots != 4 {
+		t.Fatalf("%d roots, want 4", roots)
+	}
+}

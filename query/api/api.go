@@ -26,6 +26,7 @@ import (
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 // TraceFinder finds the spans of one trace.
@@ -105,6 +106,10 @@ type Options struct {
 	// none, to cut the merged answer (query_frontend.search.default_result_limit);
 	// 0 means search.DefaultLimit.
 	DefaultSearchLimit int
+	// TraceQLLimits bound the q filter of /api/v2/traces/{traceID} as they
+	// bound a search's query (the query_frontend.max_query_* keys); zero
+	// fields mean traceql's defaults.
+	TraceQLLimits traceql.Limits
 	// Logger logs the blocks queries answered without (see partial.go).
 	// Nil logs nothing.
 	Logger *slog.Logger
@@ -146,6 +151,9 @@ type handler struct {
 	// tooLarge counts the traces answered partially or with 422 for it.
 	maxTraceBytes func(tenant string) int
 	tooLarge      *prometheus.CounterVec
+	// traceQLLimits bound the v2 q filter; filters counts its uses.
+	traceQLLimits traceql.Limits
+	filters       *prometheus.CounterVec
 	// tagsCut counts the tag answers cut at max_bytes_per_tag_values_query.
 	tagsCut *prometheus.CounterVec
 	// skips counts and logs the blocks queries answered without.
@@ -212,12 +220,11 @@ func New(opts Options) (http.Handler, error) {
 	v2 := h.traceByIDHandler(traceV2)
 	h.handle("GET /api/traces/{traceID}", routeTraceV1, v1)
 	h.handle("GET /api/v2/traces/{traceID}", routeTraceV2, v2)
-	// A wildcard never matches an empty segment: route the empty ID to the
-	// same handlers so that it gets a 400 naming the problem. Without a route
-	// of their own, the paths without the slash would then be redirected to
-	// these instead of being unknown.
-	h.handle("GET /api/traces/{$}", routeTraceV1, v1)
-	h.handle("GET /api/v2/traces/{$}", routeTraceV2, v2)
+	// A wildcard never matches an empty segment: without an ID, with or
+	// without the trailing slash, the path is unknown (404), as in Tempo.
+	// The routes without the slash keep ServeMux from redirecting them.
+	h.mux.Handle("/api/traces/{$}", http.NotFoundHandler())
+	h.mux.Handle("/api/v2/traces/{$}", http.NotFoundHandler())
 	h.mux.Handle("/api/traces", http.NotFoundHandler())
 	h.mux.Handle("/api/v2/traces", http.NotFoundHandler())
 	h.handle("GET /api/search", routeSearch, http.HandlerFunc(h.serveSearch))
@@ -235,6 +242,11 @@ func New(opts Options) (http.Handler, error) {
 		Name: "weft_query_traces_too_large_total",
 		Help: "Trace-by-ID answers cut (v2, PARTIAL) or refused (v1, 422) because the trace is over the tenant's global.max_bytes_per_trace, by tenant.",
 	}, []string{"tenant"}))
+	h.traceQLLimits = opts.TraceQLLimits
+	h.filters = metrics.Register(opts.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_query_trace_filters_total",
+		Help: "Trace-by-ID v2 requests with a q filter, by result: subset (spans were left out, PARTIAL), whole (every span matched), bad_request (q refused with 400).",
+	}, []string{"result"}))
 	h.tagsCut = metrics.Register(opts.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "weft_query_tag_answers_truncated_total",
 		Help: "Tag name and tag value answers cut at the tenant's read.max_bytes_per_tag_values_query (200 with a Warning header), by route.",

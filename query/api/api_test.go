@@ -90,7 +90,8 @@ func TestRouting(t *testing.T) {
 	f(http.MethodGet, "/api/search/tags", http.StatusNotImplemented) // no Tagger
 	f(http.MethodGet, "/api/traces", http.StatusNotFound)
 	f(http.MethodGet, "/api/v2/traces", http.StatusNotFound)
-	f(http.MethodGet, "/api/traces/", http.StatusBadRequest)
+	f(http.MethodGet, "/api/traces/", http.StatusNotFound) // no ID: 404, as in Tempo
+	f(http.MethodGet, "/api/v2/traces/", http.StatusNotFound)
 	f(http.MethodGet, "/api/traces/abc/extra", http.StatusNotFound)
 	f(http.MethodGet, "/api/v3/traces/abc", http.StatusNotFound)
 	f(http.MethodGet, "/flush", http.StatusNotFound)
@@ -114,7 +115,7 @@ func TestMetrics(t *testing.T) {
 	do(t, h, http.MethodGet, "/api/traces/"+testTraceHex)
 	do(t, h, http.MethodGet, "/api/traces/"+testTraceHex)
 	do(t, h, http.MethodGet, "/api/traces/0")
-	do(t, h, http.MethodGet, "/api/traces/")
+	do(t, h, http.MethodGet, "/api/traces/xyz")
 	do(t, h, http.MethodGet, "/api/v2/traces/zz")
 	do(t, h, http.MethodGet, "/nowhere")
 	do(t, h, http.MethodPost, "/ready")
@@ -130,7 +131,7 @@ func TestMetrics(t *testing.T) {
 		`weft_query_request_duration_seconds_count{route="/api/traces/{traceID}",status_code="404"} 1` + "\n",
 		`weft_query_request_duration_seconds_count{route="/api/traces/{traceID}",status_code="400"} 1` + "\n",
 		`weft_query_request_duration_seconds_count{route="/api/v2/traces/{traceID}",status_code="400"} 1` + "\n",
-		`weft_query_request_duration_seconds_count{route="other",status_code="404"} 1` + "\n",
+		`weft_query_request_duration_seconds_count{route="other",status_code="404"} 1` + "\n", // /nowhere
 		`weft_query_request_duration_seconds_count{route="other",status_code="405"} 1` + "\n",
 		`weft_query_request_duration_seconds_bucket{route="/api/traces/{traceID}",status_code="200",le="+Inf"} 2` + "\n",
 	} {

@@ -18,7 +18,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/tenant"
+	"github.com/weftdb/weft/query/traceql"
 )
 
 const (
@@ -62,6 +64,14 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	var filter *traceql.RootExpr
+	if q := r.URL.Query().Get("q"); v == traceV2 && q != "" {
+		if filter, err = parseTraceFilter(q, h.traceQLLimits); err != nil {
+			h.filters.WithLabelValues(filterBadRequest).Inc()
+			writeFailure(w, err)
+			return
+		}
+	}
 	ctx, notes := withNotes(r)
 	trace, err := h.findTraceInTenants(ctx, tenants, id, start, end)
 	if err != nil {
@@ -78,6 +88,15 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 		return
 	}
 	found := batches > 0
+	if found {
+		// Root spans as the OpenTelemetry Collector encodes them carry an
+		// empty parent_span_id: answer them without it, as an SDK sends
+		// them. Data that cannot be scanned is left for the encoders below
+		// to report.
+		if dropped, err := otlpwire.DropEmptyParents(trace); err == nil {
+			trace = dropped
+		}
+	}
 	asProto := hasToken(r.Header.Values("Accept"), contentTypeProtobuf)
 	// A trace over its tenant's max_bytes_per_trace: 422 on v1, the
 	// ResourceSpans that fit and PARTIAL on v2, as in Tempo.
@@ -120,6 +139,28 @@ func (h *handler) serveTraceByID(w http.ResponseWriter, r *http.Request, v trace
 	if tooLarge != "" {
 		resp.trace = cutTrace(trace, limit)
 		resp.status, resp.message = partialStatusPartial, tooLarge
+	}
+	if filter != nil && found {
+		// As in Tempo, after the cut to max_bytes_per_trace; inspectedBytes
+		// stays the size of the whole trace read.
+		out, kept, total, err := filterTrace(filter, resp.trace)
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument {
+				h.filters.WithLabelValues(filterBadRequest).Inc()
+				writeFailure(w, err)
+				return
+			}
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot filter trace %x: %v", id, err))
+			return
+		}
+		resp.trace = out
+		if kept < total {
+			h.filters.WithLabelValues(filterSubset).Inc()
+			resp.status = partialStatusPartial
+			resp.message = strings.TrimPrefix(resp.message+"; "+fmt.Sprintf("%s (%d of %d spans)", filteredMessage, kept, total), "; ")
+		} else {
+			h.filters.WithLabelValues(filterWhole).Inc()
+		}
 	}
 	if partialMsg != "" {
 		resp.status = partialStatusPartial

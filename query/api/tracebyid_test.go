@@ -395,7 +395,6 @@ func TestTraceByIDMalformedID(t *testing.T) {
 	f("0x12", `invalid trace ID "0x12": character 'x' at position 2`)
 	f("abcg", `invalid trace ID "abcg": character 'g' at position 4`)
 	f(strings.Repeat("a", 33), `invalid trace ID "`+strings.Repeat("a", 33)+`": 33 hex digits, at most 32`)
-	f("", `invalid trace ID "": empty`)
 	f("%20", `invalid trace ID " "`)
 }
 
