@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,12 +63,51 @@ func TestTempoConfigLoads(t *testing.T) {
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
 		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id", "metrics_generator",
-		"storage.trace.wal", "overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
+		"overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
 	}
 	for _, w := range want {
 		if !slices.Contains(ignored, w) {
 			t.Errorf("ignored keys %v lack %q", ignored, w)
 		}
+	}
+	for _, k := range ignored {
+		if strings.HasPrefix(k, "storage.trace.wal") {
+			t.Errorf("ignored keys %v list %q, which weft uses", ignored, k)
+		}
+	}
+	if got, want := c.BlockBuilder.WAL.Path, filepath.Join("/var/tempo/wal", "block-builder"); got != want {
+		t.Errorf("block_builder.wal.path = %q, want %q (from storage.trace.wal.path)", got, want)
+	}
+}
+
+// Tempo's storage.trace.wal.path places the block-builder's WAL when
+// block_builder.wal.path is not set; block_builder.wal.path wins.
+func TestStorageTraceWALPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+		ignored         []string
+	}{
+		{"neither", "target: all\n", "./data/wal/block-builder", nil},
+		{"storage only", "storage:\n  trace:\n    wal:\n      path: /var/tempo/wal\n", "/var/tempo/wal/block-builder", nil},
+		{"both", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: /srv/bb}\n", "/srv/bb", nil},
+		{"both, block_builder equal to the default", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: ./data/wal/block-builder}\n", "./data/wal/block-builder", nil},
+		// The anchor sits in a Tempo block weft ignores.
+		{"through a merge key", "metrics_generator: &bb {wal: {path: /srv/bb}}\nstorage: {trace: {wal: {path: /w}}}\nblock_builder: {<<: *bb}\n", "/srv/bb", []string{"metrics_generator"}},
+		{"other Tempo wal keys", "storage:\n  trace:\n    wal: {path: /w, ingestion_time_range_slack: 2m, version: vParquet4}\n", "/w/block-builder",
+			[]string{"storage.trace.wal.ingestion_time_range_slack", "storage.trace.wal.version"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ignored, err := Load("weft.yaml", []byte(tc.src), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.BlockBuilder.WAL.Path != tc.want {
+				t.Errorf("block_builder.wal.path = %q, want %q", c.BlockBuilder.WAL.Path, tc.want)
+			}
+			if !slices.Equal(ignored, tc.ignored) {
+				t.Errorf("ignored keys %v, want %v", ignored, tc.ignored)
+			}
+		})
 	}
 }
 
