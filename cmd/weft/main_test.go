@@ -526,7 +526,7 @@ storage:
 	if r.code == 0 {
 		t.Fatalf("without -config.expand-env: exit code 0; stderr:\n%s", r.stderr)
 	}
-	requireContains(t, "stderr without -config.expand-env", r.stderr, path+":3: cannot unmarshal !!str `${WEFT_", path+":5:")
+	requireContains(t, "stderr without -config.expand-env", r.stderr, path+`:3: server.http_listen_port: "${WEFT_TEST_HTTP_PORT}" is not an integer`, path+":5:")
 
 	p := startWeft(t, env, "-config.file", path, "-config.expand-env")
 	p.waitReady(t, loopback(ps.http))

@@ -246,3 +246,48 @@ overrides:
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A value of the wrong type is reported with its line and key, saying what
+// the key expects, not in yaml.v3's words ("cannot unmarshal !!str").
+func TestTypeErrorsSayWhatWasExpected(t *testing.T) {
+	src := `server:
+  http_listen_port: 3200
+query_frontend:
+  multi_tenant_queries_enabled: sometimes
+  search:
+    concurrent_jobs: lots
+    query_timeout: soon
+memory_limiter:
+  refuse_above_ratio: most
+memberlist:
+  join_members: a:1
+  bind_addr: {a: 1}
+ingest:
+  kafka:
+    address: {a: 1}
+overrides:
+  defaults:
+    ingestion: [1]
+`
+	_, _, err := Load("weft.yaml", []byte(src), false)
+	if err == nil {
+		t.Fatal("type errors accepted")
+	}
+	for _, w := range []string{
+		`weft.yaml:4: query_frontend.multi_tenant_queries_enabled: "sometimes" is not a boolean (expected true or false)`,
+		`weft.yaml:6: query_frontend.search.concurrent_jobs: "lots" is not an integer`,
+		`weft.yaml:7: query_frontend.search.query_timeout: "soon" is not a duration (expected e.g. 30s, 5m)`,
+		`weft.yaml:9: memory_limiter.refuse_above_ratio: "most" is not a number (expected e.g. 0.5)`,
+		`weft.yaml:11: memberlist.join_members: expected a list, found "a:1"`,
+		`weft.yaml:12: memberlist.bind_addr: expected a list, found a mapping`,
+		`weft.yaml:15: ingest.kafka.address: expected a host:port string or a list of them`,
+		`weft.yaml:18: overrides.defaults.ingestion: expected a mapping, found a list`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "cannot unmarshal") || strings.Contains(err.Error(), "!!") {
+		t.Errorf("error in yaml.v3's words:\n%v", err)
+	}
+}
