@@ -18,7 +18,7 @@ run: build
 	./$(BIN)
 
 ## run-microservices: every component its own process, over the in-memory dev Kafka broker
-## (not for production; see docs/deployment.md); Ctrl-C stops them all
+## (not for production; see docs/deployment.md); Ctrl-C, or SIGINT/SIGTERM to the script, stops them all
 run-microservices: build
 	$(GO) build -o bin/weft-dev-kafka ./cmd/weft-dev-kafka
 	./scripts/run-microservices.sh

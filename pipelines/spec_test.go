@@ -83,7 +83,7 @@ func TestCompileErrors(t *testing.T) {
     from: [otlp]
     config:
       partitions: many
-`, []string{"p.yaml:10:", "cannot unmarshal"}},
+`, []string{`p.yaml:10: nodes.d.config.partitions: "many" is not an integer`}},
 		{"config validate error", `nodes:
   otlp:
     kind: otlp

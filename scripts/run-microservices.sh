@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts weft in microservices mode on this machine, each component its own
 # process, with the in-memory development Kafka broker (weft-dev-kafka, NOT
-# for production) and blocks in ./data-microservices/blocks. Ctrl-C stops
-# everything. Used by `make run-microservices`.
+# for production) and blocks in ./data-microservices/blocks. Ctrl-C, or
+# SIGINT or SIGTERM sent to this script's PID (printed at start), stops
+# everything: the components in order, each given its graceful shutdown.
+# Used by `make run-microservices` (make passes SIGTERM on to this script,
+# but not SIGINT: send SIGINT to the script, or to make's process group).
 #
 #   query API (Grafana's Tempo data source): http://127.0.0.1:3200
 #   OTLP:                                    127.0.0.1:4317 (gRPC), 127.0.0.1:4318 (HTTP)
@@ -10,6 +13,21 @@
 # EXTRA_CONFIG, if set, is a YAML file appended to every component's config
 # (top-level keys the generated config does not set, such as overrides).
 set -euo pipefail
+
+# A script started in the background by a non-interactive shell (another
+# script, `make run-microservices &` in one, some CI runners) inherits SIGINT
+# ignored, and bash cannot trap a signal ignored on entry: `kill -INT` would
+# stop nothing. Run again with SIGINT back to its default, so that the trap
+# below gets it.
+if [[ -n "$(trap -p INT)" && -z "${WEFT_RUN_MICROSERVICES_REEXEC:-}" ]]; then
+	export WEFT_RUN_MICROSERVICES_REEXEC=1
+	if env --default-signal=INT true 2>/dev/null; then
+		exec env --default-signal=INT "$BASH" "$0" "$@"
+	elif command -v perl >/dev/null; then
+		exec perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV or die "cannot run $ARGV[0]: $!\n"' "$BASH" "$0" "$@"
+	fi
+	echo "warning: SIGINT is ignored in this shell and cannot be restored; stop with SIGTERM" >&2
+fi
 set -m # each component in its own process group: Ctrl-C reaches this script only, which stops them in order
 
 WEFT=${WEFT:-bin/weft}
@@ -20,7 +38,7 @@ mkdir -p "$DATA"
 pids=()
 
 stop() {
-	trap - INT TERM EXIT
+	trap - INT TERM HUP EXIT
 	echo "stopping..." >&2
 	# Intake first, the broker last, each after the previous one exited.
 	for ((i=${#pids[@]}-1; i>=0; i--)); do
@@ -29,7 +47,7 @@ stop() {
 	done
 	rm -rf "$CONF"
 }
-trap 'stop; exit 0' INT TERM
+trap 'stop; exit 0' INT TERM HUP
 trap stop EXIT
 
 # config NAME HTTP GRPC GOSSIP [OTLP_GRPC OTLP_HTTP]
@@ -86,5 +104,5 @@ config live-store-2   3203 9098 7949;      start live-store-2 live-store
 config block-builder  3204 9099 7950;      start block-builder block-builder
 config distributor    3205 9100 7951 4317 4318; start distributor distributor
 
-echo "weft microservices: query API http://127.0.0.1:3200, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP); Ctrl-C stops" >&2
+echo "weft microservices: query API http://127.0.0.1:3200, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP); Ctrl-C or kill -INT $$ stops" >&2
 while true; do sleep 1; done

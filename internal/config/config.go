@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -140,7 +141,21 @@ type TraceStorageConfig struct {
 	// and the answer marked partial, instead of waiting for the query's
 	// timeout. 0 disables it.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WAL is Tempo's `storage.trace.wal`: of it weft uses only the path.
+	WAL TraceWALConfig `yaml:"wal"`
 }
+
+// TraceWALConfig is `storage.trace.wal`.
+type TraceWALConfig struct {
+	// Path is Tempo's directory of write-ahead logs. When set and
+	// block_builder.wal.path is not, the block-builder's WAL goes in
+	// its subdirectory block-builder (BlockBuilderWALDir).
+	Path string `yaml:"path"`
+}
+
+// BlockBuilderWALDir is the subdirectory of storage.trace.wal.path that
+// holds the block-builder's WAL when block_builder.wal.path is not set.
+const BlockBuilderWALDir = "block-builder"
 
 // IngestConfig is the `ingest` block.
 type IngestConfig struct {
@@ -315,7 +330,27 @@ func Load(file string, data []byte, expandEnv bool) (Config, []string, error) {
 	if err != nil {
 		return cfg, ignored, err
 	}
+	if p := cfg.Storage.Trace.WAL.Path; p != "" && !setsBlockBuilderWALPath(&doc) {
+		cfg.BlockBuilder.WAL.Path = filepath.Join(p, BlockBuilderWALDir)
+	}
 	return cfg, ignored, nil
+}
+
+// setsBlockBuilderWALPath reports whether the document has the key
+// block_builder.wal.path (through anchors and merge keys too). It is called
+// on a document that decoded without error.
+func setsBlockBuilderWALPath(doc *yaml.Node) bool {
+	var probe struct {
+		BlockBuilder struct {
+			WAL struct {
+				Path *string `yaml:"path"`
+			} `yaml:"wal"`
+		} `yaml:"block_builder"`
+	}
+	if err := doc.Decode(&probe); err != nil {
+		return false
+	}
+	return probe.BlockBuilder.WAL.Path != nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,12 +63,51 @@ func TestTempoConfigLoads(t *testing.T) {
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
 		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id", "metrics_generator",
-		"storage.trace.wal", "overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
+		"overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
 	}
 	for _, w := range want {
 		if !slices.Contains(ignored, w) {
 			t.Errorf("ignored keys %v lack %q", ignored, w)
 		}
+	}
+	for _, k := range ignored {
+		if strings.HasPrefix(k, "storage.trace.wal") {
+			t.Errorf("ignored keys %v list %q, which weft uses", ignored, k)
+		}
+	}
+	if got, want := c.BlockBuilder.WAL.Path, filepath.Join("/var/tempo/wal", "block-builder"); got != want {
+		t.Errorf("block_builder.wal.path = %q, want %q (from storage.trace.wal.path)", got, want)
+	}
+}
+
+// Tempo's storage.trace.wal.path places the block-builder's WAL when
+// block_builder.wal.path is not set; block_builder.wal.path wins.
+func TestStorageTraceWALPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+		ignored         []string
+	}{
+		{"neither", "target: all\n", "./data/wal/block-builder", nil},
+		{"storage only", "storage:\n  trace:\n    wal:\n      path: /var/tempo/wal\n", "/var/tempo/wal/block-builder", nil},
+		{"both", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: /srv/bb}\n", "/srv/bb", nil},
+		{"both, block_builder equal to the default", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: ./data/wal/block-builder}\n", "./data/wal/block-builder", nil},
+		// The anchor sits in a Tempo block weft ignores.
+		{"through a merge key", "metrics_generator: &bb {wal: {path: /srv/bb}}\nstorage: {trace: {wal: {path: /w}}}\nblock_builder: {<<: *bb}\n", "/srv/bb", []string{"metrics_generator"}},
+		{"other Tempo wal keys", "storage:\n  trace:\n    wal: {path: /w, ingestion_time_range_slack: 2m, version: vParquet4}\n", "/w/block-builder",
+			[]string{"storage.trace.wal.ingestion_time_range_slack", "storage.trace.wal.version"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ignored, err := Load("weft.yaml", []byte(tc.src), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.BlockBuilder.WAL.Path != tc.want {
+				t.Errorf("block_builder.wal.path = %q, want %q", c.BlockBuilder.WAL.Path, tc.want)
+			}
+			if !slices.Equal(ignored, tc.ignored) {
+				t.Errorf("ignored keys %v, want %v", ignored, tc.ignored)
+			}
+		})
 	}
 }
 
@@ -204,5 +244,50 @@ overrides:
 	_, _, err = Load("weft.yaml", []byte("distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc: {read_timeot: 1s}\n"), false)
 	if err == nil || !strings.Contains(err.Error(), `weft.yaml:5: distributor.receivers.otlp.protocols.grpc.read_timeot: unknown key (did you mean "read_timeout"?)`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A value of the wrong type is reported with its line and key, saying what
+// the key expects, not in yaml.v3's words ("cannot unmarshal !!str").
+func TestTypeErrorsSayWhatWasExpected(t *testing.T) {
+	src := `server:
+  http_listen_port: 3200
+query_frontend:
+  multi_tenant_queries_enabled: sometimes
+  search:
+    concurrent_jobs: lots
+    query_timeout: soon
+memory_limiter:
+  refuse_above_ratio: most
+memberlist:
+  join_members: a:1
+  bind_addr: {a: 1}
+ingest:
+  kafka:
+    address: {a: 1}
+overrides:
+  defaults:
+    ingestion: [1]
+`
+	_, _, err := Load("weft.yaml", []byte(src), false)
+	if err == nil {
+		t.Fatal("type errors accepted")
+	}
+	for _, w := range []string{
+		`weft.yaml:4: query_frontend.multi_tenant_queries_enabled: "sometimes" is not a boolean (expected true or false)`,
+		`weft.yaml:6: query_frontend.search.concurrent_jobs: "lots" is not an integer`,
+		`weft.yaml:7: query_frontend.search.query_timeout: "soon" is not a duration (expected e.g. 30s, 5m)`,
+		`weft.yaml:9: memory_limiter.refuse_above_ratio: "most" is not a number (expected e.g. 0.5)`,
+		`weft.yaml:11: memberlist.join_members: expected a list, found "a:1"`,
+		`weft.yaml:12: memberlist.bind_addr: expected a list, found a mapping`,
+		`weft.yaml:15: ingest.kafka.address: expected a host:port string or a list of them`,
+		`weft.yaml:18: overrides.defaults.ingestion: expected a mapping, found a list`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "cannot unmarshal") || strings.Contains(err.Error(), "!!") {
+		t.Errorf("error in yaml.v3's words:\n%v", err)
 	}
 }

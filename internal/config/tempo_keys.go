@@ -66,7 +66,8 @@ var tempoKeys = []string{
 	"block_builder.assigned_partitions", "block_builder.partitions_per_instance", "block_builder.instance_id",
 	"block_builder.global_block_config", "block_builder.lookback_on_no_commit", "block_builder.wal.version",
 	// storage
-	"storage.trace.wal", "storage.trace.block", "storage.trace.search",
+	"storage.trace.wal.v2_encoding", "storage.trace.wal.search_encoding", "storage.trace.wal.ingestion_time_range_slack",
+	"storage.trace.wal.version", "storage.trace.wal.completedfilepath", "storage.trace.wal.blocksfilepath", "storage.trace.block", "storage.trace.search",
 	"storage.trace.blocklist_poll_concurrency", "storage.trace.blocklist_poll_fallback",
 	"storage.trace.blocklist_poll_tenant_index_builders", "storage.trace.blocklist_poll_stale_tenant_index",
 	"storage.trace.blocklist_poll_jitter_ms", "storage.trace.blocklist_poll_tolerate_consecutive_errors",

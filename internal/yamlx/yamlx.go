@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,7 +77,7 @@ func Decode(node *yaml.Node, out any, opts Options) error {
 		return errors.Join(errs...)
 	}
 	if err := node.Decode(out); err != nil {
-		return typeErrors(err, opts)
+		return errors.Join(typeErrors(err, opts)...)
 	}
 	return validateAll(out, opts)
 }
@@ -100,10 +102,21 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == durationType {
+		checkScalar(n, t, path, opts, errs)
+		return
+	}
 	// A struct with its own UnmarshalYAML is still checked key by key (and
 	// tolerated keys are removed before it sees them); other types with
-	// their own decoding are left to it.
-	if t == durationType || (t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType)) {
+	// their own decoding are decoded alone here, so that their errors carry
+	// their path.
+	if t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType) {
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			for _, e := range typeErrors(err, Options{File: opts.File, Path: path}) {
+				mergeKey(e.(*Error), path)
+				*errs = append(*errs, e)
+			}
+		}
 		return
 	}
 	switch t.Kind() {
@@ -152,7 +165,10 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 		n.Content = kept
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return // let the decoder report the type error
+			if !isNull(n) {
+				*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: fmt.Sprintf("expected a mapping, found %s", kindName(n))})
+			}
+			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if k := n.Content[i]; isMerge(k) {
@@ -165,12 +181,115 @@ func check(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]erro
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind != yaml.SequenceNode {
+			// []byte also takes a !!binary scalar: left to the decoder.
+			if !isNull(n) && t.Elem().Kind() != reflect.Uint8 {
+				*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: fmt.Sprintf("expected a list, found %s", kindName(n))})
+			}
 			return
 		}
 		for i, c := range n.Content {
 			check(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), opts, errs)
 		}
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		checkScalar(n, t, path, opts, errs)
 	}
+}
+
+// checkScalar reports a value that does not decode into the scalar type t,
+// saying what was expected instead of yaml.v3's "cannot unmarshal !!str".
+func checkScalar(n *yaml.Node, t reflect.Type, path string, opts Options, errs *[]error) {
+	if isNull(n) {
+		return // the field keeps its value, as the decoder does
+	}
+	what := expected(t)
+	if n.Kind != yaml.ScalarNode {
+		*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: fmt.Sprintf("expected %s, found %s", what, kindName(n))})
+		return
+	}
+	if n.Decode(reflect.New(t).Interface()) == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s is not %s", quote(n.Value), what)
+	if lo, hi, ok := intRange(t); ok && t != durationType && isInteger(n.Value) {
+		msg = fmt.Sprintf("%s is out of range (expected an integer from %s to %s)", n.Value, lo, hi)
+	}
+	*errs = append(*errs, &Error{File: opts.File, Line: n.Line, Path: path, Msg: msg})
+}
+
+// expected describes the values of the scalar type t.
+func expected(t reflect.Type) string {
+	if t == durationType {
+		return "a duration (expected e.g. 30s, 5m)"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean (expected true or false)"
+	case reflect.String:
+		return "a string"
+	case reflect.Float32, reflect.Float64:
+		return "a number (expected e.g. 0.5)"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return "a " + t.String()
+}
+
+// intRange returns the bounds of an integer type.
+func intRange(t reflect.Type) (lo, hi string, ok bool) {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		b := t.Bits()
+		return strconv.FormatInt(-1<<(b-1), 10), strconv.FormatInt(1<<(b-1)-1, 10), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "0", strconv.FormatUint(1<<t.Bits()-1, 10), true
+	}
+	return "", "", false
+}
+
+// isInteger reports whether s is an integer in YAML's notations, whatever
+// its size.
+func isInteger(s string) bool {
+	s = strings.ReplaceAll(s, "_", "")
+	s = strings.TrimLeft(s, "+-")
+	for _, p := range []string{"0x", "0o", "0b"} {
+		if rest, ok := strings.CutPrefix(s, p); ok {
+			s = rest
+			if s == "" {
+				return false
+			}
+			for _, c := range strings.ToLower(s) {
+				if !strings.ContainsRune("0123456789abcdef", c) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// quote quotes a value for a message, shortened when long.
+func quote(v string) string {
+	if r := []rune(v); len(r) > 40 {
+		v = string(r[:40]) + "…"
+	}
+	return strconv.Quote(v)
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
@@ -210,8 +329,10 @@ func kindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.SequenceNode:
 		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("%q", n.Value)
+		return quote(n.Value)
 	default:
 		return "another kind of value"
 	}
@@ -292,23 +413,92 @@ func distance(a, b string) int {
 	return prev[len(b)]
 }
 
-// typeErrors turns yaml.v3's "line N: cannot unmarshal" errors into *Error.
-func typeErrors(err error, opts Options) error {
+// typeErrors turns decoding errors, such as yaml.v3's "line N: cannot
+// unmarshal" ones, into *Error, each with its line when the message starts
+// with it, and yaml.v3's wording replaced by what was expected.
+func typeErrors(err error, opts Options) []error {
+	msgs := []string{err.Error()}
 	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return &Error{File: opts.File, Path: opts.Path, Msg: err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
 	}
-	errs := make([]error, 0, len(te.Errors))
-	for _, msg := range te.Errors {
+	errs := make([]error, 0, len(msgs))
+	for _, msg := range msgs {
 		e := &Error{File: opts.File, Path: opts.Path, Msg: msg}
 		var line int
 		if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
 			e.Line = line
 			_, e.Msg, _ = strings.Cut(msg, ": ")
 		}
+		e.Msg = plainTypeError(e.Msg)
 		errs = append(errs, e)
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// yamlTypeError is yaml.v3's wording of a type error, which check() has
+// mostly ruled out; it remains for types with their own UnmarshalYAML and
+// for map keys.
+var yamlTypeError = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+
+// plainTypeError rewords a yaml.v3 type error as what was expected.
+func plainTypeError(msg string) string {
+	m := yamlTypeError.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	tag, value, goType := m[1], m[2], m[3]
+	var what string
+	switch {
+	case goType == "time.Duration":
+		what = expected(durationType)
+	case goType == "bool":
+		what = expected(reflect.TypeFor[bool]())
+	case goType == "string":
+		what = "a string"
+	case strings.HasPrefix(goType, "float"):
+		what = expected(reflect.TypeFor[float64]())
+	case strings.HasPrefix(goType, "uint"):
+		what = "a non-negative integer"
+	case strings.HasPrefix(goType, "int"):
+		what = "an integer"
+	case strings.HasPrefix(goType, "[]"):
+		what = "a list"
+	case strings.HasPrefix(goType, "map["):
+		what = "a mapping"
+	default:
+		return msg
+	}
+	switch tag {
+	case "seq":
+		return "expected " + what + ", found a list"
+	case "map":
+		return "expected " + what + ", found a mapping"
+	}
+	return fmt.Sprintf("%s is not %s", strconv.Quote(value), what)
+}
+
+// mergeKey moves the key an UnmarshalYAML error starts with ("address: …",
+// "address[1]: …") into the path, when it is the path's own last key.
+func mergeKey(e *Error, path string) {
+	last := path[strings.LastIndexAny(path, ".]")+1:]
+	if last == "" {
+		return
+	}
+	rest, ok := strings.CutPrefix(e.Msg, last)
+	if !ok {
+		return
+	}
+	if m, ok := strings.CutPrefix(rest, ": "); ok {
+		e.Msg = m
+		return
+	}
+	if strings.HasPrefix(rest, "[") {
+		if i := strings.Index(rest, "]: "); i > 0 {
+			e.Path += rest[:i+1]
+			e.Msg = rest[i+3:]
+		}
+	}
 }
 
 // Validator is implemented by config structs that check their own values.

@@ -370,7 +370,7 @@ func TestDurations(t *testing.T) {
 	}
 	var s2 server
 	errs := errorsOf(t, Decode(parse(t, "host: a\ntimeout: 5 parsecs\n"), &s2, Options{File: "t.yaml"}))
-	if len(errs) != 1 || errs[0].Line != 2 || errs[0].File != "t.yaml" || !strings.Contains(errs[0].Msg, "time.Duration") {
+	if len(errs) != 1 || errs[0].Line != 2 || errs[0].File != "t.yaml" || errs[0].Msg != `"5 parsecs" is not a duration (expected e.g. 30s, 5m)` {
 		t.Fatalf("errors %v", errs)
 	}
 	if strings.HasPrefix(errs[0].Msg, "line ") {
@@ -378,8 +378,7 @@ func TestDurations(t *testing.T) {
 	}
 }
 
-// Type errors are all reported, each with its line, and with the path of
-// the decoded node as their path.
+// Type errors are all reported, each with its line and the path of its key.
 func TestTypeErrorsCarryLines(t *testing.T) {
 	src := `server:
   host: a
@@ -394,13 +393,13 @@ backends:
 	if len(errs) != 2 {
 		t.Fatalf("got %d errors, want 2: %v", len(errs), err)
 	}
-	if e := errs[0]; e.Line != 3 || e.File != "ty.yaml" || e.Path != "cfg" || !strings.Contains(e.Msg, "cannot unmarshal !!str `eighty` into int") {
+	if e := errs[0]; e.Line != 3 || e.File != "ty.yaml" || e.Path != "cfg.server.port" || e.Msg != `"eighty" is not an integer` {
 		t.Fatalf("first error %+v", e)
 	}
-	if e := errs[1]; e.Line != 6 || !strings.Contains(e.Msg, "cannot unmarshal !!seq into int") {
+	if e := errs[1]; e.Line != 6 || e.Path != "cfg.backends[0].weight" || e.Msg != "expected an integer, found a list" {
 		t.Fatalf("second error %+v", e)
 	}
-	if got := errs[0].Error(); !strings.HasPrefix(got, "ty.yaml:3: cfg: cannot unmarshal") {
+	if got := errs[0].Error(); got != `ty.yaml:3: cfg.server.port: "eighty" is not an integer` {
 		t.Fatalf("Error() = %q", got)
 	}
 }
@@ -721,4 +720,122 @@ b: *s
 	if v.B != (server{Host: "h", Port: 1}) {
 		t.Fatalf("b %+v", v.B)
 	}
+}
+
+// Type errors say what the key expects, with the key's path and line,
+// instead of yaml.v3's "cannot unmarshal !!str `soon` into time.Duration".
+func TestTypeErrorsSayWhatWasExpected(t *testing.T) {
+	type search struct {
+		QueryTimeout time.Duration `yaml:"query_timeout"`
+	}
+	type cfg struct {
+		Search   search            `yaml:"search"`
+		Jobs     int               `yaml:"jobs"`
+		Small    int8              `yaml:"small"`
+		Count    uint32            `yaml:"count"`
+		Enabled  bool              `yaml:"enabled"`
+		Ratio    float64           `yaml:"ratio"`
+		Names    []string          `yaml:"names"`
+		Labels   map[string]string `yaml:"labels"`
+		Name     string            `yaml:"name"`
+		Timeouts []time.Duration   `yaml:"timeouts"`
+		Limits   map[string]int    `yaml:"limits"`
+	}
+	src := `search:
+  query_timeout: soon
+jobs: many
+small: 300
+count: -1
+enabled: maybe
+ratio: half
+names: just-one
+labels: [a, b]
+name: {a: 1}
+timeouts: [1s, 5]
+limits: {a: 1, b: lots}
+jobs2: 1
+`
+	var c cfg
+	wantErrors(t, Decode(parse(t, src), &c, Options{File: "weft.yaml", Path: "query_frontend"}),
+		`weft.yaml:2: query_frontend.search.query_timeout: "soon" is not a duration (expected e.g. 30s, 5m)`,
+		`weft.yaml:3: query_frontend.jobs: "many" is not an integer`,
+		`weft.yaml:4: query_frontend.small: 300 is out of range (expected an integer from -128 to 127)`,
+		`weft.yaml:5: query_frontend.count: -1 is out of range (expected an integer from 0 to 4294967295)`,
+		`weft.yaml:6: query_frontend.enabled: "maybe" is not a boolean (expected true or false)`,
+		`weft.yaml:7: query_frontend.ratio: "half" is not a number (expected e.g. 0.5)`,
+		`weft.yaml:8: query_frontend.names: expected a list, found "just-one"`,
+		`weft.yaml:9: query_frontend.labels: expected a mapping, found a list`,
+		`weft.yaml:10: query_frontend.name: expected a string, found a mapping`,
+		`weft.yaml:11: query_frontend.timeouts[1]: "5" is not a duration (expected e.g. 30s, 5m)`,
+		`weft.yaml:12: query_frontend.limits.b: "lots" is not an integer`,
+		`weft.yaml:13: query_frontend.jobs2: unknown key (did you mean "jobs"?)`,
+	)
+	// A long value is shortened.
+	long := strings.Repeat("x", 100)
+	errs := errorsOf(t, Decode(parse(t, "jobs: "+long+"\n"), &c, Options{}))
+	if len(errs) != 1 || strings.Contains(errs[0].Msg, long) || !strings.Contains(errs[0].Msg, `…" is not an integer`) {
+		t.Fatalf("errors %v", errs)
+	}
+	// Values of the right type, and nulls, pass.
+	ok := "search: {query_timeout: 1m}\njobs: 0x10\nsmall: -128\ncount: 4294967295\nenabled: true\nratio: 1\nnames: [a]\nlabels: {a: b}\nname: 5\ntimeouts: ~\nlimits: {a: 1_000}\n"
+	if err := Decode(parse(t, ok), &c, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Jobs != 16 || c.Search.QueryTimeout != time.Minute || c.Name != "5" || c.Limits["a"] != 1000 {
+		t.Fatalf("decoded %+v", c)
+	}
+}
+
+// Type errors found by the decoder itself (inside a type with its own
+// UnmarshalYAML) are reworded the same way.
+func TestPlainTypeError(t *testing.T) {
+	for in, want := range map[string]string{
+		"cannot unmarshal !!str `soon` into time.Duration": `"soon" is not a duration (expected e.g. 30s, 5m)`,
+		"cannot unmarshal !!str `${WEFT_...` into int":     `"${WEFT_..." is not an integer`,
+		"cannot unmarshal !!map into []string":             "expected a list, found a mapping",
+		"cannot unmarshal !!seq into uint64":               "expected a non-negative integer, found a list",
+		"cannot unmarshal !!str `x` into bool":             `"x" is not a boolean (expected true or false)`,
+		"cannot unmarshal !!str `x` into pkg.Custom":       "cannot unmarshal !!str `x` into pkg.Custom",
+		"something else": "something else",
+	} {
+		if got := plainTypeError(in); got != want {
+			t.Errorf("plainTypeError(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// addrs decodes from one string or a list of strings, and names itself in
+// its errors, as internal/kafka's Brokers does.
+type addrs []string
+
+func (a *addrs) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = addrs{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: address[%d]: expected a host:port string", c.Line, i)
+			}
+			*a = append(*a, c.Value)
+		}
+		return nil
+	}
+	var list []string
+	return n.Decode(&list) // a type error
+}
+
+// The errors of a type with its own UnmarshalYAML carry its key's path and
+// their line.
+func TestUnmarshalerErrorsCarryPath(t *testing.T) {
+	var v struct {
+		Kafka struct {
+			Address addrs `yaml:"address"`
+			Other   addrs `yaml:"other"`
+		} `yaml:"kafka"`
+	}
+	wantErrors(t, Decode(parse(t, "kafka:\n  address:\n    - a:1\n    - [b]\n  other: {a: 1}\n"), &v, Options{File: "w.yaml"}),
+		`w.yaml:4: kafka.address[1]: expected a host:port string`,
+		`w.yaml:5: kafka.other: expected a list, found a mapping`)
 }
