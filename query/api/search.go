@@ -79,6 +79,7 @@ func parseSearchRequest(q url.Values) (search.Request, error) {
 			return req, err
 		}
 		req.Query = query
+		req.Legacy = true
 	}
 	var err error
 	if req.Limit, err = parseCount(q, "limit", math.MaxInt32); err != nil {
@@ -160,14 +161,16 @@ var legacyStatus = map[string]string{
 }
 
 // legacyTagsQuery translates the logfmt tags parameter of the legacy
-// search (key=value key2="v 2") into one TraceQL spanset filter whose
-// conditions must all hold on one span (resource attributes count for
-// every span of the resource), with Tempo's legacy semantics: the
-// well-known and dedicated string tags of legacySubstring match as a
-// substring; status.code (unset, ok, error or 0, 1, 2) and
-// http.status_code (an integer) match exactly; error=true means status
-// error; any other tag matches key and value exactly as a string span or
-// resource attribute. A key given twice is an error.
+// search (key=value key2="v 2") into TraceQL: one spanset filter per tag,
+// joined with &&, so that each tag may match on a different span of the
+// trace, as in Tempo (resource attributes count for every span of the
+// resource). Tempo's legacy semantics: the well-known and dedicated
+// string tags of legacySubstring match as a substring; status.code
+// (unset, ok, error or 0, 1, 2) and http.status_code (an integer) match
+// exactly; error=true matches a span with status error or an attribute
+// error that is true or "true"; any other tag matches key and value
+// exactly as a string span or resource attribute. A key given twice is
+// an error.
 func legacyTagsQuery(tags string) (string, error) {
 	dec := logfmt.NewDecoder(strings.NewReader(tags))
 	seen := map[string]bool{}
@@ -192,7 +195,7 @@ func legacyTagsQuery(tags string) (string, error) {
 	if len(conds) == 0 {
 		return "", fmt.Errorf("invalid tags %q: no key=value pair", tags)
 	}
-	return "{ " + strings.Join(conds, " && ") + " }", nil
+	return "{ " + strings.Join(conds, " } && { ") + " }", nil
 }
 
 func legacyCondition(key, value string) (string, error) {
@@ -216,7 +219,7 @@ func legacyCondition(key, value string) (string, error) {
 		if value != "true" {
 			return "", fmt.Errorf("invalid tags: error %q must be true", value)
 		}
-		return "status = error", nil
+		return `(status = error || .error = true || .error = "true")`, nil
 	}
 	if key == "" {
 		return "", fmt.Errorf("invalid tags: empty key")

@@ -47,7 +47,7 @@ func TestSearchParams(t *testing.T) {
 	f := &fakeSearcher{}
 	h := newSearchAPI(t, f, true)
 	res := do(t, h, "GET", `/api/search?q=%7B%20.a%20%3D%201%20%7D&limit=5&spss=7&start=100&end=200&minDuration=10ms&maxDuration=2s`, "X-Scope-OrgID", "acme")
-	if res.code != 200 || string(res.body) != `{"metrics":{"completedJobs":1,"totalJobs":1}}` {
+	if res.code != 200 || string(res.body) != `{"traces":[],"metrics":{"completedJobs":1,"totalJobs":1}}` {
 		t.Fatalf("got %d %s", res.code, res.body)
 	}
 	if ct := res.header.Get("Content-Type"); ct != "application/json" {
@@ -130,17 +130,17 @@ func TestSearchLegacyTags(t *testing.T) {
 	h := newSearchAPI(t, f, false)
 	for _, tc := range []struct{ tags, want string }{
 		{`service.name=sh.op`, `{ resource.service.name =~ ".*sh\\.op.*" }`},
-		{`name="GET /a" root.name=x root.service.name=y`, `{ name =~ ".*GET /a.*" && rootName =~ ".*x.*" && rootServiceName =~ ".*y.*" }`},
-		{`http.url=/p?q status.code=2 http.status_code=500`, `{ span.http.url =~ ".*/p\\?q.*" && status = error && span.http.status_code = 500 }`},
-		{`k8s.pod.name=p1 error=true`, `{ resource.k8s.pod.name =~ ".*p1.*" && status = error }`},
+		{`name="GET /a" root.name=x root.service.name=y`, `{ name =~ ".*GET /a.*" } && { rootName =~ ".*x.*" } && { rootServiceName =~ ".*y.*" }`},
+		{`http.url=/p?q status.code=2 http.status_code=500`, `{ span.http.url =~ ".*/p\\?q.*" } && { status = error } && { span.http.status_code = 500 }`},
+		{`k8s.pod.name=p1 error=true`, `{ resource.k8s.pod.name =~ ".*p1.*" } && { (status = error || .error = true || .error = "true") }`},
 		{`team="a \"b\""`, `{ ."team" = "a \"b\"" }`},
 	} {
 		res := do(t, h, "GET", "/api/search?tags="+url.QueryEscape(tc.tags))
 		if res.code != 200 {
 			t.Fatalf("%s: %d %s", tc.tags, res.code, res.body)
 		}
-		if f.req.Query != tc.want {
-			t.Errorf("%s: query %s, want %s", tc.tags, f.req.Query, tc.want)
+		if f.req.Query != tc.want || !f.req.Legacy {
+			t.Errorf("%s: query %s (legacy %v), want %s (legacy)", tc.tags, f.req.Query, f.req.Legacy, tc.want)
 		}
 	}
 }
@@ -155,13 +155,56 @@ func TestSearchLegacyTagsEndToEnd(t *testing.T) {
 	}{
 		{`service.name=` + testServiceFragment, true},
 		{`service.name=nope`, false},
+		// Tags match anywhere in the trace, not all on one span.
+		{`service.name=cart name="GET /checkout"`, true},
+		{`service.name=cart status.code=error`, true},
+		{`service.name=cart http.method=GET`, true},
+		{`service.name=nope http.method=GET`, false},
+		{`error=true`, true},
+		{`status.code=2`, true},
+		{`status.code=unset name=db`, true},
+		{`status.code=ok name=reserve`, true},
+		{`status.code=ok name=db service.name=front`, true},
 	} {
 		res := do(t, h, "GET", "/api/search?tags="+url.QueryEscape(tc.tags))
 		if res.code != 200 {
 			t.Fatalf("%s: %d %s", tc.tags, res.code, res.body)
 		}
-		if got := strings.Contains(string(res.body), `"traces"`); got != tc.found {
+		if got := strings.Contains(string(res.body), `"traceID"`); got != tc.found {
 			t.Errorf("%s: found %v: %s", tc.tags, got, res.body)
+		}
+		// The legacy search answers trace metadata only.
+		if strings.Contains(string(res.body), `"spanSet`) {
+			t.Errorf("%s: spansets in a legacy answer: %s", tc.tags, res.body)
+		}
+	}
+}
+
+// TestSearchLegacyDurations checks that minDuration and maxDuration apply
+// to a legacy search only, in whole milliseconds, as in Tempo. The test
+// trace lasts 698s exactly.
+func TestSearchLegacyDurations(t *testing.T) {
+	h := newSearchAPI(t, search.New(liveOf(t, testTrace()), nil, nil), false)
+	for _, tc := range []struct {
+		params string
+		found  bool
+	}{
+		{"minDuration=698s", true},
+		{"minDuration=698001ms", false},
+		{"minDuration=698000999us", true}, // 698000ms
+		{"maxDuration=697999999us", false},
+		{"maxDuration=698s", true},
+		{"tags=service.name%3Dcart&minDuration=699s", false},
+		{"tags=service.name%3Dcart&maxDuration=699s", true},
+		{"q=%7B%7D&minDuration=699s", true}, // ignored with q
+		{"q=%7B%7D&maxDuration=1ms", true},
+	} {
+		res := do(t, h, "GET", "/api/search?"+tc.params)
+		if res.code != 200 {
+			t.Fatalf("%s: %d %s", tc.params, res.code, res.body)
+		}
+		if got := strings.Contains(string(res.body), `"traceID"`); got != tc.found {
+			t.Errorf("%s: found %v: %s", tc.params, got, res.body)
 		}
 	}
 }

@@ -222,11 +222,15 @@ const (
 	spanStructBytes    = 112
 	kvStructBytes      = 96 // KeyValue, AnyValue, the pointed-to value
 	mapEntryBytes      = 48
+	serviceStatsBytes  = 64 // ServiceStats, its map entry and string header
 )
 
 // traceBytes estimates the memory t holds.
 func traceBytes(t *Trace) int64 {
 	n := int64(traceStructBytes + len(t.TraceID) + len(t.RootServiceName) + len(t.RootTraceName))
+	for name := range t.ServiceStats {
+		n += int64(len(name)) + serviceStatsBytes
+	}
 	for _, ss := range t.SpanSets {
 		n += spanSetStructBytes + kvsBytes(ss.Attributes)
 		for _, sp := range ss.Spans {

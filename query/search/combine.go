@@ -139,7 +139,7 @@ func (c *Combiner) Finish(ctx context.Context, tenant string, f Finder) (*Respon
 			return nil, evalError(tid, err)
 		}
 		if len(sets) > 0 {
-			if err := c.replace(id, traceResult(tid, t, sets, c.q.spss)); err != nil {
+			if err := c.replace(id, traceResult(tid, t, sets, c.q)); err != nil {
 				return nil, err
 			}
 		}

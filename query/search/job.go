@@ -230,7 +230,7 @@ func (jr *jobRun) trace(id [16]byte, data []byte) error {
 		}
 		return nil
 	}
-	if err := jr.keep(traceResult(id, t, sets, jr.q.spss)); err != nil {
+	if err := jr.keep(traceResult(id, t, sets, jr.q)); err != nil {
 		return err
 	}
 	if jr.q.mostRecent && len(jr.res.Traces) > 2*jr.q.limit {

@@ -6,7 +6,8 @@ package search
 //	SearchResponse        { repeated TraceSearchMetadata traces = 1; SearchMetrics metrics = 2; }
 //	TraceSearchMetadata   { string traceID = 1; string rootServiceName = 2; string rootTraceName = 3;
 //	                        uint64 startTimeUnixNano = 4; uint32 durationMs = 5; SpanSet spanSet = 6;
-//	                        repeated SpanSet spanSets = 7; }
+//	                        repeated SpanSet spanSets = 7; map<string, ServiceStats> serviceStats = 8; }
+//	ServiceStats          { uint32 spanCount = 1; uint32 errorCount = 2; }
 //	SpanSet               { repeated Span spans = 1; uint32 matched = 2; repeated KeyValue attributes = 3; }
 //	Span                  { string spanID = 1; string name = 2; uint64 startTimeUnixNano = 3;
 //	                        uint64 durationNanos = 4; repeated KeyValue attributes = 5; }
@@ -25,12 +26,14 @@ package search
 // KeyValue and AnyValue are OTLP's common.proto (key = 1, value = 2;
 // string_value = 1, bool_value = 2, int_value = 3, double_value = 4,
 // array_value = 5 with repeated AnyValue values = 1). Fields Tempo has and
-// weft does not fill (serviceStats, additionalMetrics...) are not written;
+// weft does not fill (additionalMetrics...) are not written;
 // UnmarshalResponse skips any field it does not know.
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -91,6 +94,21 @@ func (t *Trace) appendProto(b []byte) []byte {
 	}
 	for _, ss := range t.SpanSets {
 		b = appendMessage(b, 7, ss.appendProto)
+	}
+	// A map is a repeated entry message { key = 1; value = 2; }, here in
+	// the order of the service names.
+	for _, name := range slices.Sorted(maps.Keys(t.ServiceStats)) {
+		st := t.ServiceStats[name]
+		if st == nil {
+			continue
+		}
+		b = appendMessage(b, 8, func(b []byte) []byte {
+			b = appendString(b, 1, name)
+			return appendMessage(b, 2, func(b []byte) []byte {
+				b = appendVarint(b, 1, uint64(st.SpanCount))
+				return appendVarint(b, 2, uint64(st.ErrorCount))
+			})
+		})
 	}
 	return b
 }
@@ -313,12 +331,14 @@ func (k fieldKinds) check(num protowire.Number, typ protowire.Type) (known bool,
 }
 
 var (
-	traceFields   = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.BytesType, 4: protowire.VarintType, 5: protowire.VarintType, 6: protowire.BytesType, 7: protowire.BytesType}
-	spanSetFields = fieldKinds{1: protowire.BytesType, 2: protowire.VarintType, 3: protowire.BytesType}
-	spanFields    = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.BytesType}
-	kvFields      = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType}
-	anyFields     = fieldKinds{1: protowire.BytesType, 2: protowire.VarintType, 3: protowire.VarintType, 4: protowire.Fixed64Type, 5: protowire.BytesType}
-	metricsFields = fieldKinds{1: protowire.VarintType, 2: protowire.VarintType, 3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.VarintType, 6: protowire.VarintType, 7: protowire.VarintType}
+	traceFields      = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.BytesType, 4: protowire.VarintType, 5: protowire.VarintType, 6: protowire.BytesType, 7: protowire.BytesType, 8: protowire.BytesType}
+	statsEntryFields = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType}
+	statsFields      = fieldKinds{1: protowire.VarintType, 2: protowire.VarintType}
+	spanSetFields    = fieldKinds{1: protowire.BytesType, 2: protowire.VarintType, 3: protowire.BytesType}
+	spanFields       = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.BytesType}
+	kvFields         = fieldKinds{1: protowire.BytesType, 2: protowire.BytesType}
+	anyFields        = fieldKinds{1: protowire.BytesType, 2: protowire.VarintType, 3: protowire.VarintType, 4: protowire.Fixed64Type, 5: protowire.BytesType}
+	metricsFields    = fieldKinds{1: protowire.VarintType, 2: protowire.VarintType, 3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.VarintType, 6: protowire.VarintType, 7: protowire.VarintType}
 )
 
 func unmarshalTrace(b []byte) (*Trace, error) {
@@ -348,10 +368,46 @@ func unmarshalTrace(b []byte) (*Trace, error) {
 			} else {
 				t.SpanSets = append(t.SpanSets, ss)
 			}
+		case 8:
+			name, st, err := unmarshalStatsEntry(v)
+			if err != nil {
+				return fmt.Errorf("serviceStats: %w", err)
+			}
+			if t.ServiceStats == nil {
+				t.ServiceStats = map[string]*ServiceStats{}
+			}
+			t.ServiceStats[name] = st
 		}
 		return nil
 	})
 	return t, err
+}
+
+// unmarshalStatsEntry decodes one entry of the serviceStats map.
+func unmarshalStatsEntry(b []byte) (string, *ServiceStats, error) {
+	var name string
+	st := &ServiceStats{}
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		if ok, err := statsEntryFields.check(num, typ); !ok {
+			return err
+		}
+		if num == 1 {
+			name = string(v)
+			return nil
+		}
+		return eachField(v, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
+			if ok, err := statsFields.check(num, typ); !ok {
+				return err
+			}
+			if num == 1 {
+				st.SpanCount = uint32(n)
+			} else {
+				st.ErrorCount = uint32(n)
+			}
+			return nil
+		})
+	})
+	return name, st, err
 }
 
 func unmarshalSpanSet(b []byte) (*SpanSet, error) {

@@ -39,7 +39,8 @@ func tempoFile(t *testing.T) protoreflect.FileDescriptor {
 		{"SearchResponse", []f{{"traces", 1, true, msg, ".tempopb.TraceSearchMetadata"}, {"metrics", 2, false, msg, ".tempopb.SearchMetrics"}}},
 		{"TraceSearchMetadata", []f{{"traceID", 1, false, str, ""}, {"rootServiceName", 2, false, str, ""}, {"rootTraceName", 3, false, str, ""},
 			{"startTimeUnixNano", 4, false, u64, ""}, {"durationMs", 5, false, u32, ""}, {"spanSet", 6, false, msg, ".tempopb.SpanSet"},
-			{"spanSets", 7, true, msg, ".tempopb.SpanSet"}}},
+			{"spanSets", 7, true, msg, ".tempopb.SpanSet"}, {"serviceStats", 8, true, msg, ".tempopb.TraceSearchMetadata.ServiceStatsEntry"}}},
+		{"ServiceStats", []f{{"spanCount", 1, false, u32, ""}, {"errorCount", 2, false, u32, ""}}},
 		{"SpanSet", []f{{"spans", 1, true, msg, ".tempopb.Span"}, {"matched", 2, false, u32, ""}, {"attributes", 3, true, msg, kv}}},
 		{"Span", []f{{"spanID", 1, false, str, ""}, {"name", 2, false, str, ""}, {"startTimeUnixNano", 3, false, u64, ""},
 			{"durationNanos", 4, false, u64, ""}, {"attributes", 5, true, msg, kv}}},
@@ -73,6 +74,18 @@ func tempoFile(t *testing.T) protoreflect.FileDescriptor {
 				fd.TypeName = proto.String(fl.typeName)
 			}
 			dp.Field = append(dp.Field, fd)
+		}
+		if m.name == "TraceSearchMetadata" { // map<string, ServiceStats> serviceStats = 8
+			dp.NestedType = append(dp.NestedType, &descriptorpb.DescriptorProto{
+				Name: proto.String("ServiceStatsEntry"),
+				Field: []*descriptorpb.FieldDescriptorProto{
+					{Name: proto.String("key"), JsonName: proto.String("key"), Number: proto.Int32(1),
+						Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(), Type: str.Enum()},
+					{Name: proto.String("value"), JsonName: proto.String("value"), Number: proto.Int32(2),
+						Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(), Type: msg.Enum(), TypeName: proto.String(".tempopb.ServiceStats")},
+				},
+				Options: &descriptorpb.MessageOptions{MapEntry: proto.Bool(true)},
+			})
 		}
 		fdp.MessageType = append(fdp.MessageType, dp)
 	}
@@ -113,7 +126,8 @@ func sampleResponse() *Response {
 		Attributes: []*KeyValue{{Key: "by(.a)", Value: &AnyValue{StringValue: &s}}}}
 	return &Response{
 		Traces: []*Trace{{TraceID: "abc", RootServiceName: "svc", RootTraceName: "root", StartTimeUnixNano: 1_700_000_000_000_000_000,
-			DurationMs: 12, SpanSet: set, SpanSets: []*SpanSet{set, {Matched: 1}}}},
+			DurationMs: 12, SpanSet: set, SpanSets: []*SpanSet{set, {Matched: 1}},
+			ServiceStats: map[string]*ServiceStats{"svc": {SpanCount: 3, ErrorCount: 1}, "db": {SpanCount: 300}}}},
 		Metrics: &Metrics{InspectedTraces: 3, InspectedBytes: 1 << 40, InspectedSpans: 9, TotalBlocks: 2, CompletedJobs: 3, TotalJobs: 3, TotalBlockBytes: 1234},
 	}
 }
@@ -149,6 +163,13 @@ func TestResponseProtoDescriptor(t *testing.T) {
 	if get(tr, "traceID").String() != "abc" || get(tr, "rootServiceName").String() != "svc" || get(tr, "rootTraceName").String() != "root" ||
 		get(tr, "startTimeUnixNano").Uint() != 1_700_000_000_000_000_000 || get(tr, "durationMs").Uint() != 12 || get(tr, "spanSets").List().Len() != 2 {
 		t.Errorf("trace %v", tr)
+	}
+	stats := get(tr, "serviceStats").Map()
+	svc, db := stats.Get(protoreflect.ValueOfString("svc").MapKey()), stats.Get(protoreflect.ValueOfString("db").MapKey())
+	if stats.Len() != 2 || !svc.IsValid() || !db.IsValid() ||
+		get(svc.Message(), "spanCount").Uint() != 3 || get(svc.Message(), "errorCount").Uint() != 1 ||
+		get(db.Message(), "spanCount").Uint() != 300 || get(db.Message(), "errorCount").Uint() != 0 {
+		t.Errorf("serviceStats %v", stats)
 	}
 	ss := get(tr, "spanSet").Message()
 	if get(ss, "matched").Uint() != 4 {

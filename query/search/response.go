@@ -2,16 +2,28 @@ package search
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 
 	"github.com/weftdb/weft/query/traceql"
 )
 
 // Response is Tempo's tempopb.SearchResponse as jsonpb writes it: empty
-// fields are left out, 64-bit integers are strings.
+// fields are left out, 64-bit integers are strings. Traces is written as
+// [] when empty (Tempo leaves it out; Grafana reads both).
 type Response struct {
-	Traces  []*Trace `json:"traces,omitempty"`
+	Traces  []*Trace `json:"traces"`
 	Metrics *Metrics `json:"metrics"`
+}
+
+// MarshalJSON writes Traces as [] when there is none.
+func (r *Response) MarshalJSON() ([]byte, error) {
+	type plain Response
+	out := *r
+	if out.Traces == nil {
+		out.Traces = []*Trace{}
+	}
+	return json.Marshal((*plain)(&out))
 }
 
 // Trace is one matching trace (tempopb.TraceSearchMetadata).
@@ -23,6 +35,16 @@ type Trace struct {
 	DurationMs        uint32     `json:"durationMs,omitempty"`
 	SpanSet           *SpanSet   `json:"spanSet,omitempty"` // deprecated: SpanSets[0]
 	SpanSets          []*SpanSet `json:"spanSets,omitempty"`
+	// ServiceStats are, per resource service.name, the trace's spans and
+	// error spans.
+	ServiceStats map[string]*ServiceStats `json:"serviceStats,omitempty"`
+}
+
+// ServiceStats counts the spans of one service in a trace
+// (tempopb.ServiceStats).
+type ServiceStats struct {
+	SpanCount  uint32 `json:"spanCount,omitempty"`
+	ErrorCount uint32 `json:"errorCount,omitempty"`
 }
 
 // SpanSet is one spanset of a trace; Matched counts its spans before

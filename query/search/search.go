@@ -54,9 +54,15 @@ type Request struct {
 	// a trace is searched when its span time range overlaps [Start, End].
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"`
-	// MinDuration and MaxDuration (0 = no bound) filter traces by duration.
+	// MinDuration and MaxDuration (0 = no bound) filter traces by
+	// duration, truncated to whole milliseconds, in a legacy search only
+	// (no Query, or Legacy): Tempo ignores them with a TraceQL query.
 	MinDuration time.Duration `json:"minDuration,omitempty"`
 	MaxDuration time.Duration `json:"maxDuration,omitempty"`
+	// Legacy marks Query as translated from the legacy tags parameter:
+	// the search is Tempo's legacy search, whose traces carry metadata
+	// only (no spansets), as when Query is empty.
+	Legacy bool `json:"legacy,omitempty"`
 }
 
 // Live is where recent traces are: livestore.Set.
@@ -110,6 +116,15 @@ type query struct {
 	root       *traceql.RootExpr
 	cond       *traceql.Condition
 	mostRecent bool
+	// metadataOnly is set for a search without a query (Tempo's legacy
+	// search): its traces carry no spansets.
+	metadataOnly bool
+	// readsName is set when the query reads the span name: only then do
+	// the spans of the result carry it, as Tempo's do.
+	readsName bool
+	// attrNames are the names the spans of the result give the fields
+	// that addSelect selected, by the field's text.
+	attrNames map[string]string
 }
 
 // parse checks req and parses its query. Bad requests fail with a gRPC
@@ -132,8 +147,18 @@ func parse(req Request) (*query, error) {
 		return nil, invalid("invalid duration range: minDuration (%s) is greater than maxDuration (%s)", req.MinDuration, req.MaxDuration)
 	}
 	text := req.Query
-	if text == "" {
+	if strings.TrimSpace(text) == "" {
 		text = "{}"
+		q.metadataOnly = true
+	}
+	if req.Legacy {
+		q.metadataOnly = true
+	}
+	if q.metadataOnly { // as Tempo's SearchRequest carries them
+		q.req.MinDuration = req.MinDuration.Truncate(time.Millisecond)
+		q.req.MaxDuration = req.MaxDuration.Truncate(time.Millisecond)
+	} else {
+		q.req.MinDuration, q.req.MaxDuration = 0, 0
 	}
 	// The query-frontend applied the configured size, nesting, stage and
 	// regular expression limits; here only the parser's own bounds hold.
@@ -142,7 +167,7 @@ func parse(req Request) (*query, error) {
 		return nil, invalid("%s", err.Error())
 	}
 	q.cond = root.Condition()
-	addSelect(root)
+	q.attrNames, q.readsName = addSelect(root)
 	q.root = root
 	if root.Hints != nil {
 		for _, h := range root.Hints.Hints {
@@ -251,27 +276,41 @@ func durationIn(t *traceql.Trace, req Request) bool {
 	return (req.MinDuration <= 0 || d >= req.MinDuration) && (req.MaxDuration <= 0 || d <= req.MaxDuration)
 }
 
-// addSelect appends a select() of the span attributes the query reads, so
-// that the spans of the result carry them as Tempo's do (names, durations
-// and trace-level intrinsics are not repeated).
-func addSelect(root *traceql.RootExpr) {
+// addSelect appends a select() of the span attributes and intrinsics the
+// query reads, so that the spans of the result carry them as Tempo's do
+// (name, duration, span ID and trace-level intrinsics are not repeated).
+// It returns the name each selected field has in the result (Tempo's:
+// the attribute's name without its scope, the intrinsic's canonical
+// spelling such as status, childCount, event:name, span:parentID) and
+// whether the query reads the span name.
+func addSelect(root *traceql.RootExpr) (names map[string]string, readsName bool) {
 	if root.Pipeline == nil {
-		return
+		return nil, false
 	}
 	var fields []*traceql.Attribute
-	seen := map[string]bool{}
+	names = map[string]string{}
 	traceql.Inspect(root.Pipeline, func(n traceql.Node) bool {
 		a, ok := n.(*traceql.Attribute)
 		if !ok || a.Parent {
 			return true
 		}
+		name := a.Name
 		switch a.Intrinsic {
-		case traceql.IntrinsicNone, traceql.IntrinsicStatus, traceql.IntrinsicStatusMessage, traceql.IntrinsicKind:
+		case traceql.IntrinsicNone:
+		case traceql.IntrinsicName:
+			readsName = true
+			return true
+		case traceql.IntrinsicStatus, traceql.IntrinsicStatusMessage, traceql.IntrinsicKind,
+			traceql.IntrinsicChildCount, traceql.IntrinsicParentID,
+			traceql.IntrinsicEventName, traceql.IntrinsicEventTimeSinceStart,
+			traceql.IntrinsicLinkTraceID, traceql.IntrinsicLinkSpanID,
+			traceql.IntrinsicInstrumentationName, traceql.IntrinsicInstrumentationVersion:
+			name = a.Intrinsic.String()
 		default:
 			return true
 		}
-		if k := a.String(); !seen[k] {
-			seen[k] = true
+		if k := a.String(); names[k] == "" {
+			names[k] = name
 			fields = append(fields, a)
 		}
 		return true
@@ -279,32 +318,40 @@ func addSelect(root *traceql.RootExpr) {
 	if len(fields) > 0 {
 		root.Pipeline.Stages = append(root.Pipeline.Stages, &traceql.Select{Pos: root.Pipeline.Pos, Fields: fields})
 	}
+	return names, readsName
 }
 
 // traceResult is the result of a matching trace. Its strings are copies:
 // the trace's point into its encoded data, which a result kept until the
 // search ends would otherwise keep whole (every span, not the spss
 // returned: 6 times what the result holds for traces of 10 spans).
-func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, spss int) *Trace {
+func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, q *query) *Trace {
 	out := &Trace{
 		TraceID:           traceIDString(id),
 		RootServiceName:   strings.Clone(t.RootServiceName()),
 		RootTraceName:     strings.Clone(t.RootName()),
 		StartTimeUnixNano: t.StartUnixNano,
 		DurationMs:        uint32(min(t.DurationNanos()/uint64(time.Millisecond), uint64(^uint32(0)))),
+		ServiceStats:      serviceStats(t),
 	}
 	if out.RootServiceName == "" {
 		out.RootServiceName = RootSpanNotYetReceived
 	}
+	if q.metadataOnly {
+		return out
+	}
 	for _, ss := range sets {
 		set := &SpanSet{Matched: uint32(ss.Matched)}
-		for _, sp := range ss.Spans[:min(len(ss.Spans), spss)] {
-			set.Spans = append(set.Spans, spanResult(sp))
+		for _, sp := range ss.Spans[:min(len(ss.Spans), q.spss)] {
+			set.Spans = append(set.Spans, spanResult(sp, q))
 		}
 		for _, kv := range ss.Attributes {
-			if v := anyValue(kv.Value); v != nil {
-				set.Attributes = append(set.Attributes, &KeyValue{Key: strings.Clone(kv.Key), Value: v})
+			v := anyValue(kv.Value)
+			if v == nil { // by() of a missing attribute, as Tempo writes it
+				nilText := "nil"
+				v = &AnyValue{StringValue: &nilText}
 			}
+			set.Attributes = append(set.Attributes, &KeyValue{Key: strings.Clone(kv.Key), Value: v})
 		}
 		out.SpanSets = append(out.SpanSets, set)
 	}
@@ -314,16 +361,39 @@ func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, spss int
 	return out
 }
 
-func spanResult(sp *traceql.Span) *Span {
+// serviceStats counts the spans and error spans of each service of t.
+func serviceStats(t *traceql.Trace) map[string]*ServiceStats {
+	stats := map[string]*ServiceStats{}
+	for _, sp := range t.Spans {
+		name := sp.ServiceName()
+		st := stats[name]
+		if st == nil {
+			st = &ServiceStats{}
+			stats[strings.Clone(name)] = st
+		}
+		st.SpanCount++
+		if sp.Fields.StatusCode == 2 { // STATUS_CODE_ERROR
+			st.ErrorCount++
+		}
+	}
+	return stats
+}
+
+func spanResult(sp *traceql.Span, q *query) *Span {
 	out := &Span{
 		SpanID:            hex.EncodeToString(sp.Fields.SpanID),
-		Name:              strings.Clone(sp.Name),
 		StartTimeUnixNano: sp.Fields.StartTimeUnixNano,
 		DurationNanos:     sp.DurationNanos(),
 	}
+	if q.readsName {
+		out.Name = strings.Clone(sp.Name)
+	}
 	seen := map[string]bool{}
 	for _, kv := range sp.Selected {
-		key := bareName(kv.Key)
+		key, ok := q.attrNames[kv.Key]
+		if !ok {
+			key = bareName(kv.Key)
+		}
 		if seen[key] {
 			continue
 		}

@@ -196,7 +196,7 @@ func TestSearchTraceFieldsAndDedupe(t *testing.T) {
 		t.Fatalf("matched %d, %d spans; want 4 and 3", ss.Matched, len(ss.Spans))
 	}
 	sp := ss.Spans[0]
-	if len(sp.SpanID) != 16 || sp.Name != "insert" || sp.DurationNanos != uint64(10*time.Millisecond) {
+	if len(sp.SpanID) != 16 || sp.Name != "" || sp.DurationNanos != uint64(10*time.Millisecond) {
 		t.Fatalf("span: %+v", sp)
 	}
 	body, _ := json.Marshal(sp.Attributes)
@@ -261,7 +261,7 @@ func TestSearchJSONShape(t *testing.T) {
 	e := newEnv(t)
 	resp := e.search(Request{Query: `{}`})
 	body, _ := json.Marshal(resp)
-	if string(body) != `{"metrics":{"completedJobs":1,"totalJobs":1}}` {
+	if string(body) != `{"traces":[],"metrics":{"completedJobs":1,"totalJobs":1}}` {
 		t.Fatalf("empty response %s", body)
 	}
 	e.live(mkTrace(tidLive, spanDef{id: 1, service: "a", name: "root", start: time.Second, dur: 2 * time.Millisecond}))
@@ -269,10 +269,63 @@ func TestSearchJSONShape(t *testing.T) {
 	body, _ = json.Marshal(resp.Traces[0])
 	want := `{"traceID":"1","rootServiceName":"a","rootTraceName":"root","startTimeUnixNano":"1767225601000000000","durationMs":2,` +
 		`"spanSet":{"spans":[{"spanID":"0000000000000001","name":"root","startTimeUnixNano":"1767225601000000000","durationNanos":"2000000"}],"matched":1},` +
-		`"spanSets":[{"spans":[{"spanID":"0000000000000001","name":"root","startTimeUnixNano":"1767225601000000000","durationNanos":"2000000"}],"matched":1}]}`
+		`"spanSets":[{"spans":[{"spanID":"0000000000000001","name":"root","startTimeUnixNano":"1767225601000000000","durationNanos":"2000000"}],"matched":1}],` +
+		`"serviceStats":{"a":{"spanCount":1}}}`
 	if string(body) != want {
 		t.Fatalf("got  %s\nwant %s", body, want)
 	}
+}
+
+// TestSearchAnswerShape checks the answer as Grafana reads it: service
+// stats, span names only when the query reads them, the intrinsics a
+// query reads as span attributes under Tempo's names, "nil" for by() of a
+// missing attribute, metadata only without q; the protobuf answer carries
+// the same.
+func TestSearchAnswerShape(t *testing.T) {
+	e := newEnv(t)
+	td := mkTrace(tidLive,
+		spanDef{id: 1, service: "a", name: "root", start: time.Second, dur: 2 * time.Millisecond},
+		spanDef{id: 2, parent: 1, service: "b", name: "child", start: time.Second, dur: time.Millisecond},
+		spanDef{id: 3, parent: 1, service: "b", name: "child2", start: time.Second, dur: time.Millisecond})
+	sp := td.ResourceSpans().At(1).ScopeSpans().At(0).Spans().At(0)
+	sp.Status().SetCode(ptrace.StatusCodeError)
+	sp.Events().AppendEmpty().SetName("boom")
+	sp.Links().AppendEmpty().SetTraceID(pcommon.TraceID{15: 9})
+	e.live(td)
+
+	check := func(q, want string) {
+		t.Helper()
+		resp := e.search(Request{Query: q})
+		resp.Metrics = &Metrics{}
+		body, _ := json.Marshal(resp)
+		if string(body) != want {
+			t.Errorf("%s:\ngot  %s\nwant %s", q, body, want)
+		}
+		back, err := UnmarshalResponse(resp.MarshalProto())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pb, _ := json.Marshal(back); string(pb) != string(body) {
+			t.Errorf("%s: protobuf answer differs:\n%s\n%s", q, pb, body)
+		}
+	}
+	meta := `"traceID":"1","rootServiceName":"a","rootTraceName":"root","startTimeUnixNano":"1767225601000000000","durationMs":2,`
+	stats := `"serviceStats":{"a":{"spanCount":1},"b":{"spanCount":2,"errorCount":1}}`
+	metrics := `"metrics":{}`
+	set := func(s string) string { return `"spanSet":` + s + `,"spanSets":[` + s + `],` }
+	span2 := `"spanID":"0000000000000002","startTimeUnixNano":"1767225601000000000","durationNanos":"1000000"`
+
+	check(``, `{"traces":[{`+meta+stats+`}],`+metrics+`}`)
+	check(`{ status = error }`, `{"traces":[{`+meta+set(`{"spans":[{`+span2+`,"attributes":[{"key":"status","value":{"stringValue":"error"}}]}],"matched":1}`)+stats+`}],`+metrics+`}`)
+	check(`{ name = "child" }`, `{"traces":[{`+meta+set(`{"spans":[{"spanID":"0000000000000002","name":"child","startTimeUnixNano":"1767225601000000000","durationNanos":"1000000"}],"matched":1}`)+stats+`}],`+metrics+`}`)
+	check(`{ event:name = "boom" && link:traceID != "" && span:parentID != "" && childCount = 0 && span:status = error }`,
+		`{"traces":[{`+meta+set(`{"spans":[{`+span2+`,"attributes":[`+
+			`{"key":"event:name","value":{"stringValue":"boom"}},`+
+			`{"key":"link:traceID","value":{"stringValue":"00000000000000000000000000000009"}},`+
+			`{"key":"span:parentID","value":{"stringValue":"0000000000000001"}},`+
+			`{"key":"childCount","value":{"intValue":"0"}},`+
+			`{"key":"status","value":{"stringValue":"error"}}]}],"matched":1}`)+stats+`}],`+metrics+`}`)
+	check(`{ status = error } | by(span.missing)`, `{"traces":[{`+meta+set(`{"spans":[{`+span2+`,"attributes":[{"key":"status","value":{"stringValue":"error"}}]}],"matched":1,"attributes":[{"key":"by(span.missing)","value":{"stringValue":"nil"}}]}`)+stats+`}],`+metrics+`}`)
 }
 
 func TestSearchBadRequests(t *testing.T) {

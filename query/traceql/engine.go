@@ -282,6 +282,18 @@ func lookupWire(attrs []wireAttr, name string) (otlpwire.AnyValueView, bool) {
 	return otlpwire.AnyValueView{}, false
 }
 
+// ServiceName is the span's resource service.name ("" if none). The
+// string points into the trace's data.
+func (s *Span) ServiceName() string {
+	if s.resource == nil {
+		return ""
+	}
+	if v, ok := lookupWire(s.resource.attrs, "service.name"); ok {
+		return bstr(v.Str())
+	}
+	return ""
+}
+
 // RootServiceName is the root span's resource service.name ("" if none).
 func (t *Trace) RootServiceName() string { return t.rootSvc }
 
