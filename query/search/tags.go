@@ -256,8 +256,21 @@ func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string)
 	if err != nil {
 		return nil, err
 	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobNames, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, sc := range r.Scopes {
+			for _, name := range sc.Tags {
+				if !c.add(name, len(name)) {
+					break
+				}
+			}
+		}
+	}
 	slices.Sort(c.out)
-	resp.TagNames, resp.Metrics, resp.Truncated = c.out, m, b.truncated
+	resp.TagNames, resp.Metrics, resp.Truncated = c.out, m, joinCut(b.truncated, cut)
 	return resp, nil
 }
 
@@ -287,10 +300,29 @@ func (s *Searcher) TagNamesV2(ctx context.Context, req TagsRequest, tenant strin
 	collect := func(sc block.TagScope, name string) bool { return colls[sc].add(name, len(name)) }
 	resp := &TagNamesV2Response{}
 	var err error
+	remoteCut := ""
 	if mask != 0 {
 		resp.Metrics, err = s.collectNames(ctx, req, tenant, parseFilter(req.Query), mask, explicit, collect)
 		if err != nil {
 			return nil, err
+		}
+		var remote []*TagsJobResult
+		remote, remoteCut, err = s.askRemoteTags(ctx, tenant, TagsJobNamesV2, req, resp.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range remote {
+			for _, sc := range r.Scopes {
+				bs, ok := scopeMask[sc.Name]
+				if !ok || mask&bs == 0 {
+					continue // intrinsics are added below
+				}
+				for _, name := range sc.Tags {
+					if !collect(bs, name) {
+						break
+					}
+				}
+			}
 		}
 	} else {
 		resp.Metrics = &MetadataMetrics{TotalJobs: 1, CompletedJobs: 1}
@@ -310,7 +342,7 @@ func (s *Searcher) TagNamesV2(ctx context.Context, req TagsRequest, tenant strin
 			resp.Scopes = append(resp.Scopes, &TagScope{Name: name, Tags: tags})
 		}
 	}
-	resp.Truncated = truncation(b, resp.Metrics)
+	resp.Truncated = joinCut(truncation(b, resp.Metrics), remoteCut)
 	return resp, nil
 }
 
@@ -740,8 +772,19 @@ func (s *Searcher) TagValues(ctx context.Context, req TagsRequest, tenant string
 	if err != nil {
 		return nil, err
 	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobValues, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, v := range r.Values {
+			if !c.add(v.Value, len(v.Value)) {
+				break
+			}
+		}
+	}
 	slices.Sort(c.out)
-	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, truncation(b, m)
+	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, joinCut(truncation(b, m), cut)
 	return resp, nil
 }
 
@@ -772,13 +815,25 @@ func (s *Searcher) TagValuesV2(ctx context.Context, req TagsRequest, tenant stri
 	b := newBudget(req)
 	c := newCollector(req.Limit, b)
 	byKey := map[string]TagValue{}
-	m, err := s.collectValues(ctx, req, tenant, parseFilter(req.Query), t, func(v TagValue) bool {
+	add := func(v TagValue) bool {
 		key := v.Type + "\x00" + v.Value
 		byKey[key] = v
 		return c.add(key, len(v.Type)+len(v.Value))
-	})
+	}
+	m, err := s.collectValues(ctx, req, tenant, parseFilter(req.Query), t, add)
 	if err != nil {
 		return nil, err
+	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobValuesV2, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, v := range r.Values {
+			if !add(v) {
+				break
+			}
+		}
 	}
 	for _, k := range c.out {
 		resp.TagValues = append(resp.TagValues, byKey[k])
@@ -786,7 +841,7 @@ func (s *Searcher) TagValuesV2(ctx context.Context, req TagsRequest, tenant stri
 	slices.SortFunc(resp.TagValues, func(a, b TagValue) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 	})
-	resp.Metrics, resp.Truncated = m, truncation(b, m)
+	resp.Metrics, resp.Truncated = m, joinCut(truncation(b, m), cut)
 	return resp, nil
 }
 
