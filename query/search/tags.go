@@ -11,7 +11,7 @@ package search
 // which read dictionary pages and the few columns needed (see
 // internal/block/tags.go); event and link attributes of blocks are read
 // (a scan of every span) only when the request names the event or link
-// scope. With a v2 filter q that parses as TraceQL, every trace is read
+// scope, or is a v1 names request without scope. With a v2 filter q that parses as TraceQL, every trace is read
 // whole, evaluated, and only the spans it matches contribute; a q that does
 // not parse, or that the evaluator cannot run, is ignored as Tempo ignores
 // an invalid filter.
@@ -21,7 +21,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -232,8 +234,9 @@ func checkScope(scope string, v2 bool) error {
 	return invalid("invalid scope %q: must be one of %s", scope, valid)
 }
 
-// TagNames answers the v1 tag names request: without scope the span and
-// resource attribute names merged, with scope intrinsic the intrinsics,
+// TagNames answers the v1 tag names request: without scope the attribute
+// names of every scope (span, resource, instrumentation, event, link)
+// merged, with scope intrinsic the intrinsics,
 // else the names of that scope; sorted.
 func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string) (*TagNamesResponse, error) {
 	if err := checkScope(req.Scope, false); err != nil {
@@ -245,7 +248,9 @@ func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string)
 		resp.Metrics.TotalJobs, resp.Metrics.CompletedJobs = 1, 1
 		return resp, nil
 	}
-	mask := block.TagScopeSpan | block.TagScopeResource
+	// Unscoped: every attribute scope, as Tempo (blocks then scan every
+	// span for event and link names).
+	mask := block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation | block.TagScopeEvent | block.TagScopeLink
 	if req.Scope != "" {
 		mask = scopeMask[req.Scope]
 	}
@@ -906,7 +911,7 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 		}
 		vals, n, err := r.TagValues(ctx, t.mask, t.name)
 		for _, bv := range vals {
-			if tv, ok := typedValue(bv.Type, bv.Value); ok && !collect(tv) {
+			if !storedValues(bv.Type, bv.Value, collect) {
 				break
 			}
 		}
@@ -915,8 +920,9 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 	return m, err
 }
 
-// typedValue is a stored value as a TagValue; arrays, maps, bytes and empty
-// values are not listed.
+// typedValue is a scalar value (its text as otlpwire.AnyValueView's
+// AppendString gives it) as a TagValue; maps, bytes and empty values are
+// not listed, nor are arrays (see storedValues and valueViews).
 func typedValue(typ otlpwire.ValueType, text string) (TagValue, bool) {
 	switch typ {
 	case otlpwire.ValueTypeStr:
@@ -924,11 +930,133 @@ func typedValue(typ otlpwire.ValueType, text string) (TagValue, bool) {
 	case otlpwire.ValueTypeInt:
 		return TagValue{Type: "int", Value: text}, true
 	case otlpwire.ValueTypeDouble:
-		return TagValue{Type: "float", Value: text}, true
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return TagValue{}, false
+		}
+		return TagValue{Type: "float", Value: tempoFloat(f)}, true
 	case otlpwire.ValueTypeBool:
 		return TagValue{Type: "bool", Value: text}, true
 	}
 	return TagValue{}, false
+}
+
+// tempoFloat formats f as Tempo formats a float value (traceql.Static's
+// EncodeToString): the shortest 'g' form, with ".0" added when that has
+// neither a point nor an exponent (2 is "2.0", 1e21 is "1e+21").
+func tempoFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'g', -1, 64)
+	if !strings.ContainsAny(s, "e.") {
+		s += ".0"
+	}
+	return s
+}
+
+// storedValues feeds collect with a value a block stores as text: a
+// scalar, or the elements of an array whose elements are all strings, all
+// numbers or all bools (Tempo lists the elements of such arrays; mixed
+// arrays are not listed). A block keeps an array as JSON, where a double
+// with no fraction cannot be told from an int: an array of numbers is
+// listed as floats when one of them has a fraction or an exponent, else as
+// ints. It returns false when collect wants no more.
+func storedValues(typ otlpwire.ValueType, text string, collect func(TagValue) bool) bool {
+	if typ != otlpwire.ValueTypeArray {
+		if tv, ok := typedValue(typ, text); ok {
+			return collect(tv)
+		}
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var elems []any
+	if err := dec.Decode(&elems); err != nil || len(elems) == 0 {
+		return true
+	}
+	out := make([]TagValue, 0, len(elems))
+	typ0, float := "", false
+	for _, e := range elems {
+		var tv TagValue
+		switch e := e.(type) {
+		case string:
+			tv = TagValue{Type: "string", Value: e}
+		case bool:
+			tv = TagValue{Type: "bool", Value: strconv.FormatBool(e)}
+		case json.Number:
+			tv = TagValue{Type: "int", Value: e.String()}
+			float = float || strings.ContainsAny(e.String(), ".eE")
+		default:
+			return true // nested arrays, maps, nulls: not listed
+		}
+		if typ0 == "" {
+			typ0 = tv.Type
+		} else if tv.Type != typ0 {
+			return true
+		}
+		out = append(out, tv)
+	}
+	for _, tv := range out {
+		if float {
+			f, err := strconv.ParseFloat(tv.Value, 64)
+			if err != nil {
+				continue
+			}
+			tv = TagValue{Type: "float", Value: tempoFloat(f)}
+		}
+		if !collect(tv) {
+			return false
+		}
+	}
+	return true
+}
+
+// valueViews feeds collect with a value of a live trace: a scalar, or the
+// elements of an array whose elements all have the same scalar type. It
+// returns false when collect wants no more.
+func valueViews(val otlpwire.AnyValueView, collect func(TagValue) bool) (bool, error) {
+	if val.Type() != otlpwire.ValueTypeArray {
+		b, err := val.AppendString(nil)
+		if err != nil {
+			return false, err
+		}
+		if tv, ok := typedValue(val.Type(), string(b)); ok {
+			return collect(tv), nil
+		}
+		return true, nil
+	}
+	var out []TagValue
+	var typ0 otlpwire.ValueType
+	first, mixed := true, false
+	var eerr error
+	err := val.EachValue(func(e otlpwire.AnyValueView) bool {
+		if first {
+			first, typ0 = false, e.Type()
+		}
+		if e.Type() != typ0 {
+			mixed = true
+			return false
+		}
+		b, err := e.AppendString(nil)
+		if err != nil {
+			eerr = err
+			return false
+		}
+		tv, ok := typedValue(e.Type(), string(b))
+		if !ok {
+			mixed = true // nested arrays, maps, bytes: not listed
+			return false
+		}
+		out = append(out, tv)
+		return true
+	})
+	if err = cmp.Or(eerr, err); err != nil || mixed {
+		return err == nil, err
+	}
+	for _, tv := range out {
+		if !collect(tv) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // valuesVisitor collects the values of one target.
@@ -946,15 +1074,9 @@ func (v *valuesVisitor) attrs(msg []byte, kind otlpwire.MessageKind, sc block.Ta
 		if string(k) != v.t.name {
 			return true
 		}
-		b, err := val.AppendString(nil)
-		if err != nil {
-			verr = err
-			return false
-		}
-		if tv, ok := typedValue(val.Type(), string(b)); ok {
-			return v.collect(tv)
-		}
-		return true
+		more, err := valueViews(val, v.collect)
+		verr = err
+		return more
 	})
 	return cmp.Or(verr, err)
 }
