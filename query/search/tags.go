@@ -19,9 +19,9 @@ package search
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
