@@ -875,15 +875,14 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 		}
 		m, err := s.eachTrace(ctx, req, tenant, filter, func(tr *traceql.Trace, data []byte, match func(int) bool) error {
 			switch t.intrinsic {
+			// A trace without its root span (or whose root has no
+			// service.name) gives "": Tempo stores "" as its root name and
+			// service and lists it.
 			case traceql.IntrinsicTraceRootName:
-				if tr.Root != nil {
-					collect(TagValue{Type: "string", Value: tr.RootName()})
-				}
+				collect(TagValue{Type: "string", Value: tr.RootName()})
 				return nil
 			case traceql.IntrinsicTraceRootService:
-				if tr.RootServiceName() != "" {
-					collect(TagValue{Type: "string", Value: tr.RootServiceName()})
-				}
+				collect(TagValue{Type: "string", Value: tr.RootServiceName()})
 				return nil
 			}
 			return walkBatch(data, match, v)

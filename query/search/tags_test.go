@@ -319,3 +319,45 @@ func TestTagTempoForms(t *testing.T) {
 		}
 	}
 }
+
+// A trace whose root span is missing has the empty root name and root
+// service, listed as Tempo lists them (Tempo stores "" for both), from the
+// live-store and from blocks alike.
+func TestTagValuesEmptyRoot(t *testing.T) {
+	ctx := context.Background()
+	rootless := mkTrace(tidLive, spanDef{id: 2, parent: 1, service: "orphan", name: "child", start: time.Second, dur: time.Millisecond})
+	rooted := mkTrace(tidBlock, spanDef{id: 1, service: "back", name: "query", start: time.Second, dur: time.Second})
+	for _, place := range []string{"live", "block"} {
+		e := newEnv(t)
+		if place == "live" {
+			e.live(rootless)
+			e.live(rooted)
+		} else {
+			e.block(rootless, rooted)
+		}
+		for _, tc := range []struct{ name, want string }{
+			{"rootServiceName", "string:,string:back"},
+			{"trace:rootService", "string:,string:back"},
+			{"rootName", "string:,string:query"},
+		} {
+			req := everything
+			req.Name = tc.name
+			resp, err := e.s.TagValuesV2(ctx, req, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := valuesString(resp.TagValues); got != tc.want {
+				t.Errorf("%s: %s: %q, want %q", place, tc.name, got, tc.want)
+			}
+		}
+		req := everything
+		req.Name = "root.service.name"
+		resp, err := e.s.TagValues(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(resp.TagValues, []string{"", "back"}) {
+			t.Errorf("%s: v1 root.service.name %q", place, resp.TagValues)
+		}
+	}
+}
