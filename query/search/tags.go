@@ -693,7 +693,7 @@ func eachNested(raw []byte, mask block.TagScope, fn func(block.TagScope, []byte,
 
 // target is the attribute or intrinsic whose values a request asks for.
 type target struct {
-	mask      block.TagScope // where an attribute lives (span|resource when unscoped)
+	mask      block.TagScope // where an attribute lives (span|resource|instrumentation when unscoped)
 	name      string
 	intrinsic traceql.Intrinsic
 }
@@ -719,7 +719,7 @@ func parseTagName(name string) (target, error) {
 	t := target{name: a.Name}
 	switch a.Scope {
 	case traceql.ScopeNone:
-		t.mask = block.TagScopeSpan | block.TagScopeResource
+		t.mask = block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation
 	case traceql.ScopeSpan:
 		t.mask = block.TagScopeSpan
 	case traceql.ScopeResource:
@@ -747,7 +747,7 @@ func v1Target(name string) target {
 	case "root.service.name":
 		return target{intrinsic: traceql.IntrinsicTraceRootService}
 	}
-	return target{mask: block.TagScopeSpan | block.TagScopeResource, name: name}
+	return target{mask: block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation, name: name}
 }
 
 // TagValues answers the v1 tag values request: the values of req.Name as

@@ -157,6 +157,8 @@ func TestTagValuesV2(t *testing.T) {
 		{"resource.service.name", "", "string:back,string:front"},
 		{".code", "", "int:200"},
 		{"status", "", "keyword:ok,keyword:error,keyword:unset"},
+		{"span:status", "{ status = error }", "keyword:ok,keyword:error,keyword:unset"},
+		{"span:kind", "", "keyword:client,keyword:server,keyword:producer,keyword:consumer,keyword:internal,keyword:unspecified"},
 		{"kind", "", "keyword:client,keyword:server,keyword:producer,keyword:consumer,keyword:internal,keyword:unspecified"},
 		{"name", "", "string:GET /,string:query,string:scan"},
 		{"name", "{ status = error }", "string:GET /"},
@@ -292,6 +294,7 @@ func TestTagTempoForms(t *testing.T) {
 			{".nums", "int:1,int:2"},
 			{".fl", "float:0.25,float:1.5,float:2.0"},
 			{".mixed", ""},
+			{".sc.k", "string:s"}, // unscoped values include instrumentation attributes
 		} {
 			req := everything
 			req.Name = tc.name
@@ -306,6 +309,7 @@ func TestTagTempoForms(t *testing.T) {
 		for _, tc := range []struct{ name, want string }{
 			{"ratio", "1e+21,2.0"},
 			{"list", "a,b,c"},
+			{"sc.k", "s"},
 		} {
 			req := everything
 			req.Name = tc.name
