@@ -396,6 +396,28 @@ func TestMicroservicesTwoLiveStores(t *testing.T) {
 		t.Logf("%s: %d traces found by ID and by search", phase, len(acked))
 	}
 	found("recent, in two live-stores")
+	// Tag names and values through the query-frontend come from the
+	// live-stores of the other processes, with and without a time range.
+	now := time.Now().Unix()
+	rng := fmt.Sprintf("start=%d&end=%d", now-600, now+60)
+	for _, c := range []struct{ path, want string }{
+		{"/api/search/tags", `"seq"`},
+		{"/api/search/tags?" + rng, `"seq"`},
+		{"/api/v2/search/tags?scope=resource", `"service.name"`},
+		{"/api/v2/search/tags?scope=span&" + rng, `"seq"`},
+		{"/api/search/tag/service.name/values", `"durability"`},
+		{"/api/search/tag/service.name/values?" + rng, `"durability"`},
+		{"/api/v2/search/tag/resource.service.name/values", `"durability"`},
+		{"/api/v2/search/tag/resource.service.name/values?" + rng, `"durability"`},
+	} {
+		if body := getBody(t, "http://"+loopback(qps.http)+c.path); !strings.Contains(body, c.want) {
+			t.Errorf("%s: %s, want %s in it", c.path, body, c.want)
+		}
+	}
+	// Values held by both live-stores are listed once.
+	if body := getBody(t, "http://"+loopback(qps.http)+"/api/v2/search/tag/span.seq/values"); strings.Count(body, `"int"`) != len(acked) {
+		t.Errorf("seq values: %d, want %d", strings.Count(body, `"int"`), len(acked))
+	}
 	// Both live-stores get a share once the consumer group has rebalanced
 	// (the second reads its partitions from the window ago).
 	for _, ps := range []ports{l1, l2} {

@@ -210,6 +210,10 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	searcher := search.New(a.stores, a.blocks, readBucket)
 	searcher.SetFinder(finder)
 	searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
+	if a.remoteLive != nil {
+		// Tag names and values also come from the other live-stores.
+		searcher.SetRemoteTags(a.remoteLive)
+	}
 	jobs := querier.NewJobRunner(searcher, cfg.Querier, a.registry)
 	if a.remoteLive != nil {
 		jobs.WithRemoteLiveStores(a.remoteLive)

@@ -23,7 +23,8 @@ import (
 // This file lets queriers reach live-stores in other processes
 // (microservices mode): a process running a live-store serves
 // weft.livestore.v1.LiveStore on its gRPC port (live search jobs and trace
-// by ID, JSON-coded like the job service), and RemoteLiveStores asks every
+// by ID and tag names and values, JSON-coded like the job service), and
+// RemoteLiveStores asks every
 // live-store that membership lists.
 
 // Peers lists the gRPC addresses of the live-stores of other processes.
@@ -35,6 +36,7 @@ const (
 	liveStoreService = "weft.livestore.v1.LiveStore"
 	liveFindMethod   = "/" + liveStoreService + "/FindTraceByID"
 	liveSearchMethod = "/" + liveStoreService + "/SearchJob"
+	liveTagsMethod   = "/" + liveStoreService + "/TagsJob"
 )
 
 type findRequest struct {
@@ -57,7 +59,8 @@ func tenantFrom(ctx context.Context) (string, error) {
 }
 
 // RegisterLiveStoreService serves this process's live-store: trace by ID
-// from live, and live search jobs run by s (whose live-store is live).
+// from live, and live search jobs and tag jobs run by s (whose live-store
+// is live; s must not ask remote live-stores itself).
 func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher) {
 	type server interface{}
 	srv.RegisterService(&grpc.ServiceDesc{
@@ -101,6 +104,20 @@ func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher)
 						return nil, err
 					}
 					return s.RunJob(ctx, tenant, job)
+				},
+			},
+			{
+				MethodName: "TagsJob",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var job search.TagsJob
+					if err := dec(&job); err != nil {
+						return nil, status.Errorf(codes.InvalidArgument, "cannot decode the tags job: %v", err)
+					}
+					tenant, err := tenantFrom(ctx)
+					if err != nil {
+						return nil, err
+					}
+					return s.RunTagsJob(ctx, tenant, job)
 				},
 			},
 		},
@@ -217,6 +234,23 @@ func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job sea
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var res search.JobResult
 		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+			return err
+		}
+		mu.Lock()
+		out = append(out, &res)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// TagsJob runs a tag job on every live-store (search.RemoteTags).
+func (r *RemoteLiveStores) TagsJob(ctx context.Context, tenant string, job search.TagsJob) ([]*search.TagsJobResult, error) {
+	var mu sync.Mutex
+	var out []*search.TagsJobResult
+	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
+		var res search.TagsJobResult
+		if err := c.Invoke(ctx, liveTagsMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()

@@ -83,6 +83,9 @@ type Searcher struct {
 	blocks *blocklist.List
 	bkt    objstore.BucketReader
 	finder Finder
+	// remoteTags, when set, answers the live part of tag requests from
+	// the live-stores of other processes (SetRemoteTags).
+	remoteTags RemoteTags
 	// TargetBytesPerJob is the size of the block jobs Plan cuts (bytes of
 	// data.parquet); 0 means DefaultTargetBytesPerJob.
 	TargetBytesPerJob int64

@@ -11,7 +11,7 @@ package search
 // which read dictionary pages and the few columns needed (see
 // internal/block/tags.go); event and link attributes of blocks are read
 // (a scan of every span) only when the request names the event or link
-// scope. With a v2 filter q that parses as TraceQL, every trace is read
+// scope, or is a v1 names request without scope. With a v2 filter q that parses as TraceQL, every trace is read
 // whole, evaluated, and only the spans it matches contribute; a q that does
 // not parse, or that the evaluator cannot run, is ignored as Tempo ignores
 // an invalid filter.
@@ -19,9 +19,11 @@ package search
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -232,8 +234,9 @@ func checkScope(scope string, v2 bool) error {
 	return invalid("invalid scope %q: must be one of %s", scope, valid)
 }
 
-// TagNames answers the v1 tag names request: without scope the span and
-// resource attribute names merged, with scope intrinsic the intrinsics,
+// TagNames answers the v1 tag names request: without scope the attribute
+// names of every scope (span, resource, instrumentation, event, link)
+// merged, with scope intrinsic the intrinsics,
 // else the names of that scope; sorted.
 func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string) (*TagNamesResponse, error) {
 	if err := checkScope(req.Scope, false); err != nil {
@@ -245,7 +248,9 @@ func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string)
 		resp.Metrics.TotalJobs, resp.Metrics.CompletedJobs = 1, 1
 		return resp, nil
 	}
-	mask := block.TagScopeSpan | block.TagScopeResource
+	// Unscoped: every attribute scope, as Tempo (blocks then scan every
+	// span for event and link names).
+	mask := block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation | block.TagScopeEvent | block.TagScopeLink
 	if req.Scope != "" {
 		mask = scopeMask[req.Scope]
 	}
@@ -256,8 +261,21 @@ func (s *Searcher) TagNames(ctx context.Context, req TagsRequest, tenant string)
 	if err != nil {
 		return nil, err
 	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobNames, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, sc := range r.Scopes {
+			for _, name := range sc.Tags {
+				if !c.add(name, len(name)) {
+					break
+				}
+			}
+		}
+	}
 	slices.Sort(c.out)
-	resp.TagNames, resp.Metrics, resp.Truncated = c.out, m, b.truncated
+	resp.TagNames, resp.Metrics, resp.Truncated = c.out, m, joinCut(b.truncated, cut)
 	return resp, nil
 }
 
@@ -287,10 +305,29 @@ func (s *Searcher) TagNamesV2(ctx context.Context, req TagsRequest, tenant strin
 	collect := func(sc block.TagScope, name string) bool { return colls[sc].add(name, len(name)) }
 	resp := &TagNamesV2Response{}
 	var err error
+	remoteCut := ""
 	if mask != 0 {
 		resp.Metrics, err = s.collectNames(ctx, req, tenant, parseFilter(req.Query), mask, explicit, collect)
 		if err != nil {
 			return nil, err
+		}
+		var remote []*TagsJobResult
+		remote, remoteCut, err = s.askRemoteTags(ctx, tenant, TagsJobNamesV2, req, resp.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range remote {
+			for _, sc := range r.Scopes {
+				bs, ok := scopeMask[sc.Name]
+				if !ok || mask&bs == 0 {
+					continue // intrinsics are added below
+				}
+				for _, name := range sc.Tags {
+					if !collect(bs, name) {
+						break
+					}
+				}
+			}
 		}
 	} else {
 		resp.Metrics = &MetadataMetrics{TotalJobs: 1, CompletedJobs: 1}
@@ -310,7 +347,7 @@ func (s *Searcher) TagNamesV2(ctx context.Context, req TagsRequest, tenant strin
 			resp.Scopes = append(resp.Scopes, &TagScope{Name: name, Tags: tags})
 		}
 	}
-	resp.Truncated = truncation(b, resp.Metrics)
+	resp.Truncated = joinCut(truncation(b, resp.Metrics), remoteCut)
 	return resp, nil
 }
 
@@ -656,7 +693,7 @@ func eachNested(raw []byte, mask block.TagScope, fn func(block.TagScope, []byte,
 
 // target is the attribute or intrinsic whose values a request asks for.
 type target struct {
-	mask      block.TagScope // where an attribute lives (span|resource when unscoped)
+	mask      block.TagScope // where an attribute lives (span|resource|instrumentation when unscoped)
 	name      string
 	intrinsic traceql.Intrinsic
 }
@@ -682,7 +719,7 @@ func parseTagName(name string) (target, error) {
 	t := target{name: a.Name}
 	switch a.Scope {
 	case traceql.ScopeNone:
-		t.mask = block.TagScopeSpan | block.TagScopeResource
+		t.mask = block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation
 	case traceql.ScopeSpan:
 		t.mask = block.TagScopeSpan
 	case traceql.ScopeResource:
@@ -710,7 +747,7 @@ func v1Target(name string) target {
 	case "root.service.name":
 		return target{intrinsic: traceql.IntrinsicTraceRootService}
 	}
-	return target{mask: block.TagScopeSpan | block.TagScopeResource, name: name}
+	return target{mask: block.TagScopeSpan | block.TagScopeResource | block.TagScopeInstrumentation, name: name}
 }
 
 // TagValues answers the v1 tag values request: the values of req.Name as
@@ -740,8 +777,19 @@ func (s *Searcher) TagValues(ctx context.Context, req TagsRequest, tenant string
 	if err != nil {
 		return nil, err
 	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobValues, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, v := range r.Values {
+			if !c.add(v.Value, len(v.Value)) {
+				break
+			}
+		}
+	}
 	slices.Sort(c.out)
-	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, truncation(b, m)
+	resp.TagValues, resp.Metrics, resp.Truncated = c.out, m, joinCut(truncation(b, m), cut)
 	return resp, nil
 }
 
@@ -772,13 +820,25 @@ func (s *Searcher) TagValuesV2(ctx context.Context, req TagsRequest, tenant stri
 	b := newBudget(req)
 	c := newCollector(req.Limit, b)
 	byKey := map[string]TagValue{}
-	m, err := s.collectValues(ctx, req, tenant, parseFilter(req.Query), t, func(v TagValue) bool {
+	add := func(v TagValue) bool {
 		key := v.Type + "\x00" + v.Value
 		byKey[key] = v
 		return c.add(key, len(v.Type)+len(v.Value))
-	})
+	}
+	m, err := s.collectValues(ctx, req, tenant, parseFilter(req.Query), t, add)
 	if err != nil {
 		return nil, err
+	}
+	remote, cut, err := s.askRemoteTags(ctx, tenant, TagsJobValuesV2, req, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range remote {
+		for _, v := range r.Values {
+			if !add(v) {
+				break
+			}
+		}
 	}
 	for _, k := range c.out {
 		resp.TagValues = append(resp.TagValues, byKey[k])
@@ -786,7 +846,7 @@ func (s *Searcher) TagValuesV2(ctx context.Context, req TagsRequest, tenant stri
 	slices.SortFunc(resp.TagValues, func(a, b TagValue) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 	})
-	resp.Metrics, resp.Truncated = m, truncation(b, m)
+	resp.Metrics, resp.Truncated = m, joinCut(truncation(b, m), cut)
 	return resp, nil
 }
 
@@ -815,15 +875,14 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 		}
 		m, err := s.eachTrace(ctx, req, tenant, filter, func(tr *traceql.Trace, data []byte, match func(int) bool) error {
 			switch t.intrinsic {
+			// A trace without its root span (or whose root has no
+			// service.name) gives "": Tempo stores "" as its root name and
+			// service and lists it.
 			case traceql.IntrinsicTraceRootName:
-				if tr.Root != nil {
-					collect(TagValue{Type: "string", Value: tr.RootName()})
-				}
+				collect(TagValue{Type: "string", Value: tr.RootName()})
 				return nil
 			case traceql.IntrinsicTraceRootService:
-				if tr.RootServiceName() != "" {
-					collect(TagValue{Type: "string", Value: tr.RootServiceName()})
-				}
+				collect(TagValue{Type: "string", Value: tr.RootServiceName()})
 				return nil
 			}
 			return walkBatch(data, match, v)
@@ -851,7 +910,7 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 		}
 		vals, n, err := r.TagValues(ctx, t.mask, t.name)
 		for _, bv := range vals {
-			if tv, ok := typedValue(bv.Type, bv.Value); ok && !collect(tv) {
+			if !storedValues(bv.Type, bv.Value, collect) {
 				break
 			}
 		}
@@ -860,8 +919,9 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 	return m, err
 }
 
-// typedValue is a stored value as a TagValue; arrays, maps, bytes and empty
-// values are not listed.
+// typedValue is a scalar value (its text as otlpwire.AnyValueView's
+// AppendString gives it) as a TagValue; maps, bytes and empty values are
+// not listed, nor are arrays (see storedValues and valueViews).
 func typedValue(typ otlpwire.ValueType, text string) (TagValue, bool) {
 	switch typ {
 	case otlpwire.ValueTypeStr:
@@ -869,11 +929,133 @@ func typedValue(typ otlpwire.ValueType, text string) (TagValue, bool) {
 	case otlpwire.ValueTypeInt:
 		return TagValue{Type: "int", Value: text}, true
 	case otlpwire.ValueTypeDouble:
-		return TagValue{Type: "float", Value: text}, true
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return TagValue{}, false
+		}
+		return TagValue{Type: "float", Value: tempoFloat(f)}, true
 	case otlpwire.ValueTypeBool:
 		return TagValue{Type: "bool", Value: text}, true
 	}
 	return TagValue{}, false
+}
+
+// tempoFloat formats f as Tempo formats a float value (traceql.Static's
+// EncodeToString): the shortest 'g' form, with ".0" added when that has
+// neither a point nor an exponent (2 is "2.0", 1e21 is "1e+21").
+func tempoFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'g', -1, 64)
+	if !strings.ContainsAny(s, "e.") {
+		s += ".0"
+	}
+	return s
+}
+
+// storedValues feeds collect with a value a block stores as text: a
+// scalar, or the elements of an array whose elements are all strings, all
+// numbers or all bools (Tempo lists the elements of such arrays; mixed
+// arrays are not listed). A block keeps an array as JSON, where a double
+// with no fraction cannot be told from an int: an array of numbers is
+// listed as floats when one of them has a fraction or an exponent, else as
+// ints. It returns false when collect wants no more.
+func storedValues(typ otlpwire.ValueType, text string, collect func(TagValue) bool) bool {
+	if typ != otlpwire.ValueTypeArray {
+		if tv, ok := typedValue(typ, text); ok {
+			return collect(tv)
+		}
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var elems []any
+	if err := dec.Decode(&elems); err != nil || len(elems) == 0 {
+		return true
+	}
+	out := make([]TagValue, 0, len(elems))
+	typ0, float := "", false
+	for _, e := range elems {
+		var tv TagValue
+		switch e := e.(type) {
+		case string:
+			tv = TagValue{Type: "string", Value: e}
+		case bool:
+			tv = TagValue{Type: "bool", Value: strconv.FormatBool(e)}
+		case json.Number:
+			tv = TagValue{Type: "int", Value: e.String()}
+			float = float || strings.ContainsAny(e.String(), ".eE")
+		default:
+			return true // nested arrays, maps, nulls: not listed
+		}
+		if typ0 == "" {
+			typ0 = tv.Type
+		} else if tv.Type != typ0 {
+			return true
+		}
+		out = append(out, tv)
+	}
+	for _, tv := range out {
+		if float {
+			f, err := strconv.ParseFloat(tv.Value, 64)
+			if err != nil {
+				continue
+			}
+			tv = TagValue{Type: "float", Value: tempoFloat(f)}
+		}
+		if !collect(tv) {
+			return false
+		}
+	}
+	return true
+}
+
+// valueViews feeds collect with a value of a live trace: a scalar, or the
+// elements of an array whose elements all have the same scalar type. It
+// returns false when collect wants no more.
+func valueViews(val otlpwire.AnyValueView, collect func(TagValue) bool) (bool, error) {
+	if val.Type() != otlpwire.ValueTypeArray {
+		b, err := val.AppendString(nil)
+		if err != nil {
+			return false, err
+		}
+		if tv, ok := typedValue(val.Type(), string(b)); ok {
+			return collect(tv), nil
+		}
+		return true, nil
+	}
+	var out []TagValue
+	var typ0 otlpwire.ValueType
+	first, mixed := true, false
+	var eerr error
+	err := val.EachValue(func(e otlpwire.AnyValueView) bool {
+		if first {
+			first, typ0 = false, e.Type()
+		}
+		if e.Type() != typ0 {
+			mixed = true
+			return false
+		}
+		b, err := e.AppendString(nil)
+		if err != nil {
+			eerr = err
+			return false
+		}
+		tv, ok := typedValue(e.Type(), string(b))
+		if !ok {
+			mixed = true // nested arrays, maps, bytes: not listed
+			return false
+		}
+		out = append(out, tv)
+		return true
+	})
+	if err = cmp.Or(eerr, err); err != nil || mixed {
+		return err == nil, err
+	}
+	for _, tv := range out {
+		if !collect(tv) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // valuesVisitor collects the values of one target.
@@ -891,15 +1073,9 @@ func (v *valuesVisitor) attrs(msg []byte, kind otlpwire.MessageKind, sc block.Ta
 		if string(k) != v.t.name {
 			return true
 		}
-		b, err := val.AppendString(nil)
-		if err != nil {
-			verr = err
-			return false
-		}
-		if tv, ok := typedValue(val.Type(), string(b)); ok {
-			return v.collect(tv)
-		}
-		return true
+		more, err := valueViews(val, v.collect)
+		verr = err
+		return more
 	})
 	return cmp.Or(verr, err)
 }

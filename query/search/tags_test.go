@@ -124,7 +124,7 @@ func TestTagNamesV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(resp.TagNames, ","); got != "code,color,service.name" {
+	if got := strings.Join(resp.TagNames, ","); got != "code,color,ev.a,ev.b,lib.kind,service.name" {
 		t.Errorf("names %q", got)
 	}
 	req := everything
@@ -157,6 +157,8 @@ func TestTagValuesV2(t *testing.T) {
 		{"resource.service.name", "", "string:back,string:front"},
 		{".code", "", "int:200"},
 		{"status", "", "keyword:ok,keyword:error,keyword:unset"},
+		{"span:status", "{ status = error }", "keyword:ok,keyword:error,keyword:unset"},
+		{"span:kind", "", "keyword:client,keyword:server,keyword:producer,keyword:consumer,keyword:internal,keyword:unspecified"},
 		{"kind", "", "keyword:client,keyword:server,keyword:producer,keyword:consumer,keyword:internal,keyword:unspecified"},
 		{"name", "", "string:GET /,string:query,string:scan"},
 		{"name", "{ status = error }", "string:GET /"},
@@ -237,5 +239,129 @@ func TestTagLimits(t *testing.T) {
 	}
 	if !slices.Equal(names.TagNames, []string{"service.name"}) || names.Truncated == "" {
 		t.Errorf("names max bytes: %+v", names)
+	}
+}
+
+// formsTrace has float and array attributes, and scope, event and link
+// attributes.
+func formsTrace() ptrace.Traces {
+	td := mkTrace(tidBlock,
+		spanDef{id: 1, service: "back", name: "query", start: time.Second, dur: 2 * time.Second, attr: "blue"},
+		spanDef{id: 2, parent: 1, service: "back", name: "scan", start: time.Second, dur: time.Second})
+	rs0 := td.ResourceSpans().At(0)
+	rs0.ScopeSpans().At(0).Scope().Attributes().PutStr("sc.k", "s")
+	sp := rs0.ScopeSpans().At(0).Spans().At(0)
+	a := sp.Attributes()
+	a.PutDouble("ratio", 2)
+	a.PutEmptySlice("list").FromRaw([]any{"a", "b"})
+	a.PutEmptySlice("nums").FromRaw([]any{int64(1), int64(2)})
+	a.PutEmptySlice("fl").FromRaw([]any{1.5, 2.0})
+	a.PutEmptySlice("mixed").FromRaw([]any{"x", int64(1)})
+	sp.Events().AppendEmpty().Attributes().PutStr("ev.k", "e")
+	sp.Links().AppendEmpty().Attributes().PutStr("ln.k", "l")
+	b := td.ResourceSpans().At(1).ScopeSpans().At(0).Spans().At(0).Attributes()
+	b.PutDouble("ratio", 1e21)
+	b.PutDouble("tiny", 1e-7)
+	b.PutEmptySlice("list").FromRaw([]any{"c"})
+	b.PutEmptySlice("fl").FromRaw([]any{0.25})
+	return td
+}
+
+// Tag names and values take Tempo's forms, from the live-store and from
+// blocks alike: v1 unscoped names include instrumentation, event and link
+// attribute names; floats are formatted as Tempo formats them; the
+// elements of arrays of one scalar type are listed (mixed arrays are not).
+func TestTagTempoForms(t *testing.T) {
+	ctx := context.Background()
+	for _, place := range []string{"live", "block"} {
+		e := newEnv(t)
+		if place == "live" {
+			e.live(formsTrace())
+		} else {
+			e.block(formsTrace())
+		}
+		names, err := e.s.TagNames(ctx, everything, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(names.TagNames, ","), "color,ev.k,fl,list,ln.k,mixed,nums,ratio,sc.k,service.name,tiny"; got != want {
+			t.Errorf("%s: v1 names %q, want %q", place, got, want)
+		}
+		for _, tc := range []struct{ name, want string }{
+			{".ratio", "float:1e+21,float:2.0"},
+			{".tiny", "float:1e-07"},
+			{"span.list", "string:a,string:b,string:c"},
+			{".nums", "int:1,int:2"},
+			{".fl", "float:0.25,float:1.5,float:2.0"},
+			{".mixed", ""},
+			{".sc.k", "string:s"}, // unscoped values include instrumentation attributes
+		} {
+			req := everything
+			req.Name = tc.name
+			resp, err := e.s.TagValuesV2(ctx, req, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := valuesString(resp.TagValues); got != tc.want {
+				t.Errorf("%s: %s: %q, want %q", place, tc.name, got, tc.want)
+			}
+		}
+		for _, tc := range []struct{ name, want string }{
+			{"ratio", "1e+21,2.0"},
+			{"list", "a,b,c"},
+			{"sc.k", "s"},
+		} {
+			req := everything
+			req.Name = tc.name
+			resp, err := e.s.TagValues(ctx, req, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(resp.TagValues, ","); got != tc.want {
+				t.Errorf("%s: v1 %s: %q, want %q", place, tc.name, got, tc.want)
+			}
+		}
+	}
+}
+
+// A trace whose root span is missing has the empty root name and root
+// service, listed as Tempo lists them (Tempo stores "" for both), from the
+// live-store and from blocks alike.
+func TestTagValuesEmptyRoot(t *testing.T) {
+	ctx := context.Background()
+	rootless := mkTrace(tidLive, spanDef{id: 2, parent: 1, service: "orphan", name: "child", start: time.Second, dur: time.Millisecond})
+	rooted := mkTrace(tidBlock, spanDef{id: 1, service: "back", name: "query", start: time.Second, dur: time.Second})
+	for _, place := range []string{"live", "block"} {
+		e := newEnv(t)
+		if place == "live" {
+			e.live(rootless)
+			e.live(rooted)
+		} else {
+			e.block(rootless, rooted)
+		}
+		for _, tc := range []struct{ name, want string }{
+			{"rootServiceName", "string:,string:back"},
+			{"trace:rootService", "string:,string:back"},
+			{"rootName", "string:,string:query"},
+		} {
+			req := everything
+			req.Name = tc.name
+			resp, err := e.s.TagValuesV2(ctx, req, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := valuesString(resp.TagValues); got != tc.want {
+				t.Errorf("%s: %s: %q, want %q", place, tc.name, got, tc.want)
+			}
+		}
+		req := everything
+		req.Name = "root.service.name"
+		resp, err := e.s.TagValues(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(resp.TagValues, []string{"", "back"}) {
+			t.Errorf("%s: v1 root.service.name %q", place, resp.TagValues)
+		}
 	}
 }
