@@ -40,6 +40,8 @@ var pushdownQueries = []string{
 	`{ span.db.statement =~ ".*products.*" && kind = client } | count() > 1`,
 	`{ event:name = "exception" }`,
 	`{ trace:rootName = "GET /healthz" }`,
+	`{ nestedSetRight - nestedSetLeft = 1 && duration > 100ms }`,
+	`{ nestedSetParent > 1 && status = error } || { nestedSetParent = -1 && name = "GET /healthz" }`,
 	`{ span.http.request.method = nil }`,
 	`{ .server.port = 8080.0 }`,
 	`{ span.url.path = "/api/orders" } | by(resource.service.name)`,

@@ -1,8 +1,12 @@
 package traceql
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/weftdb/weft/internal/otlpwire"
@@ -33,6 +37,19 @@ type Trace struct {
 	rootName   string
 	rootSvc    string
 	orphans    bool // a span's parent is not in the trace
+
+	// nested holds the nested-set numbers of the spans (by index),
+	// computed once, on first use (nestedSet).
+	nestedOnce sync.Once
+	nested     []nestedSet
+}
+
+// nestedSet is a span's place in Tempo's nested-set numbering of the span
+// tree: left and right bound the numbers of its descendants, parent is
+// its parent's left (-1 for a root). All three are 0 for a span that no
+// root span leads to (its parent, or an ancestor's, was not received).
+type nestedSet struct {
+	left, right, parent int32
 }
 
 // Complete reports whether the trace has a root span and the parent of
@@ -271,6 +288,80 @@ func (t *Trace) link() {
 			t.rootSvc = bstr(v.Str())
 		}
 	}
+}
+
+// nestedSet returns s's nested-set numbers, numbering the trace on first
+// use. Tempo numbers the spans of a trace with one counter starting at 1 in
+// a depth-first walk from each root span (a span without a parent ID):
+// a span gets left when the walk enters it and right when it leaves it, and
+// parent is the left of its parent. Tempo walks roots and children in
+// storage order, which differs between weft's live-store and its blocks;
+// weft walks them in start-time order, ties broken by span ID, so that
+// both give the same numbers.
+func (t *Trace) nestedSet(s *Span) nestedSet {
+	t.nestedOnce.Do(t.numberNestedSets)
+	if s.index < 0 || s.index >= len(t.nested) {
+		return nestedSet{}
+	}
+	return t.nested[s.index]
+}
+
+func (t *Trace) numberNestedSets() {
+	t.nested = make([]nestedSet, len(t.Spans))
+	var roots []*Span
+	for _, s := range t.Spans {
+		if len(s.Fields.ParentSpanID) == 0 {
+			roots = append(roots, s)
+		}
+	}
+	sortStartThenID(roots)
+	type frame struct {
+		span     *Span
+		children []*Span
+	}
+	var (
+		next  int32 = 1
+		stack []frame
+	)
+	// enter numbers s and pushes it with its children to visit. Only
+	// children whose Parent is s are visited (link may have cut a cycle),
+	// so every span is entered at most once.
+	enter := func(s *Span, parent int32) {
+		t.nested[s.index] = nestedSet{left: next, parent: parent}
+		next++
+		var kids []*Span
+		for _, c := range s.Children {
+			if c.Parent == s {
+				kids = append(kids, c)
+			}
+		}
+		sortStartThenID(kids)
+		stack = append(stack, frame{span: s, children: kids})
+	}
+	for _, r := range roots {
+		enter(r, -1)
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if len(top.children) > 0 {
+				c := top.children[0]
+				top.children = top.children[1:]
+				enter(c, t.nested[top.span.index].left)
+				continue
+			}
+			t.nested[top.span.index].right = next
+			next++
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// sortStartThenID orders spans by start time, then span ID, then trace
+// order.
+func sortStartThenID(spans []*Span) {
+	slices.SortFunc(spans, func(a, b *Span) int {
+		return cmp.Or(cmp.Compare(a.Fields.StartTimeUnixNano, b.Fields.StartTimeUnixNano),
+			bytes.Compare(a.Fields.SpanID, b.Fields.SpanID), cmp.Compare(a.index, b.index))
+	})
 }
 
 func lookupWire(attrs []wireAttr, name string) (otlpwire.AnyValueView, bool) {

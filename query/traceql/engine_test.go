@@ -408,14 +408,7 @@ func TestEvalErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := Parse(`{ nestedSetLeft > 0 }`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Eval(tr); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("nestedSetLeft: %v", err)
-	}
-	q, err = Parse(`({ } | by(resource.service.name)) > { }`)
+	q, err := Parse(`({ } | by(resource.service.name)) > { }`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -652,6 +652,12 @@ func (c *evalCtx) intrinsic(in Intrinsic, s *Span) (Value, error) {
 		return Value{Type: TypeKind, Kind: k}, nil
 	case IntrinsicChildCount:
 		return intValue(int64(len(s.Children))), nil
+	case IntrinsicNestedSetLeft:
+		return intValue(int64(c.t.nestedSet(s).left)), nil
+	case IntrinsicNestedSetRight:
+		return intValue(int64(c.t.nestedSet(s).right)), nil
+	case IntrinsicNestedSetParent:
+		return intValue(int64(c.t.nestedSet(s).parent)), nil
 	case IntrinsicSpanID:
 		return strValue(hex.EncodeToString(f.SpanID)), nil
 	case IntrinsicParentID:
