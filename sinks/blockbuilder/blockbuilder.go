@@ -111,6 +111,14 @@ type Builder struct {
 	walFrom  int64
 	bytes    int64 // open + pending + flushing
 	stopping bool
+	// reserved is what the records written to the WAL and not yet
+	// buffered (Consume, between Write and addInOrder) will take in the
+	// buffers: counted against max_buffered_bytes with bytes, so that
+	// pushes waiting for their fsync or for the records before them cannot
+	// take the buffers past it. perByte estimates it: the buffer bytes a
+	// record takes per byte of its payload (a moving average).
+	reserved int64
+	perByte  float64
 	// checkpointStuck is set while the uploader retries saving the
 	// checkpoint after an upload.
 	checkpointStuck bool
@@ -182,6 +190,7 @@ func New(set pipelines.Settings, cfg Config, bkt objstore.Bucket, hooks Hooks) *
 		flushed: map[string]int64{},
 		walFrom: -1,
 		waiting: map[int64]*inOrder{},
+		perByte: initialPerByte,
 		done:    make(chan struct{}),
 	}
 	if b.logger == nil {
@@ -375,9 +384,16 @@ func (b *Builder) Consume(msg *message.Message) error {
 	// then buffer in offset order (addInOrder). Only durable records are
 	// buffered, so a block never holds spans of a refused push.
 	t, err := b.log.Write(ten, int32(partition), msg.Payload)
+	rec := reservation{size: int64(len(msg.Payload))}
+	if err == nil {
+		rec.need = int64(float64(rec.size) * b.perByte)
+		b.reserved += rec.need
+	}
 	b.mu.Unlock()
 	if err == nil {
-		err = b.log.Sync(t)
+		if err = b.log.Sync(t); err != nil {
+			b.unreserve(rec.need)
+		}
 	}
 	if err != nil {
 		b.walFailed(err)
@@ -387,10 +403,28 @@ func (b *Builder) Consume(msg *message.Message) error {
 	if b.walFailing.Load() {
 		b.walRecovered()
 	}
-	if err := b.addInOrder(t.Offset, ten, &batch); err != nil {
+	if err := b.addInOrder(t.Offset, ten, &batch, rec); err != nil {
 		return status.Errorf(codes.Unavailable, "cannot keep spans for a block: %v", err)
 	}
 	return nil
+}
+
+// initialPerByte is the buffer bytes a record is assumed to take per byte
+// of its payload before any was measured: Arrow builders at their
+// capacity take two to three times the OTLP encoding.
+const initialPerByte = 3
+
+// reservation is the room reserved for a record in flight: need bytes in
+// reserved, for a payload of size bytes.
+type reservation struct{ need, size int64 }
+
+// unreserve gives back the room reserved for a record that will not be
+// buffered.
+func (b *Builder) unreserve(n int64) {
+	b.mu.Lock()
+	b.reserved -= n
+	b.cond.Broadcast()
+	b.mu.Unlock()
 }
 
 // reasonWALFailed is the discarded-spans reason of pushes refused because
@@ -402,17 +436,19 @@ const reasonWALFailed = "wal_write_failed"
 type inOrder struct {
 	tenant string
 	batch  *otlpwire.Batch // nil for a record that holds no spans (a probe)
+	res    reservation     // its room in reserved
 	err    error
 	done   chan struct{}
 }
 
 // addInOrder buffers the durable record at off once every record before
 // it is buffered: records become durable in groups and their writers get
-// here in any order, while a block must hold a run of offsets.
-func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch) error {
+// here in any order, while a block must hold a run of offsets. res is the
+// room reserved for it, given back as it is buffered.
+func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch, res reservation) error {
 	b.mu.Lock()
 	if off != b.nextAdd {
-		it := &inOrder{tenant: ten, batch: batch, done: make(chan struct{})}
+		it := &inOrder{tenant: ten, batch: batch, res: res, done: make(chan struct{})}
 		b.waiting[off] = it
 		b.mu.Unlock()
 		<-it.done // the writer of a record before off is on its way
@@ -420,7 +456,7 @@ func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch) error
 	}
 	var err error
 	if batch != nil {
-		err = b.addLocked(ten, 0, off, batch)
+		err = b.addReservedLocked(ten, off, batch, res)
 	}
 	b.nextAdd++
 	for {
@@ -430,12 +466,25 @@ func (b *Builder) addInOrder(off int64, ten string, batch *otlpwire.Batch) error
 		}
 		delete(b.waiting, b.nextAdd)
 		if it.batch != nil {
-			it.err = b.addLocked(it.tenant, 0, b.nextAdd, it.batch)
+			it.err = b.addReservedLocked(it.tenant, b.nextAdd, it.batch, it.res)
 		}
 		close(it.done)
 		b.nextAdd++
 	}
 	b.mu.Unlock()
+	return err
+}
+
+// addReservedLocked buffers a durable record in place of its reservation,
+// and learns from it what a payload byte takes in the buffers.
+func (b *Builder) addReservedLocked(ten string, off int64, batch *otlpwire.Batch, res reservation) error {
+	b.reserved -= res.need
+	before := b.bytes
+	err := b.addLocked(ten, 0, off, batch)
+	if grew := b.bytes - before; err == nil && res.size > 0 && grew >= 0 {
+		perByte := float64(grew) / float64(res.size)
+		b.perByte = min(max(b.perByte+(perByte-b.perByte)/16, 1), 8)
+	}
 	return err
 }
 
@@ -464,7 +513,7 @@ func (b *Builder) probeWAL() {
 		b.walFailed(err)
 		return
 	}
-	_ = b.addInOrder(off, "", nil)
+	_ = b.addInOrder(off, "", nil, reservation{})
 	b.walRecovered()
 }
 
@@ -473,7 +522,7 @@ func (b *Builder) waitForRoomLocked(ctx context.Context) error {
 	if b.stopping {
 		return status.Error(codes.Unavailable, "block-builder is stopping")
 	}
-	if b.bytes < b.cfg.MaxBufferedBytes {
+	if b.bytes+b.reserved < b.cfg.MaxBufferedBytes {
 		return nil
 	}
 	start := time.Now()
@@ -483,11 +532,11 @@ func (b *Builder) waitForRoomLocked(ctx context.Context) error {
 	defer timer.Stop()
 	stopWatch := context.AfterFunc(ctx, func() { b.mu.Lock(); b.cond.Broadcast(); b.mu.Unlock() })
 	defer stopWatch()
-	for b.bytes >= b.cfg.MaxBufferedBytes && !b.stopping {
+	for b.bytes+b.reserved >= b.cfg.MaxBufferedBytes && !b.stopping {
 		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			return status.Errorf(codes.Unavailable,
 				"block-builder is behind: %d bytes wait for upload and the limit is %d (block_builder.max_buffered_bytes); retry later",
-				b.bytes, b.cfg.MaxBufferedBytes)
+				b.bytes+b.reserved, b.cfg.MaxBufferedBytes)
 		}
 		b.cond.Wait()
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,4 +260,66 @@ func crash(b *Builder) {
 	b.cancel()
 	b.wg.Wait()
 	b.log.Abandon()
+}
+
+// Pushes in flight (written to the WAL, waiting for their fsync or for the
+// records before them) count against max_buffered_bytes: many concurrent
+// pushes while uploads are held must not take the buffers far past the
+// limit, as they did when only buffered records were counted.
+func TestBackPressureCountsPushesInFlight(t *testing.T) {
+	f := newFixture(t)
+	gate := make(chan struct{})
+	f.bkt = &gatedBucket{Bucket: f.bkt, gate: gate}
+	f.cfg.MaxBlockBytes = 256 << 10
+	f.cfg.MaxBufferedBytes = 256 << 10
+	f.cfg.BackPressureTimeout = 200 * time.Millisecond
+	b := f.start(t, Hooks{})
+	const pushes = 200
+	msgs := make([]*message.Message, pushes)
+	for i := range msgs {
+		td := spangen.Generate(spangen.Options{Seed: uint64(i + 1), Traces: 20, SpansPerTrace: 5})
+		msgs[i] = message.NewMessage(watermill.NewUUID(), spangen.Marshal(td))
+		msgs[i].Metadata.Set(pipelines.MetaTenant, "t")
+	}
+	// What one push adds to the buffers, for the bound below.
+	if err := b.Consume(msgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	one := b.bytes
+	b.mu.Unlock()
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var acked, refused atomic.Int64
+	for _, m := range msgs[1:] {
+		wg.Go(func() {
+			<-start
+			switch err := b.Consume(m); {
+			case err == nil:
+				acked.Add(1)
+			case status.Code(err) == codes.Unavailable:
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	b.mu.Lock()
+	buffered, reserved := b.bytes, b.reserved
+	b.mu.Unlock()
+	t.Logf("one push buffers %d bytes; %d pushes acknowledged, %d refused; %d bytes buffered, limit %d", one, acked.Load(), refused.Load(), buffered, f.cfg.MaxBufferedBytes)
+	if reserved != 0 {
+		t.Errorf("%d bytes still reserved with no push in flight", reserved)
+	}
+	// The last push let in may find the buffers just under the limit and
+	// grow them by what one push takes (twice that: an Arrow buffer
+	// doubles its capacity).
+	if limit := f.cfg.MaxBufferedBytes + 2*one; buffered > limit {
+		t.Errorf("%d bytes buffered by concurrent pushes, over the limit %d plus one push", buffered, f.cfg.MaxBufferedBytes)
+	}
+	close(gate)
+	stop(t, b)
 }
