@@ -116,9 +116,11 @@ type Builder struct {
 	// buffers: counted against max_buffered_bytes with bytes, so that
 	// pushes waiting for their fsync or for the records before them cannot
 	// take the buffers past it. perByte estimates it: the buffer bytes a
-	// record takes per byte of its payload (a moving average).
-	reserved int64
-	perByte  float64
+	// record takes per byte of its payload, grown over payload bytes
+	// buffered lately (grew, sized).
+	reserved    int64
+	perByte     float64
+	grew, sized float64
 	// checkpointStuck is set while the uploader retries saving the
 	// checkpoint after an upload.
 	checkpointStuck bool
@@ -482,11 +484,27 @@ func (b *Builder) addReservedLocked(ten string, off int64, batch *otlpwire.Batch
 	before := b.bytes
 	err := b.addLocked(ten, 0, off, batch)
 	if grew := b.bytes - before; err == nil && res.size > 0 && grew >= 0 {
-		perByte := float64(grew) / float64(res.size)
-		b.perByte = min(max(b.perByte+(perByte-b.perByte)/16, 1), 8)
+		// A buffer grows by steps (an Arrow buffer doubles its capacity):
+		// the ratio of the sums, not an average of ratios.
+		b.grew += float64(grew)
+		b.sized += float64(res.size)
+		if b.sized >= minPerByteSample {
+			b.perByte = min(max(b.grew/b.sized, 1), 8)
+		}
+		if b.sized >= 2*maxPerByteSample {
+			b.grew, b.sized = b.grew/2, b.sized/2
+		}
 	}
 	return err
 }
+
+// minPerByteSample and maxPerByteSample bound the payload bytes perByte
+// is measured over: initialPerByte is used until minPerByteSample are
+// buffered, and older records weigh less past maxPerByteSample.
+const (
+	minPerByteSample = 1 << 20
+	maxPerByteSample = 64 << 20
+)
 
 // walFailed notes a failed WAL write: the first of a run is logged.
 func (b *Builder) walFailed(err error) {

@@ -315,10 +315,11 @@ func TestBackPressureCountsPushesInFlight(t *testing.T) {
 		t.Errorf("%d bytes still reserved with no push in flight", reserved)
 	}
 	// The last push let in may find the buffers just under the limit and
-	// grow them by what one push takes (twice that: an Arrow buffer
-	// doubles its capacity).
-	if limit := f.cfg.MaxBufferedBytes + 2*one; buffered > limit {
-		t.Errorf("%d bytes buffered by concurrent pushes, over the limit %d plus one push", buffered, f.cfg.MaxBufferedBytes)
+	// take them past it by a step of an Arrow buffer, which doubles its
+	// capacity: at most twice the limit. Counting only the buffered
+	// records, all 200 pushes went in (about 60 times the limit).
+	if limit := 2 * f.cfg.MaxBufferedBytes; buffered > limit {
+		t.Errorf("%d bytes buffered by concurrent pushes, over twice the limit %d", buffered, f.cfg.MaxBufferedBytes)
 	}
 	close(gate)
 	stop(t, b)
