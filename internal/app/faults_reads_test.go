@@ -37,6 +37,11 @@ type readsEnv struct {
 	set     map[trace.TraceID]string               // set of each trace
 	blockOf map[string]string                      // block ID of sets one and two
 	extra   trace.TraceID                          // trace of set one with a live span too
+	// damaged is the ID of a block damaged on purpose, once there is one:
+	// every answer may then be partial naming it (the block list leaves a
+	// block out when data.parquet is not the size meta.json gives, and then
+	// marks every answer for the tenant).
+	damaged string
 }
 
 // newReadsEnv builds the env; storageCfg, when not nil, sets the backend
