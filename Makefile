@@ -48,7 +48,7 @@ test-long:
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./stages/distributor
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPTraces$$' -fuzztime $(FUZZTIME) ./sources/otlp
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./pipelines
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./cmd/weft/config
 
 ## lint: gofmt check and go vet
 lint:

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/weftdb/weft/internal/app"
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/app"
+	"github.com/weftdb/weft/cmd/weft/config"
 )
 
 // Set with -ldflags "-X main.version=...".

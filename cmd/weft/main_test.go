@@ -420,7 +420,7 @@ func TestMissingConfigFile(t *testing.T) {
 // not use are named in one warning.
 func TestTempoMonolithicConfig(t *testing.T) {
 	t.Parallel()
-	data, err := os.ReadFile("../../internal/config/testdata/tempo-monolithic.yaml")
+	data, err := os.ReadFile("config/testdata/tempo-monolithic.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

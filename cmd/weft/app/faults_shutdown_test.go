@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/storage/s3test"
 )

@@ -19,8 +19,8 @@ import (
 	"github.com/thanos-io/objstore"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/block"
-	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/internal/storage"

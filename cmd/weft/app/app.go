@@ -26,8 +26,8 @@ import (
 
 	"github.com/thanos-io/objstore"
 
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/blocklist"
-	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/httpconn"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/sinks/livestore"

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 )
 
 // startWeft runs a monolithic weft on free loopback ports.

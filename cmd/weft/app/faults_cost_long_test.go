@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/internal/testlong"
 )

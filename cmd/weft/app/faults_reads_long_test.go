@@ -14,8 +14,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/block"
-	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/storage/s3test"
 	"github.com/weftdb/weft/internal/tenant"

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/internal/tenant"
 )

@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/storage/s3test"
 )

@@ -18,8 +18,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/block"
-	"github.com/weftdb/weft/internal/config"
 	"github.com/weftdb/weft/internal/storage"
 	"github.com/weftdb/weft/internal/storage/s3test"
 	"github.com/weftdb/weft/internal/tenant"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 )
 
 // TestHTTPEdges checks the limits of both HTTP servers (OTLP and the query

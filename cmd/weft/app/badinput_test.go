@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftdb/weft/internal/config"
+	"github.com/weftdb/weft/cmd/weft/config"
 )
 
 func span(traceID, spanID []byte, name string) *tracepb.Span {
