@@ -104,8 +104,9 @@ type queryResult struct {
 	P99            time.Duration `json:"p99_ns"`
 }
 
-// searchSpecs is the fixed set of searches, over [start, end].
-func searchSpecs(service string, start, end time.Time) []querySpec {
+// searchSpecs is the fixed set of searches, over [start, end]; traceID
+// is one of the pushed traces.
+func searchSpecs(service string, traceID [16]byte, start, end time.Time) []querySpec {
 	rng := url.Values{"start": {strconv.FormatInt(start.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}
 	with := func(kv ...string) url.Values {
 		v := url.Values{}
@@ -126,6 +127,7 @@ func searchSpecs(service string, start, end time.Time) []querySpec {
 		search(`{ status = error } >> { kind = client }`),
 		search(`{ span.db.statement =~ "INSERT.*" && resource.k8s.namespace.name = "shop" }`),
 		search(`{ resource.service.name = "no-such-service" }`),
+		search(fmt.Sprintf(`{ trace:id = "%s" }`, hex.EncodeToString(traceID[:]))),
 		{Name: "tag names (v2)", Path: "/api/v2/search/tags", Params: with()},
 		{Name: "tag values resource.service.name (v2)", Path: "/api/v2/search/tag/resource.service.name/values", Params: with()},
 	}

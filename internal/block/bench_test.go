@@ -3,8 +3,10 @@ package block
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	pqcompress "github.com/apache/arrow-go/v18/parquet/compress"
@@ -17,7 +19,7 @@ import (
 
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/spangen"
-	"github.com/weftdb/weft/query/traceql"
+	"github.com/weftdb/weft/internal/spanpred"
 )
 
 // benchSpans is the data of the write benchmarks: 10,000 traces of 10
@@ -232,11 +234,7 @@ func BenchmarkScan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := traceql.Parse(`{ resource.service.name = "service-1" && duration > 50ms }`)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := ScanRequest{Cond: root.Condition()}
+	req := ScanRequest{Selection: spanpred.Selection{Pred: serviceAndSlower{"service-1", int64(50 * time.Millisecond)}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		traces := 0
@@ -248,4 +246,26 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*meta.TotalSpans), "ns/span")
+}
+
+// serviceAndSlower is the predicate of
+// `{ resource.service.name = "<service>" && duration > <nanos> }`.
+type serviceAndSlower struct {
+	service string
+	nanos   int64
+}
+
+func (p serviceAndSlower) Fields() []spanpred.Field {
+	return []spanpred.Field{{Resource: true, Name: "service.name"}, {Intrinsic: spanpred.IntrinsicDuration}}
+}
+
+func (p serviceAndSlower) Match(row []spanpred.Value) bool {
+	return row[0].Kind == spanpred.String && row[0].Str == p.service && row[1].Kind == spanpred.Duration && row[1].Int > p.nanos
+}
+
+func (p serviceAndSlower) MayMatch(d []spanpred.Domain) bool {
+	if d[0].Known && !d[0].Bounded && !slices.ContainsFunc(d[0].Values, func(v spanpred.Value) bool { return v.Str == p.service }) {
+		return false
+	}
+	return !d[1].Known || !d[1].Bounded || d[1].Max.Int > p.nanos
 }

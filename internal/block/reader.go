@@ -251,12 +251,19 @@ func (r *Reader) openFile(ctx context.Context) (*parquet.File, leafColumns, erro
 // are read to find the matching rows, and only the pages of the span,
 // resource and scope columns holding those rows (offset index) are read.
 func (r *Reader) FindTraceByID(ctx context.Context, id [16]byte) ([]byte, error) {
+	data, _, err := r.findTrace(ctx, id)
+	return data, err
+}
+
+// findTrace is FindTraceByID, also returning the bytes read from the
+// bucket for it (the bloom filter and the footer aside).
+func (r *Reader) findTrace(ctx context.Context, id [16]byte) (data []byte, bytesRead uint64, err error) {
 	bf, err := r.loadBloom(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if bf != nil && !bf.Test(id[:]) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	var groups []int
 	for i, rg := range r.ranges {
@@ -265,31 +272,32 @@ func (r *Reader) FindTraceByID(ctx context.Context, id [16]byte) ([]byte, error)
 		}
 	}
 	if len(groups) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	f, cols, err := r.loadFile(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ra := r.readerAt(ctx)
+	defer func() { bytesRead = ra.bytesRead.Load() }()
 	var out spanSet
 	for _, g := range groups {
 		rg := f.RowGroups()[g]
 		lo, hi, err := findRows(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), id)
 		if err != nil {
-			return nil, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			return nil, 0, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 		}
 		if lo == hi {
 			continue
 		}
 		if err := r.readRaw(ra, f, g, cols, lo, hi, &out); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if len(out.spans) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
-	return out.traces(), nil
+	return out.traces(), 0, nil
 }
 
 // ReadAll returns every span of the block as one TracesData message.

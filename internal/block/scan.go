@@ -8,13 +8,12 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/weftdb/weft/internal/otlpwire"
-	"github.com/weftdb/weft/query/traceql"
+	"github.com/weftdb/weft/internal/spanpred"
 )
 
 // This file is the search side of the reader: Scan finds the traces of a
@@ -37,8 +36,11 @@ import (
 
 // ScanRequest says what Scan reads.
 type ScanRequest struct {
-	// Cond is the per-span condition; nil reads every trace.
-	Cond *traceql.Condition
+	// Selection picks the traces: with a predicate, those with a span
+	// that may satisfy it (nil reads every trace); by trace ID, those
+	// named, looked up with the bloom filter and the trace-ID ranges of
+	// the row groups instead of scanned.
+	spanpred.Selection
 	// FirstRowGroup and LastRowGroup bound the row groups scanned,
 	// [FirstRowGroup, LastRowGroup); LastRowGroup 0 means to the end.
 	FirstRowGroup, LastRowGroup int
@@ -62,10 +64,13 @@ type ScanStats struct {
 var ErrStopScan = errors.New("stop scan")
 
 // Scan calls fn with the ID and the spans (an OTLP TracesData message) of
-// each trace of the requested row groups that has a span satisfying
-// req.Cond, in block order. fn returning ErrStopScan ends the scan early;
-// another error ends it with that error.
+// each trace of the requested row groups that req selects, in block
+// order. fn returning ErrStopScan ends the scan early; another error ends
+// it with that error.
 func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte, data []byte) error) (st ScanStats, err error) {
+	if req.ByTraceID {
+		return r.scanTraceIDs(ctx, req, fn)
+	}
 	f, cols, err := r.loadFile(ctx)
 	if err != nil {
 		return st, err
@@ -77,8 +82,8 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 		last = len(f.RowGroups())
 	}
 	var fields []fieldColumns
-	if req.Cond != nil {
-		if fields, err = lookupFields(f, req.Cond.Fields()); err != nil {
+	if req.Pred != nil {
+		if fields, err = lookupFields(f, req.Pred.Fields()); err != nil {
 			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
 		}
 	}
@@ -87,7 +92,7 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, err
 		}
 		st.RowGroups++
-		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Cond, fields, &st, fn)
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, fn)
 		if errors.Is(err, ErrStopScan) {
 			return st, nil
 		}
@@ -99,12 +104,12 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
-	cond *traceql.Condition, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
 	var matched []bool // nil: every row
 	if cond != nil {
-		domains := make([]traceql.Domain, len(fields))
+		domains := make([]spanpred.Domain, len(fields))
 		generic := make([]bool, len(fields))
 		for i := range fields {
 			var err error
@@ -128,7 +133,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		if kept == 0 {
 			return nil
 		}
-		rows := make([][]traceql.Value, len(fields))
+		rows := make([][]spanpred.Value, len(fields))
 		for i := range fields {
 			v, err := fields[i].read(ra, f, g, generic[i], keep)
 			if err != nil {
@@ -137,7 +142,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 			rows[i] = v
 		}
 		matched = make([]bool, n)
-		row := make([]traceql.Value, len(fields))
+		row := make([]spanpred.Value, len(fields))
 		hit := false
 		for _, k := range keep {
 			if err := ctx.Err(); err != nil {
@@ -207,6 +212,49 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 	return nil
 }
 
+// scanTraceIDs is Scan by trace ID: each trace named whose first row group
+// in the block is one of the requested ones is read whole with
+// FindTraceByID, so that a trace cut over row groups of several jobs is
+// handed over once. The predicate is not tested: the engine decides.
+func (r *Reader) scanTraceIDs(ctx context.Context, req ScanRequest, fn func(id [16]byte, data []byte) error) (st ScanStats, err error) {
+	last := req.LastRowGroup
+	if last <= 0 || last > len(r.ranges) {
+		last = len(r.ranges)
+	}
+	first := max(req.FirstRowGroup, 0)
+	st.RowGroups = max(last-first, 0)
+	ids := slices.Clone(req.TraceIDs)
+	slices.SortFunc(ids, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+	var read uint64
+	defer func() { st.BytesRead = read }()
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		g := slices.IndexFunc(r.ranges, func(rg [2][16]byte) bool {
+			return bytes.Compare(id[:], rg[0][:]) >= 0 && bytes.Compare(id[:], rg[1][:]) <= 0
+		})
+		if g < first || g >= last {
+			continue
+		}
+		data, n, err := r.findTrace(ctx, id)
+		read += n
+		if err != nil {
+			return st, err
+		}
+		if data == nil {
+			continue
+		}
+		if err := fn(id, data); err != nil {
+			if errors.Is(err, ErrStopScan) {
+				return st, nil
+			}
+			return st, err
+		}
+	}
+	return st, nil
+}
+
 // inRowGroup reports whether row group g exists and its trace-ID range
 // holds id.
 func (r *Reader) inRowGroup(id [16]byte, g int) bool {
@@ -241,7 +289,7 @@ func clusters(ranges [][2]int64, gap, maxRows int64) [][][2]int64 {
 
 // fieldColumns are the columns holding one condition field.
 type fieldColumns struct {
-	ref traceql.FieldRef
+	ref spanpred.Field
 	// flat is the column of an intrinsic or a dedicated attribute column
 	// (-1 if none); kind says how to read it.
 	flat int
@@ -261,7 +309,7 @@ const (
 	kindSpanKind
 )
 
-func lookupFields(f *parquet.File, refs []traceql.FieldRef) ([]fieldColumns, error) {
+func lookupFields(f *parquet.File, refs []spanpred.Field) ([]fieldColumns, error) {
 	leaf := func(path ...string) (int, error) {
 		l, ok := f.Schema().Lookup(path...)
 		if !ok {
@@ -274,21 +322,21 @@ func lookupFields(f *parquet.File, refs []traceql.FieldRef) ([]fieldColumns, err
 		fc := fieldColumns{ref: ref, flat: -1, key: -1, value: -1, typ: -1}
 		var col string
 		switch ref.Intrinsic {
-		case traceql.IntrinsicDuration:
+		case spanpred.IntrinsicDuration:
 			col, fc.kind = colDuration, kindDuration
-		case traceql.IntrinsicName:
+		case spanpred.IntrinsicName:
 			col = colName
-		case traceql.IntrinsicStatusMessage:
+		case spanpred.IntrinsicStatusMessage:
 			col = colStatusMessage
-		case traceql.IntrinsicStatus:
+		case spanpred.IntrinsicStatus:
 			col, fc.kind = colStatusCode, kindStatus
-		case traceql.IntrinsicKind:
+		case spanpred.IntrinsicKind:
 			col, fc.kind = colKind, kindSpanKind
-		case traceql.IntrinsicNone:
+		case spanpred.IntrinsicNone:
 			list := colSpanAttrs
 			var ded []dedicatedColumn
 			var idx map[string]int
-			if ref.Scope == traceql.ScopeResource {
+			if ref.Resource {
 				list, ded, idx = colResourceAttrs, resourceDedicated[:], resourceDedicatedIndex
 			} else {
 				ded, idx = spanDedicated[:], spanDedicatedIndex
@@ -298,7 +346,7 @@ func lookupFields(f *parquet.File, refs []traceql.FieldRef) ([]fieldColumns, err
 				if ded[j].isInt {
 					fc.kind = kindInt
 				}
-			} else if ref.Scope == traceql.ScopeResource && ref.Name == serviceNameAttr {
+			} else if ref.Resource && ref.Name == serviceNameAttr {
 				col = colServiceName
 			}
 			var err error
@@ -312,7 +360,7 @@ func lookupFields(f *parquet.File, refs []traceql.FieldRef) ([]fieldColumns, err
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("field %s is not stored per span", ref)
+			return nil, fmt.Errorf("field %+v is not stored per span", ref)
 		}
 		if col != "" {
 			c, err := leaf(col)
@@ -376,9 +424,9 @@ func dictionary(ra *objectReaderAt, f *parquet.File, g, col int) (values []parqu
 // every value of that list that could be it.
 //
 // generic reports whether the key occurs in the generic list (or may).
-func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int) (d traceql.Domain, generic bool, err error) {
-	unknown := traceql.Domain{}
-	d = traceql.Domain{Known: true}
+func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int) (d spanpred.Domain, generic bool, err error) {
+	unknown := spanpred.Domain{}
+	d = spanpred.Domain{Known: true}
 	if fc.flat >= 0 {
 		chunk := chunkOf(f.RowGroups()[g], fc.flat)
 		if chunk.NumValues() == 0 || chunk.NullCount() < chunk.NumValues() {
@@ -423,53 +471,53 @@ func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int) (d tr
 	}
 	for _, v := range values {
 		text := string(v.ByteArray())
-		d.Values = append(d.Values, traceql.StringValue(text))
+		d.Values = append(d.Values, spanpred.StringValue(text))
 		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-			d.Values = append(d.Values, traceql.IntValue(i))
+			d.Values = append(d.Values, spanpred.IntValue(i))
 		}
 		if x, err := strconv.ParseFloat(text, 64); err == nil {
-			d.Values = append(d.Values, traceql.FloatValue(x))
+			d.Values = append(d.Values, spanpred.FloatValue(x))
 		}
 		if text == "true" || text == "false" {
-			d.Values = append(d.Values, traceql.BoolValue(text == "true"))
+			d.Values = append(d.Values, spanpred.BoolValue(text == "true"))
 		}
 	}
 	return d, true, nil
 }
 
 // flatValue converts a value of the flat column.
-func (fc *fieldColumns) flatValue(v parquet.Value) traceql.Value {
+func (fc *fieldColumns) flatValue(v parquet.Value) spanpred.Value {
 	if v.IsNull() {
-		return traceql.Value{}
+		return spanpred.Value{}
 	}
 	switch fc.kind {
 	case kindInt:
-		return traceql.IntValue(v.Int64())
+		return spanpred.IntValue(v.Int64())
 	case kindDuration:
 		d := v.Int64()
 		if d < 0 {
 			d = 0 // as Span.DurationNanos
 		}
-		return traceql.DurationValue(time.Duration(d))
+		return spanpred.DurationValue(d)
 	case kindStatus:
-		return traceql.StatusValue(v.Int32())
+		return spanpred.StatusValue(v.Int32())
 	case kindSpanKind:
-		return traceql.KindValue(v.Int32())
+		return spanpred.SpanKindValue(v.Int32())
 	}
-	return traceql.StringValue(string(v.ByteArray()))
+	return spanpred.StringValue(string(v.ByteArray()))
 }
 
 // read returns the field's value for every row of row group g.
 // With generic, the rows the flat column leaves missing are looked up in
 // the generic list. Only the pages of the flat column holding rows in keep
 // are read; other rows are left missing.
-func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64) ([]traceql.Value, error) {
+func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64) ([]spanpred.Value, error) {
 	rg := f.RowGroups()[g]
-	out := make([]traceql.Value, rg.NumRows())
+	out := make([]spanpred.Value, rg.NumRows())
 	if fc.flat >= 0 {
 		chunk := chunkOf(rg, fc.flat)
 		if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
-			strs := map[string]traceql.Value{}
+			strs := map[string]spanpred.Value{}
 			err := eachValueIn(ra, chunk, keep, func(row int64, v parquet.Value) {
 				if fc.kind == kindString && !v.IsNull() {
 					if s, ok := strs[string(v.ByteArray())]; ok {
@@ -496,7 +544,7 @@ func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic
 
 // readGeneric fills the rows whose value is still missing with the first
 // entry of the generic list with the field's key.
-func (fc *fieldColumns) readGeneric(ra *objectReaderAt, rg parquet.RowGroup, out []traceql.Value) error {
+func (fc *fieldColumns) readGeneric(ra *objectReaderAt, rg parquet.RowGroup, out []spanpred.Value) error {
 	keys, err := listValues(ra, chunkOf(rg, fc.key))
 	if err != nil {
 		return err
@@ -507,7 +555,7 @@ func (fc *fieldColumns) readGeneric(ra *objectReaderAt, rg parquet.RowGroup, out
 	seen := int64(-1)
 	for i, k := range keys.vals {
 		row := keys.rows[i]
-		if row != seen && !k.IsNull() && string(k.ByteArray()) == fc.ref.Name && out[row].IsNil() {
+		if row != seen && !k.IsNull() && string(k.ByteArray()) == fc.ref.Name && out[row].Kind == spanpred.Missing {
 			hits = append(hits, hit{row, int64(i)})
 			seen = row
 		}
@@ -534,24 +582,24 @@ func (fc *fieldColumns) readGeneric(ra *objectReaderAt, rg parquet.RowGroup, out
 
 // genericValue rebuilds an attribute value from its text and type (the
 // AnyValue field number; see docs/block-format.md).
-func genericValue(text string, typ int32) traceql.Value {
+func genericValue(text string, typ int32) spanpred.Value {
 	switch typ {
 	case 0:
-		return traceql.Value{}
+		return spanpred.Value{}
 	case 1:
-		return traceql.StringValue(text)
+		return spanpred.StringValue(text)
 	case 2:
-		return traceql.BoolValue(text == "true")
+		return spanpred.BoolValue(text == "true")
 	case 3:
 		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-			return traceql.IntValue(i)
+			return spanpred.IntValue(i)
 		}
 	case 4:
 		if f, err := strconv.ParseFloat(text, 64); err == nil {
-			return traceql.FloatValue(f)
+			return spanpred.FloatValue(f)
 		}
 	}
-	return traceql.UnknownValue()
+	return spanpred.UnknownValue()
 }
 
 // listColumn is the values of a list leaf column, each with its row.
@@ -627,7 +675,7 @@ func eachValueIn(ra *objectReaderAt, chunk *parquet.FileColumnChunk, ranges [][2
 // fields does not rule out: a page whose bounds, put in place of the row
 // group's domain of its field, make the condition impossible excludes its
 // rows.
-func keepRows(ra *objectReaderAt, rg parquet.RowGroup, cond *traceql.Condition, fields []fieldColumns, domains []traceql.Domain, generic []bool) ([][2]int64, error) {
+func keepRows(ra *objectReaderAt, rg parquet.RowGroup, cond spanpred.Predicate, fields []fieldColumns, domains []spanpred.Domain, generic []bool) ([][2]int64, error) {
 	n := rg.NumRows()
 	var excluded []bool
 	for i, fc := range fields {
@@ -688,35 +736,35 @@ func keepRows(ra *objectReaderAt, rg parquet.RowGroup, cond *traceql.Condition, 
 }
 
 // pageDomain is the domain of a numeric or enum field over page p.
-func pageDomain(kind flatKind, ci parquet.ColumnIndex, p int) (traceql.Domain, bool) {
+func pageDomain(kind flatKind, ci parquet.ColumnIndex, p int) (spanpred.Domain, bool) {
 	if ci.NullPage(p) {
-		return traceql.Domain{Known: true}, true
+		return spanpred.Domain{Known: true}, true
 	}
 	lo, hi := ci.MinValue(p).Int64(), ci.MaxValue(p).Int64()
 	switch kind {
 	case kindInt:
-		return traceql.Domain{Known: true, Bounded: true, Min: traceql.IntValue(lo), Max: traceql.IntValue(hi)}, true
+		return spanpred.Domain{Known: true, Bounded: true, Min: spanpred.IntValue(lo), Max: spanpred.IntValue(hi)}, true
 	case kindDuration:
 		if lo < 0 {
-			return traceql.Domain{}, false
+			return spanpred.Domain{}, false
 		}
-		return traceql.Domain{Known: true, Bounded: true, Min: traceql.DurationValue(time.Duration(lo)), Max: traceql.DurationValue(time.Duration(hi))}, true
+		return spanpred.Domain{Known: true, Bounded: true, Min: spanpred.DurationValue(lo), Max: spanpred.DurationValue(hi)}, true
 	case kindStatus, kindSpanKind:
 		lo, hi = int64(ci.MinValue(p).Int32()), int64(ci.MaxValue(p).Int32())
 		if hi-lo > 8 {
-			return traceql.Domain{}, false
+			return spanpred.Domain{}, false
 		}
-		d := traceql.Domain{Known: true}
+		d := spanpred.Domain{Known: true}
 		for v := lo; v <= hi; v++ {
 			if kind == kindStatus {
-				d.Values = append(d.Values, traceql.StatusValue(int32(v)))
+				d.Values = append(d.Values, spanpred.StatusValue(int32(v)))
 			} else {
-				d.Values = append(d.Values, traceql.KindValue(int32(v)))
+				d.Values = append(d.Values, spanpred.SpanKindValue(int32(v)))
 			}
 		}
 		return d, true
 	}
-	return traceql.Domain{}, false
+	return spanpred.Domain{}, false
 }
 
 // eachValue calls fn with every value of a column chunk and the row it

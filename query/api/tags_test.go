@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -27,7 +28,12 @@ type fakeLive struct {
 	data []byte
 }
 
-func (l *fakeLive) EachTrace(_ string, fn func([16]byte, []byte) bool) { fn(l.id, l.data) }
+// Scan hands over the trace whatever the selection: a selection is only
+// what may match, the engine decides.
+func (l *fakeLive) Scan(_ context.Context, _ string, _ spanpred.Selection, fn func([16]byte, []byte) bool) (int64, error) {
+	fn(l.id, l.data)
+	return int64(len(l.data)), nil
+}
 
 func (l *fakeLive) FindTraceByID(_ context.Context, _ string, id [16]byte, _, _ int64) ([]byte, error) {
 	if id == l.id {

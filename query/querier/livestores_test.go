@@ -11,18 +11,23 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/query/search"
 )
 
 // memLive is a live-store of whole traces (search.Live).
 type memLive map[[16]byte][]byte
 
-func (l memLive) EachTrace(_ string, fn func([16]byte, []byte) bool) {
+// Scan hands over every trace whatever the selection: a selection is
+// only what may match, the engine decides.
+func (l memLive) Scan(_ context.Context, _ string, _ spanpred.Selection, fn func([16]byte, []byte) bool) (n int64, err error) {
 	for id, data := range l {
+		n += int64(len(data))
 		if !fn(id, data) {
-			return
+			break
 		}
 	}
+	return n, nil
 }
 
 func (l memLive) FindTraceByID(_ context.Context, _ string, id [16]byte, _, _ int64) ([]byte, error) {

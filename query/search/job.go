@@ -142,14 +142,14 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 		if s.live == nil {
 			return jr.res, nil
 		}
-		var err error
-		s.live.EachTrace(tenant, func(id [16]byte, data []byte) bool {
-			jr.res.Metrics.InspectedBytes += uint64(len(data))
-			err = jr.trace(id, data)
-			return err == nil && ctx.Err() == nil && !jr.full()
+		var ferr error
+		n, err := s.live.Scan(ctx, tenant, q.sel, func(id [16]byte, data []byte) bool {
+			ferr = jr.trace(id, data)
+			return ferr == nil && !jr.full()
 		})
-		if err == nil {
-			err = ctx.Err()
+		jr.res.Metrics.InspectedBytes += uint64(n)
+		if ferr != nil {
+			err = ferr
 		}
 		return jr.finish(), err
 	}
@@ -171,7 +171,7 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
 	}
-	st, err := r.Scan(ctx, block.ScanRequest{Cond: q.cond, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
+	st, err := r.Scan(ctx, block.ScanRequest{Selection: q.sel, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
 		func(id [16]byte, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err

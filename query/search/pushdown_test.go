@@ -15,6 +15,7 @@ import (
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/query/traceql"
 )
 
@@ -111,8 +112,8 @@ func TestPushdownAgreesWithFullRead(t *testing.T) {
 				want = append(want, traceIDString(id))
 			}
 		}
-		cond := root.Condition()
-		st, err := r.Scan(ctx, block.ScanRequest{Cond: cond}, func(id [16]byte, data []byte) error {
+		cond := root.Predicate()
+		st, err := r.Scan(ctx, block.ScanRequest{Selection: spanpred.Selection{Pred: cond}}, func(id [16]byte, data []byte) error {
 			if matches(data) {
 				got = append(got, traceIDString(id))
 			}
@@ -139,7 +140,7 @@ func TestPushdownAgreesWithFullRead(t *testing.T) {
 	// Absent values are ruled out from dictionaries and statistics alone.
 	for _, text := range []string{`{ resource.service.name = "nope" }`, `{ duration > 10s }`, `{ resource.host.name = "node-9" }`, `{ span.http.response.status_code = 404 }`} {
 		root, _ := traceql.Parse(text)
-		st, err := r.Scan(ctx, block.ScanRequest{Cond: root.Condition()}, func([16]byte, []byte) error { return nil })
+		st, err := r.Scan(ctx, block.ScanRequest{Selection: spanpred.Selection{Pred: root.Predicate()}}, func([16]byte, []byte) error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +211,7 @@ func TestPagePruning(t *testing.T) {
 			t.Fatal(err)
 		}
 		found := 0
-		st, err := r.Scan(ctx, block.ScanRequest{Cond: root.Condition()}, func(_ [16]byte, data []byte) error {
+		st, err := r.Scan(ctx, block.ScanRequest{Selection: spanpred.Selection{Pred: root.Predicate()}}, func(_ [16]byte, data []byte) error {
 			tr, err := traceql.NewTrace(data)
 			if err != nil {
 				return err

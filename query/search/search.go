@@ -28,6 +28,7 @@ import (
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
@@ -67,7 +68,10 @@ type Request struct {
 
 // Live is where recent traces are: livestore.Set.
 type Live interface {
-	EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool)
+	// Scan calls fn with each trace of the tenant that sel selects (its
+	// ID and its spans as OTLP TracesData), until fn returns false or ctx
+	// is done, and returns the bytes of the traces it tested.
+	Scan(ctx context.Context, tenant string, sel spanpred.Selection, fn func(traceID [16]byte, data []byte) bool) (bytes int64, err error)
 	Finder
 }
 
@@ -113,11 +117,14 @@ func invalid(format string, args ...any) error {
 
 // query is a request checked and parsed.
 type query struct {
-	req        Request
-	limit      int
-	spss       int
-	root       *traceql.RootExpr
-	cond       *traceql.Condition
+	req   Request
+	limit int
+	spss  int
+	root  *traceql.RootExpr
+	// sel is what storage hands the job: the traces with a span that
+	// may satisfy the query's per-span condition, or the traces the query
+	// names by ID.
+	sel        spanpred.Selection
 	mostRecent bool
 	// metadataOnly is set for a search without a query (Tempo's legacy
 	// search): its traces carry no spansets.
@@ -169,7 +176,8 @@ func parse(req Request) (*query, error) {
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}
-	q.cond = root.Condition()
+	q.sel.Pred = root.Predicate()
+	q.sel.TraceIDs, q.sel.ByTraceID = root.TraceIDs()
 	q.attrNames, q.readsName = addSelect(root)
 	q.root = root
 	if root.Hints != nil {

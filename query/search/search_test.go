@@ -204,9 +204,10 @@ func TestSearchTraceFieldsAndDedupe(t *testing.T) {
 		t.Fatalf("span attributes %s", body)
 	}
 	if m := resp.Metrics; m.TotalBlocks != 2 || m.TotalJobs != 3 || m.CompletedJobs != 3 ||
-		m.InspectedTraces != 3 || m.InspectedSpans != 5+2 || m.InspectedBytes == 0 {
-		// Live: 5 spans; tidBoth's block: 2; tidBlock's block is pruned
-		// (no span of service "db" or with color "red").
+		m.InspectedTraces != 2 || m.InspectedSpans != 4+2 || m.InspectedBytes == 0 {
+		// Live: tidBoth's 4 spans (tidLive has no span of service "db"
+		// and is not decoded); tidBoth's block: 2; tidBlock's block is
+		// pruned (no span of service "db" or with color "red").
 		t.Fatalf("metrics %+v", m)
 	}
 
@@ -339,6 +340,30 @@ func TestSearchBadRequests(t *testing.T) {
 		_, err := e.s.Search(context.Background(), req, "t")
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%+v: got %v, want InvalidArgument", req, err)
+		}
+	}
+}
+
+// TestSearchByTraceIDLooksUp: `{ trace:id = … }` reads the trace named,
+// from the live-store and from the blocks, instead of every trace.
+func TestSearchByTraceIDLooksUp(t *testing.T) {
+	e := setup(t)
+	for i := range 50 { // more traces that the search must not read
+		e.live(mkTrace(pcommon.TraceID{0xcc, byte(i)}, spanDef{id: 1, service: "front", name: "GET /", start: time.Second, dur: time.Millisecond}))
+	}
+	e.block(mkTrace(pcommon.TraceID{0xdd}, spanDef{id: 1, service: "back", name: "x", start: time.Second, dur: time.Millisecond}))
+	for _, tc := range []struct{ id, want string }{
+		{"ab000000000000000000000000000003", "ab000000000000000000000000000003"}, // live and a block
+		{"00000000000000000000000000000001", "1"},                                // live only
+		{"00000000000000000000000000000002", "2"},                                // a block only
+		{"0000000000000000000000000000ffff", ""},                                 // nowhere
+	} {
+		resp := e.search(Request{Query: `{ trace:id = "` + tc.id + `" }`})
+		if got := ids(resp); got != tc.want {
+			t.Errorf("trace %s: found %q", tc.id, got)
+		}
+		if m := resp.Metrics; m.InspectedTraces > 2 {
+			t.Errorf("trace %s: inspected %d traces, want at most its 2 parts", tc.id, m.InspectedTraces)
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/otlpwire"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/traceql"
 )
@@ -443,15 +444,15 @@ func (s *Searcher) collectNames(ctx context.Context, req TagsRequest, tenant str
 func (s *Searcher) eachLive(ctx context.Context, tenant string, m *MetadataMetrics, fn func(data []byte) error) error {
 	if s.live != nil {
 		var ferr error
-		s.live.EachTrace(tenant, func(_ [16]byte, data []byte) bool {
-			m.InspectedBytes += uint64(len(data))
+		n, err := s.live.Scan(ctx, tenant, spanpred.Selection{}, func(_ [16]byte, data []byte) bool {
 			ferr = fn(data)
-			return ferr == nil && ctx.Err() == nil
+			return ferr == nil
 		})
+		m.InspectedBytes += uint64(n)
 		if ferr != nil {
 			return ferr
 		}
-		if err := ctx.Err(); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -513,16 +514,16 @@ func (s *Searcher) eachTrace(ctx context.Context, req TagsRequest, tenant string
 	var held int64 // bytes of traces in parts
 	cut := false   // traces were left unread
 	if s.live != nil {
-		s.live.EachTrace(tenant, func(id [16]byte, data []byte) bool {
+		n, err := s.live.Scan(ctx, tenant, spanpred.Selection{}, func(id [16]byte, data []byte) bool {
 			if cut = overRead(req, held); cut {
 				return false
 			}
 			parts[id] = append(parts[id], data)
-			m.InspectedBytes += uint64(len(data))
 			held += int64(len(data))
-			return ctx.Err() == nil
+			return true
 		})
-		if err := ctx.Err(); err != nil {
+		m.InspectedBytes += uint64(n)
+		if err != nil {
 			return nil, err
 		}
 	}

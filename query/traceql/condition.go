@@ -1,7 +1,12 @@
 package traceql
 
 import (
+	"encoding/hex"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/weftdb/weft/internal/spanpred"
 )
 
 // This file derives from a query what storage can test on single spans
@@ -24,7 +29,8 @@ import (
 // a query; see RootExpr.Condition.
 type Condition struct {
 	fields  []FieldRef
-	filters []FieldExpr // the disjuncts
+	pfields []spanpred.Field // fields, as storage names them
+	filters []FieldExpr      // the disjuncts
 	// attrs maps each Attribute node of the filters to its field indexes;
 	// the second is -1 except for unscoped attributes (span, then
 	// resource).
@@ -135,6 +141,7 @@ func (c *Condition) field(f FieldRef) int {
 		}
 	}
 	c.fields = append(c.fields, f)
+	c.pfields = append(c.pfields, predField(f))
 	return len(c.fields) - 1
 }
 
@@ -154,10 +161,35 @@ func (c *Condition) addAttr(a *Attribute) {
 
 // Fields are the fields the condition reads, in the order Match and
 // MayMatch take their values: intrinsics stored per span (duration, name,
-// status, statusMessage, kind; Intrinsic set) and span or resource
-// attributes (Scope ScopeSpan or ScopeResource; an unscoped attribute
-// reads both).
-func (c *Condition) Fields() []FieldRef { return c.fields }
+// status, statusMessage, kind) and span or resource attributes (an
+// unscoped attribute reads both).
+func (c *Condition) Fields() []spanpred.Field { return c.pfields }
+
+// predField is f as storage names it; f is readable.
+func predField(f FieldRef) spanpred.Field {
+	switch f.Intrinsic {
+	case IntrinsicDuration:
+		return spanpred.Field{Intrinsic: spanpred.IntrinsicDuration}
+	case IntrinsicName:
+		return spanpred.Field{Intrinsic: spanpred.IntrinsicName}
+	case IntrinsicStatus:
+		return spanpred.Field{Intrinsic: spanpred.IntrinsicStatus}
+	case IntrinsicStatusMessage:
+		return spanpred.Field{Intrinsic: spanpred.IntrinsicStatusMessage}
+	case IntrinsicKind:
+		return spanpred.Field{Intrinsic: spanpred.IntrinsicKind}
+	}
+	return spanpred.Field{Resource: f.Scope == ScopeResource, Name: f.Name}
+}
+
+// Predicate is the condition as storage takes it, or nil when the query
+// has none (see Condition).
+func (r *RootExpr) Predicate() spanpred.Predicate {
+	if c := r.Condition(); c != nil {
+		return c
+	}
+	return nil
+}
 
 // String renders the condition as TraceQL-like text, for debugging.
 func (c *Condition) String() string {
@@ -171,47 +203,81 @@ func (c *Condition) String() string {
 	return s
 }
 
-// Value constructors for storage, which builds the values of a span's
-// fields for Match. A missing attribute is the zero Value.
-func StringValue(s string) Value          { return strValue(s) }
-func IntValue(i int64) Value              { return intValue(i) }
-func FloatValue(f float64) Value          { return floatValue(f) }
-func BoolValue(b bool) Value              { return boolValue(b) }
-func DurationValue(d time.Duration) Value { return durValue(d) }
-
-// StatusValue is the status intrinsic for an OTLP status code (0 unset, 1
-// ok, 2 error).
-func StatusValue(code int32) Value {
-	st := StatusUnset
-	switch code {
-	case 1:
-		st = StatusOk
-	case 2:
-		st = StatusError
-	}
-	return Value{Type: TypeStatus, Status: st}
-}
-
-// KindValue is the kind intrinsic for an OTLP span kind number.
-func KindValue(kind int32) Value {
-	k := KindUnspecified
-	if kind >= 0 && int(kind) < len(otlpKinds) {
-		k = otlpKinds[kind]
-	}
-	return Value{Type: TypeKind, Kind: k}
-}
-
-// typeUnknown marks a value storage cannot rebuild exactly (an array or a
+// typeUnknown marks a value storage cannot give exactly (an array or a
 // kvlist attribute read from its text form): a filter reading it is taken
 // to hold.
 const typeUnknown StaticType = -1
 
-// UnknownValue is a present value that storage cannot give exactly.
-func UnknownValue() Value { return Value{Type: typeUnknown} }
+// predValue is the engine's value of a value storage read.
+func predValue(v spanpred.Value) Value {
+	switch v.Kind {
+	case spanpred.String:
+		return strValue(v.Str)
+	case spanpred.Int:
+		return intValue(v.Int)
+	case spanpred.Float:
+		return floatValue(v.Float)
+	case spanpred.Bool:
+		return boolValue(v.Int != 0)
+	case spanpred.Duration:
+		return durValue(time.Duration(v.Int))
+	case spanpred.Status:
+		st := StatusUnset
+		switch v.Int {
+		case 1:
+			st = StatusOk
+		case 2:
+			st = StatusError
+		}
+		return Value{Type: TypeStatus, Status: st}
+	case spanpred.SpanKind:
+		k := KindUnspecified
+		if v.Int >= 0 && v.Int < int64(len(otlpKinds)) {
+			k = otlpKinds[v.Int]
+		}
+		return Value{Type: TypeKind, Kind: k}
+	case spanpred.Unknown:
+		return Value{Type: typeUnknown}
+	}
+	return Value{}
+}
+
+// predDomain is the engine's view of a domain storage read.
+func predDomain(d spanpred.Domain) domain {
+	out := domain{Known: d.Known, Bounded: d.Bounded, Min: predValue(d.Min), Max: predValue(d.Max)}
+	if len(d.Values) > 0 {
+		out.Values = make([]Value, len(d.Values))
+		for i, v := range d.Values {
+			out.Values[i] = predValue(v)
+		}
+	}
+	return out
+}
 
 // Match reports whether a span whose field values are row (in Fields
 // order) may satisfy the condition.
-func (c *Condition) Match(row []Value) bool {
+func (c *Condition) Match(row []spanpred.Value) bool {
+	buf, _ := rowPool.Get().(*[]Value)
+	if buf == nil {
+		buf = new([]Value)
+	}
+	vals := (*buf)[:0]
+	for _, v := range row {
+		vals = append(vals, predValue(v))
+	}
+	ok := c.match(vals)
+	clear(vals) // drop the strings, which point into storage's data
+	*buf = vals
+	rowPool.Put(buf)
+	return ok
+}
+
+// rowPool holds the rows Match converts into: a row escapes into the
+// evaluator, and a span's row is too short-lived to allocate.
+var rowPool sync.Pool
+
+// match is Match on the engine's values.
+func (c *Condition) match(row []Value) bool {
 	ctx := evalCtx{row: row, cond: c}
 	for _, f := range c.filters {
 		ctx.unknown = false
@@ -241,9 +307,8 @@ func (c *evalCtx) rowAttribute(a *Attribute) Value {
 	return v
 }
 
-// Domain is what storage knows of the values a field takes over a range of
-// spans (a row group, a page): nothing, every distinct value, or bounds.
-type Domain struct {
+// domain is spanpred.Domain with the engine's values.
+type domain struct {
 	// Known is false when storage knows nothing.
 	Known bool
 	// Values are all the values present (missing ones aside), when Known
@@ -258,9 +323,13 @@ type Domain struct {
 // MayMatch reports whether some span could satisfy the condition given
 // the domains of its fields (in Fields order). False lets storage skip the
 // spans the domains describe.
-func (c *Condition) MayMatch(domains []Domain) bool {
+func (c *Condition) MayMatch(domains []spanpred.Domain) bool {
+	d := make([]domain, len(domains))
+	for i := range domains {
+		d[i] = predDomain(domains[i])
+	}
 	for _, f := range c.filters {
-		if c.possible(f, domains) {
+		if c.possible(f, d) {
 			return true
 		}
 	}
@@ -268,7 +337,7 @@ func (c *Condition) MayMatch(domains []Domain) bool {
 }
 
 // possible is false only when no values of the domains can make e true.
-func (c *Condition) possible(e FieldExpr, d []Domain) bool {
+func (c *Condition) possible(e FieldExpr, d []domain) bool {
 	b, ok := e.(*BinaryExpr)
 	if !ok {
 		return true
@@ -318,7 +387,7 @@ func flip(op Operator) Operator {
 	return op
 }
 
-func domainPossible(d Domain, op Operator, s Value, re interface{ MatchString(string) bool }) bool {
+func domainPossible(d domain, op Operator, s Value, re interface{ MatchString(string) bool }) bool {
 	if !d.Known {
 		return true
 	}
@@ -339,4 +408,62 @@ func domainPossible(d Domain, op Operator, s Value, re interface{ MatchString(st
 		}
 	}
 	return false
+}
+
+// TraceIDs returns the only traces the query can match when every spanset
+// filter of its first stage requires `trace:id = "<id>"` (ok true; the
+// set may be empty when no literal is a trace ID as the engine renders
+// one: 32 lowercase hex digits). Storage then looks the traces up instead
+// of scanning. ok is false when the query may match other traces.
+func (r *RootExpr) TraceIDs() (ids [][16]byte, ok bool) {
+	if r == nil || r.Pipeline == nil || len(r.Pipeline.Stages) == 0 {
+		return nil, false
+	}
+	first, isSpanset := r.Pipeline.Stages[0].(SpansetExpr)
+	if !isSpanset {
+		return nil, false
+	}
+	var leaves []*SpansetFilter
+	if !collectLeaves(first, &leaves) {
+		return nil, false
+	}
+	for _, f := range leaves {
+		found := false
+		for _, e := range conjuncts(f.Expr) {
+			lit, isID := traceIDLiteral(e)
+			if !isID {
+				continue
+			}
+			found = true
+			var id [16]byte
+			if n, err := hex.Decode(id[:], []byte(lit)); err == nil && n == 16 && hex.EncodeToString(id[:]) == lit &&
+				!slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+			break
+		}
+		if !found {
+			return nil, false
+		}
+	}
+	return ids, true
+}
+
+// traceIDLiteral returns the literal of `trace:id = "<literal>"` (either
+// way round).
+func traceIDLiteral(e FieldExpr) (string, bool) {
+	b, ok := e.(*BinaryExpr)
+	if !ok || b.Op != OpEqual {
+		return "", false
+	}
+	attr, lit := b.LHS, b.RHS
+	if _, isStatic := attr.(*Static); isStatic {
+		attr, lit = lit, attr
+	}
+	a, aok := attr.(*Attribute)
+	s, sok := lit.(*Static)
+	if !aok || !sok || a.Intrinsic != IntrinsicTraceID || a.Parent || s.Type != TypeString {
+		return "", false
+	}
+	return s.Str, true
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -71,23 +72,25 @@ func (s *Set) FindTraceByID(ctx context.Context, tenant string, traceID [16]byte
 	return out, nil
 }
 
-// EachTrace passes Store.EachTrace to every store, until fn returns false.
-// A trace held by several stores is given once per store.
-func (s *Set) EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool) {
+// Scan passes Store.Scan to every store, until fn returns false or ctx is
+// done. A trace held by several stores is given once per store.
+func (s *Set) Scan(ctx context.Context, tenant string, sel spanpred.Selection, fn func(traceID [16]byte, data []byte) bool) (bytes int64, err error) {
 	s.mu.RLock()
 	stores := append([]*Store(nil), s.stores...)
 	s.mu.RUnlock()
 	for _, st := range stores {
 		stop := false
-		st.EachTrace(tenant, func(id [16]byte, data []byte) bool {
+		n, err := st.Scan(ctx, tenant, sel, func(id [16]byte, data []byte) bool {
 			if !fn(id, data) {
 				stop = true
 				return false
 			}
 			return true
 		})
-		if stop {
-			return
+		bytes += n
+		if err != nil || stop {
+			return bytes, err
 		}
 	}
+	return bytes, nil
 }

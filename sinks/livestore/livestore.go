@@ -21,6 +21,7 @@ import (
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/periodic"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -43,6 +44,7 @@ type Store struct {
 	tenants map[string]*tenantStore
 
 	bytes      atomic.Int64  // all tenants
+	gens       atomic.Uint64 // the last liveTrace.gen given
 	safeBefore atomic.Int64  // unix ns: every span received before is in a block
 	room       chan struct{} // closed and replaced whenever bytes are freed
 
@@ -67,6 +69,9 @@ type tenantStore struct {
 	shards [shards]shard
 	traces atomic.Int64
 	bytes  atomic.Int64
+
+	segMu sync.Mutex
+	segs  []*segment // oldest first; the last may be open (segments.go)
 }
 
 type shard struct {
@@ -75,9 +80,11 @@ type shard struct {
 }
 
 type liveTrace struct {
+	gen      uint64 // unique in the store: see segRef
 	data     []byte // TracesData encoding: concatenated ResourceSpans
 	spans    spanSet
 	lastSeen int64 // unix nanoseconds of the last push
+	refs     int64 // segment refs to the trace (segments.go)
 	size     int64 // bytes accounted for this trace
 }
 
@@ -264,13 +271,14 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
 	now := s.clock().UnixNano()
 	var b otlpwire.Builder
 	var dups, addedBytes, addedTraces int64
+	refs := make([]segRef, 0, len(order))
 	for _, id := range order {
 		sh := &ts.shards[id[0]%shards]
 		sh.mu.Lock()
 		t := sh.traces[id]
 		isNew := t == nil
 		if isNew {
-			t = &liveTrace{}
+			t = &liveTrace{gen: s.gens.Add(1)}
 		}
 		b.Reset()
 		for _, ref := range groups[id] {
@@ -285,15 +293,18 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
 				sh.traces[id] = t
 				addedTraces++
 			}
-			before := t.size
+			before, off := t.size, len(t.data)
 			// One growth for the whole append, not one per piece of it.
 			t.data = b.AppendTo(slices.Grow(t.data, b.Size()))
-			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size()
+			t.refs++
+			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size() + t.refs*segRefBytes
 			addedBytes += t.size - before
+			refs = append(refs, segRef{id: id, gen: t.gen, off: uint32(off), n: uint32(len(t.data) - off)})
 		}
 		t.lastSeen = now
 		sh.mu.Unlock()
 	}
+	ts.record(now, refs, batch.SpanCount()-int(dups))
 	if dups > 0 {
 		s.m.deduplicated.WithLabelValues(ts.name).Add(float64(dups))
 	}
@@ -358,6 +369,7 @@ func (s *Store) evictBefore(cutoff int64) {
 		if traces > 0 {
 			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))
 			s.account(ts, -traces, -bytes)
+			ts.dropDead()
 		}
 	}
 }
@@ -432,33 +444,101 @@ func (s *spanSet) size() int64 {
 	return int64(cap(s.small)) * 8
 }
 
-// EachTrace calls fn with a copy of every trace the tenant's store holds,
-// shard by shard, until fn returns false. The copy is taken under the
-// shard's lock and fn runs outside it, so fn may be slow and may keep data.
-func (s *Store) EachTrace(tenant string, fn func(traceID [16]byte, data []byte) bool) {
+// Scan calls fn with a copy of each trace of the tenant that sel selects,
+// shard by shard, until fn returns false or ctx is done, and returns the
+// bytes of the traces it tested. The predicate is tested on the encoded
+// spans under the shard's read lock, reading only the fields it names:
+// no trace is decoded. Only the traces that pass are copied, and fn runs
+// outside the lock, so fn may be slow and may keep data.
+func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection, fn func(traceID [16]byte, data []byte) bool) (bytes int64, err error) {
 	s.mu.RLock()
 	ts := s.tenants[tenant]
 	s.mu.RUnlock()
 	if ts == nil {
-		return
+		return 0, nil
 	}
 	type entry struct {
 		id   [16]byte
 		data []byte
 	}
-	var batch []entry
-	for i := range ts.shards {
-		sh := &ts.shards[i]
-		batch = batch[:0]
-		sh.mu.RLock()
-		for id, t := range sh.traces {
-			batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+	var m *spanpred.Matcher
+	if sel.Pred != nil {
+		m = spanpred.NewMatcher(sel.Pred)
+	}
+	// selected tests t, counting it; a trace the matcher cannot read is
+	// handed over, for the engine to say what is wrong with it.
+	selected := func(t *liveTrace) bool {
+		bytes += int64(len(t.data))
+		if m == nil {
+			return true
 		}
-		sh.mu.RUnlock()
+		ok, err := m.Match(t.data)
+		return ok || err != nil
+	}
+	var batch []entry
+	emit := func() bool {
 		for _, e := range batch {
 			if !fn(e.id, e.data) {
-				return
+				return false
 			}
 		}
+		batch = batch[:0]
+		return true
 	}
+	if sel.ByTraceID {
+		for _, id := range sel.TraceIDs {
+			sh := &ts.shards[id[0]%shards]
+			sh.mu.RLock()
+			if t := sh.traces[id]; t != nil && selected(t) {
+				batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+			}
+			sh.mu.RUnlock()
+		}
+		emit()
+		return bytes, ctx.Err()
+	}
+	if sel.Pred != nil {
+		// Only the traces of the segments where a span may match.
+		perShard := [shards][][16]byte{}
+		for id := range ts.candidates(sel.Pred, s.clock().UnixNano()) {
+			perShard[id[0]%shards] = append(perShard[id[0]%shards], id)
+		}
+		for i := range ts.shards {
+			if err := ctx.Err(); err != nil {
+				return bytes, err
+			}
+			if len(perShard[i]) == 0 {
+				continue
+			}
+			sh := &ts.shards[i]
+			sh.mu.RLock()
+			for _, id := range perShard[i] {
+				if t := sh.traces[id]; t != nil && selected(t) {
+					batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+				}
+			}
+			sh.mu.RUnlock()
+			if !emit() {
+				break
+			}
+		}
+		return bytes, nil
+	}
+	for i := range ts.shards {
+		if err := ctx.Err(); err != nil {
+			return bytes, err
+		}
+		sh := &ts.shards[i]
+		sh.mu.RLock()
+		for id, t := range sh.traces {
+			if selected(t) {
+				batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+			}
+		}
+		sh.mu.RUnlock()
+		if !emit() {
+			break
+		}
+	}
+	return bytes, nil
 }

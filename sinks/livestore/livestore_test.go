@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/spangen"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -255,27 +256,67 @@ func TestSafeTracesMakeRoom(t *testing.T) {
 	}
 }
 
-// EachTrace visits every trace of one tenant and stops when told to.
-func TestEachTrace(t *testing.T) {
+// resourceIs is a predicate: resource attribute name equals value.
+type resourceIs struct{ name, value string }
+
+func (p resourceIs) Fields() []spanpred.Field {
+	return []spanpred.Field{{Resource: true, Name: p.name}}
+}
+func (p resourceIs) Match(row []spanpred.Value) bool {
+	return row[0].Kind == spanpred.String && row[0].Str == p.value
+}
+func (resourceIs) MayMatch([]spanpred.Domain) bool { return true }
+
+// TestScan visits the traces of one tenant that a selection picks, and
+// stops when told to.
+func TestScan(t *testing.T) {
 	s := newStore(t, DefaultConfig())
 	for i := byte(1); i <= 5; i++ {
-		if err := s.Consume(msg("t", oneTrace(pcommon.TraceID{i}, "svc", 1, 2))); err != nil {
+		svc := "svc"
+		if i%2 == 0 {
+			svc = "even"
+		}
+		if err := s.Consume(msg("t", oneTrace(pcommon.TraceID{i}, svc, 1, 2))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Consume(msg("other", oneTrace(pcommon.TraceID{9}, "svc", 1))); err != nil {
+	if err := s.Consume(msg("other", oneTrace(pcommon.TraceID{9}, "even", 1))); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[[16]byte]int{}
-	s.EachTrace("t", func(id [16]byte, data []byte) bool {
-		seen[id] = len(spansByID(t, data))
-		return true
-	})
-	if len(seen) != 5 || seen[[16]byte{3}] != 2 {
-		t.Fatalf("visited %v, want 5 traces of 2 spans of tenant t", seen)
+	scan := func(sel spanpred.Selection) (map[[16]byte]int, int64) {
+		t.Helper()
+		seen := map[[16]byte]int{}
+		n, err := s.Scan(context.Background(), "t", sel, func(id [16]byte, data []byte) bool {
+			seen[id] = len(spansByID(t, data))
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seen, n
+	}
+	all, allBytes := scan(spanpred.Selection{})
+	if len(all) != 5 || all[[16]byte{3}] != 2 {
+		t.Fatalf("visited %v, want 5 traces of 2 spans of tenant t", all)
+	}
+	even, _ := scan(spanpred.Selection{Pred: resourceIs{"service.name", "even"}})
+	if len(even) != 2 || even[[16]byte{2}] != 2 || even[[16]byte{4}] != 2 {
+		t.Fatalf("with service.name = even visited %v, want traces 2 and 4", even)
+	}
+	byID, idBytes := scan(spanpred.Selection{ByTraceID: true, TraceIDs: [][16]byte{{4}, {9}, {7}}})
+	if len(byID) != 1 || byID[[16]byte{4}] != 2 {
+		t.Fatalf("by trace IDs 4, 9 (another tenant's) and 7 (none) visited %v, want trace 4", byID)
+	}
+	if idBytes <= 0 || idBytes*4 > allBytes {
+		t.Fatalf("by trace ID tested %d bytes, a full scan %d: the lookup must test only the trace found", idBytes, allBytes)
+	}
+	if none, _ := scan(spanpred.Selection{ByTraceID: true, Pred: resourceIs{"service.name", "svc"}, TraceIDs: [][16]byte{{4}}}); len(none) != 0 {
+		t.Fatalf("trace 4 with service.name = svc visited %v, want none", none)
 	}
 	calls := 0
-	s.EachTrace("t", func([16]byte, []byte) bool { calls++; return calls < 2 })
+	if _, err := s.Scan(context.Background(), "t", spanpred.Selection{}, func([16]byte, []byte) bool { calls++; return calls < 2 }); err != nil {
+		t.Fatal(err)
+	}
 	if calls != 2 {
 		t.Fatalf("callback ran %d times after asking to stop at 2", calls)
 	}

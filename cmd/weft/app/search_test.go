@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/weftdb/weft/cmd/weft/config"
+	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/query/search"
 )
@@ -148,7 +149,9 @@ func TestEndToEndSearchRecentAndBlocks(t *testing.T) {
 
 	a = restartOnBlocks(t, a, paths, tenant.Single)
 	n := 0
-	a.stores.EachTrace(tenant.Single, func([16]byte, []byte) bool { n++; return true })
+	if _, err := a.stores.Scan(context.Background(), tenant.Single, spanpred.Selection{}, func([16]byte, []byte) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
 	if n != 0 {
 		t.Fatalf("live-store holds %d traces after restart, want 0", n)
 	}
