@@ -152,7 +152,13 @@ func (it *fieldIter) fixed32() uint32 {
 }
 
 // ReadSpan reads the fields of an encoded Span (Span.Raw).
-func ReadSpan(raw []byte) (SpanFields, error) {
+func ReadSpan(raw []byte) (SpanFields, error) { return ReadSpanAttributes(raw, nil) }
+
+// ReadSpanAttributes is ReadSpan that also calls fn, when not nil, with the
+// key and the encoded value (read with ReadAnyValue) of each attribute, in
+// order, until fn returns false: one pass over the span for readers of a
+// few fields.
+func ReadSpanAttributes(raw []byte, fn func(key, value []byte) bool) (SpanFields, error) {
 	var f SpanFields
 	it := fieldIter{b: raw}
 	for it.next() {
@@ -192,6 +198,14 @@ func ReadSpan(raw []byte) (SpanFields, error) {
 		case 9:
 			if it.want(protowire.BytesType, "attributes") {
 				f.Attributes++
+				if fn != nil {
+					key, val, err := splitKeyValue(it.val)
+					if err != nil {
+						it.err = err
+					} else if !fn(key, val) {
+						fn = nil
+					}
+				}
 			}
 		case 10:
 			if it.want(protowire.VarintType, "dropped_attributes_count") {

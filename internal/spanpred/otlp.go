@@ -34,14 +34,18 @@ func (m *Matcher) Match(data []byte) (bool, error) {
 // without decoding the spans. It reuses its memory from one call to the
 // next and is not safe for concurrent use.
 type RowReader struct {
+	// EverySpan makes Rows give a row for every span even when the fields
+	// are all resource attributes (by default it then gives one row per
+	// resource).
+	EverySpan bool
+
 	fields []Field
 	row    []Value
 	set    []bool // row[i] was given by an earlier attribute of the same key
 	// spanAttrs, resAttrs and intrinsics index fields by where their
 	// values come from.
 	spanAttrs, resAttrs, intrinsics []int
-	batch                           otlpwire.Batch
-	onSpanAttr, onResAttr           func(key []byte, v otlpwire.AnyValueView) bool
+	onSpanAttr, onResAttr           func(key, value []byte) bool
 }
 
 // NewRowReader returns a reader of fields.
@@ -59,22 +63,28 @@ func NewRowReader(fields []Field) *RowReader {
 			m.spanAttrs = append(m.spanAttrs, i)
 		}
 	}
-	m.onSpanAttr = func(k []byte, v otlpwire.AnyValueView) bool { return m.attr(m.spanAttrs, k, v) }
-	m.onResAttr = func(k []byte, v otlpwire.AnyValueView) bool { return m.attr(m.resAttrs, k, v) }
+	m.onSpanAttr = func(k, v []byte) bool { return m.attr(m.spanAttrs, k, v) }
+	m.onResAttr = func(k, v []byte) bool { return m.attr(m.resAttrs, k, v) }
 	return m
 }
 
 // attr gives the value v of key k to the fields among idx that read it,
 // unless an earlier attribute of the same key did (the first one counts,
 // as in the engine). It returns false once every field has its value.
-func (m *RowReader) attr(idx []int, k []byte, v otlpwire.AnyValueView) bool {
+func (m *RowReader) attr(idx []int, k, raw []byte) bool {
 	left := false
 	for _, i := range idx {
 		if m.set[i] {
 			continue
 		}
 		if m.fields[i].Name == bstr(k) {
-			m.row[i], m.set[i] = wireValue(v), true
+			v, err := otlpwire.ReadAnyValue(raw)
+			if err != nil {
+				m.row[i] = UnknownValue() // unreadable: it may be anything
+			} else {
+				m.row[i] = wireValue(v)
+			}
+			m.set[i] = true
 			continue
 		}
 		left = true
@@ -93,53 +103,54 @@ func (m *RowReader) reset(idx []int) {
 // until fn returns false. The row is valid only during the call, and its
 // strings point into data.
 func (m *RowReader) Rows(data []byte, fn func(row []Value) bool) error {
-	if err := m.batch.Scan(data); err != nil {
-		return err
+	perSpan := m.EverySpan || len(m.intrinsics) > 0 || len(m.spanAttrs) > 0
+	var err error
+	stop := false
+	var onAttr func(key, value []byte) bool
+	if len(m.spanAttrs) > 0 {
+		onAttr = m.onSpanAttr
 	}
-	for ri := range m.batch.Resources {
-		res := &m.batch.Resources[ri]
+	onSpan := func(raw []byte) bool {
+		m.reset(m.spanAttrs)
+		var f otlpwire.SpanFields
+		if f, err = otlpwire.ReadSpanAttributes(raw, onAttr); err != nil {
+			return false
+		}
+		m.setIntrinsics(&f)
+		stop = !fn(m.row)
+		return !stop
+	}
+	werr := otlpwire.EachResourceSpans(data, func(rs []byte) bool {
 		m.reset(m.resAttrs)
 		if len(m.resAttrs) > 0 {
-			if err := otlpwire.EachAttribute(res.Header, otlpwire.MessageResourceHeader, m.onResAttr); err != nil {
-				return err
+			if err = otlpwire.EachAttributeRaw(rs, otlpwire.MessageResourceHeader, m.onResAttr); err != nil {
+				return false
 			}
 		}
-		perSpan := len(m.intrinsics) > 0 || len(m.spanAttrs) > 0
-		for si := range res.Scopes {
-			if !perSpan && len(res.Scopes[si].Spans) > 0 {
-				// Every span of the resource has the same row.
-				if !fn(m.row) {
-					return nil
-				}
-				break
+		if !perSpan {
+			// Every span of the resource has the same row: test it once
+			// if the resource has a span.
+			any := false
+			if err = otlpwire.EachSpan(rs, func([]byte) bool { any = true; return false }); err != nil {
+				return false
 			}
-			for pi := range res.Scopes[si].Spans {
-				raw := res.Scopes[si].Spans[pi].Raw
-				if len(m.intrinsics) > 0 {
-					if err := m.readIntrinsics(raw); err != nil {
-						return err
-					}
-				}
-				if len(m.spanAttrs) > 0 {
-					m.reset(m.spanAttrs)
-					if err := otlpwire.EachAttribute(raw, otlpwire.MessageSpan, m.onSpanAttr); err != nil {
-						return err
-					}
-				}
-				if !fn(m.row) {
-					return nil
-				}
+			if any {
+				stop = !fn(m.row)
 			}
+			return !stop
 		}
-	}
-	return nil
-}
-
-func (m *RowReader) readIntrinsics(raw []byte) error {
-	f, err := otlpwire.ReadSpan(raw)
+		if e := otlpwire.EachSpan(rs, onSpan); e != nil && err == nil {
+			err = e
+		}
+		return err == nil && !stop
+	})
 	if err != nil {
 		return err
 	}
+	return werr
+}
+
+func (m *RowReader) setIntrinsics(f *otlpwire.SpanFields) {
 	for _, i := range m.intrinsics {
 		switch m.fields[i].Intrinsic {
 		case IntrinsicDuration:
@@ -160,7 +171,6 @@ func (m *RowReader) readIntrinsics(raw []byte) error {
 			m.row[i] = UnknownValue()
 		}
 	}
-	return nil
 }
 
 // wireValue is the value of an OTLP attribute: scalars exactly, the rest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"github.com/weftdb/weft/query/traceql"
 )
@@ -115,31 +116,29 @@ func (c *Combiner) Finish(ctx context.Context, tenant string, f Finder) (*Respon
 			recheck = append(recheck, id)
 		}
 	}
-	for _, id := range recheck {
-		var tid [16]byte
-		if _, err := hex.Decode(tid[:], []byte(id)); err != nil {
-			return nil, fmt.Errorf("cannot read trace ID %q: %w", id, err)
+	for lo := 0; lo < len(recheck); lo += recheckConcurrency {
+		chunk := recheck[lo:min(len(recheck), lo+recheckConcurrency)]
+		tids := make([][16]byte, len(chunk))
+		for i, id := range chunk {
+			if _, err := hex.Decode(tids[i][:], []byte(id)); err != nil {
+				return nil, fmt.Errorf("cannot read trace ID %q: %w", id, err)
+			}
 		}
-		data, err := f.FindTraceByID(ctx, tenant, tid, 0, 0)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read trace %s: %w", id, err)
+		// Read the chunk's traces at once (object storage answers in tens
+		// of milliseconds), then evaluate them in order.
+		data := make([][]byte, len(chunk))
+		errs := make([]error, len(chunk))
+		var wg sync.WaitGroup
+		for i := range chunk {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				data[i], errs[i] = f.FindTraceByID(ctx, tenant, tids[i], 0, 0)
+			}()
 		}
-		if err := c.replace(id, nil); err != nil {
-			return nil, err
-		}
-		t, err := traceql.NewTrace(data)
-		if err != nil {
-			return nil, fmt.Errorf("cannot decode trace %s: %w", id, err)
-		}
-		if len(t.Spans) == 0 || !overlaps(t, c.q.req) || !durationIn(t, c.q.req) {
-			continue
-		}
-		sets, err := c.q.root.Eval(t)
-		if err != nil {
-			return nil, evalError(tid, err)
-		}
-		if len(sets) > 0 {
-			if err := c.replace(id, traceResult(tid, t, sets, c.q)); err != nil {
+		wg.Wait()
+		for i, id := range chunk {
+			if err := c.recheck(id, tids[i], data[i], errs[i]); err != nil {
 				return nil, err
 			}
 		}
@@ -150,6 +149,35 @@ func (c *Combiner) Finish(ctx context.Context, tenant string, f Finder) (*Respon
 	}
 	m := c.metrics
 	return &Response{Traces: ts, Metrics: &m}, nil
+}
+
+// recheckConcurrency is how many traces Finish reads at once.
+const recheckConcurrency = 16
+
+// recheck replaces the result of trace id by its evaluation on data, its
+// whole spans (read with error err).
+func (c *Combiner) recheck(id string, tid [16]byte, data []byte, err error) error {
+	if err != nil {
+		return fmt.Errorf("cannot read trace %s: %w", id, err)
+	}
+	if err := c.replace(id, nil); err != nil {
+		return err
+	}
+	t, err := traceql.NewTrace(data)
+	if err != nil {
+		return fmt.Errorf("cannot decode trace %s: %w", id, err)
+	}
+	if len(t.Spans) == 0 || !overlaps(t, c.q.req) || !durationIn(t, c.q.req) {
+		return nil
+	}
+	sets, err := c.q.root.Eval(t)
+	if err != nil {
+		return evalError(tid, err)
+	}
+	if len(sets) > 0 {
+		return c.replace(id, traceResult(tid, t, sets, c.q))
+	}
+	return nil
 }
 
 // fullHex pads a trace ID without leading zeros back to 32 digits.

@@ -45,6 +45,7 @@ type Store struct {
 
 	bytes      atomic.Int64  // all tenants
 	gens       atomic.Uint64 // the last liveTrace.gen given
+	colBytes   atomic.Int64  // segment columns, counted in bytes too (segments.go)
 	safeBefore atomic.Int64  // unix ns: every span received before is in a block
 	room       chan struct{} // closed and replaced whenever bytes are freed
 
@@ -177,7 +178,12 @@ func (s *Store) waitForRoom(ctx context.Context, need int64) error {
 	if s.bytes.Load()+need <= s.cfg.MaxBytes {
 		return nil
 	}
-	// Traces whose spans are all in blocks can go first.
+	// The columns kept for searches go first: they are a cache.
+	s.dropColumns()
+	if s.bytes.Load()+need <= s.cfg.MaxBytes {
+		return nil
+	}
+	// Then traces whose spans are all in blocks.
 	var evictedTo int64
 	evictSafe := func() {
 		if safe := s.safeBefore.Load(); safe > evictedTo {
@@ -299,7 +305,7 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
 			t.refs++
 			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size() + t.refs*segRefBytes
 			addedBytes += t.size - before
-			refs = append(refs, segRef{id: id, gen: t.gen, off: uint32(off), n: uint32(len(t.data) - off)})
+			refs = append(refs, segRef{id: id, gen: t.gen, off: uint32(off), n: uint32(len(t.data) - off), spans: uint32(b.SpanCount())})
 		}
 		t.lastSeen = now
 		sh.mu.Unlock()
@@ -369,7 +375,7 @@ func (s *Store) evictBefore(cutoff int64) {
 		if traces > 0 {
 			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))
 			s.account(ts, -traces, -bytes)
-			ts.dropDead()
+			s.dropDead(ts)
 		}
 	}
 }
@@ -499,30 +505,38 @@ func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection,
 	}
 	if sel.Pred != nil {
 		// Only the traces of the segments where a span may match.
-		perShard := [shards][][16]byte{}
-		for id := range ts.candidates(sel.Pred, s.clock().UnixNano()) {
-			perShard[id[0]%shards] = append(perShard[id[0]%shards], id)
-		}
-		for i := range ts.shards {
-			if err := ctx.Err(); err != nil {
-				return bytes, err
+		// Only the traces of the segments where a span may match, newest
+		// segment first, each once.
+		seen := map[[16]byte]bool{}
+		var err error
+		s.eachCandidates(ts, sel.Pred, s.clock().UnixNano(), func(cands map[[16]byte]bool) bool {
+			if err = ctx.Err(); err != nil {
+				return false
 			}
-			if len(perShard[i]) == 0 {
-				continue
-			}
-			sh := &ts.shards[i]
-			sh.mu.RLock()
-			for _, id := range perShard[i] {
-				if t := sh.traces[id]; t != nil && selected(t) {
-					batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+			for id, sure := range cands {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				sh := &ts.shards[id[0]%shards]
+				var data []byte
+				sh.mu.RLock()
+				if t := sh.traces[id]; t != nil {
+					if sure { // a span passed on the columns
+						bytes += int64(len(t.data))
+					}
+					if sure || selected(t) {
+						data = append([]byte(nil), t.data...)
+					}
+				}
+				sh.mu.RUnlock()
+				if data != nil && !fn(id, data) {
+					return false
 				}
 			}
-			sh.mu.RUnlock()
-			if !emit() {
-				break
-			}
-		}
-		return bytes, nil
+			return true
+		})
+		return bytes, err
 	}
 	for i := range ts.shards {
 		if err := ctx.Err(); err != nil {

@@ -342,7 +342,7 @@ func TestWaitingPushEvictsWhatIsInBlocks(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: 9999, Traces: 20, SpansPerTrace: 10})))
+		done <- s.Consume(msg("t", spangen.Generate(spangen.Options{Seed: 9999, Traces: 60, SpansPerTrace: 10})))
 	}()
 	select {
 	case err := <-done:

@@ -1,20 +1,28 @@
 package livestore
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/weftdb/weft/internal/spanpred"
 )
 
-// This file gives the live-store's search the pruning blocks have. The
-// pushes a tenant's store takes over a short time form a segment, listed
-// as the byte ranges they appended to their traces' data. Once sealed, a
-// segment is summarized the first time a search reads a field there: the
-// field's domain (its distinct values, or bounds) over the segment's
-// spans, computed from the encoded spans and then kept. A search tests its
-// predicate against the domains of each sealed segment (as against a row
-// group's dictionaries and statistics) and scans only the traces of the
-// segments where a span may match, and of the open segment.
+// This file gives the live-store's search the pruning and the column-wise
+// tests blocks have. The pushes a tenant's store takes over a short time
+// form a segment, listed as the byte ranges they appended to their
+// traces' data. Once a segment is sealed, the first search that reads a
+// field there walks the segment's encoded spans once and keeps:
+//
+//   - the field's domain (its distinct values, or bounds) over the
+//     segment, which rules the segment out as a row group's dictionaries
+//     and statistics rule a row group out;
+//   - while the segment has fewer than maxColumns columns, the field's
+//     column: its value for every span of the segment, in segment order.
+//
+// A later search whose fields all have columns tests its predicate on the
+// columns, span by span, without touching the encoded spans: only the
+// traces with a span that satisfies it are read. Columns count in the
+// store's bytes, and go first when the store is full.
 
 // A segment is sealed once it holds segmentSpans spans or is segmentAge
 // old (unix nanoseconds).
@@ -23,8 +31,15 @@ const (
 	segmentAge   = int64(2e9)
 )
 
-// segRefBytes approximates the memory of one segRef.
-const segRefBytes = 40
+// maxColumns is the most columns a segment keeps.
+const maxColumns = 8
+
+// Memory estimates: one segRef, one value of a column, one row of rowRef.
+const (
+	segRefBytes   = 48
+	colValueBytes = 40
+	rowRefBytes   = 4
+)
 
 type segment struct {
 	start  int64 // unix ns of the first push
@@ -32,17 +47,21 @@ type segment struct {
 	refs   []segRef
 	sealed bool // set under tenantStore.segMu; refs no longer change
 
-	mu      sync.Mutex // guards domains
+	mu      sync.Mutex // guards what follows
 	domains map[spanpred.Field]spanpred.Domain
+	cols    map[spanpred.Field][]spanpred.Value
+	rowRef  []uint32 // the ref of each row of the columns
+	colMem  int64    // bytes of cols and rowRef, counted in Store.bytes
 }
 
-// segRef is the bytes one push appended to one trace.
+// segRef is the spans one push appended to one trace.
 type segRef struct {
 	id [16]byte
 	// gen is the trace's generation: a trace let go and started again by
 	// a later span is another trace.
 	gen    uint64
-	off, n uint32
+	off, n uint32 // the byte range in the trace's data
+	spans  uint32
 }
 
 // record adds the refs of one push, taken at now (unix ns), to the open
@@ -82,10 +101,13 @@ func (ts *tenantStore) open(now int64) *segment {
 	return cur
 }
 
-// candidates returns the IDs of the traces with a span in a segment where
-// p may match: every trace of the open segment, and of each sealed one
-// whose domains do not rule p out.
-func (ts *tenantStore) candidates(p spanpred.Predicate, now int64) map[[16]byte]struct{} {
+// eachCandidates calls visit with the candidates of each segment, newest
+// first, until visit returns false: the IDs of the traces with a span in
+// the segment where p may match, each marked true when a column-wise test
+// found a span that satisfies p (the trace needs no other test). The open
+// segment's are all its traces; a sealed one's none when its domains rule
+// p out.
+func (s *Store) eachCandidates(ts *tenantStore, p spanpred.Predicate, now int64, visit func(cands map[[16]byte]bool) bool) {
 	ts.segMu.Lock()
 	ts.open(now)
 	segs := make([]*segment, len(ts.segs))
@@ -97,72 +119,180 @@ func (ts *tenantStore) candidates(p spanpred.Predicate, now int64) map[[16]byte]
 	ts.segMu.Unlock()
 
 	fields := p.Fields()
-	out := map[[16]byte]struct{}{}
-	for i, sg := range segs {
-		// The refs of an open segment grow under segMu: read them there.
-		if !sealed[i] {
+	for i := len(segs) - 1; i >= 0; i-- {
+		sg := segs[i]
+		cands := map[[16]byte]bool{}
+		add := func(id [16]byte, sure bool) {
+			if !cands[id] {
+				cands[id] = sure
+			}
+		}
+		if sealed[i] {
+			s.testSegment(ts, sg, p, fields, add)
+		} else {
+			// The refs of the open segment grow under segMu.
 			ts.segMu.Lock()
 			for _, r := range sg.refs {
-				out[r.id] = struct{}{}
+				add(r.id, false)
 			}
 			ts.segMu.Unlock()
-			continue
 		}
-		if !p.MayMatch(ts.domains(sg, fields)) {
-			continue
-		}
-		for _, r := range sg.refs {
-			out[r.id] = struct{}{}
+		if len(cands) > 0 && !visit(cands) {
+			return
 		}
 	}
-	return out
 }
 
-// domains returns the domains of fields over the spans of the sealed
-// segment sg, summarizing the fields not yet summarized.
-func (ts *tenantStore) domains(sg *segment, fields []spanpred.Field) []spanpred.Domain {
+// testSegment adds the candidates of the sealed segment sg.
+func (s *Store) testSegment(ts *tenantStore, sg *segment, p spanpred.Predicate, fields []spanpred.Field, add func([16]byte, bool)) {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
+	s.summarize(ts, sg, fields)
+	domains := make([]spanpred.Domain, len(fields))
+	for i, f := range fields {
+		domains[i] = sg.domains[f]
+	}
+	if !p.MayMatch(domains) {
+		return
+	}
+	cols := make([][]spanpred.Value, len(fields))
+	for i, f := range fields {
+		if cols[i] = sg.cols[f]; cols[i] == nil {
+			// No column: every trace of the segment is a candidate.
+			for _, r := range sg.refs {
+				add(r.id, false)
+			}
+			return
+		}
+	}
+	row := make([]spanpred.Value, len(fields))
+	last := -1 // the last ref found, whose other rows need no test
+	for j, ref := range sg.rowRef {
+		if int(ref) == last {
+			continue
+		}
+		for i := range cols {
+			row[i] = cols[i][j]
+		}
+		if p.Match(row) {
+			last = int(ref)
+			add(sg.refs[ref].id, true)
+		}
+	}
+}
+
+// summarize computes the domains (and, room permitting, the columns) of
+// the fields of sg that have none, in one walk over its spans. sg.mu is
+// held.
+func (s *Store) summarize(ts *tenantStore, sg *segment, fields []spanpred.Field) {
 	var todo []spanpred.Field
 	for _, f := range fields {
 		if _, ok := sg.domains[f]; !ok && !containsField(todo, f) {
 			todo = append(todo, f)
 		}
 	}
-	if len(todo) > 0 {
-		if sg.domains == nil {
-			sg.domains = map[spanpred.Field]spanpred.Domain{}
+	if len(todo) == 0 {
+		return
+	}
+	if sg.domains == nil {
+		sg.domains = map[spanpred.Field]spanpred.Domain{}
+	}
+	keepCols := len(sg.cols)+len(todo) <= maxColumns
+	builders := make([]spanpred.DomainBuilder, len(todo))
+	var cols [][]spanpred.Value
+	var rowRef []uint32
+	if keepCols {
+		cols = make([][]spanpred.Value, len(todo))
+		for i := range cols {
+			cols[i] = make([]spanpred.Value, 0, sg.spans)
 		}
-		builders := make([]spanpred.DomainBuilder, len(todo))
-		rr := spanpred.NewRowReader(todo)
-		known := true
-		for _, r := range sg.refs {
-			sh := &ts.shards[r.id[0]%shards]
-			sh.mu.RLock()
-			if t := sh.traces[r.id]; t != nil && t.gen == r.gen && int(r.off)+int(r.n) <= len(t.data) {
-				err := rr.Rows(t.data[r.off:r.off+r.n], func(row []spanpred.Value) bool {
-					for i := range row {
-						builders[i].Add(row[i])
+		if sg.rowRef == nil {
+			rowRef = make([]uint32, 0, sg.spans)
+		}
+	}
+	rr := spanpred.NewRowReader(todo)
+	rr.EverySpan = keepCols
+	known := true
+	// Strings are copied out of the traces' data once per distinct value.
+	interned := map[string]string{}
+	var strMem int64
+	for ri, r := range sg.refs {
+		sh := &ts.shards[r.id[0]%shards]
+		sh.mu.RLock()
+		rows := 0
+		if t := sh.traces[r.id]; t != nil && t.gen == r.gen && int(r.off)+int(r.n) <= len(t.data) {
+			err := rr.Rows(t.data[r.off:r.off+r.n], func(row []spanpred.Value) bool {
+				rows++
+				for i := range row {
+					v := row[i]
+					builders[i].Add(v)
+					if keepCols {
+						if v.Kind == spanpred.String {
+							str, ok := interned[v.Str]
+							if !ok {
+								str = strings.Clone(v.Str)
+								interned[str] = str
+								strMem += int64(len(str)) + 16
+							}
+							v.Str = str
+						}
+						cols[i] = append(cols[i], v)
 					}
-					return true
-				})
-				known = known && err == nil
-			}
-			sh.mu.RUnlock()
+				}
+				return true
+			})
+			known = known && err == nil
 		}
-		for i, f := range todo {
-			d := builders[i].Domain()
-			if !known {
-				d = spanpred.Domain{} // data it could not read may hold anything
+		sh.mu.RUnlock()
+		if !keepCols {
+			continue
+		}
+		// A trace let go leaves missing values; a push whose bytes give
+		// another number of spans than it added (never expected) leaves
+		// no columns.
+		for ; rows < int(r.spans); rows++ {
+			for i := range cols {
+				cols[i] = append(cols[i], spanpred.Value{})
 			}
-			sg.domains[f] = d
+		}
+		if rows != int(r.spans) {
+			keepCols = false
+			continue
+		}
+		if rowRef != nil {
+			for range r.spans {
+				rowRef = append(rowRef, uint32(ri))
+			}
 		}
 	}
-	out := make([]spanpred.Domain, len(fields))
-	for i, f := range fields {
-		out[i] = sg.domains[f]
+	for i, f := range todo {
+		d := builders[i].Domain()
+		if !known {
+			d = spanpred.Domain{} // data it could not read may hold anything
+		}
+		sg.domains[f] = d
 	}
-	return out
+	if !keepCols || !known || (rowRef == nil && sg.rowRef == nil) {
+		return
+	}
+	if sg.cols == nil {
+		sg.cols = map[spanpred.Field][]spanpred.Value{}
+	}
+	mem := strMem
+	if rowRef != nil {
+		sg.rowRef = rowRef
+		mem += int64(cap(rowRef)) * rowRefBytes
+	}
+	for i, f := range todo {
+		if len(cols[i]) != len(sg.rowRef) {
+			return // cannot be: every walk gives sg.spans rows
+		}
+		sg.cols[f] = cols[i]
+		mem += int64(cap(cols[i])) * colValueBytes
+	}
+	sg.colMem += mem
+	s.colBytes.Add(mem)
+	s.bytes.Add(mem)
 }
 
 func containsField(fs []spanpred.Field, f spanpred.Field) bool {
@@ -174,8 +304,43 @@ func containsField(fs []spanpred.Field, f spanpred.Field) bool {
 	return false
 }
 
+// dropColumns lets go of the columns of every segment (the store is
+// full: the columns are a cache).
+func (s *Store) dropColumns() {
+	if s.colBytes.Load() == 0 {
+		return
+	}
+	s.mu.RLock()
+	tenants := make([]*tenantStore, 0, len(s.tenants))
+	for _, ts := range s.tenants {
+		tenants = append(tenants, ts)
+	}
+	s.mu.RUnlock()
+	for _, ts := range tenants {
+		ts.segMu.Lock()
+		segs := append([]*segment(nil), ts.segs...)
+		ts.segMu.Unlock()
+		for _, sg := range segs {
+			s.freeColumns(sg)
+		}
+	}
+}
+
+// freeColumns lets go of sg's columns.
+func (s *Store) freeColumns(sg *segment) {
+	sg.mu.Lock()
+	mem := sg.colMem
+	sg.cols, sg.rowRef, sg.colMem = nil, nil, 0
+	sg.mu.Unlock()
+	if mem > 0 {
+		s.colBytes.Add(-mem)
+		s.bytes.Add(-mem)
+		s.freed()
+	}
+}
+
 // dropDead lets go of the segments none of whose traces is still held.
-func (ts *tenantStore) dropDead() {
+func (s *Store) dropDead(ts *tenantStore) {
 	ts.segMu.Lock()
 	segs := make([]*segment, len(ts.segs))
 	copy(segs, ts.segs)
@@ -199,6 +364,9 @@ func (ts *tenantStore) dropDead() {
 	clear(ts.segs[len(kept):])
 	ts.segs = kept
 	ts.segMu.Unlock()
+	for sg := range dead {
+		s.freeColumns(sg)
+	}
 }
 
 // anyLive reports whether a trace of refs is still held.

@@ -89,46 +89,73 @@ func TestScanPrunesSealedSegments(t *testing.T) {
 // every trace.
 func TestScanAgreesWithFullScan(t *testing.T) {
 	s := segmentedStore(t)
-	for _, q := range []string{
-		`{ resource.service.name = "service-2" }`,
-		`{ span.http.response.status_code >= 500 && duration > 100ms }`,
-		`{ status = error } >> { kind = client }`,
-		`{ name = "GET /api/cart" || span.db.system = "postgresql" }`,
-		`{ .http.route =~ "/api/c.*" && resource.host.name != "node-1" }`,
-		`{ span.server.port = 8080 && kind = server }`,
-		`{ .late = "yes" }`,
-		`{ span.rare = "needle" }`,
-		`{ statusMessage = "upstream returned 500" }`,
-	} {
-		root, err := traceql.Parse(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pred := root.Predicate()
-		m := spanpred.NewMatcher(pred)
-		want := map[[16]byte]bool{}
-		if _, err := s.Scan(context.Background(), "t", spanpred.Selection{}, func(id [16]byte, data []byte) bool {
-			ok, err := m.Match(data)
+	// Twice: the first pass builds the columns and domains the second
+	// reads, and past maxColumns fields the segments keep domains only.
+	for pass := range 2 {
+		for _, q := range []string{
+			`{ resource.service.name = "service-2" }`,
+			`{ span.http.response.status_code >= 500 && duration > 100ms }`,
+			`{ status = error } >> { kind = client }`,
+			`{ name = "GET /api/cart" || span.db.system = "postgresql" }`,
+			`{ .http.route =~ "/api/c.*" && resource.host.name != "node-1" }`,
+			`{ span.server.port = 8080 && kind = server }`,
+			`{ .late = "yes" }`,
+			`{ span.rare = "needle" }`,
+			`{ statusMessage = "upstream returned 500" }`,
+		} {
+			root, err := traceql.Parse(q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok {
-				want[id] = true
+			pred := root.Predicate()
+			m := spanpred.NewMatcher(pred)
+			want := map[[16]byte]bool{}
+			if _, err := s.Scan(context.Background(), "t", spanpred.Selection{}, func(id [16]byte, data []byte) bool {
+				ok, err := m.Match(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					want[id] = true
+				}
+				return true
+			}); err != nil {
+				t.Fatal(err)
 			}
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-		got, _ := scanIDs(t, s, spanpred.Selection{Pred: pred})
-		if len(got) != len(want) {
-			t.Errorf("%s: scan found %d traces, a test of every trace %d", q, len(got), len(want))
-			continue
-		}
-		for id := range want {
-			if !got[id] {
-				t.Errorf("%s: scan missed trace %x", q, id)
+			got, _ := scanIDs(t, s, spanpred.Selection{Pred: pred})
+			if len(got) != len(want) {
+				t.Errorf("pass %d: %s: scan found %d traces, a test of every trace %d", pass, q, len(got), len(want))
+				continue
+			}
+			for id := range want {
+				if !got[id] {
+					t.Errorf("pass %d: %s: scan missed trace %x", pass, q, id)
+				}
 			}
 		}
+	}
+}
+
+// TestColumnsAreACache: the columns a search keeps count in the store's
+// bytes, and a push that needs their room gets it at once.
+func TestColumnsAreACache(t *testing.T) {
+	s := segmentedStore(t)
+	before := s.Bytes()
+	root, _ := traceql.Parse(`{ span.http.response.status_code = 500 && duration > 400ms }`)
+	scanIDs(t, s, spanpred.Selection{Pred: root.Predicate()})
+	cols := s.colBytes.Load()
+	if cols <= 0 || s.Bytes() != before+cols {
+		t.Fatalf("columns hold %d bytes; store %d bytes, %d before the search", cols, s.Bytes(), before)
+	}
+	td := spangen.Generate(spangen.Options{Seed: 77, Traces: 10, SpansPerTrace: 8})
+	m := msg("t", td)
+	s.cfg.MaxBytes = before + int64(len(m.Payload)) + 1
+	s.cfg.BackPressureTimeout = 50 * time.Millisecond
+	if err := s.Consume(m); err != nil {
+		t.Fatalf("push needing the columns' room: %v", err)
+	}
+	if n := s.colBytes.Load(); n != 0 {
+		t.Fatalf("columns still hold %d bytes", n)
 	}
 }
 
