@@ -2,6 +2,7 @@ package livestore
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +183,53 @@ func TestSegmentsGoWithTheirTraces(t *testing.T) {
 	root, _ := traceql.Parse(`{ span.again = "yes" }`)
 	if got, _ := scanIDs(t, s, spanpred.Selection{Pred: root.Predicate()}); len(got) != 1 {
 		t.Fatalf("the trace pushed again: found %d traces, want 1", len(got))
+	}
+}
+
+// TestScanWhilePushing searches while pushes seal segments and the sweep
+// lets traces go (run it with -race); at the end a search still finds
+// exactly the traces with a matching span.
+func TestScanWhilePushing(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	s.clock = func() time.Time { return time.Unix(0, clock.Load()) }
+	root, _ := traceql.Parse(`{ span.http.response.status_code = 500 && resource.service.name != "service-0" }`)
+	pred := root.Predicate()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 30 {
+			td := spangen.Generate(spangen.Options{Seed: uint64(100 + i), Traces: 20, SpansPerTrace: 8, Services: 4})
+			if err := s.Consume(msg("t", td)); err != nil {
+				t.Error(err)
+				return
+			}
+			clock.Add(int64(700 * time.Millisecond))
+			if i%10 == 9 {
+				s.evictBefore(clock.Load() - int64(5*time.Second))
+			}
+		}
+	}()
+	for searching := true; searching; {
+		select {
+		case <-done:
+			searching = false
+		default:
+		}
+		scanIDs(t, s, spanpred.Selection{Pred: pred})
+	}
+	m := spanpred.NewMatcher(pred)
+	want := 0
+	if _, err := s.Scan(context.Background(), "t", spanpred.Selection{}, func(_ [16]byte, data []byte) bool {
+		if ok, _ := m.Match(data); ok {
+			want++
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := scanIDs(t, s, spanpred.Selection{Pred: pred}); len(got) != want || want == 0 {
+		t.Fatalf("found %d traces, %d have a matching span", len(got), want)
 	}
 }
