@@ -473,58 +473,29 @@ func EachAttribute(msg []byte, k MessageKind, fn func(key []byte, value AnyValue
 }
 
 func eachAttribute(msg []byte, k MessageKind, fn func([]byte, AnyValueView) bool) (stopped bool, err error) {
-	num := attributesField[k]
-	it := fieldIter{b: msg}
-	for it.next() {
-		if it.num != num {
-			continue
-		}
-		if !it.want(protowire.BytesType, "attributes") {
-			break
-		}
-		switch k {
-		case MessageResourceHeader:
-			if stopped, err = eachAttribute(it.val, MessageResource, fn); stopped || err != nil {
-				return stopped, err
-			}
-			continue
-		case MessageScopeHeader:
-			if stopped, err = eachAttribute(it.val, MessageScope, fn); stopped || err != nil {
-				return stopped, err
-			}
-			continue
-		}
-		key, val, err := readKeyValue(it.val)
+	var verr error
+	stopped, err = eachAttributeRaw(msg, k, func(key, raw []byte) bool {
+		v, err := ReadAnyValue(raw)
 		if err != nil {
-			return false, err
+			verr = fmt.Errorf("attribute %q: %w", key, err)
+			return false
 		}
-		if !fn(key, val) {
-			return true, nil
-		}
+		return fn(key, v)
+	})
+	if verr != nil {
+		return false, verr
 	}
-	if it.err != nil {
-		return false, fmt.Errorf("attributes: %w", it.err)
-	}
-	return false, nil
+	return stopped, err
 }
 
 // readKeyValue reads an encoded KeyValue.
 func readKeyValue(kv []byte) (key []byte, val AnyValueView, err error) {
-	it := fieldIter{b: kv}
-	for it.next() {
-		switch it.num {
-		case 1:
-			if it.want(protowire.BytesType, "key") {
-				key = it.val
-			}
-		case 2:
-			if it.want(protowire.BytesType, "value") {
-				val, it.err = ReadAnyValue(it.val)
-			}
-		}
+	key, raw, err := splitKeyValue(kv)
+	if err != nil {
+		return nil, AnyValueView{}, err
 	}
-	if it.err != nil {
-		return nil, AnyValueView{}, fmt.Errorf("attribute %q: %w", key, it.err)
+	if val, err = ReadAnyValue(raw); err != nil {
+		return nil, AnyValueView{}, fmt.Errorf("attribute %q: %w", key, err)
 	}
 	return key, val, nil
 }

@@ -349,16 +349,21 @@ func (s *Store) SetSafeBefore(t time.Time) {
 // Sweep lets go of the traces whose last span arrived more than Window ago.
 func (s *Store) Sweep() { s.evictBefore(s.clock().Add(-s.cfg.Window).UnixNano()) }
 
-// evictBefore lets go of the traces whose last span arrived before cutoff
-// (unix nanoseconds).
-func (s *Store) evictBefore(cutoff int64) {
+// tenantList is the tenants' stores.
+func (s *Store) tenantList() []*tenantStore {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	tenants := make([]*tenantStore, 0, len(s.tenants))
 	for _, ts := range s.tenants {
 		tenants = append(tenants, ts)
 	}
-	s.mu.RUnlock()
-	for _, ts := range tenants {
+	return tenants
+}
+
+// evictBefore lets go of the traces whose last span arrived before cutoff
+// (unix nanoseconds).
+func (s *Store) evictBefore(cutoff int64) {
+	for _, ts := range s.tenantList() {
 		var traces, bytes int64
 		for i := range ts.shards {
 			sh := &ts.shards[i]

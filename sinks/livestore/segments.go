@@ -310,13 +310,7 @@ func (s *Store) dropColumns() {
 	if s.colBytes.Load() == 0 {
 		return
 	}
-	s.mu.RLock()
-	tenants := make([]*tenantStore, 0, len(s.tenants))
-	for _, ts := range s.tenants {
-		tenants = append(tenants, ts)
-	}
-	s.mu.RUnlock()
-	for _, ts := range tenants {
+	for _, ts := range s.tenantList() {
 		ts.segMu.Lock()
 		segs := append([]*segment(nil), ts.segs...)
 		ts.segMu.Unlock()
