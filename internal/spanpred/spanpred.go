@@ -119,3 +119,18 @@ type Selection struct {
 	ByTraceID bool
 	TraceIDs  [][16]byte
 }
+
+// Part is a unit of recently stored spans (a live-store segment) that a
+// reader can derive something from once and have it kept.
+type Part interface {
+	// EachData calls fn with what the part holds of each trace (OTLP
+	// TracesData bytes), until fn returns false. data is valid only
+	// during the call, and fn must not block.
+	EachData(fn func(data []byte) bool)
+	// Memo returns the value build derives from the part, built once
+	// and kept under key (its size counted in the store's memory) until
+	// the store needs the room. ok is false, and build is not called,
+	// when the part still changes: the caller reads EachData itself.
+	// build returning a nil value keeps nothing.
+	Memo(key string, build func() (v any, bytes int64)) (v any, ok bool)
+}

@@ -30,6 +30,18 @@ type fakeLive struct {
 
 // Scan hands over the trace whatever the selection: a selection is only
 // what may match, the engine decides.
+// EachPart gives the trace as one part that still changes (no memo).
+func (l *fakeLive) EachPart(_ context.Context, _ string, fn func(spanpred.Part) bool) error {
+	fn(openPart{l.data})
+	return nil
+}
+
+// openPart is a spanpred.Part that still changes.
+type openPart struct{ data []byte }
+
+func (p openPart) EachData(fn func([]byte) bool)              { fn(p.data) }
+func (openPart) Memo(string, func() (any, int64)) (any, bool) { return nil, false }
+
 func (l *fakeLive) Scan(_ context.Context, _ string, _ spanpred.Selection, fn func([16]byte, []byte) bool) (int64, error) {
 	fn(l.id, l.data)
 	return int64(len(l.data)), nil

@@ -18,6 +18,25 @@ import (
 // memLive is a live-store of whole traces (search.Live).
 type memLive map[[16]byte][]byte
 
+// EachPart gives every trace as one part that still changes (no memo).
+func (l memLive) EachPart(_ context.Context, _ string, fn func(spanpred.Part) bool) error {
+	fn(openPart(l))
+	return nil
+}
+
+// openPart is a spanpred.Part that still changes.
+type openPart memLive
+
+func (p openPart) EachData(fn func([]byte) bool) {
+	for _, data := range p {
+		if !fn(data) {
+			return
+		}
+	}
+}
+
+func (openPart) Memo(string, func() (any, int64)) (any, bool) { return nil, false }
+
 // Scan hands over every trace whatever the selection: a selection is
 // only what may match, the engine decides.
 func (l memLive) Scan(_ context.Context, _ string, _ spanpred.Selection, fn func([16]byte, []byte) bool) (n int64, err error) {

@@ -72,6 +72,10 @@ type Live interface {
 	// ID and its spans as OTLP TracesData), until fn returns false or ctx
 	// is done, and returns the bytes of the traces it tested.
 	Scan(ctx context.Context, tenant string, sel spanpred.Selection, fn func(traceID [16]byte, data []byte) bool) (bytes int64, err error)
+	// EachPart calls fn with each part of the tenant's recent spans (a
+	// live-store segment, newest first), until fn returns false or ctx
+	// is done.
+	EachPart(ctx context.Context, tenant string, fn func(p spanpred.Part) bool) error
 	Finder
 }
 

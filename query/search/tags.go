@@ -416,10 +416,21 @@ func (s *Searcher) collectNames(ctx context.Context, req TagsRequest, tenant str
 		// as the unfiltered pass is a superset.
 	}
 	m := &MetadataMetrics{TotalJobs: 1}
-	if err := s.eachLive(ctx, tenant, m, func(data []byte) error { return walkBatch(data, nil, v) }); err != nil {
+	type name struct {
+		sc   block.TagScope
+		name string
+	}
+	err := s.eachLivePart(ctx, tenant, m, fmt.Sprintf("tag names %d", mask), v,
+		func(record func(any, int64) bool) batchVisitor {
+			return &namesVisitor{mask: mask, collect: func(sc block.TagScope, n string) bool {
+				return record(name{sc, n}, int64(len(n))+24)
+			}}
+		},
+		func(rec any) { r := rec.(name); collect(r.sc, r.name) })
+	if err != nil {
 		return nil, err
 	}
-	err := s.eachBlock(ctx, req, tenant, m, func(r *block.Reader) (int64, error) {
+	err = s.eachBlock(ctx, req, tenant, m, func(r *block.Reader) (int64, error) {
 		names, n, err := r.TagNames(ctx, mask&explicit)
 		if err != nil {
 			return n, err
@@ -440,21 +451,58 @@ func (s *Searcher) collectNames(ctx context.Context, req TagsRequest, tenant str
 	return m, err
 }
 
-// eachLive calls fn with every trace of the tenant's live-stores.
-func (s *Searcher) eachLive(ctx context.Context, tenant string, m *MetadataMetrics, fn func(data []byte) error) error {
-	if s.live != nil {
-		var ferr error
-		n, err := s.live.Scan(ctx, tenant, spanpred.Selection{}, func(_ [16]byte, data []byte) bool {
-			ferr = fn(data)
-			return ferr == nil
+// eachLivePart walks the spans of the tenant's live-stores with v, part by
+// part. What a sealed part gives is recorded once, by the visitor
+// recorder makes, kept in the part under key, and replayed (each distinct
+// record given to replay) by later requests.
+func (s *Searcher) eachLivePart(ctx context.Context, tenant string, m *MetadataMetrics, key string, v batchVisitor,
+	recorder func(record func(rec any, bytes int64) bool) batchVisitor, replay func(rec any)) error {
+	if s.live == nil {
+		m.CompletedJobs++
+		return nil
+	}
+	walk := func(p spanpred.Part, v batchVisitor) error {
+		var err error
+		p.EachData(func(data []byte) bool {
+			m.InspectedBytes += uint64(len(data))
+			err = walkBatch(data, nil, v)
+			return err == nil
 		})
-		m.InspectedBytes += uint64(n)
-		if ferr != nil {
-			return ferr
+		return err
+	}
+	var werr error
+	err := s.live.EachPart(ctx, tenant, func(p spanpred.Part) bool {
+		recs, ok := p.Memo(key, func() (any, int64) {
+			out := []any{} // not nil: an empty part is kept too
+			seen := map[any]bool{}
+			var size int64
+			werr = walk(p, recorder(func(rec any, n int64) bool {
+				if !seen[rec] {
+					seen[rec] = true
+					out = append(out, rec)
+					size += n
+				}
+				return true
+			}))
+			if werr != nil {
+				return nil, 0
+			}
+			return out, size
+		})
+		if werr != nil {
+			return false
 		}
-		if err != nil {
-			return err
+		if !ok {
+			werr = walk(p, v)
+			return werr == nil
 		}
+		for _, rec := range recs.([]any) {
+			replay(rec)
+		}
+		return true
+	})
+	if err = cmp.Or(werr, err); err != nil {
+		return err
 	}
 	m.CompletedJobs++
 	return nil
@@ -896,10 +944,17 @@ func (s *Searcher) collectValues(ctx context.Context, req TagsRequest, tenant st
 		}
 	}
 	m := &MetadataMetrics{TotalJobs: 1}
-	if err := s.eachLive(ctx, tenant, m, func(data []byte) error { return walkBatch(data, nil, v) }); err != nil {
+	err := s.eachLivePart(ctx, tenant, m, fmt.Sprintf("tag values %d %d %s", t.mask, t.intrinsic, t.name), v,
+		func(record func(any, int64) bool) batchVisitor {
+			return &valuesVisitor{t: t, collect: func(tv TagValue) bool {
+				return record(tv, int64(len(tv.Type)+len(tv.Value))+32)
+			}}
+		},
+		func(rec any) { collect(rec.(TagValue)) })
+	if err != nil {
 		return nil, err
 	}
-	err := s.eachBlock(ctx, req, tenant, m, func(r *block.Reader) (int64, error) {
+	err = s.eachBlock(ctx, req, tenant, m, func(r *block.Reader) (int64, error) {
 		if col, ok := blockIntrinsic[t.intrinsic]; ok {
 			vals, n, err := r.IntrinsicValues(ctx, col)
 			for _, s := range vals {

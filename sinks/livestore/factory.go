@@ -94,3 +94,22 @@ func (s *Set) Scan(ctx context.Context, tenant string, sel spanpred.Selection, f
 	}
 	return bytes, nil
 }
+
+// EachPart passes Store.EachPart to every store, until fn returns false or
+// ctx is done.
+func (s *Set) EachPart(ctx context.Context, tenant string, fn func(p spanpred.Part) bool) error {
+	s.mu.RLock()
+	stores := append([]*Store(nil), s.stores...)
+	s.mu.RUnlock()
+	for _, st := range stores {
+		stop := false
+		err := st.EachPart(ctx, tenant, func(p spanpred.Part) bool {
+			stop = !fn(p)
+			return !stop
+		})
+		if err != nil || stop {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package livestore
 
 import (
+	"context"
 	"strings"
 	"sync"
 
@@ -51,7 +52,8 @@ type segment struct {
 	domains map[spanpred.Field]spanpred.Domain
 	cols    map[spanpred.Field][]spanpred.Value
 	rowRef  []uint32 // the ref of each row of the columns
-	colMem  int64    // bytes of cols and rowRef, counted in Store.bytes
+	memos   map[string]any
+	colMem  int64 // bytes of cols, rowRef and memos, counted in Store.bytes
 }
 
 // segRef is the spans one push appended to one trace.
@@ -304,8 +306,8 @@ func containsField(fs []spanpred.Field, f spanpred.Field) bool {
 	return false
 }
 
-// dropColumns lets go of the columns of every segment (the store is
-// full: the columns are a cache).
+// dropColumns lets go of the columns and memos of every segment (the
+// store is full: they are a cache).
 func (s *Store) dropColumns() {
 	if s.colBytes.Load() == 0 {
 		return
@@ -324,7 +326,7 @@ func (s *Store) dropColumns() {
 func (s *Store) freeColumns(sg *segment) {
 	sg.mu.Lock()
 	mem := sg.colMem
-	sg.cols, sg.rowRef, sg.colMem = nil, nil, 0
+	sg.cols, sg.rowRef, sg.memos, sg.colMem = nil, nil, nil, 0
 	sg.mu.Unlock()
 	if mem > 0 {
 		s.colBytes.Add(-mem)
@@ -376,4 +378,88 @@ func (ts *tenantStore) anyLive(refs []segRef) bool {
 		}
 	}
 	return false
+}
+
+// EachPart calls fn with each segment of the tenant's store, newest first,
+// until fn returns false or ctx is done: sealed ones keep what readers
+// derive from them (spanpred.Part.Memo).
+func (s *Store) EachPart(ctx context.Context, tenant string, fn func(p spanpred.Part) bool) error {
+	s.mu.RLock()
+	ts := s.tenants[tenant]
+	s.mu.RUnlock()
+	if ts == nil {
+		return nil
+	}
+	ts.segMu.Lock()
+	ts.open(s.clock().UnixNano())
+	parts := make([]*part, len(ts.segs))
+	for i, sg := range ts.segs {
+		p := &part{s: s, ts: ts, sg: sg, sealed: sg.sealed, refs: sg.refs}
+		if !sg.sealed {
+			p.refs = append([]segRef(nil), sg.refs...) // the open one grows
+		}
+		parts[len(parts)-1-i] = p
+	}
+	ts.segMu.Unlock()
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !fn(p) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// part is a segment as a spanpred.Part.
+type part struct {
+	s      *Store
+	ts     *tenantStore
+	sg     *segment
+	sealed bool
+	refs   []segRef
+}
+
+func (p *part) EachData(fn func(data []byte) bool) {
+	for _, r := range p.refs {
+		sh := &p.ts.shards[r.id[0]%shards]
+		sh.mu.RLock()
+		more := true
+		if t := sh.traces[r.id]; t != nil && t.gen == r.gen && int(r.off)+int(r.n) <= len(t.data) {
+			more = fn(t.data[r.off : r.off+r.n])
+		}
+		sh.mu.RUnlock()
+		if !more {
+			return
+		}
+	}
+}
+
+// maxMemoBytes bounds one memo: a bigger value is not kept.
+const maxMemoBytes = 4 << 20
+
+func (p *part) Memo(key string, build func() (any, int64)) (any, bool) {
+	if !p.sealed {
+		return nil, false
+	}
+	sg := p.sg
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	if v, ok := sg.memos[key]; ok {
+		return v, true
+	}
+	v, n := build()
+	if v == nil || n > maxMemoBytes {
+		return v, true
+	}
+	if sg.memos == nil {
+		sg.memos = map[string]any{}
+	}
+	sg.memos[key] = v
+	n += int64(len(key)) + 64
+	sg.colMem += n
+	p.s.colBytes.Add(n)
+	p.s.bytes.Add(n)
+	return v, true
 }
