@@ -1,0 +1,362 @@
+// Package scheduler is the backend scheduler: it plans the jobs that keep
+// a bucket's blocks in shape (compaction, retention) per tenant from the
+// block list, and hands them to backend workers, one worker per job. Its
+// job state (work.json) lives in object storage, so that a restarted
+// scheduler resumes: a job a worker was running stays that worker's until
+// its lease runs out.
+//
+// Workers call Next and Update: directly in process, or over gRPC between
+// processes. Every job is safe to run again (a compaction's output ID is
+// derived from its inputs), so a job whose worker vanished is simply
+// handed out again once its lease has run out.
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/thanos-io/objstore"
+
+	"github.com/weftdb/weft/backend/compaction"
+)
+
+// WorkName is the object holding the scheduler's job state.
+const WorkName = "work.json"
+
+// MaxAttempts is how often a job is tried before it is failed.
+const MaxAttempts = 3
+
+// Settings are the scheduler's settings (backend_scheduler in the config).
+type Settings struct {
+	// Compaction plans the compaction jobs.
+	Compaction compaction.Config
+	// CompactionCycle is how often compaction jobs are planned.
+	CompactionCycle time.Duration
+	// MaxJobsPerTenant bounds the pending and running jobs of a tenant.
+	MaxJobsPerTenant int
+	// RetentionInterval is how often each tenant gets a retention job.
+	RetentionInterval time.Duration
+	// JobTimeout is how long Next waits for a job before it answers none.
+	JobTimeout time.Duration
+	// Lease is how long a running job stays its worker's without a
+	// renewal.
+	Lease time.Duration
+	// PruneAge is how long finished jobs are kept in work.json.
+	PruneAge time.Duration
+}
+
+// Blocks is what the scheduler reads of the block list.
+type Blocks interface {
+	// Tenants are the tenants with blocks.
+	Tenants() []string
+	// Compactable are the tenant's blocks that compaction may merge.
+	Compactable(tenant string) []compaction.Block
+}
+
+// Limits are a tenant's overrides the scheduler applies.
+type Limits interface {
+	CompactionDisabled(tenant string) bool
+}
+
+// Scheduler plans and hands out backend jobs.
+type Scheduler struct {
+	bkt    objstore.Bucket
+	blocks Blocks
+	limits Limits
+	cfg    Settings
+	logger *slog.Logger
+	clock  func() time.Time
+
+	mu   sync.Mutex
+	jobs map[string]*Job
+	wake chan struct{} // closed and replaced when a job becomes pending
+	// lastRetention is when each tenant last got a retention job.
+	lastRetention map[string]time.Time
+}
+
+// New returns a scheduler over the blocks of bkt; Load reads its state.
+func New(bkt objstore.Bucket, blocks Blocks, limits Limits, cfg Settings, logger *slog.Logger) *Scheduler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{
+		bkt: bkt, blocks: blocks, limits: limits, cfg: cfg, logger: logger, clock: time.Now,
+		jobs: map[string]*Job{}, wake: make(chan struct{}), lastRetention: map[string]time.Time{},
+	}
+}
+
+// Load reads the job state from work.json; a missing object is an empty
+// state.
+func (s *Scheduler) Load(ctx context.Context) error {
+	rc, err := s.bkt.Get(ctx, WorkName)
+	if s.bkt.IsObjNotFoundErr(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", WorkName, err)
+	}
+	defer rc.Close()
+	var w struct {
+		Jobs []*Job `json:"jobs"`
+	}
+	if err := json.NewDecoder(rc).Decode(&w); err != nil {
+		return fmt.Errorf("cannot read %s: %w", WorkName, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range w.Jobs {
+		s.jobs[j.ID] = j
+		if j.Type == JobRetention && j.Created.After(s.lastRetention[j.Tenant]) {
+			s.lastRetention[j.Tenant] = j.Created
+		}
+	}
+	return nil
+}
+
+// save writes the job state to work.json. s.mu is held.
+func (s *Scheduler) save(ctx context.Context) error {
+	jobs := make([]*Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	sort.Slice(jobs, func(a, b int) bool { return jobs[a].ID < jobs[b].ID })
+	b, err := json.Marshal(struct {
+		Jobs []*Job `json:"jobs"`
+	}{jobs})
+	if err != nil {
+		return fmt.Errorf("cannot encode %s: %w", WorkName, err)
+	}
+	if err := s.bkt.Upload(ctx, WorkName, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("cannot write %s: %w", WorkName, err)
+	}
+	return nil
+}
+
+// jobID derives a job's ID from what it does, so that planning the same
+// work again (after a restart) finds the job already there.
+func jobID(t JobType, tenant string, blocks []uuid.UUID, extra string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", t, tenant, extra)
+	ids := slices.Clone(blocks)
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range ids {
+		h.Write(id[:])
+	}
+	return string(t) + "-" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// Plan adds the jobs due at the scheduler's clock: compaction jobs for
+// every tenant whose compaction is not disabled, up to MaxJobsPerTenant,
+// from the blocks no unfinished job holds; and a retention job for every
+// tenant whose last one is RetentionInterval old. It returns how many it
+// added.
+func (s *Scheduler) Plan(ctx context.Context) (int, error) {
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	added := 0
+	for _, tenant := range s.blocks.Tenants() {
+		busy := map[uuid.UUID]bool{}
+		open := 0
+		for _, j := range s.jobs {
+			if j.Tenant != tenant || j.State != Pending && j.State != Running {
+				continue
+			}
+			open++
+			for _, id := range j.Blocks {
+				busy[id] = true
+			}
+		}
+		if s.cfg.RetentionInterval > 0 && now.Sub(s.lastRetention[tenant]) >= s.cfg.RetentionInterval {
+			id := jobID(JobRetention, tenant, nil, now.Truncate(s.cfg.RetentionInterval).Format(time.RFC3339))
+			if _, ok := s.jobs[id]; !ok {
+				s.jobs[id] = &Job{ID: id, Type: JobRetention, Tenant: tenant, State: Pending, Created: now, Updated: now}
+				added++
+				open++
+			}
+			s.lastRetention[tenant] = now
+		}
+		if s.limits != nil && s.limits.CompactionDisabled(tenant) {
+			continue
+		}
+		var free []compaction.Block
+		for _, b := range s.blocks.Compactable(tenant) {
+			if !busy[b.ID] {
+				free = append(free, b)
+			}
+		}
+		room := s.cfg.MaxJobsPerTenant - open
+		if s.cfg.MaxJobsPerTenant <= 0 {
+			room = 0 // no cap
+		} else if room <= 0 {
+			continue
+		}
+		for _, in := range compaction.Plan(free, now, s.cfg.Compaction, room) {
+			ids := make([]uuid.UUID, len(in))
+			for i, b := range in {
+				ids[i] = b.ID
+			}
+			id := jobID(JobCompaction, tenant, ids, "")
+			if old, ok := s.jobs[id]; ok && (old.State == Pending || old.State == Running) {
+				continue
+			}
+			s.jobs[id] = &Job{ID: id, Type: JobCompaction, Tenant: tenant, Blocks: ids, State: Pending, Created: now, Updated: now}
+			added++
+		}
+	}
+	if added == 0 {
+		return 0, nil
+	}
+	s.wakeLocked()
+	return added, s.save(ctx)
+}
+
+func (s *Scheduler) wakeLocked() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// ErrNoJob is Next's answer when no job came within JobTimeout.
+var ErrNoJob = errors.New("no job")
+
+// Next hands a pending job to worker, the oldest first, waiting up to
+// JobTimeout for one (ErrNoJob then). The job is the worker's until its
+// lease runs out; the worker renews it with Update.
+func (s *Scheduler) Next(ctx context.Context, worker string) (*Job, error) {
+	timer := time.NewTimer(s.cfg.JobTimeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		s.expireLocked()
+		j := s.oldestPendingLocked()
+		if j != nil {
+			now := s.clock()
+			prev := *j
+			j.State, j.Worker, j.LeaseUntil, j.Updated = Running, worker, now.Add(s.cfg.Lease), now
+			j.Attempts++
+			// The assignment is saved before the worker hears of it: a
+			// restarted scheduler must not hand the job to another.
+			if err := s.save(ctx); err != nil {
+				*j = prev
+				s.mu.Unlock()
+				return nil, err
+			}
+			out := *j
+			s.mu.Unlock()
+			return &out, nil
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-timer.C:
+			return nil, ErrNoJob
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *Scheduler) oldestPendingLocked() *Job {
+	var best *Job
+	for _, j := range s.jobs {
+		if j.State == Pending && (best == nil || j.Created.Before(best.Created) || j.Created.Equal(best.Created) && j.ID < best.ID) {
+			best = j
+		}
+	}
+	return best
+}
+
+// expireLocked puts back the running jobs whose lease ran out (their
+// worker is gone), and forgets the finished jobs older than PruneAge.
+func (s *Scheduler) expireLocked() {
+	now := s.clock()
+	for id, j := range s.jobs {
+		switch {
+		case j.State == Running && now.After(j.LeaseUntil):
+			s.logger.Warn("backend job lease ran out: handing it out again", "job", j.ID, "worker", j.Worker)
+			j.State, j.Worker, j.Error, j.Updated = Pending, "", "lease of worker ran out", now
+			s.requeueLocked(j)
+		case (j.State == Succeeded || j.State == Failed) && s.cfg.PruneAge > 0 && now.Sub(j.Updated) > s.cfg.PruneAge:
+			delete(s.jobs, id)
+		}
+	}
+}
+
+// requeueLocked fails a job that has had its attempts, else leaves it
+// pending.
+func (s *Scheduler) requeueLocked(j *Job) {
+	if j.Attempts >= MaxAttempts {
+		j.State = Failed
+		return
+	}
+	j.State = Pending
+	s.wakeLocked()
+}
+
+// ErrNotYours is Update's answer for a job the worker does not hold (its
+// lease ran out and another worker may have it).
+var ErrNotYours = errors.New("the job is not this worker's")
+
+// Update records what worker reports of job id.
+func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, errMsg string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[id]
+	if j == nil || j.State != Running || j.Worker != worker {
+		return fmt.Errorf("cannot update job %s: %w", id, ErrNotYours)
+	}
+	now := s.clock()
+	prev := *j
+	j.Updated = now
+	switch o {
+	case Renew:
+		// Saved too: a restarted scheduler must not hand out a job whose
+		// worker is still at it.
+		j.LeaseUntil = now.Add(s.cfg.Lease)
+	case Done:
+		j.State, j.Error = Succeeded, ""
+	case Fail:
+		j.Error, j.Worker = errMsg, ""
+		s.requeueLocked(j)
+	case Release:
+		j.Attempts--
+		j.Worker = ""
+		s.requeueLocked(j)
+	default:
+		return fmt.Errorf("cannot update job %s: unknown outcome %q", id, o)
+	}
+	if err := s.save(ctx); err != nil {
+		*j = prev
+		return err
+	}
+	return nil
+}
+
+// Jobs returns a copy of every job, oldest first.
+func (s *Scheduler) Jobs() []Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		out = append(out, *j)
+	}
+	slices.SortFunc(out, func(a, b Job) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return bytes.Compare([]byte(a.ID), []byte(b.ID))
+	})
+	return out
+}

@@ -1,0 +1,235 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/weftdb/weft/backend/compaction"
+)
+
+// staticBlocks is a block list that changes only when a test says so.
+type staticBlocks struct {
+	mu     sync.Mutex
+	blocks map[string][]compaction.Block
+}
+
+func (b *staticBlocks) Tenants() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for t := range b.blocks {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (b *staticBlocks) Compactable(tenant string) []compaction.Block {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]compaction.Block(nil), b.blocks[tenant]...)
+}
+
+type noLimits map[string]bool
+
+func (n noLimits) CompactionDisabled(t string) bool { return n[t] }
+
+var now0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+
+func someBlocks(n int) []compaction.Block {
+	var out []compaction.Block
+	for i := range n {
+		end := now0.Add(-time.Duration(i+1) * time.Minute)
+		out = append(out, compaction.Block{ID: uuid.New(), Start: end.Add(-time.Minute), End: end, Size: 1 << 20, Traces: 100})
+	}
+	return out
+}
+
+func settings() Settings {
+	return Settings{Compaction: compaction.DefaultConfig(), MaxJobsPerTenant: 100, JobTimeout: 50 * time.Millisecond,
+		Lease: time.Minute, PruneAge: time.Hour, RetentionInterval: time.Hour}
+}
+
+type env struct {
+	t      *testing.T
+	bkt    *filesystem.Bucket
+	blocks *staticBlocks
+	now    time.Time
+}
+
+func newEnv(t *testing.T) *env {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, bkt: bkt, blocks: &staticBlocks{blocks: map[string][]compaction.Block{"a": someBlocks(8), "b": someBlocks(4)}}, now: now0}
+}
+
+func (e *env) scheduler(limits Limits) *Scheduler {
+	s := New(e.bkt, e.blocks, limits, settings(), nil)
+	s.clock = func() time.Time { return e.now }
+	if err := s.Load(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func count(s *Scheduler, t JobType, st State) int {
+	n := 0
+	for _, j := range s.Jobs() {
+		if j.Type == t && j.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPlanOnce(t *testing.T) {
+	e := newEnv(t)
+	s := e.scheduler(noLimits{"b": true})
+	ctx := context.Background()
+	n, err := s.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tenant a: 8 blocks of level 0 in the last hours → jobs of 2..4;
+	// tenant b's compaction is disabled; each tenant gets a retention job.
+	if c := count(s, JobCompaction, Pending); c == 0 || n != c+2 {
+		t.Fatalf("planned %d jobs, %d of them compaction", n, c)
+	}
+	for _, j := range s.Jobs() {
+		if j.Type == JobCompaction && j.Tenant != "a" {
+			t.Fatalf("compaction planned for tenant %s, whose compaction is disabled", j.Tenant)
+		}
+	}
+	if again, err := s.Plan(ctx); err != nil || again != 0 {
+		t.Fatalf("planning again added %d jobs (%v): the blocks are all in jobs", again, err)
+	}
+}
+
+func TestNextHandsEachJobToOneWorker(t *testing.T) {
+	e := newEnv(t)
+	s := e.scheduler(nil)
+	ctx := context.Background()
+	if _, err := s.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	total := len(s.Jobs())
+	var mu sync.Mutex
+	got := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := string(rune('A' + w))
+			for {
+				j, err := s.Next(ctx, name)
+				if errors.Is(err, ErrNoJob) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if other, ok := got[j.ID]; ok {
+					t.Errorf("job %s handed to %s and %s", j.ID, other, name)
+				}
+				got[j.ID] = name
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != total {
+		t.Fatalf("%d of %d jobs handed out", len(got), total)
+	}
+}
+
+func TestLeaseAndRestart(t *testing.T) {
+	e := newEnv(t)
+	s := e.scheduler(nil)
+	ctx := context.Background()
+	if _, err := s.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Next(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A restarted scheduler keeps the job w1's while its lease holds.
+	s2 := e.scheduler(nil)
+	for {
+		k, err := s2.Next(ctx, "w2")
+		if errors.Is(err, ErrNoJob) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.ID == j.ID {
+			t.Fatalf("after a restart, job %s was handed to w2 while w1's lease holds", j.ID)
+		}
+	}
+	if err := s2.Update(ctx, "w1", j.ID, Renew, ""); err != nil {
+		t.Fatalf("w1 renews after the restart: %v", err)
+	}
+	// w1 dies: once the lease runs out the job goes to w3, and w1 can no
+	// longer report on it.
+	e.now = e.now.Add(2 * time.Minute)
+	k, err := s2.Next(ctx, "w3")
+	if err != nil || k.ID != j.ID || k.Attempts != 2 {
+		t.Fatalf("after w1's lease ran out: %v, %v", k, err)
+	}
+	if err := s2.Update(ctx, "w1", j.ID, Done, ""); !errors.Is(err, ErrNotYours) {
+		t.Fatalf("w1 reports a job that is w3's now: %v", err)
+	}
+	if err := s2.Update(ctx, "w3", j.ID, Done, ""); err != nil {
+		t.Fatal(err)
+	}
+	s3 := e.scheduler(nil)
+	for _, jj := range s3.Jobs() {
+		if jj.ID == j.ID && jj.State != Succeeded {
+			t.Fatalf("job state after another restart: %s", jj.State)
+		}
+	}
+}
+
+func TestFailAndRelease(t *testing.T) {
+	e := newEnv(t)
+	e.blocks.blocks = map[string][]compaction.Block{"a": someBlocks(2)}
+	s := e.scheduler(noLimits{})
+	s.cfg.RetentionInterval = 0
+	ctx := context.Background()
+	if n, err := s.Plan(ctx); err != nil || n != 1 {
+		t.Fatalf("planned %d (%v), want 1 job", n, err)
+	}
+	for i := range 5 {
+		j, err := s.Next(ctx, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 { // releases are not attempts
+			if err := s.Update(ctx, "w", j.ID, Release, ""); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := s.Update(ctx, "w", j.ID, Fail, "disk full"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs := s.Jobs()
+	if len(jobs) != 1 || jobs[0].State != Failed || jobs[0].Attempts != MaxAttempts || jobs[0].Error != "disk full" {
+		t.Fatalf("after 2 releases and 3 failures: %+v", jobs)
+	}
+	if _, err := s.Next(ctx, "w"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("a failed job was handed out again: %v", err)
+	}
+}
