@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/thanos-io/objstore/providers/filesystem"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weftdb/weft/backend/compaction"
 	"github.com/weftdb/weft/backend/scheduler"
@@ -219,5 +222,62 @@ func TestLostLeaseStopsTheJob(t *testing.T) {
 	stopRenewing()
 	if err := s.Update(context.Background(), "w2", j.ID, scheduler.Done, ""); err != nil {
 		t.Fatalf("w2 reports the job: %v", err)
+	}
+}
+
+// TestWorkersOverGRPC: two workers of other processes (gRPC on loopback)
+// run every job once; a report on a job that is no longer the worker's is
+// refused as such.
+func TestWorkersOverGRPC(t *testing.T) {
+	s := newScheduler(t, 12, time.Minute)
+	total := len(s.Jobs())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	scheduler.RegisterService(gs, s)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := scheduler.NewClient(conn)
+	var mu sync.Mutex
+	ran := map[string]int{}
+	run := func(ctx context.Context, j *scheduler.Job) error {
+		mu.Lock()
+		ran[j.ID]++
+		mu.Unlock()
+		return nil
+	}
+	var ws []*Worker
+	for _, name := range []string{"w1", "w2"} {
+		w := New(name, client, map[scheduler.JobType]Runner{scheduler.JobCompaction: run}, settings(), nil)
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	waitFor(t, "every job done", func() bool { return states(s)[scheduler.Succeeded] == total })
+	for _, w := range ws {
+		if err := w.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != total {
+		t.Fatalf("%d of %d jobs ran", len(ran), total)
+	}
+	for id, n := range ran {
+		if n != 1 {
+			t.Fatalf("job %s ran %d times", id, n)
+		}
+	}
+	if err := client.Update(context.Background(), "w1", s.Jobs()[0].ID, scheduler.Done, ""); !errors.Is(err, scheduler.ErrNotYours) {
+		t.Fatalf("a report on a finished job: %v", err)
 	}
 }

@@ -2,17 +2,16 @@ package querier
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/query/search"
 )
@@ -119,15 +118,6 @@ const (
 	tenantMetadata  = "x-scope-orgid"
 )
 
-// jsonCodec encodes the job service's messages.
-type jsonCodec struct{}
-
-func (jsonCodec) Name() string                       { return "json" }
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
 // jobQuerier is what the gRPC service serves.
 type jobQuerier interface {
 	SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error)
@@ -169,7 +159,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client { return &Client{conn: con
 func (c *Client) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
 	var res search.JobResult
-	if err := c.conn.Invoke(ctx, searchJobMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+	if err := c.conn.Invoke(ctx, searchJobMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/query/search"
@@ -213,7 +214,7 @@ func (r *RemoteLiveStores) FindTraceByID(ctx context.Context, tenant string, id 
 	var parts [][]byte
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var resp findResponse
-		if err := c.Invoke(ctx, liveFindMethod, &findRequest{TraceID: hex.EncodeToString(id[:]), Start: start, End: end}, &resp, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		if err := c.Invoke(ctx, liveFindMethod, &findRequest{TraceID: hex.EncodeToString(id[:]), Start: start, End: end}, &resp, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -233,7 +234,7 @@ func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job sea
 	var out []*search.JobResult
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var res search.JobResult
-		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -250,7 +251,7 @@ func (r *RemoteLiveStores) TagsJob(ctx context.Context, tenant string, job searc
 	var out []*search.TagsJobResult
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
 		var res search.TagsJobResult
-		if err := c.Invoke(ctx, liveTagsMethod, &job, &res, grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		if err := c.Invoke(ctx, liveTagsMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
