@@ -28,6 +28,7 @@ ms() { echo $((($2 - $1) / 1000000)); }
 
 # wait_ready PORT PID: waits (60 s at most) until /ready answers 200.
 wait_ready() {
+	local i
 	for ((i = 0; i < 6000; i++)); do
 		if [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready" 2>/dev/null)" == 200 ]]; then
 			return 0
@@ -42,13 +43,17 @@ wait_ready() {
 	return 1
 }
 
-# stop_ms PID: sends SIGTERM and prints the milliseconds until the process exited.
-stop_ms() {
-	local t0
+# stop KEY PID: sends SIGTERM and records under KEY the milliseconds until
+# the process exited (not in a subshell: only this shell can wait for it).
+stop() {
+	local t0 rc=0
 	t0=$(now)
-	kill -TERM "$1"
-	wait "$1" || echo "process $1 exited with $?" >&2
-	ms "$t0" "$(now)"
+	kill -TERM "$2"
+	wait "$2" || rc=$?
+	record "$1" "$(ms "$t0" "$(now)")"
+	if ((rc != 0)); then
+		echo "$1: exit code $rc" >&2
+	fi
 }
 
 declare -A samples
@@ -67,7 +72,7 @@ mono() {
 	pid=$!
 	wait_ready 3200 "$pid"
 	record "mono start" "$(ms "$t0" "$(now)")"
-	record "mono stop" "$(stop_ms "$pid")"
+	stop "mono stop" "$pid"
 }
 
 # config NAME HTTP GRPC GOSSIP [OTLP_GRPC OTLP_HTTP]: as scripts/run-microservices.sh.
@@ -132,7 +137,7 @@ micro() {
 		record "${names[i]} start" "$(ms "$t0" "$(now)")"
 	done
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		record "${names[i]} stop" "$(stop_ms "${pids[i]}")"
+		stop "${names[i]} stop" "${pids[i]}"
 	done
 	kill -TERM "$kpid"
 	wait "$kpid" || true

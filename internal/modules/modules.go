@@ -51,9 +51,10 @@ func (f Funcs) Stop(ctx context.Context) error {
 type Module struct {
 	// Name is unique in the graph.
 	Name string
-	// Description is one line on what the module does. A module with a
-	// description is a target: a name that may be asked for on its own.
+	// Description is one line on what the module does.
 	Description string
+	// Target says the module may be asked for on its own (a -target).
+	Target bool
 	// Deps are the modules this one needs: built and started before it,
 	// stopped after it.
 	Deps []string
@@ -81,12 +82,12 @@ func (g *Graph) Add(m Module) {
 	g.order = append(g.order, m.Name)
 }
 
-// Targets returns the modules that may be asked for on their own (those
-// with a description), in registration order.
+// Targets returns the modules that may be asked for on their own, in
+// registration order.
 func (g *Graph) Targets() []Module {
 	var out []Module
 	for _, n := range g.order {
-		if m := g.mods[n]; m.Description != "" {
+		if m := g.mods[n]; m.Target {
 			out = append(out, *m)
 		}
 	}

@@ -46,7 +46,7 @@ func (r *recorder) graph() *Graph {
 	g.Add(r.module("pipeline", "store", "server"))
 	g.Add(r.module("writer", "pipeline"))
 	g.Add(r.module("reader", "store", "server"))
-	g.Add(Module{Name: "all", Description: "everything", Deps: []string{"writer", "reader"}})
+	g.Add(Module{Name: "all", Description: "everything", Target: true, Deps: []string{"writer", "reader"}})
 	return g
 }
 
