@@ -211,6 +211,9 @@ func (g *Graph) Init(names ...string) (*Services, error) {
 				return nil, err
 			}
 		}
+		if svc == nil {
+			svc = Funcs{} // nothing to run; still started and stopped in order
+		}
 		s.names = append(s.names, n)
 		s.svcs = append(s.svcs, svc)
 	}
@@ -242,15 +245,13 @@ func (s *Services) event(module, event string, err error) {
 func (s *Services) Start(ctx context.Context) error {
 	for s.started < len(s.svcs) {
 		n, svc := s.names[s.started], s.svcs[s.started]
-		if svc != nil {
-			s.event(n, "start", nil)
-			if err := svc.Start(ctx); err != nil {
-				s.event(n, "started", err)
-				_ = s.Stop(ctx)
-				return err
-			}
-			s.event(n, "started", nil)
+		s.event(n, "start", nil)
+		if err := svc.Start(ctx); err != nil {
+			s.event(n, "started", err)
+			_ = s.Stop(ctx)
+			return err
 		}
+		s.event(n, "started", nil)
 		s.started++
 	}
 	return nil
@@ -264,9 +265,6 @@ func (s *Services) Stop(ctx context.Context) error {
 	for s.started > 0 {
 		s.started--
 		n, svc := s.names[s.started], s.svcs[s.started]
-		if svc == nil {
-			continue
-		}
 		s.event(n, "stop", nil)
 		err := svc.Stop(ctx)
 		s.event(n, "stopped", err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"google.golang.org/grpc"
@@ -379,3 +380,49 @@ func (a *App) initQueryFrontend() (modules.Service, error) {
 	a.readiness.Add("blocklist", a.blocks.Polled)
 	return nil, nil
 }
+
+// GraphMarkdown renders the module graph for docs/architecture.md: a
+// Mermaid flowchart (an arrow from a module to each of its dependencies), a
+// table of the modules with what each does and what it needs, and the start
+// and stop orders of the targets.
+func GraphMarkdown() string {
+	g := Graph()
+	var b strings.Builder
+	b.WriteString("```mermaid\nflowchart TD\n")
+	for _, m := range g.Modules() {
+		fmt.Fprintf(&b, "  %s[\"%s\"]\n", mermaidID(m.Name), m.Name)
+	}
+	for _, m := range g.Modules() {
+		for _, d := range m.Deps {
+			fmt.Fprintf(&b, "  %s --> %s\n", mermaidID(m.Name), mermaidID(d))
+		}
+	}
+	for _, m := range g.Targets() {
+		fmt.Fprintf(&b, "  style %s stroke-width:3px\n", mermaidID(m.Name))
+	}
+	b.WriteString("```\n\n")
+	b.WriteString("| module | target | depends on | what it does |\n|---|---|---|---|\n")
+	for _, m := range g.Modules() {
+		target := ""
+		if m.Target {
+			target = "yes"
+		}
+		deps := make([]string, 0, len(m.Deps))
+		for _, d := range m.Deps {
+			deps = append(deps, "`"+d+"`")
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", m.Name, target, strings.Join(deps, ", "), m.Description)
+	}
+	b.WriteString("\nStart order of each target (stop order is the reverse):\n\n")
+	for _, m := range g.Targets() {
+		order, err := g.Resolve(m.Name)
+		if err != nil {
+			panic(err) // TestGraph checks the graph
+		}
+		fmt.Fprintf(&b, "- `%s`: %s\n", m.Name, strings.Join(order, " → "))
+	}
+	return b.String()
+}
+
+// mermaidID is a node ID Mermaid accepts ("live-store" → live_store).
+func mermaidID(name string) string { return strings.ReplaceAll(name, "-", "_") }
