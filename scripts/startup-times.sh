@@ -13,7 +13,10 @@
 # order (intake first) as the script does, the dev Kafka broker last.
 #
 # WEFT and KAFKA name the binaries (default bin/weft, bin/weft-dev-kafka);
-# MODES is "mono micro" by default.
+# MODES is "mono micro" by default; KEEP=1 keeps the processes' logs, and
+# LOG_LEVEL=debug makes the microservices processes log each module's start and stop.
+# When another weft holds those ports, run it in a network namespace of its
+# own (as root): unshare -n sh -c 'ip link set lo up && scripts/startup-times.sh'.
 set -euo pipefail
 
 RUNS=${1:-5}
@@ -21,7 +24,7 @@ WEFT=$(realpath "${WEFT:-bin/weft}")
 KAFKA=$(realpath "${KAFKA:-bin/weft-dev-kafka}")
 MODES=${MODES:-mono micro}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap '[[ -n "${KEEP:-}" ]] && echo "logs in $WORK" >&2 || rm -rf "$WORK"' EXIT
 
 now() { date +%s%N; }
 ms() { echo $((($2 - $1) / 1000000)); }
@@ -84,6 +87,7 @@ server:
   http_listen_port: $http
   grpc_listen_address: 127.0.0.1
   grpc_listen_port: $grpc
+  log_level: ${LOG_LEVEL:-info}
 distributor:
   partitions: 4
   receivers:
