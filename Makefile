@@ -7,7 +7,7 @@ BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.branch=$(BRANCH) \
             -X main.buildUser=$(shell whoami 2>/dev/null || echo unknown) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build run run-microservices test test-long lint bench clean tools
+.PHONY: build run run-microservices startup-times test test-long lint bench clean tools
 
 ## build: compile bin/weft
 build:
@@ -22,6 +22,12 @@ run: build
 run-microservices: build
 	$(GO) build -o bin/weft-dev-kafka ./cmd/weft-dev-kafka
 	./scripts/run-microservices.sh
+
+## startup-times: exec-to-ready and SIGTERM-to-exit of `make run`'s process and of each
+## microservices process, median of 5 runs (ports of make run and run-microservices must be free)
+startup-times: build
+	$(GO) build -o bin/weft-dev-kafka ./cmd/weft-dev-kafka
+	./scripts/startup-times.sh 5
 
 ## test: lint, then every unit and end-to-end test (what CI runs)
 test: lint tools

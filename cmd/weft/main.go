@@ -46,7 +46,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "YAML configuration file; without it weft runs monolithic on the embedded default")
 	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} and ${VAR:-default} in the configuration file")
-	target := fs.String("target", "", "component to run: "+strings.Join(app.Targets(), ", ")+" (default all)")
+	target := fs.String("target", "", "components to run: one of these, or several separated by commas (default all)\n"+strings.TrimRight(app.TargetHelp(), "\n"))
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

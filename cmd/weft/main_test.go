@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -328,12 +329,22 @@ func TestUnknownTarget(t *testing.T) {
 		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
 	}
 	requireContains(t, "stderr", r.stderr, `unknown target "nope"`)
-	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "metrics-generator",
-		"query-frontend", "querier", "backend-scheduler", "backend-worker"} {
+	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier"} {
 		// Each target appears as a whole item of the list.
 		if !strings.Contains(r.stderr, " "+target+",") && !strings.Contains(r.stderr, " "+target+"\n") {
 			t.Errorf("stderr does not list target %q:\n%s", target, r.stderr)
 		}
+	}
+	// Components that do not run yet are not offered.
+	for _, planned := range []string{"metrics-generator", "backend-scheduler", "backend-worker"} {
+		if strings.Contains(r.stderr, planned) {
+			t.Errorf("stderr lists %q, which does not run:\n%s", planned, r.stderr)
+		}
+		r := runWeft(t, nil, "-target="+planned)
+		if r.code == 0 {
+			t.Fatalf("-target=%s: exit code 0; stderr:\n%s", planned, r.stderr)
+		}
+		requireContains(t, "stderr", r.stderr, `target "`+planned+`" does not run yet`)
 	}
 }
 
@@ -355,6 +366,18 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%s: exit code %d; stderr:\n%s", flag, r.code, r.stderr)
 		}
 		requireContains(t, flag+" stderr", r.stderr, "Usage of weft:", "-config.file", "-config.expand-env", "-target", "-version")
+		// -target lists the components that run, each with what it does,
+		// and none that does not run yet.
+		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier"} {
+			if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(target) + `\s+\S.{20,}$`).MatchString(r.stderr) {
+				t.Errorf("%s: no line on target %q:\n%s", flag, target, r.stderr)
+			}
+		}
+		for _, planned := range []string{"metrics-generator", "backend-scheduler", "backend-worker"} {
+			if strings.Contains(r.stderr, planned) {
+				t.Errorf("%s lists %q, which does not run:\n%s", flag, planned, r.stderr)
+			}
+		}
 		if strings.Contains(r.stderr, "help requested") {
 			t.Errorf("%s is reported as an error:\n%s", flag, r.stderr)
 		}
