@@ -58,10 +58,11 @@ func (o WriteOptions) withDefaults() WriteOptions {
 // replaces the block only when it is a rebuild of the same input (the
 // stored meta.json has a Source with the same start, see Source.SameStart):
 // its meta.json is deleted first, so the block is invisible while it is
-// rewritten. A block of other spans under id is never replaced: Write
-// returns an error wrapping ErrIDTaken and writes nothing. The check and
-// the write are not atomic: one writer per source is assumed. The buffer
-// is not released and can take more spans.
+// rewritten. A block of the same source that was let go (CompactedName)
+// is not written again: its meta is returned. A block of other spans under
+// id is never replaced: Write returns an error wrapping ErrIDTaken and
+// writes nothing. The check and the write are not atomic: one writer per
+// source is assumed. The buffer is not released and can take more spans.
 func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID, src Source, buf *Buffer, opts WriteOptions) (*Meta, error) {
 	if tenant == "" || strings.ContainsAny(tenant, "/\\") || tenant == "." || tenant == ".." {
 		return nil, fmt.Errorf("write block: invalid tenant %q", tenant)
@@ -102,6 +103,22 @@ func Write(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID
 	if old != nil && !old.SameStart(src) {
 		return nil, fmt.Errorf("write block: %s/%s holds spans from %s, not from %s: %w",
 			tenant, id, *old, src, ErrIDTaken)
+	}
+	if old == nil {
+		// A block let go (compacted into another, or past retention) is
+		// not written again by a replay of its log: its spans are stored
+		// in the block it was merged into, or were meant to go.
+		mark, err := ReadCompactedMark(ctx, bkt, tenant, id)
+		if err != nil {
+			return nil, fmt.Errorf("write block: %w", err)
+		}
+		if mark != nil {
+			if !mark.Source.SameStart(src) {
+				return nil, fmt.Errorf("write block: %s/%s held spans from %s, not from %s: %w",
+					tenant, id, mark.Source, src, ErrIDTaken)
+			}
+			return &mark.Meta, nil
+		}
 	}
 	if err := bkt.Delete(ctx, metaName); err != nil && !bkt.IsObjNotFoundErr(err) {
 		return nil, fmt.Errorf("write block: remove old %s: %w", metaName, err)

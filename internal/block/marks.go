@@ -1,0 +1,78 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/thanos-io/objstore"
+)
+
+// CompactedName is the mark of a block let go: merged into another by
+// compaction, or past its tenant's retention. It holds the block's meta
+// and when the block was let go (compactedTime), as Tempo's
+// meta.compacted.json does. A marked block has no meta.json, so no reader
+// lists it; the backend deletes its objects once it has been marked for
+// compacted_block_retention, which lets the queries still reading it end.
+const CompactedName = "meta.compacted.json"
+
+// CompactedMeta is the content of a block's CompactedName.
+type CompactedMeta struct {
+	Meta
+	CompactedTime time.Time `json:"compactedTime"`
+}
+
+// MarkCompacted lets go of the block of meta at time at: it writes the
+// mark first, then deletes meta.json, so that a crash in between leaves
+// the block listed (and marked again later), never unlisted and unmarked.
+// Marking a marked block again keeps its first time.
+func MarkCompacted(ctx context.Context, bkt objstore.Bucket, meta *Meta, at time.Time) error {
+	mark := meta.ObjectName(CompactedName)
+	if old, err := ReadCompactedMark(ctx, bkt, meta.TenantID, meta.BlockID); err != nil {
+		return err
+	} else if old == nil {
+		b, err := json.MarshalIndent(CompactedMeta{Meta: *meta, CompactedTime: at.UTC()}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("cannot encode %s: %w", mark, err)
+		}
+		if err := bkt.Upload(ctx, mark, bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("cannot write %s: %w", mark, err)
+		}
+	}
+	if err := bkt.Delete(ctx, meta.ObjectName(MetaName)); err != nil && !bkt.IsObjNotFoundErr(err) {
+		return fmt.Errorf("cannot delete %s: %w", meta.ObjectName(MetaName), err)
+	}
+	return nil
+}
+
+// ReadCompactedMark returns the mark of block id of tenant, nil when it
+// has none (or its mark is not whole JSON: a write cut short).
+func ReadCompactedMark(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*CompactedMeta, error) {
+	name := objectName(tenant, id, CompactedName)
+	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
+		if err != nil {
+			return nil, fmt.Errorf("cannot check %s: %w", name, err)
+		}
+		return nil, nil
+	}
+	rc, err := bkt.Get(ctx, name)
+	if bkt.IsObjNotFoundErr(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", name, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", name, err)
+	}
+	var m CompactedMeta
+	if json.Unmarshal(buf.Bytes(), &m) != nil {
+		return nil, nil
+	}
+	return &m, nil
+}

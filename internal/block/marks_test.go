@@ -1,0 +1,56 @@
+package block
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/weftdb/weft/internal/spangen"
+)
+
+// TestMarkCompacted: a marked block is no longer listed, keeps its first
+// mark time, and a replay of its log does not write it again; a block of
+// other spans under its ID is still refused.
+func TestMarkCompacted(t *testing.T) {
+	bkt := newBucket(t)
+	id := uuid.New()
+	src := Source{Origin: "topic", Partition: 3, FirstOffset: 100, LastOffset: 199}
+	write := func(src Source) (*Meta, error) {
+		buf := NewBuffer(nil)
+		defer buf.Release()
+		addTraces(t, buf, spangen.Generate(spangen.Options{Seed: 1, Traces: 10, SpansPerTrace: 5}))
+		return Write(ctx, bkt, "t1", id, src, buf, WriteOptions{})
+	}
+	meta, err := write(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	if err := MarkCompacted(ctx, bkt, meta, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkCompacted(ctx, bkt, meta, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if metas, err := ListBlocks(ctx, bkt, "t1"); err != nil || len(metas) != 0 {
+		t.Fatalf("a marked block is listed: %d blocks, %v", len(metas), err)
+	}
+	mark, err := ReadCompactedMark(ctx, bkt, "t1", id)
+	if err != nil || mark == nil || !mark.CompactedTime.Equal(at) || mark.BlockID != id || mark.TotalSpans != meta.TotalSpans {
+		t.Fatalf("mark: %+v, %v", mark, err)
+	}
+	// A replay of the same log writes nothing and returns the old meta.
+	got, err := write(src)
+	if err != nil || got.BlockID != id || got.Size != meta.Size {
+		t.Fatalf("replay of a let-go block: %+v, %v", got, err)
+	}
+	if metas, err := ListBlocks(ctx, bkt, "t1"); err != nil || len(metas) != 0 {
+		t.Fatalf("a replay brought the marked block back: %d blocks, %v", len(metas), err)
+	}
+	// Other spans under the ID are refused.
+	if _, err := write(Source{Origin: "topic", Partition: 4, FirstOffset: 7}); !errors.Is(err, ErrIDTaken) {
+		t.Fatalf("another source under a marked ID: %v", err)
+	}
+}
