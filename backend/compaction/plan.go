@@ -39,25 +39,24 @@ type Block struct {
 	Traces     int64
 }
 
-// Config is the planner's part of backend_scheduler.compaction, with
-// Tempo's keys and defaults.
+// Config is what the planner follows; the backend scheduler's config
+// (backend_scheduler.provider.compaction) gives it, with Tempo's keys.
 type Config struct {
 	// Window is the width of the windows blocks are grouped by, by end
 	// time (compaction_window).
-	Window time.Duration `yaml:"compaction_window"`
+	Window time.Duration
 	// MinInputBlocks and MaxInputBlocks bound the blocks of one job
 	// (min_input_blocks, max_input_blocks).
-	MinInputBlocks int `yaml:"min_input_blocks"`
-	MaxInputBlocks int `yaml:"max_input_blocks"`
+	MinInputBlocks, MaxInputBlocks int
 	// MaxCompactionObjects bounds the traces of a job's inputs together
 	// (max_compaction_objects).
-	MaxCompactionObjects int64 `yaml:"max_compaction_objects"`
+	MaxCompactionObjects int64
 	// MaxBlockBytes bounds the bytes of a job's inputs together
 	// (max_block_bytes).
-	MaxBlockBytes int64 `yaml:"max_block_bytes"`
+	MaxBlockBytes int64
 	// MaxCompactionLevel: blocks at this level or above are not compacted
 	// again; 0 is no cap (max_compaction_level).
-	MaxCompactionLevel int `yaml:"max_compaction_level"`
+	MaxCompactionLevel int
 }
 
 // DefaultConfig is Tempo's defaults.

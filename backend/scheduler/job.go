@@ -41,9 +41,11 @@ type Job struct {
 	// goes back to Pending unless the worker renews it.
 	Worker     string    `json:"worker,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
-	Attempts   int       `json:"attempts"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	// Lease is the scheduler's job_lease, for the worker to renew within.
+	Lease    time.Duration `json:"lease,omitempty"`
+	Attempts int           `json:"attempts"`
+	Created  time.Time     `json:"created"`
+	Updated  time.Time     `json:"updated"`
 	// Error is the last attempt's error.
 	Error string `json:"error,omitempty"`
 }

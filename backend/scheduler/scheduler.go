@@ -243,7 +243,7 @@ func (s *Scheduler) Next(ctx context.Context, worker string) (*Job, error) {
 		if j != nil {
 			now := s.clock()
 			prev := *j
-			j.State, j.Worker, j.LeaseUntil, j.Updated = Running, worker, now.Add(s.cfg.Lease), now
+			j.State, j.Worker, j.LeaseUntil, j.Lease, j.Updated = Running, worker, now.Add(s.cfg.Lease), s.cfg.Lease, now
 			j.Attempts++
 			// The assignment is saved before the worker hears of it: a
 			// restarted scheduler must not hand the job to another.

@@ -33,8 +33,8 @@ type Settings struct {
 	// FinishOnShutdownTimeout is how long a stopping worker lets its job
 	// run before it cancels it and gives it back.
 	FinishOnShutdownTimeout time.Duration
-	// RenewEvery is how often the lease of a running job is renewed
-	// (well under the scheduler's lease).
+	// RenewEvery is how often the lease of a running job is renewed when
+	// the job does not say its lease (a third of it otherwise).
 	RenewEvery time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed Next.
 	MinBackoff, MaxBackoff time.Duration
@@ -150,7 +150,11 @@ func (w *Worker) run(ctx context.Context, j *scheduler.Job) {
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		t := time.NewTicker(w.cfg.RenewEvery)
+		every := w.cfg.RenewEvery
+		if j.Lease > 0 {
+			every = j.Lease / 3
+		}
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
