@@ -23,6 +23,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,6 +78,10 @@ type Scheduler struct {
 	cfg    Settings
 	logger *slog.Logger
 	clock  func() time.Time
+
+	// active is set while this scheduler holds the lock (Run): only then
+	// does it plan, hand out jobs and take reports.
+	active atomic.Bool
 
 	mu   sync.Mutex
 	jobs map[string]*Job
@@ -154,6 +159,77 @@ func jobID(t JobType, tenant string, blocks []uuid.UUID, extra string) string {
 		h.Write(id[:])
 	}
 	return string(t) + "-" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// Run holds the scheduler's lock and, while it does, plans every
+// cycle and puts back the jobs whose lease ran out every maintenance
+// interval, until ctx ends; then it gives the lock up. Taking the lock
+// over reloads work.json, which the scheduler that held it wrote.
+func (s *Scheduler) Run(ctx context.Context, lock *Lock, cycle, maintenance time.Duration) {
+	defer func() {
+		s.active.Store(false)
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := lock.Release(rctx); err != nil {
+			s.logger.Warn("backend scheduler cannot give up its lock", "err", err)
+		}
+	}()
+	renew := time.NewTicker(max(lock.lease/3, time.Second))
+	defer renew.Stop()
+	plan := time.NewTicker(cycle)
+	defer plan.Stop()
+	maint := time.NewTicker(maintenance)
+	defer maint.Stop()
+	hold := func() {
+		ok, err := lock.TryAcquire(ctx)
+		if err != nil {
+			s.logger.Warn("backend scheduler cannot check its lock", "err", err)
+			ok = false
+		}
+		switch {
+		case ok && !s.active.Load():
+			if err := s.Load(ctx); err != nil {
+				s.logger.Error("backend scheduler holds the lock but cannot read its work", "err", err)
+				return
+			}
+			s.logger.Info("backend scheduler runs (holds " + LockName + ")")
+			s.active.Store(true)
+			s.plan(ctx)
+		case !ok && s.active.Load():
+			s.logger.Warn("backend scheduler lost its lock: another runs; waiting")
+			s.active.Store(false)
+		}
+	}
+	hold()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			hold()
+		case <-plan.C:
+			if s.active.Load() {
+				s.plan(ctx)
+			}
+		case <-maint.C:
+			if s.active.Load() {
+				s.mu.Lock()
+				s.expireLocked()
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Activate makes s plan, hand out jobs and take reports without holding
+// the lock: for a scheduler known to be alone (tests and tools); Run holds
+// the lock instead.
+func (s *Scheduler) Activate() { s.active.Store(true) }
+
+func (s *Scheduler) plan(ctx context.Context) {
+	if _, err := s.Plan(ctx); err != nil {
+		s.logger.Warn("backend scheduler cannot plan jobs", "err", err)
+	}
 }
 
 // Plan adds the jobs due at the scheduler's clock: compaction jobs for
@@ -238,8 +314,11 @@ func (s *Scheduler) Next(ctx context.Context, worker string) (*Job, error) {
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
-		s.expireLocked()
-		j := s.oldestPendingLocked()
+		var j *Job
+		if s.active.Load() {
+			s.expireLocked()
+			j = s.oldestPendingLocked()
+		}
 		if j != nil {
 			now := s.clock()
 			prev := *j
@@ -305,12 +384,19 @@ func (s *Scheduler) requeueLocked(j *Job) {
 	s.wakeLocked()
 }
 
+// ErrInactive is Update's answer from a scheduler that does not hold the
+// lock (another runs, or it is starting or stopping).
+var ErrInactive = errors.New("this backend scheduler is not the one running")
+
 // ErrNotYours is Update's answer for a job the worker does not hold (its
 // lease ran out and another worker may have it).
 var ErrNotYours = errors.New("the job is not this worker's")
 
 // Update records what worker reports of job id.
 func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, errMsg string) error {
+	if !s.active.Load() {
+		return ErrInactive
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := s.jobs[id]

@@ -73,6 +73,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) scheduler(limits Limits) *Scheduler {
 	s := New(e.bkt, e.blocks, limits, settings(), nil)
 	s.clock = func() time.Time { return e.now }
+	s.Activate()
 	if err := s.Load(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
@@ -231,5 +232,56 @@ func TestFailAndRelease(t *testing.T) {
 	}
 	if _, err := s.Next(ctx, "w"); !errors.Is(err, ErrNoJob) {
 		t.Fatalf("a failed job was handed out again: %v", err)
+	}
+}
+
+// TestRunOneAtATime: of two schedulers of one bucket, one runs; when it
+// stops, the other takes over with the job state the first left.
+func TestRunOneAtATime(t *testing.T) {
+	e := newEnv(t)
+	mk := func(owner string) (*Scheduler, *Lock) {
+		s := New(e.bkt, e.blocks, nil, settings(), nil)
+		l := NewLock(e.bkt, owner, 3*time.Second)
+		l.settle = 20 * time.Millisecond
+		return s, l
+	}
+	s1, l1 := mk("s1")
+	s2, l2 := mk("s2")
+	ctx1, stop1 := context.WithCancel(context.Background())
+	done1 := make(chan struct{})
+	go func() { defer close(done1); s1.Run(ctx1, l1, time.Hour, time.Hour) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s1.active.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !s1.active.Load() || len(s1.Jobs()) == 0 {
+		t.Fatalf("s1 runs: %v, %d jobs planned", s1.active.Load(), len(s1.Jobs()))
+	}
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	go s2.Run(ctx2, l2, time.Hour, time.Hour)
+	time.Sleep(200 * time.Millisecond)
+	if s2.active.Load() {
+		t.Fatal("s2 runs while s1 holds the lock")
+	}
+	if _, err := s2.Next(context.Background(), "w"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("s2, waiting, handed out a job: %v", err)
+	}
+	taken, err := s1.Next(context.Background(), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	<-done1
+	deadline = time.Now().Add(5 * time.Second)
+	for !s2.active.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !s2.active.Load() {
+		t.Fatal("s2 did not take over once s1 stopped")
+	}
+	// s2 knows s1's jobs, and that w runs one of them.
+	if err := s2.Update(context.Background(), "w", taken.ID, Done, ""); err != nil {
+		t.Fatalf("w reports to s2 the job s1 gave it: %v", err)
 	}
 }

@@ -43,6 +43,7 @@ func newScheduler(t *testing.T, nBlocks int, lease time.Duration) *scheduler.Sch
 	}
 	s := scheduler.New(bkt, blocks{"t": bs}, nil, scheduler.Settings{Compaction: compaction.DefaultConfig(),
 		JobTimeout: 20 * time.Millisecond, Lease: lease, PruneAge: time.Hour}, nil)
+	s.Activate()
 	if n, err := s.Plan(context.Background()); err != nil || n == 0 {
 		t.Fatalf("planned %d jobs: %v", n, err)
 	}

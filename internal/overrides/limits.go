@@ -71,10 +71,13 @@ type GlobalLimits struct {
 
 // CompactionLimits are overrides.*.compaction.
 type CompactionLimits struct {
-	// BlockRetention is how long blocks are kept; 0 keeps them forever.
-	// Read and checked, not applied yet: blocks are deleted by the backend
-	// jobs, which do not exist yet.
+	// BlockRetention is how long the tenant's blocks are kept (by their
+	// end time); 0 uses backend_worker.compaction.block_retention. The
+	// backend's retention jobs apply it.
 	BlockRetention time.Duration `yaml:"block_retention"`
+	// CompactionDisabled stops the backend scheduler from planning
+	// compaction jobs for the tenant (retention still runs).
+	CompactionDisabled bool `yaml:"compaction_disabled"`
 }
 
 // DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, 10,000

@@ -87,7 +87,7 @@ var tempoKeys = []string{
 	"overrides.defaults.read.max_search_duration", "overrides.defaults.read.max_metrics_duration",
 	"overrides.defaults.read.max_bytes_per_trace", "overrides.defaults.read.unsafe_query_hints",
 	"overrides.defaults.read.left_pad_trace_ids", "overrides.defaults.compaction.compaction_window",
-	"overrides.defaults.compaction.compaction_disabled", "overrides.defaults.metrics_generator",
+	"overrides.defaults.metrics_generator",
 	"overrides.defaults.forwarders", "overrides.defaults.storage", "overrides.defaults.cost_attribution",
 	"overrides.user_configurable_overrides", "overrides.enable_legacy_overrides",
 }
