@@ -330,7 +330,7 @@ func TestRestartedSeedIsJoinedAgain(t *testing.T) {
 	a := start(t, seedCfg, metas["a"], nil)
 	seed := a.LocalAddr()
 	b := start(t, testConfig("b", seed), metas["b"], reg)
-	c := start(t, testConfig("c", seed), metas["c"], nil)
+	c := start(t, testConfig("c", seed), metas["c"], prometheus.NewRegistry())
 	for _, cl := range []*Cluster{a, b, c} {
 		eventually(t, cl, "", "a", "b", "c")
 	}
@@ -347,8 +347,10 @@ func TestRestartedSeedIsJoinedAgain(t *testing.T) {
 		eventually(t, cl, "", "a2", "b", "c")
 	}
 	t.Logf("the restarted seed sees the others %s after it started", time.Since(started).Round(time.Millisecond))
-	if n := testutil.ToFloat64(b.rejoins.WithLabelValues("ok")); n < 1 {
-		t.Fatalf("weft_memberlist_rejoins_total{result=\"ok\"} = %v on b, want at least 1", n)
+	// One of them joined the seed again; the other may have heard of it
+	// by gossip first.
+	if n := testutil.ToFloat64(b.rejoins.WithLabelValues("ok")) + testutil.ToFloat64(c.rejoins.WithLabelValues("ok")); n < 1 {
+		t.Fatalf("weft_memberlist_rejoins_total{result=\"ok\"} = %v on b and c together, want at least 1", n)
 	}
 }
 
