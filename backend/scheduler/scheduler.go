@@ -13,23 +13,28 @@ package scheduler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thanos-io/objstore"
 
 	"github.com/weftdb/weft/backend/compaction"
+	"github.com/weftdb/weft/internal/metrics"
 )
 
 // WorkName is the object holding the scheduler's job state.
@@ -88,16 +93,64 @@ type Scheduler struct {
 	wake chan struct{} // closed and replaced when a job becomes pending
 	// lastRetention is when each tenant last got a retention job.
 	lastRetention map[string]time.Time
+
+	m schedulerMetrics
 }
 
-// New returns a scheduler over the blocks of bkt; Load reads its state.
-func New(bkt objstore.Bucket, blocks Blocks, limits Limits, cfg Settings, logger *slog.Logger) *Scheduler {
+type schedulerMetrics struct {
+	created, completed, failed *prometheus.CounterVec
+	active, pending            *prometheus.GaugeVec
+	outstanding                *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) schedulerMetrics {
+	labels := []string{"tenant", "job_type"}
+	return schedulerMetrics{
+		created: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tempo_backend_scheduler_jobs_created_total", Help: "Backend jobs planned, by tenant and job type.",
+		}, labels)),
+		completed: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tempo_backend_scheduler_jobs_completed_total", Help: "Backend jobs a worker finished, by tenant and job type.",
+		}, labels)),
+		failed: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tempo_backend_scheduler_jobs_failed_total", Help: "Attempts of backend jobs that failed (a job is given up after 3), by tenant and job type.",
+		}, labels)),
+		active: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tempo_backend_scheduler_jobs_active", Help: "Backend jobs a worker is running, by tenant and job type.",
+		}, labels)),
+		pending: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tempo_backend_scheduler_jobs_pending", Help: "Backend jobs waiting for a worker, by tenant and job type.",
+		}, labels)),
+		outstanding: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tempodb_compaction_outstanding_blocks", Help: "Blocks compaction could merge now (in a job or planned next), by tenant, at the last compaction cycle.",
+		}, []string{"tenant"})),
+	}
+}
+
+// gaugesLocked sets the active and pending gauges from the jobs.
+func (s *Scheduler) gaugesLocked() {
+	s.m.active.Reset()
+	s.m.pending.Reset()
+	for _, j := range s.jobs {
+		switch j.State {
+		case Running:
+			s.m.active.WithLabelValues(j.Tenant, string(j.Type)).Inc()
+		case Pending:
+			s.m.pending.WithLabelValues(j.Tenant, string(j.Type)).Inc()
+		}
+	}
+}
+
+// New returns a scheduler over the blocks of bkt, its metrics registered
+// on reg (nil: not registered); Load reads its state.
+func New(bkt objstore.Bucket, blocks Blocks, limits Limits, cfg Settings, reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Scheduler{
 		bkt: bkt, blocks: blocks, limits: limits, cfg: cfg, logger: logger, clock: time.Now,
 		jobs: map[string]*Job{}, wake: make(chan struct{}), lastRetention: map[string]time.Time{},
+		m: newMetrics(reg),
 	}
 }
 
@@ -131,6 +184,7 @@ func (s *Scheduler) Load(ctx context.Context) error {
 
 // save writes the job state to work.json. s.mu is held.
 func (s *Scheduler) save(ctx context.Context) error {
+	s.gaugesLocked()
 	jobs := make([]*Job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		jobs = append(jobs, j)
@@ -258,6 +312,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 			id := jobID(JobRetention, tenant, nil, now.Truncate(s.cfg.RetentionInterval).Format(time.RFC3339))
 			if _, ok := s.jobs[id]; !ok {
 				s.jobs[id] = &Job{ID: id, Type: JobRetention, Tenant: tenant, State: Pending, Created: now, Updated: now}
+				s.m.created.WithLabelValues(tenant, string(JobRetention)).Inc()
 				added++
 				open++
 			}
@@ -278,7 +333,13 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 		} else if room <= 0 {
 			continue
 		}
-		for _, in := range compaction.Plan(free, now, s.cfg.Compaction, room) {
+		jobs := compaction.Plan(free, now, s.cfg.Compaction, room)
+		outstanding := len(busy)
+		for _, in := range jobs {
+			outstanding += len(in)
+		}
+		s.m.outstanding.WithLabelValues(tenant).Set(float64(outstanding))
+		for _, in := range jobs {
 			ids := make([]uuid.UUID, len(in))
 			for i, b := range in {
 				ids[i] = b.ID
@@ -288,6 +349,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 				continue
 			}
 			s.jobs[id] = &Job{ID: id, Type: JobCompaction, Tenant: tenant, Blocks: ids, State: Pending, Created: now, Updated: now}
+			s.m.created.WithLabelValues(tenant, string(JobCompaction)).Inc()
 			added++
 		}
 	}
@@ -413,8 +475,10 @@ func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, er
 		j.LeaseUntil = now.Add(s.cfg.Lease)
 	case Done:
 		j.State, j.Error = Succeeded, ""
+		s.m.completed.WithLabelValues(j.Tenant, string(j.Type)).Inc()
 	case Fail:
 		j.Error, j.Worker = errMsg, ""
+		s.m.failed.WithLabelValues(j.Tenant, string(j.Type)).Inc()
 		s.requeueLocked(j)
 	case Release:
 		j.Attempts--
@@ -445,4 +509,30 @@ func (s *Scheduler) Jobs() []Job {
 		return bytes.Compare([]byte(a.ID), []byte(b.ID))
 	})
 	return out
+}
+
+// WriteStatus writes the status page of the scheduler
+// (/status/backendscheduler): whether it runs, and its jobs, unfinished
+// first, as a plain-text table.
+func (s *Scheduler) WriteStatus(w io.Writer) error {
+	jobs := s.Jobs()
+	slices.SortStableFunc(jobs, func(a, b Job) int {
+		return cmp.Compare(stateOrder(a.State), stateOrder(b.State))
+	})
+	state := "running"
+	if !s.active.Load() {
+		state = "waiting (another scheduler holds " + LockName + ", or it is starting)"
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "backend scheduler: %s\n\n", state)
+	fmt.Fprintln(tw, "id\ttype\ttenant\tstate\tworker\tattempts\tblocks\tcreated\tupdated\terror")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", j.ID, j.Type, j.Tenant, j.State, j.Worker, j.Attempts,
+			len(j.Blocks), j.Created.UTC().Format(time.RFC3339), j.Updated.UTC().Format(time.RFC3339), j.Error)
+	}
+	return tw.Flush()
+}
+
+func stateOrder(s State) int {
+	return slices.Index([]State{Running, Pending, Failed, Succeeded}, s)
 }

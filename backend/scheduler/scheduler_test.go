@@ -3,11 +3,14 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/weftdb/weft/backend/compaction"
@@ -71,7 +74,7 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) scheduler(limits Limits) *Scheduler {
-	s := New(e.bkt, e.blocks, limits, settings(), nil)
+	s := New(e.bkt, e.blocks, limits, settings(), nil, nil)
 	s.clock = func() time.Time { return e.now }
 	s.Activate()
 	if err := s.Load(context.Background()); err != nil {
@@ -240,7 +243,7 @@ func TestFailAndRelease(t *testing.T) {
 func TestRunOneAtATime(t *testing.T) {
 	e := newEnv(t)
 	mk := func(owner string) (*Scheduler, *Lock) {
-		s := New(e.bkt, e.blocks, nil, settings(), nil)
+		s := New(e.bkt, e.blocks, nil, settings(), nil, nil)
 		l := NewLock(e.bkt, owner, 3*time.Second)
 		l.settle = 20 * time.Millisecond
 		return s, l
@@ -283,5 +286,44 @@ func TestRunOneAtATime(t *testing.T) {
 	// s2 knows s1's jobs, and that w runs one of them.
 	if err := s2.Update(context.Background(), "w", taken.ID, Done, ""); err != nil {
 		t.Fatalf("w reports to s2 the job s1 gave it: %v", err)
+	}
+}
+
+func TestStatusAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	s := New(e.bkt, e.blocks, nil, settings(), reg, nil)
+	s.clock = func() time.Time { return e.now }
+	s.Activate()
+	ctx := context.Background()
+	n, err := s.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Next(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := s.WriteStatus(&out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[0], "backend scheduler: running") || !strings.Contains(lines[3], j.ID) || !strings.Contains(lines[3], "running") || !strings.Contains(lines[3], "w1") {
+		t.Fatalf("status page, the running job first:\n%s", out.String())
+	}
+	created := testutil.ToFloat64(s.m.created.WithLabelValues("a", "compaction")) + testutil.ToFloat64(s.m.created.WithLabelValues("b", "compaction")) +
+		testutil.ToFloat64(s.m.created.WithLabelValues("a", "retention")) + testutil.ToFloat64(s.m.created.WithLabelValues("b", "retention"))
+	if int(created) != n {
+		t.Fatalf("jobs created metric %v, planned %d", created, n)
+	}
+	if a := testutil.ToFloat64(s.m.active.WithLabelValues(j.Tenant, string(j.Type))); a != 1 {
+		t.Fatalf("active jobs metric %v", a)
+	}
+	if err := s.Update(ctx, "w1", j.ID, Done, ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := testutil.ToFloat64(s.m.completed.WithLabelValues(j.Tenant, string(j.Type))); c != 1 {
+		t.Fatalf("completed metric %v", c)
 	}
 }

@@ -42,7 +42,7 @@ func newScheduler(t *testing.T, nBlocks int, lease time.Duration) *scheduler.Sch
 		bs = append(bs, compaction.Block{ID: uuid.New(), Start: end.Add(-time.Second), End: end, Size: 1, Traces: 1})
 	}
 	s := scheduler.New(bkt, blocks{"t": bs}, nil, scheduler.Settings{Compaction: compaction.DefaultConfig(),
-		JobTimeout: 20 * time.Millisecond, Lease: lease, PruneAge: time.Hour}, nil)
+		JobTimeout: 20 * time.Millisecond, Lease: lease, PruneAge: time.Hour}, nil, nil)
 	s.Activate()
 	if n, err := s.Plan(context.Background()); err != nil || n == 0 {
 		t.Fatalf("planned %d jobs: %v", n, err)
