@@ -494,6 +494,9 @@ func (c *compactCursor) head() *pqRow { return &c.batch[c.i] }
 // fill reads the next batch of rows, opening the next row group when the
 // current one is done; false at the end of the block.
 func (c *compactCursor) fill() (bool, error) {
+	if err := c.win.obj.ctx.Err(); err != nil {
+		return false, err
+	}
 	for {
 		if c.rd == nil {
 			if c.g == len(c.file.RowGroups()) {
