@@ -11,12 +11,14 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/google/uuid"
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/thanos-io/objstore"
 )
 
@@ -63,6 +65,17 @@ type CompactResult struct {
 	// trace ID and span ID).
 	SpansRead, Duplicates int64
 }
+
+// compactCodec is the zstd codec of compacted blocks: the level of Write,
+// with a window of compactZstdWindow. parquet-go's codec keeps the
+// encoder's default 8 MiB window, for which each pooled encoder holds a
+// 16 MiB history buffer (a third of a merge's heap in profiles). Pages
+// are smaller than the window (PageBytes, 256 KiB by default), so every
+// match the default window finds is still in reach.
+var compactCodec = &windowedZstd{level: zstdLevel, window: compactZstdWindow}
+
+// compactZstdWindow is the zstd window of compacted blocks.
+const compactZstdWindow = 1 << 20
 
 // compactBatchRows is how many rows are read from an input at once.
 const compactBatchRows = 256
@@ -157,7 +170,7 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, opts Writ
 		ctx:   ctx,
 		curs:  curs,
 		opts:  opts,
-		pw:    newPQWriter(cw, &zstd.Codec{Level: zstdLevel}, opts.PageBytes),
+		pw:    newPQWriter(cw, compactCodec, opts.PageBytes),
 		bloom: bloom.NewWithEstimates(uint(traces), opts.BloomFalsePositive),
 		seen:  map[[8]byte]struct{}{},
 	}
@@ -460,17 +473,12 @@ func openCompactCursor(ctx context.Context, bkt objstore.BucketReader, m *Meta) 
 	c.win = &windowReaderAt{obj: obj}
 	// The footer is usually within the last footerReadBytes: one read.
 	tail := min(m.Size, footerReadBytes)
-	if err := c.win.fetch(m.Size-tail, m.Size); err != nil {
+	if err := c.win.tail.fetch(obj, m.Size-tail, m.Size); err != nil {
 		return nil, c.errorf("%w", err)
 	}
-	f, err := parquet.OpenFile(c.win, m.Size,
-		parquet.SkipMagicBytes(true),
-		parquet.SkipPageIndex(true),
-		parquet.SkipBloomFilters(true),
-		parquet.ReadBufferSize(compactReadBufferBytes),
-	)
+	f, err := c.open()
 	if err != nil {
-		return nil, c.errorf("cannot open %s: %w", DataName, err)
+		return nil, err
 	}
 	if n := len(f.RowGroups()); n != len(m.RowGroups) {
 		return nil, c.errorf("%s has %d row groups, meta.json lists %d", DataName, n, len(m.RowGroups))
@@ -481,8 +489,23 @@ func openCompactCursor(ctx context.Context, bkt objstore.BucketReader, m *Meta) 
 		}
 	}
 	c.file = f
+	c.win.tail = window{}
 	c.batch = make([]pqRow, compactBatchRows)
 	return c, nil
+}
+
+// open opens data.parquet, its footer read from the tail window.
+func (c *compactCursor) open() (*parquet.File, error) {
+	f, err := parquet.OpenFile(c.win, c.meta.Size,
+		parquet.SkipMagicBytes(true),
+		parquet.SkipPageIndex(true),
+		parquet.SkipBloomFilters(true),
+		parquet.ReadBufferSize(compactReadBufferBytes),
+	)
+	if err != nil {
+		return nil, c.errorf("cannot open %s: %w", DataName, err)
+	}
+	return f, nil
 }
 
 func (c *compactCursor) errorf(format string, args ...any) error {
@@ -551,7 +574,7 @@ func (c *compactCursor) openRowGroup() error {
 	if lo < 0 || lo > hi || hi > c.meta.Size {
 		return c.errorf("row group %d: column chunks at [%d, %d) of a %d-byte %s", c.g, lo, hi, c.meta.Size, DataName)
 	}
-	if err := c.win.fetch(lo, hi); err != nil {
+	if err := c.win.cur.fetch(c.win.obj, lo, hi); err != nil {
 		return c.errorf("row group %d: %w", c.g, err)
 	}
 	c.rd = parquet.NewGenericRowGroupReader[pqRow](c.file.RowGroups()[c.g])
@@ -564,27 +587,31 @@ func (c *compactCursor) finish() error {
 	if c.rows != c.meta.TotalSpans {
 		return c.errorf("%d rows read, meta.json says %d spans", c.rows, c.meta.TotalSpans)
 	}
-	c.win.data, c.batch = nil, nil
+	c.win, c.batch, c.file = nil, nil, nil
 	return nil
 }
 
-// windowReaderAt reads an object through one window fetched in advance
-// (a row group, or the footer): reads within it are served from memory,
-// others from the object.
+// windowReaderAt reads an object through two windows fetched in advance,
+// the footer and the current row group: reads within them are served
+// from memory, others from the object.
 type windowReaderAt struct {
-	obj  *objectReaderAt
+	obj       *objectReaderAt
+	tail, cur window
+}
+
+type window struct {
 	off  int64
 	data []byte
 }
 
-// fetch reads [lo, hi) of the object into the window, reusing its buffer.
-func (w *windowReaderAt) fetch(lo, hi int64) error {
+// fetch reads [lo, hi) of obj into w, reusing its buffer.
+func (w *window) fetch(obj *objectReaderAt, lo, hi int64) error {
 	n := int(hi - lo)
 	if cap(w.data) < n {
 		w.data = make([]byte, n)
 	}
 	w.off, w.data = lo, w.data[:n]
-	m, err := w.obj.ReadAt(w.data, lo)
+	m, err := obj.ReadAt(w.data, lo)
 	if err == io.EOF && m == n {
 		err = nil
 	}
@@ -594,11 +621,60 @@ func (w *windowReaderAt) fetch(lo, hi int64) error {
 	return err
 }
 
+func (w *window) holds(off int64, n int) bool {
+	return off >= w.off && off+int64(n) <= w.off+int64(len(w.data))
+}
+
 func (w *windowReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off >= w.off && off+int64(len(p)) <= w.off+int64(len(w.data)) {
-		return copy(p, w.data[off-w.off:]), nil
+	for _, win := range []*window{&w.cur, &w.tail} {
+		if win.holds(off, len(p)) {
+			return copy(p, win.data[off-win.off:]), nil
+		}
 	}
 	return w.obj.ReadAt(p, off)
+}
+
+// windowedZstd is a Parquet zstd codec with a bounded encoder window.
+type windowedZstd struct {
+	level    zstd.EncoderLevel
+	window   int
+	encoders sync.Pool
+	decoders sync.Pool
+}
+
+func (c *windowedZstd) String() string                            { return "ZSTD" }
+func (c *windowedZstd) CompressionCodec() format.CompressionCodec { return format.Zstd }
+
+func (c *windowedZstd) Encode(dst, src []byte) ([]byte, error) {
+	e, _ := c.encoders.Get().(*zstd.Encoder)
+	if e == nil {
+		var err error
+		e, err = zstd.NewWriter(nil,
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderLevel(c.level),
+			zstd.WithWindowSize(c.window),
+			zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false),
+		)
+		if err != nil {
+			return nil, err
+		}
+	}
+	defer c.encoders.Put(e)
+	return e.EncodeAll(src, dst[:0]), nil
+}
+
+func (c *windowedZstd) Decode(dst, src []byte) ([]byte, error) {
+	d, _ := c.decoders.Get().(*zstd.Decoder)
+	if d == nil {
+		var err error
+		d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+	}
+	defer c.decoders.Put(d)
+	return d.DecodeAll(src, dst[:0])
 }
 
 // countingWriter counts the bytes written through it.
