@@ -46,7 +46,10 @@ var ErrUnknownFormat = errors.New("unknown block format")
 var ErrInvalidMeta = errors.New("invalid meta.json")
 
 // Source is where a block's spans came from, so that a replay of the same
-// input can recognise (and replace) the block it already wrote.
+// input can recognise (and replace) the block it already wrote. A block
+// written by Compact has {Origin: CompactionOrigin} and no partition or
+// offsets: its spans come from the blocks in Meta.CompactedFrom, and no
+// replay of a log rebuilds it.
 type Source struct {
 	// Origin names the log the offsets are in, so precisely that no other
 	// log can repeat it: the block-builder's WAL epoch, or in Kafka mode

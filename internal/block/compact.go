@@ -83,7 +83,7 @@ const compactBatchRows = 256
 // compactReadBufferBytes is the read buffer of each column of an input.
 // Pages are read from the row group fetched in memory, so a small buffer
 // costs no request.
-const compactReadBufferBytes = 16 << 10
+const compactReadBufferBytes = 4 << 10
 
 // Compact merges the blocks described by inputs, all of one tenant, into
 // one block written to bkt under the ID CompactedID gives, and returns its
@@ -102,11 +102,15 @@ const compactReadBufferBytes = 16 << 10
 // highest of the inputs', CompactedFrom lists the inputs, and Source is
 // {Origin: CompactionOrigin}.
 //
-// Memory does not grow with the size of the blocks: each input is read
-// one row group at a time (fetched with one ranged read, then decoded
-// compactBatchRows rows at a time), and data.parquet is streamed to the
-// bucket while it is written; what is held is about one row group of
-// each input and one of the output.
+// Memory does not grow with the size of the blocks but with their row
+// groups and the number of inputs: each input is read one row group at a
+// time (fetched with one ranged read, then decoded compactBatchRows rows
+// at a time), and data.parquet is streamed to the bucket while it is
+// written. What is held is a row group of each input (its bytes, and a
+// decoded page and dictionary of each column) and the output's current
+// row group in parquet-go's writer, plus the output's footer metadata (a
+// few tens of kilobytes per row group). TestCompactMemoryLong measures
+// it.
 //
 // data.parquet is uploaded first, then bloom, then meta.json, so the
 // output is visible only once whole. When meta.json is already there and
