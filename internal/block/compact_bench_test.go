@@ -99,8 +99,9 @@ func BenchmarkCompact(b *testing.B) {
 // last GC marked) and the heap's objects (live and not yet collected,
 // about twice the live heap with GOGC=100). The peak RSS (VmHWM, reset
 // before the merge) is logged. The test fails when the merge's peak live
-// heap grows with the block size (by more than 25% from the small inputs
-// to the big ones), or exceeds compactLiveHeapLimit. With
+// heap grows with the block size (by more than an eighth of the growth of
+// the inputs' bytes, from the small inputs to the big ones), or exceeds
+// compactLiveHeapLimit. With
 // WEFT_COMPACT_HEAPPROFILE=file, a heap profile is written at the peak of
 // the big merge's live heap.
 func TestCompactMemoryLong(t *testing.T) {
@@ -142,14 +143,19 @@ func TestCompactMemoryLong(t *testing.T) {
 		t.Errorf("the merge of four %.1f MB blocks held %.1f MB, more than %.1f MB",
 			float64(big.inputBytes)/1e6, float64(big.peakLive)/1e6, float64(compactLiveHeapLimit)/1e6)
 	}
-	if big.peakLive > small.peakLive*5/4 {
-		t.Errorf("the merge's live heap grows with the blocks: %.1f MB for blocks of %.1f MB, %.1f MB for blocks of %.1f MB",
-			float64(small.peakLive)/1e6, float64(small.inputBytes)/1e6, float64(big.peakLive)/1e6, float64(big.inputBytes)/1e6)
+	// The footers (of the inputs, and the output's metadata kept until
+	// it is written) grow with the row groups: tens of kilobytes each.
+	// Anything holding rows or pages of more than a row group would grow
+	// with the blocks' bytes.
+	if grown, inputs := int64(big.peakLive)-int64(small.peakLive), 4*(big.inputBytes-small.inputBytes); grown > inputs/8 {
+		t.Errorf("the merge's live heap grows with the blocks: %.1f MB for blocks of %.1f MB, %.1f MB for blocks of %.1f MB: %.1f MB more for %.1f MB more input",
+			float64(small.peakLive)/1e6, float64(small.inputBytes)/1e6, float64(big.peakLive)/1e6, float64(big.inputBytes)/1e6,
+			float64(grown)/1e6, float64(inputs)/1e6)
 	}
 }
 
 // compactLiveHeapLimit bounds the live heap of a merge of four blocks
-// with default row groups. The merge held 95 to 105 MB when this was
+// with default row groups. The merge held 101 to 105 MB when this was
 // written (docs/block-format.md, Compaction): parquet-go's readers and
 // writer buffer pages and dictionaries per column, of 45 columns in 5
 // files. The limit catches a merge that holds a fifth more.
