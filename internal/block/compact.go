@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -52,6 +53,21 @@ func CompactedID(tenant string, ids []uuid.UUID) uuid.UUID {
 }
 
 func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
+
+// CompactOptions tune Compact.
+type CompactOptions struct {
+	// WriteOptions shape the output as Write's do (row groups, bloom
+	// filter, pages).
+	WriteOptions
+	// SpoolDir, when set, is a local directory where data.parquet is
+	// written before it is uploaded whole, with its size known. When
+	// empty, data.parquet is streamed to the bucket through a pipe, an
+	// upload of unknown length: fine for the filesystem bucket, but
+	// objstore's S3 provider then passes no part size and minio-go
+	// allocates a 528 MiB buffer for its parts; with a known size, parts
+	// of part_size (64 MiB by default) are read from the file.
+	SpoolDir string
+}
 
 // CompactResult is what Compact did.
 type CompactResult struct {
@@ -112,7 +128,8 @@ const compactReadBufferBytes = 4 << 10
 // few tens of kilobytes per row group). TestCompactMemoryLong measures
 // it.
 //
-// data.parquet is uploaded first, then bloom, then meta.json, so the
+// data.parquet is uploaded first (streamed, or spooled to
+// opts.SpoolDir first), then bloom, then meta.json, so the
 // output is visible only once whole. When meta.json is already there and
 // names the same inputs (the job finished before and is retried),
 // Compact returns it without writing (CompactResult.Written false); a
@@ -121,8 +138,8 @@ const compactReadBufferBytes = 4 << 10
 // error, ctx ending) returns an error naming the block at fault and
 // writes no meta.json; data.parquet and bloom may be left, invisible, for
 // a retry to replace or cleanup to delete.
-func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, opts WriteOptions) (*CompactResult, error) {
-	opts = opts.withDefaults()
+func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts CompactOptions) (*CompactResult, error) {
+	opts := copts.WriteOptions.withDefaults()
 	ins, err := checkCompactInputs(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("cannot compact: %w", err)
@@ -160,31 +177,17 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, opts Writ
 		curs[i] = c
 	}
 
-	// data.parquet is written into a pipe that Upload reads.
-	pr, pw := io.Pipe()
 	dataName := objectName(tenant, id, DataName)
-	uploaded := make(chan error, 1)
-	go func() {
-		err := bkt.Upload(ctx, dataName, pr)
-		pr.CloseWithError(err) // a writer still writing gets an error, not a hang
-		uploaded <- err
-	}()
-	cw := &countingWriter{w: pw}
 	mg := &merger{
 		ctx:   ctx,
 		curs:  curs,
 		opts:  opts,
-		pw:    newPQWriter(cw, compactCodec, opts.PageBytes),
 		bloom: bloom.NewWithEstimates(uint(traces), opts.BloomFalsePositive),
 		seen:  map[[8]byte]struct{}{},
 	}
-	mergeErr := mg.run()
-	pw.CloseWithError(mergeErr) // nil: the upload reads to the end
-	if upErr := <-uploaded; mergeErr == nil && upErr != nil {
-		mergeErr = fmt.Errorf("cannot upload %s: %w", dataName, upErr)
-	}
-	if mergeErr != nil {
-		return nil, fmt.Errorf("cannot compact into %s: %w", out, mergeErr)
+	size, err := mg.writeData(bkt, dataName, copts.SpoolDir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot compact into %s: %w", out, err)
 	}
 
 	var bl bytes.Buffer
@@ -199,7 +202,7 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, opts Writ
 		EndTime:         time.Unix(0, mg.maxEnd).UTC(),
 		TotalTraces:     mg.traces,
 		TotalSpans:      mg.spans,
-		Size:            cw.n,
+		Size:            size,
 		BloomBytes:      int64(bl.Len()),
 		RowGroups:       mg.groups,
 		Source:          Source{Origin: CompactionOrigin},
@@ -230,6 +233,49 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, opts Writ
 		}
 	}
 	return &CompactResult{Meta: meta, Written: true, SpansRead: mg.read(), Duplicates: mg.dups}, nil
+}
+
+// writeData merges the inputs into data.parquet, uploaded as name, and
+// returns its size. With spoolDir, the file is written there first and
+// uploaded once whole (then removed); otherwise it is written into a pipe
+// that the upload reads.
+func (mg *merger) writeData(bkt objstore.Bucket, name, spoolDir string) (int64, error) {
+	if spoolDir != "" {
+		f, err := os.CreateTemp(spoolDir, "compact-*.parquet")
+		if err != nil {
+			return 0, fmt.Errorf("cannot spool %s: %w", DataName, err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		cw := &countingWriter{w: f}
+		mg.pw = newPQWriter(cw, compactCodec, mg.opts.PageBytes)
+		if err := mg.run(); err != nil {
+			return 0, err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return 0, fmt.Errorf("cannot spool %s: %w", DataName, err)
+		}
+		// An *os.File: the bucket knows the size.
+		if err := bkt.Upload(mg.ctx, name, f); err != nil {
+			return 0, fmt.Errorf("cannot upload %s: %w", name, err)
+		}
+		return cw.n, nil
+	}
+	pr, pw := io.Pipe()
+	uploaded := make(chan error, 1)
+	go func() {
+		err := bkt.Upload(mg.ctx, name, pr)
+		pr.CloseWithError(err) // a writer still writing gets an error, not a hang
+		uploaded <- err
+	}()
+	cw := &countingWriter{w: pw}
+	mg.pw = newPQWriter(cw, compactCodec, mg.opts.PageBytes)
+	err := mg.run()
+	pw.CloseWithError(err) // nil: the upload reads to the end
+	if upErr := <-uploaded; err == nil && upErr != nil {
+		err = fmt.Errorf("cannot upload %s: %w", name, upErr)
+	}
+	return cw.n, err
 }
 
 // checkCompactInputs checks that inputs are valid metas of FormatV1 blocks

@@ -70,7 +70,7 @@ func BenchmarkCompact(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		if res, err = Compact(ctx, bkt, ins, WriteOptions{}); err != nil {
+		if res, err = Compact(ctx, bkt, ins, CompactOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		if !res.Written {
@@ -122,7 +122,7 @@ func TestCompactMemoryLong(t *testing.T) {
 				pieces = append(pieces, m)
 				size += m.Size
 			}
-			res, err := Compact(ctx, fs, pieces, WriteOptions{})
+			res, err := Compact(ctx, fs, pieces, CompactOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +206,7 @@ func measureCompact(t *testing.T, bkt objstore.Bucket, ins []*Meta, profile stri
 		}
 	}()
 	start := time.Now()
-	res, err := Compact(ctx, bkt, ins, WriteOptions{})
+	res, err := Compact(ctx, bkt, ins, CompactOptions{})
 	took := time.Since(start)
 	close(stop)
 	<-done

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -174,7 +175,7 @@ func TestCompactMergesExactly(t *testing.T) {
 	want, stored := f.want(t)
 	traces := byTrace(want)
 
-	res, err := Compact(ctx, f.bkt, f.inputs, WriteOptions{RowGroupBytes: compactRowGroupBytes})
+	res, err := Compact(ctx, f.bkt, f.inputs, CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: compactRowGroupBytes}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +384,7 @@ func checkSortedRows(t testing.TB, bkt objstore.BucketReader, m *Meta) {
 // the crash left with the same bytes; there is never a second output.
 func TestCompactRetry(t *testing.T) {
 	f := newCompactFixture(t)
-	opts := WriteOptions{RowGroupBytes: compactRowGroupBytes}
+	opts := CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: compactRowGroupBytes}}
 	first, err := Compact(ctx, f.bkt, f.inputs, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -492,7 +493,7 @@ func TestCompactBadInput(t *testing.T) {
 			f := newCompactFixture(t)
 			bad := f.inputs[1]
 			tc.damage(t, f.bkt, bad)
-			_, err := Compact(ctx, f.bkt, f.inputs, WriteOptions{RowGroupBytes: compactRowGroupBytes})
+			_, err := Compact(ctx, f.bkt, f.inputs, CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: compactRowGroupBytes}})
 			if err == nil || !strings.Contains(err.Error(), "cannot read block t/"+bad.BlockID.String()) {
 				t.Fatalf("Compact: %v; want an error naming block t/%s", err, bad.BlockID)
 			}
@@ -545,7 +546,7 @@ func TestCompactCancel(t *testing.T) {
 	// The bucket ignores cancellation: the merge itself must notice it.
 	// The 8th ranged read is past the footers, in the row groups.
 	bkt := &cancelBucket{Bucket: f.bkt, at: 8, cancel: cancel}
-	_, err := Compact(cctx, bkt, f.inputs, WriteOptions{RowGroupBytes: compactRowGroupBytes})
+	_, err := Compact(cctx, bkt, f.inputs, CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: compactRowGroupBytes}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Compact: %v; want context.Canceled", err)
 	}
@@ -570,7 +571,7 @@ func TestCompactRefusesInputs(t *testing.T) {
 		{"twice", []*Meta{f.inputs[0], f.inputs[0]}, "given twice"},
 		{"tenants", []*Meta{f.inputs[0], &other}, "several tenants"},
 	} {
-		if _, err := Compact(ctx, f.bkt, tc.inputs, WriteOptions{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Compact(ctx, f.bkt, tc.inputs, CompactOptions{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
 		}
 	}
@@ -629,5 +630,67 @@ func TestCompactedID(t *testing.T) {
 		if other == id {
 			t.Error("another tenant or other inputs give the same ID")
 		}
+	}
+}
+
+// sizeBucket records, for each upload, whether the bucket could know the
+// object's size in advance (as the S3 client asks).
+type sizeBucket struct {
+	objstore.Bucket
+	sized map[string]bool
+}
+
+func (b *sizeBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
+	_, err := objstore.TryToGetSize(r)
+	b.sized[name] = err == nil
+	return b.Bucket.Upload(ctx, name, r, opts...)
+}
+
+// With SpoolDir, data.parquet is written to a local file and uploaded
+// with its size known; the block is the same as a streamed one, and the
+// file is removed, after a failure too.
+func TestCompactSpool(t *testing.T) {
+	f := newCompactFixture(t)
+	bkt := &sizeBucket{Bucket: f.bkt, sized: map[string]bool{}}
+	opts := CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: compactRowGroupBytes}}
+	streamed, err := Compact(ctx, bkt, f.inputs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataName := streamed.Meta.ObjectName(DataName)
+	if bkt.sized[dataName] {
+		t.Fatal("a streamed data.parquet had a known size")
+	}
+	want := getObject(t, f.bkt, dataName)
+	for _, name := range []string{MetaName, BloomName, DataName} {
+		if err := f.bkt.Delete(ctx, streamed.Meta.ObjectName(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.SpoolDir = t.TempDir()
+	spooled, err := Compact(ctx, bkt, f.inputs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bkt.sized[dataName] {
+		t.Error("the spooled data.parquet was uploaded without its size")
+	}
+	if got := getObject(t, f.bkt, dataName); !bytes.Equal(got, want) || spooled.Meta.Size != int64(len(want)) {
+		t.Errorf("spooled data.parquet: %d bytes (meta.json: %d), streamed: %d; equal %v", len(got), spooled.Meta.Size, len(want), bytes.Equal(got, want))
+	}
+	if left, _ := os.ReadDir(opts.SpoolDir); len(left) != 0 {
+		t.Errorf("%d files left in the spool directory", len(left))
+	}
+
+	// A failed merge leaves no file either.
+	if err := f.bkt.Delete(ctx, f.inputs[2].ObjectName(DataName)); err != nil {
+		t.Fatal(err)
+	}
+	more := writeInput(t, f.bkt, 9, spangen.Generate(spangen.Options{Seed: 4, Traces: 5, SpansPerTrace: 3}))
+	if _, err := Compact(ctx, bkt, []*Meta{f.inputs[2], more}, opts); err == nil {
+		t.Fatal("a compaction of a block without data.parquet succeeded")
+	}
+	if left, _ := os.ReadDir(opts.SpoolDir); len(left) != 0 {
+		t.Errorf("%d files left in the spool directory after a failure", len(left))
 	}
 }
