@@ -6,6 +6,7 @@
 // Writing: spans are added to a Buffer (Arrow arrays) as they arrive and
 // Write cuts the block. Reading: Open a block from its Meta, then
 // FindTraceByID (bloom filter, row-group ranges, page index) or ReadAll.
+// Compaction: Compact merges a few blocks of a tenant into one, streaming.
 package block
 
 import (
