@@ -6,6 +6,7 @@
 // Writing: spans are added to a Buffer (Arrow arrays) as they arrive and
 // Write cuts the block. Reading: Open a block from its Meta, then
 // FindTraceByID (bloom filter, row-group ranges, page index) or ReadAll.
+// Compaction: Compact merges a few blocks of a tenant into one, streaming.
 package block
 
 import (
@@ -46,7 +47,10 @@ var ErrUnknownFormat = errors.New("unknown block format")
 var ErrInvalidMeta = errors.New("invalid meta.json")
 
 // Source is where a block's spans came from, so that a replay of the same
-// input can recognise (and replace) the block it already wrote.
+// input can recognise (and replace) the block it already wrote. A block
+// written by Compact has {Origin: CompactionOrigin} and no partition or
+// offsets: its spans come from the blocks in Meta.CompactedFrom, and no
+// replay of a log rebuilds it.
 type Source struct {
 	// Origin names the log the offsets are in, so precisely that no other
 	// log can repeat it: the block-builder's WAL epoch, or in Kafka mode
@@ -94,6 +98,14 @@ type Meta struct {
 	RowGroups   []RowGroupMeta `json:"rowGroups"`
 	Source      Source         `json:"source"`
 	CreatedAt   time.Time      `json:"createdAt"`
+	// CompactionLevel is 0 for a block cut by the block-builder and, for
+	// a block written by Compact, one more than the highest level of the
+	// blocks it merged. Absent (0) in blocks written before compaction.
+	CompactionLevel int `json:"compactionLevel,omitempty"`
+	// CompactedFrom lists, sorted, the blocks a compacted block merged
+	// (so that a crashed compaction's inputs and output can be told
+	// apart); empty for a block of level 0.
+	CompactedFrom []uuid.UUID `json:"compactedFrom,omitempty"`
 }
 
 // ObjectName is the bucket path of the block object called name.
@@ -142,7 +154,8 @@ const minParquetBytes = 12
 // Validate checks that m describes a block this package can read: format
 // FormatV1, the block's ID and tenant, non-negative counts and sizes, row
 // groups with well-formed trace-ID ranges in trace-ID order whose rows add
-// up to totalSpans, and start and end times. The error wraps
+// up to totalSpans, start and end times, and a compaction level of 0
+// without inputs or above 0 with inputs (sorted, distinct, not m itself). The error wraps
 // ErrInvalidMeta (ErrUnknownFormat too for another format) and names the
 // block and every field found wrong. It does not look at the other objects
 // of the block; the end time may be before the start time (a span's end
@@ -206,6 +219,22 @@ func (m *Meta) Validate() error {
 	}
 	if m.Source.Partition < 0 || m.Source.FirstOffset < 0 || m.Source.FirstOffset > m.Source.LastOffset {
 		bad("source: partition %d, offsets %d to %d", m.Source.Partition, m.Source.FirstOffset, m.Source.LastOffset)
+	}
+	switch {
+	case m.CompactionLevel < 0:
+		bad("compactionLevel: %d, must be 0 or more", m.CompactionLevel)
+	case m.CompactionLevel == 0 && len(m.CompactedFrom) > 0:
+		bad("compactedFrom: %d blocks in a block of compaction level 0", len(m.CompactedFrom))
+	case m.CompactionLevel > 0 && len(m.CompactedFrom) == 0:
+		bad("compactedFrom: empty in a block of compaction level %d", m.CompactionLevel)
+	}
+	for i, id := range m.CompactedFrom {
+		switch {
+		case id == uuid.Nil || id == m.BlockID:
+			bad("compactedFrom[%d]: %s is not another block", i, id)
+		case i > 0 && bytes.Compare(m.CompactedFrom[i-1][:], id[:]) >= 0:
+			bad("compactedFrom[%d]: %s is not after %s", i, id, m.CompactedFrom[i-1])
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w %s: %s", ErrInvalidMeta, m.ObjectName(MetaName), strings.Join(errs, "; "))

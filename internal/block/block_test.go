@@ -228,7 +228,8 @@ func metaEqual(a, b *Meta) bool {
 	return a.Format == b.Format && a.BlockID == b.BlockID && a.TenantID == b.TenantID &&
 		a.StartTime.Equal(b.StartTime) && a.EndTime.Equal(b.EndTime) && a.TotalTraces == b.TotalTraces &&
 		a.TotalSpans == b.TotalSpans && a.Size == b.Size && a.BloomBytes == b.BloomBytes &&
-		slices.Equal(a.RowGroups, b.RowGroups) && a.Source == b.Source && a.CreatedAt.Equal(b.CreatedAt)
+		slices.Equal(a.RowGroups, b.RowGroups) && a.Source == b.Source && a.CreatedAt.Equal(b.CreatedAt) &&
+		a.CompactionLevel == b.CompactionLevel && slices.Equal(a.CompactedFrom, b.CompactedFrom)
 }
 
 func TestWriteSameIDReplaces(t *testing.T) {

@@ -90,8 +90,11 @@ func writeParquet(w io.Writer, p *plan, pageBytes int) error {
 	return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBytes)
 }
 
-func writeParquetGo(w io.Writer, p *plan, codec compress.Codec, pageBytes int) error {
-	pw := parquet.NewGenericWriter[pqRow](w, append(slices.Clip(noBounds),
+// newPQWriter returns the writer of a data.parquet: the schema of pqRow,
+// the encodings, codec and footer of docs/block-format.md. The caller
+// cuts row groups with Flush.
+func newPQWriter(w io.Writer, codec compress.Codec, pageBytes int) *parquet.GenericWriter[pqRow] {
+	return parquet.NewGenericWriter[pqRow](w, append(slices.Clip(noBounds),
 		parquet.Compression(codec),
 		parquet.PageBufferSize(pageBytes),
 		parquet.DictionaryMaxBytes(dictMaxBytes),
@@ -102,6 +105,10 @@ func writeParquetGo(w io.Writer, p *plan, codec compress.Codec, pageBytes int) e
 			parquet.Ascending(colStart),
 		)),
 	)...)
+}
+
+func writeParquetGo(w io.Writer, p *plan, codec compress.Codec, pageBytes int) error {
+	pw := newPQWriter(w, codec, pageBytes)
 	var c pqConverter
 	rows := make([]pqRow, 0, pqWriteBatch)
 	lo := 0
