@@ -297,13 +297,19 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 	defer s.mu.Unlock()
 	added := 0
 	for _, tenant := range s.blocks.Tenants() {
+		// Blocks of any known job are left alone: unfinished jobs hold
+		// theirs, and a finished job's inputs stay listed until the block
+		// list's next poll sees them let go (a failed job's are not
+		// retried before the job is pruned).
 		busy := map[uuid.UUID]bool{}
 		open := 0
 		for _, j := range s.jobs {
-			if j.Tenant != tenant || j.State != Pending && j.State != Running {
+			if j.Tenant != tenant {
 				continue
 			}
-			open++
+			if j.State == Pending || j.State == Running {
+				open++
+			}
 			for _, id := range j.Blocks {
 				busy[id] = true
 			}
@@ -334,7 +340,12 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 			continue
 		}
 		jobs := compaction.Plan(free, now, s.cfg.Compaction, room)
-		outstanding := len(busy)
+		outstanding := 0
+		for _, j := range s.jobs {
+			if j.Tenant == tenant && (j.State == Pending || j.State == Running) {
+				outstanding += len(j.Blocks)
+			}
+		}
 		for _, in := range jobs {
 			outstanding += len(in)
 		}
@@ -345,7 +356,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 				ids[i] = b.ID
 			}
 			id := jobID(JobCompaction, tenant, ids, "")
-			if old, ok := s.jobs[id]; ok && (old.State == Pending || old.State == Running) {
+			if _, ok := s.jobs[id]; ok {
 				continue
 			}
 			s.jobs[id] = &Job{ID: id, Type: JobCompaction, Tenant: tenant, Blocks: ids, State: Pending, Created: now, Updated: now}

@@ -259,6 +259,13 @@ func newPorts(t *testing.T) ports {
 // noLiveTraceLimit is config to append for tests that push more traces
 // within distributor.trace_idle_period than the default
 // max_traces_per_user (10,000), which would refuse some of them.
+// noCompaction keeps the backend from compacting the blocks written.
+const noCompaction = `overrides:
+  defaults:
+    compaction:
+      compaction_disabled: true
+`
+
 const noLiveTraceLimit = `overrides:
   defaults:
     ingestion:
@@ -329,14 +336,14 @@ func TestUnknownTarget(t *testing.T) {
 		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
 	}
 	requireContains(t, "stderr", r.stderr, `unknown target "nope"`)
-	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier"} {
+	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
 		// Each target appears as a whole item of the list.
 		if !strings.Contains(r.stderr, " "+target+",") && !strings.Contains(r.stderr, " "+target+"\n") {
 			t.Errorf("stderr does not list target %q:\n%s", target, r.stderr)
 		}
 	}
 	// Components that do not run yet are not offered.
-	for _, planned := range []string{"metrics-generator", "backend-scheduler", "backend-worker"} {
+	for _, planned := range []string{"metrics-generator"} {
 		if strings.Contains(r.stderr, planned) {
 			t.Errorf("stderr lists %q, which does not run:\n%s", planned, r.stderr)
 		}
@@ -368,12 +375,12 @@ func TestHelp(t *testing.T) {
 		requireContains(t, flag+" stderr", r.stderr, "Usage of weft:", "-config.file", "-config.expand-env", "-target", "-version")
 		// -target lists the components that run, each with what it does,
 		// and none that does not run yet.
-		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier"} {
+		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
 			if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(target) + `\s+\S.{20,}$`).MatchString(r.stderr) {
 				t.Errorf("%s: no line on target %q:\n%s", flag, target, r.stderr)
 			}
 		}
-		for _, planned := range []string{"metrics-generator", "backend-scheduler", "backend-worker"} {
+		for _, planned := range []string{"metrics-generator"} {
 			if strings.Contains(r.stderr, planned) {
 				t.Errorf("%s lists %q, which does not run:\n%s", flag, planned, r.stderr)
 			}

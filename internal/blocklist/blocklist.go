@@ -241,7 +241,24 @@ func (l *List) Add(meta *block.Meta) {
 	}
 	blocks[meta.BlockID] = &Entry{Meta: meta, added: time.Now()}
 	l.clearUnreadableLocked(meta.TenantID, meta.BlockID)
+	hideCompacted(blocks)
 	l.blocks.WithLabelValues(meta.TenantID).Set(float64(len(blocks)))
+}
+
+// hideCompacted takes out of blocks those that a block of blocks was
+// compacted from (block.Meta.CompactedFrom): a compaction's inputs stay in
+// the bucket until the job lets them go, and a reader must not count their
+// spans twice. Since the output's meta.json is written last and whole, a
+// reader sees the inputs until it sees the output, then the output alone.
+func hideCompacted(blocks map[uuid.UUID]*Entry) {
+	for _, e := range blocks {
+		for _, in := range e.Meta.CompactedFrom {
+			if old := blocks[in]; old != nil {
+				old.close()
+				delete(blocks, in)
+			}
+		}
+	}
 }
 
 // Poll lists every tenant's blocks, reads the meta of blocks it does not
@@ -466,6 +483,7 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 			errs = append(errs, r.err)
 		}
 	}
+	hideCompacted(blocks)
 	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
 	return errors.Join(errs...)
 }
@@ -637,6 +655,7 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	e := &Entry{Meta: meta, added: time.Now()}
 	blocks[id] = e
 	l.clearUnreadableLocked(tenant, id)
+	hideCompacted(blocks)
 	l.blocks.WithLabelValues(tenant).Set(float64(len(blocks)))
 	return e, nil
 }
@@ -702,6 +721,20 @@ func readEntry[T any](ctx context.Context, bkt objstore.BucketReader, e *Entry, 
 		return zero, err
 	}
 	return read(r)
+}
+
+// Tenants returns the tenants with blocks in the list.
+func (l *List) Tenants() []string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]string, 0, len(l.tenants))
+	for t, blocks := range l.tenants {
+		if len(blocks) > 0 {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Count is the number of blocks of a tenant.

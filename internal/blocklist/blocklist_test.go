@@ -122,3 +122,56 @@ func TestFetchReadsBlocksNotPolledYet(t *testing.T) {
 		t.Fatalf("another tenant's block: %v, %v", e, err)
 	}
 }
+
+// TestCompactionSwap: while a compaction's output and its inputs are all
+// in the bucket, the list holds the output alone; before the output's
+// meta.json, the inputs alone; after the inputs are let go, the output.
+func TestCompactionSwap(t *testing.T) {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	a := write(t, bkt, "t", t0)
+	b := write(t, bkt, "t", t0.Add(time.Minute))
+	other := write(t, bkt, "t", t0.Add(time.Hour))
+	l := New(bkt, time.Hour, prometheus.NewRegistry(), nil)
+	ids := func() map[uuid.UUID]bool {
+		if err := l.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out := map[uuid.UUID]bool{}
+		for _, e := range l.Blocks("t", time.Time{}, time.Time{}) {
+			out[e.Meta.BlockID] = true
+		}
+		return out
+	}
+	if got := ids(); len(got) != 3 {
+		t.Fatalf("before compaction: %v", got)
+	}
+	res, err := block.Compact(ctx, bkt, []*block.Meta{a, b}, block.CompactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := res.Meta.BlockID
+	if got := ids(); len(got) != 2 || !got[out] || !got[other.BlockID] {
+		t.Fatalf("output and inputs in the bucket: the list holds %v, want the output %s and the other block", got, out)
+	}
+	// A block this process adds (or fetches) does not bring an input back.
+	l.Add(a)
+	if got := ids(); got[a.BlockID] {
+		t.Fatal("an input added again is listed beside its output")
+	}
+	for _, m := range []*block.Meta{a, b} {
+		if err := block.MarkCompacted(ctx, bkt, m, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ids(); len(got) != 2 || !got[out] {
+		t.Fatalf("after the inputs were let go: %v", got)
+	}
+	if n := l.Count("t"); n != 2 {
+		t.Fatalf("Count = %d", n)
+	}
+}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/thanos-io/objstore"
 
+	"github.com/weftdb/weft/backend/scheduler"
 	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/membership"
@@ -132,6 +133,8 @@ type App struct {
 	health     *health.Server                     // grpc-server
 	cluster    atomic.Pointer[membership.Cluster] // membership, once joined
 	pipeline   *pipelines.Pipeline                // pipeline
+	routes     *http.ServeMux                     // http-server: the query API, and the status pages of components
+	scheduler  *scheduler.Scheduler               // backend-scheduler: set when the scheduler runs here
 
 	state atomic.Int32 // 0 starting, 1 running, 2 stopping
 }

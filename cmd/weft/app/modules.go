@@ -83,7 +83,7 @@ func (a *App) graph() *modules.Graph {
 	g.Add(modules.Module{Name: modPipeline, Deps: []string{modMembership, modHTTPServer, modGRPCServer, modObjectStore, modBlockList, modOverrides, modMemoryLimiter}, Init: a.initPipeline,
 		Description: "the write path of pipelines/: the nodes of this process's components, over gochannel in process and Kafka between processes"})
 
-	g.Add(modules.Module{Name: TargetAll, Target: true, Deps: []string{"distributor", "live-store", "block-builder", "querier", "query-frontend"},
+	g.Add(modules.Module{Name: TargetAll, Target: true, Deps: []string{"distributor", "live-store", "block-builder", "querier", "query-frontend", modBackendScheduler, modBackendWorker},
 		Description: "every component in one process (monolithic mode, no Kafka)"})
 	g.Add(modules.Module{Name: "distributor", Target: true, Deps: []string{modPipeline, modMembership}, Init: a.initComponent,
 		Description: "OTLP ingest (gRPC, HTTP), validation, per-tenant limits, sharding by trace ID; publishes the spans to the live-stores and block-builders"})
@@ -95,6 +95,12 @@ func (a *App) graph() *modules.Graph {
 		Description: "runs search jobs over the blocks and the live-stores, for the query-frontends (gRPC)"})
 	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership}, Init: a.initQueryFrontend,
 		Description: "the query HTTP API; splits each search into jobs for the queriers and merges their results"})
+	// The scheduler before the worker: in one process, the worker stops
+	// (and reports its job) before the scheduler.
+	g.Add(modules.Module{Name: modBackendScheduler, Target: true, Deps: []string{modObjectStore, modBlockList, modOverrides, modGRPCServer, modHTTPServer}, Init: a.initBackendScheduler,
+		Description: "plans compaction and retention jobs per tenant from the block list and hands them to the backend workers; one runs at a time (its lock in the bucket)"})
+	g.Add(modules.Module{Name: modBackendWorker, Target: true, Deps: []string{modObjectStore, modOverrides}, Init: a.initBackendWorker,
+		Description: "runs backend jobs: merges blocks into bigger ones (compaction), lets blocks past retention go and deletes them"})
 	return g
 }
 
@@ -250,8 +256,10 @@ func (r jobRoute) SearchJob(ctx context.Context, tenant string, job search.Job) 
 }
 
 func (a *App) initHTTPServer() (modules.Service, error) {
+	a.routes = http.NewServeMux()
+	a.routes.Handle("/", a.handler)
 	a.httpServer = &http.Server{
-		Handler:           a.handler,
+		Handler:           a.routes,
 		ReadHeaderTimeout: a.cfg.Server.HTTPServerReadHeaderTimeout,
 		MaxHeaderBytes:    otlp.MaxHeaderBytes,
 		ReadTimeout:       a.cfg.Server.HTTPServerReadTimeout,

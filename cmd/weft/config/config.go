@@ -21,6 +21,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftdb/weft/backend/scheduler"
+	"github.com/weftdb/weft/backend/worker"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/memlimit"
@@ -70,6 +72,11 @@ type Config struct {
 	Pipeline PipelineConfig `yaml:"pipeline"`
 	// MemoryLimiter keeps the process within a memory budget (weft only).
 	MemoryLimiter memlimit.Config `yaml:"memory_limiter"`
+	// BackendScheduler plans the compaction and retention jobs of the
+	// blocks (the backend-scheduler component).
+	BackendScheduler scheduler.Config `yaml:"backend_scheduler"`
+	// BackendWorker runs them (the backend-worker component).
+	BackendWorker worker.Config `yaml:"backend_worker"`
 }
 
 // ServerConfig is the `server` block.
@@ -198,14 +205,16 @@ func Default() Config {
 			Partitions:                    d.Partitions,
 			TraceIdlePeriod:               d.TraceIdlePeriod,
 		},
-		LiveStore:     livestore.DefaultConfig(),
-		BlockBuilder:  blockbuilder.DefaultConfig(),
-		QueryFrontend: frontend.DefaultConfig(),
-		Ingest:        IngestConfig{Kafka: kafka.DefaultConfig()},
-		Memberlist:    membership.DefaultConfig(),
-		Overrides:     overrides.DefaultConfig(),
-		MemoryLimiter: memlimit.DefaultConfig(),
-		Querier:       querier.DefaultConfig(),
+		LiveStore:        livestore.DefaultConfig(),
+		BlockBuilder:     blockbuilder.DefaultConfig(),
+		QueryFrontend:    frontend.DefaultConfig(),
+		Ingest:           IngestConfig{Kafka: kafka.DefaultConfig()},
+		Memberlist:       membership.DefaultConfig(),
+		Overrides:        overrides.DefaultConfig(),
+		MemoryLimiter:    memlimit.DefaultConfig(),
+		Querier:          querier.DefaultConfig(),
+		BackendScheduler: scheduler.DefaultConfig(),
+		BackendWorker:    worker.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:         st,
 			BlocklistPoll: time.Minute,
