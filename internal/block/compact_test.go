@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/google/uuid"
 	"github.com/parquet-go/parquet-go"
 	"github.com/thanos-io/objstore"
@@ -228,6 +229,15 @@ func TestCompactMergesExactly(t *testing.T) {
 	}
 	if len(m.RowGroups) < 3 {
 		t.Fatalf("%d row groups: the test wants several", len(m.RowGroups))
+	}
+	// The bloom filter is sized for the inputs' traces (at least the
+	// output's), at the default false-positive rate.
+	bf := &bloom.BloomFilter{}
+	if _, err := bf.ReadFrom(bytes.NewReader(getObject(t, f.bkt, m.ObjectName(BloomName)))); err != nil {
+		t.Fatal(err)
+	}
+	if want := bloom.NewWithEstimates(uint(m.TotalTraces), DefaultBloomFalsePositive); bf.Cap() < want.Cap() || bf.K() < want.K() {
+		t.Errorf("bloom filter of %d bits, %d hashes; %d traces need %d bits, %d hashes", bf.Cap(), bf.K(), m.TotalTraces, want.Cap(), want.K())
 	}
 
 	// ReadAll: every span once, byte for byte.
