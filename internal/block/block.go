@@ -314,6 +314,32 @@ const listConcurrency = 16
 // then block ID. Blocks without a meta.json (being written, or abandoned)
 // are left out.
 func ListBlocks(ctx context.Context, bkt objstore.BucketReader, tenant string) ([]*Meta, error) {
+	return listMetas(ctx, bkt, tenant, func(id uuid.UUID) (*Meta, error) {
+		m, err := ReadMeta(ctx, bkt, tenant, id)
+		if bkt.IsObjNotFoundErr(err) {
+			return nil, nil
+		}
+		return m, err
+	})
+}
+
+// ListLetGo returns the metas of a tenant's blocks that were let go
+// (compacted into another, or past retention) and are not deleted yet:
+// their CompactedName marks, sorted as ListBlocks sorts.
+func ListLetGo(ctx context.Context, bkt objstore.BucketReader, tenant string) ([]*Meta, error) {
+	return listMetas(ctx, bkt, tenant, func(id uuid.UUID) (*Meta, error) {
+		m, err := ReadCompactedMark(ctx, bkt, tenant, id)
+		if m == nil || err != nil {
+			return nil, err
+		}
+		return &m.Meta, nil
+	})
+}
+
+// listMetas reads, listConcurrency at a time, the meta of each block
+// directory of tenant with read (nil: none), and sorts them by start time
+// then block ID.
+func listMetas(ctx context.Context, bkt objstore.BucketReader, tenant string, read func(uuid.UUID) (*Meta, error)) ([]*Meta, error) {
 	ids, err := blockIDs(ctx, bkt, tenant)
 	if err != nil {
 		return nil, err
@@ -327,11 +353,7 @@ func ListBlocks(ctx context.Context, bkt objstore.BucketReader, tenant string) (
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			m, err := ReadMeta(ctx, bkt, tenant, id)
-			if err != nil && !bkt.IsObjNotFoundErr(err) {
-				errs[i] = err
-			}
-			metas[i] = m
+			metas[i], errs[i] = read(id)
 		}()
 	}
 	wg.Wait()

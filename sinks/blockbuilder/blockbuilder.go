@@ -1064,7 +1064,14 @@ func (b *Builder) rebuildCheckpoint(ctx context.Context, epoch string) (int, err
 		if err != nil {
 			return 0, err
 		}
-		for _, m := range metas {
+		// A block compacted into another since is let go, its meta kept in
+		// its mark for compacted_block_retention: its records are in a
+		// block all the same.
+		gone, err := block.ListLetGo(ctx, b.bkt, ten)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range append(metas, gone...) {
 			src := m.Source
 			if src.Partition != 0 || BlockID(epoch, ten, 0, src.FirstOffset) != m.BlockID {
 				continue // not a block of this WAL

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/pipelines"
 )
 
@@ -174,4 +175,40 @@ func TestMissingOldestSegmentIsReported(t *testing.T) {
 	if got := metricValue(t, reg, "weft_block_builder_wal_records_lost_total"); got < 1 {
 		t.Fatalf("weft_block_builder_wal_records_lost_total = %v, want the missing segment counted", got)
 	}
+}
+
+// Blocks compacted since they were uploaded are let go (no meta.json): a
+// checkpoint rebuilt after that still knows their records are stored, and
+// a replay does not write them again beside the compacted block.
+func TestCheckpointRebuiltAfterCompaction(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.MaxBlockDuration = 100 * time.Millisecond
+	b, _ := f.startReg(t)
+	var tds []ptrace.Traces
+	for seed := uint64(1); seed <= 4; seed++ {
+		tds = append(tds, push(t, b, "t", seed))
+		time.Sleep(200 * time.Millisecond)
+	}
+	crash(b)
+	ctx := context.Background()
+	metas, err := block.ListBlocks(ctx, f.bkt, "t")
+	if err != nil || len(metas) < 2 {
+		t.Fatalf("%d blocks uploaded (%v), want several", len(metas), err)
+	}
+	if _, err := block.Compact(ctx, f.bkt, metas, block.CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range metas {
+		if err := block.MarkCompacted(ctx, f.bkt, m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.cfg.WAL.Path, checkpointName), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = f.startReg(t)
+	tds = append(tds, push(t, b, "t", 5))
+	stop(t, b)
+	counts, _ := stored(t, f.bkt)
+	expect(t, counts, "t", tds...)
 }
