@@ -102,6 +102,10 @@ config querier        3201 9096 7947;      start querier querier
 config live-store-1   3202 9097 7948;      start live-store-1 live-store
 config live-store-2   3203 9098 7949;      start live-store-2 live-store
 config block-builder  3204 9099 7950;      start block-builder block-builder
+config backend-scheduler 3206 9101 7952;   start backend-scheduler backend-scheduler
+config backend-worker 3207 9102 7953
+echo "backend_worker: {backend_scheduler_addr: 127.0.0.1:9101}" >> "$CONF/backend-worker.yaml"
+start backend-worker backend-worker
 config distributor    3205 9100 7951 4317 4318; start distributor distributor
 
 echo "weft microservices: query API http://127.0.0.1:3200, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP); Ctrl-C or kill -INT $$ stops" >&2
