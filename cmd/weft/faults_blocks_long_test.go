@@ -225,7 +225,8 @@ func TestBlockFaultsLong(t *testing.T) {
 
 	ps := newPorts(t)
 	data := t.TempDir()
-	cfg := writeFile(t, "weft.yaml", s3Config(ps, data, s3, proxy.addr))
+	// The test damages given blocks: the backend does not compact them.
+	cfg := writeFile(t, "weft.yaml", s3Config(ps, data, s3, proxy.addr)+noCompaction)
 	httpAddr := loopback(ps.http)
 
 	// 1. Push 1,200 traces (4,800 spans) in waves, so that they make

@@ -54,6 +54,8 @@ func newReadsEnv(t *testing.T, traces int, storageCfg func(*config.Config)) *rea
 		c.Storage.Trace.Store.Local.Path = e.dir + "/blocks"
 		c.BlockBuilder.WAL.Path = e.dir + "/wal"
 		c.Storage.Trace.ReadTimeout = time.Second
+		// The tests damage given blocks: the backend does not compact them.
+		c.Overrides.Defaults.Compaction.CompactionDisabled = true
 		if storageCfg != nil {
 			storageCfg(c)
 		}
