@@ -51,40 +51,11 @@ trap 'stop; exit 0' INT TERM HUP
 trap stop EXIT
 
 # config NAME HTTP GRPC GOSSIP [OTLP_GRPC OTLP_HTTP]
+. "$(dirname "$0")/microservices-config.sh"
 config() {
-	local name=$1 http=$2 grpc=$3 gossip=$4
-	cat > "$CONF/$name.yaml" <<YAML
-server:
-  http_listen_address: 127.0.0.1
-  http_listen_port: $http
-  grpc_listen_address: 127.0.0.1
-  grpc_listen_port: $grpc
-distributor:
-  partitions: 4
-  receivers:
-    otlp:
-      protocols:
-        grpc: {endpoint: "127.0.0.1:${5:-0}"}
-        http: {endpoint: "127.0.0.1:${6:-0}"}
-ingest:
-  kafka:
-    address: 127.0.0.1:9092
-    version: 2.3.1
-    auto_create_topic_default_partitions: 4
-memberlist:
-  bind_addr: [127.0.0.1]
-  bind_port: $gossip
-  join_members: [127.0.0.1:7946, 127.0.0.1:7947, 127.0.0.1:7948]
-storage:
-  trace:
-    backend: local
-    local: {path: $DATA/blocks}
-    blocklist_poll: 10s
-block_builder:
-  wal: {path: $DATA/wal-$name}
-YAML
+	weft_config "$CONF/$1.yaml" "$1" "$2" "$3" "$4" "$DATA" "${5:-0}" "${6:-0}"
 	if [[ -n "${EXTRA_CONFIG:-}" ]]; then
-		cat "$EXTRA_CONFIG" >> "$CONF/$name.yaml"
+		cat "$EXTRA_CONFIG" >> "$CONF/$1.yaml"
 	fi
 }
 

@@ -78,41 +78,9 @@ mono() {
 	stop "mono stop" "$pid"
 }
 
-# config NAME HTTP GRPC GOSSIP [OTLP_GRPC OTLP_HTTP]: as scripts/run-microservices.sh.
-config() {
-	local name=$1 http=$2 grpc=$3 gossip=$4 data=$5
-	cat >"$data/$name.yaml" <<YAML
-server:
-  http_listen_address: 127.0.0.1
-  http_listen_port: $http
-  grpc_listen_address: 127.0.0.1
-  grpc_listen_port: $grpc
-  log_level: ${LOG_LEVEL:-info}
-distributor:
-  partitions: 4
-  receivers:
-    otlp:
-      protocols:
-        grpc: {endpoint: "127.0.0.1:${6:-0}"}
-        http: {endpoint: "127.0.0.1:${7:-0}"}
-ingest:
-  kafka:
-    address: 127.0.0.1:9092
-    version: 2.3.1
-    auto_create_topic_default_partitions: 4
-memberlist:
-  bind_addr: [127.0.0.1]
-  bind_port: $gossip
-  join_members: [127.0.0.1:7946, 127.0.0.1:7947, 127.0.0.1:7948]
-storage:
-  trace:
-    backend: local
-    local: {path: $data/blocks}
-    blocklist_poll: 10s
-block_builder:
-  wal: {path: $data/wal-$name}
-YAML
-}
+# config NAME HTTP GRPC GOSSIP DATA [OTLP_GRPC OTLP_HTTP]: as scripts/run-microservices.sh.
+. "$(dirname "$0")/microservices-config.sh"
+config() { weft_config "$5/$1.yaml" "$1" "$2" "$3" "$4" "$5" "${6:-0}" "${7:-0}"; }
 
 micro() {
 	local data=$WORK/micro-$1 kpid t0 pid i

@@ -61,23 +61,31 @@ func storedWhole(t *testing.T, counts map[string]int, tenant string, tds ...ptra
 // rebuilt from the blocks of this WAL in the bucket, so no span is lost or
 // stored twice.
 func TestUnreadableCheckpointIsRebuilt(t *testing.T) {
+	f, tds := crashAfterBlocks(t)
+	if err := os.WriteFile(filepath.Join(f.cfg.WAL.Path, checkpointName), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := f.startReg(t)
+	tds = append(tds, push(t, b, "t", 5))
+	stop(t, b)
+	counts, _ := stored(t, f.bkt)
+	expect(t, counts, "t", tds...)
+}
+
+// crashAfterBlocks pushes 4 times, a block cut after each (by age), then
+// crashes the block-builder: the uploaded blocks' records stay in the WAL.
+func crashAfterBlocks(t *testing.T) (*fixture, []ptrace.Traces) {
+	t.Helper()
 	f := newFixture(t)
-	f.cfg.MaxBlockDuration = 100 * time.Millisecond // blocks cut by age
+	f.cfg.MaxBlockDuration = 100 * time.Millisecond
 	b, _ := f.startReg(t)
 	var tds []ptrace.Traces
 	for seed := uint64(1); seed <= 4; seed++ {
 		tds = append(tds, push(t, b, "t", seed))
 		time.Sleep(200 * time.Millisecond)
 	}
-	crash(b) // the uploaded blocks' records stay in the WAL
-	if err := os.WriteFile(filepath.Join(f.cfg.WAL.Path, checkpointName), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, _ = f.startReg(t)
-	tds = append(tds, push(t, b, "t", 5))
-	stop(t, b)
-	counts, _ := stored(t, f.bkt)
-	expect(t, counts, "t", tds...)
+	crash(b)
+	return f, tds
 }
 
 func walSegments(t *testing.T, dir string) []string {
@@ -181,15 +189,7 @@ func TestMissingOldestSegmentIsReported(t *testing.T) {
 // checkpoint rebuilt after that still knows their records are stored, and
 // a replay does not write them again beside the compacted block.
 func TestCheckpointRebuiltAfterCompaction(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.MaxBlockDuration = 100 * time.Millisecond
-	b, _ := f.startReg(t)
-	var tds []ptrace.Traces
-	for seed := uint64(1); seed <= 4; seed++ {
-		tds = append(tds, push(t, b, "t", seed))
-		time.Sleep(200 * time.Millisecond)
-	}
-	crash(b)
+	f, tds := crashAfterBlocks(t)
 	ctx := context.Background()
 	metas, err := block.ListBlocks(ctx, f.bkt, "t")
 	if err != nil || len(metas) < 2 {
@@ -206,7 +206,7 @@ func TestCheckpointRebuiltAfterCompaction(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.cfg.WAL.Path, checkpointName), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, _ = f.startReg(t)
+	b, _ := f.startReg(t)
 	tds = append(tds, push(t, b, "t", 5))
 	stop(t, b)
 	counts, _ := stored(t, f.bkt)
