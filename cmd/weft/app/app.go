@@ -58,8 +58,12 @@ func Targets() []string {
 // TargetHelp is one line per valid -target, saying what it runs.
 func TargetHelp() string {
 	var b strings.Builder
+	width := 0
 	for _, m := range Graph().Targets() {
-		fmt.Fprintf(&b, "  %-15s %s\n", m.Name, m.Description)
+		width = max(width, len(m.Name))
+	}
+	for _, m := range Graph().Targets() {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, m.Name, m.Description)
 	}
 	return b.String()
 }
