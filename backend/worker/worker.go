@@ -38,6 +38,10 @@ type Settings struct {
 	RenewEvery time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed Next.
 	MinBackoff, MaxBackoff time.Duration
+	// Admit, when set, is asked before each request for a job: while it
+	// answers an error (the process is short of memory), the worker takes
+	// no job and asks again after MaxBackoff.
+	Admit func() error
 }
 
 // Worker runs backend jobs.
@@ -106,6 +110,14 @@ func (w *Worker) loop(asking, jobs context.Context) {
 	defer close(w.done)
 	backoff := w.cfg.MinBackoff
 	for asking.Err() == nil {
+		if w.cfg.Admit != nil && w.cfg.Admit() != nil {
+			select {
+			case <-time.After(w.cfg.MaxBackoff):
+			case <-asking.Done():
+				return
+			}
+			continue
+		}
 		j, err := w.sched.Next(asking, w.name)
 		switch {
 		case errors.Is(err, scheduler.ErrNoJob):

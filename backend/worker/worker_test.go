@@ -256,3 +256,31 @@ func runEveryJobOnce(t *testing.T, s *scheduler.Scheduler, sched Scheduler, tota
 		}
 	}
 }
+
+// TestAdmitHoldsJobs: while Admit refuses (the process is short of
+// memory), the worker takes no job; once it admits, the jobs run.
+func TestAdmitHoldsJobs(t *testing.T) {
+	s := newScheduler(t, 4, time.Minute)
+	var short atomic.Bool
+	short.Store(true)
+	cfg := settings()
+	cfg.MaxBackoff = 10 * time.Millisecond
+	cfg.Admit = func() error {
+		if short.Load() {
+			return errors.New("short of memory")
+		}
+		return nil
+	}
+	done := func(ctx context.Context, j *scheduler.Job) error { return nil }
+	w := New("w", s, map[scheduler.JobType]Runner{scheduler.JobCompaction: done}, cfg, nil)
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop(context.Background()) }()
+	time.Sleep(100 * time.Millisecond)
+	if st := states(s); st[scheduler.Running]+st[scheduler.Succeeded] != 0 {
+		t.Fatalf("jobs taken while Admit refused: %v", st)
+	}
+	short.Store(false)
+	waitFor(t, "the jobs once admitted", func() bool { return states(s)[scheduler.Pending] == 0 && states(s)[scheduler.Running] == 0 })
+}

@@ -94,7 +94,11 @@ func (a *App) initBackendWorker() (modules.Service, error) {
 	}
 	runners := jobs.Runners(a.bucket, cfg, tenantLimits{a.limits},
 		block.CompactOptions{WriteOptions: block.WriteOptions{RowGroupBytes: a.cfg.BlockBuilder.RowGroupBytes}, SpoolDir: os.TempDir()}, onBlock, a.registry)
-	w := worker.New(instanceName(), sched, runners, cfg.Settings(), a.logger.With("component", modBackendWorker))
+	set := cfg.Settings()
+	// A merge holds memory while it runs: none starts while the process
+	// is short of it (memory_limiter).
+	set.Admit = a.memory.AdmitQuery
+	w := worker.New(instanceName(), sched, runners, set, a.logger.With("component", modBackendWorker))
 	return modules.Funcs{
 		OnStart: w.Start,
 		OnStop: func(ctx context.Context) error {
