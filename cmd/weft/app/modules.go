@@ -99,7 +99,9 @@ func (a *App) graph() *modules.Graph {
 	// (and reports its job) before the scheduler.
 	g.Add(modules.Module{Name: modBackendScheduler, Target: true, Deps: []string{modObjectStore, modBlockList, modOverrides, modGRPCServer, modHTTPServer}, Init: a.initBackendScheduler,
 		Description: "plans compaction and retention jobs per tenant from the block list and hands them to the backend workers; one runs at a time (its lock in the bucket)"})
-	g.Add(modules.Module{Name: modBackendWorker, Target: true, Deps: []string{modObjectStore, modOverrides, modMemoryLimiter}, Init: a.initBackendWorker,
+	// Every process serves /ready and /metrics (the HTTP server) and gRPC
+	// health, a worker too.
+	g.Add(modules.Module{Name: modBackendWorker, Target: true, Deps: []string{modObjectStore, modOverrides, modMemoryLimiter, modHTTPServer, modGRPCServer}, Init: a.initBackendWorker,
 		Description: "runs backend jobs: merges blocks into bigger ones (compaction), lets blocks past retention go and deletes them"})
 	return g
 }

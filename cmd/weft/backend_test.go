@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/weftdb/weft/internal/block"
+	"github.com/weftdb/weft/internal/block/blocktest"
+)
+
+// TestBackendAsProcesses: the write and read components in one process,
+// the backend scheduler in a second and a backend worker in a third (over
+// gRPC), on one bucket. The worker compacts the blocks the first process
+// cuts: blocks of a higher level appear, every acknowledged span is stored
+// once and served, and the scheduler's status page lists the jobs.
+func TestBackendAsProcesses(t *testing.T) {
+	t.Parallel()
+	shared := t.TempDir()
+	onShared := func(cfg, data string) string {
+		cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+shared+"\n", 1)
+		return strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: 300ms\n", 1)
+	}
+	start := func(name, target, extra string) ports {
+		ps := newPorts(t)
+		data := t.TempDir()
+		cfg := writeFile(t, name+".yaml", onShared(durableConfig(ps, data), data)+extra)
+		p := startWeft(t, nil, "-config.file="+cfg, "-target="+target)
+		p.waitReady(t, loopback(ps.http))
+		return ps
+	}
+	front := start("front", "distributor,live-store,block-builder,querier,query-frontend", "")
+	sched := start("scheduler", "backend-scheduler", `backend_scheduler:
+  job_lease: 3s
+  job_timeout: 200ms
+  maintenance_interval: 1s
+  provider:
+    compaction:
+      min_cycle_interval: 300ms
+      compaction:
+        compaction_cycle: 300ms
+`)
+	start("worker", "backend-worker", fmt.Sprintf(`backend_worker:
+  backend_scheduler_addr: 127.0.0.1:%d
+  backoff: {min_period: 50ms, max_period: 1s}
+`, sched.grpc))
+
+	var ids [][16]byte
+	for round := range 5 { // a block per round (max_block_duration 1s)
+		first := uint64(round*1000 + 1)
+		got, err := pushRange(t, loopback(front.otlpHTTP), first, first+29, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, got...)
+		time.Sleep(1200 * time.Millisecond)
+	}
+	bkt, err := filesystem.NewBucket(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	waitUntil(t, 30*time.Second, func() bool {
+		metas, err := block.ListBlocks(ctx, bkt, "single-tenant")
+		if err != nil {
+			return false
+		}
+		compacted := false
+		for _, m := range metas {
+			compacted = compacted || m.CompactionLevel > 0
+		}
+		counts, _ := blocktest.SpanCounts(t, bkt)
+		once := len(counts) == len(ids)*spansPerTrace
+		for _, n := range counts {
+			once = once && n == 1
+		}
+		return compacted && once
+	})
+	checkSpansOnce(t, bkt, ids)
+	for _, id := range ids {
+		if n, _ := traceSpans(t, loopback(front.http), id); n != spansPerTrace {
+			t.Fatalf("trace %x served with %d spans, want %d", id, n, spansPerTrace)
+		}
+	}
+	resp, err := http.Get("http://" + loopback(sched.http) + "/status/backendscheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(status), "backend scheduler: running") || !strings.Contains(string(status), "succeeded") {
+		t.Fatalf("scheduler status page:\n%s", status)
+	}
+}
+
+// A backend worker without the scheduler in its process needs the
+// scheduler's address: it does not start, and says which key to set.
+func TestBackendWorkerNeedsSchedulerAddr(t *testing.T) {
+	t.Parallel()
+	r := runWeft(t, nil, "-target=backend-worker")
+	if r.code == 0 {
+		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
+	}
+	requireContains(t, "stderr", r.stderr, "backend_worker.backend_scheduler_addr")
+}
