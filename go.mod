@@ -12,8 +12,8 @@ require (
 	github.com/go-logfmt/logfmt v0.5.1
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/memberlist v0.7.0
-	github.com/minio/minio-go/v7 v7.0.93
 	github.com/klauspost/compress v1.20.3
+	github.com/minio/minio-go/v7 v7.0.93
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
