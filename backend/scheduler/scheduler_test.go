@@ -274,6 +274,9 @@ func TestRunOneAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s2.Update(context.Background(), "w", taken.ID, Renew, ""); !errors.Is(err, ErrInactive) {
+		t.Fatalf("s2, waiting, took a report: %v", err)
+	}
 	stop1()
 	<-done1
 	deadline = time.Now().Add(5 * time.Second)

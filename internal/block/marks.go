@@ -51,28 +51,9 @@ func MarkCompacted(ctx context.Context, bkt objstore.Bucket, meta *Meta, at time
 // ReadCompactedMark returns the mark of block id of tenant, nil when it
 // has none (or its mark is not whole JSON: a write cut short).
 func ReadCompactedMark(ctx context.Context, bkt objstore.BucketReader, tenant string, id uuid.UUID) (*CompactedMeta, error) {
-	name := objectName(tenant, id, CompactedName)
-	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
-		if err != nil {
-			return nil, fmt.Errorf("cannot check %s: %w", name, err)
-		}
-		return nil, nil
-	}
-	rc, err := bkt.Get(ctx, name)
-	if bkt.IsObjNotFoundErr(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", name, err)
-	}
-	defer rc.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(rc); err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", name, err)
-	}
 	var m CompactedMeta
-	if json.Unmarshal(buf.Bytes(), &m) != nil {
-		return nil, nil
+	if ok, err := readJSON(ctx, bkt, objectName(tenant, id, CompactedName), &m); !ok || err != nil {
+		return nil, err
 	}
 	return &m, nil
 }

@@ -146,29 +146,38 @@ func StoredSource(ctx context.Context, bkt objstore.BucketReader, tenant string,
 // there is none or it is not whole JSON (a write cut short: no block is
 // listed through it, and the rebuild replaces it).
 func readSource(ctx context.Context, bkt objstore.BucketReader, name string) (*Source, error) {
-	// Exists first: a Get of a missing object counts as a failed operation
-	// in weft_objstore_bucket_operation_failures_total, and most blocks
-	// are new.
-	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
+	var m Meta
+	if ok, err := readJSON(ctx, bkt, name, &m); !ok || err != nil {
 		return nil, err
+	}
+	return &m.Source, nil
+}
+
+// readJSON decodes the object called name into v. It reports false, with
+// no error, when there is no such object or it is not whole JSON (a write
+// cut short).
+func readJSON(ctx context.Context, bkt objstore.BucketReader, name string, v any) (bool, error) {
+	// Exists first: a Get of a missing object counts as a failed operation
+	// in weft_objstore_bucket_operation_failures_total.
+	if ok, err := bkt.Exists(ctx, name); err != nil || !ok {
+		if err != nil {
+			return false, fmt.Errorf("cannot check %s: %w", name, err)
+		}
+		return false, nil
 	}
 	rc, err := bkt.Get(ctx, name)
 	if bkt.IsObjNotFoundErr(err) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, err
+		return false, fmt.Errorf("cannot read %s: %w", name, err)
 	}
 	defer rc.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(rc); err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", name, err)
+		return false, fmt.Errorf("cannot read %s: %w", name, err)
 	}
-	var m Meta
-	if json.Unmarshal(buf.Bytes(), &m) != nil {
-		return nil, nil
-	}
-	return &m.Source, nil
+	return json.Unmarshal(buf.Bytes(), v) == nil, nil
 }
 
 // plan is a buffer's content ready to be written: the rows in block order,
