@@ -352,6 +352,7 @@ type merger struct {
 	// counts their traces and spans, dropID the last one seen.
 	drop                        func([16]byte) bool
 	droppedTraces, droppedSpans int64
+	droppedIDs                  [][16]byte
 	dropID                      [16]byte
 	inDrop                      bool
 	// meta is the output's meta, once written.
@@ -436,6 +437,7 @@ func (mg *merger) add(r *pqRow) error {
 	if mg.drop != nil && mg.drop(r.TraceID) {
 		if !mg.inDrop || r.TraceID != mg.dropID {
 			mg.droppedTraces++
+			mg.droppedIDs = append(mg.droppedIDs, r.TraceID)
 			mg.dropID, mg.inDrop = r.TraceID, true
 		}
 		mg.droppedSpans++

@@ -59,8 +59,11 @@ type RedactResult struct {
 	// the output was already complete (a retry of a job that finished).
 	Written bool
 	// TracesRemoved and SpansRemoved are what was (or, in a dry run,
-	// would be) left out.
+	// would be) left out, Removed the IDs of those traces (in a retry
+	// that finds the output, read again from the input; nil if the
+	// input's data is gone).
 	TracesRemoved, SpansRemoved int64
+	Removed                     [][16]byte
 }
 
 // RedactOptions say what Redact leaves out and how it writes.
@@ -102,7 +105,11 @@ func Redact(ctx context.Context, bkt objstore.Bucket, input *Meta, ids [][16]byt
 		old, err := ReadMeta(ctx, bkt, tenant, id)
 		switch {
 		case err == nil && len(old.CompactedFrom) == 1 && old.CompactedFrom[0] == in.BlockID && old.Redaction != nil:
-			return &RedactResult{Meta: old, Matched: true, TracesRemoved: old.Redaction.TracesRemoved, SpansRemoved: old.Redaction.SpansRemoved}, nil
+			res := &RedactResult{Meta: old, Matched: true, TracesRemoved: old.Redaction.TracesRemoved, SpansRemoved: old.Redaction.SpansRemoved}
+			if _, _, removed, err := countTraces(ctx, bkt, in, inSet(ids)); err == nil {
+				res.Removed = removed
+			}
+			return res, nil
 		case err == nil:
 			return nil, fmt.Errorf("cannot redact into %s: it holds a block from %v: %w", out, old.CompactedFrom, ErrIDTaken)
 		case bkt.IsObjNotFoundErr(err), errors.Is(err, ErrInvalidMeta):
@@ -110,21 +117,17 @@ func Redact(ctx context.Context, bkt objstore.Bucket, input *Meta, ids [][16]byt
 			return nil, fmt.Errorf("cannot redact into %s: cannot check for an earlier output: %w", out, err)
 		}
 	}
-	set := make(map[[16]byte]struct{}, len(ids))
-	for _, t := range ids {
-		set[t] = struct{}{}
-	}
 	may, err := mayHold(ctx, bkt, in, ids)
 	if err != nil || !may {
 		return &RedactResult{}, err
 	}
-	drop := func(t [16]byte) bool { _, ok := set[t]; return ok }
+	drop := inSet(ids)
 	if opts.DryRun {
-		traces, spans, err := countTraces(ctx, bkt, in, drop)
+		traces, spans, removed, err := countTraces(ctx, bkt, in, drop)
 		if err != nil {
 			return nil, fmt.Errorf("cannot redact block %s/%s: %w", tenant, in.BlockID, err)
 		}
-		return &RedactResult{Matched: spans > 0, Emptied: spans == in.TotalSpans, TracesRemoved: traces, SpansRemoved: spans}, nil
+		return &RedactResult{Matched: spans > 0, Emptied: spans == in.TotalSpans, TracesRemoved: traces, SpansRemoved: spans, Removed: removed}, nil
 	}
 	mg, err := mergeInto(ctx, bkt, ins, opts.CompactOptions, tenant, id, in.TotalTraces, drop, func(mg *merger, size, bloomBytes int64) *Meta {
 		return &Meta{
@@ -149,7 +152,7 @@ func Redact(ctx context.Context, bkt objstore.Bucket, input *Meta, ids [][16]byt
 	if err != nil {
 		return nil, err
 	}
-	res := &RedactResult{Meta: mg.meta, Matched: mg.droppedSpans > 0, TracesRemoved: mg.droppedTraces, SpansRemoved: mg.droppedSpans}
+	res := &RedactResult{Meta: mg.meta, Matched: mg.droppedSpans > 0, TracesRemoved: mg.droppedTraces, SpansRemoved: mg.droppedSpans, Removed: mg.droppedIDs}
 	res.Written = mg.meta != nil
 	res.Emptied = mg.spans == 0 && mg.droppedSpans > 0
 	return res, nil
@@ -178,29 +181,37 @@ func mayHold(ctx context.Context, bkt objstore.BucketReader, m *Meta, ids [][16]
 	return false, nil
 }
 
+// inSet is the drop function of ids.
+func inSet(ids [][16]byte) func([16]byte) bool {
+	set := make(map[[16]byte]struct{}, len(ids))
+	for _, t := range ids {
+		set[t] = struct{}{}
+	}
+	return func(t [16]byte) bool { _, ok := set[t]; return ok }
+}
+
 // countTraces reads the block of m row by row and counts the traces and
-// spans drop names.
-func countTraces(ctx context.Context, bkt objstore.BucketReader, m *Meta, drop func([16]byte) bool) (traces, spans int64, err error) {
+// spans drop names, and returns those traces' IDs.
+func countTraces(ctx context.Context, bkt objstore.BucketReader, m *Meta, drop func([16]byte) bool) (traces, spans int64, ids [][16]byte, err error) {
 	c, err := openCompactCursor(ctx, bkt, m)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	var last [16]byte
 	for {
 		ok, err := c.fill()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		if !ok {
-			return traces, spans, c.finish()
+			return traces, spans, ids, c.finish()
 		}
 		for _, r := range c.batch[:c.n] {
 			if !drop(r.TraceID) {
 				continue
 			}
-			if spans == 0 || r.TraceID != last {
+			if spans == 0 || r.TraceID != ids[len(ids)-1] {
 				traces++
-				last = r.TraceID
+				ids = append(ids, r.TraceID)
 			}
 			spans++
 		}
