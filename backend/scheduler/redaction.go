@@ -314,12 +314,7 @@ func (s *Scheduler) planRequestLocked(r *Request, now time.Time) {
 // planRewritesLocked adds a rewrite job of r's set for each block of r
 // whose row-group ranges may hold one of its traces.
 func (s *Scheduler) planRewritesLocked(r *Request, now time.Time) {
-	ids := make([][16]byte, 0, len(r.TraceIDs))
-	for _, t := range r.ids() {
-		if id, err := block.ParseTraceID(t); err == nil {
-			ids = append(ids, id)
-		}
-	}
+	ids := r.ids()
 	for _, m := range s.requestBlocksLocked(r) {
 		if mayHold(m, ids) {
 			s.addRedactJobLocked(r, m.BlockID, &RedactJob{Request: r.ID, Set: r.Set, DryRun: r.DryRun}, now)
@@ -327,14 +322,13 @@ func (s *Scheduler) planRewritesLocked(r *Request, now time.Time) {
 	}
 }
 
-// mayHold reports whether a row group of m may hold a trace of ids.
-func mayHold(m *block.Meta, ids [][16]byte) bool {
+// mayHold reports whether a row group of m may hold a trace of ids
+// (sorted, lowercase hex).
+func mayHold(m *block.Meta, ids []string) bool {
 	for _, rg := range m.RowGroups {
-		for _, id := range ids {
-			h := hex.EncodeToString(id[:])
-			if h >= rg.MinTraceID && h <= rg.MaxTraceID {
-				return true
-			}
+		i, _ := slices.BinarySearch(ids, rg.MinTraceID)
+		if i < len(ids) && ids[i] <= rg.MaxTraceID {
+			return true
 		}
 	}
 	return false
@@ -430,16 +424,23 @@ func (s *Scheduler) redactDoneLocked(r *Request, now time.Time) {
 		}
 		gone = gone || j.Result != nil && j.Result.Gone
 	}
-	// Blocks no job of the request read: new since it was planned.
-	read := map[uuid.UUID]bool{}
+	// Blocks no job of the request read (new since it was planned): with
+	// a query, a block without a find job; and a block that may hold a
+	// trace of the set without a rewrite job of the set.
+	found, rewritten := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
 	for _, j := range s.jobs {
-		if j.Redact != nil && j.Redact.Request == r.ID && (j.Redact.Find || j.Redact.Set == r.Set) {
-			read[j.Blocks[0]] = true
+		switch {
+		case j.Redact == nil || j.Redact.Request != r.ID:
+		case j.Redact.Find:
+			found[j.Blocks[0]] = true
+		case j.Redact.Set == r.Set:
+			rewritten[j.Blocks[0]] = true
 		}
 	}
+	ids := r.ids()
 	var left []uuid.UUID
 	for _, m := range s.requestBlocksLocked(r) {
-		if !read[m.BlockID] {
+		if r.Query != "" && !found[m.BlockID] || !rewritten[m.BlockID] && mayHold(m, ids) {
 			left = append(left, m.BlockID)
 		}
 	}
