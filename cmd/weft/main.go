@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/weftdb/weft/cmd/weft/app"
+	"github.com/weftdb/weft/cmd/weft/cli"
 	"github.com/weftdb/weft/cmd/weft/config"
 )
 
@@ -42,6 +43,12 @@ func main() {
 var errFlagsReported = errors.New("invalid command line")
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "redact" {
+		if err := cli.Redact(context.Background(), args[1:], os.Stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return nil
+	}
 	fs := flag.NewFlagSet("weft", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "YAML configuration file; without it weft runs monolithic on the embedded default")

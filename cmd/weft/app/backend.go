@@ -48,6 +48,7 @@ func (a *App) initBackendScheduler() (modules.Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_ = s.WriteStatus(w)
 	})
+	a.redactionRoutes(s)
 	lock := scheduler.NewLock(a.bucket, instanceName(), cfg.JobLease)
 	var stop context.CancelFunc
 	done := make(chan struct{})
@@ -122,6 +123,16 @@ func (b schedulerBlocks) Compactable(tenant string) []compaction.Block {
 	for _, e := range entries {
 		m := e.Meta
 		out = append(out, compaction.Block{ID: m.BlockID, Level: m.CompactionLevel, Start: m.StartTime, End: m.EndTime, Size: m.Size, Traces: m.TotalTraces})
+	}
+	return out
+}
+
+// Metas are the tenant's listed blocks, for redaction.
+func (b schedulerBlocks) Metas(tenant string) []*block.Meta {
+	entries := b.l.Blocks(tenant, time.Time{}, time.Time{})
+	out := make([]*block.Meta, len(entries))
+	for i, e := range entries {
+		out[i] = e.Meta
 	}
 	return out
 }
