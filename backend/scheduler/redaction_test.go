@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/thanos-io/objstore/providers/filesystem"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/backend/compaction"
 	"github.com/weftdb/weft/backend/redaction"
@@ -443,5 +448,58 @@ func TestRedactionRescans(t *testing.T) {
 	got, _ = s.RedactionStatus("a", st.ID)
 	if got.State != RequestFailed || !strings.Contains(got.Error, "generations") {
 		t.Fatalf("after the last generation: %+v, want it failed", got)
+	}
+}
+
+// Over gRPC: a request is submitted and read with the Client, a worker's
+// Next hands out the job with its trace IDs, and its Update carries the
+// result; an invalid request is InvalidArgument, an unknown one NotFound.
+func TestRedactionOverGRPC(t *testing.T) {
+	e := newRedactEnv(t)
+	b := rangeMeta("a", "10", "2f", now0.Add(-time.Hour))
+	e.blocks.set("a", []*block.Meta{b})
+	s := e.scheduler(nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	RegisterService(gs, s)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := NewClient(conn)
+	ctx := context.Background()
+	id := "15" + strings.Repeat("0", 30)
+	st, err := c.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", TraceIDs: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Next(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Redact == nil || len(j.Redact.TraceIDs) != 1 || j.Redact.TraceIDs[0] != id {
+		t.Fatalf("job over gRPC: %+v", j.Redact)
+	}
+	if err := c.Update(ctx, "w", j.ID, Done, "", &Result{TraceIDs: []string{id}, Spans: 7, Rewritten: true, Output: uuid.New()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.RedactionStatus(ctx, "a", st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != RequestDone || got.Counts.Spans != 7 || got.Counts.Traces != 1 || got.Counts.BlocksRewritten != 1 {
+		t.Fatalf("status over gRPC: %+v", got)
+	}
+	if _, err := c.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", Query: `{ span.a > 1 }`}); status.Code(errors.Unwrap(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "operator >") {
+		t.Fatalf("an invalid request over gRPC: %v", err)
+	}
+	if _, err := c.RedactionStatus(ctx, "a", "nope"); status.Code(errors.Unwrap(err)) != codes.NotFound {
+		t.Fatalf("an unknown request over gRPC: %v", err)
 	}
 }
