@@ -281,8 +281,21 @@ func TestRedaction(t *testing.T) {
 		t.Fatalf("redaction by query: %+v (counts %+v)", st, st.Counts)
 	}
 
-	// The redaction by trace ID, with weft redact over gRPC.
+	// A dry run by trace ID, with weft redact over HTTP.
 	var out, errOut bytes.Buffer
+	dry := []string{"-trace-id", victim.String(), "-dry-run", "-follow", "-poll", "100ms", "-timeout", "60s", "http://" + a.HTTPAddr()}
+	if err := cli.Redact(context.Background(), dry, &out, &errOut); err != nil {
+		t.Fatalf("weft redact -dry-run: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "dry run: would remove 1 traces (2 spans) from 1 blocks") {
+		t.Fatalf("weft redact -dry-run printed:\n%s", out.String())
+	}
+	if got := traceByID(t, a, victim); !slices.Equal(got, before[victim]) {
+		t.Fatal("the dry run by trace ID changed the trace")
+	}
+
+	// The redaction by trace ID, with weft redact over gRPC.
+	out.Reset()
 	args := []string{"-trace-id", victim.String(), "-follow", "-poll", "100ms", "-timeout", "60s", a.grpcLn.Addr().String()}
 	if err := cli.Redact(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("weft redact: %v\n%s%s", err, out.String(), errOut.String())
