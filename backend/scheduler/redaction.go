@@ -143,6 +143,11 @@ func (s *Scheduler) SubmitRedaction(ctx context.Context, spec redaction.Spec) (*
 	s.advanceLocked(r)
 	if err := s.save(ctx); err != nil {
 		delete(s.requests, r.ID)
+		for id, j := range s.jobs {
+			if j.Redact != nil && j.Redact.Request == r.ID {
+				delete(s.jobs, id)
+			}
+		}
 		return nil, err
 	}
 	s.m.redactions.WithLabelValues("accepted").Inc()
