@@ -251,8 +251,11 @@ func (s *Scheduler) advanceLocked(r *Request) {
 }
 
 // requestBlocksLocked is what generation planning reads: the listed blocks
-// of r's tenant in its window that started before r was made, but the
-// outputs of r's rewrites of its current set.
+// of r's tenant in its window that were written before r was made, or
+// since from other blocks (compaction and redaction outputs), but the
+// outputs of r's rewrites of its current set. Blocks the block-builder
+// cut after r was made are not read: under steady ingest they would keep
+// coming.
 func (s *Scheduler) requestBlocksLocked(r *Request) []*block.Meta {
 	mb, _ := s.blocks.(MetaBlocks)
 	if mb == nil {
@@ -260,7 +263,7 @@ func (s *Scheduler) requestBlocksLocked(r *Request) []*block.Meta {
 	}
 	var out []*block.Meta
 	for _, m := range mb.Metas(r.Tenant) {
-		if !r.Overlaps(m.StartTime, m.EndTime) || m.StartTime.After(r.Created) {
+		if !r.Overlaps(m.StartTime, m.EndTime) || m.CreatedAt.After(r.Created) && len(m.CompactedFrom) == 0 {
 			continue
 		}
 		if m.Redaction != nil && m.Redaction.Request == r.ID && m.Redaction.Set == r.Set {
