@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"context"
 	"slices"
 	"testing"
@@ -351,5 +352,31 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A block rewritten under the same ID reaches the reader through the
+// index: its entry is replaced (the reader reopened).
+func TestIndexRewrite(t *testing.T) {
+	bkt := fsBucket(t)
+	m := write(t, bkt, "t", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	w := writer(bkt, always)
+	poll(t, w)
+	r, _ := reader(bkt, false, time.Hour)
+	poll(t, r)
+	again := *m
+	again.CreatedAt = m.CreatedAt.Add(time.Minute)
+	b, err := json.Marshal(&again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload(t, bkt, m.ObjectName(block.MetaName), b)
+	poll(t, w)
+	poll(t, r)
+	if e := r.Get("t", m.BlockID); e == nil || !e.Meta.CreatedAt.Equal(again.CreatedAt) {
+		t.Fatalf("reader's entry %+v, want the rewritten meta (createdAt %s)", e, again.CreatedAt)
+	}
+	if v := testutil.ToFloat64(r.rewritten); v != 1 {
+		t.Fatalf("blocks reopened %v, want 1", v)
 	}
 }
