@@ -3,8 +3,8 @@ package blocklist
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"

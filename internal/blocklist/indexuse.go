@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -171,7 +172,10 @@ func (l *List) applyIndex(ten string, idx *Index) {
 	for id, m := range in {
 		old := blocks[id]
 		if old != nil {
-			if sameMeta(old.Meta, m) || old.added.After(idx.CreatedAt) {
+			// DeepEqual first: an entry from an earlier index decodes
+			// the same, and comparing JSON costs twice as much as the
+			// rest of the poll.
+			if reflect.DeepEqual(old.Meta, m) || sameMeta(old.Meta, m) || old.added.After(idx.CreatedAt) {
 				continue // unchanged, or rewritten by this process since
 			}
 			old.close()

@@ -19,7 +19,8 @@ type opsBucket struct {
 	calls    map[string]int // by method
 	listings []string       // prefixes listed (Iter, IterWithAttributes)
 	gets     []string       // objects read
-	bytes    atomic.Int64
+	bytes    atomic.Int64   // read by Get and GetRange
+	keys     atomic.Int64   // names passed to the callbacks of listings
 }
 
 func newOps(b objstore.Bucket) *opsBucket {
@@ -44,6 +45,7 @@ func (c *opsBucket) reset() {
 	defer c.mu.Unlock()
 	c.calls, c.listings, c.gets = map[string]int{}, nil, nil
 	c.bytes.Store(0)
+	c.keys.Store(0)
 }
 
 // requests is the number of calls counted.
@@ -85,12 +87,12 @@ func (c *opsBucket) read(suffix string) int {
 
 func (c *opsBucket) Iter(ctx context.Context, dir string, f func(string) error, opts ...objstore.IterOption) error {
 	c.count("Iter", dir, "")
-	return c.Bucket.Iter(ctx, dir, f, opts...)
+	return c.Bucket.Iter(ctx, dir, func(name string) error { c.keys.Add(1); return f(name) }, opts...)
 }
 
 func (c *opsBucket) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, opts ...objstore.IterOption) error {
 	c.count("IterWithAttributes", dir, "")
-	return c.Bucket.IterWithAttributes(ctx, dir, f, opts...)
+	return c.Bucket.IterWithAttributes(ctx, dir, func(a objstore.IterObjectAttributes) error { c.keys.Add(1); return f(a) }, opts...)
 }
 
 func (c *opsBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
