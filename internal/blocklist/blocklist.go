@@ -12,6 +12,13 @@
 // a read through a cached reader fails. Available says whether the list can
 // be trusted: it fails until a poll has succeeded and when the last success
 // is too old.
+//
+// A poll reads each tenant's index (index.json.gz, see Index) instead of
+// listing the tenant, once ReadIndexes was called, and lists the tenant
+// when the index is missing, invalid or stale (when fallback is on). The
+// process whose list was given WriteIndexes always lists, and writes each
+// tenant's index after polling it while its allow function says so (the
+// backend scheduler holds its lock).
 package blocklist
 
 import (
