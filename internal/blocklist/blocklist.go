@@ -129,7 +129,10 @@ type List struct {
 	// letGo holds, per tenant, the marks of blocks let go, for the index
 	// this list writes. Guarded by mu.
 	letGo map[string]map[uuid.UUID]*block.CompactedMeta
-	im    indexMetrics
+	// indexState is, per tenant, why its last poll did not use the index
+	// ("" when it did), for logging changes only. Guarded by mu.
+	indexState map[string]string
+	im         indexMetrics
 }
 
 // New returns a list of the blocks in bkt, polled every interval once
@@ -148,6 +151,7 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 		tenants:    map[string]map[uuid.UUID]*Entry{},
 		unreadable: map[string]map[uuid.UUID]string{},
 		letGo:      map[string]map[uuid.UUID]*block.CompactedMeta{},
+		indexState: map[string]string{},
 		im:         newIndexMetrics(reg),
 		blocks: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_blocklist_blocks", Help: "Blocks known in object storage, by tenant.",
@@ -332,6 +336,11 @@ func (l *List) Poll(ctx context.Context) error {
 	for ten := range l.letGo {
 		if !listed[ten] {
 			delete(l.letGo, ten)
+		}
+	}
+	for ten := range l.indexState {
+		if !listed[ten] {
+			delete(l.indexState, ten)
 		}
 	}
 	l.mu.Unlock()

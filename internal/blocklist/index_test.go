@@ -5,7 +5,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -378,5 +380,28 @@ func TestIndexRewrite(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(r.rewritten); v != 1 {
 		t.Fatalf("blocks reopened %v, want 1", v)
+	}
+}
+
+// An index that cannot be used is logged when that starts and when it
+// ends, not at every poll.
+func TestIndexLogsChangesOnly(t *testing.T) {
+	bkt := fsBucket(t)
+	write(t, bkt, "t", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	upload(t, bkt, IndexObject("t"), []byte("not gzip"))
+	var logs bytes.Buffer
+	r := New(bkt, time.Hour, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+	r.ReadIndexes(true, time.Hour)
+	for range 3 {
+		poll(t, r)
+	}
+	if n := strings.Count(logs.String(), "tenant index cannot be used"); n != 1 {
+		t.Fatalf("%d warnings in three polls, want 1:\n%s", n, logs.String())
+	}
+	poll(t, writer(bkt, always))
+	poll(t, r)
+	poll(t, r)
+	if n := strings.Count(logs.String(), "tenant index is used again"); n != 1 {
+		t.Fatalf("%d lines saying the index is used again, want 1:\n%s", n, logs.String())
 	}
 }

@@ -137,19 +137,34 @@ func (l *List) pollIndex(ctx context.Context, ten string) (bool, error) {
 		l.im.errs.WithLabelValues(ten).Inc()
 		err = fmt.Errorf("cannot read %s: %w", IndexObject(ten), err)
 	}
+	l.logIndexState(ten, reason, err)
 	if reason == "" {
 		l.applyIndex(ten, idx)
 		l.im.reads.WithLabelValues(ten).Inc()
 		return true, nil
 	}
 	l.im.fallbacks.WithLabelValues(ten, reason).Inc()
-	if reason == "invalid" {
-		l.logger.Warn("tenant index cannot be used", "tenant", ten, "err", err, "fallback", l.index.fallback)
-	}
 	if !l.index.fallback {
 		return true, fmt.Errorf("cannot poll the blocks of tenant %q from its index (storage.trace.blocklist_poll_fallback is false): %w", ten, err)
 	}
 	return false, nil
+}
+
+// logIndexState logs when the way tenant ten is polled changes: its
+// index cannot be used (but for a missing one: a deployment without a
+// backend scheduler has none), or can again. Not once per poll.
+func (l *List) logIndexState(ten, reason string, err error) {
+	l.mu.Lock()
+	prev, seen := l.indexState[ten]
+	l.indexState[ten] = reason
+	l.mu.Unlock()
+	switch {
+	case reason == prev && seen:
+	case reason == "" && prev != "missing" && seen:
+		l.logger.Info("tenant index is used again", "tenant", ten)
+	case reason != "" && reason != "missing":
+		l.logger.Warn("tenant index cannot be used", "tenant", ten, "reason", reason, "err", err, "fallback", l.index.fallback)
+	}
 }
 
 // applyIndex makes the blocks of tenant ten those of idx, but for the
