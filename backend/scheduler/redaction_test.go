@@ -186,7 +186,7 @@ func TestRedactionRequestLifecycle(t *testing.T) {
 	hold2 := rangeMeta("a", "1a", "2f", end.Add(time.Minute))
 	miss := rangeMeta("a", "30", "4f", end)
 	early := rangeMeta("a", "10", "2f", end.Add(-48*time.Hour)) // before the window
-	later := rangeMeta("a", "10", "2f", end)                     // cut after the request
+	later := rangeMeta("a", "10", "2f", end)                    // cut after the request
 	later.CreatedAt = now0.Add(time.Second)
 	e.blocks.set("a", []*block.Meta{hold1, hold2, miss, early, later})
 	e.blocks.set("b", []*block.Meta{rangeMeta("b", "10", "2f", end)})

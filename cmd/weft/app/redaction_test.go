@@ -21,8 +21,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftdb/weft/backend/scheduler"
-	"github.com/weftdb/weft/cmd/weft/cli"
 	"github.com/weftdb/weft/cmd/weft/config"
+	"github.com/weftdb/weft/cmd/weft/redactcli"
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/spanpred"
 	"github.com/weftdb/weft/internal/tenant"
@@ -284,7 +284,7 @@ func TestRedaction(t *testing.T) {
 	// A dry run by trace ID, with weft redact over HTTP.
 	var out, errOut bytes.Buffer
 	dry := []string{"-trace-id", victim.String(), "-dry-run", "-follow", "-poll", "100ms", "-timeout", "60s", "http://" + a.HTTPAddr()}
-	if err := cli.Redact(context.Background(), dry, &out, &errOut); err != nil {
+	if err := redactcli.Redact(context.Background(), dry, &out, &errOut); err != nil {
 		t.Fatalf("weft redact -dry-run: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	if !strings.Contains(out.String(), "dry run: would remove 1 traces (2 spans) from 1 blocks") {
@@ -297,7 +297,7 @@ func TestRedaction(t *testing.T) {
 	// The redaction by trace ID, with weft redact over gRPC.
 	out.Reset()
 	args := []string{"-trace-id", victim.String(), "-follow", "-poll", "100ms", "-timeout", "60s", a.grpcLn.Addr().String()}
-	if err := cli.Redact(context.Background(), args, &out, &errOut); err != nil {
+	if err := redactcli.Redact(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("weft redact: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	if !strings.Contains(out.String(), "removed 1 traces (2 spans)") {

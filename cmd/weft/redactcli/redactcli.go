@@ -1,6 +1,6 @@
-// Package cli holds weft's operator subcommands (weft redact): each parses
-// its own flags and talks to a running weft.
-package cli
+// Package redactcli is `weft redact`: it submits a redaction request to the
+// backend scheduler (gRPC or HTTP) and can follow it until it is done.
+package redactcli
 
 import (
 	"bytes"
