@@ -103,6 +103,9 @@ func RegisterService(gs *grpc.Server, s *Scheduler) {
 			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 				var spec redaction.Spec
 				if err := dec(&spec); err != nil {
+					if s, ok := srv.(*Scheduler); ok {
+						s.CountInvalidRedaction()
+					}
 					return nil, status.Errorf(codes.InvalidArgument, "cannot decode the redaction request: %v", err)
 				}
 				st, err := srv.(server).SubmitRedaction(ctx, spec)

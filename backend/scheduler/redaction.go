@@ -155,6 +155,10 @@ func (s *Scheduler) SubmitRedaction(ctx context.Context, spec redaction.Spec) (*
 	return s.statusLocked(r), nil
 }
 
+// CountInvalidRedaction counts a redaction request refused before it
+// reached SubmitRedaction (a body that does not decode).
+func (s *Scheduler) CountInvalidRedaction() { s.m.redactions.WithLabelValues("invalid").Inc() }
+
 // RedactionStatus returns request id of tenant with its counts.
 func (s *Scheduler) RedactionStatus(tenant, id string) (*RequestStatus, error) {
 	s.mu.Lock()
@@ -186,6 +190,7 @@ func (s *Scheduler) statusLocked(r *Request) *RequestStatus {
 		st.Counts = s.countsLocked(r)
 	}
 	st.Found = nil // possibly many: the counts say how many
+	st.Final = nil // in Counts
 	return st
 }
 

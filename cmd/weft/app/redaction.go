@@ -62,10 +62,12 @@ func (a *App) redactionRoutes(s *scheduler.Scheduler) {
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxRedactionBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&spec); err != nil {
+			s.CountInvalidRedaction()
 			reply(w, 0, nil, fmt.Errorf("%w: cannot decode the body (JSON with traceIDs or query, start, end, dryRun): %v", redaction.ErrInvalid, err))
 			return
 		}
 		if spec.Tenant != "" && spec.Tenant != ten {
+			s.CountInvalidRedaction()
 			reply(w, 0, nil, fmt.Errorf("%w: the body names tenant %q, the request's tenant is %q", redaction.ErrInvalid, spec.Tenant, ten))
 			return
 		}

@@ -251,6 +251,19 @@ func TestRedaction(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg.String(), "operator !=") {
 		t.Fatalf("a query with !=: HTTP %d: %s", resp.StatusCode, msg)
 	}
+	resp, err = http.Post("http://"+a.HTTPAddr()+RedactionsPath, "application/json", strings.NewReader(`{"trace_ids":["ab"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Reset()
+	_, _ = msg.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg.String(), "trace_ids") {
+		t.Fatalf("an unknown field: HTTP %d: %s", resp.StatusCode, msg)
+	}
+	if m := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK)); !strings.Contains(m, `weft_backend_scheduler_redaction_requests_total{result="invalid"} 2`) {
+		t.Fatalf("/metrics does not count the 2 invalid requests:\n%s", grep(m, "redaction_requests"))
+	}
 
 	// The dry run counts and changes nothing.
 	qBody, _ := json.Marshal(map[string]any{"query": q, "dryRun": true})
