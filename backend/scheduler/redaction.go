@@ -412,7 +412,7 @@ func (s *Scheduler) findDoneLocked(r *Request, now time.Time) {
 		s.failRequestLocked(r, fmt.Sprintf("the query matches %d traces, at most %d are redacted by one request: narrow the query or the window", len(found), redaction.MaxTraceIDs))
 		return
 	}
-	r.Found = r.Found[:0]
+	r.Found = make([]string, 0, len(found)) // a new slice: Update may roll r back
 	for t := range found {
 		r.Found = append(r.Found, t)
 	}
