@@ -1,6 +1,7 @@
 // Package scheduler is the backend scheduler: it plans the jobs that keep
 // a bucket's blocks in shape (compaction, retention) per tenant from the
-// block list, and hands them to backend workers, one worker per job. Its
+// block list, and the jobs of the redaction requests it takes
+// (redaction.go), and hands them to backend workers, one worker per job. Its
 // job state (work.json) lives in object storage, so that a restarted
 // scheduler resumes: a job a worker was running stays that worker's until
 // its lease runs out.
