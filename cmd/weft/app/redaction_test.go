@@ -34,6 +34,8 @@ import (
 // and redaction requests moved on every 100 ms.
 func fastRedaction(c *config.Config) {
 	fastBackend(c)
+	// No compaction: a trace stays split over the blocks it was cut into.
+	c.Overrides.Defaults.Compaction.CompactionDisabled = true
 	c.LiveStore.Window, c.LiveStore.SweepInterval = time.Second, 100*time.Millisecond
 	r := &c.BackendScheduler.Provider.Redaction
 	r.PollInterval, r.RescanDelay = 100*time.Millisecond, 300*time.Millisecond
@@ -67,6 +69,52 @@ func sendAttrTraces(t *testing.T, a *App, service string, n int, attrs ...attrib
 		t.Fatal(err)
 	}
 	return spans
+}
+
+// sendSplitTrace sends a trace of service whose child span (with attrs)
+// is exported, then, after a block was cut, its root: the trace is split
+// over two blocks. It returns the spans sent.
+func sendSplitTrace(t *testing.T, a *App, service string, attrs ...attribute.KeyValue) []tracetest.SpanStub {
+	t.Helper()
+	exp, _ := exporters(t, a)
+	mem := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", service))),
+		sdktrace.WithSyncer(mem), sdktrace.WithSyncer(exp))
+	tracer := tp.Tracer("weft.redaction")
+	start := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	ctx, root := tracer.Start(context.Background(), service+" split root", trace.WithTimestamp(start))
+	_, child := tracer.Start(ctx, "child", trace.WithTimestamp(start.Add(time.Millisecond)), trace.WithAttributes(attrs...))
+	child.End(trace.WithTimestamp(start.Add(3 * time.Millisecond)))
+	time.Sleep(700 * time.Millisecond) // past max_block_duration: the root goes into another block
+	root.End(trace.WithTimestamp(start.Add(5 * time.Millisecond)))
+	ctx2, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spans := mem.GetSpans()
+	if err := tp.Shutdown(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	return spans
+}
+
+// blocksHolding counts the listed blocks that hold spans of trace id.
+func blocksHolding(t *testing.T, a *App, id trace.TraceID) int {
+	t.Helper()
+	n := 0
+	for _, e := range a.blocks.Blocks(tenant.Single, time.Time{}, time.Time{}) {
+		r, err := e.Reader(context.Background(), a.bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := r.FindTraceByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // traceByID is the trace of id as GET /api/traces/{id} (protobuf) gives
@@ -160,7 +208,8 @@ func submitHTTP(t *testing.T, a *App, body string) *scheduler.RequestStatus {
 // blocks only. A dry run by query (over HTTP) counts the traces and
 // changes nothing; the redaction by query (HTTP) and one by trace ID (weft
 // redact over gRPC) remove their traces from trace by ID, search and tag
-// values; every other trace reads back exactly as before.
+// values (a trace split over two blocks, its matching span in one, goes
+// from both); every other trace reads back exactly as before.
 func TestRedaction(t *testing.T) {
 	a := startWeft(t, fastRedaction)
 	var sent []tracetest.SpanStub
@@ -168,6 +217,11 @@ func TestRedaction(t *testing.T) {
 	sent = append(sent, xy...)
 	sent = append(sent, sendAttrTraces(t, a, "x", 2, attribute.String("foo", "z"))...)
 	sent = append(sent, sendAttrTraces(t, a, "other", 2, attribute.String("foo", "y"))...)
+	// A trace whose matching span is in one block and its root in another:
+	// the query's find on the first block names it, and it goes from both.
+	split := sendSplitTrace(t, a, "x", attribute.String("foo", "y"))
+	sent = append(sent, split...)
+	xy = append(xy, split...)
 	time.Sleep(400 * time.Millisecond) // another block
 	keep := sendAttrTraces(t, a, "keep", 4, attribute.String("foo", "n"))
 	sent = append(sent, keep...)
@@ -188,8 +242,8 @@ func TestRedaction(t *testing.T) {
 	for _, s := range xy {
 		redacted[s.SpanContext.TraceID()] = true
 	}
-	if len(redacted) != 4 {
-		t.Fatalf("%d traces to redact, want 4", len(redacted))
+	if len(redacted) != 5 {
+		t.Fatalf("%d traces to redact, want 5", len(redacted))
 	}
 
 	// Wait until every span is in the blocks and none in the live-store.
@@ -218,6 +272,9 @@ func TestRedaction(t *testing.T) {
 			t.Fatal("the backend scheduler does not run")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if n := blocksHolding(t, a, split[0].SpanContext.TraceID()); n != 2 {
+		t.Fatalf("the split trace is in %d blocks, want 2", n)
 	}
 	before := map[trace.TraceID][]string{}
 	for _, id := range ids {
@@ -268,8 +325,8 @@ func TestRedaction(t *testing.T) {
 	// The dry run counts and changes nothing.
 	qBody, _ := json.Marshal(map[string]any{"query": q, "dryRun": true})
 	st := followHTTP(t, a, submitHTTP(t, a, string(qBody)).ID)
-	if st.State != scheduler.RequestDone || st.Counts.Traces != 3 || st.Counts.Spans != 6 || st.Counts.BlocksMatched == 0 || st.Counts.BlocksRewritten != 0 {
-		t.Fatalf("dry run: %+v (counts %+v), want 3 traces of 6 spans counted, no block rewritten", st, st.Counts)
+	if st.State != scheduler.RequestDone || st.Counts.Traces != 4 || st.Counts.Spans != 8 || st.Counts.BlocksMatched < 2 || st.Counts.BlocksRewritten != 0 {
+		t.Fatalf("dry run: %+v (counts %+v), want 4 traces of 8 spans counted, no block rewritten", st, st.Counts)
 	}
 	time.Sleep(500 * time.Millisecond) // a poll of the block list or two
 	metas, err := block.ListBlocks(context.Background(), a.bucket, tenant.Single)
@@ -290,7 +347,7 @@ func TestRedaction(t *testing.T) {
 	// The redaction by query, over HTTP.
 	qBody, _ = json.Marshal(map[string]any{"query": q})
 	st = followHTTP(t, a, submitHTTP(t, a, string(qBody)).ID)
-	if st.State != scheduler.RequestDone || st.Counts.Traces != 3 || st.Counts.Spans != 6 || st.Counts.BlocksRewritten+st.Counts.BlocksEmptied == 0 {
+	if st.State != scheduler.RequestDone || st.Counts.Traces != 4 || st.Counts.Spans != 8 || st.Counts.BlocksRewritten+st.Counts.BlocksEmptied < 2 {
 		t.Fatalf("redaction by query: %+v (counts %+v)", st, st.Counts)
 	}
 
@@ -342,7 +399,7 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("after: tag values of span.foo: %s, want z and n still", v)
 	}
 	metrics := string(get(t, "http://"+a.HTTPAddr()+"/metrics", "", http.StatusOK))
-	for _, m := range []string{`tempo_backend_scheduler_jobs_completed_total{job_type="redaction",tenant="single-tenant"}`, `weft_redaction_spans_removed_total{tenant="single-tenant"} 8`} {
+	for _, m := range []string{`tempo_backend_scheduler_jobs_completed_total{job_type="redaction",tenant="single-tenant"}`, `weft_redaction_spans_removed_total{tenant="single-tenant"} 10`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
