@@ -1,5 +1,7 @@
 // Package jobs holds the jobs a backend worker runs: compaction (merge a
-// few blocks into one, then let the inputs go) and retention. Each is safe
+// few blocks into one, then let the inputs go), retention, and redaction
+// (find the traces a query names in a block; rewrite a block without
+// some traces, then let the input go). Each is safe
 // to run again on the same job, after a crash at any point or on another
 // worker.
 package jobs
@@ -45,10 +47,21 @@ func Runners(bkt objstore.Bucket, cfg worker.Config, limits Limits, opts block.C
 			Help: "Spans compaction left out as repeats of a span of the same trace and span ID (a record delivered twice, a replay), by tenant.",
 		}, []string{"tenant"})),
 	}
+	rd := &redactor{bkt: bkt, opts: opts, onBlock: onBlock, clock: time.Now,
+		spans: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_redaction_spans_removed_total",
+			Help: "Spans redaction jobs removed from blocks, by tenant.",
+		}, []string{"tenant"})),
+		blocks: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_redaction_blocks_rewritten_total",
+			Help: "Blocks redaction jobs rewrote without some traces (or let go, when nothing else was left), by tenant.",
+		}, []string{"tenant"})),
+	}
 	r := &retainer{bkt: bkt, cfg: cfg.Compaction, limits: limits, clock: time.Now, m: retention.NewMetrics(reg)}
 	return map[scheduler.JobType]worker.Runner{
 		scheduler.JobCompaction: c.run,
 		scheduler.JobRetention:  r.run,
+		scheduler.JobRedaction:  rd.run,
 	}
 }
 

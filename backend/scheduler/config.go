@@ -43,6 +43,21 @@ type WorkConfig struct {
 type ProviderConfig struct {
 	Retention  RetentionProviderConfig  `yaml:"retention"`
 	Compaction CompactionProviderConfig `yaml:"compaction"`
+	Redaction  RedactionProviderConfig  `yaml:"redaction"`
+}
+
+// RedactionProviderConfig is backend_scheduler.provider.redaction.
+type RedactionProviderConfig struct {
+	// PollInterval is how often unfinished redaction requests are moved
+	// on (besides each job report and each compaction cycle).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// RescanDelay is how long a request whose jobs are done waits before
+	// it reads the block list again for blocks none of its jobs read
+	// (outputs of a compaction that raced, blocks let go meanwhile).
+	RescanDelay time.Duration `yaml:"rescan_delay"`
+	// MaxRescanGenerations bounds those rereads; a request that still
+	// finds unread blocks then fails, naming them.
+	MaxRescanGenerations int `yaml:"max_rescan_generations"`
 }
 
 // RetentionProviderConfig is backend_scheduler.provider.retention.
@@ -141,6 +156,7 @@ func DefaultConfig() Config {
 				MeasureInterval: time.Minute, Compaction: DefaultCompactionConfig(), MaxJobsPerTenant: 1000,
 				MinInputBlocks: 2, MaxInputBlocks: 4, MinCycleInterval: 30 * time.Second,
 			},
+			Redaction: RedactionProviderConfig{PollInterval: 2 * time.Second, RescanDelay: 5 * time.Minute, MaxRescanGenerations: 5},
 		},
 		JobTimeout: 15 * time.Second,
 		JobLease:   time.Minute,
@@ -162,6 +178,15 @@ func (c Config) Validate() error {
 	}
 	if c.Provider.Retention.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("provider.retention.interval must be positive, got %s", c.Provider.Retention.Interval))
+	}
+	if r := c.Provider.Redaction; r.PollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("provider.redaction.poll_interval must be positive, got %s", r.PollInterval))
+	}
+	if r := c.Provider.Redaction; r.RescanDelay < 0 {
+		errs = append(errs, fmt.Errorf("provider.redaction.rescan_delay must not be negative, got %s", r.RescanDelay))
+	}
+	if r := c.Provider.Redaction; r.MaxRescanGenerations < 1 {
+		errs = append(errs, fmt.Errorf("provider.redaction.max_rescan_generations must be at least 1, got %d", r.MaxRescanGenerations))
 	}
 	if c.JobTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("job_timeout must be positive, got %s", c.JobTimeout))
@@ -195,5 +220,7 @@ func (c Config) Settings() Settings {
 		Compaction: c.Planner(), CompactionCycle: max(pc.Compaction.CompactionCycle, pc.MinCycleInterval),
 		MaxJobsPerTenant: pc.MaxJobsPerTenant, RetentionInterval: c.Provider.Retention.Interval,
 		JobTimeout: c.JobTimeout, Lease: c.JobLease, PruneAge: c.Work.PruneAge,
+		RedactionRescanDelay: c.Provider.Redaction.RescanDelay, RedactionMaxGenerations: c.Provider.Redaction.MaxRescanGenerations,
+		RedactionPollInterval: c.Provider.Redaction.PollInterval,
 	}
 }

@@ -17,6 +17,10 @@ const (
 	// JobRetention lets go of the tenant's blocks older than its
 	// retention, and deletes what was let go long enough ago.
 	JobRetention JobType = "retention"
+	// JobRedaction works for a redaction request (Job.Redact) on the one
+	// block of Job.Blocks: finds the traces its query matches, or
+	// rewrites the block without the request's traces.
+	JobRedaction JobType = "redaction"
 )
 
 // State is where a job is in its life.
@@ -48,6 +52,45 @@ type Job struct {
 	Updated  time.Time     `json:"updated"`
 	// Error is the last attempt's error.
 	Error string `json:"error,omitempty"`
+	// Redact is what a redaction job does.
+	Redact *RedactJob `json:"redact,omitempty"`
+	// Result is what the worker reported with Done (redaction jobs).
+	Result *Result `json:"result,omitempty"`
+}
+
+// RedactJob is the part of a redaction job that says what it does.
+type RedactJob struct {
+	// Request is the redaction request's ID.
+	Request string `json:"request"`
+	// Find: find the traces of the block that Query matches (Result.TraceIDs);
+	// otherwise rewrite the block without TraceIDs.
+	Find  bool   `json:"find,omitempty"`
+	Query string `json:"query,omitempty"`
+	// Set identifies the set of trace IDs of a rewrite (a hash of them),
+	// part of the output block's ID.
+	Set string `json:"set,omitempty"`
+	// DryRun counts what the rewrite would remove and writes nothing.
+	DryRun bool `json:"dryRun,omitempty"`
+	// TraceIDs (hex) are the traces a rewrite removes. They are kept once,
+	// in the request, and filled in when the job is handed out.
+	TraceIDs []string `json:"traceIDs,omitempty"`
+}
+
+// Result is what a worker reports of a finished redaction job.
+type Result struct {
+	// TraceIDs (hex): the traces the block held that a find job's query
+	// matched, or that a rewrite removed (would remove, in a dry run).
+	TraceIDs []string `json:"traceIDs,omitempty"`
+	// Spans is how many spans the rewrite removed (would remove).
+	Spans int64 `json:"spans,omitempty"`
+	// Rewritten: the block was written again (as Output) without the
+	// traces; Emptied: it held nothing else and was let go.
+	Rewritten bool      `json:"rewritten,omitempty"`
+	Emptied   bool      `json:"emptied,omitempty"`
+	Output    uuid.UUID `json:"output,omitzero"`
+	// Gone: the block was let go (compacted, expired) before the job read
+	// it; its spans, if any are left, are in another block.
+	Gone bool `json:"gone,omitempty"`
 }
 
 func (j *Job) String() string {

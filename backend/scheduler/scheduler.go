@@ -1,6 +1,7 @@
 // Package scheduler is the backend scheduler: it plans the jobs that keep
 // a bucket's blocks in shape (compaction, retention) per tenant from the
-// block list, and hands them to backend workers, one worker per job. Its
+// block list, and the jobs of the redaction requests it takes
+// (redaction.go), and hands them to backend workers, one worker per job. Its
 // job state (work.json) lives in object storage, so that a restarted
 // scheduler resumes: a job a worker was running stays that worker's until
 // its lease runs out.
@@ -58,8 +59,17 @@ type Settings struct {
 	// Lease is how long a running job stays its worker's without a
 	// renewal.
 	Lease time.Duration
-	// PruneAge is how long finished jobs are kept in work.json.
+	// PruneAge is how long finished jobs (and redaction requests) are
+	// kept in work.json.
 	PruneAge time.Duration
+	// RedactionRescanDelay is how long a redaction request waits before
+	// it reads the block list again for blocks none of its jobs read;
+	// RedactionMaxGenerations bounds how often it does (then it fails).
+	RedactionRescanDelay    time.Duration
+	RedactionMaxGenerations int
+	// RedactionPollInterval is how often unfinished redaction requests
+	// are moved on; 0: at each compaction cycle and job report only.
+	RedactionPollInterval time.Duration
 }
 
 // Blocks is what the scheduler reads of the block list.
@@ -93,6 +103,8 @@ type Scheduler struct {
 	wake chan struct{} // closed and replaced when a job becomes pending
 	// lastRetention is when each tenant last got a retention job.
 	lastRetention map[string]time.Time
+	// requests are the redaction requests, by ID.
+	requests map[string]*Request
 
 	m schedulerMetrics
 }
@@ -101,6 +113,7 @@ type schedulerMetrics struct {
 	created, completed, failed *prometheus.CounterVec
 	active, pending            *prometheus.GaugeVec
 	outstanding                *prometheus.GaugeVec
+	redactions                 *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) schedulerMetrics {
@@ -124,6 +137,9 @@ func newMetrics(reg prometheus.Registerer) schedulerMetrics {
 		outstanding: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tempodb_compaction_outstanding_blocks", Help: "Blocks compaction could merge now (in a job or planned next), by tenant, at the last compaction cycle.",
 		}, []string{"tenant"})),
+		redactions: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_backend_scheduler_redaction_requests_total", Help: "Redaction requests received, by result (accepted, invalid).",
+		}, []string{"result"})),
 	}
 }
 
@@ -149,7 +165,7 @@ func New(bkt objstore.Bucket, blocks Blocks, limits Limits, cfg Settings, reg pr
 	}
 	return &Scheduler{
 		bkt: bkt, blocks: blocks, limits: limits, cfg: cfg, logger: logger, clock: time.Now,
-		jobs: map[string]*Job{}, wake: make(chan struct{}), lastRetention: map[string]time.Time{},
+		jobs: map[string]*Job{}, wake: make(chan struct{}), lastRetention: map[string]time.Time{}, requests: map[string]*Request{},
 		m: newMetrics(reg),
 	}
 }
@@ -165,14 +181,15 @@ func (s *Scheduler) Load(ctx context.Context) error {
 		return fmt.Errorf("cannot read %s: %w", WorkName, err)
 	}
 	defer rc.Close()
-	var w struct {
-		Jobs []*Job `json:"jobs"`
-	}
+	var w workState
 	if err := json.NewDecoder(rc).Decode(&w); err != nil {
 		return fmt.Errorf("cannot read %s: %w", WorkName, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, r := range w.Redactions {
+		s.requests[r.ID] = r
+	}
 	for _, j := range w.Jobs {
 		s.jobs[j.ID] = j
 		if j.Type == JobRetention && j.Created.After(s.lastRetention[j.Tenant]) {
@@ -190,9 +207,12 @@ func (s *Scheduler) save(ctx context.Context) error {
 		jobs = append(jobs, j)
 	}
 	sort.Slice(jobs, func(a, b int) bool { return jobs[a].ID < jobs[b].ID })
-	b, err := json.Marshal(struct {
-		Jobs []*Job `json:"jobs"`
-	}{jobs})
+	reqs := make([]*Request, 0, len(s.requests))
+	for _, r := range s.requests {
+		reqs = append(reqs, r)
+	}
+	sort.Slice(reqs, func(a, b int) bool { return reqs[a].ID < reqs[b].ID })
+	b, err := json.Marshal(workState{Jobs: jobs, Redactions: reqs})
 	if err != nil {
 		return fmt.Errorf("cannot encode %s: %w", WorkName, err)
 	}
@@ -200,6 +220,12 @@ func (s *Scheduler) save(ctx context.Context) error {
 		return fmt.Errorf("cannot write %s: %w", WorkName, err)
 	}
 	return nil
+}
+
+// workState is the content of work.json.
+type workState struct {
+	Jobs       []*Job     `json:"jobs"`
+	Redactions []*Request `json:"redactions,omitempty"`
 }
 
 // jobID derives a job's ID from what it does, so that planning the same
@@ -234,6 +260,12 @@ func (s *Scheduler) Run(ctx context.Context, lock *Lock, cycle, maintenance time
 	defer plan.Stop()
 	maint := time.NewTicker(maintenance)
 	defer maint.Stop()
+	var redact <-chan time.Time
+	if s.cfg.RedactionPollInterval > 0 {
+		t := time.NewTicker(s.cfg.RedactionPollInterval)
+		defer t.Stop()
+		redact = t.C
+	}
 	hold := func() {
 		ok, err := lock.TryAcquire(ctx)
 		if err != nil {
@@ -264,6 +296,12 @@ func (s *Scheduler) Run(ctx context.Context, lock *Lock, cycle, maintenance time
 		case <-plan.C:
 			if s.active.Load() {
 				s.plan(ctx)
+			}
+		case <-redact:
+			if s.active.Load() {
+				if err := s.AdvanceRedactions(ctx); err != nil {
+					s.logger.Warn("backend scheduler cannot move redaction requests on", "err", err)
+				}
 			}
 		case <-maint.C:
 			if s.active.Load() {
@@ -300,6 +338,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	added := 0
+	changed := s.advanceAllLocked()
 	for _, tenant := range s.blocks.Tenants() {
 		// Blocks of any known job are left alone: unfinished jobs hold
 		// theirs, and a finished job's inputs stay listed until the block
@@ -329,6 +368,11 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 			s.lastRetention[tenant] = now
 		}
 		if s.limits != nil && s.limits.CompactionDisabled(tenant) {
+			continue
+		}
+		// A redaction request reads and rewrites the tenant's blocks:
+		// compaction waits for it to finish.
+		if s.redactingTenantLocked(tenant) {
 			continue
 		}
 		var free []compaction.Block
@@ -368,7 +412,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 			added++
 		}
 	}
-	if added == 0 {
+	if added == 0 && !changed {
 		return 0, nil
 	}
 	s.wakeLocked()
@@ -409,6 +453,13 @@ func (s *Scheduler) Next(ctx context.Context, worker string) (*Job, error) {
 				return nil, err
 			}
 			out := *j
+			if j.Redact != nil && !j.Redact.Find {
+				rj := *j.Redact
+				if r := s.requests[rj.Request]; r != nil {
+					rj.TraceIDs = r.ids()
+				}
+				out.Redact = &rj
+			}
 			s.mu.Unlock()
 			return &out, nil
 		}
@@ -445,7 +496,15 @@ func (s *Scheduler) expireLocked() {
 			j.State, j.Worker, j.Error, j.Updated = Pending, "", "lease of worker ran out", now
 			s.requeueLocked(j)
 		case (j.State == Succeeded || j.State == Failed) && s.cfg.PruneAge > 0 && now.Sub(j.Updated) > s.cfg.PruneAge:
+			if r := s.requestOf(j); r != nil && !r.Done() {
+				continue // its results make the request's counts
+			}
 			delete(s.jobs, id)
+		}
+	}
+	for id, r := range s.requests {
+		if r.Done() && s.cfg.PruneAge > 0 && now.Sub(r.Updated) > s.cfg.PruneAge {
+			delete(s.requests, id)
 		}
 	}
 }
@@ -469,8 +528,17 @@ var ErrInactive = errors.New("this backend scheduler is not the one running")
 // lease ran out and another worker may have it).
 var ErrNotYours = errors.New("the job is not this worker's")
 
-// Update records what worker reports of job id.
-func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, errMsg string) error {
+// requestOf is the redaction request of j, nil for none.
+func (s *Scheduler) requestOf(j *Job) *Request {
+	if j.Redact == nil {
+		return nil
+	}
+	return s.requests[j.Redact.Request]
+}
+
+// Update records what worker reports of job id; res is what a redaction
+// job found or did, reported with Done.
+func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, errMsg string, res ...*Result) error {
 	if !s.active.Load() {
 		return ErrInactive
 	}
@@ -482,6 +550,11 @@ func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, er
 	}
 	now := s.clock()
 	prev := *j
+	var prevReq Request
+	req := s.requestOf(j)
+	if req != nil {
+		prevReq = *req
+	}
 	j.Updated = now
 	switch o {
 	case Renew:
@@ -490,6 +563,9 @@ func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, er
 		j.LeaseUntil = now.Add(s.cfg.Lease)
 	case Done:
 		j.State, j.Error = Succeeded, ""
+		if len(res) > 0 {
+			j.Result = res[0]
+		}
 		s.m.completed.WithLabelValues(j.Tenant, string(j.Type)).Inc()
 	case Fail:
 		j.Error, j.Worker = errMsg, ""
@@ -502,8 +578,14 @@ func (s *Scheduler) Update(ctx context.Context, worker, id string, o Outcome, er
 	default:
 		return fmt.Errorf("cannot update job %s: unknown outcome %q", id, o)
 	}
+	if req != nil && !req.Done() && (j.State == Succeeded || j.State == Failed) {
+		s.advanceLocked(req)
+	}
 	if err := s.save(ctx); err != nil {
 		*j = prev
+		if req != nil {
+			*req = prevReq
+		}
 		return err
 	}
 	return nil
@@ -544,6 +626,15 @@ func (s *Scheduler) WriteStatus(w io.Writer) error {
 	for _, j := range jobs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", j.ID, j.Type, j.Tenant, j.State, j.Worker, j.Attempts,
 			len(j.Blocks), j.Created.UTC().Format(time.RFC3339), j.Updated.UTC().Format(time.RFC3339), j.Error)
+	}
+	if reqs := s.Redactions(); len(reqs) > 0 {
+		fmt.Fprintln(tw, "\nredaction requests:")
+		fmt.Fprintln(tw, "id\ttenant\tstate\tgeneration\tdry run\tjobs pending/running/done/failed\tblocks rewritten\ttraces\tspans\tcreated\terror")
+		for _, r := range reqs {
+			c := r.Counts
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%d/%d/%d/%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Tenant, r.State, r.Generation, r.DryRun,
+				c.Pending, c.Running, c.Succeeded, c.Failed, c.BlocksRewritten, c.Traces, c.Spans, r.Created.UTC().Format(time.RFC3339), r.Error)
+		}
 	}
 	return tw.Flush()
 }

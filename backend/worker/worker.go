@@ -20,12 +20,13 @@ import (
 // scheduler.ErrNoJob when it has no job to give.
 type Scheduler interface {
 	Next(ctx context.Context, worker string) (*scheduler.Job, error)
-	Update(ctx context.Context, worker, id string, o scheduler.Outcome, errMsg string) error
+	Update(ctx context.Context, worker, id string, o scheduler.Outcome, errMsg string, res ...*scheduler.Result) error
 }
 
 // Runner runs one job of a type. It must stop soon after ctx is done, and
 // must be safe to run again on the same job (after a crash, or on another
-// worker once a lease ran out).
+// worker once a lease ran out). What it sets in j.Result is reported with
+// Done.
 type Runner func(ctx context.Context, j *scheduler.Job) error
 
 // Settings tune a worker (backend_worker in the config).
@@ -148,7 +149,11 @@ func (w *Worker) run(ctx context.Context, j *scheduler.Job) {
 	report := func(o scheduler.Outcome, msg string) {
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := w.sched.Update(rctx, w.name, j.ID, o, msg); err != nil {
+		var res []*scheduler.Result
+		if o == scheduler.Done && j.Result != nil {
+			res = append(res, j.Result)
+		}
+		if err := w.sched.Update(rctx, w.name, j.ID, o, msg, res...); err != nil {
 			w.logger.Warn("backend worker cannot report on its job", "worker", w.name, "job", j.ID, "outcome", o, "err", err)
 		}
 	}

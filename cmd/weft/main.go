@@ -18,6 +18,7 @@ import (
 	"github.com/weftdb/weft/cmd/weft/app"
 	"github.com/weftdb/weft/cmd/weft/blockscli"
 	"github.com/weftdb/weft/cmd/weft/config"
+	"github.com/weftdb/weft/cmd/weft/redactcli"
 )
 
 // Set with -ldflags "-X main.version=...".
@@ -43,6 +44,12 @@ func main() {
 var errFlagsReported = errors.New("invalid command line")
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "redact" { // submit and follow a redaction
+		if err := redactcli.Redact(context.Background(), args[1:], os.Stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return nil
+	}
 	if len(args) > 0 && args[0] == "blocks" { // operators' commands on blocks
 		if err := blockscli.Run(args[1:], os.Stdout, stderr); err != nil {
 			if errors.Is(err, blockscli.ErrUsage) {

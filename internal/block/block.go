@@ -106,6 +106,10 @@ type Meta struct {
 	// (so that a crashed compaction's inputs and output can be told
 	// apart); empty for a block of level 0.
 	CompactedFrom []uuid.UUID `json:"compactedFrom,omitempty"`
+	// Redaction is set on a block written by Redact: it was rewritten
+	// from the one block of CompactedFrom without some traces, at that
+	// block's compaction level (0 included).
+	Redaction *Redaction `json:"redaction,omitempty"`
 }
 
 // ObjectName is the bucket path of the block object called name.
@@ -223,6 +227,9 @@ func (m *Meta) Validate() error {
 	switch {
 	case m.CompactionLevel < 0:
 		bad("compactionLevel: %d, must be 0 or more", m.CompactionLevel)
+	case m.Redaction != nil && len(m.CompactedFrom) != 1:
+		bad("compactedFrom: %d blocks in a redacted block, which is rewritten from one", len(m.CompactedFrom))
+	case m.Redaction != nil:
 	case m.CompactionLevel == 0 && len(m.CompactedFrom) > 0:
 		bad("compactedFrom: %d blocks in a block of compaction level 0", len(m.CompactedFrom))
 	case m.CompactionLevel > 0 && len(m.CompactedFrom) == 0:

@@ -139,7 +139,6 @@ const compactReadBufferBytes = 4 << 10
 // writes no meta.json; data.parquet and bloom may be left, invisible, for
 // a retry to replace or cleanup to delete.
 func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts CompactOptions) (*CompactResult, error) {
-	opts := copts.WriteOptions.withDefaults()
 	ins, err := checkCompactInputs(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("cannot compact: %w", err)
@@ -161,18 +160,52 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts Com
 	case err == nil && slices.Equal(old.CompactedFrom, ids):
 		return &CompactResult{Meta: old}, nil
 	case err == nil:
-		return nil, fmt.Errorf("cannot compact into %s: it holds a block compacted from %v, not from %v: %w", out, old.CompactedFrom, ids, ErrIDTaken)
+		return nil, fmt.Errorf("cannot write %s: it holds a block compacted from %v, not from %v: %w", out, old.CompactedFrom, ids, ErrIDTaken)
 	case bkt.IsObjNotFoundErr(err), errors.Is(err, ErrInvalidMeta):
 		// Not written yet, or a write cut short: (re)write it.
 	default:
-		return nil, fmt.Errorf("cannot compact into %s: cannot check for an earlier output: %w", out, err)
+		return nil, fmt.Errorf("cannot write %s: cannot check for an earlier output: %w", out, err)
 	}
 
+	mg, err := mergeInto(ctx, bkt, ins, copts, tenant, id, traces, nil, func(mg *merger, size, bloomBytes int64) *Meta {
+		return &Meta{
+			Format:          FormatV1,
+			BlockID:         id,
+			TenantID:        tenant,
+			StartTime:       time.Unix(0, mg.minStart).UTC(),
+			EndTime:         time.Unix(0, mg.maxEnd).UTC(),
+			TotalTraces:     mg.traces,
+			TotalSpans:      mg.spans,
+			Size:            size,
+			BloomBytes:      bloomBytes,
+			RowGroups:       mg.groups,
+			Source:          Source{Origin: CompactionOrigin},
+			CreatedAt:       time.Now().UTC(),
+			CompactionLevel: level + 1,
+			CompactedFrom:   ids,
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &CompactResult{Meta: mg.meta, Written: true, SpansRead: mg.read(), Duplicates: mg.dups}, nil
+}
+
+// mergeInto merges the cursors of ins into block id of tenant: data.parquet,
+// then bloom, then meta.json, the meta built by meta from the merge's
+// counts once data.parquet and the bloom filter are written. Rows of the
+// traces drop names (drop nil: none) are left out. When every row was left
+// out, or drop left none out, data.parquet is deleted, nothing more is
+// written and mg.meta is nil.
+func mergeInto(ctx context.Context, bkt objstore.Bucket, ins []*Meta, copts CompactOptions, tenant string, id uuid.UUID, traces int64,
+	drop func([16]byte) bool, newMeta func(mg *merger, size, bloomBytes int64) *Meta) (*merger, error) {
+	opts := copts.WriteOptions.withDefaults()
+	out := tenant + "/" + id.String()
 	curs := make([]*compactCursor, len(ins))
 	for i, m := range ins {
 		c, err := openCompactCursor(ctx, bkt, m)
 		if err != nil {
-			return nil, fmt.Errorf("cannot compact into %s: %w", out, err)
+			return nil, fmt.Errorf("cannot write %s: %w", out, err)
 		}
 		curs[i] = c
 	}
@@ -184,44 +217,37 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts Com
 		opts:  opts,
 		bloom: bloom.NewWithEstimates(uint(traces), opts.BloomFalsePositive),
 		seen:  map[[8]byte]struct{}{},
+		drop:  drop,
 	}
 	size, err := mg.writeData(bkt, dataName, copts.SpoolDir)
 	if err != nil {
-		return nil, fmt.Errorf("cannot compact into %s: %w", out, err)
+		return nil, fmt.Errorf("cannot write %s: %w", out, err)
 	}
 
 	var bl bytes.Buffer
 	if _, err := mg.bloom.WriteTo(&bl); err != nil {
-		return nil, fmt.Errorf("cannot compact into %s: cannot encode %s: %w", out, BloomName, err)
+		return nil, fmt.Errorf("cannot write %s: cannot encode %s: %w", out, BloomName, err)
 	}
-	meta := &Meta{
-		Format:          FormatV1,
-		BlockID:         id,
-		TenantID:        tenant,
-		StartTime:       time.Unix(0, mg.minStart).UTC(),
-		EndTime:         time.Unix(0, mg.maxEnd).UTC(),
-		TotalTraces:     mg.traces,
-		TotalSpans:      mg.spans,
-		Size:            size,
-		BloomBytes:      int64(bl.Len()),
-		RowGroups:       mg.groups,
-		Source:          Source{Origin: CompactionOrigin},
-		CreatedAt:       time.Now().UTC(),
-		CompactionLevel: level + 1,
-		CompactedFrom:   ids,
+	if mg.spans == 0 || drop != nil && mg.droppedSpans == 0 {
+		// Every span was dropped, or none: there is no block to write.
+		if err := bkt.Delete(ctx, dataName); err != nil && !bkt.IsObjNotFoundErr(err) {
+			return nil, fmt.Errorf("cannot delete the empty %s: %w", dataName, err)
+		}
+		return mg, nil
 	}
+	meta := newMeta(mg, size, int64(bl.Len()))
 	if err := meta.Validate(); err != nil {
-		return nil, fmt.Errorf("cannot compact into %s: internal error: %w", out, err)
+		return nil, fmt.Errorf("cannot write %s: internal error: %w", out, err)
 	}
 	mj, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("cannot compact into %s: %w", out, err)
+		return nil, fmt.Errorf("cannot write %s: %w", out, err)
 	}
 	// A data.parquet cut short by the bucket must not become visible.
 	if attrs, err := bkt.Attributes(ctx, dataName); err != nil {
-		return nil, fmt.Errorf("cannot compact into %s: cannot check %s: %w", out, dataName, err)
+		return nil, fmt.Errorf("cannot write %s: cannot check %s: %w", out, dataName, err)
 	} else if attrs.Size != meta.Size {
-		return nil, fmt.Errorf("cannot compact into %s: %s holds %d bytes, %d were written", out, dataName, attrs.Size, meta.Size)
+		return nil, fmt.Errorf("cannot write %s: %s holds %d bytes, %d were written", out, dataName, attrs.Size, meta.Size)
 	}
 	for _, obj := range []struct {
 		name string
@@ -229,10 +255,11 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts Com
 	}{{BloomName, bl.Bytes()}, {MetaName, mj}} {
 		name := objectName(tenant, id, obj.name)
 		if err := bkt.Upload(ctx, name, bytes.NewReader(obj.data)); err != nil {
-			return nil, fmt.Errorf("cannot compact into %s: cannot upload %s: %w", out, name, err)
+			return nil, fmt.Errorf("cannot write %s: cannot upload %s: %w", out, name, err)
 		}
 	}
-	return &CompactResult{Meta: meta, Written: true, SpansRead: mg.read(), Duplicates: mg.dups}, nil
+	mg.meta = meta
+	return mg, nil
 }
 
 // writeData merges the inputs into data.parquet, uploaded as name, and
@@ -319,8 +346,17 @@ type merger struct {
 	// any cursor reads its next batch.
 	pending []pqRow
 	// trace is the current trace; seen, the span IDs written for it.
-	trace    [16]byte
-	inTrace  bool
+	trace   [16]byte
+	inTrace bool
+	// drop, when set, names the traces left out (redaction); dropped
+	// counts their traces and spans, dropID the last one seen.
+	drop                        func([16]byte) bool
+	droppedTraces, droppedSpans int64
+	droppedIDs                  [][16]byte
+	dropID                      [16]byte
+	inDrop                      bool
+	// meta is the output's meta, once written.
+	meta     *Meta
 	seen     map[[8]byte]struct{}
 	minStart int64
 	maxEnd   int64
@@ -398,6 +434,15 @@ func (mg *merger) run() error {
 // add takes row r (a cursor's head) into the output, unless its span was
 // already written.
 func (mg *merger) add(r *pqRow) error {
+	if mg.drop != nil && mg.drop(r.TraceID) {
+		if !mg.inDrop || r.TraceID != mg.dropID {
+			mg.droppedTraces++
+			mg.droppedIDs = append(mg.droppedIDs, r.TraceID)
+			mg.dropID, mg.inDrop = r.TraceID, true
+		}
+		mg.droppedSpans++
+		return nil
+	}
 	if !mg.inTrace || r.TraceID != mg.trace {
 		if mg.inTrace && mg.endTrace(false) {
 			if err := mg.cutGroup(); err != nil {

@@ -51,6 +51,7 @@ func (a *App) initBackendScheduler() (modules.Service, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_ = s.WriteStatus(w)
 	})
+	a.redactionRoutes(s)
 	lock := scheduler.NewLock(a.bucket, instanceName(), cfg.JobLease)
 	var stop context.CancelFunc
 	done := make(chan struct{})
@@ -124,6 +125,16 @@ func (b schedulerBlocks) Compactable(tenant string) []compaction.Block {
 	out := make([]compaction.Block, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, compaction.BlockOf(e.Meta))
+	}
+	return out
+}
+
+// Metas are the tenant's listed blocks, for redaction.
+func (b schedulerBlocks) Metas(tenant string) []*block.Meta {
+	entries := b.l.Blocks(tenant, time.Time{}, time.Time{})
+	out := make([]*block.Meta, len(entries))
+	for i, e := range entries {
+		out[i] = e.Meta
 	}
 	return out
 }

@@ -18,7 +18,7 @@ var tempoKeys = []string{
 	"ingest.enabled", "ingest.kafka.producer_max_buffered_bytes", "ingest.kafka.consumer_group_offset_commit_interval",
 	"ingest.kafka.last_produced_offset_retry_timeout", "ingest.kafka.target_consumer_lag_at_startup",
 	"ingest.kafka.max_consumer_lag_at_startup", "ingest.kafka.disable_kafka_telemetry",
-	"cache", "backend_scheduler_client", "backend_scheduler.local_work_path", "backend_scheduler.provider.redaction",
+	"cache", "backend_scheduler_client", "backend_scheduler.local_work_path",
 	"backend_worker.ring", "backend_worker.compaction.max_bytes_per_trace", "backend_worker.compaction.v2_in_buffer_bytes",
 	"backend_worker.compaction.v2_out_buffer_bytes", "backend_worker.compaction.v2_prefetch_traces_count",
 	// query_frontend and querier
