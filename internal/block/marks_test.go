@@ -54,3 +54,43 @@ func TestMarkCompacted(t *testing.T) {
 		t.Fatalf("another source under a marked ID: %v", err)
 	}
 }
+
+// TestMarkCompactedLetsGoOfInputs: a compaction cut short after its first
+// input's mark leaves the second input listed, hidden only by the output.
+// Letting the output go (compacted again, or past retention) lets that
+// input go first, so that no reader counts its spans beside the block the
+// output went into.
+func TestMarkCompactedLetsGoOfInputs(t *testing.T) {
+	bkt := newBucket(t)
+	var inputs []*Meta
+	for i := range 2 {
+		buf := NewBuffer(nil)
+		addTraces(t, buf, spangen.Generate(spangen.Options{Seed: uint64(i + 1), Traces: 10, SpansPerTrace: 3}))
+		m, err := Write(ctx, bkt, "t1", uuid.New(), Source{Origin: "topic", FirstOffset: int64(i * 10), LastOffset: int64(i*10 + 9)}, buf, WriteOptions{})
+		buf.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, m)
+	}
+	res, err := Compact(ctx, bkt, inputs, CompactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	if err := MarkCompacted(ctx, bkt, inputs[0], at); err != nil { // the job stops here
+		t.Fatal(err)
+	}
+	if err := MarkCompacted(ctx, bkt, res.Meta, at.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if metas, err := ListBlocks(ctx, bkt, "t1"); err != nil || len(metas) != 0 {
+		t.Fatalf("after the output is let go, %d blocks are listed (%v): an input it hid is back", len(metas), err)
+	}
+	for i, in := range inputs {
+		mark, err := ReadCompactedMark(ctx, bkt, "t1", in.BlockID)
+		if err != nil || mark == nil {
+			t.Fatalf("input %d has no mark: %v", i, err)
+		}
+	}
+}
