@@ -829,7 +829,14 @@ func (r *crashRig) settle(timeout time.Duration) {
 			problems = append(problems, fmt.Sprintf("%d of the %d block directories of %s have no meta.json (let go, or abandoned)", notListed, len(dirs), crashKept))
 		}
 		if left, _ := filepath.Glob(filepath.Join(r.bucket, crashExpiring, "*")); len(left) > 0 {
-			problems = append(problems, fmt.Sprintf("%d block directories of %s left", len(left), crashExpiring))
+			var objs []string
+			for _, d := range left {
+				files, _ := os.ReadDir(d)
+				for _, f := range files {
+					objs = append(objs, filepath.Base(d)+"/"+f.Name())
+				}
+			}
+			problems = append(problems, fmt.Sprintf("%d block directories of %s left: %v", len(left), crashExpiring, objs))
 		}
 		if len(problems) == 0 {
 			t.Logf("settled in %s: no job open, the %d block directories of %s all listed, none of %s left",
