@@ -12,6 +12,8 @@
 #
 # EXTRA_CONFIG, if set, is a YAML file appended to every component's config
 # (top-level keys the generated config does not set, such as overrides).
+# BACKEND_WORKERS (default 1) is the number of backend-worker processes.
+# BLOCK_DURATION and S3_* are read by microservices-config.sh.
 set -euo pipefail
 
 # A script started in the background by a non-interactive shell (another
@@ -74,9 +76,12 @@ config live-store-1   3202 9097 7948;      start live-store-1 live-store
 config live-store-2   3203 9098 7949;      start live-store-2 live-store
 config block-builder  3204 9099 7950;      start block-builder block-builder
 config backend-scheduler 3206 9101 7952;   start backend-scheduler backend-scheduler
-config backend-worker 3207 9102 7953
-echo "backend_worker: {backend_scheduler_addr: 127.0.0.1:9101}" >> "$CONF/backend-worker.yaml"
-start backend-worker backend-worker
+for ((w=0; w<${BACKEND_WORKERS:-1}; w++)); do # ports 3207+w, 9102+w, 7953+w
+	name=backend-worker-$((w+1))
+	config "$name" $((3207+w)) $((9102+w)) $((7953+w))
+	echo "backend_worker: {backend_scheduler_addr: 127.0.0.1:9101}" >> "$CONF/$name.yaml"
+	start "$name" backend-worker
+done
 config distributor    3205 9100 7951 4317 4318; start distributor distributor
 
 echo "weft microservices: query API http://127.0.0.1:3200, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP); Ctrl-C or kill -INT $$ stops" >&2

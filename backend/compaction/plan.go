@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/weftdb/weft/internal/block"
 )
 
 // Block is what planning needs of a block's meta.
@@ -37,6 +39,11 @@ type Block struct {
 	Start, End time.Time
 	Size       int64 // bytes of data
 	Traces     int64
+}
+
+// BlockOf is what planning needs of the block m describes.
+func BlockOf(m *block.Meta) Block {
+	return Block{ID: m.BlockID, Level: m.CompactionLevel, Start: m.StartTime, End: m.EndTime, Size: m.Size, Traces: m.TotalTraces}
 }
 
 // Config is what the planner follows; the backend scheduler's config

@@ -152,6 +152,16 @@ func (r *retainer) run(ctx context.Context, j *scheduler.Job) error {
 			keep = t
 		}
 	}
-	_, err := retention.Run(ctx, r.bkt, j.Tenant, r.clock(), retention.Settings{Retention: keep, CompactedRetention: r.cfg.CompactedBlockRetention}, r.m)
+	// The job's creation time, not the time it runs: the scheduler creates
+	// retention jobs an interval apart, so a block let go by one job is
+	// deleted by the job compacted_block_retention later (rounded up to
+	// the interval), however late either is picked up or retried. This
+	// bounds a block's life to its retention + interval +
+	// compacted_block_retention, and is never early.
+	now := j.Created
+	if now.IsZero() {
+		now = r.clock()
+	}
+	_, err := retention.Run(ctx, r.bkt, j.Tenant, now, retention.Settings{Retention: keep, CompactedRetention: r.cfg.CompactedBlockRetention}, r.m)
 	return err
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/thanos-io/objstore"
 
 	"github.com/weftdb/weft/internal/block"
 	"github.com/weftdb/weft/internal/blocklist"
@@ -70,6 +71,7 @@ func run() error {
 	skipSearch := flag.Bool("skip-search", false, "skip the searches and tag requests")
 	concurrentJobs := flag.Int("concurrent-jobs", 0, "query_frontend.search.concurrent_jobs (0: weft's default)")
 	check := flag.Bool("check", false, "after the searches, evaluate every search on every trace and check the results (reads every block)")
+	compact := flag.Bool("compact", false, "after measuring, compact the blocks as the backend would (until the planner has no job left) and measure again")
 	flag.Parse()
 	if *searches < 1 || *lookups < 1 || *blocks < 1 || *spansPerBlock < 1 || *spansPerTrace < 1 {
 		return fmt.Errorf("-blocks, -spans-per-block, -spans-per-trace, -lookups and -searches must be positive")
@@ -145,24 +147,91 @@ func run() error {
 		fmt.Printf("buffer memory per MB spans: %.2f MB (Arrow buffer bytes / OTLP protobuf bytes)\n", float64(bufBytes)/float64(protoBytes))
 	}
 
+	m := measurement{bkt: bkt, tenant: tenant, sample: sample, lookups: *lookups, searches: *searches,
+		skipLookups: *skipLookups, skipSearch: *skipSearch, concurrentJobs: *concurrentJobs, check: *check}
+	before, err := m.run(ctx, "")
+	if err != nil || !*compact {
+		return err
+	}
+	fmt.Printf("\n## Compaction\n\n")
+	st, err := compactAll(ctx, bkt, tenant)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d jobs in %d rounds (backend/compaction's default plan, block.Compact one job at a time): %d blocks in, %d spans read,\n",
+		st.jobs, st.rounds, st.inputs, st.spansRead)
+	fmt.Printf("%d duplicates left out, %.1f s, %.0f spans merged per second on one goroutine.\n\n",
+		st.duplicates, st.took.Seconds(), float64(st.spansRead)/st.took.Seconds())
+	after, err := m.run(ctx, " after compaction")
+	if err != nil {
+		return err
+	}
+	printComparison(before, after)
+	return nil
+}
+
+// measurement is what the bench measures over the blocks of a bucket.
+type measurement struct {
+	bkt                     objstore.Bucket
+	tenant                  string
+	sample                  [][16]byte
+	lookups, searches       int
+	skipLookups, skipSearch bool
+	concurrentJobs          int
+	check                   bool
+}
+
+// figures are the results of one measurement, to compare before and
+// after compaction.
+type figures struct {
+	blocks       int
+	bytesPerSpan float64
+	lookups      map[string]latencies // by lookup kind
+	searches     map[string]latencies // by query
+}
+
+// latencies are sorted durations.
+type latencies []time.Duration
+
+func (l latencies) at(q float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	return l[min(len(l)-1, int(float64(len(l))*q))]
+}
+
+// run measures trace-by-ID lookups and searches over the blocks the block
+// list sees now; label names the phase in the headings.
+func (m *measurement) run(ctx context.Context, label string) (*figures, error) {
+	bkt, tenant, sample := m.bkt, m.tenant, m.sample
+	lookups, skipLookups, skipSearch := &m.lookups, &m.skipLookups, &m.skipSearch
+	fig := &figures{lookups: map[string]latencies{}, searches: map[string]latencies{}}
 	list := blocklist.New(bkt, time.Hour, prometheus.NewRegistry(), nil)
 	if err := list.Poll(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	n := list.Count(tenant)
 	if n == 0 {
-		return fmt.Errorf("no blocks of tenant %q in %s", tenant, *dir)
+		return nil, fmt.Errorf("no blocks of tenant %q", tenant)
 	}
+	fig.blocks = n
+	var spans, bytes int64
+	for _, e := range list.Blocks(tenant, time.Time{}, time.Time{}) {
+		spans += e.Meta.TotalSpans
+		bytes += e.Meta.Size + e.Meta.BloomBytes
+	}
+	fig.bytesPerSpan = float64(bytes) / float64(max(spans, 1))
+	fmt.Printf("blocks%s: %d, %d spans, %.1f bytes per span (data + bloom)\n", label, n, spans, fig.bytesPerSpan)
 	if len(sample) == 0 { // -reuse: the first and last trace IDs of row groups are real ones
 		for _, e := range list.Blocks(tenant, time.Time{}, time.Time{}) {
 			for _, rg := range e.Meta.RowGroups {
 				for _, h := range []string{rg.MinTraceID, rg.MaxTraceID} {
 					var id [16]byte
 					if len(h) != 32 {
-						return fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
+						return nil, fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
 					}
 					if _, err := hex.Decode(id[:], []byte(h)); err != nil {
-						return fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
+						return nil, fmt.Errorf("block %s: bad trace ID %q", e.Meta.BlockID, h)
 					}
 					sample = append(sample, id)
 				}
@@ -185,8 +254,10 @@ func run() error {
 			}
 		}
 		slices.Sort(lat)
-		fmt.Printf("trace by ID, %-17s p50 %8s  p99 %8s  (%d lookups over %d blocks)\n", name+":",
-			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), len(lat), n)
+		l := latencies(lat)
+		fig.lookups[name] = l
+		fmt.Printf("trace by ID, %-17s p50 %8s  p95 %8s  p99 %8s  (%d lookups over %d blocks)\n", name+":",
+			l.at(0.5).Round(time.Microsecond), l.at(0.95).Round(time.Microsecond), l.at(0.99).Round(time.Microsecond), len(lat), n)
 		return nil
 	}
 	pick := func(k int) [][16]byte {
@@ -202,21 +273,22 @@ func run() error {
 	}
 	if !*skipLookups {
 		if err := measure("first (cold)", pick(min(200, *lookups)), true); err != nil {
-			return err
+			return nil, err
 		}
 		if err := measure("present", pick(*lookups), true); err != nil {
-			return err
+			return nil, err
 		}
 		if err := measure("absent", absent, false); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	fmt.Println("```")
 	if *skipSearch {
-		return nil
+		return fig, nil
 	}
-	return benchSearch(ctx, list, bkt, tenant, *searches, *concurrentJobs, *check)
+	return fig, benchSearch(ctx, list, bkt, tenant, m.searches, m.concurrentJobs, m.check, label, fig)
 }
+
 
 // split cuts a batch into batches of at most n spans, as pushes arrive.
 func split(b *otlpwire.Batch, n int) []*otlpwire.Batch {

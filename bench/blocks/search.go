@@ -86,7 +86,7 @@ func timeRange(list *blocklist.List, tenant string) (start, end time.Time) {
 // benchSearch measures the searches and the tag requests through the read
 // path a single-binary weft runs: query-frontend → querier job runner →
 // searcher → block readers, whole traces read back by the querier.
-func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketReader, tenant string, runs, concurrentJobs int, check bool) error {
+func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketReader, tenant string, runs, concurrentJobs int, check bool, label string, fig *figures) error {
 	reg := prometheus.NewRegistry()
 	s := search.New(nil, list, bkt)
 	finder := querier.New(querier.DefaultConfig(), nil, list, bkt, reg)
@@ -103,18 +103,18 @@ func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketR
 	cq := &countingQuerier{q: runner}
 	fe := frontend.New(cfg, s, cq, s.Finder(), reg)
 
-	fmt.Printf("\n### Search (query-frontend → querier, in process)\n\n")
+	fmt.Printf("\n### Search%s (query-frontend → querier, in process)\n\n", label)
 	fmt.Printf("limit %d, %d runs after one warm-up; time range %s – %s (all %d blocks); query_frontend.search.concurrent_jobs %d,\n",
 		searchLimit, runs, start.UTC().Format(time.TimeOnly), end.UTC().Format(time.TimeOnly), list.Count(tenant), cfg.Search.ConcurrentJobs)
 	fmt.Printf("querier.max_concurrent_queries %d, query_timeout off (weft's default of %s would fail slower searches with 504).\n",
 		querier.DefaultConfig().MaxConcurrentQueries, frontend.DefaultConfig().Search.QueryTimeout)
 	fmt.Printf("Warm: each block reader caches the Parquet footer after first use, as in a long-running querier;\n")
-	fmt.Printf("\"first\" is the warm-up run (footers cold unless trace-by-ID ran before). p99 of %d runs is their maximum when runs < 100.\n", runs)
+	fmt.Printf("\"first\" is the warm-up run (footers cold unless trace-by-ID ran before). p95 and p99 of %d runs are their maximum when runs < 20 and < 100.\n", runs)
 	fmt.Printf("Bytes read from the bucket when a footer is first loaded are not counted in inspectedBytes.\n\n")
 	fmt.Printf("Jobs the frontend no longer needs are canceled and may still be running when it returns: \"left running\" is the most\n")
 	fmt.Printf("such jobs and how long the slowest took to end; each run waits for them, so runs do not slow each other down.\n\n")
-	fmt.Println("| query | p50 | p99 | first | traces | inspectedBytes | inspectedSpans | inspectedTraces | jobs done/total | totalBlocks | totalBlockBytes | left running |")
-	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Println("| query | p50 | p95 | p99 | first | traces | inspectedBytes | inspectedSpans | inspectedTraces | jobs done/total | totalBlocks | totalBlockBytes | left running |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	results := make([]searchResult, len(searchCases))
 	for i, c := range searchCases {
 		req := search.Request{Query: c.query, Limit: searchLimit, Start: start, End: end}
@@ -139,11 +139,12 @@ func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketR
 			r.metrics = append(r.metrics, *resp.Metrics)
 		}
 		slices.Sort(r.lat)
+		fig.searches[c.name] = r.lat
 		m := func(f func(search.Metrics) uint64, unit func(uint64) string) string {
 			return spread(r.metrics, f, unit)
 		}
-		fmt.Printf("| `%s` | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %d jobs, %s |\n", c.query,
-			ms(r.lat[len(r.lat)/2]), ms(r.lat[len(r.lat)*99/100]), ms(r.first), len(r.traces),
+		fmt.Printf("| `%s` | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %d jobs, %s |\n", c.query,
+			ms(latencies(r.lat).at(0.5)), ms(latencies(r.lat).at(0.95)), ms(latencies(r.lat).at(0.99)), ms(r.first), len(r.traces),
 			m(func(m search.Metrics) uint64 { return m.InspectedBytes }, mb),
 			m(func(m search.Metrics) uint64 { return m.InspectedSpans }, num),
 			m(func(m search.Metrics) uint64 { return uint64(m.InspectedTraces) }, num),

@@ -120,8 +120,7 @@ func (b schedulerBlocks) Compactable(tenant string) []compaction.Block {
 	entries := b.l.Blocks(tenant, time.Time{}, time.Time{})
 	out := make([]compaction.Block, 0, len(entries))
 	for _, e := range entries {
-		m := e.Meta
-		out = append(out, compaction.Block{ID: m.BlockID, Level: m.CompactionLevel, Start: m.StartTime, End: m.EndTime, Size: m.Size, Traces: m.TotalTraces})
+		out = append(out, compaction.BlockOf(e.Meta))
 	}
 	return out
 }
