@@ -838,6 +838,14 @@ func (r *crashRig) settle(timeout time.Duration) {
 			}
 			problems = append(problems, fmt.Sprintf("%d block directories of %s left: %v", len(left), crashExpiring, objs))
 		}
+		spooled := 0
+		for _, w := range r.workers {
+			m, _ := filepath.Glob(filepath.Join(w.tmp, "compact-*.parquet"))
+			spooled += len(m)
+		}
+		if spooled > 0 {
+			problems = append(problems, fmt.Sprintf("%d spool files of merges left in the workers' temporary directories", spooled))
+		}
 		if len(problems) == 0 {
 			t.Logf("settled in %s: no job open, the %d block directories of %s all listed, none of %s left",
 				time.Since(start).Round(time.Millisecond), len(dirs), crashKept, crashExpiring)
@@ -949,13 +957,13 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 }
 
 // TestBackendCrash (make test): the backend scheduler and workers killed
-// with SIGKILL four times, during a merge, after an output's upload,
-// while the inputs are let go, and the scheduler right after it saved
-// work.json; every acknowledged span is then found once, the jobs of the
+// with SIGKILL five times: a worker during a merge, after an output's
+// upload, while the inputs are let go and in a retention job, and the
+// scheduler right after it saved work.json; every acknowledged span is then found once, the jobs of the
 // killed worker finish on another worker, and the bucket is left clean.
 func TestBackendCrash(t *testing.T) {
 	t.Parallel()
-	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked}, 2)
+	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention}, 2)
 }
 
 // TestBackendCrashLong (make test-long): 24 kills, the moments of

@@ -2,6 +2,8 @@ package block
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -92,5 +94,24 @@ func TestMarkCompactedLetsGoOfInputs(t *testing.T) {
 		if err != nil || mark == nil {
 			t.Fatalf("input %d has no mark: %v", i, err)
 		}
+	}
+}
+
+// TestRemoveSpoolFiles: the spool files a merge killed by SIGKILL left are
+// removed, other files are not.
+func TestRemoveSpoolFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"compact-1.parquet", "compact-2.parquet", "other.parquet"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := RemoveSpoolFiles(dir)
+	if err != nil || n != 2 {
+		t.Fatalf("removed %d (%v), want 2", n, err)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "other.parquet" {
+		t.Fatalf("left: %v", left)
 	}
 }
