@@ -133,7 +133,7 @@ overrides:
   per_tenant_override_config: %s
   per_tenant_override_period: 1s
 backend_scheduler:
-  job_lease: 3s
+  job_lease: 5s
   job_timeout: 200ms
   maintenance_interval: 500ms
   work:
@@ -819,14 +819,21 @@ func (r *crashRig) settle(timeout time.Duration) {
 			problems = append(problems, fmt.Sprintf("%d jobs pending or running", open))
 		}
 		dirs, _ := filepath.Glob(filepath.Join(r.bucket, crashKept, "*"))
-		notListed := 0
+		var notListed []string
 		for _, d := range dirs {
 			if _, err := os.Stat(filepath.Join(d, block.MetaName)); err != nil {
-				notListed++
+				files, _ := os.ReadDir(d)
+				if len(files) == 0 {
+					notListed = append(notListed, filepath.Base(d)+"/ (empty)")
+				}
+				for _, f := range files {
+					fi, _ := f.Info()
+					notListed = append(notListed, fmt.Sprintf("%s/%s (%s old)", filepath.Base(d), f.Name(), time.Since(fi.ModTime()).Round(time.Second)))
+				}
 			}
 		}
-		if notListed > 0 {
-			problems = append(problems, fmt.Sprintf("%d of the %d block directories of %s have no meta.json (let go, or abandoned)", notListed, len(dirs), crashKept))
+		if len(notListed) > 0 {
+			problems = append(problems, fmt.Sprintf("block directories of %s without meta.json (let go, or abandoned): %v", crashKept, notListed))
 		}
 		if left, _ := filepath.Glob(filepath.Join(r.bucket, crashExpiring, "*")); len(left) > 0 {
 			var objs []string
