@@ -819,12 +819,16 @@ func (r *crashRig) settle(timeout time.Duration) {
 			problems = append(problems, fmt.Sprintf("%d jobs pending or running", open))
 		}
 		dirs, _ := filepath.Glob(filepath.Join(r.bucket, crashKept, "*"))
-		var notListed []string
+		var notListed, empty []string
 		for _, d := range dirs {
 			if _, err := os.Stat(filepath.Join(d, block.MetaName)); err != nil {
 				files, _ := os.ReadDir(d)
 				if len(files) == 0 {
-					notListed = append(notListed, filepath.Base(d)+"/ (empty)")
+					// The filesystem bucket's own directory, left by a kill
+					// inside its Upload (after MkdirAll) or Delete (before
+					// it removes the emptied directory): no object, which
+					// object storage would not have.
+					empty = append(empty, filepath.Base(d))
 				}
 				for _, f := range files {
 					fi, _ := f.Info()
@@ -854,6 +858,9 @@ func (r *crashRig) settle(timeout time.Duration) {
 			problems = append(problems, fmt.Sprintf("%d spool files of merges left in the workers' temporary directories", spooled))
 		}
 		if len(problems) == 0 {
+			if len(empty) > 0 {
+				t.Logf("empty block directories of %s (no object; a kill inside the filesystem bucket's Upload or Delete): %v", crashKept, empty)
+			}
 			t.Logf("settled in %s: no job open, the %d block directories of %s all listed, none of %s left",
 				time.Since(start).Round(time.Millisecond), len(dirs), crashKept, crashExpiring)
 			return
