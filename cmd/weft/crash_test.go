@@ -828,7 +828,7 @@ func (r *crashRig) settle(timeout time.Duration) {
 					// inside its Upload (after MkdirAll) or Delete (before
 					// it removes the emptied directory): no object, which
 					// object storage would not have.
-					empty = append(empty, filepath.Base(d))
+					empty = append(empty, crashKept+"/"+filepath.Base(d))
 				}
 				for _, f := range files {
 					fi, _ := f.Info()
@@ -839,15 +839,19 @@ func (r *crashRig) settle(timeout time.Duration) {
 		if len(notListed) > 0 {
 			problems = append(problems, fmt.Sprintf("block directories of %s without meta.json (let go, or abandoned): %v", crashKept, notListed))
 		}
-		if left, _ := filepath.Glob(filepath.Join(r.bucket, crashExpiring, "*")); len(left) > 0 {
-			var objs []string
-			for _, d := range left {
-				files, _ := os.ReadDir(d)
-				for _, f := range files {
-					objs = append(objs, filepath.Base(d)+"/"+f.Name())
-				}
+		left, _ := filepath.Glob(filepath.Join(r.bucket, crashExpiring, "*"))
+		var objs []string
+		for _, d := range left {
+			files, _ := os.ReadDir(d)
+			if len(files) == 0 {
+				empty = append(empty, crashExpiring+"/"+filepath.Base(d))
 			}
-			problems = append(problems, fmt.Sprintf("%d block directories of %s left: %v", len(left), crashExpiring, objs))
+			for _, f := range files {
+				objs = append(objs, filepath.Base(d)+"/"+f.Name())
+			}
+		}
+		if len(objs) > 0 {
+			problems = append(problems, fmt.Sprintf("objects of %s left: %v", crashExpiring, objs))
 		}
 		spooled := 0
 		for _, w := range r.workers {
@@ -859,9 +863,9 @@ func (r *crashRig) settle(timeout time.Duration) {
 		}
 		if len(problems) == 0 {
 			if len(empty) > 0 {
-				t.Logf("empty block directories of %s (no object; a kill inside the filesystem bucket's Upload or Delete): %v", crashKept, empty)
+				t.Logf("empty block directories (no object; a kill inside the filesystem bucket's Upload or Delete): %v", empty)
 			}
-			t.Logf("settled in %s: no job open, the %d block directories of %s all listed, none of %s left",
+			t.Logf("settled in %s: no job open, the %d block directories of %s all listed, no object of %s left",
 				time.Since(start).Round(time.Millisecond), len(dirs), crashKept, crashExpiring)
 			return
 		}
