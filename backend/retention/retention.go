@@ -196,7 +196,9 @@ func list(ctx context.Context, bkt objstore.Bucket, tenant string) (map[uuid.UUI
 	// One listing per block directory, and the attributes of each object.
 	var blockDirs []string
 	if err := bkt.Iter(ctx, prefix, func(name string) error {
-		blockDirs = append(blockDirs, name)
+		if strings.HasSuffix(name, "/") { // not the tenant index, an object
+			blockDirs = append(blockDirs, name)
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("cannot list the blocks of tenant %q: %w", tenant, err)

@@ -290,6 +290,10 @@ func (s *Scheduler) Run(ctx context.Context, lock *Lock, cycle, maintenance time
 // the lock instead.
 func (s *Scheduler) Activate() { s.active.Store(true) }
 
+// Active reports whether s holds the lock (or was activated): only then
+// may its process write the tenant indexes.
+func (s *Scheduler) Active() bool { return s.active.Load() }
+
 func (s *Scheduler) plan(ctx context.Context) {
 	if _, err := s.Plan(ctx); err != nil {
 		s.logger.Warn("backend scheduler cannot plan jobs", "err", err)

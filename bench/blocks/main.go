@@ -289,7 +289,6 @@ func (m *measurement) run(ctx context.Context, label string) (*figures, error) {
 	return fig, benchSearch(ctx, list, bkt, tenant, m.searches, m.concurrentJobs, m.check, label, fig)
 }
 
-
 // split cuts a batch into batches of at most n spans, as pushes arrive.
 func split(b *otlpwire.Batch, n int) []*otlpwire.Batch {
 	var out []*otlpwire.Batch

@@ -88,6 +88,15 @@ func TestBackendAsProcesses(t *testing.T) {
 			t.Fatalf("trace %x served with %d spans, want %d", id, n, spansPerTrace)
 		}
 	}
+	// The scheduler's process writes the tenant index, and the front
+	// polls the index instead of listing the tenant: the compacted blocks
+	// it serves came to it through the index.
+	if n := metricTotal(t, loopback(sched.http), "weft_blocklist_tenant_index_writes_total"); n == 0 {
+		t.Fatal("the scheduler wrote no tenant index")
+	}
+	if n := metricTotal(t, loopback(front.http), "weft_blocklist_tenant_index_reads_total"); n == 0 {
+		t.Fatal("the front never polled the tenant index")
+	}
 	resp, err := http.Get("http://" + loopback(sched.http) + "/status/backendscheduler")
 	if err != nil {
 		t.Fatal(err)

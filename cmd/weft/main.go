@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/weftdb/weft/cmd/weft/app"
+	"github.com/weftdb/weft/cmd/weft/blockscli"
 	"github.com/weftdb/weft/cmd/weft/config"
 )
 
@@ -42,6 +43,16 @@ func main() {
 var errFlagsReported = errors.New("invalid command line")
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "blocks" { // operators' commands on blocks
+		if err := blockscli.Run(args[1:], os.Stdout, stderr); err != nil {
+			if errors.Is(err, blockscli.ErrUsage) {
+				fmt.Fprintln(stderr, "weft:", err)
+				return errFlagsReported
+			}
+			return err
+		}
+		return nil
+	}
 	fs := flag.NewFlagSet("weft", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "YAML configuration file; without it weft runs monolithic on the embedded default")

@@ -12,6 +12,13 @@
 // a read through a cached reader fails. Available says whether the list can
 // be trusted: it fails until a poll has succeeded and when the last success
 // is too old.
+//
+// A poll reads each tenant's index (index.json.gz, see Index) instead of
+// listing the tenant, once ReadIndexes was called, and lists the tenant
+// when the index is missing, invalid or stale (when fallback is on). The
+// process whose list was given WriteIndexes always lists, and writes each
+// tenant's index after polling it while its allow function says so (the
+// backend scheduler holds its lock).
 package blocklist
 
 import (
@@ -109,11 +116,23 @@ type List struct {
 	stopPolls context.CancelFunc
 
 	blocks        *prometheus.GaugeVec
+	length        *prometheus.GaugeVec // Tempo's name of blocks
 	unreadableG   *prometheus.GaugeVec
 	pollErrs      prometheus.Counter
 	pollTime      prometheus.Histogram
 	lastSuccessTS prometheus.Gauge
 	rewritten     prometheus.Counter
+
+	// index says how tenant indexes are used; guarded by being set
+	// before Start.
+	index indexUse
+	// letGo holds, per tenant, the marks of blocks let go, for the index
+	// this list writes. Guarded by mu.
+	letGo map[string]map[uuid.UUID]*block.CompactedMeta
+	// indexState is, per tenant, why its last poll did not use the index
+	// ("" when it did), for logging changes only. Guarded by mu.
+	indexState map[string]string
+	im         indexMetrics
 }
 
 // New returns a list of the blocks in bkt, polled every interval once
@@ -131,8 +150,14 @@ func New(bkt objstore.BucketReader, interval time.Duration, reg prometheus.Regis
 		stampSlack: stampSlack,
 		tenants:    map[string]map[uuid.UUID]*Entry{},
 		unreadable: map[string]map[uuid.UUID]string{},
+		letGo:      map[string]map[uuid.UUID]*block.CompactedMeta{},
+		indexState: map[string]string{},
+		im:         newIndexMetrics(reg),
 		blocks: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_blocklist_blocks", Help: "Blocks known in object storage, by tenant.",
+		}, []string{"tenant"})),
+		length: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tempodb_blocklist_length", Help: "Blocks known in object storage, by tenant (as weft_blocklist_blocks).",
 		}, []string{"tenant"})),
 		unreadableG: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_blocklist_unreadable_blocks",
@@ -242,7 +267,7 @@ func (l *List) Add(meta *block.Meta) {
 	blocks[meta.BlockID] = &Entry{Meta: meta, added: time.Now()}
 	l.clearUnreadableLocked(meta.TenantID, meta.BlockID)
 	hideCompacted(blocks)
-	l.blocks.WithLabelValues(meta.TenantID).Set(float64(len(blocks)))
+	l.setLength(meta.TenantID, len(blocks))
 }
 
 // hideCompacted takes out of blocks those that a block of blocks was
@@ -268,7 +293,7 @@ func hideCompacted(blocks map[uuid.UUID]*Entry) {
 func (l *List) Poll(ctx context.Context) error {
 	start := time.Now()
 	defer func() { l.pollTime.Observe(time.Since(start).Seconds()) }()
-	tenants, err := block.ListTenants(ctx, l.bkt)
+	tenants, err := l.listTenants(ctx)
 	if err != nil {
 		l.pollDone(err)
 		return err
@@ -297,14 +322,25 @@ func (l *List) Poll(ctx context.Context) error {
 		if len(blocks) == 0 {
 			delete(l.tenants, ten)
 			l.blocks.DeleteLabelValues(ten)
+			l.length.DeleteLabelValues(ten)
 		} else {
-			l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
+			l.setLength(ten, len(blocks))
 		}
 	}
 	for ten := range l.unreadable {
 		if !listed[ten] {
 			delete(l.unreadable, ten)
 			l.unreadableG.DeleteLabelValues(ten)
+		}
+	}
+	for ten := range l.letGo {
+		if !listed[ten] {
+			delete(l.letGo, ten)
+		}
+	}
+	for ten := range l.indexState {
+		if !listed[ten] {
+			delete(l.indexState, ten)
 		}
 	}
 	l.mu.Unlock()
@@ -328,6 +364,7 @@ func (l *List) pollDone(err error) {
 // listed is what a tenant's listing shows of one block.
 type listed struct {
 	hasMeta bool      // meta.json exists (always true without stamps)
+	hasMark bool      // meta.compacted.json exists (only known with stamps)
 	stamp   time.Time // last-modified time of meta.json, when known
 }
 
@@ -352,9 +389,12 @@ func (l *List) listTenant(ctx context.Context, ten string) (blocks map[uuid.UUID
 				return nil
 			}
 			b := blocks[id]
-			if obj == block.MetaName {
+			switch obj {
+			case block.MetaName:
 				b.hasMeta = true
 				b.stamp, _ = a.LastModified()
+			case block.CompactedName:
+				b.hasMark = true
 			}
 			blocks[id] = b
 			return nil
@@ -385,11 +425,33 @@ type readResult struct {
 	read time.Time // when the read began
 }
 
+// pollTenant updates the blocks of tenant ten: from its index when this
+// list reads indexes and the index can be used, else from a listing (and
+// then writes the index when this list is the writer).
 func (l *List) pollTenant(ctx context.Context, ten string) error {
+	if l.index.read {
+		used, err := l.pollIndex(ctx, ten)
+		if used || err != nil {
+			return err
+		}
+	}
+	present, listStart, err := l.pollListing(ctx, ten)
+	if err != nil || l.index.writer == nil {
+		return err
+	}
+	// Only a poll without error is written: a block whose meta.json could
+	// not be read now would be missing from the index.
+	l.writeIndex(ctx, ten, present, listStart)
+	return nil
+}
+
+// pollListing updates the blocks of tenant ten from a listing of its
+// objects, and returns what the listing showed and when it began.
+func (l *List) pollListing(ctx context.Context, ten string) (map[uuid.UUID]listed, time.Time, error) {
 	listStart := time.Now()
 	present, stamps, err := l.listTenant(ctx, ten)
 	if err != nil {
-		return err
+		return nil, listStart, err
 	}
 	l.mu.RLock()
 	known := l.tenants[ten]
@@ -484,8 +546,8 @@ func (l *List) pollTenant(ctx context.Context, ten string) error {
 		}
 	}
 	hideCompacted(blocks)
-	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
-	return errors.Join(errs...)
+	l.setLength(ten, len(blocks))
+	return present, listStart, errors.Join(errs...)
 }
 
 // sameMeta reports whether a and b describe the same write of a block
@@ -656,7 +718,7 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	blocks[id] = e
 	l.clearUnreadableLocked(tenant, id)
 	hideCompacted(blocks)
-	l.blocks.WithLabelValues(tenant).Set(float64(len(blocks)))
+	l.setLength(tenant, len(blocks))
 	return e, nil
 }
 
@@ -690,7 +752,7 @@ func (l *List) Refresh(ctx context.Context, e *Entry) (*Entry, error) {
 	ne := &Entry{Meta: meta, added: time.Now()}
 	blocks[id] = ne
 	l.clearUnreadableLocked(ten, id)
-	l.blocks.WithLabelValues(ten).Set(float64(len(blocks)))
+	l.setLength(ten, len(blocks))
 	l.rewritten.Inc()
 	l.logger.Info("block was rewritten under the same ID; its reader is reopened", "tenant", ten, "block", id)
 	return ne, nil

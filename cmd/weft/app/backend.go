@@ -43,6 +43,9 @@ func (a *App) initBackendScheduler() (modules.Service, error) {
 	set := cfg.Settings()
 	s := scheduler.New(a.bucket, schedulerBlocks{a.blocks}, tenantLimits{a.limits}, set, a.registry, a.logger.With("component", modBackendScheduler))
 	a.scheduler = s
+	// The scheduler's process lists the blocks and, while it holds the
+	// lock, writes each tenant's index for the other processes.
+	a.blocks.WriteIndexes(a.bucket, s.Active)
 	scheduler.RegisterService(a.grpcServer, s)
 	a.routes.HandleFunc("GET /status/backendscheduler", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -153,6 +153,9 @@ func (a *App) initObjectStore() (modules.Service, error) {
 
 func (a *App) initBlockList() (modules.Service, error) {
 	a.blocks = blocklist.New(a.bucket, a.cfg.Storage.Trace.BlocklistPoll, a.registry, a.logger)
+	// Tenant indexes are read unless this process's backend scheduler
+	// writes them (initBackendScheduler).
+	a.blocks.ReadIndexes(a.cfg.Storage.Trace.BlocklistPollFallback, a.cfg.Storage.Trace.BlocklistPollStaleTenantIndex)
 	return modules.Funcs{
 		OnStart: a.blocks.Start,
 		OnStop:  func(context.Context) error { a.blocks.Stop(); return nil },

@@ -143,6 +143,15 @@ type TraceStorageConfig struct {
 	// BlocklistPoll is how often a process lists the blocks in the store, to
 	// see blocks other processes wrote.
 	BlocklistPoll time.Duration `yaml:"blocklist_poll"`
+	// BlocklistPollFallback makes a process list a tenant's blocks when
+	// the tenant's index (<tenant>/index.json.gz, written by the backend
+	// scheduler) is missing, not valid or stale; false makes the poll of
+	// that tenant fail instead (the process keeps the list it had).
+	BlocklistPollFallback bool `yaml:"blocklist_poll_fallback"`
+	// BlocklistPollStaleTenantIndex is the age past which a tenant index
+	// is not used (the tenant is listed instead). 0 (the default) is
+	// three times blocklist_poll; unlike Tempo, weft always checks.
+	BlocklistPollStaleTenantIndex time.Duration `yaml:"blocklist_poll_stale_tenant_index"`
 	// ReadTimeout bounds each read the query path makes from the store
 	// (weft only): a block whose read does not finish in time is skipped
 	// and the answer marked partial, instead of waiting for the query's
@@ -216,9 +225,10 @@ func Default() Config {
 		BackendScheduler: scheduler.DefaultConfig(),
 		BackendWorker:    worker.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
-			Store:         st,
-			BlocklistPoll: time.Minute,
-			ReadTimeout:   storage.DefaultReadTimeout,
+			Store:                 st,
+			BlocklistPoll:         time.Minute,
+			BlocklistPollFallback: true,
+			ReadTimeout:           storage.DefaultReadTimeout,
 		}},
 	}
 }
@@ -247,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Trace.BlocklistPoll <= 0 {
 		errs = append(errs, fmt.Errorf("storage.trace.blocklist_poll: must be positive, got %s", c.Storage.Trace.BlocklistPoll))
+	}
+	if c.Storage.Trace.BlocklistPollStaleTenantIndex < 0 {
+		errs = append(errs, fmt.Errorf("storage.trace.blocklist_poll_stale_tenant_index: must not be negative, got %s", c.Storage.Trace.BlocklistPollStaleTenantIndex))
 	}
 	if c.Storage.Trace.ReadTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", storage.ReadTimeoutKey, c.Storage.Trace.ReadTimeout))

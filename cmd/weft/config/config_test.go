@@ -291,3 +291,28 @@ overrides:
 		t.Errorf("error in yaml.v3's words:\n%v", err)
 	}
 }
+
+// Tempo's tenant-index keys of storage.trace are used, not ignored: the
+// fallback defaults to true, the staleness limit to 0 (three polls), and a
+// negative limit is refused naming the key.
+func TestTenantIndexKeys(t *testing.T) {
+	c := Default()
+	if !c.Storage.Trace.BlocklistPollFallback || c.Storage.Trace.BlocklistPollStaleTenantIndex != 0 {
+		t.Fatalf("defaults: fallback %v, stale %s", c.Storage.Trace.BlocklistPollFallback, c.Storage.Trace.BlocklistPollStaleTenantIndex)
+	}
+	src := "storage:\n  trace:\n    blocklist_poll_fallback: false\n    blocklist_poll_stale_tenant_index: 5m\n"
+	c, ignored, err := Load("weft.yaml", []byte(src), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ignored) != 0 {
+		t.Fatalf("ignored keys %v", ignored)
+	}
+	if c.Storage.Trace.BlocklistPollFallback || c.Storage.Trace.BlocklistPollStaleTenantIndex != 5*time.Minute {
+		t.Fatalf("fallback %v, stale %s", c.Storage.Trace.BlocklistPollFallback, c.Storage.Trace.BlocklistPollStaleTenantIndex)
+	}
+	_, _, err = Load("weft.yaml", []byte("storage:\n  trace:\n    blocklist_poll_stale_tenant_index: -1s\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "storage.trace.blocklist_poll_stale_tenant_index: must not be negative") {
+		t.Fatalf("negative limit: %v", err)
+	}
+}

@@ -70,8 +70,8 @@ var tempoKeys = []string{
 	// storage
 	"storage.trace.wal.v2_encoding", "storage.trace.wal.search_encoding", "storage.trace.wal.ingestion_time_range_slack",
 	"storage.trace.wal.version", "storage.trace.wal.completedfilepath", "storage.trace.wal.blocksfilepath", "storage.trace.block", "storage.trace.search",
-	"storage.trace.blocklist_poll_concurrency", "storage.trace.blocklist_poll_fallback",
-	"storage.trace.blocklist_poll_tenant_index_builders", "storage.trace.blocklist_poll_stale_tenant_index",
+	"storage.trace.blocklist_poll_concurrency",
+	"storage.trace.blocklist_poll_tenant_index_builders",
 	"storage.trace.blocklist_poll_jitter_ms", "storage.trace.blocklist_poll_tolerate_consecutive_errors",
 	"storage.trace.blocklist_poll_tenant_concurrency", "storage.trace.empty_tenant_deletion_enabled",
 	"storage.trace.empty_tenant_deletion_age", "storage.trace.pool", "storage.trace.cache",
