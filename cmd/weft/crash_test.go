@@ -818,7 +818,7 @@ func (r *crashRig) settle(timeout time.Duration) {
 		if open > 0 {
 			problems = append(problems, fmt.Sprintf("%d jobs pending or running", open))
 		}
-		dirs, _ := filepath.Glob(filepath.Join(r.bucket, crashKept, "*"))
+		dirs := blockDirs(filepath.Join(r.bucket, crashKept))
 		var notListed, empty []string
 		for _, d := range dirs {
 			if _, err := os.Stat(filepath.Join(d, block.MetaName)); err != nil {
@@ -839,7 +839,7 @@ func (r *crashRig) settle(timeout time.Duration) {
 		if len(notListed) > 0 {
 			problems = append(problems, fmt.Sprintf("block directories of %s without meta.json (let go, or abandoned): %v", crashKept, notListed))
 		}
-		left, _ := filepath.Glob(filepath.Join(r.bucket, crashExpiring, "*"))
+		left := blockDirs(filepath.Join(r.bucket, crashExpiring))
 		var objs []string
 		for _, d := range left {
 			files, _ := os.ReadDir(d)
@@ -873,6 +873,19 @@ func (r *crashRig) settle(timeout time.Duration) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("the backend did not settle within %s: %s", timeout, last)
+}
+
+// blockDirs are the block directories (named by a UUID) of a tenant's
+// directory in the filesystem bucket.
+func blockDirs(tenantDir string) []string {
+	entries, _ := os.ReadDir(tenantDir)
+	var out []string
+	for _, e := range entries {
+		if _, err := uuid.Parse(e.Name()); err == nil && e.IsDir() {
+			out = append(out, filepath.Join(tenantDir, e.Name()))
+		}
+	}
+	return out
 }
 
 // checkJobs checks what work.json showed of the jobs: no worker ran a job
