@@ -97,13 +97,31 @@ func (c *compactor) run(ctx context.Context, j *scheduler.Job) error {
 		// Inputs were let go: by this job before (its output is there), or
 		// by retention (then the job is moot).
 		m, err := block.ReadMeta(ctx, c.bkt, j.Tenant, out)
-		if err != nil {
-			if c.bkt.IsObjNotFoundErr(err) {
+		switch {
+		case err == nil:
+			meta = m
+		case !c.bkt.IsObjNotFoundErr(err):
+			return fmt.Errorf("cannot read the output %s: %w", out, err)
+		default:
+			// The output is not listed. Either this job wrote it and it has
+			// been let go since (compacted into another block, or past
+			// retention: block.MarkCompacted then let go of the inputs it
+			// still hid), or every input was let go by retention: nothing
+			// of the job is left to do.
+			mark, err := block.ReadCompactedMark(ctx, c.bkt, j.Tenant, out)
+			if err != nil {
+				return fmt.Errorf("cannot read the output %s: %w", out, err)
+			}
+			if mark == nil && gone < len(j.Blocks) {
 				return fmt.Errorf("cannot compact: %d of the %d blocks are gone and the output %s was not written", gone, len(j.Blocks), out)
 			}
-			return fmt.Errorf("cannot read the output %s: %w", out, err)
+			for _, in := range inputs { // hidden by nothing now: let go
+				if err := block.MarkCompacted(ctx, c.bkt, in, c.clock()); err != nil {
+					return fmt.Errorf("cannot let go of block %s, compacted into %s: %w", in.BlockID, out, err)
+				}
+			}
+			return nil
 		}
-		meta = m
 	} else {
 		res, err := block.Compact(ctx, c.bkt, inputs, c.opts)
 		if err != nil {

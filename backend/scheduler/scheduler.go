@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -171,7 +172,7 @@ func New(bkt objstore.Bucket, blocks Blocks, limits Limits, cfg Settings, reg pr
 }
 
 // Load reads the job state from work.json; a missing object is an empty
-// state.
+// state. Running jobs get a full lease from now (see below).
 func (s *Scheduler) Load(ctx context.Context) error {
 	rc, err := s.bkt.Get(ctx, WorkName)
 	if s.bkt.IsObjNotFoundErr(err) {
@@ -190,7 +191,16 @@ func (s *Scheduler) Load(ctx context.Context) error {
 	for _, r := range w.Redactions {
 		s.requests[r.ID] = r
 	}
+	now := s.clock()
 	for _, j := range w.Jobs {
+		// No scheduler ran since work.json was written (a take-over after
+		// a crash waits for the lock's lease), so no worker could renew:
+		// a running job gets a lease from now, for its worker to renew
+		// if it is alive, rather than be handed to a second worker while
+		// the first still runs it.
+		if j.State == Running && j.LeaseUntil.Before(now.Add(s.cfg.Lease)) {
+			j.LeaseUntil = now.Add(s.cfg.Lease)
+		}
 		s.jobs[j.ID] = j
 		if j.Type == JobRetention && j.Created.After(s.lastRetention[j.Tenant]) {
 			s.lastRetention[j.Tenant] = j.Created
@@ -334,12 +344,27 @@ func (s *Scheduler) plan(ctx context.Context) {
 // tenant whose last one is RetentionInterval old. It returns how many it
 // added.
 func (s *Scheduler) Plan(ctx context.Context) (int, error) {
+	tenants := s.blocks.Tenants()
+	if s.cfg.RetentionInterval > 0 {
+		// Retention also deletes the blocks let go and the outputs
+		// abandoned by a crash: a tenant whose blocks were all let go has
+		// none listed, and its directory is still to be cleaned up.
+		dirs, err := bucketTenants(ctx, s.bkt)
+		if err != nil {
+			s.logger.Warn("backend scheduler cannot list the tenants of the bucket: retention jobs planned for the tenants with listed blocks only", "err", err)
+		}
+		for _, t := range dirs {
+			if !slices.Contains(tenants, t) {
+				tenants = append(tenants, t)
+			}
+		}
+	}
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	added := 0
 	changed := s.advanceAllLocked()
-	for _, tenant := range s.blocks.Tenants() {
+	for _, tenant := range tenants {
 		// Blocks of any known job are left alone: unfinished jobs hold
 		// theirs, and a finished job's inputs stay listed until the block
 		// list's next poll sees them let go (a failed job's are not
@@ -417,6 +442,22 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 	}
 	s.wakeLocked()
 	return added, s.save(ctx)
+}
+
+// bucketTenants lists the top-level directories of bkt: every tenant with
+// objects, listed blocks or not.
+func bucketTenants(ctx context.Context, bkt objstore.Bucket) ([]string, error) {
+	var out []string
+	err := bkt.Iter(ctx, "", func(name string) error {
+		if t, ok := strings.CutSuffix(name, "/"); ok && t != "" {
+			out = append(out, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the tenants of the bucket: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Scheduler) wakeLocked() {

@@ -330,3 +330,70 @@ func TestStatusAndMetrics(t *testing.T) {
 		t.Fatalf("completed metric %v", c)
 	}
 }
+
+// A tenant whose blocks were all let go has none listed, but its
+// directory still holds them until retention deletes them: it gets
+// retention jobs too, and no compaction job.
+func TestRetentionOfTenantWithoutListedBlocks(t *testing.T) {
+	e := newEnv(t)
+	mark := "gone/" + uuid.NewString() + "/meta.compacted.json"
+	if err := e.bkt.Upload(context.Background(), mark, strings.NewReader("{}")); err != nil {
+		t.Fatal(err)
+	}
+	s := e.scheduler(nil)
+	if _, err := s.Plan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	retention := 0
+	for _, j := range s.Jobs() {
+		if j.Tenant == "gone" {
+			if j.Type != JobRetention {
+				t.Fatalf("a %s job for a tenant without listed blocks", j.Type)
+			}
+			retention++
+		}
+	}
+	if retention != 1 {
+		t.Fatalf("%d retention jobs for the tenant whose blocks were all let go, want 1", retention)
+	}
+}
+
+// TestTakeOverKeepsRunningJobs: a scheduler that takes over after the one
+// running was killed starts at least a lease later (it waits for the
+// lock's lease), when every running job's lease in work.json has run out.
+// Those jobs stay their workers', which could not renew while no scheduler
+// ran: none is handed to a second worker while the first may still run
+// it. A worker that is gone loses its job a lease later.
+func TestTakeOverKeepsRunningJobs(t *testing.T) {
+	e := newEnv(t)
+	s := e.scheduler(nil)
+	ctx := context.Background()
+	if _, err := s.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Next(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.Add(2 * time.Minute) // the lease is one minute
+	s2 := e.scheduler(nil)
+	for {
+		k, err := s2.Next(ctx, "w2")
+		if errors.Is(err, ErrNoJob) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.ID == j.ID {
+			t.Fatalf("after a take-over, job %s of w1 was handed to w2 before w1 could renew", j.ID)
+		}
+	}
+	if err := s2.Update(ctx, "w1", j.ID, Renew, ""); err != nil {
+		t.Fatalf("w1 renews after the take-over: %v", err)
+	}
+	e.now = e.now.Add(2 * time.Minute) // w1 is gone after all
+	if k, err := s2.Next(ctx, "w3"); err != nil || k.ID != j.ID {
+		t.Fatalf("a lease after w1's last renewal: %v, %v; want job %s", k, err, j.ID)
+	}
+}

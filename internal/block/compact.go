@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -268,7 +270,7 @@ func mergeInto(ctx context.Context, bkt objstore.Bucket, ins []*Meta, copts Comp
 // that the upload reads.
 func (mg *merger) writeData(bkt objstore.Bucket, name, spoolDir string) (int64, error) {
 	if spoolDir != "" {
-		f, err := os.CreateTemp(spoolDir, "compact-*.parquet")
+		f, err := os.CreateTemp(spoolDir, spoolPattern)
 		if err != nil {
 			return 0, fmt.Errorf("cannot spool %s: %w", DataName, err)
 		}
@@ -303,6 +305,30 @@ func (mg *merger) writeData(bkt objstore.Bucket, name, spoolDir string) (int64, 
 		err = fmt.Errorf("cannot upload %s: %w", name, upErr)
 	}
 	return cw.n, err
+}
+
+// spoolPattern names the spool files of merges (CompactOptions.SpoolDir).
+const spoolPattern = "compact-*.parquet"
+
+// RemoveSpoolFiles deletes the spool files of merges in dir, those a
+// process killed in a merge left (a merge removes its own when it ends),
+// and returns how many it deleted. A backend worker calls it as it starts.
+// A file another process of the host is still writing can go too: on
+// POSIX systems the writer keeps its open file, uploads it and finds it
+// gone when it removes it.
+func RemoveSpoolFiles(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, spoolPattern))
+	if err != nil {
+		return 0, fmt.Errorf("cannot list the spool files in %s: %w", dir, err)
+	}
+	n := 0
+	for _, name := range names {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("cannot remove spool file %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // checkCompactInputs checks that inputs are valid metas of FormatV1 blocks

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,7 +30,28 @@ type CompactedMeta struct {
 // mark first, then deletes meta.json, so that a crash in between leaves
 // the block listed (and marked again later), never unlisted and unmarked.
 // Marking a marked block again keeps its first time.
+//
+// The blocks meta was compacted from (Meta.CompactedFrom) that still have
+// their meta.json are let go first, the same way: readers hide them only
+// while meta is listed, so once meta is let go their spans would be
+// counted again, beside the block meta was compacted into. A compaction
+// job cut short between its output's upload and its inputs' marks leaves
+// such blocks, and its output may be compacted again (or pass retention)
+// before the job is retried.
 func MarkCompacted(ctx context.Context, bkt objstore.Bucket, meta *Meta, at time.Time) error {
+	for _, id := range meta.CompactedFrom {
+		in, err := ReadMeta(ctx, bkt, meta.TenantID, id)
+		switch {
+		case err == nil:
+			if err := MarkCompacted(ctx, bkt, in, at); err != nil {
+				return err
+			}
+		case bkt.IsObjNotFoundErr(err), errors.Is(err, ErrInvalidMeta):
+			// Let go already, or not listed (a meta.json cut short).
+		default:
+			return fmt.Errorf("cannot check block %s, which %s was compacted from: %w", id, meta.BlockID, err)
+		}
+	}
 	mark := meta.ObjectName(CompactedName)
 	if old, err := ReadCompactedMark(ctx, bkt, meta.TenantID, meta.BlockID); err != nil {
 		return err

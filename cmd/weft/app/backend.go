@@ -96,15 +96,24 @@ func (a *App) initBackendWorker() (modules.Service, error) {
 	if a.blocks != nil { // this process's queries see an output at once
 		onBlock = a.blocks.Add
 	}
+	spool := os.TempDir()
 	runners := jobs.Runners(a.bucket, cfg, tenantLimits{a.limits},
-		block.CompactOptions{WriteOptions: block.WriteOptions{RowGroupBytes: a.cfg.BlockBuilder.RowGroupBytes}, SpoolDir: os.TempDir()}, onBlock, a.registry)
+		block.CompactOptions{WriteOptions: block.WriteOptions{RowGroupBytes: a.cfg.BlockBuilder.RowGroupBytes}, SpoolDir: spool}, onBlock, a.registry)
 	set := cfg.Settings()
 	// A merge holds memory while it runs: none starts while the process
 	// is short of it (memory_limiter).
 	set.Admit = a.memory.AdmitQuery
 	w := worker.New(instanceName(), sched, runners, set, a.logger.With("component", modBackendWorker))
 	return modules.Funcs{
-		OnStart: w.Start,
+		OnStart: func(ctx context.Context) error {
+			// The spool files of a worker killed in a merge.
+			if n, err := block.RemoveSpoolFiles(spool); err != nil {
+				a.logger.Warn("backend worker cannot remove the spool files of earlier merges", "err", err)
+			} else if n > 0 {
+				a.logger.Info("backend worker removed the spool files of merges cut short", "files", n, "dir", spool)
+			}
+			return w.Start(ctx)
+		},
 		OnStop: func(ctx context.Context) error {
 			err := w.Stop(ctx)
 			if conn != nil {
