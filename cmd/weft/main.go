@@ -66,6 +66,15 @@ func run(args []string, stderr io.Writer) error {
 	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} and ${VAR:-default} in the configuration file")
 	target := fs.String("target", "", "components to run: one of these, or several separated by commas (default all)\n"+strings.TrimRight(app.TargetHelp(), "\n"))
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: weft [flags]                 run weft (the components of -target)
+       weft blocks list|show ...     list a tenant's blocks, show one (weft blocks -h)
+       weft redact ...               remove traces from blocks, through the backend scheduler (weft redact -h)
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // -h and -help print the usage, which is not a failure

@@ -372,7 +372,7 @@ func TestHelp(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("%s: exit code %d; stderr:\n%s", flag, r.code, r.stderr)
 		}
-		requireContains(t, flag+" stderr", r.stderr, "Usage of weft:", "-config.file", "-config.expand-env", "-target", "-version")
+		requireContains(t, flag+" stderr", r.stderr, "usage: weft [flags]", "weft blocks list|show", "weft redact", "-config.file", "-config.expand-env", "-target", "-version")
 		// -target lists the components that run, each with what it does,
 		// and none that does not run yet.
 		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
@@ -398,7 +398,7 @@ func TestUnknownFlag(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
 	}
-	requireContains(t, "stderr", r.stderr, "Usage of weft:")
+	requireContains(t, "stderr", r.stderr, "usage: weft [flags]")
 	if n := strings.Count(r.stderr, "flag provided but not defined: -bogus"); n != 1 {
 		t.Errorf("the error is printed %d times:\n%s", n, r.stderr)
 	}
