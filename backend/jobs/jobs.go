@@ -137,7 +137,10 @@ func (c *compactor) run(ctx context.Context, j *scheduler.Job) error {
 	}
 	// The output is visible and lists its inputs (CompactedFrom), so the
 	// block list no longer reads them; letting them go makes that
-	// last.
+	// last, once the output's data is checked there.
+	if err := meta.CheckData(ctx, c.bkt); err != nil {
+		return err
+	}
 	if c.onBlock != nil {
 		c.onBlock(meta)
 	}

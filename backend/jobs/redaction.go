@@ -86,7 +86,10 @@ func (r *redactor) run(ctx context.Context, j *scheduler.Job) error {
 	case res.Meta != nil:
 		// The output is visible and lists the input (CompactedFrom): the
 		// block list no longer reads the input; letting it go makes that
-		// last.
+		// last, once the output's data is checked there.
+		if err := res.Meta.CheckData(ctx, r.bkt); err != nil {
+			return err
+		}
 		if r.onBlock != nil {
 			r.onBlock(res.Meta)
 		}

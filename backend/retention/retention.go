@@ -122,6 +122,14 @@ func Run(ctx context.Context, bkt objstore.Bucket, tenant string, now time.Time,
 			if d.newest.IsZero() || now.Sub(d.newest) < s.CompactedRetention {
 				continue // being written, or times unknown
 			}
+			// The listing may be old by now (a big tenant's run takes a
+			// while): a retried job rewriting this output since must not
+			// have its new objects deleted under it.
+			if ok, err := stillAbandoned(ctx, bkt, tenant, id, d, now.Add(-s.CompactedRetention)); err != nil {
+				return st, err
+			} else if !ok {
+				continue
+			}
 			if err := deleteDir(ctx, bkt, d); err != nil {
 				return st, fmt.Errorf("cannot delete abandoned block %s of tenant %q: %w", id, tenant, err)
 			}
@@ -132,6 +140,27 @@ func Run(ctx context.Context, bkt objstore.Bucket, tenant string, now time.Time,
 		}
 	}
 	return st, nil
+}
+
+// stillAbandoned reads again what list found of the block directory d, a
+// directory without meta.json: it is still abandoned when meta.json is
+// still missing and none of the objects listed was written after cutoff.
+func stillAbandoned(ctx context.Context, bkt objstore.Bucket, tenant string, id uuid.UUID, d *blockDir, cutoff time.Time) (bool, error) {
+	if ok, err := bkt.Exists(ctx, tenant+"/"+id.String()+"/"+block.MetaName); err != nil || ok {
+		return false, err
+	}
+	for _, name := range d.objects {
+		a, err := bkt.Attributes(ctx, name)
+		switch {
+		case bkt.IsObjNotFoundErr(err):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("cannot read the attributes of %s: %w", name, err)
+		case a.LastModified.After(cutoff):
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // deleteDir deletes the objects of a block, its mark last, so that a

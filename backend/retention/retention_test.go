@@ -100,3 +100,40 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("retention 0: %+v, %v", st, err)
 	}
 }
+
+// TestAbandonedRewrittenMeanwhile: an abandoned output that a retried job
+// rewrites after retention listed it is not deleted (its listing is stale).
+func TestAbandonedRewrittenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	data := "a/" + id.String() + "/" + block.DataName
+	if err := bkt.Upload(ctx, data, bytes.NewReader([]byte("partial"))); err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := list(ctx, bkt, "a")
+	if err != nil || dirs[id] == nil {
+		t.Fatalf("list: %v, %v", dirs, err)
+	}
+	written := time.Now()
+	if ok, err := stillAbandoned(ctx, bkt, "a", id, dirs[id], written.Add(time.Hour)); err != nil || !ok {
+		t.Fatalf("untouched since the listing: stillAbandoned = %v, %v; want true", ok, err)
+	}
+	// A retry rewrites data.parquet after the listing.
+	if err := bkt.Upload(ctx, data, bytes.NewReader([]byte("rewritten by a retry"))); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := stillAbandoned(ctx, bkt, "a", id, dirs[id], written.Add(-time.Second)); err != nil || ok {
+		t.Fatalf("rewritten after the listing: stillAbandoned = %v, %v; want false", ok, err)
+	}
+	// The retry wrote its meta.json: not abandoned, whatever the times.
+	if err := bkt.Upload(ctx, "a/"+id.String()+"/"+block.MetaName, bytes.NewReader([]byte("{}"))); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := stillAbandoned(ctx, bkt, "a", id, dirs[id], written.Add(time.Hour)); err != nil || ok {
+		t.Fatalf("meta.json written since: stillAbandoned = %v, %v; want false", ok, err)
+	}
+}

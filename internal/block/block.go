@@ -115,6 +115,35 @@ type Meta struct {
 // ObjectName is the bucket path of the block object called name.
 func (m *Meta) ObjectName(name string) string { return objectName(m.TenantID, m.BlockID, name) }
 
+// CheckData checks that the block's data.parquet is in bkt with the size
+// meta.json gives: a block whose data went missing or was cut short is
+// not usable (the error wraps ErrInvalidMeta), and must not replace the
+// blocks it was made from.
+func (m *Meta) CheckData(ctx context.Context, bkt objstore.BucketReader) error {
+	attrs, err := bkt.Attributes(ctx, m.ObjectName(DataName))
+	switch {
+	case err != nil && isNotFound(bkt, err):
+		return fmt.Errorf("cannot use block %s/%s: %w: %s is missing", m.TenantID, m.BlockID, ErrInvalidMeta, DataName)
+	case err != nil:
+		return fmt.Errorf("cannot check block %s/%s: %w", m.TenantID, m.BlockID, err)
+	case attrs.Size != m.Size:
+		return fmt.Errorf("cannot use block %s/%s: %w: it gives %d bytes for %s, which has %d",
+			m.TenantID, m.BlockID, ErrInvalidMeta, m.Size, DataName, attrs.Size)
+	}
+	return nil
+}
+
+// isNotFound reports whether err, or an error it wraps, says an object
+// does not exist.
+func isNotFound(bkt objstore.BucketReader, err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if bkt.IsObjNotFoundErr(e) {
+			return true
+		}
+	}
+	return false
+}
+
 func objectName(tenant string, id uuid.UUID, name string) string {
 	return path.Join(tenant, id.String(), name)
 }

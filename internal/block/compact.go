@@ -246,10 +246,8 @@ func mergeInto(ctx context.Context, bkt objstore.Bucket, ins []*Meta, copts Comp
 		return nil, fmt.Errorf("cannot write %s: %w", out, err)
 	}
 	// A data.parquet cut short by the bucket must not become visible.
-	if attrs, err := bkt.Attributes(ctx, dataName); err != nil {
-		return nil, fmt.Errorf("cannot write %s: cannot check %s: %w", out, dataName, err)
-	} else if attrs.Size != meta.Size {
-		return nil, fmt.Errorf("cannot write %s: %s holds %d bytes, %d were written", out, dataName, attrs.Size, meta.Size)
+	if err := meta.CheckData(ctx, bkt); err != nil {
+		return nil, fmt.Errorf("cannot write %s: %w", out, err)
 	}
 	for _, obj := range []struct {
 		name string

@@ -573,20 +573,8 @@ func (l *List) readBlock(ctx context.Context, ten string, id uuid.UUID) (*block.
 	if m.Format != block.FormatV1 {
 		return nil, fmt.Errorf("cannot use block %s/%s: %w", ten, id, m.Validate())
 	}
-	for _, obj := range []struct {
-		name string
-		size int64
-	}{{block.DataName, m.Size}} {
-		attrs, err := l.bkt.Attributes(ctx, m.ObjectName(obj.name))
-		switch {
-		case isNotFound(l.bkt, err):
-			return nil, fmt.Errorf("cannot use block %s/%s: %w: %s is missing", ten, id, block.ErrInvalidMeta, obj.name)
-		case err != nil:
-			return nil, fmt.Errorf("cannot check block %s/%s: %w", ten, id, err)
-		case attrs.Size != obj.size:
-			return nil, fmt.Errorf("cannot use block %s/%s: %w: it gives %d bytes for %s, which has %d",
-				ten, id, block.ErrInvalidMeta, obj.size, obj.name, attrs.Size)
-		}
+	if err := m.CheckData(ctx, l.bkt); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
