@@ -23,16 +23,8 @@ import (
 func TestBackendAsProcesses(t *testing.T) {
 	t.Parallel()
 	shared := t.TempDir()
-	onShared := func(cfg, data string) string {
-		cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+shared+"\n", 1)
-		return strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: 300ms\n", 1)
-	}
 	start := func(name, target, extra string) ports {
-		ps := newPorts(t)
-		data := t.TempDir()
-		cfg := writeFile(t, name+".yaml", onShared(durableConfig(ps, data), data)+extra)
-		p := startWeft(t, nil, "-config.file="+cfg, "-target="+target)
-		p.waitReady(t, loopback(ps.http))
+		ps, _ := startOnShared(t, shared, 300*time.Millisecond, name, target, extra)
 		return ps
 	}
 	front := start("front", "distributor,live-store,block-builder,querier,query-frontend", "")
@@ -117,4 +109,21 @@ func TestBackendWorkerNeedsSchedulerAddr(t *testing.T) {
 		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
 	}
 	requireContains(t, "stderr", r.stderr, "backend_worker.backend_scheduler_addr")
+}
+
+// startOnShared starts a weft process running target, on free loopback
+// ports, with its blocks in the local bucket at shared (polled every poll)
+// and extra appended to its config, and waits until it is ready. It
+// returns the ports and the config file.
+func startOnShared(t *testing.T, shared string, poll time.Duration, name, target, extra string) (ports, string) {
+	t.Helper()
+	ps := newPorts(t)
+	data := t.TempDir()
+	cfg := durableConfig(ps, data)
+	cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+shared+"\n", 1)
+	cfg = strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: "+poll.String()+"\n", 1)
+	file := writeFile(t, name+".yaml", cfg+extra)
+	p := startWeft(t, nil, "-config.file="+file, "-target="+target)
+	p.waitReady(t, loopback(ps.http))
+	return ps, file
 }

@@ -21,16 +21,8 @@ import (
 func TestRedactAsProcesses(t *testing.T) {
 	t.Parallel()
 	shared := t.TempDir()
-	onShared := func(cfg, data string) string {
-		cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+shared+"\n", 1)
-		return strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: 300ms\n", 1)
-	}
 	start := func(name, target, extra string) ports {
-		ps := newPorts(t)
-		data := t.TempDir()
-		cfg := writeFile(t, name+".yaml", onShared(durableConfig(ps, data), data)+extra)
-		p := startWeft(t, nil, "-config.file="+cfg, "-target="+target)
-		p.waitReady(t, loopback(ps.http))
+		ps, _ := startOnShared(t, shared, 300*time.Millisecond, name, target, extra)
 		return ps
 	}
 	front := start("front", "distributor,live-store,block-builder,querier,query-frontend", "")

@@ -21,20 +21,12 @@ func TestQuerierReadsTenantIndex(t *testing.T) {
 	t.Parallel()
 	const poll = 500 * time.Millisecond
 	shared := t.TempDir()
-	onShared := func(cfg, data string) string {
-		cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+shared+"\n", 1)
-		return strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: "+poll.String()+"\n", 1)
-	}
 	var schedCfg string
 	start := func(name, target string) ports {
-		ps := newPorts(t)
-		data := t.TempDir()
-		cfg := writeFile(t, name+".yaml", onShared(durableConfig(ps, data), data)+noCompaction)
+		ps, cfg := startOnShared(t, shared, poll, name, target, noCompaction)
 		if name == "scheduler" {
 			schedCfg = cfg
 		}
-		p := startWeft(t, nil, "-config.file="+cfg, "-target="+target)
-		p.waitReady(t, loopback(ps.http))
 		return ps
 	}
 	front := start("front", "distributor,live-store,block-builder")

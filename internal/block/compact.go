@@ -170,22 +170,9 @@ func Compact(ctx context.Context, bkt objstore.Bucket, inputs []*Meta, copts Com
 	}
 
 	mg, err := mergeInto(ctx, bkt, ins, copts, tenant, id, traces, nil, func(mg *merger, size, bloomBytes int64) *Meta {
-		return &Meta{
-			Format:          FormatV1,
-			BlockID:         id,
-			TenantID:        tenant,
-			StartTime:       time.Unix(0, mg.minStart).UTC(),
-			EndTime:         time.Unix(0, mg.maxEnd).UTC(),
-			TotalTraces:     mg.traces,
-			TotalSpans:      mg.spans,
-			Size:            size,
-			BloomBytes:      bloomBytes,
-			RowGroups:       mg.groups,
-			Source:          Source{Origin: CompactionOrigin},
-			CreatedAt:       time.Now().UTC(),
-			CompactionLevel: level + 1,
-			CompactedFrom:   ids,
-		}
+		m := mg.newMeta(tenant, id, size, bloomBytes, CompactionOrigin)
+		m.CompactionLevel, m.CompactedFrom = level+1, ids
+		return m
 	})
 	if err != nil {
 		return nil, err
@@ -457,6 +444,26 @@ func (mg *merger) run() error {
 
 // add takes row r (a cursor's head) into the output, unless its span was
 // already written.
+// newMeta is the meta of the block mg wrote, of size bytes of data and a
+// bloom filter of bloomBytes: its times and counts, and a Source of
+// origin; the caller sets what tells how it was made from its inputs.
+func (mg *merger) newMeta(tenant string, id uuid.UUID, size, bloomBytes int64, origin string) *Meta {
+	return &Meta{
+		Format:      FormatV1,
+		BlockID:     id,
+		TenantID:    tenant,
+		StartTime:   time.Unix(0, mg.minStart).UTC(),
+		EndTime:     time.Unix(0, mg.maxEnd).UTC(),
+		TotalTraces: mg.traces,
+		TotalSpans:  mg.spans,
+		Size:        size,
+		BloomBytes:  bloomBytes,
+		RowGroups:   mg.groups,
+		Source:      Source{Origin: origin},
+		CreatedAt:   time.Now().UTC(),
+	}
+}
+
 func (mg *merger) add(r *pqRow) error {
 	if mg.drop != nil && mg.drop(r.TraceID) {
 		if !mg.inDrop || r.TraceID != mg.dropID {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/thanos-io/objstore"
@@ -130,24 +129,10 @@ func Redact(ctx context.Context, bkt objstore.Bucket, input *Meta, ids [][16]byt
 		return &RedactResult{Matched: spans > 0, Emptied: spans == in.TotalSpans, TracesRemoved: traces, SpansRemoved: spans, Removed: removed}, nil
 	}
 	mg, err := mergeInto(ctx, bkt, ins, opts.CompactOptions, tenant, id, in.TotalTraces, drop, func(mg *merger, size, bloomBytes int64) *Meta {
-		return &Meta{
-			Format:          FormatV1,
-			BlockID:         id,
-			TenantID:        tenant,
-			StartTime:       time.Unix(0, mg.minStart).UTC(),
-			EndTime:         time.Unix(0, mg.maxEnd).UTC(),
-			TotalTraces:     mg.traces,
-			TotalSpans:      mg.spans,
-			Size:            size,
-			BloomBytes:      bloomBytes,
-			RowGroups:       mg.groups,
-			Source:          Source{Origin: RedactionOrigin},
-			CreatedAt:       time.Now().UTC(),
-			CompactionLevel: in.CompactionLevel,
-			CompactedFrom:   []uuid.UUID{in.BlockID},
-			Redaction: &Redaction{Request: opts.Request, Set: opts.Set,
-				TracesRemoved: mg.droppedTraces, SpansRemoved: mg.droppedSpans},
-		}
+		m := mg.newMeta(tenant, id, size, bloomBytes, RedactionOrigin)
+		m.CompactionLevel, m.CompactedFrom = in.CompactionLevel, []uuid.UUID{in.BlockID}
+		m.Redaction = &Redaction{Request: opts.Request, Set: opts.Set, TracesRemoved: mg.droppedTraces, SpansRemoved: mg.droppedSpans}
+		return m
 	})
 	if err != nil {
 		return nil, err
