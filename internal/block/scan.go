@@ -44,6 +44,20 @@ type ScanRequest struct {
 	// FirstRowGroup and LastRowGroup bound the row groups scanned,
 	// [FirstRowGroup, LastRowGroup); LastRowGroup 0 means to the end.
 	FirstRowGroup, LastRowGroup int
+	// NewestFirst hands the traces over newest first, for a search that
+	// keeps the most recent ones (with a predicate; by trace ID it is
+	// ignored): in descending order of their start in their row group,
+	// the earliest start_unix_nano of their rows there, found from the
+	// start_unix_nano column before any span is read. That start is never
+	// earlier than the start of the spans handed over (a trace that
+	// continues in a neighbouring row group is handed over whole, once).
+	NewestFirst bool
+	// Floor, with NewestFirst, is asked before each trace is handed over:
+	// once it returns ok, traces starting before floor are not wanted,
+	// and Scan ends when every trace left starts before it, skipping the
+	// row groups whose largest start_unix_nano (column statistics) is
+	// below it unread. A trace starting at floor exactly is handed over.
+	Floor func() (floor uint64, ok bool)
 }
 
 // ScanStats counts what a Scan did.
@@ -87,6 +101,13 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
 		}
 	}
+	if req.NewestFirst {
+		err = r.scanNewest(ctx, ra, f, cols, max(req.FirstRowGroup, 0), last, req, fields, &st, fn)
+		if errors.Is(err, ErrStopScan) {
+			err = nil
+		}
+		return st, err
+	}
 	for g := max(req.FirstRowGroup, 0); g < last; g++ {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -107,80 +128,15 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
-	var matched []bool // nil: every row
-	if cond != nil {
-		domains := make([]spanpred.Domain, len(fields))
-		generic := make([]bool, len(fields))
-		for i := range fields {
-			var err error
-			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
-				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-			}
-		}
-		if !cond.MayMatch(domains) {
-			st.RowGroupsPruned++
-			return nil
-		}
-		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
-		if err != nil {
-			return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-		}
-		kept := int64(0)
-		for _, k := range keep {
-			kept += k[1] - k[0]
-		}
-		st.SpansPruned += n - kept
-		if kept == 0 {
-			return nil
-		}
-		rows := make([][]spanpred.Value, len(fields))
-		for i := range fields {
-			v, err := fields[i].read(ra, f, g, generic[i], keep)
-			if err != nil {
-				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-			}
-			rows[i] = v
-		}
-		matched = make([]bool, n)
-		row := make([]spanpred.Value, len(fields))
-		hit := false
-		for _, k := range keep {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			for i := k[0]; i < k[1]; i++ {
-				for j := range fields {
-					row[j] = rows[j][i]
-				}
-				if cond.Match(row) {
-					matched[i], hit = true, true
-					st.SpansMatched++
-				}
-			}
-		}
-		st.SpansTested += kept
-		if !hit {
-			return nil
-		}
+	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st)
+	if err != nil || !hit {
+		return err
 	}
 	ids, err := readValues(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), 0, n, false)
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
-	// The row ranges of the traces with a matching row.
-	var traces [][2]int64
-	for lo := int64(0); lo < n; {
-		hi := lo + 1
-		hit := matched == nil || matched[lo]
-		for hi < n && bytes.Equal(ids[hi], ids[lo]) {
-			hit = hit || matched[hi]
-			hi++
-		}
-		if hit {
-			traces = append(traces, [2]int64{lo, hi})
-		}
-		lo = hi
-	}
+	traces := traceRanges(ids, matched)
 	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
 		if err := ctx.Err(); err != nil {
@@ -210,6 +166,86 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 	}
 	return nil
+}
+
+// traceRanges returns the row ranges of the traces (runs of equal IDs)
+// with a matched row (matched nil: every trace).
+func traceRanges(ids [][]byte, matched []bool) [][2]int64 {
+	var traces [][2]int64
+	n := int64(len(ids))
+	for lo := int64(0); lo < n; {
+		hi := lo + 1
+		hit := matched == nil || matched[lo]
+		for hi < n && bytes.Equal(ids[hi], ids[lo]) {
+			hit = hit || matched[hi]
+			hi++
+		}
+		if hit {
+			traces = append(traces, [2]int64{lo, hi})
+		}
+		lo = hi
+	}
+	return traces
+}
+
+// matchRows tests cond on the rows of row group g: matched says which rows
+// passed (nil: every row, cond being nil), hit whether any did.
+func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.File, g int,
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats) (matched []bool, hit bool, err error) {
+	rg := f.RowGroups()[g]
+	n := rg.NumRows()
+	if cond != nil {
+		domains := make([]spanpred.Domain, len(fields))
+		generic := make([]bool, len(fields))
+		for i := range fields {
+			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
+				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+		}
+		if !cond.MayMatch(domains) {
+			st.RowGroupsPruned++
+			return nil, false, nil
+		}
+		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
+		if err != nil {
+			return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+		}
+		kept := int64(0)
+		for _, k := range keep {
+			kept += k[1] - k[0]
+		}
+		st.SpansPruned += n - kept
+		if kept == 0 {
+			return nil, false, nil
+		}
+		rows := make([][]spanpred.Value, len(fields))
+		for i := range fields {
+			v, err := fields[i].read(ra, f, g, generic[i], keep)
+			if err != nil {
+				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+			rows[i] = v
+		}
+		matched = make([]bool, n)
+		row := make([]spanpred.Value, len(fields))
+		for _, k := range keep {
+			if err := ctx.Err(); err != nil {
+				return nil, false, err
+			}
+			for i := k[0]; i < k[1]; i++ {
+				for j := range fields {
+					row[j] = rows[j][i]
+				}
+				if cond.Match(row) {
+					matched[i], hit = true, true
+					st.SpansMatched++
+				}
+			}
+		}
+		st.SpansTested += kept
+		return matched, hit, nil
+	}
+	return nil, true, nil
 }
 
 // scanTraceIDs is Scan by trace ID: each trace named whose first row group
