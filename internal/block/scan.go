@@ -168,6 +168,9 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 	return nil
 }
 
+// maxMemo bounds the values of a field whose test matchRows remembers.
+const maxMemo = 1024
+
 // traceRanges returns the row ranges of the traces (runs of equal IDs)
 // with a matched row (matched nil: every trace).
 func traceRanges(ids [][]byte, matched []bool) [][2]int64 {
@@ -228,6 +231,12 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 		}
 		matched = make([]bool, n)
 		row := make([]spanpred.Value, len(fields))
+		// A condition on one field is tested once per distinct value
+		// (the values of a string column repeat: service names, routes).
+		var memo map[spanpred.Value]bool
+		if len(fields) == 1 {
+			memo = map[spanpred.Value]bool{}
+		}
 		for _, k := range keep {
 			if err := ctx.Err(); err != nil {
 				return nil, false, err
@@ -236,7 +245,20 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 				for j := range fields {
 					row[j] = rows[j][i]
 				}
-				if cond.Match(row) {
+				var ok bool
+				if memo != nil && row[0].Kind != spanpred.Float { // NaN is no map key
+					var known bool
+					if ok, known = memo[row[0]]; !known {
+						ok = cond.Match(row)
+						memo[row[0]] = ok
+						if len(memo) > maxMemo { // values seldom repeat
+							memo = nil
+						}
+					}
+				} else {
+					ok = cond.Match(row)
+				}
+				if ok {
 					matched[i], hit = true, true
 					st.SpansMatched++
 				}

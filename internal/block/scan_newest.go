@@ -24,11 +24,10 @@ import (
 // candidate is handed over only once no row group left can hold a newer
 // one, and a row group whose largest start is below the floor is not read.
 
-// newestBatch bounds the candidates read at once, first and at most:
-// the first batch is small (a search usually wants 20 traces and most
-// candidates match), later ones grow.
+// newestFirstBatch and newestMaxBatch bound the candidates whose spans
+// are read at once, first and at most.
 const (
-	newestFirstBatch = 32
+	newestFirstBatch = 8
 	newestMaxBatch   = 1024
 )
 
@@ -95,19 +94,28 @@ func (r *Reader) scanNewest(ctx context.Context, ra *objectReaderAt, f *parquet.
 	batch := newestFirstBatch
 	var tb otlpwire.Builder
 	// emit hands over the pending candidates that start at or after bound,
-	// newest first, a batch at a time.
+	// newest first, a batch at a time. A batch holds no candidate the
+	// floor rules out; it doubles after a batch handed over whole, so
+	// that the spans read for candidates the floor then rules out are
+	// at most those of the traces handed over.
 	emit := func(bound uint64) error {
 		for len(pending) > 0 && pending[0].start >= bound {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			fl, ok := floor()
+			if ok && pending[0].start < fl {
+				return ErrStopScan // and every row group left is older
+			}
 			var b []candidate
-			for len(b) < batch && len(pending) > 0 && pending[0].start >= bound {
+			for len(b) < batch && len(pending) > 0 && pending[0].start >= bound && !(ok && pending[0].start < fl) {
 				b = append(b, heap.Pop(&pending).(candidate))
 			}
-			batch = min(2*batch, newestMaxBatch)
 			if err := r.emitBatch(ctx, ra, f, cols, b, floor, done, &tb, fn); err != nil {
 				return err
+			}
+			if len(b) == batch {
+				batch = min(2*batch, newestMaxBatch)
 			}
 		}
 		return nil
