@@ -574,7 +574,12 @@ func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic
 	out := make([]spanpred.Value, rg.NumRows())
 	if fc.flat >= 0 {
 		chunk := chunkOf(rg, fc.flat)
-		if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
+		whole := len(keep) == 1 && keep[0][0] == 0 && keep[0][1] >= rg.NumRows()
+		if fc.kind == kindString && whole && !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
+			if err := fc.readDictionary(ra, chunk, out); err != nil {
+				return nil, err
+			}
+		} else if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
 			strs := map[string]spanpred.Value{}
 			err := eachValueIn(ra, chunk, keep, func(row int64, v parquet.Value) {
 				if fc.kind == kindString && !v.IsNull() {
@@ -598,6 +603,77 @@ func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic
 		return out, nil
 	}
 	return out, fc.readGeneric(ra, rg, out)
+}
+
+// readDictionary sets out[row] to the value of every row of a string
+// column chunk: the values of a dictionary page are converted once, each
+// row taking its value by index (no string hashed or copied per row).
+func (fc *fieldColumns) readDictionary(ra *objectReaderAt, chunk *parquet.FileColumnChunk, out []spanpred.Value) error {
+	var dict parquet.Dictionary
+	var vals []spanpred.Value
+	var have []bool
+	return eachPage(ra, chunk, func(row int64, page parquet.Page) error {
+		if d := page.Dictionary(); d != nil && page.NumNulls() == 0 {
+			if d != dict {
+				dict, vals, have = d, make([]spanpred.Value, d.Len()), make([]bool, d.Len())
+			}
+			data := page.Data()
+			for i, idx := range data.Int32() {
+				if !have[idx] {
+					vals[idx], have[idx] = fc.flatValue(d.Index(idx)), true
+				}
+				out[row+int64(i)] = vals[idx]
+			}
+			return nil
+		}
+		return eachPageValue(page, func(i int64, v parquet.Value) {
+			out[row+i] = fc.flatValue(v)
+		})
+	})
+}
+
+// eachPage calls fn with each page of a non-repeated column chunk and the
+// row of its first value. Pages are released after fn returns.
+func eachPage(ra *objectReaderAt, chunk *parquet.FileColumnChunk, fn func(row int64, page parquet.Page) error) error {
+	pages := chunk.PagesFrom(ra)
+	defer pages.Close()
+	row := int64(0)
+	for {
+		page, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+		}
+		err = fn(row, page)
+		row += page.NumRows()
+		parquet.Release(page)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// eachPageValue calls fn with each value of a page of a non-repeated
+// column and its index in the page.
+func eachPageValue(page parquet.Page, fn func(i int64, v parquet.Value)) error {
+	buf := make([]parquet.Value, 1024)
+	vr := page.Values()
+	i := int64(0)
+	for {
+		k, err := vr.ReadValues(buf)
+		for _, v := range buf[:k] {
+			fn(i, v)
+			i++
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read column %d: %w", page.Column(), err)
+		}
+	}
 }
 
 // readGeneric fills the rows whose value is still missing with the first

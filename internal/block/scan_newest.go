@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 
 	"github.com/weftdb/weft/internal/otlpwire"
 )
@@ -162,11 +163,27 @@ func (r *Reader) loadCandidates(ctx context.Context, ra *objectReaderAt, f *parq
 		runs = append(runs, [2]int64{cl[0][0], cl[len(cl)-1][1]})
 	}
 	starts := make([]uint64, n)
-	err = eachValueIn(ra, chunkOf(rg, startCol), runs, func(row int64, v parquet.Value) {
+	set := func(row int64, v parquet.Value) {
 		if !v.IsNull() {
 			starts[row] = uint64(v.Int64())
 		}
-	})
+	}
+	if len(runs) == 1 && runs[0][0] == 0 && runs[0][1] == n {
+		// Every row: a page's values at once.
+		err = eachPage(ra, chunkOf(rg, startCol), func(row int64, page parquet.Page) error {
+			if page.NumNulls() == 0 && page.Dictionary() == nil {
+				if data := page.Data(); data.Kind() == encoding.Int64 {
+					for i, v := range data.Int64() {
+						starts[row+int64(i)] = uint64(v)
+					}
+					return nil
+				}
+			}
+			return eachPageValue(page, func(i int64, v parquet.Value) { set(row+i, v) })
+		})
+	} else {
+		err = eachValueIn(ra, chunkOf(rg, startCol), runs, set)
+	}
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}

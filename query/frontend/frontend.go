@@ -404,6 +404,13 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		return out
 	}
 	window := min(initialJobs, f.cfg.Search.ConcurrentJobs)
+	if comb.MostRecent() {
+		// The jobs are newest first, and with most_recent the newest
+		// usually hold the traces returned (a compacted block: all of
+		// them, its start times read first): the first job runs alone,
+		// not sharing the cores with jobs its result may make needless.
+		window = 1
+	}
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {

@@ -299,3 +299,66 @@ func TestNextWindow(t *testing.T) {
 		}
 	}
 }
+
+// firstJobQuerier records how many jobs ran at once before the first
+// returned.
+type firstJobQuerier struct {
+	q                 Querier
+	mu                sync.Mutex
+	running, maxFirst int
+	returned          bool
+}
+
+func (c *firstJobQuerier) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	c.mu.Lock()
+	c.running++
+	if !c.returned {
+		c.maxFirst = max(c.maxFirst, c.running)
+	}
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // leave the frontend time to start more
+	res, err := c.q.SearchJob(ctx, tenant, job)
+	c.mu.Lock()
+	c.running--
+	c.returned = true
+	c.mu.Unlock()
+	return res, err
+}
+
+// With most_recent, the first job (the newest) runs alone: the newest
+// jobs usually hold the result, and the jobs after them would only take
+// the cores. Without it, the initial jobs start at once.
+func TestMostRecentFirstJobAlone(t *testing.T) {
+	s := blocksSearcher(t, 3)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		q    string
+		want int
+	}{
+		{`{ kind = server } with (most_recent=true)`, 1},
+		{`{ kind = server }`, initialJobs},
+	} {
+		q := &firstJobQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry())}
+		f := newFrontend(testConfig(), s, q)
+		req := search.Request{Query: tc.q, Limit: 5, Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
+		resp, err := f.Search(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.maxFirst != tc.want || len(resp.Traces) != 5 {
+			t.Errorf("%s: %d jobs at once before the first returned, want %d; %d traces", tc.q, q.maxFirst, tc.want, len(resp.Traces))
+		}
+		if strings.Contains(tc.q, "most_recent") {
+			want, err := s.Search(ctx, req, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The same traces (the jobs run differ: not the metrics).
+			a, _ := json.Marshal(resp.Traces)
+			b, _ := json.Marshal(want.Traces)
+			if string(a) != string(b) {
+				t.Errorf("most_recent: got %s, want %s", a, b)
+			}
+		}
+	}
+}

@@ -89,6 +89,10 @@ func (c *Combiner) Enough(left []Job) bool {
 // Found is the number of matching traces found so far.
 func (c *Combiner) Found() int { return len(c.traces) }
 
+// MostRecent reports whether the search keeps the most recent traces
+// (with most_recent=true): its jobs are needed newest first.
+func (c *Combiner) MostRecent() bool { return c.q.mostRecent }
+
 // Limit is the number of traces the search returns at most.
 func (c *Combiner) Limit() int { return c.q.limit }
 
