@@ -471,18 +471,6 @@ func readValues(ra io.ReaderAt, chunk *parquet.FileColumnChunk, md *format.Colum
 			}
 			return nil, fmt.Errorf("read column %d: %w", chunk.Column(), err)
 		}
-		if data := page.Data(); !intern && page.NumNulls() == 0 && page.Dictionary() == nil && data.Kind() == encoding.FixedLenByteArray {
-			// Fixed-size values (trace IDs): copied at once.
-			b, size := data.FixedLenByteArray()
-			k := min(int64(len(b)/size), hi-lo-int64(len(ends)))
-			base := len(arena)
-			arena = append(arena, b[:k*int64(size)]...)
-			for i := int64(1); i <= k; i++ {
-				ends = append(ends, base+int(i)*size)
-			}
-			parquet.Release(page)
-			continue
-		}
 		err = eachBytes(page, func(_ int, v []byte) bool {
 			if int64(len(out)+len(ends)) == hi-lo {
 				return false

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/weftdb/weft/internal/otlpwire"
@@ -101,8 +102,9 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
 		}
 	}
+	var sc scanScratch
 	if req.NewestFirst {
-		err = r.scanNewest(ctx, ra, f, cols, max(req.FirstRowGroup, 0), last, req, fields, &st, fn)
+		err = r.scanNewest(ctx, ra, f, cols, max(req.FirstRowGroup, 0), last, req, fields, &st, &sc, fn)
 		if errors.Is(err, ErrStopScan) {
 			err = nil
 		}
@@ -113,7 +115,7 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, err
 		}
 		st.RowGroups++
-		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, fn)
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, &sc, fn)
 		if errors.Is(err, ErrStopScan) {
 			return st, nil
 		}
@@ -125,17 +127,18 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
-	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
-	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st)
+	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st, sc)
 	if err != nil || !hit {
 		return err
 	}
-	ids, err := readValues(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), 0, n, false)
+	sc.ids, err = readTraceIDs(ra, chunkOf(rg, cols.traceID), n, sc.ids)
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
+	ids := sc.ids
 	traces := traceRanges(ids, matched)
 	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
@@ -148,8 +151,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 		base := cl[0][0]
 		for _, tr := range cl {
-			var id [16]byte
-			copy(id[:], ids[tr[0]])
+			id := ids[tr[0]]
 			var data []byte
 			if (tr[0] == 0 && g > 0 && r.inRowGroup(id, g-1)) || (tr[1] == n && r.inRowGroup(id, g+1)) {
 				// The trace continues in a neighbouring row group.
@@ -173,13 +175,13 @@ const maxMemo = 1024
 
 // traceRanges returns the row ranges of the traces (runs of equal IDs)
 // with a matched row (matched nil: every trace).
-func traceRanges(ids [][]byte, matched []bool) [][2]int64 {
+func traceRanges(ids [][16]byte, matched []bool) [][2]int64 {
 	var traces [][2]int64
 	n := int64(len(ids))
 	for lo := int64(0); lo < n; {
 		hi := lo + 1
 		hit := matched == nil || matched[lo]
-		for hi < n && bytes.Equal(ids[hi], ids[lo]) {
+		for hi < n && ids[hi] == ids[lo] {
 			hit = hit || matched[hi]
 			hi++
 		}
@@ -191,10 +193,54 @@ func traceRanges(ids [][]byte, matched []bool) [][2]int64 {
 	return traces
 }
 
+// scanScratch holds the per-row buffers of a scan, reused from one row group
+// to the next (fresh ones cost a third of a most_recent scan of a
+// compacted block in allocation and garbage collection).
+type scanScratch struct {
+	values  [][]spanpred.Value // of each field
+	matched []bool
+	ids     [][16]byte
+	starts  []uint64
+}
+
+// resize returns s with length n, its elements zero, reusing its array
+// when it is big enough.
+func resize[T any](s []T, n int64) []T {
+	if int64(cap(s)) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// readTraceIDs reads the n trace IDs of a trace_id column chunk into buf
+// (resized).
+func readTraceIDs(ra *objectReaderAt, chunk *parquet.FileColumnChunk, n int64, buf [][16]byte) ([][16]byte, error) {
+	ids := resize(buf, n)
+	err := eachPage(ra, chunk, func(row int64, page parquet.Page) error {
+		if data := page.Data(); page.NumNulls() == 0 && page.Dictionary() == nil && data.Kind() == encoding.FixedLenByteArray {
+			if b, size := data.FixedLenByteArray(); size == 16 {
+				for i := int64(0); (i+1)*16 <= int64(len(b)) && row+i < n; i++ {
+					ids[row+i] = [16]byte(b[i*16 : (i+1)*16])
+				}
+				return nil
+			}
+		}
+		return eachBytes(page, func(i int, v []byte) bool {
+			if row+int64(i) < n && len(v) == 16 {
+				ids[row+int64(i)] = [16]byte(v)
+			}
+			return true
+		})
+	})
+	return ids, err
+}
+
 // matchRows tests cond on the rows of row group g: matched says which rows
 // passed (nil: every row, cond being nil), hit whether any did.
 func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.File, g int,
-	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats) (matched []bool, hit bool, err error) {
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch) (matched []bool, hit bool, err error) {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
 	if cond != nil {
@@ -221,15 +267,19 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 		if kept == 0 {
 			return nil, false, nil
 		}
-		rows := make([][]spanpred.Value, len(fields))
+		if len(sc.values) < len(fields) {
+			sc.values = make([][]spanpred.Value, len(fields))
+		}
+		rows := sc.values[:len(fields)]
 		for i := range fields {
-			v, err := fields[i].read(ra, f, g, generic[i], keep)
+			v, err := fields[i].read(ra, f, g, generic[i], keep, rows[i])
 			if err != nil {
 				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 			}
 			rows[i] = v
 		}
-		matched = make([]bool, n)
+		sc.matched = resize(sc.matched, n)
+		matched = sc.matched
 		row := make([]spanpred.Value, len(fields))
 		// A condition on one field is tested once per distinct value
 		// (the values of a string column repeat: service names, routes).
@@ -565,13 +615,14 @@ func (fc *fieldColumns) flatValue(v parquet.Value) spanpred.Value {
 	return spanpred.StringValue(string(v.ByteArray()))
 }
 
-// read returns the field's value for every row of row group g.
+// read returns the field's value for every row of row group g, in buf
+// (resized).
 // With generic, the rows the flat column leaves missing are looked up in
 // the generic list. Only the pages of the flat column holding rows in keep
 // are read; other rows are left missing.
-func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64) ([]spanpred.Value, error) {
+func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64, buf []spanpred.Value) ([]spanpred.Value, error) {
 	rg := f.RowGroups()[g]
-	out := make([]spanpred.Value, rg.NumRows())
+	out := resize(buf, rg.NumRows())
 	if fc.flat >= 0 {
 		chunk := chunkOf(rg, fc.flat)
 		whole := len(keep) == 1 && keep[0][0] == 0 && keep[0][1] >= rg.NumRows()

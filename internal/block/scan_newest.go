@@ -63,7 +63,7 @@ func (h *candidates) Pop() any {
 // scanNewest is Scan with NewestFirst over row groups [first, last). It
 // returns ErrStopScan when fn did, or when the floor ruled out the rest.
 func (r *Reader) scanNewest(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, first, last int,
-	req ScanRequest, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
+	req ScanRequest, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
 	leaf, ok := f.Schema().Lookup(colStart)
 	if !ok {
 		return fmt.Errorf("block %s: no column %q", r.meta.BlockID, colStart)
@@ -133,7 +133,7 @@ func (r *Reader) scanNewest(ctx context.Context, ra *objectReaderAt, f *parquet.
 			return err
 		}
 		st.RowGroups++
-		if err := r.loadCandidates(ctx, ra, f, cols, startCol, gr.g, req, fields, st, &pending); err != nil {
+		if err := r.loadCandidates(ctx, ra, f, cols, startCol, gr.g, req, fields, st, sc, &pending); err != nil {
 			return err
 		}
 	}
@@ -142,17 +142,18 @@ func (r *Reader) scanNewest(ctx context.Context, ra *objectReaderAt, f *parquet.
 
 // loadCandidates pushes the candidates of row group g onto pending.
 func (r *Reader) loadCandidates(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, startCol, g int,
-	req ScanRequest, fields []fieldColumns, st *ScanStats, pending *candidates) error {
-	matched, hit, err := r.matchRows(ctx, ra, f, g, req.Pred, fields, st)
+	req ScanRequest, fields []fieldColumns, st *ScanStats, sc *scanScratch, pending *candidates) error {
+	matched, hit, err := r.matchRows(ctx, ra, f, g, req.Pred, fields, st, sc)
 	if err != nil || !hit {
 		return err
 	}
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
-	ids, err := readValues(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), 0, n, false)
+	sc.ids, err = readTraceIDs(ra, chunkOf(rg, cols.traceID), n, sc.ids)
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
+	ids := sc.ids
 	traces := traceRanges(ids, matched)
 	if len(traces) == 0 {
 		return nil
@@ -162,7 +163,8 @@ func (r *Reader) loadCandidates(ctx context.Context, ra *objectReaderAt, f *parq
 	for _, cl := range clusters(traces, 4096, math.MaxInt64) {
 		runs = append(runs, [2]int64{cl[0][0], cl[len(cl)-1][1]})
 	}
-	starts := make([]uint64, n)
+	sc.starts = resize(sc.starts, n)
+	starts := sc.starts
 	set := func(row int64, v parquet.Value) {
 		if !v.IsNull() {
 			starts[row] = uint64(v.Int64())
@@ -192,7 +194,7 @@ func (r *Reader) loadCandidates(ctx context.Context, ra *objectReaderAt, f *parq
 		for _, s := range starts[tr[0]+1 : tr[1]] {
 			c.start = min(c.start, s)
 		}
-		copy(c.id[:], ids[tr[0]])
+		c.id = ids[tr[0]]
 		heap.Push(pending, c)
 	}
 	return nil
