@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
@@ -170,6 +171,16 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 	return nil
 }
 
+// memoKey identifies a value of a field by its kind, integer and the
+// place and length of its string: equal keys are equal values (two
+// copies of a string only take two entries).
+type memoKey struct {
+	kind spanpred.Kind
+	str  *byte
+	n    int
+	i    int64
+}
+
 // maxMemo bounds the values of a field whose test matchRows remembers.
 const maxMemo = 1024
 
@@ -283,9 +294,11 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 		row := make([]spanpred.Value, len(fields))
 		// A condition on one field is tested once per distinct value
 		// (the values of a string column repeat: service names, routes).
-		var memo map[spanpred.Value]bool
+		// Strings are told apart by where they are, not hashed: the rows
+		// of one dictionary entry share its string.
+		var memo map[memoKey]bool
 		if len(fields) == 1 {
-			memo = map[spanpred.Value]bool{}
+			memo = map[memoKey]bool{}
 		}
 		for _, k := range keep {
 			if err := ctx.Err(); err != nil {
@@ -297,10 +310,12 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 				}
 				var ok bool
 				if memo != nil && row[0].Kind != spanpred.Float { // NaN is no map key
+					v := row[0]
+					key := memoKey{kind: v.Kind, str: unsafe.StringData(v.Str), n: len(v.Str), i: v.Int}
 					var known bool
-					if ok, known = memo[row[0]]; !known {
+					if ok, known = memo[key]; !known {
 						ok = cond.Match(row)
-						memo[row[0]] = ok
+						memo[key] = ok
 						if len(memo) > maxMemo { // values seldom repeat
 							memo = nil
 						}
