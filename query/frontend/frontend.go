@@ -365,6 +365,24 @@ func (f *Frontend) release(tenant string, n int) {
 // rarely or not at all quickly runs at full width.
 const initialJobs = 2
 
+// newestJobs is the number of leading jobs that are the live-store job
+// or a job of the first (newest) block.
+func newestJobs(jobs []search.Job) int {
+	first := ""
+	n := 0
+	for _, j := range jobs {
+		if !j.Live {
+			if first == "" {
+				first = j.BlockID
+			} else if j.BlockID != first {
+				break
+			}
+		}
+		n++
+	}
+	return max(n, 1)
+}
+
 // nextWindow is the jobs in flight allowed after a job completed.
 func nextWindow(window, completed, found, limit, maxJobs int) int {
 	if found == 0 {
@@ -406,10 +424,10 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 	window := min(initialJobs, f.cfg.Search.ConcurrentJobs)
 	if comb.MostRecent() {
 		// The jobs are newest first, and with most_recent the newest
-		// usually hold the traces returned (a compacted block: all of
-		// them, its start times read first): the first job runs alone,
-		// not sharing the cores with jobs its result may make needless.
-		window = 1
+		// block usually holds the traces returned: its jobs (and the
+		// live-store job) start first, not sharing the cores with jobs
+		// of older blocks that their result may make needless.
+		window = min(newestJobs(jobs), f.cfg.Search.ConcurrentJobs)
 	}
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
@@ -421,6 +439,13 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 				extra++
 			}
 			i := sent
+			if !comb.Needed(jobs[i]) {
+				// most_recent: its block ends before the traces found.
+				done[i] = true
+				f.jobs.WithLabelValues("skipped").Inc()
+				sent++
+				continue
+			}
 			wg.Go(func() {
 				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
 				results <- result{i, res, err}

@@ -300,13 +300,14 @@ func TestNextWindow(t *testing.T) {
 	}
 }
 
-// firstJobQuerier records how many jobs ran at once before the first
-// returned.
+// firstJobQuerier records the blocks of the jobs started before the first
+// returned, and of every job run.
 type firstJobQuerier struct {
 	q                 Querier
 	mu                sync.Mutex
 	running, maxFirst int
 	returned          bool
+	first, all        []string
 }
 
 func (c *firstJobQuerier) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
@@ -314,7 +315,9 @@ func (c *firstJobQuerier) SearchJob(ctx context.Context, tenant string, job sear
 	c.running++
 	if !c.returned {
 		c.maxFirst = max(c.maxFirst, c.running)
+		c.first = append(c.first, job.BlockID)
 	}
+	c.all = append(c.all, job.BlockID)
 	c.mu.Unlock()
 	time.Sleep(20 * time.Millisecond) // leave the frontend time to start more
 	res, err := c.q.SearchJob(ctx, tenant, job)
@@ -325,17 +328,29 @@ func (c *firstJobQuerier) SearchJob(ctx context.Context, tenant string, job sear
 	return res, err
 }
 
-// With most_recent, the first job (the newest) runs alone: the newest
-// jobs usually hold the result, and the jobs after them would only take
-// the cores. Without it, the initial jobs start at once.
-func TestMostRecentFirstJobAlone(t *testing.T) {
+// With most_recent, the jobs of the newest block start first, alone: the
+// newest block usually holds the result, and the jobs of older blocks
+// would only take the cores; once they have returned, the jobs of blocks
+// ending before the traces found are not run. Without it, the initial
+// jobs start at once.
+func TestMostRecentNewestBlockFirst(t *testing.T) {
 	s := blocksSearcher(t, 3)
 	ctx := context.Background()
+	newest := s.Plan(search.Request{}, "t")[0].BlockID
+	newestJobs := 0
+	for _, j := range s.Plan(search.Request{}, "t") {
+		if j.BlockID == newest {
+			newestJobs++
+		}
+	}
+	if newestJobs < 2 {
+		t.Fatalf("the newest block has %d jobs, want several", newestJobs)
+	}
 	for _, tc := range []struct {
 		q    string
 		want int
 	}{
-		{`{ kind = server } with (most_recent=true)`, 1},
+		{`{ kind = server } with (most_recent=true)`, newestJobs},
 		{`{ kind = server }`, initialJobs},
 	} {
 		q := &firstJobQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry())}
@@ -348,17 +363,23 @@ func TestMostRecentFirstJobAlone(t *testing.T) {
 		if q.maxFirst != tc.want || len(resp.Traces) != 5 {
 			t.Errorf("%s: %d jobs at once before the first returned, want %d; %d traces", tc.q, q.maxFirst, tc.want, len(resp.Traces))
 		}
-		if strings.Contains(tc.q, "most_recent") {
-			want, err := s.Search(ctx, req, "t")
-			if err != nil {
-				t.Fatal(err)
+		if !strings.Contains(tc.q, "most_recent") {
+			continue
+		}
+		for _, b := range q.all {
+			if b != newest {
+				t.Errorf("most_recent: ran a job of block %s, older than the newest %s whose traces are the most recent", b, newest)
 			}
-			// The same traces (the jobs run differ: not the metrics).
-			a, _ := json.Marshal(resp.Traces)
-			b, _ := json.Marshal(want.Traces)
-			if string(a) != string(b) {
-				t.Errorf("most_recent: got %s, want %s", a, b)
-			}
+		}
+		want, err := s.Search(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same traces (the jobs run differ: not the metrics).
+		a, _ := json.Marshal(resp.Traces)
+		b, _ := json.Marshal(want.Traces)
+		if string(a) != string(b) {
+			t.Errorf("most_recent: got %s, want %s", a, b)
 		}
 	}
 }

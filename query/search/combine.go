@@ -86,6 +86,17 @@ func (c *Combiner) Enough(left []Job) bool {
 	return true
 }
 
+// Needed reports whether job may still change the answer: with
+// most_recent, a block job whose block ends before the start of the
+// limit-th most recent trace found cannot (nor can it without, once limit
+// traces were found: Enough says so for every job left).
+func (c *Combiner) Needed(job Job) bool {
+	if !c.q.mostRecent || len(c.traces) < c.q.limit || job.EndUnixNano == 0 {
+		return true
+	}
+	return job.EndUnixNano >= c.sorted()[c.q.limit-1].StartTimeUnixNano
+}
+
 // Found is the number of matching traces found so far.
 func (c *Combiner) Found() int { return len(c.traces) }
 
