@@ -296,7 +296,14 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 		// (the values of a string column repeat: service names, routes).
 		// Strings are told apart by where they are, not hashed: the rows
 		// of one dictionary entry share its string.
+		// The first few values are looked up in a short list, the others
+		// in a map (hashing took a quarter of a most_recent scan).
 		var memo map[memoKey]bool
+		var few [16]struct {
+			key memoKey
+			ok  bool
+		}
+		nfew := 0
 		if len(fields) == 1 {
 			memo = map[memoKey]bool{}
 		}
@@ -312,12 +319,25 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 				if memo != nil && row[0].Kind != spanpred.Float { // NaN is no map key
 					v := row[0]
 					key := memoKey{kind: v.Kind, str: unsafe.StringData(v.Str), n: len(v.Str), i: v.Int}
-					var known bool
-					if ok, known = memo[key]; !known {
-						ok = cond.Match(row)
-						memo[key] = ok
-						if len(memo) > maxMemo { // values seldom repeat
-							memo = nil
+					known := false
+					for _, e := range few[:nfew] {
+						if e.key == key {
+							ok, known = e.ok, true
+							break
+						}
+					}
+					if !known {
+						if ok, known = memo[key]; !known {
+							ok = cond.Match(row)
+							if nfew < len(few) {
+								few[nfew].key, few[nfew].ok = key, ok
+								nfew++
+							} else {
+								memo[key] = ok
+							}
+							if len(memo) > maxMemo { // values seldom repeat
+								memo = nil
+							}
 						}
 					}
 				} else {
