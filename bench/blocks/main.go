@@ -72,6 +72,7 @@ func run() error {
 	concurrentJobs := flag.Int("concurrent-jobs", 0, "query_frontend.search.concurrent_jobs (0: weft's default)")
 	check := flag.Bool("check", false, "after the searches, evaluate every search on every trace and check the results (reads every block)")
 	compact := flag.Bool("compact", false, "after measuring, compact the blocks as the backend would (until the planner has no job left) and measure again")
+	flag.StringVar(&profileDir, "cpuprofile", "", "directory to write a CPU profile of the measured runs of each search to (one file per search, before and after compaction)")
 	flag.Parse()
 	if *searches < 1 || *lookups < 1 || *blocks < 1 || *spansPerBlock < 1 || *spansPerTrace < 1 {
 		return fmt.Errorf("-blocks, -spans-per-block, -spans-per-trace, -lookups and -searches must be positive")

@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -32,6 +35,28 @@ var searchCases = []struct{ name, query string }{
 	{"rare", `{ span.http.response.status_code >= 500 && duration > 495ms && name = "GET /healthz" }`},
 	{"no match", `{ resource.service.name = "absent" }`},
 	{"service, most recent", `{ resource.service.name = "service-3" } with (most_recent=true)`},
+}
+
+// profileDir, when set (-cpuprofile), receives a CPU profile of the
+// measured runs of each search, named after the search and the label.
+var profileDir string
+
+// startProfile starts the CPU profile of search name; the function it
+// returns stops it and closes the file.
+func startProfile(name, label string) (func() error, error) {
+	slug := strings.NewReplacer(" ", "-", ",", "", ">", "").Replace(name + label)
+	f, err := os.Create(filepath.Join(profileDir, slug+".pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // tagValueCases are the measured tag values requests (v2 names).
@@ -119,7 +144,14 @@ func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketR
 	for i, c := range searchCases {
 		req := search.Request{Query: c.query, Limit: searchLimit, Start: start, End: end}
 		r := &results[i]
+		var stopProfile func() error
 		for k := 0; k <= runs; k++ {
+			if k == 1 && profileDir != "" {
+				var err error
+				if stopProfile, err = startProfile(c.name, label); err != nil {
+					return err
+				}
+			}
 			t0 := time.Now()
 			resp, err := fe.Search(ctx, req, tenant)
 			d := time.Since(t0)
@@ -137,6 +169,11 @@ func benchSearch(ctx context.Context, list *blocklist.List, bkt objstore.BucketR
 			r.lat = append(r.lat, d)
 			r.traces = resp.Traces
 			r.metrics = append(r.metrics, *resp.Metrics)
+		}
+		if stopProfile != nil {
+			if err := stopProfile(); err != nil {
+				return err
+			}
 		}
 		slices.Sort(r.lat)
 		fig.searches[c.name] = r.lat

@@ -8,8 +8,10 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/weftdb/weft/internal/otlpwire"
@@ -44,6 +46,20 @@ type ScanRequest struct {
 	// FirstRowGroup and LastRowGroup bound the row groups scanned,
 	// [FirstRowGroup, LastRowGroup); LastRowGroup 0 means to the end.
 	FirstRowGroup, LastRowGroup int
+	// NewestFirst hands the traces over newest first, for a search that
+	// keeps the most recent ones (with a predicate; by trace ID it is
+	// ignored): in descending order of their start in their row group,
+	// the earliest start_unix_nano of their rows there, found from the
+	// start_unix_nano column before any span is read. That start is never
+	// earlier than the start of the spans handed over (a trace that
+	// continues in a neighbouring row group is handed over whole, once).
+	NewestFirst bool
+	// Floor, with NewestFirst, is asked before each trace is handed over:
+	// once it returns ok, traces starting before floor are not wanted,
+	// and Scan ends when every trace left starts before it, skipping the
+	// row groups whose largest start_unix_nano (column statistics) is
+	// below it unread. A trace starting at floor exactly is handed over.
+	Floor func() (floor uint64, ok bool)
 }
 
 // ScanStats counts what a Scan did.
@@ -87,12 +103,20 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
 		}
 	}
+	var sc scanScratch
+	if req.NewestFirst {
+		err = r.scanNewest(ctx, ra, f, cols, max(req.FirstRowGroup, 0), last, req, fields, &st, &sc, fn)
+		if errors.Is(err, ErrStopScan) {
+			err = nil
+		}
+		return st, err
+	}
 	for g := max(req.FirstRowGroup, 0); g < last; g++ {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 		st.RowGroups++
-		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, fn)
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, &sc, fn)
 		if errors.Is(err, ErrStopScan) {
 			return st, nil
 		}
@@ -104,83 +128,19 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
-	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, fn func(id [16]byte, data []byte) error) error {
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
-	var matched []bool // nil: every row
-	if cond != nil {
-		domains := make([]spanpred.Domain, len(fields))
-		generic := make([]bool, len(fields))
-		for i := range fields {
-			var err error
-			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
-				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-			}
-		}
-		if !cond.MayMatch(domains) {
-			st.RowGroupsPruned++
-			return nil
-		}
-		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
-		if err != nil {
-			return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-		}
-		kept := int64(0)
-		for _, k := range keep {
-			kept += k[1] - k[0]
-		}
-		st.SpansPruned += n - kept
-		if kept == 0 {
-			return nil
-		}
-		rows := make([][]spanpred.Value, len(fields))
-		for i := range fields {
-			v, err := fields[i].read(ra, f, g, generic[i], keep)
-			if err != nil {
-				return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
-			}
-			rows[i] = v
-		}
-		matched = make([]bool, n)
-		row := make([]spanpred.Value, len(fields))
-		hit := false
-		for _, k := range keep {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			for i := k[0]; i < k[1]; i++ {
-				for j := range fields {
-					row[j] = rows[j][i]
-				}
-				if cond.Match(row) {
-					matched[i], hit = true, true
-					st.SpansMatched++
-				}
-			}
-		}
-		st.SpansTested += kept
-		if !hit {
-			return nil
-		}
+	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st, sc)
+	if err != nil || !hit {
+		return err
 	}
-	ids, err := readValues(ra, chunkOf(rg, cols.traceID), chunkMeta(f, g, cols.traceID), 0, n, false)
+	sc.ids, err = readTraceIDs(ra, chunkOf(rg, cols.traceID), n, sc.ids)
 	if err != nil {
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
-	// The row ranges of the traces with a matching row.
-	var traces [][2]int64
-	for lo := int64(0); lo < n; {
-		hi := lo + 1
-		hit := matched == nil || matched[lo]
-		for hi < n && bytes.Equal(ids[hi], ids[lo]) {
-			hit = hit || matched[hi]
-			hi++
-		}
-		if hit {
-			traces = append(traces, [2]int64{lo, hi})
-		}
-		lo = hi
-	}
+	ids := sc.ids
+	traces := traceRanges(ids, matched)
 	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
 		if err := ctx.Err(); err != nil {
@@ -192,8 +152,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 		base := cl[0][0]
 		for _, tr := range cl {
-			var id [16]byte
-			copy(id[:], ids[tr[0]])
+			id := ids[tr[0]]
 			var data []byte
 			if (tr[0] == 0 && g > 0 && r.inRowGroup(id, g-1)) || (tr[1] == n && r.inRowGroup(id, g+1)) {
 				// The trace continues in a neighbouring row group.
@@ -210,6 +169,190 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 	}
 	return nil
+}
+
+// memoKey identifies a value of a field by its kind, integer and the
+// place and length of its string: equal keys are equal values (two
+// copies of a string only take two entries).
+type memoKey struct {
+	kind spanpred.Kind
+	str  *byte
+	n    int
+	i    int64
+}
+
+// maxMemo bounds the values of a field whose test matchRows remembers.
+const maxMemo = 1024
+
+// traceRanges returns the row ranges of the traces (runs of equal IDs)
+// with a matched row (matched nil: every trace).
+func traceRanges(ids [][16]byte, matched []bool) [][2]int64 {
+	var traces [][2]int64
+	n := int64(len(ids))
+	for lo := int64(0); lo < n; {
+		hi := lo + 1
+		hit := matched == nil || matched[lo]
+		for hi < n && ids[hi] == ids[lo] {
+			hit = hit || matched[hi]
+			hi++
+		}
+		if hit {
+			traces = append(traces, [2]int64{lo, hi})
+		}
+		lo = hi
+	}
+	return traces
+}
+
+// scanScratch holds the per-row buffers of a scan, reused from one row group
+// to the next (fresh ones cost a third of a most_recent scan of a
+// compacted block in allocation and garbage collection).
+type scanScratch struct {
+	values  [][]spanpred.Value // of each field
+	matched []bool
+	ids     [][16]byte
+	starts  []uint64
+}
+
+// resize returns s with length n, its elements zero, reusing its array
+// when it is big enough.
+func resize[T any](s []T, n int64) []T {
+	if int64(cap(s)) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// readTraceIDs reads the n trace IDs of a trace_id column chunk into buf
+// (resized).
+func readTraceIDs(ra *objectReaderAt, chunk *parquet.FileColumnChunk, n int64, buf [][16]byte) ([][16]byte, error) {
+	ids := resize(buf, n)
+	err := eachPage(ra, chunk, func(row int64, page parquet.Page) error {
+		if data := page.Data(); page.NumNulls() == 0 && page.Dictionary() == nil && data.Kind() == encoding.FixedLenByteArray {
+			if b, size := data.FixedLenByteArray(); size == 16 {
+				for i := int64(0); (i+1)*16 <= int64(len(b)) && row+i < n; i++ {
+					ids[row+i] = [16]byte(b[i*16 : (i+1)*16])
+				}
+				return nil
+			}
+		}
+		return eachBytes(page, func(i int, v []byte) bool {
+			if row+int64(i) < n && len(v) == 16 {
+				ids[row+int64(i)] = [16]byte(v)
+			}
+			return true
+		})
+	})
+	return ids, err
+}
+
+// matchRows tests cond on the rows of row group g: matched says which rows
+// passed (nil: every row, cond being nil), hit whether any did.
+func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.File, g int,
+	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch) (matched []bool, hit bool, err error) {
+	rg := f.RowGroups()[g]
+	n := rg.NumRows()
+	if cond != nil {
+		domains := make([]spanpred.Domain, len(fields))
+		generic := make([]bool, len(fields))
+		for i := range fields {
+			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
+				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+		}
+		if !cond.MayMatch(domains) {
+			st.RowGroupsPruned++
+			return nil, false, nil
+		}
+		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
+		if err != nil {
+			return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+		}
+		kept := int64(0)
+		for _, k := range keep {
+			kept += k[1] - k[0]
+		}
+		st.SpansPruned += n - kept
+		if kept == 0 {
+			return nil, false, nil
+		}
+		if len(sc.values) < len(fields) {
+			sc.values = make([][]spanpred.Value, len(fields))
+		}
+		rows := sc.values[:len(fields)]
+		for i := range fields {
+			v, err := fields[i].read(ra, f, g, generic[i], keep, rows[i])
+			if err != nil {
+				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+			}
+			rows[i] = v
+		}
+		sc.matched = resize(sc.matched, n)
+		matched = sc.matched
+		row := make([]spanpred.Value, len(fields))
+		// A condition on one field is tested once per distinct value
+		// (the values of a string column repeat: service names, routes).
+		// Strings are told apart by where they are, not hashed: the rows
+		// of one dictionary entry share its string.
+		// The first few values are looked up in a short list, the others
+		// in a map (hashing took a quarter of a most_recent scan).
+		var memo map[memoKey]bool
+		var few [16]struct {
+			key memoKey
+			ok  bool
+		}
+		nfew := 0
+		if len(fields) == 1 {
+			memo = map[memoKey]bool{}
+		}
+		for _, k := range keep {
+			if err := ctx.Err(); err != nil {
+				return nil, false, err
+			}
+			for i := k[0]; i < k[1]; i++ {
+				for j := range fields {
+					row[j] = rows[j][i]
+				}
+				var ok bool
+				if memo != nil && row[0].Kind != spanpred.Float { // NaN is no map key
+					v := row[0]
+					key := memoKey{kind: v.Kind, str: unsafe.StringData(v.Str), n: len(v.Str), i: v.Int}
+					known := false
+					for _, e := range few[:nfew] {
+						if e.key == key {
+							ok, known = e.ok, true
+							break
+						}
+					}
+					if !known {
+						if ok, known = memo[key]; !known {
+							ok = cond.Match(row)
+							if nfew < len(few) {
+								few[nfew].key, few[nfew].ok = key, ok
+								nfew++
+							} else {
+								memo[key] = ok
+							}
+							if len(memo) > maxMemo { // values seldom repeat
+								memo = nil
+							}
+						}
+					}
+				} else {
+					ok = cond.Match(row)
+				}
+				if ok {
+					matched[i], hit = true, true
+					st.SpansMatched++
+				}
+			}
+		}
+		st.SpansTested += kept
+		return matched, hit, nil
+	}
+	return nil, true, nil
 }
 
 // scanTraceIDs is Scan by trace ID: each trace named whose first row group
@@ -507,16 +650,22 @@ func (fc *fieldColumns) flatValue(v parquet.Value) spanpred.Value {
 	return spanpred.StringValue(string(v.ByteArray()))
 }
 
-// read returns the field's value for every row of row group g.
+// read returns the field's value for every row of row group g, in buf
+// (resized).
 // With generic, the rows the flat column leaves missing are looked up in
 // the generic list. Only the pages of the flat column holding rows in keep
 // are read; other rows are left missing.
-func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64) ([]spanpred.Value, error) {
+func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic bool, keep [][2]int64, buf []spanpred.Value) ([]spanpred.Value, error) {
 	rg := f.RowGroups()[g]
-	out := make([]spanpred.Value, rg.NumRows())
+	out := resize(buf, rg.NumRows())
 	if fc.flat >= 0 {
 		chunk := chunkOf(rg, fc.flat)
-		if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
+		whole := len(keep) == 1 && keep[0][0] == 0 && keep[0][1] >= rg.NumRows()
+		if fc.kind == kindString && whole && !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
+			if err := fc.readDictionary(ra, chunk, out); err != nil {
+				return nil, err
+			}
+		} else if !(chunk.NumValues() > 0 && chunk.NullCount() == chunk.NumValues()) {
 			strs := map[string]spanpred.Value{}
 			err := eachValueIn(ra, chunk, keep, func(row int64, v parquet.Value) {
 				if fc.kind == kindString && !v.IsNull() {
@@ -540,6 +689,77 @@ func (fc *fieldColumns) read(ra *objectReaderAt, f *parquet.File, g int, generic
 		return out, nil
 	}
 	return out, fc.readGeneric(ra, rg, out)
+}
+
+// readDictionary sets out[row] to the value of every row of a string
+// column chunk: the values of a dictionary page are converted once, each
+// row taking its value by index (no string hashed or copied per row).
+func (fc *fieldColumns) readDictionary(ra *objectReaderAt, chunk *parquet.FileColumnChunk, out []spanpred.Value) error {
+	var dict parquet.Dictionary
+	var vals []spanpred.Value
+	var have []bool
+	return eachPage(ra, chunk, func(row int64, page parquet.Page) error {
+		if d := page.Dictionary(); d != nil && page.NumNulls() == 0 {
+			if d != dict {
+				dict, vals, have = d, make([]spanpred.Value, d.Len()), make([]bool, d.Len())
+			}
+			data := page.Data()
+			for i, idx := range data.Int32() {
+				if !have[idx] {
+					vals[idx], have[idx] = fc.flatValue(d.Index(idx)), true
+				}
+				out[row+int64(i)] = vals[idx]
+			}
+			return nil
+		}
+		return eachPageValue(page, func(i int64, v parquet.Value) {
+			out[row+i] = fc.flatValue(v)
+		})
+	})
+}
+
+// eachPage calls fn with each page of a non-repeated column chunk and the
+// row of its first value. Pages are released after fn returns.
+func eachPage(ra *objectReaderAt, chunk *parquet.FileColumnChunk, fn func(row int64, page parquet.Page) error) error {
+	pages := chunk.PagesFrom(ra)
+	defer pages.Close()
+	row := int64(0)
+	for {
+		page, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read column %d: %w", chunk.Column(), err)
+		}
+		err = fn(row, page)
+		row += page.NumRows()
+		parquet.Release(page)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// eachPageValue calls fn with each value of a page of a non-repeated
+// column and its index in the page.
+func eachPageValue(page parquet.Page, fn func(i int64, v parquet.Value)) error {
+	buf := make([]parquet.Value, 1024)
+	vr := page.Values()
+	i := int64(0)
+	for {
+		k, err := vr.ReadValues(buf)
+		for _, v := range buf[:k] {
+			fn(i, v)
+			i++
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read column %d: %w", page.Column(), err)
+		}
+	}
 }
 
 // readGeneric fills the rows whose value is still missing with the first

@@ -365,6 +365,24 @@ func (f *Frontend) release(tenant string, n int) {
 // rarely or not at all quickly runs at full width.
 const initialJobs = 2
 
+// newestJobs is the number of leading jobs that are the live-store job
+// or a job of the first (newest) block.
+func newestJobs(jobs []search.Job) int {
+	first := ""
+	n := 0
+	for _, j := range jobs {
+		if !j.Live {
+			if first == "" {
+				first = j.BlockID
+			} else if j.BlockID != first {
+				break
+			}
+		}
+		n++
+	}
+	return max(n, 1)
+}
+
 // nextWindow is the jobs in flight allowed after a job completed.
 func nextWindow(window, completed, found, limit, maxJobs int) int {
 	if found == 0 {
@@ -404,6 +422,13 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		return out
 	}
 	window := min(initialJobs, f.cfg.Search.ConcurrentJobs)
+	if comb.MostRecent() {
+		// The jobs are newest first, and with most_recent the newest
+		// block usually holds the traces returned: its jobs (and the
+		// live-store job) start first, not sharing the cores with jobs
+		// of older blocks that their result may make needless.
+		window = min(newestJobs(jobs), f.cfg.Search.ConcurrentJobs)
+	}
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {
@@ -414,6 +439,13 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 				extra++
 			}
 			i := sent
+			if !comb.Needed(jobs[i]) {
+				// most_recent: its block ends before the traces found.
+				done[i] = true
+				f.jobs.WithLabelValues("skipped").Inc()
+				sent++
+				continue
+			}
 			wg.Go(func() {
 				res, err := f.querier.SearchJob(ctx, tenant, jobs[i])
 				results <- result{i, res, err}

@@ -299,3 +299,87 @@ func TestNextWindow(t *testing.T) {
 		}
 	}
 }
+
+// firstJobQuerier records the blocks of the jobs started before the first
+// returned, and of every job run.
+type firstJobQuerier struct {
+	q                 Querier
+	mu                sync.Mutex
+	running, maxFirst int
+	returned          bool
+	first, all        []string
+}
+
+func (c *firstJobQuerier) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	c.mu.Lock()
+	c.running++
+	if !c.returned {
+		c.maxFirst = max(c.maxFirst, c.running)
+		c.first = append(c.first, job.BlockID)
+	}
+	c.all = append(c.all, job.BlockID)
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // leave the frontend time to start more
+	res, err := c.q.SearchJob(ctx, tenant, job)
+	c.mu.Lock()
+	c.running--
+	c.returned = true
+	c.mu.Unlock()
+	return res, err
+}
+
+// With most_recent, the jobs of the newest block start first, alone: the
+// newest block usually holds the result, and the jobs of older blocks
+// would only take the cores; once they have returned, the jobs of blocks
+// ending before the traces found are not run. Without it, the initial
+// jobs start at once.
+func TestMostRecentNewestBlockFirst(t *testing.T) {
+	s := blocksSearcher(t, 3)
+	ctx := context.Background()
+	newest := s.Plan(search.Request{}, "t")[0].BlockID
+	newestJobs := 0
+	for _, j := range s.Plan(search.Request{}, "t") {
+		if j.BlockID == newest {
+			newestJobs++
+		}
+	}
+	if newestJobs < 2 {
+		t.Fatalf("the newest block has %d jobs, want several", newestJobs)
+	}
+	for _, tc := range []struct {
+		q    string
+		want int
+	}{
+		{`{ kind = server } with (most_recent=true)`, newestJobs},
+		{`{ kind = server }`, initialJobs},
+	} {
+		q := &firstJobQuerier{q: querier.NewJobRunner(s, querier.DefaultConfig(), prometheus.NewRegistry())}
+		f := newFrontend(testConfig(), s, q)
+		req := search.Request{Query: tc.q, Limit: 5, Start: base.Add(-time.Hour), End: base.Add(10 * time.Hour)}
+		resp, err := f.Search(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.maxFirst != tc.want || len(resp.Traces) != 5 {
+			t.Errorf("%s: %d jobs at once before the first returned, want %d; %d traces", tc.q, q.maxFirst, tc.want, len(resp.Traces))
+		}
+		if !strings.Contains(tc.q, "most_recent") {
+			continue
+		}
+		for _, b := range q.all {
+			if b != newest {
+				t.Errorf("most_recent: ran a job of block %s, older than the newest %s whose traces are the most recent", b, newest)
+			}
+		}
+		want, err := s.Search(ctx, req, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same traces (the jobs run differ: not the metrics).
+		a, _ := json.Marshal(resp.Traces)
+		b, _ := json.Marshal(want.Traces)
+		if string(a) != string(b) {
+			t.Errorf("most_recent: got %s, want %s", a, b)
+		}
+	}
+}

@@ -14,7 +14,8 @@ import (
 // its context it accounts there, and gives back what it trims.
 func TestJobResultBytes(t *testing.T) {
 	e := newEnv(t)
-	e.block(spangen.Generate(spangen.Options{Seed: 1, Traces: 300, SpansPerTrace: 5, Start: base}))
+	td := spangen.Generate(spangen.Options{Seed: 1, Traces: 300, SpansPerTrace: 5, Start: base})
+	e.block(td)
 	req := Request{Query: `{ } with (most_recent=true)`, Limit: 10, SpansPerSpanSet: MaxSpansPerSpanSet}
 	jobs := e.s.Plan(req, "t")[1:] // the block's, after the live-stores'
 	if len(jobs) != 1 || jobs[0].Live {
@@ -26,15 +27,27 @@ func TestJobResultBytes(t *testing.T) {
 	if !IsResultBytesError(err) {
 		t.Fatalf("job over its own bound: %v", err)
 	}
-	// most_recent keeps up to twice the limit between trims: within
-	// 64 KiB, and what it trimmed is given back.
+	// The block hands its traces over newest first: the job keeps the
+	// limit and stops, nothing to trim.
 	b := NewResultBudget(64 << 10)
 	res, err := e.s.RunJob(WithResultBudget(context.Background(), b), "t", jobs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Traces) != 10 || b.Used() != res.charged || b.Used() <= 0 || b.Peak() <= b.Used() {
-		t.Fatalf("%d traces, charged %d, budget %s", len(res.Traces), res.charged, b)
+	if len(res.Traces) != 10 || b.Used() != res.charged || b.Used() <= 0 || b.Peak() != b.Used() {
+		t.Fatalf("block job: %d traces, charged %d, budget %s", len(res.Traces), res.charged, b)
+	}
+	// A live-store hands them over in no order: most_recent keeps up to
+	// twice the limit between trims, within 64 KiB, and what it trimmed
+	// is given back.
+	e.live(td)
+	lb := NewResultBudget(64 << 10)
+	lres, err := e.s.RunJob(WithResultBudget(context.Background(), lb), "t", Job{Request: req, Live: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lres.Traces) != 10 || lb.Used() != lres.charged || lb.Used() <= 0 || lb.Peak() <= lb.Used() {
+		t.Fatalf("live job: %d traces, charged %d, budget %s", len(lres.Traces), lres.charged, lb)
 	}
 	// The combiner takes the result over: it holds the 10 traces it kept.
 	c, err := NewCombiner(req, jobs)

@@ -86,8 +86,23 @@ func (c *Combiner) Enough(left []Job) bool {
 	return true
 }
 
+// Needed reports whether job may still change the answer: with
+// most_recent, a block job whose block ends before the start of the
+// limit-th most recent trace found cannot (nor can it without, once limit
+// traces were found: Enough says so for every job left).
+func (c *Combiner) Needed(job Job) bool {
+	if !c.q.mostRecent || len(c.traces) < c.q.limit || job.EndUnixNano == 0 {
+		return true
+	}
+	return job.EndUnixNano >= c.sorted()[c.q.limit-1].StartTimeUnixNano
+}
+
 // Found is the number of matching traces found so far.
 func (c *Combiner) Found() int { return len(c.traces) }
+
+// MostRecent reports whether the search keeps the most recent traces
+// (with most_recent=true): its jobs are needed newest first.
+func (c *Combiner) MostRecent() bool { return c.q.mostRecent }
 
 // Limit is the number of traces the search returns at most.
 func (c *Combiner) Limit() int { return c.q.limit }

@@ -171,7 +171,11 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
 	}
-	st, err := r.Scan(ctx, block.ScanRequest{Selection: q.sel, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
+	// With most_recent, the block hands the traces over newest first and
+	// stops once the oldest of the limit kept rules out every trace left.
+	req := block.ScanRequest{Selection: q.sel, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup,
+		NewestFirst: q.mostRecent, Floor: jr.floor}
+	st, err := r.Scan(ctx, req,
 		func(id [16]byte, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -199,7 +203,17 @@ type jobRun struct {
 	q      *query
 	res    *JobResult
 	budget *ResultBudget
+	// oldest, with most_recent, is the start of the limit-th most recent
+	// trace kept, once limit traces were kept (hasOldest): a trace
+	// starting before it cannot be returned. It is brought up to date
+	// when the traces are trimmed, and is stale (earlier) in between.
+	oldest    uint64
+	hasOldest bool
 }
+
+// floor is block.ScanRequest.Floor: the start before which a trace
+// cannot be among the most recent ones kept.
+func (jr *jobRun) floor() (uint64, bool) { return jr.oldest, jr.hasOldest }
 
 // trace evaluates one trace (the job's part of it).
 func (jr *jobRun) trace(id [16]byte, data []byte) error {
@@ -233,7 +247,7 @@ func (jr *jobRun) trace(id [16]byte, data []byte) error {
 	if err := jr.keep(traceResult(id, t, sets, jr.q)); err != nil {
 		return err
 	}
-	if jr.q.mostRecent && len(jr.res.Traces) > 2*jr.q.limit {
+	if jr.q.mostRecent && (len(jr.res.Traces) > 2*jr.q.limit || !jr.hasOldest && len(jr.res.Traces) >= jr.q.limit) {
 		jr.trim()
 	}
 	return nil
@@ -249,6 +263,9 @@ func (jr *jobRun) trim() {
 	if len(jr.res.Traces) > jr.q.limit {
 		jr.dropped(jr.res.Traces[jr.q.limit:])
 		jr.res.Traces = jr.res.Traces[:jr.q.limit]
+	}
+	if len(jr.res.Traces) == jr.q.limit {
+		jr.oldest, jr.hasOldest = jr.res.Traces[jr.q.limit-1].StartTimeUnixNano, true
 	}
 }
 
