@@ -31,13 +31,16 @@ const (
 	// A worker running a rewrite job whose output's meta.json is written
 	// and whose input has no meta.compacted.json yet.
 	atRedactUploaded killMoment = "redact-uploaded"
+	// A worker running a rewrite job whose input has its
+	// meta.compacted.json: the job is not reported done yet.
+	atRedactMarked killMoment = "redact-marked"
 	// The scheduler right after it rewrote work.json with a request in
 	// the finding or redacting state.
 	atRequestSaved killMoment = "request-saved"
 )
 
 func (m killMoment) redaction() bool {
-	return m == atRedactRun || m == atRedactUploaded || m == atRequestSaved
+	return m == atRedactRun || m == atRedactUploaded || m == atRedactMarked || m == atRequestSaved
 }
 
 // crashGroupAttr tags one trace of each push to crashKept with the load's
@@ -81,7 +84,7 @@ func (r *crashRig) redactState(j scheduler.Job) (written, listed, marked bool) {
 }
 
 // redactHit says whether the running job j of worker w is at moment m.
-func (r *crashRig) redactHit(m killMoment, j scheduler.Job, w *crashProc) (bool, string) {
+func (r *crashRig) redactHit(m killMoment, j scheduler.Job, w *crashProc, late bool) (bool, string) {
 	if j.Type != scheduler.JobRedaction || j.Redact == nil || j.Redact.Find || len(j.Blocks) != 1 {
 		return false, ""
 	}
@@ -89,9 +92,13 @@ func (r *crashRig) redactHit(m killMoment, j scheduler.Job, w *crashProc) (bool,
 	hit := false
 	switch m {
 	case atRedactRun:
-		hit = !written && listed && !marked
+		// Spooling: the rewrite is under way (a block without the
+		// traces is not rewritten); late, any job before its output.
+		hit = !written && listed && !marked && (spooling(w) || late)
 	case atRedactUploaded:
 		hit = written && !marked
+	case atRedactMarked:
+		hit = marked
 	}
 	if !hit {
 		return false, ""

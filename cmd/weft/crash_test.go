@@ -351,8 +351,8 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 			}
 			hit, found := false, ""
 			switch m {
-			case atRedactRun, atRedactUploaded:
-				hit, found = r.redactHit(m, j, w)
+			case atRedactRun, atRedactUploaded, atRedactMarked:
+				hit, found = r.redactHit(m, j, w, time.Until(deadline) < timeout/2)
 			case atRetention:
 				hit = j.Type == scheduler.JobRetention
 			case atMerge, atUploaded, atMarked:
@@ -428,9 +428,10 @@ type crashLoad struct {
 	acked map[string]map[[16]byte][][8]byte // tenant → trace → span IDs
 	order map[string][][16]byte             // tenant → traces, in push order
 	at    map[[16]byte]time.Time            // trace → when it was acknowledged
-	// group tags one trace of each push to crashKept (crashGroupAttr);
-	// tagged are the traces of each group.
+	// group tags one trace of every fourth push to crashKept
+	// (crashGroupAttr); tagged are the traces of each group.
 	groupSeq int
+	pushes   int
 	tagged   map[string][][16]byte
 }
 
@@ -484,10 +485,14 @@ func (l *crashLoad) push(tenant string, n int) error {
 	tr := l.tp.Tracer("crash")
 	var tagged trace.TraceID
 	group := l.group()
+	tag := tenant == crashKept && l.pushes%4 == 0
+	if tenant == crashKept {
+		l.pushes++
+	}
 	for i := range n {
 		l.seq++
 		attrs := traceAttr(l.seq)
-		if i == 0 && tenant == crashKept {
+		if i == 0 && tag {
 			attrs = trace.WithAttributes(attribute.Int("crash.seq", l.seq), attribute.String(crashGroupAttr, group))
 		}
 		ctx, root := tr.Start(context.Background(), "root", attrs)
@@ -496,7 +501,7 @@ func (l *crashLoad) push(tenant string, n int) error {
 			sp.End()
 		}
 		root.End()
-		if i == 0 && tenant == crashKept {
+		if i == 0 && tag {
 			tagged = root.SpanContext().TraceID()
 		}
 	}
@@ -1144,7 +1149,7 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 // killed worker finish on another worker, and the bucket is left clean.
 func TestBackendCrash(t *testing.T) {
 	t.Parallel()
-	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention, atRedactRun, atRedactUploaded}, 2)
+	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention, atRedactRun, atRedactMarked}, 2)
 }
 
 // TestBackendCrashLong (make test-long): 24 kills, the moments of
@@ -1152,7 +1157,7 @@ func TestBackendCrash(t *testing.T) {
 func TestBackendCrashLong(t *testing.T) {
 	testlong.Skip(t)
 	moments := []killMoment{atMerge, atUploaded, atMarked, atRetention, atRandomWorker, atWorkSaved, atRandomScheduler,
-		atRedactRun, atRedactUploaded, atRequestSaved}
+		atRedactRun, atRedactUploaded, atRedactMarked, atRequestSaved}
 	var schedule []killMoment
 	for i := range 24 {
 		if i < len(moments) {
