@@ -78,6 +78,21 @@ func TestRedactionJobRetries(t *testing.T) {
 	if err != nil || len(metas) != 1 || metas[0].BlockID != res.Meta.BlockID {
 		t.Fatalf("blocks listed: %v, %v; want the output alone", metas, err)
 	}
+	// Once the input's objects are deleted (compacted_block_retention
+	// after it was let go), a retry of a job cut short before it
+	// reported finds its output and reports it, not the block gone.
+	for _, name := range []string{block.CompactedName, block.DataName, block.BloomName} {
+		if err := bkt.Delete(ctx, "t/"+in.BlockID.String()+"/"+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j = job()
+	if err := run(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.Result; r == nil || r.Gone || !r.Rewritten || r.Output != res.Meta.BlockID || r.Spans != res.SpansRemoved {
+		t.Fatalf("retry after the input was deleted: %+v, want the output %s reported with its spans", j.Result, res.Meta.BlockID)
+	}
 	// A job of another request on the block let go: gone, not failed.
 	j = job()
 	j.Redact.Request = "r2"
