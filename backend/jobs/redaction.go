@@ -60,13 +60,16 @@ func (r *redactor) run(ctx context.Context, j *scheduler.Job) error {
 		if mark == nil {
 			// This job rewrote the block and let it go, and was cut short
 			// before it reported; the input's objects are deleted since
-			// (compacted_block_retention). Its output says what it did,
-			// but for the trace IDs.
+			// (compacted_block_retention). Its output says what it did
+			// (the trace IDs only when the block held all of the set).
 			if om.Redaction == nil || om.Redaction.Request != rj.Request || om.Redaction.Set != rj.Set || len(om.CompactedFrom) != 1 || om.CompactedFrom[0] != id {
 				j.Result = &scheduler.Result{Gone: true}
 				return nil
 			}
 			j.Result = &scheduler.Result{Rewritten: true, Output: out, Spans: om.Redaction.SpansRemoved}
+			if om.Redaction.TracesRemoved == int64(len(rj.TraceIDs)) {
+				j.Result.TraceIDs = rj.TraceIDs // the block held every one
+			}
 			return nil
 		}
 		m = &mark.Meta

@@ -90,7 +90,7 @@ func TestRedactionJobRetries(t *testing.T) {
 	if err := run(ctx, j); err != nil {
 		t.Fatal(err)
 	}
-	if r := j.Result; r == nil || r.Gone || !r.Rewritten || r.Output != res.Meta.BlockID || r.Spans != res.SpansRemoved {
+	if r := j.Result; r == nil || r.Gone || !r.Rewritten || r.Output != res.Meta.BlockID || r.Spans != res.SpansRemoved || len(r.TraceIDs) != 1 {
 		t.Fatalf("retry after the input was deleted: %+v, want the output %s reported with its spans", j.Result, res.Meta.BlockID)
 	}
 	// A job of another request on the block let go: gone, not failed.
