@@ -96,7 +96,8 @@ func (r *crashRig) redactHit(m killMoment, j scheduler.Job, w *crashProc, late b
 		// traces is not rewritten); late, any job before its output.
 		hit = !written && listed && !marked && (spooling(w) || late)
 	case atRedactUploaded:
-		hit = written && !marked
+		// Not a retry that finds its input deleted: the input is listed.
+		hit = written && listed && !marked
 	case atRedactMarked:
 		hit = marked
 	}
