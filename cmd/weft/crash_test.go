@@ -4,7 +4,9 @@ package main
 // backend workers, each a process of its own, are killed with SIGKILL at
 // chosen moments of their jobs while spans keep coming, and restarted;
 // after each restart every acknowledged span is found once, by trace ID,
-// by search and in the blocks a reader lists. TestBackendCrash runs a few
+// by search and in the blocks a reader lists, but the traces of the
+// redaction requests submitted meanwhile (crash_redact_test.go), which are
+// found nowhere once their request is done. TestBackendCrash runs a few
 // kills within make test; TestBackendCrashLong (make test-long) runs 24.
 
 import (
@@ -56,8 +58,8 @@ const (
 )
 
 // A kill moment says when a process is killed: a worker at a point of a
-// compaction job, or the scheduler. Adding a job type to the schedule
-// (redaction) is a moment here and a case in crashRig.waitMoment.
+// compaction, retention or redaction job (the redaction moments are in
+// crash_redact_test.go), or the scheduler.
 type killMoment string
 
 const (
@@ -1143,17 +1145,20 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 }
 
 // TestBackendCrash (make test): the backend scheduler and workers killed
-// with SIGKILL five times: a worker during a merge, after an output's
-// upload, while the inputs are let go and in a retention job, and the
-// scheduler right after it saved work.json; every acknowledged span is then found once, the jobs of the
-// killed worker finish on another worker, and the bucket is left clean.
+// with SIGKILL seven times: a worker during a merge, after an output's
+// upload, while the inputs are let go, in a retention job, in a redaction
+// rewrite before its output and after it let its input go, and the
+// scheduler right after it saved work.json; every acknowledged span is
+// then found once (the redacted traces nowhere), the jobs of the killed
+// worker finish on another worker, every redaction request is done, and
+// the bucket is left clean.
 func TestBackendCrash(t *testing.T) {
 	t.Parallel()
 	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention, atRedactRun, atRedactMarked}, 2)
 }
 
-// TestBackendCrashLong (make test-long): 24 kills, the moments of
-// TestBackendCrash and random ones, checked after each.
+// TestBackendCrashLong (make test-long): 24 kills, each moment once (with
+// the redaction ones) and then moments at random, checked after each.
 func TestBackendCrashLong(t *testing.T) {
 	testlong.Skip(t)
 	moments := []killMoment{atMerge, atUploaded, atMarked, atRetention, atRandomWorker, atWorkSaved, atRandomScheduler,
