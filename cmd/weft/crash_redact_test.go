@@ -140,6 +140,21 @@ func (r *crashRig) feedRedaction() {
 	}
 }
 
+// redactBothWays submits a request by trace ID and one by query unless
+// requests of each kind were submitted already (the load goes on).
+func (r *crashRig) redactBothWays() {
+	byID, byQuery := false, false
+	for _, q := range r.reqs {
+		byID, byQuery = byID || q.query == "", byQuery || q.query != ""
+	}
+	if !byID {
+		r.redactByID(8)
+	}
+	if !byQuery {
+		r.redactGroup()
+	}
+}
+
 // schedHTTP is the scheduler's HTTP address.
 func (r *crashRig) schedHTTP() string { return loopback(r.sched.ps.http) }
 

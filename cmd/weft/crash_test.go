@@ -1126,6 +1126,7 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 			r.checkAll(fmt.Sprintf("after kill %d", i+1), 2*time.Minute)
 		}
 	}
+	r.redactBothWays()
 	stop()
 	select {
 	case err := <-loadErr:
