@@ -45,16 +45,44 @@ func (r *redactor) run(ctx context.Context, j *scheduler.Job) error {
 		if mark, err = block.ReadCompactedMark(ctx, r.bkt, j.Tenant, id); err != nil {
 			return fmt.Errorf("cannot read block %s: %w", id, err)
 		}
-		if mark == nil || rj.Find || rj.DryRun {
+		if rj.Find || rj.DryRun {
 			j.Result = &scheduler.Result{Gone: true}
 			return nil
 		}
 		out := block.RedactedID(j.Tenant, id, rj.Request, rj.Set)
-		if _, err := block.ReadMeta(ctx, r.bkt, j.Tenant, out); r.bkt.IsObjNotFoundErr(err) {
-			j.Result = &scheduler.Result{Gone: true}
-			return nil
+		om, err := block.ReadMeta(ctx, r.bkt, j.Tenant, out)
+		outGone := false
+		if r.bkt.IsObjNotFoundErr(err) {
+			// The output may be let go in turn (another request rewrote
+			// it): its mark keeps its meta.
+			outMark, err := block.ReadCompactedMark(ctx, r.bkt, j.Tenant, out)
+			if err != nil {
+				return fmt.Errorf("cannot read the output %s of block %s: %w", out, id, err)
+			}
+			if outMark == nil {
+				j.Result = &scheduler.Result{Gone: true}
+				return nil
+			}
+			om, outGone = &outMark.Meta, true
 		} else if err != nil {
 			return fmt.Errorf("cannot read the output %s of block %s: %w", out, id, err)
+		}
+		if mark == nil || outGone {
+			// This job rewrote the block and let it go, and was cut short
+			// before it reported; since, the input's objects were deleted
+			// (compacted_block_retention), or the output was let go (never
+			// to be written again: its spans are in another block). The
+			// output says what the job did (the trace IDs only when the
+			// block held all of the set).
+			if om.Redaction == nil || om.Redaction.Request != rj.Request || om.Redaction.Set != rj.Set || len(om.CompactedFrom) != 1 || om.CompactedFrom[0] != id {
+				j.Result = &scheduler.Result{Gone: true}
+				return nil
+			}
+			j.Result = &scheduler.Result{Rewritten: true, Output: out, Spans: om.Redaction.SpansRemoved}
+			if om.Redaction.TracesRemoved == int64(len(rj.TraceIDs)) {
+				j.Result.TraceIDs = rj.TraceIDs // the block held every one
+			}
+			return nil
 		}
 		m = &mark.Meta
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,36 @@ func TestRedactionJobRetries(t *testing.T) {
 	metas, err := block.ListBlocks(ctx, bkt, "t")
 	if err != nil || len(metas) != 1 || metas[0].BlockID != res.Meta.BlockID {
 		t.Fatalf("blocks listed: %v, %v; want the output alone", metas, err)
+	}
+	// Once the input's objects are deleted (compacted_block_retention
+	// after it was let go), a retry of a job cut short before it
+	// reported finds its output and reports it, not the block gone.
+	for _, name := range []string{block.CompactedName, block.DataName, block.BloomName} {
+		if err := bkt.Delete(ctx, "t/"+in.BlockID.String()+"/"+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j = job()
+	if err := run(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.Result; r == nil || r.Gone || !r.Rewritten || r.Output != res.Meta.BlockID || r.Spans != res.SpansRemoved || len(r.TraceIDs) != 1 {
+		t.Fatalf("retry after the input was deleted: %+v, want the output %s reported with its spans", j.Result, res.Meta.BlockID)
+	}
+	// And once the output is let go in turn (another request rewrote
+	// it), from the output's mark: not gone, and not written again.
+	if err := block.MarkCompacted(ctx, bkt, res.Meta, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	j = job()
+	if err := run(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.Result; r == nil || r.Gone || !r.Rewritten || r.Output != res.Meta.BlockID || r.Spans != res.SpansRemoved {
+		t.Fatalf("retry after the output was let go: %+v, want the output %s reported with its spans", j.Result, res.Meta.BlockID)
+	}
+	if metas, err := block.ListBlocks(ctx, bkt, "t"); err != nil || len(metas) != 0 {
+		t.Fatalf("blocks listed after the retry: %v, %v; want none (the output was let go)", metas, err)
 	}
 	// A job of another request on the block let go: gone, not failed.
 	j = job()

@@ -71,6 +71,11 @@ type RedactJob struct {
 	Set string `json:"set,omitempty"`
 	// DryRun counts what the rewrite would remove and writes nothing.
 	DryRun bool `json:"dryRun,omitempty"`
+	// Generation is the request's generation that planned the job (0 in
+	// work.json written before it was kept). A job that found its block
+	// gone sends the request to another generation only from its own
+	// generation, or while the block list still shows the block.
+	Generation int `json:"generation,omitempty"`
 	// TraceIDs (hex) are the traces a rewrite removes. They are kept once,
 	// in the request, and filled in when the job is handed out.
 	TraceIDs []string `json:"traceIDs,omitempty"`

@@ -361,6 +361,7 @@ func (s *Scheduler) addRedactJobLocked(r *Request, b uuid.UUID, rj *RedactJob, n
 	if _, ok := s.jobs[id]; ok {
 		return
 	}
+	rj.Generation = r.Generation
 	s.jobs[id] = &Job{ID: id, Type: JobRedaction, Tenant: r.Tenant, Blocks: []uuid.UUID{b}, State: Pending, Created: now, Updated: now, Redact: rj}
 	s.m.created.WithLabelValues(r.Tenant, string(JobRedaction)).Inc()
 	s.wakeLocked()
@@ -429,13 +430,25 @@ func (s *Scheduler) redactDoneLocked(r *Request, now time.Time) {
 	if !finished {
 		return
 	}
+	blocks := s.requestBlocksLocked(r)
+	listed := make(map[uuid.UUID]bool, len(blocks))
+	for _, m := range blocks {
+		listed[m.BlockID] = true
+	}
+	// A job that found its block gone (let go before it read it) calls
+	// for another read of the block list, which shows what took the
+	// block's place: once, in the generation that planned the job. A later
+	// generation read the list again (and planned jobs for what it
+	// showed), unless the list still shows the block gone.
 	gone := false
 	for _, j := range jobs {
 		if j.State == Failed {
 			s.failRequestLocked(r, fmt.Sprintf("job %s on block %s failed: %s", j.ID, j.Blocks[0], j.Error))
 			return
 		}
-		gone = gone || j.Result != nil && j.Result.Gone
+		if j.Result != nil && j.Result.Gone && (j.Redact.Generation == 0 || j.Redact.Generation == r.Generation || listed[j.Blocks[0]]) {
+			gone = true
+		}
 	}
 	// Blocks no job of the request read (new since it was planned): with
 	// a query, a block without a find job; and a block that may hold a
@@ -452,7 +465,7 @@ func (s *Scheduler) redactDoneLocked(r *Request, now time.Time) {
 	}
 	ids := r.ids()
 	var left []uuid.UUID
-	for _, m := range s.requestBlocksLocked(r) {
+	for _, m := range blocks {
 		if r.Query != "" && !found[m.BlockID] || !rewritten[m.BlockID] && mayHold(m, ids) {
 			left = append(left, m.BlockID)
 		}

@@ -505,3 +505,43 @@ func TestRedactionOverGRPC(t *testing.T) {
 		t.Fatalf("an unknown request over gRPC: %v", err)
 	}
 }
+
+// A job of an earlier generation that found its block gone does not send
+// a later generation, whose jobs all read their blocks, to yet another
+// rescan: the request is done once a generation reads every block. (The
+// crash test found it: a worker killed after it let its input go, and the
+// input deleted before the retry, reports Gone; the request then went
+// through every generation and failed.)
+func TestRedactionGoneOnlyCountsInItsGeneration(t *testing.T) {
+	e := newRedactEnv(t)
+	b1 := rangeMeta("a", "10", "2f", now0.Add(-time.Hour))
+	e.blocks.set("a", []*block.Meta{b1})
+	s := e.scheduler(nil)
+	ctx := context.Background()
+	st, err := s.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", TraceIDs: []string{"15" + strings.Repeat("0", 30)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAll(t, s, func(*Job) *Result { return &Result{Gone: true} })
+	b2 := rangeMeta("a", "10", "2f", now0.Add(-time.Hour))
+	e.blocks.set("a", []*block.Meta{b2})
+	e.now = e.now.Add(2 * time.Minute)
+	if err := s.AdvanceRedactions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobs := runAll(t, s, func(*Job) *Result {
+		return &Result{TraceIDs: []string{"15" + strings.Repeat("0", 30)}, Spans: 4, Rewritten: true, Output: uuid.New()}
+	})
+	if len(jobs) != 1 || jobs[0].Blocks[0] != b2.BlockID {
+		t.Fatalf("generation 2 ran %d jobs, want one on the new block", len(jobs))
+	}
+	got, _ := s.RedactionStatus("a", st.ID)
+	if got.State != RequestDone || got.Generation != 2 {
+		t.Fatalf("after generation 2 read every block: %s (generation %d, error %q), want done in generation 2", got.State, got.Generation, got.Error)
+	}
+	// And after a restart, from work.json.
+	s2 := e.scheduler(nil)
+	if got, _ := s2.RedactionStatus("a", st.ID); got.State != RequestDone {
+		t.Fatalf("after a restart: %s", got.State)
+	}
+}

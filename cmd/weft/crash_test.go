@@ -4,7 +4,9 @@ package main
 // backend workers, each a process of its own, are killed with SIGKILL at
 // chosen moments of their jobs while spans keep coming, and restarted;
 // after each restart every acknowledged span is found once, by trace ID,
-// by search and in the blocks a reader lists. TestBackendCrash runs a few
+// by search and in the blocks a reader lists, but the traces of the
+// redaction requests submitted meanwhile (crash_redact_test.go), which are
+// found nowhere once their request is done. TestBackendCrash runs a few
 // kills within make test; TestBackendCrashLong (make test-long) runs 24.
 
 import (
@@ -56,8 +58,8 @@ const (
 )
 
 // A kill moment says when a process is killed: a worker at a point of a
-// compaction job, or the scheduler. Adding a job type to the schedule
-// (redaction) is a moment here and a case in crashRig.waitMoment.
+// compaction, retention or redaction job (the redaction moments are in
+// crash_redact_test.go), or the scheduler.
 type killMoment string
 
 const (
@@ -81,7 +83,9 @@ const (
 	atRandomScheduler killMoment = "random-scheduler"
 )
 
-func (m killMoment) scheduler() bool { return m == atWorkSaved || m == atRandomScheduler }
+func (m killMoment) scheduler() bool {
+	return m == atWorkSaved || m == atRandomScheduler || m == atRequestSaved
+}
 
 // crashProc is one process of the rig, restarted with the same config.
 type crashProc struct {
@@ -106,6 +110,7 @@ type crashRig struct {
 	load    *crashLoad
 	jobs    *jobLog
 	kills   []killRecord
+	reqs    []*crashReq // the redaction requests submitted
 }
 
 // killRecord is one kill and what the bucket showed right after it.
@@ -123,7 +128,12 @@ func crashConfig(ps ports, data, bucket, overridesFile string, schedGRPC int) st
 	cfg = strings.Replace(cfg, "path: "+data+"/blocks\n", "path: "+bucket+"\n", 1)
 	cfg = strings.Replace(cfg, "    backend: local\n", "    backend: local\n    blocklist_poll: 300ms\n", 1)
 	// query_end_cutoff 0: searches reach the spans just pushed.
+	// A short live-store window: a redacted trace is served from the
+	// blocks alone a few seconds after its last span.
 	return cfg + fmt.Sprintf(`multitenancy_enabled: true
+live_store:
+  window: 3s
+  sweep_interval: 500ms
 query_frontend:
   query_end_cutoff: 0s
 overrides:
@@ -139,6 +149,9 @@ backend_scheduler:
   work:
     prune_age: 10m
   provider:
+    redaction:
+      poll_interval: 200ms
+      rescan_delay: 1s
     retention:
       interval: 2s
     compaction:
@@ -300,7 +313,36 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 		}
 		return false
 	}
+	if m == atRequestSaved {
+		path := filepath.Join(r.bucket, scheduler.WorkName)
+		first, _ := os.Stat(path)
+		fed := time.Now()
+		for time.Now().Before(deadline) {
+			fi, err := os.Stat(path)
+			if err == nil && (first == nil || !fi.ModTime().Equal(first.ModTime())) {
+				first = fi
+				for _, q := range r.readRequests() {
+					if q.State == scheduler.RequestFinding || q.State == scheduler.RequestRedacting {
+						r.kill(r.sched)
+						r.record(killRecord{moment: m, victim: r.sched.name, found: fmt.Sprintf("request %s %s, generation %d", q.ID, q.State, q.Generation)})
+						return true
+					}
+				}
+			}
+			if time.Since(fed) > time.Second {
+				r.feedRedaction()
+				fed = time.Now()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return false
+	}
+	fed := time.Now()
 	for time.Now().Before(deadline) {
+		if m.redaction() && time.Since(fed) > time.Second {
+			r.feedRedaction()
+			fed = time.Now()
+		}
 		for _, j := range r.readWork() {
 			if j.State != scheduler.Running {
 				continue
@@ -309,8 +351,10 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 			if w == nil {
 				continue
 			}
-			hit := false
+			hit, found := false, ""
 			switch m {
+			case atRedactRun, atRedactUploaded, atRedactMarked:
+				hit, found = r.redactHit(m, j, w, time.Until(deadline) < timeout/2)
 			case atRetention:
 				hit = j.Type == scheduler.JobRetention
 			case atMerge, atUploaded, atMarked:
@@ -333,7 +377,7 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 				continue
 			}
 			r.kill(w)
-			rec := killRecord{moment: m, victim: w.name, job: j.ID, worker: j.Worker}
+			rec := killRecord{moment: m, victim: w.name, job: j.ID, worker: j.Worker, found: found}
 			if j.Type == scheduler.JobCompaction {
 				written, marked := r.jobState(j)
 				rec.found = fmt.Sprintf("output written: %v, inputs let go: %d of %d", written, marked, len(j.Blocks))
@@ -354,6 +398,9 @@ func (r *crashRig) record(rec killRecord) {
 // crashOnce kills the process moment m names, at that moment (or, if it
 // does not come within 30s, at a random time), and restarts it.
 func (r *crashRig) crashOnce(m killMoment) {
+	if m.redaction() {
+		r.feedRedaction()
+	}
 	if !r.waitMoment(m, 30*time.Second) {
 		r.t.Logf("moment %s did not come within 30s: killing at a random time", m)
 		if m.scheduler() {
@@ -382,6 +429,12 @@ type crashLoad struct {
 	seq   int
 	acked map[string]map[[16]byte][][8]byte // tenant → trace → span IDs
 	order map[string][][16]byte             // tenant → traces, in push order
+	at    map[[16]byte]time.Time            // trace → when it was acknowledged
+	// group tags one trace of every fourth push to crashKept
+	// (crashGroupAttr); tagged are the traces of each group.
+	groupSeq int
+	pushes   int
+	tagged   map[string][][16]byte
 }
 
 // endedSpans is a span processor that keeps the spans ended, for the test
@@ -409,7 +462,8 @@ func (e *endedSpans) take() []sdktrace.ReadOnlySpan {
 
 func newCrashLoad(t *testing.T, otlpHTTP string) *crashLoad {
 	l := &crashLoad{t: t, rec: &endedSpans{}, exp: map[string]*otlptrace.Exporter{},
-		acked: map[string]map[[16]byte][][8]byte{}, order: map[string][][16]byte{}}
+		acked: map[string]map[[16]byte][][8]byte{}, order: map[string][][16]byte{},
+		at: map[[16]byte]time.Time{}, groupSeq: 1, tagged: map[string][][16]byte{}}
 	l.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(l.rec),
 		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", crashService))))
 	for _, tenant := range []string{crashKept, crashExpiring} {
@@ -431,14 +485,27 @@ func (l *crashLoad) push(tenant string, n int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	tr := l.tp.Tracer("crash")
-	for range n {
+	var tagged trace.TraceID
+	group := l.group()
+	tag := tenant == crashKept && l.pushes%4 == 0
+	if tenant == crashKept {
+		l.pushes++
+	}
+	for i := range n {
 		l.seq++
-		ctx, root := tr.Start(context.Background(), "root", traceAttr(l.seq))
+		attrs := traceAttr(l.seq)
+		if i == 0 && tag {
+			attrs = trace.WithAttributes(attribute.Int("crash.seq", l.seq), attribute.String(crashGroupAttr, group))
+		}
+		ctx, root := tr.Start(context.Background(), "root", attrs)
 		for i := 1; i < crashSpans; i++ {
-			_, sp := tr.Start(ctx, fmt.Sprintf("child-%d", i), traceAttr(l.seq))
+			_, sp := tr.Start(ctx, fmt.Sprintf("child-%d", i), attrs)
 			sp.End()
 		}
 		root.End()
+		if i == 0 && tag {
+			tagged = root.SpanContext().TraceID()
+		}
 	}
 	spans := l.rec.take()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -452,8 +519,58 @@ func (l *crashLoad) push(tenant string, n int) error {
 			l.order[tenant] = append(l.order[tenant], tid)
 		}
 		l.acked[tenant][tid] = append(l.acked[tenant][tid], sid)
+		l.at[tid] = time.Now()
+	}
+	if tagged.IsValid() {
+		l.tagged[group] = append(l.tagged[group], [16]byte(tagged))
 	}
 	return nil
+}
+
+// group is the current group's name. l.mu is held.
+func (l *crashLoad) group() string { return fmt.Sprintf("g%d", l.groupSeq) }
+
+// nextGroup closes the current group, returning its name: the traces
+// pushed from now on are tagged with the next.
+func (l *crashLoad) nextGroup() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.group()
+	l.groupSeq++
+	return g
+}
+
+// taggedOf returns the traces of group.
+func (l *crashLoad) taggedOf(group string) [][16]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.tagged[group])
+}
+
+// taggedSet returns every tagged trace.
+func (l *crashLoad) taggedSet() map[[16]byte]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[[16]byte]bool{}
+	for _, ts := range l.tagged {
+		for _, t := range ts {
+			out[t] = true
+		}
+	}
+	return out
+}
+
+// ackedBefore returns the traces of tenant acknowledged before t.
+func (l *crashLoad) ackedBefore(tenant string, t time.Time) [][16]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out [][16]byte
+	for _, tid := range l.order[tenant] {
+		if l.at[tid].Before(t) {
+			out = append(out, tid)
+		}
+	}
+	return out
 }
 
 func traceAttr(seq int) trace.SpanStartOption {
@@ -554,10 +671,10 @@ func crashSpanKeys(acked map[[16]byte][][8]byte) map[string]bool {
 }
 
 // checkBlocks compares the spans the listed blocks of tenant hold with
-// what was acknowledged: "" when no span is there twice, none is unknown
-// and, when required is not nil, each of required is there; else what is
-// wrong.
-func (r *crashRig) checkBlocks(tenant string, required map[[16]byte][][8]byte) (string, int) {
+// what was acknowledged: "" when no span is there twice, none is unknown,
+// none of absent (the traces of redactions done) is there and, when
+// required is not nil, each of required is there; else what is wrong.
+func (r *crashRig) checkBlocks(tenant string, required, absent map[[16]byte][][8]byte) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	counts, blocks, err := visibleSpans(ctx, r.bkt, tenant)
@@ -588,19 +705,36 @@ func (r *crashRig) checkBlocks(tenant string, required map[[16]byte][][8]byte) (
 			problems = append(problems, fmt.Sprintf("%d of %d acknowledged spans are in no listed block", missing, len(want)))
 		}
 	}
+	left := 0
+	for k := range crashSpanKeys(absent) {
+		if counts[k] > 0 {
+			left++
+		}
+	}
+	if left > 0 {
+		problems = append(problems, fmt.Sprintf("%d spans of the %d traces of redactions done are in listed blocks", left, len(absent)))
+	}
 	if len(problems) > 5 {
 		problems = append(problems[:5], fmt.Sprintf("and %d more", len(problems)-5))
 	}
 	return strings.Join(problems, "; "), blocks
 }
 
-// checkByID fetches every trace of acked from the API and compares its
-// span IDs: "" when each trace has exactly its acknowledged spans.
-func checkByID(httpAddr, tenant string, acked map[[16]byte][][8]byte) string {
+// checkByID fetches every trace of required, absent and maybe from the
+// API and compares its span IDs: "" when each trace of required has
+// exactly its acknowledged spans, each of absent none, and each of maybe
+// some of its spans, none twice.
+func checkByID(httpAddr, tenant string, required, absent, maybe map[[16]byte][][8]byte) string {
 	client := &http.Client{Timeout: 15 * time.Second}
 	bad := 0
 	var first string
-	for tid, sids := range acked {
+	all := map[[16]byte][][8]byte{}
+	for _, m := range []map[[16]byte][][8]byte{required, absent, maybe} {
+		for tid, sids := range m {
+			all[tid] = sids
+		}
+	}
+	for tid, sids := range all {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/api/traces/"+hex.EncodeToString(tid[:]), nil)
 		req.Header.Set("Accept", "application/protobuf")
 		req.Header.Set("X-Scope-OrgID", tenant)
@@ -628,23 +762,34 @@ func checkByID(httpAddr, tenant string, acked map[[16]byte][][8]byte) string {
 		cmpIDs := func(a, b [8]byte) int { return strings.Compare(string(a[:]), string(b[:])) }
 		slices.SortFunc(got, cmpIDs)
 		slices.SortFunc(want, cmpIDs)
-		if !slices.Equal(got, want) {
+		ok := slices.Equal(got, want)
+		what := "all"
+		if _, gone := absent[tid]; gone {
+			ok, what = len(got) == 0, "none (redacted)"
+		} else if _, running := maybe[tid]; running {
+			// Some blocks rewritten, others not yet: a subset, none twice.
+			ok, what = len(slices.Compact(slices.Clone(got))) == len(got), "some, none twice (being redacted)"
+			for _, sid := range got {
+				ok = ok && slices.Contains(want, sid)
+			}
+		}
+		if !ok {
 			bad++
 			if first == "" {
-				first = fmt.Sprintf("trace %x: %d %d spans, want %d", tid, resp.StatusCode, len(got), len(want))
+				first = fmt.Sprintf("trace %x: %d %d spans, want %s of %d", tid, resp.StatusCode, len(got), what, len(want))
 			}
 		}
 	}
 	if bad > 0 {
-		return fmt.Sprintf("%d of %d traces are not served with exactly their spans (first: %s)", bad, len(acked), first)
+		return fmt.Sprintf("%d of %d traces (%d redacted, %d being redacted) are not served as they should be (first: %s)", bad, len(all), len(absent), len(maybe), first)
 	}
 	return ""
 }
 
 // checkSearch searches the tenant's traces of the test: "" when the
-// search finds every trace of acked, and no trace that was not
-// acknowledged, each with all its spans.
-func (r *crashRig) checkSearch(httpAddr, tenant string, acked map[[16]byte][][8]byte) string {
+// search finds every trace of acked, no trace of absent and no trace that
+// was not acknowledged, each trace but those of maybe with all its spans.
+func (r *crashRig) checkSearch(httpAddr, tenant string, acked, absent, maybe map[[16]byte][][8]byte) string {
 	q := url.QueryEscape(fmt.Sprintf(`{ resource.service.name = "%s" }`, crashService))
 	now := time.Now().Unix()
 	u := fmt.Sprintf("http://%s/api/search?q=%s&limit=%d&spss=%d&start=%d&end=%d", httpAddr, q, len(acked)+1000, crashSpans+1, now-3600, now+60)
@@ -672,10 +817,17 @@ func (r *crashRig) checkSearch(httpAddr, tenant string, acked map[[16]byte][][8]
 	}
 	known := r.load.snapshot(tenant)
 	found := map[string]bool{}
-	short := 0
+	short, redacted := 0, 0
 	for _, tr := range out.Traces {
 		id := strings.Repeat("0", max(0, 32-len(tr.TraceID))) + tr.TraceID
 		found[id] = true
+		b, _ := hex.DecodeString(id)
+		if _, ok := absent[[16]byte(b)]; ok {
+			redacted++
+		}
+		if _, ok := maybe[[16]byte(b)]; ok {
+			continue
+		}
 		matched := 0
 		for _, ss := range tr.SpanSets {
 			matched += ss.Matched
@@ -697,12 +849,12 @@ func (r *crashRig) checkSearch(httpAddr, tenant string, acked map[[16]byte][][8]
 			unknown++
 		}
 	}
-	if missing > 0 || unknown > 0 || short > 0 {
+	if missing > 0 || unknown > 0 || short > 0 || redacted > 0 {
 		b := string(body)
 		if len(b) > 300 {
 			b = b[:300] + "..."
 		}
-		return fmt.Sprintf("search found %d traces: %d of the %d acknowledged not found, %d never acknowledged, %d with other than %d matched spans (%s)", len(found), missing, len(acked), unknown, short, crashSpans, b)
+		return fmt.Sprintf("search found %d traces: %d of the %d acknowledged not found, %d never acknowledged, %d of the %d redacted, %d with other than %d matched spans (%s)", len(found), missing, len(acked), unknown, redacted, len(absent), short, crashSpans, b)
 	}
 	return ""
 }
@@ -721,27 +873,28 @@ func (r *crashRig) checkAll(label string, timeout time.Duration) {
 	blocks := 0
 	for time.Since(start) < timeout {
 		var problems []string
-		p, n := r.checkBlocks(crashKept, kept)
+		required, absent, maybe := r.expectations(kept)
+		p, n := r.checkBlocks(crashKept, required, absent)
 		blocks = n
 		if p != "" {
 			problems = append(problems, "blocks of "+crashKept+": "+p)
 		}
-		if p, _ := r.checkBlocks(crashExpiring, nil); p != "" && !strings.HasPrefix(p, "cannot read") {
+		if p, _ := r.checkBlocks(crashExpiring, nil, nil); p != "" && !strings.HasPrefix(p, "cannot read") {
 			problems = append(problems, "blocks of "+crashExpiring+": "+p)
 		}
 		if len(problems) == 0 {
-			if p := checkByID(api, crashKept, kept); p != "" {
+			if p := checkByID(api, crashKept, required, absent, maybe); p != "" {
 				problems = append(problems, "by ID: "+p)
 			}
 		}
 		if len(problems) == 0 {
-			if p := r.checkSearch(api, crashKept, kept); p != "" {
+			if p := r.checkSearch(api, crashKept, required, absent, maybe); p != "" {
 				problems = append(problems, "search: "+p)
 			}
 		}
 		if len(problems) == 0 {
-			t.Logf("check %s: the %d traces (%d spans) of %s found once by ID, by search and in %d listed blocks; no span of %s listed twice (%s)",
-				label, len(kept), len(kept)*crashSpans, crashKept, blocks, crashExpiring, time.Since(start).Round(time.Millisecond))
+			t.Logf("check %s: the %d traces (%d spans) of %s found once by ID, by search and in %d listed blocks; the %d traces of redactions done found nowhere, the %d of redactions running never twice; no span of %s listed twice (%s)",
+				label, len(required), len(required)*crashSpans, crashKept, blocks, len(absent), len(maybe), crashExpiring, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if cur := strings.Join(problems, "; "); cur != last {
@@ -973,6 +1126,7 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 			r.checkAll(fmt.Sprintf("after kill %d", i+1), 2*time.Minute)
 		}
 	}
+	r.redactBothWays()
 	stop()
 	select {
 	case err := <-loadErr:
@@ -980,9 +1134,11 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 	default:
 	}
 	r.checkAll("after the last kill", 2*time.Minute)
+	r.waitRequestsDone(2 * time.Minute)
 	r.settle(2 * time.Minute)
 	r.checkAll("settled", time.Minute)
 	r.checkJobs()
+	r.checkRequests()
 	kept := r.load.snapshot(crashKept)
 	expiring := r.load.snapshot(crashExpiring)
 	t.Logf("%d kills in %s; %d traces pushed to %s, %d to %s",
@@ -990,20 +1146,24 @@ func runCrashTest(t *testing.T, schedule []killMoment, checkEvery int) {
 }
 
 // TestBackendCrash (make test): the backend scheduler and workers killed
-// with SIGKILL five times: a worker during a merge, after an output's
-// upload, while the inputs are let go and in a retention job, and the
-// scheduler right after it saved work.json; every acknowledged span is then found once, the jobs of the
-// killed worker finish on another worker, and the bucket is left clean.
+// with SIGKILL seven times: a worker during a merge, after an output's
+// upload, while the inputs are let go, in a retention job, in a redaction
+// rewrite before its output and after it let its input go, and the
+// scheduler right after it saved work.json; every acknowledged span is
+// then found once (the redacted traces nowhere), the jobs of the killed
+// worker finish on another worker, every redaction request is done, and
+// the bucket is left clean.
 func TestBackendCrash(t *testing.T) {
 	t.Parallel()
-	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention}, 2)
+	runCrashTest(t, []killMoment{atMerge, atUploaded, atWorkSaved, atMarked, atRetention, atRedactRun, atRedactMarked}, 2)
 }
 
-// TestBackendCrashLong (make test-long): 24 kills, the moments of
-// TestBackendCrash and random ones, checked after each.
+// TestBackendCrashLong (make test-long): 24 kills, each moment once (with
+// the redaction ones) and then moments at random, checked after each.
 func TestBackendCrashLong(t *testing.T) {
 	testlong.Skip(t)
-	moments := []killMoment{atMerge, atUploaded, atMarked, atRetention, atRandomWorker, atWorkSaved, atRandomScheduler}
+	moments := []killMoment{atMerge, atUploaded, atMarked, atRetention, atRandomWorker, atWorkSaved, atRandomScheduler,
+		atRedactRun, atRedactUploaded, atRedactMarked, atRequestSaved}
 	var schedule []killMoment
 	for i := range 24 {
 		if i < len(moments) {
