@@ -7,6 +7,12 @@
 //
 //	go run ./bench/blocks -blocks 100 -spans-per-block 50000 -dir /tmp/weft-blocks
 //	go run ./bench/blocks -reuse -dir /tmp/weft-blocks -skip-lookups   # query blocks already written
+//	go run ./bench/blocks -blocks 1000 -spans-per-block 3000 -compact   # before and after compaction
+//
+// With -compact, after measuring, it compacts the blocks as the backend
+// would (the planner's jobs, merged one at a time, until none is left),
+// measures again and prints both side by side: p50 and p95 and their
+// ratio, blocks and bytes per span, and the merge's spans per second.
 //
 // It prints, as Markdown to paste into a note, the command line, block
 // write throughput, bytes per span on disk, the memory the Arrow buffer
