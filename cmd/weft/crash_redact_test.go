@@ -14,8 +14,6 @@ import (
 	"io"
 	mathrand "math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -61,19 +59,7 @@ type crashReq struct {
 
 // readRequests reads the redaction requests of work.json (nil while
 // there is none or it is being rewritten).
-func (r *crashRig) readRequests() []scheduler.Request {
-	b, err := os.ReadFile(filepath.Join(r.bucket, scheduler.WorkName))
-	if err != nil {
-		return nil
-	}
-	var w struct {
-		Redactions []scheduler.Request `json:"redactions"`
-	}
-	if json.Unmarshal(b, &w) != nil {
-		return nil
-	}
-	return w.Redactions
-}
+func (r *crashRig) readRequests() []scheduler.Request { return r.readWorkFile().Redactions }
 
 // redactState tells what the bucket holds of a rewrite job: its output's
 // meta.json, and the input's meta.json and meta.compacted.json.

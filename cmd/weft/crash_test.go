@@ -236,21 +236,26 @@ func (r *crashRig) byWorker(name string) *crashProc {
 	return nil
 }
 
-// readWork reads work.json (nil while there is none or it is being
-// rewritten).
-func (r *crashRig) readWork() []scheduler.Job {
-	b, err := os.ReadFile(filepath.Join(r.bucket, scheduler.WorkName))
-	if err != nil {
-		return nil
-	}
-	var w struct {
-		Jobs []scheduler.Job `json:"jobs"`
-	}
-	if json.Unmarshal(b, &w) != nil {
-		return nil
-	}
-	return w.Jobs
+// workFile is what the crash test reads of the scheduler's work.json.
+type workFile struct {
+	Jobs       []scheduler.Job     `json:"jobs"`
+	Redactions []scheduler.Request `json:"redactions"`
 }
+
+// readWorkFile reads work.json (empty while there is none or it is being
+// rewritten).
+func (r *crashRig) readWorkFile() workFile {
+	var w workFile
+	b, err := os.ReadFile(filepath.Join(r.bucket, scheduler.WorkName))
+	if err != nil || json.Unmarshal(b, &w) != nil {
+		return workFile{}
+	}
+	return w
+}
+
+// readWork reads the jobs of work.json (nil while there is none or it is
+// being rewritten).
+func (r *crashRig) readWork() []scheduler.Job { return r.readWorkFile().Jobs }
 
 func (r *crashRig) exists(tenant string, id uuid.UUID, object string) bool {
 	_, err := os.Stat(filepath.Join(r.bucket, tenant, id.String(), object))
