@@ -20,8 +20,10 @@ import (
 // or by a query) is kept in work.json and driven through its states, each
 // step a set of redaction jobs, one per block:
 //
-//	queued     waits for the compactions of the tenant that are pending or
-//	           running, and for the block list to show their outputs
+//	queued     waits for the tenant's earlier requests to finish (a
+//	           tenant's requests run one at a time), for the compactions of
+//	           the tenant that are pending or running, and for the block
+//	           list to show their outputs
 //	           (compaction is not planned for a tenant with an unfinished
 //	           request); then plans the blocks to read
 //	finding    (query) find jobs: each reports the traces of its block the
@@ -307,8 +309,23 @@ func (s *Scheduler) compactionBusyLocked(tenant string) bool {
 	return false
 }
 
+// earlierRequestOpenLocked says whether a request of r's tenant made
+// before r (by Created, then ID) is not finished: a tenant's requests run
+// one at a time, so that no two rewrite the same block at once (each
+// output would keep the other's traces) and no request lets go of another
+// one's output before that one's job reported it.
+func (s *Scheduler) earlierRequestOpenLocked(r *Request) bool {
+	for _, o := range s.requests {
+		if o != r && o.Tenant == r.Tenant && !o.Done() &&
+			(o.Created.Before(r.Created) || o.Created.Equal(r.Created) && o.ID < r.ID) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Scheduler) planRequestLocked(r *Request, now time.Time) {
-	if now.Before(r.NotBefore) || s.compactionBusyLocked(r.Tenant) {
+	if now.Before(r.NotBefore) || s.compactionBusyLocked(r.Tenant) || s.earlierRequestOpenLocked(r) {
 		return
 	}
 	r.Generation++

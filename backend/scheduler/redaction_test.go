@@ -545,3 +545,55 @@ func TestRedactionGoneOnlyCountsInItsGeneration(t *testing.T) {
 		t.Fatalf("after a restart: %s", got.State)
 	}
 }
+
+// A tenant's requests run one at a time, in the order they were made;
+// another tenant's request does not wait.
+func TestRedactionRequestsOfATenantRunInTurn(t *testing.T) {
+	e := newRedactEnv(t)
+	end := now0.Add(-time.Hour)
+	e.blocks.set("a", []*block.Meta{rangeMeta("a", "10", "2f", end)})
+	e.blocks.set("b", []*block.Meta{rangeMeta("b", "10", "2f", end)})
+	s := e.scheduler(nil)
+	ctx := context.Background()
+	id := func(p string) []string { return []string{p + strings.Repeat("0", 30)} }
+	first, err := s.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", TraceIDs: id("12")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", TraceIDs: id("1b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.SubmitRedaction(ctx, redaction.Spec{Tenant: "b", TraceIDs: id("1b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.State != RequestRedacting || second.State != RequestQueued || second.Counts.Pending != 0 || other.State != RequestRedacting {
+		t.Fatalf("after submission: first %s, second %s (%d jobs pending), other tenant's %s; want redacting, queued (none), redacting",
+			first.State, second.State, second.Counts.Pending, other.State)
+	}
+	// The first request's job and the other tenant's run; the second is
+	// planned only once the first is done.
+	var ran []string
+	for range 10 {
+		jobs := runAll(t, s, func(j *Job) *Result { return &Result{Spans: 1, Rewritten: true, Output: uuid.New()} })
+		for _, j := range jobs {
+			ran = append(ran, j.Tenant+"/"+j.Redact.Request)
+		}
+		if err := s.AdvanceRedactions(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := s.RedactionStatus("a", second.ID); st.Done() {
+			break
+		}
+	}
+	want := []string{"a/" + first.ID, "b/" + other.ID, "a/" + second.ID}
+	if len(ran) != 3 || ran[2] != want[2] || !(ran[0] == want[0] && ran[1] == want[1] || ran[0] == want[1] && ran[1] == want[0]) {
+		t.Fatalf("jobs ran for %v, want those of %v (the second request of tenant a last)", ran, want)
+	}
+	for _, q := range []*RequestStatus{first, second, other} {
+		if st, _ := s.RedactionStatus(q.Tenant, q.ID); st.State != RequestDone {
+			t.Errorf("request %s of tenant %s ended %s, want done", q.ID, q.Tenant, st.State)
+		}
+	}
+}

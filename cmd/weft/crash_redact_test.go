@@ -372,6 +372,7 @@ func (r *crashRig) checkRequests() {
 		// after its input was deleted reports its output without them.)
 		if q.counts.Traces > len(q.traces) || q.counts.Spans != int64(crashSpans*len(q.traces)) {
 			t.Errorf("redaction %s removed %d traces and %d spans, want %d spans of the %d traces it names", q.id, q.counts.Traces, q.counts.Spans, crashSpans*len(q.traces), len(q.traces))
+			r.logRequestJobs(q.id)
 		}
 		t.Logf("redaction %s (%s): %d traces named, done in %s, counts %+v", q.id, map[bool]string{true: "query", false: "by ID"}[q.query != ""], len(q.traces), q.doneIn.Round(time.Millisecond), q.counts)
 	}
@@ -405,4 +406,17 @@ func (r *crashRig) expectations(kept map[[16]byte][][8]byte) (required, absent, 
 		}
 	}
 	return required, absent, maybe
+}
+
+// logRequestJobs logs the last seen state of every job of request id.
+func (r *crashRig) logRequestJobs(id string) {
+	r.jobs.mu.Lock()
+	defer r.jobs.mu.Unlock()
+	for jid, j := range r.jobs.last {
+		if j.Redact == nil || j.Redact.Request != id {
+			continue
+		}
+		res, _ := json.Marshal(j.Result)
+		r.t.Logf("job %s on block %s: find %v, generation %d, %s, attempts %d, workers %v, result %s", jid, j.Blocks[0], j.Redact.Find, j.Redact.Generation, j.State, j.Attempts, r.jobs.workers[jid], res)
+	}
 }
