@@ -17,6 +17,7 @@
 package registry
 
 import (
+	"encoding/hex"
 	"hash/maphash"
 	"math"
 	"slices"
@@ -197,7 +198,8 @@ type series struct {
 	exBucket int
 	exValue  float64
 	exTime   int64
-	exTrace  string
+	exLen    uint8 // 0: no exemplar
+	exTrace  [16]byte
 
 	lastUpdate int64 // unix ms
 	fresh      bool  // not collected yet
@@ -327,7 +329,11 @@ func (m *metric) get(names, values []string, now int64) *series {
 		if v == "" {
 			continue
 		}
-		lbls = append(lbls, prompb.Label{Name: names[i], Value: strings.Clone(m.r.labelValue(v))})
+		name := names[i]
+		if m.labelNames == nil { // per-call label names: not checked yet
+			name = strings.Clone(m.r.labelName(name))
+		}
+		lbls = append(lbls, prompb.Label{Name: name, Value: strings.Clone(m.r.labelValue(v))})
 	}
 	s := m.newSeries(lbls)
 	m.series[h] = s
@@ -412,9 +418,10 @@ func (r *Registry) NewHistogram(name string, labelNames []string, buckets []floa
 }
 
 // Observe adds an observation of v, weighted by multiplier (1 for one
-// span), to the series with the given label values. traceID, when not
-// empty, is kept as the exemplar of v's bucket until the next Collect.
-func (h *Histogram) Observe(values []string, v float64, traceID string, multiplier float64) {
+// span), to the series with the given label values. traceID (raw bytes, up
+// to 16), when not empty, is kept as the series' exemplar, on v's bucket,
+// until the next Collect.
+func (h *Histogram) Observe(values []string, v float64, traceID []byte, multiplier float64) {
 	m := h.m
 	now := nowMs()
 	b := sort.SearchFloat64s(m.buckets, v) // first bucket with bound >= v; len: +Inf
@@ -424,11 +431,9 @@ func (h *Histogram) Observe(values []string, v float64, traceID string, multipli
 	s.value += v * multiplier
 	s.buckets[b] += multiplier
 	s.lastUpdate = now
-	if traceID != "" {
+	if len(traceID) > 0 {
 		s.exBucket, s.exValue, s.exTime = b, v, now
-		if s.exTrace != traceID {
-			s.exTrace = strings.Clone(traceID)
-		}
+		s.exLen = uint8(copy(s.exTrace[:], traceID))
 	}
 	m.mu.Unlock()
 }
@@ -527,9 +532,9 @@ func (m *metric) collect(c *collector, staleBefore int64) {
 			for i, le := range m.les {
 				cum += s.buckets[i]
 				var ex *prompb.Exemplar
-				if c.exemplars && !s.stale && s.exTrace != "" && s.exBucket == i {
+				if c.exemplars && !s.stale && s.exLen > 0 && s.exBucket == i {
 					ex = &prompb.Exemplar{
-						Labels:    []prompb.Label{{Name: ExemplarLabel, Value: s.exTrace}},
+						Labels:    []prompb.Label{{Name: ExemplarLabel, Value: hex.EncodeToString(s.exTrace[:s.exLen])}},
 						Value:     s.exValue,
 						Timestamp: s.exTime,
 					}
@@ -538,7 +543,7 @@ func (m *metric) collect(c *collector, staleBefore int64) {
 			}
 			c.add(m.name+"_sum", s.labels, "", v(s.value), fresh, nil)
 			c.add(m.name+"_count", s.labels, "", v(s.count), fresh, nil)
-			s.exTrace = ""
+			s.exLen = 0
 		}
 		s.fresh = false
 	}

@@ -67,9 +67,9 @@ func TestCounterAndHistogram(t *testing.T) {
 	c.Inc([]string{"a", "GET"}, 1)
 	c.Inc([]string{"a", "GET"}, 2)
 	c.Inc([]string{"b", ""}, 1)
-	h.Observe([]string{"a"}, 0.05, "0102", 1)
-	h.Observe([]string{"a"}, 0.5, "", 1)
-	h.Observe([]string{"a"}, 5, "0304", 2)
+	h.Observe([]string{"a"}, 0.05, []byte{1, 2}, 1)
+	h.Observe([]string{"a"}, 0.5, nil, 1)
+	h.Observe([]string{"a"}, 5, []byte{3, 4}, 2)
 
 	now := time.Unix(1000, 0)
 	out := r.Collect(now, CollectOptions{Exemplars: true})
@@ -156,7 +156,7 @@ func TestOverflowAndMetrics(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		c.Inc([]string{fmt.Sprint("s", i)}, 1)
 	}
-	h.Observe([]string{"s0"}, 0.5, "", 1) // costs 4 > what is left: overflow
+	h.Observe([]string{"s0"}, 0.5, nil, 1) // costs 4 > what is left: overflow
 	got := last(t, r.Collect(time.Unix(1, 0), CollectOptions{}))
 	want := map[string]float64{
 		`calls_total{service="s0"}`:                    1,
@@ -318,7 +318,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < n; i++ {
 				c.Inc([]string{fmt.Sprint(i % 7)}, 1)
-				h.Observe([]string{fmt.Sprint(i % 7)}, 0.5, "ab", 1)
+				h.Observe([]string{fmt.Sprint(i % 7)}, 0.5, []byte("ab"), 1)
 			}
 		}()
 	}

@@ -141,8 +141,15 @@ func (b *Batch) Parse(data []byte) error {
 		b.Resources = append(b.Resources, res)
 		for si := range wr.Scopes {
 			for pi := range wr.Scopes[si].Spans {
-				raw := wr.Scopes[si].Spans[pi].Raw
+				ws := &wr.Scopes[si].Spans[pi]
+				raw := ws.Raw
 				sp := Span{res: ri, first: len(b.attrs), Size: len(raw)}
+				if ws.EmptyParent {
+					// A zero-length parent_span_id (pdata writes one for
+					// every root span) is no field once decoded: proto.Size,
+					// which Tempo counts, leaves its two bytes out.
+					sp.Size -= 2
+				}
 				f, err := otlpwire.ReadSpanAttributes(raw, func(key, value []byte) bool {
 					b.attrs = append(b.attrs, Attr{Key: key, Value: value})
 					return true
