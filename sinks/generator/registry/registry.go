@@ -1,0 +1,572 @@
+// Package registry holds a tenant's metrics-generator series: counters,
+// classic histograms and gauges keyed by label values, with Tempo's series
+// semantics. Processors update series as spans come in, on any number of
+// goroutines; Collect reads every active series' cumulative value as
+// Prometheus remote-write time series.
+//
+// The registry is bounded: past max_active_series a new series is refused
+// and its updates go to one overflow series per metric, labelled only
+// metric_overflow="true"; a refused series costs no memory. Series not
+// updated for stale_duration are dropped at Collect, after one stale marker.
+//
+// Memory: an active series costs about 300 bytes for a counter with five
+// short label values (its map entry, the series struct and its label pairs;
+// the label strings themselves are shared with other series only when the
+// caller passes the same strings), and a histogram series with the default
+// 14 buckets about 550 bytes. BenchmarkSeriesMemory measures it.
+package registry
+
+import (
+	"encoding/hex"
+	"hash/maphash"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/weftdb/weft/internal/metrics"
+)
+
+// OverflowLabel is the label, with value "true", of the series that takes
+// the updates of series refused by max_active_series (Tempo's).
+const OverflowLabel = "metric_overflow"
+
+// ExemplarLabel is the exemplar label carrying the trace ID (Tempo's).
+const ExemplarLabel = "traceID"
+
+// Registry is one tenant's series. It is safe for concurrent use.
+type Registry struct {
+	cfg    Config
+	tenant string
+	seed   maphash.Seed
+
+	// extra are the external labels and the tenant label, sorted by name.
+	extra []prompb.Label
+
+	maxActive atomic.Int64 // 0: no limit
+	active    atomic.Int64
+
+	mu      sync.Mutex
+	metrics map[string]*metric
+	retired []*metric // replaced metrics whose series get a stale marker at the next Collect
+
+	limited       prometheus.Counter
+	removed       prometheus.Counter
+	activeGauge   prometheus.Gauge
+	maxGauge      prometheus.Gauge
+	unregisterFns []func()
+}
+
+// CollectOptions change what Collect returns.
+type CollectOptions struct {
+	// Exemplars adds to histogram buckets the last exemplar observed in
+	// them since the previous Collect (remote write's send_exemplars).
+	Exemplars bool
+}
+
+// New returns an empty registry for tenant. reg receives weft's own metrics
+// about the registry (nil: none); cfg must be valid.
+func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
+	r := &Registry{
+		cfg:     cfg,
+		tenant:  tenant,
+		seed:    maphash.MakeSeed(),
+		metrics: map[string]*metric{},
+	}
+	for name, v := range cfg.ExternalLabels {
+		r.extra = append(r.extra, prompb.Label{Name: name, Value: v})
+	}
+	if cfg.InjectTenantIDAs != "" {
+		r.extra = slices.DeleteFunc(r.extra, func(l prompb.Label) bool { return l.Name == cfg.InjectTenantIDAs })
+		r.extra = append(r.extra, prompb.Label{Name: cfg.InjectTenantIDAs, Value: tenant})
+	}
+	sortLabels(r.extra)
+
+	limited := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_metrics_generator_registry_series_limited_total",
+		Help: "Updates of new series refused because the tenant reached max_active_series; they went to the metric's overflow series.",
+	}, []string{"tenant"}))
+	removed := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_metrics_generator_registry_series_removed_total",
+		Help: "Series dropped because they were not updated for stale_duration.",
+	}, []string{"tenant"}))
+	active := metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_metrics_generator_registry_active_series",
+		Help: "Active series of the tenant's metrics-generator registry (a histogram counts its buckets, _sum and _count).",
+	}, []string{"tenant"}))
+	maxActive := metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_metrics_generator_registry_max_active_series",
+		Help: "The tenant's max_active_series (0: no limit).",
+	}, []string{"tenant"}))
+	r.limited = limited.WithLabelValues(tenant)
+	r.removed = removed.WithLabelValues(tenant)
+	r.activeGauge = active.WithLabelValues(tenant)
+	r.maxGauge = maxActive.WithLabelValues(tenant)
+	r.unregisterFns = []func(){
+		func() { limited.DeleteLabelValues(tenant) },
+		func() { removed.DeleteLabelValues(tenant) },
+		func() { active.DeleteLabelValues(tenant) },
+		func() { maxActive.DeleteLabelValues(tenant) },
+	}
+	return r
+}
+
+// Close removes the registry's tenant from weft's registry metrics. The
+// registry must not be used afterwards.
+func (r *Registry) Close() {
+	for _, f := range r.unregisterFns {
+		f()
+	}
+}
+
+// SetMaxActiveSeries sets the tenant's max_active_series (0: no limit). It
+// may change at any time; lowering it below the active count removes no
+// series, it only refuses new ones.
+func (r *Registry) SetMaxActiveSeries(n int) {
+	if n < 0 {
+		n = 0
+	}
+	r.maxActive.Store(int64(n))
+	r.maxGauge.Set(float64(n))
+}
+
+// ActiveSeries is the number of active Prometheus series: a counter or gauge
+// series counts one, a histogram series its buckets (with +Inf), _sum and
+// _count.
+func (r *Registry) ActiveSeries() int { return int(r.active.Load()) }
+
+// reserve takes cost from the series budget; false when the limit refuses.
+func (r *Registry) reserve(cost int64) bool {
+	for {
+		max := r.maxActive.Load()
+		cur := r.active.Load()
+		if max > 0 && cur+cost > max {
+			return false
+		}
+		if r.active.CompareAndSwap(cur, cur+cost) {
+			r.activeGauge.Set(float64(cur + cost))
+			return true
+		}
+	}
+}
+
+func (r *Registry) release(cost int64) {
+	r.activeGauge.Set(float64(r.active.Add(-cost)))
+}
+
+type kind uint8
+
+const (
+	kindCounter kind = iota
+	kindGauge
+	kindHistogram
+)
+
+// metric is one metric name and its series.
+type metric struct {
+	r          *Registry
+	kind       kind
+	name       string
+	labelNames []string  // sanitised and truncated; nil for gauges with per-call names
+	buckets    []float64 // upper bounds, +Inf excluded
+	les        []string  // le label values, +Inf included
+	cost       int64     // Prometheus series per series
+
+	mu       sync.Mutex
+	series   map[uint64]*series
+	overflow *series
+}
+
+// series is one label set of a metric.
+type series struct {
+	labels []prompb.Label // sorted by name, without __name__ and le, with the registry's extra labels
+
+	value   float64 // counter or gauge value; histogram sum
+	count   float64 // histogram count
+	buckets []float64
+
+	// the histogram's last exemplar since the previous Collect
+	exBucket int
+	exValue  float64
+	exTime   int64
+	exLen    uint8 // 0: no exemplar
+	exTrace  [16]byte
+
+	lastUpdate int64 // unix ms
+	fresh      bool  // not collected yet
+	stale      bool  // to be sent as a stale marker and dropped
+}
+
+func (r *Registry) newMetric(k kind, name string, labelNames []string, buckets []float64) *metric {
+	m := &metric{r: r, kind: k, name: name, series: map[uint64]*series{}, cost: 1}
+	if labelNames != nil {
+		m.labelNames = make([]string, len(labelNames))
+		for i, n := range labelNames {
+			m.labelNames[i] = r.labelName(n)
+		}
+	}
+	if k == kindHistogram {
+		m.buckets = slices.Clone(buckets)
+		for _, b := range m.buckets {
+			m.les = append(m.les, strconv.FormatFloat(b, 'f', -1, 64))
+		}
+		m.les = append(m.les, "+Inf")
+		m.cost = int64(len(m.les) + 2)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.metrics[name]; ok {
+		if old.kind == k && slices.Equal(old.labelNames, m.labelNames) && slices.Equal(old.buckets, m.buckets) {
+			return old
+		}
+		// A processor rebuilt with other dimensions or buckets: the old
+		// series end with a stale marker at the next Collect.
+		r.retired = append(r.retired, old)
+	}
+	r.metrics[name] = m
+	return m
+}
+
+// labelName sanitises and truncates a label name.
+func (r *Registry) labelName(n string) string {
+	n = SanitizeLabelName(n)
+	if len(n) > r.cfg.MaxLabelNameLength {
+		n = n[:r.cfg.MaxLabelNameLength]
+	}
+	return n
+}
+
+// labelValue truncates a label value to max_label_value_length bytes,
+// without cutting a UTF-8 sequence.
+func (r *Registry) labelValue(v string) string {
+	max := r.cfg.MaxLabelValueLength
+	if len(v) <= max {
+		return v
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut]
+}
+
+// SanitizeLabelName replaces every character other than ASCII letters,
+// digits and '_' with '_', as Tempo (Prometheus' strutil) does: "http.method"
+// becomes "http_method".
+func SanitizeLabelName(name string) string {
+	ok := true
+	for i := 0; i < len(name); i++ {
+		if !labelByte(name[i]) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return name
+	}
+	var b strings.Builder
+	b.Grow(len(name))
+	for _, c := range name {
+		if c < utf8.RuneSelf && labelByte(byte(c)) {
+			b.WriteByte(byte(c))
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+func labelByte(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// hash of the label pairs with non-empty values (an empty value is no label
+// in Prometheus).
+func (m *metric) hash(names, values []string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(m.r.seed)
+	for i, v := range values {
+		if v == "" {
+			continue
+		}
+		v = m.r.labelValue(v)
+		h.WriteString(names[i])
+		h.WriteByte(0xff)
+		h.WriteString(v)
+		h.WriteByte(0xfe)
+	}
+	return h.Sum64()
+}
+
+// get returns the series of the label set, creating it when the limit
+// allows, else the metric's overflow series. Called with m.mu held.
+// values may point into memory the caller reuses: the series copies them.
+func (m *metric) get(names, values []string, now int64) *series {
+	h := m.hash(names, values)
+	if s, ok := m.series[h]; ok {
+		return s
+	}
+	if !m.r.reserve(m.cost) {
+		m.r.limited.Inc()
+		if m.overflow == nil {
+			m.r.active.Add(m.cost) // the overflow series is active too, past the limit
+			m.r.activeGauge.Set(float64(m.r.active.Load()))
+			m.overflow = m.newSeries([]prompb.Label{{Name: OverflowLabel, Value: "true"}})
+		}
+		return m.overflow
+	}
+	lbls := make([]prompb.Label, 0, len(values)+len(m.r.extra))
+	for i, v := range values {
+		if v == "" {
+			continue
+		}
+		name := names[i]
+		if m.labelNames == nil { // per-call label names: not checked yet
+			name = strings.Clone(m.r.labelName(name))
+		}
+		lbls = append(lbls, prompb.Label{Name: name, Value: strings.Clone(m.r.labelValue(v))})
+	}
+	s := m.newSeries(lbls)
+	m.series[h] = s
+	return s
+}
+
+func (m *metric) newSeries(lbls []prompb.Label) *series {
+	// A series label wins over an external label of the same name.
+	for _, e := range m.r.extra {
+		if !slices.ContainsFunc(lbls, func(l prompb.Label) bool { return l.Name == e.Name }) {
+			lbls = append(lbls, e)
+		}
+	}
+	sortLabels(lbls)
+	s := &series{labels: slices.Clip(lbls), fresh: true}
+	if m.kind == kindHistogram {
+		s.buckets = make([]float64, len(m.les))
+	}
+	return s
+}
+
+func sortLabels(l []prompb.Label) {
+	sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+// Counter is a monotonic counter metric.
+type Counter struct{ m *metric }
+
+// NewCounter returns the counter called name with the given label names
+// (sanitised); calling it again with the same name and label names returns
+// the same counter, with other label names it replaces it.
+func (r *Registry) NewCounter(name string, labelNames []string) *Counter {
+	return &Counter{r.newMetric(kindCounter, name, labelNames, nil)}
+}
+
+// Inc adds delta to the series with the given label values (one per label
+// name; an empty value leaves the label out).
+func (c *Counter) Inc(values []string, delta float64) {
+	m := c.m
+	now := nowMs()
+	m.mu.Lock()
+	s := m.get(m.labelNames, values, now)
+	s.value += delta
+	s.lastUpdate = now
+	m.mu.Unlock()
+}
+
+// Gauge is a gauge metric.
+type Gauge struct{ m *metric }
+
+// NewGauge returns the gauge called name with the given label names; nil
+// label names make a gauge whose label names come with each Set (SetLabels).
+func (r *Registry) NewGauge(name string, labelNames []string) *Gauge {
+	return &Gauge{r.newMetric(kindGauge, name, labelNames, nil)}
+}
+
+// Set sets the series with the given label values.
+func (g *Gauge) Set(values []string, v float64) { g.SetLabels(g.m.labelNames, values, v) }
+
+// SetLabels sets the series with the given label names and values, for
+// gauges whose label names vary (target info). Names must be sanitised
+// label names, unique within one call.
+func (g *Gauge) SetLabels(names, values []string, v float64) {
+	m := g.m
+	now := nowMs()
+	m.mu.Lock()
+	s := m.get(names, values, now)
+	s.value = v
+	s.lastUpdate = now
+	m.mu.Unlock()
+}
+
+// Histogram is a classic histogram metric: _bucket{le}, _sum and _count.
+type Histogram struct{ m *metric }
+
+// NewHistogram returns the histogram called name with the given label names
+// and bucket upper bounds (ascending; +Inf is added).
+func (r *Registry) NewHistogram(name string, labelNames []string, buckets []float64) *Histogram {
+	return &Histogram{r.newMetric(kindHistogram, name, labelNames, buckets)}
+}
+
+// Observe adds an observation of v, weighted by multiplier (1 for one
+// span), to the series with the given label values. traceID (raw bytes, up
+// to 16), when not empty, is kept as the series' exemplar, on v's bucket,
+// until the next Collect.
+func (h *Histogram) Observe(values []string, v float64, traceID []byte, multiplier float64) {
+	m := h.m
+	now := nowMs()
+	b := sort.SearchFloat64s(m.buckets, v) // first bucket with bound >= v; len: +Inf
+	m.mu.Lock()
+	s := m.get(m.labelNames, values, now)
+	s.count += multiplier
+	s.value += v * multiplier
+	s.buckets[b] += multiplier
+	s.lastUpdate = now
+	if len(traceID) > 0 {
+		s.exBucket, s.exValue, s.exTime = b, v, now
+		s.exLen = uint8(copy(s.exTrace[:], traceID))
+	}
+	m.mu.Unlock()
+}
+
+// Collect returns every active series' cumulative value at now, labels
+// sorted by name. A series collected for the first time also carries a 0
+// sample 1 ms earlier, so that Prometheus counts its first increment. Series
+// not updated for stale_duration are returned once more with a stale marker
+// (value.StaleNaN) and dropped.
+func (r *Registry) Collect(now time.Time, opts CollectOptions) []prompb.TimeSeries {
+	ts := now.UnixMilli()
+	staleBefore := ts - r.cfg.StaleDuration.Milliseconds()
+
+	r.mu.Lock()
+	ms := make([]*metric, 0, len(r.metrics))
+	for _, m := range r.metrics {
+		ms = append(ms, m)
+	}
+	retired := r.retired
+	r.retired = nil
+	r.mu.Unlock()
+	sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
+
+	c := collector{ts: ts, exemplars: opts.Exemplars}
+	for _, m := range retired {
+		m.collect(&c, math.MaxInt64)
+	}
+	for _, m := range ms {
+		m.collect(&c, staleBefore)
+	}
+	return c.out
+}
+
+type collector struct {
+	ts        int64
+	exemplars bool
+	out       []prompb.TimeSeries
+	labels    []prompb.Label  // arena
+	samples   []prompb.Sample // arena
+}
+
+// add appends one time series: labels are name, base and (when le != "")
+// le, sorted.
+func (c *collector) add(name string, base []prompb.Label, le string, v float64, fresh bool, ex *prompb.Exemplar) {
+	start := len(c.labels)
+	nameDone, leDone := false, le == ""
+	for _, l := range base {
+		if !nameDone && "__name__" < l.Name {
+			c.labels = append(c.labels, prompb.Label{Name: "__name__", Value: name})
+			nameDone = true
+		}
+		if !leDone && "le" < l.Name {
+			c.labels = append(c.labels, prompb.Label{Name: "le", Value: le})
+			leDone = true
+		}
+		c.labels = append(c.labels, l)
+	}
+	if !nameDone {
+		c.labels = append(c.labels, prompb.Label{Name: "__name__", Value: name})
+	}
+	if !leDone {
+		c.labels = append(c.labels, prompb.Label{Name: "le", Value: le})
+	}
+	lbls := c.labels[start:len(c.labels):len(c.labels)]
+	sstart := len(c.samples)
+	if fresh {
+		c.samples = append(c.samples, prompb.Sample{Value: 0, Timestamp: c.ts - 1})
+	}
+	c.samples = append(c.samples, prompb.Sample{Value: v, Timestamp: c.ts})
+	t := prompb.TimeSeries{Labels: lbls, Samples: c.samples[sstart:len(c.samples):len(c.samples)]}
+	if ex != nil {
+		t.Exemplars = []prompb.Exemplar{*ex}
+	}
+	c.out = append(c.out, t)
+}
+
+// collect appends m's series; series last updated before staleBefore get a
+// stale marker and are dropped.
+func (m *metric) collect(c *collector, staleBefore int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	staleNaN := math.Float64frombits(value.StaleNaN)
+	emit := func(s *series) {
+		v := func(x float64) float64 {
+			if s.stale {
+				return staleNaN
+			}
+			return x
+		}
+		fresh := s.fresh && !s.stale
+		switch m.kind {
+		case kindCounter, kindGauge:
+			c.add(m.name, s.labels, "", v(s.value), fresh, nil)
+		case kindHistogram:
+			cum := 0.0
+			for i, le := range m.les {
+				cum += s.buckets[i]
+				var ex *prompb.Exemplar
+				if c.exemplars && !s.stale && s.exLen > 0 && s.exBucket == i {
+					ex = &prompb.Exemplar{
+						Labels:    []prompb.Label{{Name: ExemplarLabel, Value: hex.EncodeToString(s.exTrace[:s.exLen])}},
+						Value:     s.exValue,
+						Timestamp: s.exTime,
+					}
+				}
+				c.add(m.name+"_bucket", s.labels, le, v(cum), fresh, ex)
+			}
+			c.add(m.name+"_sum", s.labels, "", v(s.value), fresh, nil)
+			c.add(m.name+"_count", s.labels, "", v(s.count), fresh, nil)
+			s.exLen = 0
+		}
+		s.fresh = false
+	}
+	drop := func(s *series) {
+		s.stale = true
+		emit(s)
+		m.r.release(m.cost)
+		m.r.removed.Inc()
+	}
+	for h, s := range m.series {
+		if s.lastUpdate < staleBefore {
+			drop(s)
+			delete(m.series, h)
+			continue
+		}
+		emit(s)
+	}
+	if s := m.overflow; s != nil {
+		if s.lastUpdate < staleBefore {
+			drop(s)
+			m.overflow = nil
+		} else {
+			emit(s)
+		}
+	}
+}
