@@ -268,7 +268,7 @@ func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
 	switch data.ResultType {
 	case "vector":
 		var v []struct {
-			Metric map[string]string `json:"metric"`
+			Metric map[string]string  `json:"metric"`
 			Value  [2]json.RawMessage `json:"value"`
 		}
 		if err := json.Unmarshal(data.Result, &v); err != nil {
