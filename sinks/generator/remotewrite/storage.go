@@ -62,7 +62,8 @@ type Storage struct {
 	mu      sync.Mutex
 	queues  map[string]*Queue
 	closing bool
-	wg      sync.WaitGroup // senders and the janitor
+	wg      sync.WaitGroup // senders
+	bg      sync.WaitGroup // the janitor
 
 	lastRejectLog atomic.Int64 // Unix nanoseconds
 	suppressed    atomic.Int64 // rejections not logged since
@@ -113,7 +114,7 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Storage,
 				return nil, err
 			}
 		}
-		s.wg.Add(1)
+		s.bg.Add(1)
 		go s.janitor()
 	}
 	return s, nil
@@ -193,6 +194,7 @@ func (s *Storage) Close(ctx context.Context) error {
 		<-done
 	}
 	s.cancel()
+	s.bg.Wait()
 	left := 0
 	for _, q := range qs {
 		q.mu.Lock()
@@ -215,7 +217,7 @@ func (s *Storage) closeNow() {
 // janitor drops requests older than max_queue_age and updates the age
 // gauges, every second.
 func (s *Storage) janitor() {
-	defer s.wg.Done()
+	defer s.bg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -224,7 +226,6 @@ func (s *Storage) janitor() {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
-			closing := s.closing
 			qs := make([]*Queue, 0, len(s.queues))
 			for _, q := range s.queues {
 				qs = append(qs, q)
@@ -233,11 +234,6 @@ func (s *Storage) janitor() {
 			for _, q := range qs {
 				q.dropOld(now)
 				q.updateGauges(now)
-			}
-			if closing {
-				// Close waits for the senders, then cancels s.ctx; the
-				// janitor keeps dropping meanwhile.
-				continue
 			}
 		}
 	}
