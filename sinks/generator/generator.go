@@ -67,6 +67,8 @@ type Generator struct {
 	consumed map[int32]int64
 	skip     map[string]map[int32]int64
 
+	exemplars bool // an endpoint has send_exemplars
+
 	committer pipelines.Committer
 	storage   *remotewrite.Storage
 	batches   sync.Pool
@@ -77,8 +79,13 @@ type Generator struct {
 
 // New returns a generator; Start opens its storage.
 func New(set pipelines.Settings, cfg Config, limits Limits) *Generator {
+	exemplars := false
+	for _, e := range cfg.Storage.RemoteWrite {
+		exemplars = exemplars || e.SendExemplars
+	}
 	return &Generator{
-		cfg: cfg, limits: limits, logger: set.Logger, reg: set.Metrics, m: newMetrics(set.Metrics),
+		exemplars: exemplars,
+		cfg:       cfg, limits: limits, logger: set.Logger, reg: set.Metrics, m: newMetrics(set.Metrics),
 		clock:   time.Now,
 		tenants: map[string]*tenant{}, consumed: map[int32]int64{}, skip: map[string]map[int32]int64{},
 		batches: sync.Pool{New: func() any { return new(spanview.Batch) }},
@@ -273,7 +280,7 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 	}
 	var outs []out
 	for _, t := range tenants {
-		series := t.collect(start, registry.CollectOptions{Exemplars: g.cfg.Storage.SendsExemplars()})
+		series := t.collect(start, registry.CollectOptions{Exemplars: g.exemplars})
 		if !t.disabled && len(series) > 0 {
 			outs = append(outs, out{t.name, series})
 		}

@@ -52,7 +52,7 @@ func tenantSettings(cfg Config, lim *overrides.Limits) (string, tenantConfig) {
 		sm.Dimensions = so.Dimensions
 	}
 	if so.IntrinsicDimensions != nil {
-		sm.IntrinsicDimensions = mergeIntrinsics(sm.IntrinsicDimensions, so.IntrinsicDimensions)
+		mergeIntrinsics(&sm.IntrinsicDimensions, so.IntrinsicDimensions)
 	}
 	if so.HistogramBuckets != nil {
 		sm.HistogramBuckets = so.HistogramBuckets
@@ -82,16 +82,42 @@ func tenantSettings(cfg Config, lim *overrides.Limits) (string, tenantConfig) {
 	return fmt.Sprintf("%+v", tc), tc
 }
 
+// noShutdown is a processor without state of its own (its series are in
+// the registry).
+type noShutdown struct{ pusher }
+
+type pusher interface{ PushSpans(b *spanview.Batch) }
+
+func (noShutdown) Shutdown() {}
+
+// mergeIntrinsics sets the intrinsic dimensions a tenant's overrides name.
+func mergeIntrinsics(d *spanmetrics.IntrinsicDimensions, o map[string]bool) {
+	for k, v := range o {
+		switch k {
+		case spanmetrics.DimService:
+			d.Service = v
+		case spanmetrics.DimSpanName:
+			d.SpanName = v
+		case spanmetrics.DimSpanKind:
+			d.SpanKind = v
+		case spanmetrics.DimStatusCode:
+			d.StatusCode = v
+		case spanmetrics.DimStatusMessage:
+			d.StatusMessage = v
+		}
+	}
+}
+
 func newTenant(name, key string, tc tenantConfig, rc registry.Config, reg prometheus.Registerer) (*tenant, error) {
 	t := &tenant{name: name, key: key, reg: registry.New(rc, name, reg)}
 	for _, p := range tc.Processors {
 		switch p {
 		case overrides.ProcessorSpanMetrics:
-			t.procs = append(t.procs, spanmetrics.New(tc.Processor.SpanMetrics, t.reg))
+			t.procs = append(t.procs, noShutdown{spanmetrics.New(tc.Processor.SpanMetrics, t.reg, name, reg)})
 		case overrides.ProcessorServiceGraphs:
 			t.procs = append(t.procs, servicegraphs.New(tc.Processor.ServiceGraphs, t.reg, name, reg))
 		case overrides.ProcessorHostInfo:
-			t.procs = append(t.procs, hostinfo.New(tc.Processor.HostInfo, t.reg))
+			t.procs = append(t.procs, noShutdown{hostinfo.New(tc.Processor.HostInfo, t.reg)})
 		default:
 			t.close()
 			return nil, fmt.Errorf("cannot build the processors of tenant %s: unknown processor %q", name, p)
