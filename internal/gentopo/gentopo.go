@@ -195,16 +195,22 @@ func Push(ctx context.Context, addr string, headers map[string]string, iteration
 }
 
 // Key names a series: its metric name and its labels, sorted, as
-// name{a="1",b="2"}.
+// name{a="1",b="2"}. A label with an empty value is no label, as in
+// Prometheus.
 func Key(name string, labels map[string]string) string {
 	ks := slices.Sorted(maps.Keys(labels))
 	var b strings.Builder
 	b.WriteString(name)
 	b.WriteByte('{')
-	for i, k := range ks {
-		if i > 0 {
+	first := true
+	for _, k := range ks {
+		if labels[k] == "" {
+			continue
+		}
+		if !first {
 			b.WriteByte(',')
 		}
+		first = false
 		fmt.Fprintf(&b, "%s=%q", k, labels[k])
 	}
 	b.WriteByte('}')
