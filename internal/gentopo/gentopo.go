@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -215,6 +216,25 @@ func Key(name string, labels map[string]string) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// ParseKey splits a Key back into its name and labels.
+func ParseKey(k string) (string, map[string]string) {
+	i := strings.IndexByte(k, '{')
+	l := map[string]string{}
+	rest := k[i+1 : len(k)-1]
+	for rest != "" {
+		eq := strings.IndexByte(rest, '=')
+		name := rest[:eq]
+		rest = rest[eq+1:]
+		v, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			break
+		}
+		l[name], _ = strconv.Unquote(v)
+		rest = strings.TrimPrefix(rest[len(v):], ",")
+	}
+	return k[:i], l
 }
 
 // Expectations are the values of the series the generator must derive.
