@@ -193,7 +193,7 @@ func TestTargetInfo(t *testing.T) {
 	})
 	diff(t, only(got, "traces_spanmetrics_calls_total"), map[string]float64{
 		`traces_spanmetrics_calls_total{instance="i-1",job="shop/api",service="api"}`: 1,
-		`traces_spanmetrics_calls_total{job="lonely",service="lonely"}`:                1,
+		`traces_spanmetrics_calls_total{job="lonely",service="lonely"}`:               1,
 	})
 }
 
