@@ -291,14 +291,16 @@ func labelByte(c byte) bool {
 
 // hash of the label pairs with non-empty values (an empty value is no label
 // in Prometheus).
-func (m *metric) hash(names, values []string) uint64 {
+func (m *metric) hash(names, values []string) uint64 { return m.r.hash(names, values) }
+
+func (r *Registry) hash(names, values []string) uint64 {
 	var h maphash.Hash
-	h.SetSeed(m.r.seed)
+	h.SetSeed(r.seed)
 	for i, v := range values {
 		if v == "" {
 			continue
 		}
-		v = m.r.labelValue(v)
+		v = r.labelValue(v)
 		h.WriteString(names[i])
 		h.WriteByte(0xff)
 		h.WriteString(v)
@@ -311,7 +313,10 @@ func (m *metric) hash(names, values []string) uint64 {
 // allows, else the metric's overflow series. Called with m.mu held.
 // values may point into memory the caller reuses: the series copies them.
 func (m *metric) get(names, values []string, now int64) *series {
-	h := m.hash(names, values)
+	return m.getHashed(m.hash(names, values), names, values)
+}
+
+func (m *metric) getHashed(h uint64, names, values []string) *series {
 	if s, ok := m.series[h]; ok {
 		return s
 	}
@@ -361,6 +366,37 @@ func sortLabels(l []prompb.Label) {
 
 func nowMs() int64 { return time.Now().UnixMilli() }
 
+// LabelSet is a label set prepared once for several metrics with the same
+// label names (a processor's calls, latency and size): its values and their
+// hash. It is valid for the registry that made it and as long as its values
+// are.
+type LabelSet struct {
+	hash   uint64
+	values []string
+}
+
+// LabelSet prepares values for metrics whose label names are names (as
+// given to NewCounter, NewHistogram or NewGauge).
+func (r *Registry) LabelSet(names, values []string) LabelSet {
+	return LabelSet{hash: r.hash(r.labelNames(names), values), values: values}
+}
+
+// labelNames are names sanitised and truncated, allocating only when one
+// changes.
+func (r *Registry) labelNames(names []string) []string {
+	for i, n := range names {
+		if r.labelName(n) != n {
+			out := make([]string, len(names))
+			for j, n := range names {
+				out[j] = r.labelName(n)
+			}
+			_ = i
+			return out
+		}
+	}
+	return names
+}
+
 // Counter is a monotonic counter metric.
 type Counter struct{ m *metric }
 
@@ -380,6 +416,17 @@ func (c *Counter) Inc(values []string, delta float64) {
 	s := m.get(m.labelNames, values, now)
 	s.value += delta
 	s.lastUpdate = now
+	m.mu.Unlock()
+}
+
+// Add adds delta to the series of ls at time nowMs (unix ms), for callers
+// that update several metrics per span with one clock reading.
+func (c *Counter) Add(ls LabelSet, delta float64, nowMs int64) {
+	m := c.m
+	m.mu.Lock()
+	s := m.getHashed(ls.hash, m.labelNames, ls.values)
+	s.value += delta
+	s.lastUpdate = nowMs
 	m.mu.Unlock()
 }
 
@@ -422,11 +469,15 @@ func (r *Registry) NewHistogram(name string, labelNames []string, buckets []floa
 // to 16), when not empty, is kept as the series' exemplar, on v's bucket,
 // until the next Collect.
 func (h *Histogram) Observe(values []string, v float64, traceID []byte, multiplier float64) {
+	h.Record(h.m.r.LabelSet(h.m.labelNames, values), v, traceID, multiplier, nowMs())
+}
+
+// Record is Observe for a prepared label set, at time now (unix ms).
+func (h *Histogram) Record(ls LabelSet, v float64, traceID []byte, multiplier float64, now int64) {
 	m := h.m
-	now := nowMs()
 	b := sort.SearchFloat64s(m.buckets, v) // first bucket with bound >= v; len: +Inf
 	m.mu.Lock()
-	s := m.get(m.labelNames, values, now)
+	s := m.getHashed(ls.hash, m.labelNames, ls.values)
 	s.count += multiplier
 	s.value += v * multiplier
 	s.buckets[b] += multiplier

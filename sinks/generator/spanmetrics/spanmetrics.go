@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -192,6 +193,8 @@ type Processor struct {
 	targetInfo *registry.Gauge
 
 	nIntrinsic int
+	reg        *registry.Registry
+	names      []string
 	filtered   prometheus.Counter
 	pool       sync.Pool // *scratch
 }
@@ -227,6 +230,7 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 	for _, e := range cfg.TargetInfoExcludedDimensions {
 		p.excluded[e] = true
 	}
+	p.reg, p.names = reg, names
 	p.calls = reg.NewCounter(MetricCallsTotal, names)
 	p.latency = reg.NewHistogram(MetricLatency, names, cfg.HistogramBuckets)
 	p.size = reg.NewCounter(MetricSizeTotal, names)
@@ -248,6 +252,7 @@ func FilteredSpans(reg prometheus.Registerer) *prometheus.CounterVec {
 func (p *Processor) PushSpans(b *spanview.Batch) {
 	sc := p.pool.Get().(*scratch)
 	defer p.pool.Put(sc)
+	now := time.Now().UnixMilli() // one clock reading per batch
 	var lastRes *spanview.Resource
 	var job, instance string
 	targetDone := false
@@ -264,7 +269,7 @@ func (p *Processor) PushSpans(b *spanview.Batch) {
 				job, instance = serviceLabels(s.Resource)
 			}
 		}
-		p.observe(sc, s, job, instance)
+		p.observe(sc, s, job, instance, now)
 		if p.cfg.EnableTargetInfo && !targetDone {
 			p.setTargetInfo(sc, s.Resource, job, instance)
 			targetDone = true
@@ -289,7 +294,7 @@ func serviceLabels(r *spanview.Resource) (job, instance string) {
 	return job, instance
 }
 
-func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string) {
+func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string, now int64) {
 	v := sc.values[:0]
 	d := p.cfg.IntrinsicDimensions
 	if d.Service {
@@ -349,9 +354,10 @@ func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string)
 	if p.cfg.SpanMultiplierKey != "" {
 		mult = multiplier(s, p.cfg.SpanMultiplierKey)
 	}
-	p.calls.Inc(v, mult)
-	p.latency.Observe(v, s.DurationSeconds(), s.TraceID, mult)
-	p.size.Inc(v, float64(s.Size)) // Tempo: size ignores the span multiplier
+	ls := p.reg.LabelSet(p.names, v)
+	p.calls.Add(ls, mult, now)
+	p.latency.Record(ls, s.DurationSeconds(), s.TraceID, mult, now)
+	p.size.Add(ls, float64(s.Size), now) // Tempo: size ignores the span multiplier
 	sc.values = v
 }
 
