@@ -349,3 +349,44 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("sanitise: %q", SanitizeLabelName("http.status-code/é"))
 	}
 }
+
+// BenchmarkSeriesMemory measures the heap held per active series: a
+// counter with the span-metrics labels (five values), and a histogram with
+// the same labels and the default 14 buckets (17 Prometheus series).
+func BenchmarkSeriesMemory(b *testing.B) {
+	const n = 20000
+	names := []string{"service", "span_name", "span_kind", "status_code", "http_route"}
+	values := make([][]string, n)
+	for i := range values {
+		values[i] = []string{"checkout", fmt.Sprintf("GET /api/v1/items/%d", i), "SPAN_KIND_SERVER", "STATUS_CODE_OK", fmt.Sprintf("/api/v1/items/%d", i)}
+	}
+	buckets := []float64{0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384}
+	measure := func(fill func(r *Registry)) float64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := New(DefaultConfig(), "t", nil)
+		fill(r)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(r)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	var counter, histogram float64
+	for i := 0; i < b.N; i++ {
+		counter = measure(func(r *Registry) {
+			c := r.NewCounter("calls_total", names)
+			for _, v := range values {
+				c.Inc(v, 1)
+			}
+		})
+		histogram = measure(func(r *Registry) {
+			h := r.NewHistogram("latency", names, buckets)
+			for _, v := range values {
+				h.Observe(v, 0.1, []byte("0123456789abcdef"), 1)
+			}
+		})
+	}
+	b.ReportMetric(counter, "B/counter-series")
+	b.ReportMetric(histogram, "B/histogram-series")
+}
