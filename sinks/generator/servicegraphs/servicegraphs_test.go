@@ -274,6 +274,58 @@ func TestExpiryTimer(t *testing.T) {
 	}
 }
 
+// TestConcurrentPushAndCollect pushes topologies on several goroutines into
+// both processors while Collect runs, then checks the exact totals.
+func TestConcurrentPushAndCollect(t *testing.T) {
+	f := setup(t, DefaultConfig())
+	sm := spanmetrics.New(spanmetrics.DefaultConfig(), f.reg, "t", f.prom)
+	const workers, per = 4, 50
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			f.reg.Collect(time.Now(), registry.CollectOptions{Exemplars: true})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			var b spanview.Batch
+			for i := 0; i < per; i++ {
+				a, c := topology(uint64(1000*w + i + 1))
+				for _, part := range [][]spantest.Span{a, c} {
+					if err := b.Parse(spantest.Marshal(part...)); err != nil {
+						errs <- err
+						return
+					}
+					sm.PushSpans(&b)
+					f.p.PushSpans(&b)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	f.advance(time.Hour)
+	got := collect(t, f.reg)
+	const n = workers * per
+	if v := got[MetricRequestTotal+`{client="checkout",server="payment"}`]; v != n {
+		t.Errorf("checkout -> payment %v, want %d", v, n)
+	}
+	if v := got[MetricRequestTotal+`{client="user",connection_type="virtual_node",server="frontend"}`]; v != n {
+		t.Errorf("user -> frontend %v, want %d", v, n)
+	}
+	if v := got[`traces_spanmetrics_calls_total{service="checkout",span_kind="SPAN_KIND_CLIENT",span_name="charge",status_code="STATUS_CODE_OK"}`]; v != n {
+		t.Errorf("checkout charge calls %v, want %d", v, n)
+	}
+}
+
 // BenchmarkProcessors is Parse, span metrics and service graphs over a
 // realistic batch (internal/spangen, 1000 spans of 5 services): spans/s on
 // one core and allocations per span.

@@ -219,3 +219,30 @@ func BenchmarkSpanMetrics(b *testing.B) {
 	spans := float64(b.N * len(batch.Spans))
 	b.ReportMetric(spans/b.Elapsed().Seconds(), "spans/s")
 }
+
+// TestOverflow: past max_active_series, new label sets go to the overflow
+// series of each metric, and nothing is lost from the totals.
+func TestOverflow(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.IntrinsicDimensions = IntrinsicDimensions{SpanName: true}
+	cfg.HistogramBuckets = []float64{1}
+	p, reg, _ := setup(t, cfg)
+	// Each span name costs 1 (calls) + 4 (latency: 2 buckets, sum, count) +
+	// 1 (size) = 6 series; a limit of 12 admits two names. (The limit is
+	// per series: with 13, op2's calls series would still fit.)
+	reg.SetMaxActiveSeries(12)
+	var spans []spantest.Span
+	for i := 0; i < 5; i++ {
+		spans = append(spans, spantest.Span{Service: "a", ID: uint64(i + 1), Name: fmt.Sprint("op", i)})
+	}
+	push(t, p, spans...)
+	got := collect(t, reg)
+	diff(t, only(got, "traces_spanmetrics_calls_total"), map[string]float64{
+		`traces_spanmetrics_calls_total{span_name="op0"}`:        1,
+		`traces_spanmetrics_calls_total{span_name="op1"}`:        1,
+		`traces_spanmetrics_calls_total{metric_overflow="true"}`: 3,
+	})
+	if got[`traces_spanmetrics_latency_count{metric_overflow="true"}`] != 3 {
+		t.Errorf("latency overflow count %v", got[`traces_spanmetrics_latency_count{metric_overflow="true"}`])
+	}
+}
