@@ -15,6 +15,10 @@
 // 280 bytes; a histogram series with the default 14 buckets (17 Prometheus
 // series) about 490 bytes. Remote-write labels are built only at Collect.
 // A refused series (past max_active_series) holds nothing.
+//
+// Series are keyed by a 64-bit hash of their label pairs, as in Tempo; two
+// label sets of one metric colliding would share a series (for n series the
+// chance is about n²/2^65: 3·10^-10 for 100,000).
 package registry
 
 import (

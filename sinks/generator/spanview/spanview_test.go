@@ -160,3 +160,30 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch.Spans)), "ns/span")
 }
+
+// FuzzParse: any input gives an error or a batch whose attributes can all
+// be read, never a panic. `go test -fuzz FuzzParse ./sinks/generator/spanview/`
+// explores further than the seeds.
+func FuzzParse(f *testing.F) {
+	f.Add(spantest.Marshal(spantest.Span{Service: "a", Trace: 1, ID: 1, Parent: 2, Name: "x", Kind: ptrace.SpanKindServer,
+		Attrs: map[string]any{"k": "v", "n": int64(3), "arr": []any{1.5, "x"}, "kv": map[string]any{"a": true}}}))
+	f.Add(spangenBatch(2))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b spanview.Batch
+		if err := b.Parse(data); err != nil {
+			return
+		}
+		for i := range b.Spans {
+			s := &b.Spans[i]
+			_ = s.DurationSeconds()
+			_ = s.Resource.ServiceName
+			for _, a := range s.Attrs() {
+				_ = spanview.AppendLabel(nil, a.Value)
+			}
+			for _, a := range s.Resource.Attrs() {
+				_ = spanview.AppendLabel(nil, a.Value)
+			}
+		}
+	})
+}
