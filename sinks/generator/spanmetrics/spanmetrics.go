@@ -240,6 +240,10 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 	return p
 }
 
+// Shutdown does nothing: span metrics keep no state outside the registry.
+// It is there so that every processor has the same methods.
+func (p *Processor) Shutdown() {}
+
 // FilteredSpans counts spans left out by a processor's filter policies.
 func FilteredSpans(reg prometheus.Registerer) *prometheus.CounterVec {
 	return metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -3,6 +3,7 @@ package spanmetrics
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -244,5 +245,48 @@ func TestOverflow(t *testing.T) {
 	})
 	if got[`traces_spanmetrics_latency_count{metric_overflow="true"}`] != 3 {
 		t.Errorf("latency overflow count %v", got[`traces_spanmetrics_latency_count{metric_overflow="true"}`])
+	}
+}
+
+// TestOverflowMemoryFlat pushes spans with ten times the limit's label sets
+// through Parse and the processor: the registry stays at the limit and the
+// heap does not grow with the refused label sets.
+func TestOverflowMemoryFlat(t *testing.T) {
+	cfg := DefaultConfig()
+	p, reg, _ := setup(t, cfg)
+	const limit = 19 * 100 // 100 label sets of calls + latency (17) + size
+	reg.SetMaxActiveSeries(limit)
+	batches := make([][]byte, 100)
+	for i := range batches {
+		spans := make([]spantest.Span, 100)
+		for j := range spans {
+			spans[j] = spantest.Span{Service: "api", ID: uint64(j + 1), Name: fmt.Sprintf("GET /items/%d-%d", i, j), Duration: time.Millisecond}
+		}
+		batches[i] = spantest.Marshal(spans...)
+	}
+	var b spanview.Batch
+	pushAll := func(from, to int) {
+		for _, data := range batches[from:to] {
+			if err := b.Parse(data); err != nil {
+				t.Fatal(err)
+			}
+			p.PushSpans(&b)
+		}
+	}
+	pushAll(0, 10) // 1000 label sets: the first 100 fill the limit
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	pushAll(10, 100) // 9000 more, all refused
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grow := int64(after.HeapAlloc) - int64(before.HeapAlloc); grow > 256<<10 {
+		t.Errorf("heap grew by %d bytes while 9000 new label sets were refused", grow)
+	}
+	if n := reg.ActiveSeries(); n != limit+19 {
+		t.Errorf("active series %d, want %d (the limit and one overflow series per metric)", n, limit+19)
+	}
+	if v := collect(t, reg)[`traces_spanmetrics_calls_total{metric_overflow="true"}`]; v != 9900 {
+		t.Errorf("overflow calls %v, want 9900", v)
 	}
 }
