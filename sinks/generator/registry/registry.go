@@ -79,7 +79,10 @@ type CollectOptions struct {
 }
 
 // New returns an empty registry for tenant. reg receives weft's own metrics
-// about the registry (nil: none); cfg must be valid.
+// about the registry (nil: none); cfg must be valid. Keep one registry per
+// tenant and rebuild the processors on it when the tenant's overrides
+// change: NewCounter, NewHistogram and NewGauge return the existing metric
+// when its label names and buckets are unchanged, so its series go on.
 func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 	r := &Registry{
 		cfg:     cfg,
@@ -126,7 +129,8 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 }
 
 // Close removes the registry's tenant from weft's registry metrics. The
-// registry must not be used afterwards.
+// registry must not be used afterwards; close it before making another
+// registry for the same tenant on the same Prometheus registerer.
 func (r *Registry) Close() {
 	for _, f := range r.unregisterFns {
 		f()
