@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/sinks/generator/registry"
@@ -350,4 +351,35 @@ func BenchmarkProcessors(b *testing.B) {
 	}
 	spans := float64(b.N * len(batch.Spans))
 	b.ReportMetric(spans/b.Elapsed().Seconds(), "spans/s")
+}
+
+// TestConfigYAML decodes a Tempo service_graphs block strictly.
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+wait: 5s
+max_items: 500
+workers: 4
+histogram_buckets: [0.5, 1]
+dimensions: [env]
+enable_client_server_prefix: true
+enable_messaging_system_latency_histogram: true
+peer_attributes: [peer.service, host.name]
+span_multiplier_key: ratio
+enable_virtual_node_label: true
+database_name_attributes: [db.name]
+filter_policies:
+  - exclude: {match_type: strict, attributes: [{key: resource.service.name, value: noisy}]}
+`
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Wait != 5*time.Second || cfg.MaxItems != 500 || !cfg.EnableVirtualNodeLabel || cfg.DatabaseNameAttributes[0] != "db.name" || cfg.FilterPolicies[0].Exclude == nil {
+		t.Errorf("decoded %+v", cfg)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/sinks/generator/registry"
@@ -288,5 +289,45 @@ func TestOverflowMemoryFlat(t *testing.T) {
 	}
 	if v := collect(t, reg)[`traces_spanmetrics_calls_total{metric_overflow="true"}`]; v != 9900 {
 		t.Errorf("overflow calls %v, want 9900", v)
+	}
+}
+
+// TestConfigYAML decodes a Tempo span_metrics block strictly.
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+histogram_buckets: [0.1, 1]
+intrinsic_dimensions: {service: true, span_name: false, status_message: true}
+dimensions: [http.method]
+dimension_mappings:
+  - name: svc_route
+    source_labels: [service.name, http.route]
+    join: "/"
+enable_target_info: true
+span_multiplier_key: sampling.ratio
+target_info_excluded_dimensions: [host.arch]
+enable_instance_label: false
+filter_policies:
+  - include:
+      match_type: strict
+      attributes:
+        - {key: kind, value: SPAN_KIND_SERVER}
+        - {key: span.http.status_code, value: 200}
+    exclude:
+      match_type: regex
+      attributes:
+        - {key: name, value: "health.*"}
+`
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.IntrinsicDimensions.StatusMessage || cfg.IntrinsicDimensions.SpanName || !cfg.IntrinsicDimensions.SpanKind ||
+		cfg.DimensionMappings[0].Join != "/" || cfg.EnableInstanceLabel || cfg.FilterPolicies[0].Include.Attributes[1].Value != 200 {
+		t.Errorf("decoded %+v", cfg)
 	}
 }

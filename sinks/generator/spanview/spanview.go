@@ -281,14 +281,3 @@ func StatusCodeName(code int32) string {
 	}
 	return strconv.Itoa(int(code))
 }
-
-// TraceIDHex is the trace ID in lower-case hex, as exemplars carry it.
-func TraceIDHex(id []byte) string {
-	const digits = "0123456789abcdef"
-	buf := make([]byte, 2*len(id))
-	for i, c := range id {
-		buf[2*i] = digits[c>>4]
-		buf[2*i+1] = digits[c&15]
-	}
-	return string(buf)
-}
