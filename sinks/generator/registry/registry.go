@@ -554,7 +554,29 @@ func (r *Registry) Collect(now time.Time, opts CollectOptions) []prompb.TimeSeri
 	r.mu.Unlock()
 	sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
 
-	c := collector{ts: ts, exemplars: opts.Exemplars}
+	// Size the output and its arenas once: growing them by doubling would
+	// allocate about twice what is returned.
+	var nts, nlabels int
+	for _, m := range append(retired, ms...) {
+		m.mu.Lock()
+		n := len(m.series) + 1
+		m.mu.Unlock()
+		per := 1
+		if m.kind == kindHistogram {
+			per = len(m.les) + 2
+		}
+		width := len(m.labelNames) + len(r.extra) + 2
+		if m.labelNames == nil {
+			width = 8 + len(r.extra)
+		}
+		nts += n * per
+		nlabels += n * per * width
+	}
+	c := collector{ts: ts, exemplars: opts.Exemplars,
+		out:     make([]prompb.TimeSeries, 0, nts),
+		labels:  make([]prompb.Label, 0, nlabels),
+		samples: make([]prompb.Sample, 0, nts+nts/8),
+	}
 	for _, m := range retired {
 		m.collect(&c, math.MaxInt64)
 	}
