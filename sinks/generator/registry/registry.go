@@ -66,6 +66,7 @@ type Registry struct {
 
 	limited       prometheus.Counter
 	removed       prometheus.Counter
+	invalid       prometheus.Counter
 	activeGauge   prometheus.Gauge
 	maxGauge      prometheus.Gauge
 	unregisterFns []func()
@@ -107,6 +108,10 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 		Name: "weft_metrics_generator_registry_series_removed_total",
 		Help: "Series dropped because they were not updated for stale_duration.",
 	}, []string{"tenant"}))
+	invalid := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_metrics_generator_registry_invalid_utf8_total",
+		Help: "Updates dropped because a label value of their new series is not valid UTF-8, which is no valid Prometheus label value.",
+	}, []string{"tenant"}))
 	active := metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_metrics_generator_registry_active_series",
 		Help: "Active series of the tenant's metrics-generator registry (a histogram counts its buckets, _sum and _count).",
@@ -117,11 +122,13 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 	}, []string{"tenant"}))
 	r.limited = limited.WithLabelValues(tenant)
 	r.removed = removed.WithLabelValues(tenant)
+	r.invalid = invalid.WithLabelValues(tenant)
 	r.activeGauge = active.WithLabelValues(tenant)
 	r.maxGauge = maxActive.WithLabelValues(tenant)
 	r.unregisterFns = []func(){
 		func() { limited.DeleteLabelValues(tenant) },
 		func() { removed.DeleteLabelValues(tenant) },
+		func() { invalid.DeleteLabelValues(tenant) },
 		func() { active.DeleteLabelValues(tenant) },
 		func() { maxActive.DeleteLabelValues(tenant) },
 	}
@@ -339,6 +346,15 @@ func (m *metric) getHashed(h uint64, names, values []string) *series {
 	if s, ok := m.series[h]; ok {
 		return s
 	}
+	for _, v := range values {
+		if !utf8.ValidString(m.r.labelValue(v)) {
+			// Not a valid Prometheus label value (model.LabelValue):
+			// receivers that check refuse the whole write. The update is
+			// dropped, as in Tempo, and counted.
+			m.r.invalid.Inc()
+			return nil
+		}
+	}
 	if !m.r.reserve(m.cost) {
 		m.r.limited.Inc()
 		if m.overflow == nil {
@@ -458,9 +474,10 @@ func (c *Counter) Inc(values []string, delta float64) {
 	m := c.m
 	now := nowMs()
 	m.mu.Lock()
-	s := m.get(m.labelNames, values, now)
-	s.value += delta
-	s.lastUpdate = now
+	if s := m.get(m.labelNames, values, now); s != nil {
+		s.value += delta
+		s.lastUpdate = now
+	}
 	m.mu.Unlock()
 }
 
@@ -469,9 +486,10 @@ func (c *Counter) Inc(values []string, delta float64) {
 func (c *Counter) Add(ls LabelSet, delta float64, nowMs int64) {
 	m := c.m
 	m.mu.Lock()
-	s := m.getHashed(ls.hash, m.labelNames, ls.values)
-	s.value += delta
-	s.lastUpdate = nowMs
+	if s := m.getHashed(ls.hash, m.labelNames, ls.values); s != nil {
+		s.value += delta
+		s.lastUpdate = nowMs
+	}
 	m.mu.Unlock()
 }
 
@@ -494,9 +512,10 @@ func (g *Gauge) SetLabels(names, values []string, v float64) {
 	m := g.m
 	now := nowMs()
 	m.mu.Lock()
-	s := m.get(names, values, now)
-	s.value = v
-	s.lastUpdate = now
+	if s := m.get(names, values, now); s != nil {
+		s.value = v
+		s.lastUpdate = now
+	}
 	m.mu.Unlock()
 }
 
@@ -522,7 +541,11 @@ func (h *Histogram) Record(ls LabelSet, v float64, traceID []byte, multiplier fl
 	m := h.m
 	b := sort.SearchFloat64s(m.buckets, v) // first bucket with bound >= v; len: +Inf
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	s := m.getHashed(ls.hash, m.labelNames, ls.values)
+	if s == nil {
+		return
+	}
 	hs := s.h
 	hs.count += multiplier
 	s.value += v * multiplier
@@ -532,7 +555,6 @@ func (h *Histogram) Record(ls LabelSet, v float64, traceID []byte, multiplier fl
 		hs.exBucket, hs.exValue, hs.exTime = int32(b), v, now
 		hs.exLen = uint8(copy(hs.exTrace[:], traceID))
 	}
-	m.mu.Unlock()
 }
 
 // Collect returns every active series' cumulative value at now, labels

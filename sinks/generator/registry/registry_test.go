@@ -414,3 +414,21 @@ func BenchmarkCollect(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(out)), "ns/series")
 }
+
+// TestInvalidUTF8 checks that a new series with a label value that is not
+// valid UTF-8 is refused and counted instead of poisoning a remote write.
+func TestInvalidUTF8(t *testing.T) {
+	r, _ := newTest(t, DefaultConfig())
+	c := r.NewCounter("c", []string{"a"})
+	h := r.NewHistogram("h", []string{"a"}, []float64{1})
+	c.Inc([]string{"ok"}, 1)
+	c.Inc([]string{"bad\xff"}, 1)
+	h.Observe([]string{"bad\xfe"}, 1, nil, 1)
+	got := last(t, r.Collect(time.Unix(1, 0), CollectOptions{}))
+	if len(got) != 1 || got[`c{a="ok"}`] != 1 {
+		t.Errorf("got %v", got)
+	}
+	if v := testutil.ToFloat64(r.invalid); v != 2 {
+		t.Errorf("invalid_utf8_total %v, want 2", v)
+	}
+}
