@@ -188,8 +188,9 @@ type Processor struct {
 	buf        []byte
 	strings    map[string]string
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	shutdown sync.Once
 }
 
 // New returns a processor writing into reg and starts its expiry timer;
@@ -271,17 +272,15 @@ func (p *Processor) expireLoop() {
 // Shutdown stops the expiry timer and treats every waiting half as expired
 // (a virtual-node edge or an unpaired span), so that nothing waits in a
 // processor that is being replaced.
+// It may be called more than once.
 func (p *Processor) Shutdown() {
-	select {
-	case <-p.stop:
-		return
-	default:
-	}
-	close(p.stop)
-	<-p.done
-	p.mu.Lock()
-	p.expire(1<<63 - 1)
-	p.mu.Unlock()
+	p.shutdown.Do(func() {
+		close(p.stop)
+		<-p.done
+		p.mu.Lock()
+		p.expire(1<<63 - 1)
+		p.mu.Unlock()
+	})
 }
 
 // Pending is the number of halves waiting for their other half.
