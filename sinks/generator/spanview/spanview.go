@@ -281,3 +281,19 @@ func StatusCodeName(code int32) string {
 	}
 	return strconv.Itoa(int(code))
 }
+
+// Retain keeps the spans for which keep returns true, in order, and returns
+// how many it dropped: for filters that apply before every processor (the
+// ingestion time-range slack).
+func (b *Batch) Retain(keep func(s *Span) bool) (dropped int) {
+	n := 0
+	for i := range b.Spans {
+		if keep(&b.Spans[i]) {
+			b.Spans[n] = b.Spans[i]
+			n++
+		}
+	}
+	dropped = len(b.Spans) - n
+	b.Spans = b.Spans[:n]
+	return dropped
+}

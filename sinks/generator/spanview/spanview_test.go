@@ -187,3 +187,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRetain(t *testing.T) {
+	var b spanview.Batch
+	err := b.Parse(spantest.Marshal(
+		spantest.Span{Service: "a", ID: 1, Duration: time.Second},
+		spantest.Span{Service: "b", ID: 2, Duration: time.Hour},
+		spantest.Span{Service: "a", ID: 3, Duration: time.Second},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(spantest.Base.Add(time.Minute).UnixNano())
+	if n := b.Retain(func(s *spanview.Span) bool { return s.End <= limit }); n != 1 {
+		t.Errorf("dropped %d, want 1", n)
+	}
+	if len(b.Spans) != 2 || b.Spans[1].Resource.ServiceName != "a" || b.Spans[1].SpanID[7] != 3 {
+		t.Errorf("kept %d spans, second of %q", len(b.Spans), b.Spans[1].Resource.ServiceName)
+	}
+}
