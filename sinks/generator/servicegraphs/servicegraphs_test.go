@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/sinks/generator/registry"
+	"github.com/weftdb/weft/sinks/generator/registry/promtest"
 	"github.com/weftdb/weft/sinks/generator/spanmetrics"
 	"github.com/weftdb/weft/sinks/generator/spanview"
 	"github.com/weftdb/weft/sinks/generator/spanview/spantest"
@@ -411,5 +412,79 @@ func BenchmarkServiceGraphsPairs(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(batch.Spans))/b.Elapsed().Seconds(), "spans/s")
 	if sg.Pending() != 0 {
 		b.Fatalf("%d halves left waiting", sg.Pending())
+	}
+}
+
+// TestTopologyInPrometheus pushes the topology through Parse, span metrics
+// and service graphs, remote-writes one collection to a real Prometheus and
+// reads the counts back with PromQL, comparing them with counts computed
+// from the pushed spans.
+func TestTopologyInPrometheus(t *testing.T) {
+	prom := promtest.Start(t)
+	f := setup(t, DefaultConfig())
+	sm := spanmetrics.New(spanmetrics.DefaultConfig(), f.reg, "t", f.prom)
+	const traces = 3
+	spans, size := 0, 0
+	for tr := uint64(1); tr <= traces; tr++ {
+		a, b := topology(tr)
+		for _, part := range [][]spantest.Span{a, b} {
+			var batch spanview.Batch
+			if err := batch.Parse(spantest.Marshal(part...)); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range batch.Spans {
+				spans++
+				size += s.Size
+			}
+			sm.PushSpans(&batch)
+			f.p.PushSpans(&batch)
+		}
+	}
+	f.advance(time.Minute)
+	now := time.Now()
+	prom.Write(t, f.reg.Collect(now, registry.CollectOptions{Exemplars: true}))
+
+	one := func(q string) float64 {
+		t.Helper()
+		got := prom.Query(t, q, now)
+		if len(got) != 1 {
+			t.Fatalf("%s: %v, want one series", q, got)
+		}
+		for _, v := range got {
+			return v
+		}
+		return 0
+	}
+	if v := one(`sum(traces_spanmetrics_calls_total)`); v != float64(spans) {
+		t.Errorf("calls %v, want %d spans", v, spans)
+	}
+	if v := one(`sum(traces_spanmetrics_size_total)`); v != float64(size) {
+		t.Errorf("size %v, want %d bytes", v, size)
+	}
+	if v := one(`sum(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR"})`); v != traces {
+		t.Errorf("errors %v, want %d", v, traces)
+	}
+	if v := one(`traces_spanmetrics_latency_bucket{service="payment",le="0.256"}`); v != traces {
+		t.Errorf("payment latency <= 0.256 s: %v, want %d", v, traces)
+	}
+	if v := one(`traces_spanmetrics_latency_bucket{service="payment",le="0.128"}`); v != 0 {
+		t.Errorf("payment latency <= 0.128 s: %v, want 0", v)
+	}
+	for _, e := range []struct{ q string }{
+		{`traces_service_graph_request_total{client="frontend",server="checkout",connection_type=""}`},
+		{`traces_service_graph_request_failed_total{client="checkout",server="payment"}`},
+		{`traces_service_graph_request_total{client="checkout",server="worker",connection_type="messaging_system"}`},
+		{`traces_service_graph_request_total{client="checkout",server="pg.local",connection_type="database"}`},
+		{`traces_service_graph_request_total{client="user",server="frontend",connection_type="virtual_node"}`},
+		{`traces_service_graph_request_total{client="frontend",server="stripe",connection_type="virtual_node"}`},
+		{`traces_service_graph_unpaired_spans_total{client="checkout"}`},
+		{`traces_service_graph_request_server_seconds_count{client="checkout",server="payment"}`},
+	} {
+		if v := one(e.q); v != traces {
+			t.Errorf("%s = %v, want %d", e.q, v, traces)
+		}
+	}
+	if v := one(`count(traces_service_graph_request_total)`); v != 6 {
+		t.Errorf("%v edges, want 6", v)
 	}
 }
