@@ -445,13 +445,12 @@ func (r *Registry) LabelSet(names, values []string) LabelSet {
 // labelNames are names sanitised and truncated, allocating only when one
 // changes.
 func (r *Registry) labelNames(names []string) []string {
-	for i, n := range names {
+	for _, n := range names {
 		if r.labelName(n) != n {
 			out := make([]string, len(names))
 			for j, n := range names {
 				out[j] = r.labelName(n)
 			}
-			_ = i
 			return out
 		}
 	}

@@ -192,11 +192,10 @@ type Processor struct {
 	size       *registry.Counter
 	targetInfo *registry.Gauge
 
-	nIntrinsic int
-	reg        *registry.Registry
-	names      []string
-	filtered   prometheus.Counter
-	pool       sync.Pool // *scratch
+	reg      *registry.Registry
+	names    []string
+	filtered prometheus.Counter
+	pool     sync.Pool // *scratch
 }
 
 type scratch struct {
@@ -216,7 +215,7 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 		filter = nil // Validate reports it; an invalid filter keeps every span
 	}
 	names := cfg.labelNames()
-	p := &Processor{cfg: cfg, filter: filter, nIntrinsic: len(names), excluded: map[string]bool{}}
+	p := &Processor{cfg: cfg, filter: filter, excluded: map[string]bool{}}
 	for _, d := range cfg.Dimensions {
 		names = append(names, dimensionLabel(d))
 	}
