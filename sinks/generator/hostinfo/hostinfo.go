@@ -56,6 +56,9 @@ func New(cfg Config, reg *registry.Registry) *Processor {
 	return &Processor{cfg: cfg, gauge: reg.NewGauge(cfg.MetricName, []string{LabelHostID, LabelHostSource})}
 }
 
+// Shutdown does nothing: host info keeps no state outside the registry.
+func (p *Processor) Shutdown() {}
+
 // PushSpans sets the gauge for each resource of the batch that has spans.
 func (p *Processor) PushSpans(b *spanview.Batch) {
 	var last *spanview.Resource

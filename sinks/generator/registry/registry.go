@@ -9,11 +9,16 @@
 // metric_overflow="true"; a refused series costs no memory. Series not
 // updated for stale_duration are dropped at Collect, after one stale marker.
 //
-// Memory: an active series costs about 300 bytes for a counter with five
-// short label values (its map entry, the series struct and its label pairs;
-// the label strings themselves are shared with other series only when the
-// caller passes the same strings), and a histogram series with the default
-// 14 buckets about 550 bytes. BenchmarkSeriesMemory measures it.
+// Memory, measured by BenchmarkSeriesMemory (heap held per series, label
+// value strings included): a counter or gauge series with five label
+// values, each series with two distinct values of ~20 bytes, holds about
+// 280 bytes; a histogram series with the default 14 buckets (17 Prometheus
+// series) about 490 bytes. Remote-write labels are built only at Collect.
+// A refused series (past max_active_series) holds nothing.
+//
+// Series are keyed by a 64-bit hash of their label pairs, as in Tempo; two
+// label sets of one metric colliding would share a series (for n series the
+// chance is about n²/2^65: 3·10^-10 for 100,000).
 package registry
 
 import (
@@ -61,6 +66,7 @@ type Registry struct {
 
 	limited       prometheus.Counter
 	removed       prometheus.Counter
+	invalid       prometheus.Counter
 	activeGauge   prometheus.Gauge
 	maxGauge      prometheus.Gauge
 	unregisterFns []func()
@@ -74,7 +80,10 @@ type CollectOptions struct {
 }
 
 // New returns an empty registry for tenant. reg receives weft's own metrics
-// about the registry (nil: none); cfg must be valid.
+// about the registry (nil: none); cfg must be valid. Keep one registry per
+// tenant and rebuild the processors on it when the tenant's overrides
+// change: NewCounter, NewHistogram and NewGauge return the existing metric
+// when its label names and buckets are unchanged, so its series go on.
 func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 	r := &Registry{
 		cfg:     cfg,
@@ -99,6 +108,10 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 		Name: "weft_metrics_generator_registry_series_removed_total",
 		Help: "Series dropped because they were not updated for stale_duration.",
 	}, []string{"tenant"}))
+	invalid := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_metrics_generator_registry_invalid_utf8_total",
+		Help: "Updates dropped because a label value of their new series is not valid UTF-8, which is no valid Prometheus label value.",
+	}, []string{"tenant"}))
 	active := metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_metrics_generator_registry_active_series",
 		Help: "Active series of the tenant's metrics-generator registry (a histogram counts its buckets, _sum and _count).",
@@ -109,11 +122,13 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 	}, []string{"tenant"}))
 	r.limited = limited.WithLabelValues(tenant)
 	r.removed = removed.WithLabelValues(tenant)
+	r.invalid = invalid.WithLabelValues(tenant)
 	r.activeGauge = active.WithLabelValues(tenant)
 	r.maxGauge = maxActive.WithLabelValues(tenant)
 	r.unregisterFns = []func(){
 		func() { limited.DeleteLabelValues(tenant) },
 		func() { removed.DeleteLabelValues(tenant) },
+		func() { invalid.DeleteLabelValues(tenant) },
 		func() { active.DeleteLabelValues(tenant) },
 		func() { maxActive.DeleteLabelValues(tenant) },
 	}
@@ -121,7 +136,8 @@ func New(cfg Config, tenant string, reg prometheus.Registerer) *Registry {
 }
 
 // Close removes the registry's tenant from weft's registry metrics. The
-// registry must not be used afterwards.
+// registry must not be used afterwards; close it before making another
+// registry for the same tenant on the same Prometheus registerer.
 func (r *Registry) Close() {
 	for _, f := range r.unregisterFns {
 		f()
@@ -179,31 +195,40 @@ type metric struct {
 	labelNames []string  // sanitised and truncated; nil for gauges with per-call names
 	buckets    []float64 // upper bounds, +Inf excluded
 	les        []string  // le label values, +Inf included
-	cost       int64     // Prometheus series per series
+	bucketName string
+	sumName    string
+	countName  string
+	cost       int64 // Prometheus series per series
 
 	mu       sync.Mutex
 	series   map[uint64]*series
 	overflow *series
 }
 
-// series is one label set of a metric.
+// series is one label set of a metric. It is kept small: labels are
+// built into remote-write form only at Collect.
 type series struct {
-	labels []prompb.Label // sorted by name, without __name__ and le, with the registry's extra labels
+	names  []string // label names; nil: the metric's
+	values []string // label values, "" for an absent label
 
-	value   float64 // counter or gauge value; histogram sum
-	count   float64 // histogram count
-	buckets []float64
+	value      float64 // counter or gauge value; histogram sum
+	lastUpdate int64   // unix ms
+	h          *histogramState
+	fresh      bool // not collected yet
+	stale      bool // to be sent as a stale marker and dropped
+}
 
-	// the histogram's last exemplar since the previous Collect
-	exBucket int
+// histogramState is what a histogram series has beyond a counter's.
+type histogramState struct {
+	count   float64
+	buckets []float64 // per bucket (not cumulative), +Inf included
+
+	// the last exemplar since the previous Collect
 	exValue  float64
 	exTime   int64
+	exBucket int32
 	exLen    uint8 // 0: no exemplar
 	exTrace  [16]byte
-
-	lastUpdate int64 // unix ms
-	fresh      bool  // not collected yet
-	stale      bool  // to be sent as a stale marker and dropped
 }
 
 func (r *Registry) newMetric(k kind, name string, labelNames []string, buckets []float64) *metric {
@@ -221,6 +246,7 @@ func (r *Registry) newMetric(k kind, name string, labelNames []string, buckets [
 		}
 		m.les = append(m.les, "+Inf")
 		m.cost = int64(len(m.les) + 2)
+		m.bucketName, m.sumName, m.countName = name+"_bucket", name+"_sum", name+"_count"
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -291,14 +317,16 @@ func labelByte(c byte) bool {
 
 // hash of the label pairs with non-empty values (an empty value is no label
 // in Prometheus).
-func (m *metric) hash(names, values []string) uint64 {
+func (m *metric) hash(names, values []string) uint64 { return m.r.hash(names, values) }
+
+func (r *Registry) hash(names, values []string) uint64 {
 	var h maphash.Hash
-	h.SetSeed(m.r.seed)
+	h.SetSeed(r.seed)
 	for i, v := range values {
 		if v == "" {
 			continue
 		}
-		v = m.r.labelValue(v)
+		v = r.labelValue(v)
 		h.WriteString(names[i])
 		h.WriteByte(0xff)
 		h.WriteString(v)
@@ -311,48 +339,86 @@ func (m *metric) hash(names, values []string) uint64 {
 // allows, else the metric's overflow series. Called with m.mu held.
 // values may point into memory the caller reuses: the series copies them.
 func (m *metric) get(names, values []string, now int64) *series {
-	h := m.hash(names, values)
+	return m.getHashed(m.hash(names, values), names, values)
+}
+
+func (m *metric) getHashed(h uint64, names, values []string) *series {
 	if s, ok := m.series[h]; ok {
 		return s
+	}
+	for _, v := range values {
+		if !utf8.ValidString(m.r.labelValue(v)) {
+			// Not a valid Prometheus label value (model.LabelValue):
+			// receivers that check refuse the whole write. The update is
+			// dropped, as in Tempo, and counted.
+			m.r.invalid.Inc()
+			return nil
+		}
 	}
 	if !m.r.reserve(m.cost) {
 		m.r.limited.Inc()
 		if m.overflow == nil {
 			m.r.active.Add(m.cost) // the overflow series is active too, past the limit
 			m.r.activeGauge.Set(float64(m.r.active.Load()))
-			m.overflow = m.newSeries([]prompb.Label{{Name: OverflowLabel, Value: "true"}})
+			m.overflow = m.newSeries(overflowNames, overflowValues)
 		}
 		return m.overflow
 	}
-	lbls := make([]prompb.Label, 0, len(values)+len(m.r.extra))
+	vals := make([]string, len(values))
 	for i, v := range values {
-		if v == "" {
-			continue
+		if v != "" {
+			vals[i] = strings.Clone(m.r.labelValue(v))
 		}
-		name := names[i]
-		if m.labelNames == nil { // per-call label names: not checked yet
-			name = strings.Clone(m.r.labelName(name))
-		}
-		lbls = append(lbls, prompb.Label{Name: name, Value: strings.Clone(m.r.labelValue(v))})
 	}
-	s := m.newSeries(lbls)
+	var ns []string
+	if m.labelNames == nil { // per-call label names: not checked yet
+		ns = make([]string, len(names))
+		for i, n := range names {
+			if values[i] != "" {
+				ns[i] = strings.Clone(m.r.labelName(n))
+			}
+		}
+	}
+	s := m.newSeries(ns, vals)
 	m.series[h] = s
 	return s
 }
 
-func (m *metric) newSeries(lbls []prompb.Label) *series {
-	// A series label wins over an external label of the same name.
-	for _, e := range m.r.extra {
-		if !slices.ContainsFunc(lbls, func(l prompb.Label) bool { return l.Name == e.Name }) {
-			lbls = append(lbls, e)
-		}
-	}
-	sortLabels(lbls)
-	s := &series{labels: slices.Clip(lbls), fresh: true}
+var (
+	overflowNames  = []string{OverflowLabel}
+	overflowValues = []string{"true"}
+)
+
+func (m *metric) newSeries(names, values []string) *series {
+	s := &series{names: names, values: values, fresh: true}
 	if m.kind == kindHistogram {
-		s.buckets = make([]float64, len(m.les))
+		s.h = &histogramState{buckets: make([]float64, len(m.les))}
 	}
 	return s
+}
+
+// labels appends s's labels, with the registry's extra labels (a series
+// label wins over an extra label of the same name), sorted by name, without
+// __name__ and le.
+func (m *metric) labels(dst []prompb.Label, s *series) []prompb.Label {
+	names := s.names
+	if names == nil {
+		names = m.labelNames
+	}
+	start := len(dst)
+	for i, v := range s.values {
+		if v != "" {
+			dst = append(dst, prompb.Label{Name: names[i], Value: v})
+		}
+	}
+	own := dst[start:]
+	for _, e := range m.r.extra {
+		if !slices.ContainsFunc(own, func(l prompb.Label) bool { return l.Name == e.Name }) {
+			dst = append(dst, e)
+		}
+	}
+	slices.SortFunc(dst[start:], func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+	return dst
 }
 
 func sortLabels(l []prompb.Label) {
@@ -360,6 +426,36 @@ func sortLabels(l []prompb.Label) {
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }
+
+// LabelSet is a label set prepared once for several metrics with the same
+// label names (a processor's calls, latency and size): its values and their
+// hash. It is valid for the registry that made it and as long as its values
+// are.
+type LabelSet struct {
+	hash   uint64
+	values []string
+}
+
+// LabelSet prepares values for metrics whose label names are names (as
+// given to NewCounter, NewHistogram or NewGauge).
+func (r *Registry) LabelSet(names, values []string) LabelSet {
+	return LabelSet{hash: r.hash(r.labelNames(names), values), values: values}
+}
+
+// labelNames are names sanitised and truncated, allocating only when one
+// changes.
+func (r *Registry) labelNames(names []string) []string {
+	for _, n := range names {
+		if r.labelName(n) != n {
+			out := make([]string, len(names))
+			for j, n := range names {
+				out[j] = r.labelName(n)
+			}
+			return out
+		}
+	}
+	return names
+}
 
 // Counter is a monotonic counter metric.
 type Counter struct{ m *metric }
@@ -377,9 +473,22 @@ func (c *Counter) Inc(values []string, delta float64) {
 	m := c.m
 	now := nowMs()
 	m.mu.Lock()
-	s := m.get(m.labelNames, values, now)
-	s.value += delta
-	s.lastUpdate = now
+	if s := m.get(m.labelNames, values, now); s != nil {
+		s.value += delta
+		s.lastUpdate = now
+	}
+	m.mu.Unlock()
+}
+
+// Add adds delta to the series of ls at time nowMs (unix ms), for callers
+// that update several metrics per span with one clock reading.
+func (c *Counter) Add(ls LabelSet, delta float64, nowMs int64) {
+	m := c.m
+	m.mu.Lock()
+	if s := m.getHashed(ls.hash, m.labelNames, ls.values); s != nil {
+		s.value += delta
+		s.lastUpdate = nowMs
+	}
 	m.mu.Unlock()
 }
 
@@ -402,9 +511,10 @@ func (g *Gauge) SetLabels(names, values []string, v float64) {
 	m := g.m
 	now := nowMs()
 	m.mu.Lock()
-	s := m.get(names, values, now)
-	s.value = v
-	s.lastUpdate = now
+	if s := m.get(names, values, now); s != nil {
+		s.value = v
+		s.lastUpdate = now
+	}
 	m.mu.Unlock()
 }
 
@@ -422,20 +532,28 @@ func (r *Registry) NewHistogram(name string, labelNames []string, buckets []floa
 // to 16), when not empty, is kept as the series' exemplar, on v's bucket,
 // until the next Collect.
 func (h *Histogram) Observe(values []string, v float64, traceID []byte, multiplier float64) {
+	h.Record(h.m.r.LabelSet(h.m.labelNames, values), v, traceID, multiplier, nowMs())
+}
+
+// Record is Observe for a prepared label set, at time now (unix ms).
+func (h *Histogram) Record(ls LabelSet, v float64, traceID []byte, multiplier float64, now int64) {
 	m := h.m
-	now := nowMs()
 	b := sort.SearchFloat64s(m.buckets, v) // first bucket with bound >= v; len: +Inf
 	m.mu.Lock()
-	s := m.get(m.labelNames, values, now)
-	s.count += multiplier
+	defer m.mu.Unlock()
+	s := m.getHashed(ls.hash, m.labelNames, ls.values)
+	if s == nil {
+		return
+	}
+	hs := s.h
+	hs.count += multiplier
 	s.value += v * multiplier
-	s.buckets[b] += multiplier
+	hs.buckets[b] += multiplier
 	s.lastUpdate = now
 	if len(traceID) > 0 {
-		s.exBucket, s.exValue, s.exTime = b, v, now
-		s.exLen = uint8(copy(s.exTrace[:], traceID))
+		hs.exBucket, hs.exValue, hs.exTime = int32(b), v, now
+		hs.exLen = uint8(copy(hs.exTrace[:], traceID))
 	}
-	m.mu.Unlock()
 }
 
 // Collect returns every active series' cumulative value at now, labels
@@ -457,7 +575,29 @@ func (r *Registry) Collect(now time.Time, opts CollectOptions) []prompb.TimeSeri
 	r.mu.Unlock()
 	sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
 
-	c := collector{ts: ts, exemplars: opts.Exemplars}
+	// Size the output and its arenas once: growing them by doubling would
+	// allocate about twice what is returned.
+	var nts, nlabels int
+	for _, m := range append(retired, ms...) {
+		m.mu.Lock()
+		n := len(m.series) + 1
+		m.mu.Unlock()
+		per := 1
+		if m.kind == kindHistogram {
+			per = len(m.les) + 2
+		}
+		width := len(m.labelNames) + len(r.extra) + 2
+		if m.labelNames == nil {
+			width = 8 + len(r.extra)
+		}
+		nts += n * per
+		nlabels += n * per * width
+	}
+	c := collector{ts: ts, exemplars: opts.Exemplars,
+		out:     make([]prompb.TimeSeries, 0, nts),
+		labels:  make([]prompb.Label, 0, nlabels),
+		samples: make([]prompb.Sample, 0, nts+nts/8),
+	}
 	for _, m := range retired {
 		m.collect(&c, math.MaxInt64)
 	}
@@ -471,7 +611,8 @@ type collector struct {
 	ts        int64
 	exemplars bool
 	out       []prompb.TimeSeries
-	labels    []prompb.Label  // arena
+	labels    []prompb.Label // arena
+	scratch   []prompb.Label
 	samples   []prompb.Sample // arena
 }
 
@@ -524,26 +665,29 @@ func (m *metric) collect(c *collector, staleBefore int64) {
 			return x
 		}
 		fresh := s.fresh && !s.stale
+		c.scratch = m.labels(c.scratch[:0], s)
+		lbls := c.scratch
 		switch m.kind {
 		case kindCounter, kindGauge:
-			c.add(m.name, s.labels, "", v(s.value), fresh, nil)
+			c.add(m.name, lbls, "", v(s.value), fresh, nil)
 		case kindHistogram:
+			hs := s.h
 			cum := 0.0
 			for i, le := range m.les {
-				cum += s.buckets[i]
+				cum += hs.buckets[i]
 				var ex *prompb.Exemplar
-				if c.exemplars && !s.stale && s.exLen > 0 && s.exBucket == i {
+				if c.exemplars && !s.stale && hs.exLen > 0 && int(hs.exBucket) == i {
 					ex = &prompb.Exemplar{
-						Labels:    []prompb.Label{{Name: ExemplarLabel, Value: hex.EncodeToString(s.exTrace[:s.exLen])}},
-						Value:     s.exValue,
-						Timestamp: s.exTime,
+						Labels:    []prompb.Label{{Name: ExemplarLabel, Value: hex.EncodeToString(hs.exTrace[:hs.exLen])}},
+						Value:     hs.exValue,
+						Timestamp: hs.exTime,
 					}
 				}
-				c.add(m.name+"_bucket", s.labels, le, v(cum), fresh, ex)
+				c.add(m.bucketName, lbls, le, v(cum), fresh, ex)
 			}
-			c.add(m.name+"_sum", s.labels, "", v(s.value), fresh, nil)
-			c.add(m.name+"_count", s.labels, "", v(s.count), fresh, nil)
-			s.exLen = 0
+			c.add(m.sumName, lbls, "", v(s.value), fresh, nil)
+			c.add(m.countName, lbls, "", v(hs.count), fresh, nil)
+			hs.exLen = 0
 		}
 		s.fresh = false
 	}

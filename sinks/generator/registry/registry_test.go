@@ -349,3 +349,86 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("sanitise: %q", SanitizeLabelName("http.status-code/é"))
 	}
 }
+
+// BenchmarkSeriesMemory measures the heap held per active series: a
+// counter with the span-metrics labels (five values), and a histogram with
+// the same labels and the default 14 buckets (17 Prometheus series).
+func BenchmarkSeriesMemory(b *testing.B) {
+	const n = 20000
+	names := []string{"service", "span_name", "span_kind", "status_code", "http_route"}
+	values := make([][]string, n)
+	for i := range values {
+		values[i] = []string{"checkout", fmt.Sprintf("GET /api/v1/items/%d", i), "SPAN_KIND_SERVER", "STATUS_CODE_OK", fmt.Sprintf("/api/v1/items/%d", i)}
+	}
+	buckets := []float64{0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384}
+	measure := func(fill func(r *Registry)) float64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := New(DefaultConfig(), "t", nil)
+		fill(r)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(r)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	var counter, histogram float64
+	for i := 0; i < b.N; i++ {
+		counter = measure(func(r *Registry) {
+			c := r.NewCounter("calls_total", names)
+			for _, v := range values {
+				c.Inc(v, 1)
+			}
+		})
+		histogram = measure(func(r *Registry) {
+			h := r.NewHistogram("latency", names, buckets)
+			for _, v := range values {
+				h.Observe(v, 0.1, []byte("0123456789abcdef"), 1)
+			}
+		})
+	}
+	b.ReportMetric(counter, "B/counter-series")
+	b.ReportMetric(histogram, "B/histogram-series")
+}
+
+// BenchmarkCollect collects 5000 span-metrics-like label sets: a counter
+// and a 14-bucket histogram each, 100,000 Prometheus series in all.
+func BenchmarkCollect(b *testing.B) {
+	r := New(DefaultConfig(), "t", nil)
+	names := []string{"service", "span_name", "span_kind", "status_code"}
+	c := r.NewCounter("calls_total", names)
+	h := r.NewHistogram("latency", names, []float64{0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384})
+	for i := 0; i < 5000; i++ {
+		v := []string{fmt.Sprint("svc-", i%20), fmt.Sprint("op-", i), "SPAN_KIND_SERVER", "STATUS_CODE_OK"}
+		c.Inc(v, 1)
+		h.Observe(v, 0.01, []byte("0123456789abcdef"), 1)
+	}
+	if n := r.ActiveSeries(); n != 5000*18 {
+		b.Fatalf("%d series", n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var out []prompb.TimeSeries
+	for i := 0; i < b.N; i++ {
+		out = r.Collect(time.Now(), CollectOptions{Exemplars: true})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(out)), "ns/series")
+}
+
+// TestInvalidUTF8 checks that a new series with a label value that is not
+// valid UTF-8 is refused and counted instead of poisoning a remote write.
+func TestInvalidUTF8(t *testing.T) {
+	r, _ := newTest(t, DefaultConfig())
+	c := r.NewCounter("c", []string{"a"})
+	h := r.NewHistogram("h", []string{"a"}, []float64{1})
+	c.Inc([]string{"ok"}, 1)
+	c.Inc([]string{"bad\xff"}, 1)
+	h.Observe([]string{"bad\xfe"}, 1, nil, 1)
+	got := last(t, r.Collect(time.Unix(1, 0), CollectOptions{}))
+	if len(got) != 1 || got[`c{a="ok"}`] != 1 {
+		t.Errorf("got %v", got)
+	}
+	if v := testutil.ToFloat64(r.invalid); v != 2 {
+		t.Errorf("invalid_utf8_total %v, want 2", v)
+	}
+}

@@ -177,15 +177,20 @@ type Processor struct {
 	labelCount                    int
 	expired, droppedW, filteredSp prometheus.Counter
 
+	reg   *registry.Registry
+	names []string
+
 	mu         sync.Mutex
 	edges      map[edgeKey]*edge
 	head, tail *edge // pending halves, oldest first
 	free       []*edge
 	values     []string
 	buf        []byte
+	strings    map[string]string
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	shutdown sync.Once
 }
 
 // New returns a processor writing into reg and starts its expiry timer;
@@ -211,10 +216,12 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 		dimStart:   3,
 		labelCount: len(names),
 		edges:      map[edgeKey]*edge{},
+		strings:    map[string]string{},
 		values:     make([]string, len(names)),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	p.reg, p.names = reg, names
 	p.total = reg.NewCounter(MetricRequestTotal, names)
 	p.failed = reg.NewCounter(MetricRequestFailedTotal, names)
 	p.serverSec = reg.NewHistogram(MetricRequestServerSeconds, names, cfg.HistogramBuckets)
@@ -265,17 +272,15 @@ func (p *Processor) expireLoop() {
 // Shutdown stops the expiry timer and treats every waiting half as expired
 // (a virtual-node edge or an unpaired span), so that nothing waits in a
 // processor that is being replaced.
+// It may be called more than once.
 func (p *Processor) Shutdown() {
-	select {
-	case <-p.stop:
-		return
-	default:
-	}
-	close(p.stop)
-	<-p.done
-	p.mu.Lock()
-	p.expire(1<<63 - 1)
-	p.mu.Unlock()
+	p.shutdown.Do(func() {
+		close(p.stop)
+		<-p.done
+		p.mu.Lock()
+		p.expire(1<<63 - 1)
+		p.mu.Unlock()
+	})
 }
 
 // Pending is the number of halves waiting for their other half.
@@ -447,8 +452,24 @@ func (p *Processor) attr(s *spanview.Span, key string, resourceToo bool) (string
 		return "", false
 	}
 	p.buf = spanview.AppendLabel(p.buf[:0], raw)
-	return string(p.buf), true
+	return p.intern(p.buf), true
 }
+
+// intern returns b as a string, reusing the string of an earlier equal
+// value: edges keep peer, database and dimension values, which repeat.
+func (p *Processor) intern(b []byte) string {
+	if s, ok := p.strings[string(b)]; ok {
+		return s
+	}
+	if len(p.strings) >= maxInterned {
+		clear(p.strings) // bounded: high-cardinality values only cost allocations
+	}
+	s := string(b)
+	p.strings[s] = s
+	return s
+}
+
+const maxInterned = 10000
 
 func (p *Processor) updateDims(e *edge, s *spanview.Span, clientSide bool) {
 	for i, d := range p.cfg.Dimensions {
@@ -569,14 +590,16 @@ func (p *Processor) complete(e *edge) {
 	v := p.values
 	v[0], v[1], v[2] = e.client, e.server, e.connType
 	copy(v[p.dimStart:], e.dims)
-	p.total.Inc(v, e.multiplier)
+	now := time.Now().UnixMilli()
+	ls := p.reg.LabelSet(p.names, v)
+	p.total.Add(ls, e.multiplier, now)
 	if e.failed {
-		p.failed.Inc(v, e.multiplier)
+		p.failed.Add(ls, e.multiplier, now)
 	}
 	trace := e.key.trace[:e.traceLen]
-	p.serverSec.Observe(v, e.serverSec, trace, e.multiplier)
-	p.clientSec.Observe(v, e.clientSec, trace, e.multiplier)
+	p.serverSec.Record(ls, e.serverSec, trace, e.multiplier, now)
+	p.clientSec.Record(ls, e.clientSec, trace, e.multiplier, now)
 	if p.msgSec != nil && e.connType == ConnectionMessagingSystem && e.serverStart > e.clientEnd {
-		p.msgSec.Observe(v, float64(e.serverStart-e.clientEnd)/1e9, trace, e.multiplier)
+		p.msgSec.Record(ls, float64(e.serverStart-e.clientEnd)/1e9, trace, e.multiplier, now)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -191,9 +192,10 @@ type Processor struct {
 	size       *registry.Counter
 	targetInfo *registry.Gauge
 
-	nIntrinsic int
-	filtered   prometheus.Counter
-	pool       sync.Pool // *scratch
+	reg      *registry.Registry
+	names    []string
+	filtered prometheus.Counter
+	pool     sync.Pool // *scratch
 }
 
 type scratch struct {
@@ -213,7 +215,7 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 		filter = nil // Validate reports it; an invalid filter keeps every span
 	}
 	names := cfg.labelNames()
-	p := &Processor{cfg: cfg, filter: filter, nIntrinsic: len(names), excluded: map[string]bool{}}
+	p := &Processor{cfg: cfg, filter: filter, excluded: map[string]bool{}}
 	for _, d := range cfg.Dimensions {
 		names = append(names, dimensionLabel(d))
 	}
@@ -227,6 +229,7 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 	for _, e := range cfg.TargetInfoExcludedDimensions {
 		p.excluded[e] = true
 	}
+	p.reg, p.names = reg, names
 	p.calls = reg.NewCounter(MetricCallsTotal, names)
 	p.latency = reg.NewHistogram(MetricLatency, names, cfg.HistogramBuckets)
 	p.size = reg.NewCounter(MetricSizeTotal, names)
@@ -235,6 +238,10 @@ func New(cfg Config, reg *registry.Registry, tenant string, prom prometheus.Regi
 	p.pool.New = func() any { return &scratch{values: make([]string, n)} }
 	return p
 }
+
+// Shutdown does nothing: span metrics keep no state outside the registry.
+// It is there so that every processor has the same methods.
+func (p *Processor) Shutdown() {}
 
 // FilteredSpans counts spans left out by a processor's filter policies.
 func FilteredSpans(reg prometheus.Registerer) *prometheus.CounterVec {
@@ -248,6 +255,7 @@ func FilteredSpans(reg prometheus.Registerer) *prometheus.CounterVec {
 func (p *Processor) PushSpans(b *spanview.Batch) {
 	sc := p.pool.Get().(*scratch)
 	defer p.pool.Put(sc)
+	now := time.Now().UnixMilli() // one clock reading per batch
 	var lastRes *spanview.Resource
 	var job, instance string
 	targetDone := false
@@ -264,7 +272,7 @@ func (p *Processor) PushSpans(b *spanview.Batch) {
 				job, instance = serviceLabels(s.Resource)
 			}
 		}
-		p.observe(sc, s, job, instance)
+		p.observe(sc, s, job, instance, now)
 		if p.cfg.EnableTargetInfo && !targetDone {
 			p.setTargetInfo(sc, s.Resource, job, instance)
 			targetDone = true
@@ -289,7 +297,7 @@ func serviceLabels(r *spanview.Resource) (job, instance string) {
 	return job, instance
 }
 
-func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string) {
+func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string, now int64) {
 	v := sc.values[:0]
 	d := p.cfg.IntrinsicDimensions
 	if d.Service {
@@ -349,9 +357,10 @@ func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string)
 	if p.cfg.SpanMultiplierKey != "" {
 		mult = multiplier(s, p.cfg.SpanMultiplierKey)
 	}
-	p.calls.Inc(v, mult)
-	p.latency.Observe(v, s.DurationSeconds(), s.TraceID, mult)
-	p.size.Inc(v, float64(s.Size)) // Tempo: size ignores the span multiplier
+	ls := p.reg.LabelSet(p.names, v)
+	p.calls.Add(ls, mult, now)
+	p.latency.Record(ls, s.DurationSeconds(), s.TraceID, mult, now)
+	p.size.Add(ls, float64(s.Size), now) // Tempo: size ignores the span multiplier
 	sc.values = v
 }
 

@@ -102,7 +102,6 @@ type Batch struct {
 	Resources []Resource
 	Spans     []Span
 
-	wire  otlpwire.Batch
 	attrs []Attr
 }
 
@@ -114,24 +113,22 @@ func (b *Batch) Parse(data []byte) error {
 	b.Resources = b.Resources[:0]
 	b.Spans = b.Spans[:0]
 	b.attrs = b.attrs[:0]
-	if err := b.wire.Scan(data); err != nil {
-		return err
-	}
-	for ri := range b.wire.Resources {
-		wr := &b.wire.Resources[ri]
+	var perr error
+	ri := 0
+	err := otlpwire.EachResourceSpans(data, func(rs []byte) bool {
 		res := Resource{first: len(b.attrs)}
-		err := otlpwire.EachAttributeRaw(wr.Header, otlpwire.MessageResourceHeader, func(key, value []byte) bool {
+		err := otlpwire.EachAttributeRaw(rs, otlpwire.MessageResourceHeader, func(key, value []byte) bool {
 			b.attrs = append(b.attrs, Attr{Key: key, Value: value})
 			return true
 		})
 		if err != nil {
-			return fmt.Errorf("cannot parse OTLP traces: resource_spans[%d]: %w", ri, err)
+			perr = fmt.Errorf("resource_spans[%d]: %w", ri, err)
+			return false
 		}
 		res.end = len(b.attrs)
 		for _, a := range b.attrs[res.first:res.end] {
 			if string(a.Key) == "service.name" {
-				v, err := otlpwire.ReadAnyValue(a.Value)
-				if err == nil {
+				if v, err := otlpwire.ReadAnyValue(a.Value); err == nil {
 					res.ServiceName = string(AppendValue(nil, v))
 					res.HasServiceName = true
 				}
@@ -139,32 +136,48 @@ func (b *Batch) Parse(data []byte) error {
 			}
 		}
 		b.Resources = append(b.Resources, res)
-		for si := range wr.Scopes {
-			for pi := range wr.Scopes[si].Spans {
-				ws := &wr.Scopes[si].Spans[pi]
-				raw := ws.Raw
-				sp := Span{res: ri, first: len(b.attrs), Size: len(raw)}
-				if ws.EmptyParent {
-					// A zero-length parent_span_id (pdata writes one for
-					// every root span) is no field once decoded: proto.Size,
-					// which Tempo counts, leaves its two bytes out.
-					sp.Size -= 2
-				}
-				f, err := otlpwire.ReadSpanAttributes(raw, func(key, value []byte) bool {
-					b.attrs = append(b.attrs, Attr{Key: key, Value: value})
-					return true
-				})
-				if err != nil {
-					return fmt.Errorf("cannot parse OTLP traces: resource_spans[%d].scope_spans[%d].spans[%d]: %w", ri, si, pi, err)
-				}
-				sp.end = len(b.attrs)
-				sp.TraceID, sp.SpanID, sp.ParentSpanID = f.TraceID, f.SpanID, f.ParentSpanID
-				sp.TraceState, sp.Name, sp.Kind = f.TraceState, f.Name, f.Kind
-				sp.StatusCode, sp.StatusMessage = f.StatusCode, f.StatusMessage
-				sp.Start, sp.End = f.StartTimeUnixNano, f.EndTimeUnixNano
-				b.Spans = append(b.Spans, sp)
+		pi := 0
+		err = otlpwire.EachSpan(rs, func(raw []byte) bool {
+			sp := Span{res: ri, first: len(b.attrs), Size: len(raw)}
+			emptyParent := false
+			f, err := otlpwire.ReadSpanAttributes(raw, func(key, value []byte) bool {
+				b.attrs = append(b.attrs, Attr{Key: key, Value: value})
+				return true
+			})
+			if err != nil {
+				perr = fmt.Errorf("resource_spans[%d].spans[%d]: %w", ri, pi, err)
+				return false
 			}
+			if f.ParentSpanID != nil && len(f.ParentSpanID) == 0 {
+				emptyParent = true
+			}
+			if emptyParent {
+				// A zero-length parent_span_id (pdata writes one for every
+				// root span) is no field once decoded: proto.Size, which
+				// Tempo counts, leaves its two bytes out.
+				sp.Size -= 2
+			}
+			sp.end = len(b.attrs)
+			sp.TraceID, sp.SpanID, sp.ParentSpanID = f.TraceID, f.SpanID, f.ParentSpanID
+			sp.TraceState, sp.Name, sp.Kind = f.TraceState, f.Name, f.Kind
+			sp.StatusCode, sp.StatusMessage = f.StatusCode, f.StatusMessage
+			sp.Start, sp.End = f.StartTimeUnixNano, f.EndTimeUnixNano
+			b.Spans = append(b.Spans, sp)
+			pi++
+			return true
+		})
+		if err != nil && perr == nil {
+			perr = fmt.Errorf("resource_spans[%d]: %w", ri, err)
 		}
+		ri++
+		return perr == nil
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		b.Resources, b.Spans = b.Resources[:0], b.Spans[:0]
+		return fmt.Errorf("cannot parse OTLP traces: %w", err)
 	}
 	// b.attrs may have moved while growing: slice it only now.
 	for i := range b.Resources {
@@ -269,13 +282,18 @@ func StatusCodeName(code int32) string {
 	return strconv.Itoa(int(code))
 }
 
-// TraceIDHex is the trace ID in lower-case hex, as exemplars carry it.
-func TraceIDHex(id []byte) string {
-	const digits = "0123456789abcdef"
-	buf := make([]byte, 2*len(id))
-	for i, c := range id {
-		buf[2*i] = digits[c>>4]
-		buf[2*i+1] = digits[c&15]
+// Retain keeps the spans for which keep returns true, in order, and returns
+// how many it dropped: for filters that apply before every processor (the
+// ingestion time-range slack).
+func (b *Batch) Retain(keep func(s *Span) bool) (dropped int) {
+	n := 0
+	for i := range b.Spans {
+		if keep(&b.Spans[i]) {
+			b.Spans[n] = b.Spans[i]
+			n++
+		}
 	}
-	return string(buf)
+	dropped = len(b.Spans) - n
+	b.Spans = b.Spans[:n]
+	return dropped
 }

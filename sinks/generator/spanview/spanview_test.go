@@ -160,3 +160,49 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch.Spans)), "ns/span")
 }
+
+// FuzzParse: any input gives an error or a batch whose attributes can all
+// be read, never a panic. `go test -fuzz FuzzParse ./sinks/generator/spanview/`
+// explores further than the seeds.
+func FuzzParse(f *testing.F) {
+	f.Add(spantest.Marshal(spantest.Span{Service: "a", Trace: 1, ID: 1, Parent: 2, Name: "x", Kind: ptrace.SpanKindServer,
+		Attrs: map[string]any{"k": "v", "n": int64(3), "arr": []any{1.5, "x"}, "kv": map[string]any{"a": true}}}))
+	f.Add(spangenBatch(2))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b spanview.Batch
+		if err := b.Parse(data); err != nil {
+			return
+		}
+		for i := range b.Spans {
+			s := &b.Spans[i]
+			_ = s.DurationSeconds()
+			_ = s.Resource.ServiceName
+			for _, a := range s.Attrs() {
+				_ = spanview.AppendLabel(nil, a.Value)
+			}
+			for _, a := range s.Resource.Attrs() {
+				_ = spanview.AppendLabel(nil, a.Value)
+			}
+		}
+	})
+}
+
+func TestRetain(t *testing.T) {
+	var b spanview.Batch
+	err := b.Parse(spantest.Marshal(
+		spantest.Span{Service: "a", ID: 1, Duration: time.Second},
+		spantest.Span{Service: "b", ID: 2, Duration: time.Hour},
+		spantest.Span{Service: "a", ID: 3, Duration: time.Second},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(spantest.Base.Add(time.Minute).UnixNano())
+	if n := b.Retain(func(s *spanview.Span) bool { return s.End <= limit }); n != 1 {
+		t.Errorf("dropped %d, want 1", n)
+	}
+	if len(b.Spans) != 2 || b.Spans[1].Resource.ServiceName != "a" || b.Spans[1].SpanID[7] != 3 {
+		t.Errorf("kept %d spans, second of %q", len(b.Spans), b.Spans[1].Resource.ServiceName)
+	}
+}
