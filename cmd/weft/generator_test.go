@@ -142,7 +142,18 @@ func TestGeneratorMicroservices(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		t.Fatalf("%s: the series in Prometheus differ from the spans pushed:\n%s\ngenerator stderr:\n%s", phase, strings.Join(diffs, "\n"), gen.stderr.String())
+		var own []string
+		for _, l := range strings.Split(getBody(t, "http://"+loopback(gps.http)+"/metrics"), "\n") {
+			if strings.HasPrefix(l, "weft_metrics_generator_") {
+				own = append(own, l)
+			}
+		}
+		if series, err := prom.Series(ctx, `traces_spanmetrics_calls_total{service="frontend",span_kind="SPAN_KIND_SERVER"}`, 10*time.Minute); err == nil {
+			for _, s := range series {
+				t.Logf("raw samples of %v: %v", s.Metric, s.Points)
+			}
+		}
+		t.Fatalf("%s: the series in Prometheus differ from the spans pushed:\n%s\nthe generator's metrics:\n%s", phase, strings.Join(diffs, "\n"), strings.Join(own, "\n"))
 	}
 	exact := func(w gentopo.Expectations, got map[string]float64) []string { return gentopo.Compare(w, got, 20) }
 
