@@ -84,7 +84,17 @@ func TestNoOrgIDHeader(t *testing.T) {
 	s, _ := open(t, cfg)
 	series := batch("rw_noorg_total", 2, 0, time.Now())
 	series[0].Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}}, Value: 1}}
-	enqueue(t, queue(t, s, "tenant-1"), series, "x")
+	a.setStatus(func(*http.Request) (int, string) { return http.StatusServiceUnavailable, "down" })
+	q := queue(t, s, "tenant-1")
+	enqueue(t, q, series, "x")
+	files := reqFiles(t, q)
+	if len(files) != 1 {
+		t.Fatalf("%d request files, want 1", len(files))
+	}
+	if h, _, err := readHeader(files[0]); err != nil || h.flags&flagExemplars != 0 {
+		t.Fatalf("request file: %+v, %v; want no exemplars stored", h, err)
+	}
+	a.setStatus(nil)
 	waitFor(t, 10*time.Second, "the request", func() bool { return len(a.requests()) == 1 })
 	r := a.requests()[0]
 	if _, ok := r.header["X-Scope-Orgid"]; ok {
