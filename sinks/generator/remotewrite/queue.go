@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/prometheus/prompb"
 )
@@ -161,38 +162,11 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	seq := q.nextSeq // Enqueue is serialized: nextSeq moves only below, on success
 	q.mu.Unlock()
 
-	samples, exemplars := 0, false
-	for i := range series {
-		samples += len(series[i].Samples) + len(series[i].Histograms)
-		exemplars = exemplars || len(series[i].Exemplars) > 0
+	body, samples, flags, err := q.encode(series)
+	if err != nil {
+		return err
 	}
-	if exemplars && !q.s.anyExemplars() {
-		// No endpoint sends exemplars: leave them out of the file.
-		q.scratch = append(q.scratch[:0], series...)
-		for i := range q.scratch {
-			q.scratch[i].Exemplars = nil
-		}
-		series, exemplars = q.scratch, false
-		defer clear(q.scratch)
-	}
-	req := prompb.WriteRequest{Timeseries: series}
-	n := req.Size()
-	if cap(q.raw) < n {
-		q.raw = make([]byte, n)
-	}
-	raw := q.raw[:n]
-	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
-		return fmt.Errorf("cannot marshal: %w", err)
-	}
-	if m := snappy.MaxEncodedLen(n); cap(q.comp) < m {
-		q.comp = make([]byte, m)
-	}
-	body := snappy.Encode(q.comp[:cap(q.comp)], raw)
-
-	h := header{enqueued: time.Now(), seq: seq, samples: samples, checkpoint: checkpoint}
-	if exemplars {
-		h.flags |= flagExemplars
-	}
+	h := header{enqueued: time.Now(), seq: seq, samples: samples, flags: flags, checkpoint: checkpoint}
 	head := appendHeader(make([]byte, 0, reqHeaderLen+len(checkpoint)+4), h)
 	head = binary.LittleEndian.AppendUint32(head, uint32(len(body)))
 	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, body)
@@ -224,6 +198,41 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.updateGauges(time.Now())
 	q.wakeAll()
 	return nil
+}
+
+// encode marshals and compresses a request into q's buffers (the caller
+// holds q.wmu); the body is valid until the next call.
+func (q *Queue) encode(series []prompb.TimeSeries) (body []byte, samples int, flags uint32, err error) {
+	exemplars := false
+	for i := range series {
+		samples += len(series[i].Samples) + len(series[i].Histograms)
+		exemplars = exemplars || len(series[i].Exemplars) > 0
+	}
+	if exemplars && !q.s.anyExemplars() {
+		// No endpoint sends exemplars: leave them out of the file.
+		q.scratch = append(q.scratch[:0], series...)
+		for i := range q.scratch {
+			q.scratch[i].Exemplars = nil
+		}
+		series, exemplars = q.scratch, false
+		defer clear(q.scratch)
+	}
+	if exemplars {
+		flags |= flagExemplars
+	}
+	req := prompb.WriteRequest{Timeseries: series}
+	n := req.Size()
+	if cap(q.raw) < n {
+		q.raw = make([]byte, n)
+	}
+	raw := q.raw[:n]
+	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
+		return nil, 0, 0, fmt.Errorf("cannot marshal: %w", err)
+	}
+	if m := s2.MaxEncodedLen(n); cap(q.comp) < m {
+		q.comp = make([]byte, m)
+	}
+	return s2.EncodeSnappy(q.comp[:cap(q.comp)], raw), samples, flags, nil
 }
 
 func (s *Storage) anyExemplars() bool {
