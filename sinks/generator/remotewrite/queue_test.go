@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/weftdb/weft/internal/tmpfstest"
 )
 
 // TestHeaders: every endpoint gets every request with the protocol's
@@ -344,4 +347,47 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
 		}
 	}
+}
+
+// TestDiskFull: on a full disk Enqueue fails with an error saying so,
+// counted; no partial file is left, and what was queued before is still
+// sent.
+func TestDiskFull(t *testing.T) {
+	dir := tmpfstest.Mount(t, 512<<10)
+	a := newRecorder(t)
+	a.setStatus(func(*http.Request) (int, string) { return http.StatusServiceUnavailable, "down" })
+	cfg := testConfig(t, a.srv.URL)
+	cfg.Path = filepath.Join(dir, "wal")
+	s, reg := open(t, cfg)
+	q := queue(t, s, "t")
+	ts0 := time.Now().Truncate(time.Second)
+	var err error
+	k := 0
+	for ; k < 1000; k++ {
+		if err = q.Enqueue(context.Background(), batch("rw_full_total", 2000, k, ts0), []byte(fmt.Sprint(k))); err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), "cannot write the request file") {
+		t.Fatalf("Enqueue on a full disk: %v, want an error saying no space left", err)
+	}
+	if k < 2 {
+		t.Fatalf("only %d requests fit", k)
+	}
+	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_enqueue_failures_total", "tenant", "t"); got != 1 {
+		t.Fatalf("enqueue_failures_total = %v, want 1", got)
+	}
+	if m, _ := filepath.Glob(filepath.Join(q.dir, "*"+tmpSuffix)); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
+	}
+	if got, want := string(q.LastCheckpoint()), fmt.Sprint(k-1); got != want {
+		t.Fatalf("LastCheckpoint %q, want %q (the last request that fit)", got, want)
+	}
+	a.setStatus(nil)
+	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	if n := len(a.requests()); n != k {
+		t.Fatalf("%d requests received, want %d", n, k)
+	}
+	// Room again: Enqueue works.
+	enqueue(t, q, batch("rw_full_total", 10, k, ts0), "again")
 }
