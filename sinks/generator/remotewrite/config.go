@@ -21,6 +21,10 @@ type Config struct {
 	RemoteWrite []Endpoint `yaml:"remote_write"`
 	// AddOrgIDHeader sends the tenant as X-Scope-OrgID with every request.
 	AddOrgIDHeader bool `yaml:"remote_write_add_org_id_header"`
+	// FlushDeadline bounds how long a shutdown keeps sending the queued
+	// requests (the deadline of the ctx the caller gives Close); what is
+	// left is sent after the next start.
+	FlushDeadline time.Duration `yaml:"remote_write_flush_deadline"`
 	// MaxQueueAge drops queued requests enqueued longer ago than this
 	// (reason max_queue_age), so that an endpoint down for long does not
 	// keep the queue growing. 0 keeps them until MaxQueueBytes drops them.
@@ -62,11 +66,12 @@ type BasicAuth struct {
 const DefaultRemoteTimeout = 30 * time.Second
 
 // DefaultConfig is the storage block of a config that leaves it out: no
-// endpoint, the X-Scope-OrgID header on, a queue bounded to an hour and
-// 512 MiB per tenant.
+// endpoint, the X-Scope-OrgID header on, a minute to flush at shutdown, a
+// queue bounded to an hour and 512 MiB per tenant.
 func DefaultConfig() Config {
 	return Config{
 		AddOrgIDHeader: true,
+		FlushDeadline:  time.Minute,
 		MaxQueueAge:    time.Hour,
 		MaxQueueBytes:  512 << 20,
 	}
@@ -84,6 +89,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if len(c.RemoteWrite) > 0 && c.Path == "" {
 		errs = append(errs, errors.New("path is required when remote_write is set"))
+	}
+	if c.FlushDeadline < 0 {
+		errs = append(errs, fmt.Errorf("remote_write_flush_deadline must not be negative, got %s", c.FlushDeadline))
 	}
 	if c.MaxQueueAge < 0 {
 		errs = append(errs, fmt.Errorf("max_queue_age must not be negative, got %s", c.MaxQueueAge))

@@ -338,6 +338,7 @@ func TestValidate(t *testing.T) {
 		{"header", func(c *Config) { c.RemoteWrite[0].Headers = map[string]string{"Content-Encoding": "gzip"} }, "remote_write[0].headers: Content-Encoding is set by the remote-write protocol"},
 		{"basic auth", func(c *Config) { c.RemoteWrite[0].BasicAuth = &BasicAuth{} }, "remote_write[0].basic_auth.username is required"},
 		{"age", func(c *Config) { c.MaxQueueAge = -time.Second }, "max_queue_age must not be negative"},
+		{"flush", func(c *Config) { c.FlushDeadline = -time.Second }, "remote_write_flush_deadline must not be negative"},
 		{"bytes", func(c *Config) { c.MaxQueueBytes = 10 }, "max_queue_bytes must be at least 1 MiB"},
 	} {
 		cfg := testConfig(t, "http://127.0.0.1:9090/api/v1/write")
