@@ -165,8 +165,9 @@ func (s *Storage) Queue(tenantID string) (*Queue, error) {
 }
 
 // Close stops the senders. They first send what they can until ctx is
-// done (give it remote_write_flush_deadline, Config.FlushDeadline); what is left stays on disk
-// for the next Open. It returns an error when requests were left.
+// done (give it a deadline of Config.FlushDeadline,
+// remote_write_flush_deadline); what is left stays on disk for the next
+// Open. It returns an error when requests were left.
 func (s *Storage) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
