@@ -259,9 +259,15 @@ func (s Series) Last() float64 {
 }
 
 // Query evaluates an instant query now and returns its vector (a scalar
-// comes back as one sample without labels).
+// comes back as one sample without labels). A selector finds samples up to
+// 5 minutes old (Prometheus's lookback).
 func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
-	data, err := s.query(ctx, promql)
+	return s.QueryAt(ctx, promql, time.Now())
+}
+
+// QueryAt is Query evaluated at time at.
+func (s *Server) QueryAt(ctx context.Context, promql string, at time.Time) ([]Sample, error) {
+	data, err := s.query(ctx, promql, at)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +307,7 @@ func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
 // range selector selector[rng] evaluated now gives them.
 func (s *Server) Series(ctx context.Context, selector string, rng time.Duration) ([]Series, error) {
 	q := fmt.Sprintf("%s[%dms]", selector, rng.Milliseconds())
-	data, err := s.query(ctx, q)
+	data, err := s.query(ctx, q, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -335,8 +341,8 @@ type queryData struct {
 	Result     json.RawMessage `json:"result"`
 }
 
-func (s *Server) query(ctx context.Context, promql string) (queryData, error) {
-	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}
+func (s *Server) query(ctx context.Context, promql string, at time.Time) (queryData, error) {
+	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/api/v1/query", strings.NewReader(form.Encode()))
 	if err != nil {
 		return queryData{}, err

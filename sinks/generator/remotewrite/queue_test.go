@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -391,4 +392,38 @@ func TestDiskFull(t *testing.T) {
 	}
 	// Room again: Enqueue works.
 	enqueue(t, q, batch("rw_full_total", 10, k, ts0), "again")
+}
+
+// TestCloseHonoursDeadline: Close with an endpoint that never answers
+// returns soon after its ctx is done, not after remote_timeout, and leaves
+// the request on disk.
+func TestCloseHonoursDeadline(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	cfg := testConfig(t, hang.URL)
+	cfg.RemoteWrite[0].RemoteTimeout = time.Minute
+	s, _ := open(t, cfg)
+	q := queue(t, s, "t")
+	enqueue(t, q, batch("rw_hang_total", 3, 0, time.Now()), "x")
+	time.Sleep(100 * time.Millisecond) // the sender is waiting for the answer
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Close(ctx)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %s with a 200ms deadline", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "1 requests left on disk") {
+		t.Fatalf("Close: %v, want an error saying 1 request is left", err)
+	}
+	if n := len(reqFiles(t, q)); n != 1 {
+		t.Fatalf("%d request files after Close, want 1", n)
+	}
 }
