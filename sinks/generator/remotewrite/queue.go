@@ -447,3 +447,16 @@ func stripExemplars(body []byte) ([]byte, error) {
 	}
 	return snappy.Encode(nil, raw), nil
 }
+
+// Appender is what the metrics-generator needs of a tenant's queue (Queue
+// implements it). Enqueue makes one request of series durable, with the
+// caller's checkpoint, before it returns nil; the series may be reused
+// after it returns. LastCheckpoint is the checkpoint of the newest request
+// that Enqueue made durable, in this process or before a restart (nil
+// before the first). Both are safe for concurrent use.
+type Appender interface {
+	Enqueue(ctx context.Context, series []prompb.TimeSeries, checkpoint []byte) error
+	LastCheckpoint() []byte
+}
+
+var _ Appender = (*Queue)(nil)

@@ -274,15 +274,18 @@ func TestCorruptFile(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("half"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.setStatus(nil)
+	// A new endpoint: a request the first storage gave up on at Close may
+	// still reach the old one afterwards (it was on the way).
+	b := newRecorder(t)
+	cfg.RemoteWrite[0].URL = b.srv.URL
 	s2, reg2 := open(t, cfg)
 	q2 := queue(t, s2, "t")
 	waitFor(t, 10*time.Second, "the queue to run empty", func() bool { return queueLen(q2) == 0 })
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_dropped_requests_total", "reason", ReasonCorrupt); got != 1 {
 		t.Fatalf("dropped_requests_total{reason=corrupt} = %v, want 1", got)
 	}
-	if n := len(a.requests()); n != 2 {
-		t.Fatalf("%d requests received, want 2", n)
+	if n := len(b.requests()); n != 2 {
+		t.Fatalf("%d requests received, want 2: %v", n, sampleValues(b.requests()))
 	}
 	if fileExists(tmp) {
 		t.Fatal("temporary file left")
