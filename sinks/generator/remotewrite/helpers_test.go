@@ -229,3 +229,8 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// drained reports whether q holds no request, in memory and on disk.
+func drained(t testing.TB, q *Queue) bool {
+	return queueLen(q) == 0 && len(reqFiles(t, q)) == 0
+}

@@ -70,7 +70,7 @@ func TestKill9(t *testing.T) {
 	if err != nil || cp < last {
 		t.Fatalf("LastCheckpoint %q after kill -9, want at least %d", q.LastCheckpoint(), last)
 	}
-	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	got := rec.requests()
 	t.Logf("the child reported request %d; %d requests on disk after the kill", last, cp+1)
 	if len(got) != cp+1 {

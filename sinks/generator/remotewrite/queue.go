@@ -189,11 +189,11 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.lastCP = slices.Clone(checkpoint)
 	var dropped []*entry
 	for q.bytes > q.s.cfg.MaxQueueBytes && len(q.entries) > 1 {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueBytes))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueBytes)
+		q.deleteFile(e)
 	}
 	q.updateGauges(time.Now())
 	q.wakeAll()
@@ -257,11 +257,31 @@ func (q *Queue) removeLocked(e *entry) *entry {
 	return e
 }
 
-// dropped deletes a request that was not delivered, and counts it.
-func (q *Queue) dropped(e *entry, reason string) {
+// dropLocked takes a request that was not delivered out of the queue and
+// counts it (under q.mu, so that the counts are up to date once it is gone
+// from the queue); the caller then deletes its file (deleteFile), without
+// q.mu.
+func (q *Queue) dropLocked(e *entry, reason string) *entry {
+	q.removeLocked(e)
 	q.s.metrics.droppedReqs.WithLabelValues(q.tenant, reason).Inc()
 	q.s.metrics.droppedSamples.WithLabelValues(q.tenant, reason).Add(float64(e.samples))
-	q.deleteFile(e)
+	return e
+}
+
+// dropCorrupt drops a request whose file cannot be read back, unless it
+// was removed meanwhile.
+func (q *Queue) dropCorrupt(e *entry, err error) {
+	q.mu.Lock()
+	removed := e.removed
+	if !removed {
+		q.dropLocked(e, ReasonCorrupt)
+	}
+	q.mu.Unlock()
+	if !removed {
+		q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
+		q.deleteFile(e)
+		q.updateGauges(time.Now())
+	}
 }
 
 // deleteFile deletes a removed request's file. When it is the newest
@@ -297,11 +317,11 @@ func (q *Queue) dropOld(now time.Time) {
 	q.mu.Lock()
 	var dropped []*entry
 	for len(q.entries) > 0 && now.Sub(q.entries[0].enqueued) > q.s.cfg.MaxQueueAge {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueAge))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueAge)
+		q.deleteFile(e)
 	}
 	if len(dropped) > 0 {
 		q.wakeAll()
@@ -393,33 +413,12 @@ func (q *Queue) run(ep *endpoint) {
 			return
 		}
 		body, err := readBody(filepath.Join(q.dir, reqName(e.seq)))
-		if err != nil {
-			q.mu.Lock()
-			removed := e.removed
-			if !removed {
-				q.removeLocked(e)
-			}
-			q.mu.Unlock()
-			if !removed {
-				q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
-				q.dropped(e, ReasonCorrupt)
-				q.updateGauges(time.Now())
-			}
-			continue
+		if err == nil && e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
+			body, err = stripExemplars(body)
 		}
-		if e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
-			if body, err = stripExemplars(body); err != nil {
-				q.mu.Lock()
-				removed := e.removed
-				if !removed {
-					q.removeLocked(e)
-				}
-				q.mu.Unlock()
-				if !removed {
-					q.dropped(e, ReasonCorrupt)
-				}
-				continue
-			}
+		if err != nil {
+			q.dropCorrupt(e, err)
+			continue
 		}
 		if !q.send(ep, e, body) {
 			return // the storage gave up (Close's deadline)

@@ -121,7 +121,7 @@ func TestRejected(t *testing.T) {
 	q := queue(t, s, "t")
 	a.setStatus(func(*http.Request) (int, string) { return http.StatusBadRequest, "invalid labels" })
 	enqueue(t, q, batch("rw_rej_total", 4, 0, time.Now()), "x")
-	waitFor(t, 10*time.Second, "the rejected request to leave the queue", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 10*time.Second, "the rejected request to leave the queue", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRejected); got != 1 {
 		t.Errorf("requests_total{result=rejected} = %v, want 1 (no retry)", got)
 	}
@@ -154,7 +154,7 @@ func TestRejected(t *testing.T) {
 	// duplicate: nothing says it was delivered before.
 	a.setStatus(func(*http.Request) (int, string) { return http.StatusBadRequest, "out of order sample" })
 	enqueue(t, q, batch("rw_rej_total", 4, 2, time.Now()), "z")
-	waitFor(t, 10*time.Second, "the refused request to leave the queue", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 10*time.Second, "the refused request to leave the queue", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRejected); got != 2 {
 		t.Errorf("requests_total{result=rejected} = %v, want 2", got)
 	}
@@ -204,7 +204,7 @@ func TestMaxQueueBytes(t *testing.T) {
 		t.Fatalf("queue_bytes = %v, want %d", got, qbytes)
 	}
 	a.setStatus(nil)
-	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	// The oldest went: the first sample received is of request total-fit.
 	got := a.requests()
 	if len(got) != n {
@@ -237,7 +237,7 @@ func TestMaxQueueAge(t *testing.T) {
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_queue_length", "tenant", "t"); got != 3 {
 		t.Fatalf("queue_length = %v, want 3", got)
 	}
-	waitFor(t, 10*time.Second, "the old requests to be dropped", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 10*time.Second, "the old requests to be dropped", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_dropped_samples_total", "reason", ReasonMaxQueueAge); got != 15 {
 		t.Fatalf("dropped_samples_total{reason=max_queue_age} = %v, want 15", got)
 	}
@@ -280,7 +280,7 @@ func TestCorruptFile(t *testing.T) {
 	cfg.RemoteWrite[0].URL = b.srv.URL
 	s2, reg2 := open(t, cfg)
 	q2 := queue(t, s2, "t")
-	waitFor(t, 10*time.Second, "the queue to run empty", func() bool { return queueLen(q2) == 0 })
+	waitFor(t, 10*time.Second, "the queue to run empty", func() bool { return drained(t, q2) })
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_dropped_requests_total", "reason", ReasonCorrupt); got != 1 {
 		t.Fatalf("dropped_requests_total{reason=corrupt} = %v, want 1", got)
 	}
@@ -303,9 +303,26 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "path is required") {
 		t.Fatalf("Open without path: %v", err)
 	}
-	s, _ := open(t, testConfig(t, "http://127.0.0.1:1/api/v1/write"))
+	cfg = testConfig(t, "http://127.0.0.1:1/api/v1/write")
+	s, _ := open(t, cfg)
 	if _, err := s.Queue("../x"); err == nil || !strings.Contains(err.Error(), "invalid tenant ID") {
 		t.Fatalf("Queue(../x): %v", err)
+	}
+	// A second storage on the same path (another process) is refused.
+	if _, err := Open(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "another process uses it") {
+		t.Fatalf("second Open of one path: %v, want an error saying another process uses it", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if err := s2.Close(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -389,7 +406,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("LastCheckpoint %q, want %q (the last request that fit)", got, want)
 	}
 	a.setStatus(nil)
-	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	if n := len(a.requests()); n != k {
 		t.Fatalf("%d requests received, want %d", n, k)
 	}
