@@ -250,7 +250,8 @@ func TestMaxQueueAge(t *testing.T) {
 }
 
 // TestCorruptFile: a request file that cannot be read back is dropped and
-// counted at Open, the rest is sent; a stray temporary file is removed.
+// counted (at Open when it is cut short, when it is sent when its CRC is
+// wrong), the rest is sent; a stray temporary file is removed.
 func TestCorruptFile(t *testing.T) {
 	a := newRecorder(t)
 	a.setStatus(func(*http.Request) (int, string) { return http.StatusServiceUnavailable, "down" })
@@ -267,7 +268,17 @@ func TestCorruptFile(t *testing.T) {
 	if len(files) != 3 {
 		t.Fatalf("%d files", len(files))
 	}
+	// files[1] is cut short (found at Open); a byte of files[2]'s body is
+	// flipped (found by its CRC when it is sent).
 	if err := os.Truncate(files[1], 100); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(files[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-10] ^= 0xff
+	if err := os.WriteFile(files[2], b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tmp := filepath.Join(q.dir, reqName(42)+tmpSuffix)
@@ -276,16 +287,19 @@ func TestCorruptFile(t *testing.T) {
 	}
 	// A new endpoint: a request the first storage gave up on at Close may
 	// still reach the old one afterwards (it was on the way).
-	b := newRecorder(t)
-	cfg.RemoteWrite[0].URL = b.srv.URL
+	rcv := newRecorder(t)
+	cfg.RemoteWrite[0].URL = rcv.srv.URL
 	s2, reg2 := open(t, cfg)
 	q2 := queue(t, s2, "t")
 	waitFor(t, 10*time.Second, "the queue to run empty", func() bool { return drained(t, q2) })
-	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_dropped_requests_total", "reason", ReasonCorrupt); got != 1 {
-		t.Fatalf("dropped_requests_total{reason=corrupt} = %v, want 1", got)
+	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_dropped_requests_total", "reason", ReasonCorrupt); got != 2 {
+		t.Fatalf("dropped_requests_total{reason=corrupt} = %v, want 2", got)
 	}
-	if n := len(b.requests()); n != 2 {
-		t.Fatalf("%d requests received, want 2: %v", n, sampleValues(b.requests()))
+	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_dropped_samples_total", "reason", ReasonCorrupt); got != 5 {
+		t.Fatalf("dropped_samples_total{reason=corrupt} = %v, want 5 (those of the file read at Open; the count of a file cut short is unknown)", got)
+	}
+	if n := len(rcv.requests()); n != 1 {
+		t.Fatalf("%d requests received, want 1: %v", n, sampleValues(rcv.requests()))
 	}
 	if fileExists(tmp) {
 		t.Fatal("temporary file left")
