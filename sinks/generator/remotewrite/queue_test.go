@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -117,11 +118,15 @@ func TestNoOrgIDHeader(t *testing.T) {
 func TestRejected(t *testing.T) {
 	a := newRecorder(t)
 	cfg := testConfig(t, a.srv.URL)
-	s, reg := open(t, cfg)
+	logs := &countingHandler{}
+	s, reg := openLogged(t, cfg, slog.New(logs))
 	q := queue(t, s, "t")
 	a.setStatus(func(*http.Request) (int, string) { return http.StatusBadRequest, "invalid labels" })
 	enqueue(t, q, batch("rw_rej_total", 4, 0, time.Now()), "x")
 	waitFor(t, 10*time.Second, "the rejected request to leave the queue", func() bool { return drained(t, q) })
+	if n := logs.count(); n != 1 {
+		t.Errorf("%d warnings logged for a rejection, want 1", n)
+	}
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRejected); got != 1 {
 		t.Errorf("requests_total{result=rejected} = %v, want 1 (no retry)", got)
 	}
@@ -157,6 +162,9 @@ func TestRejected(t *testing.T) {
 	waitFor(t, 10*time.Second, "the refused request to leave the queue", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRejected); got != 2 {
 		t.Errorf("requests_total{result=rejected} = %v, want 2", got)
+	}
+	if n := logs.count(); n != 1 {
+		t.Errorf("%d warnings logged for two rejections within a minute, want 1", n)
 	}
 }
 
@@ -203,6 +211,9 @@ func TestMaxQueueBytes(t *testing.T) {
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_queue_bytes", "tenant", "t"); got != float64(qbytes) {
 		t.Fatalf("queue_bytes = %v, want %d", got, qbytes)
 	}
+	waitFor(t, 5*time.Second, "queue_oldest_age_seconds to reach 1", func() bool {
+		return counterValue(t, reg, "weft_metrics_generator_remote_write_queue_oldest_age_seconds", "tenant", "t") >= 1
+	})
 	a.setStatus(nil)
 	waitFor(t, 15*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	// The oldest went: the first sample received is of request total-fit.
@@ -459,5 +470,17 @@ func TestCloseHonoursDeadline(t *testing.T) {
 	}
 	if n := len(reqFiles(t, q)); n != 1 {
 		t.Fatalf("%d request files after Close, want 1", n)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 0, "3": 3 * time.Second, "x": 0, "-1": 0} {
+		if got := parseRetryAfter(v); got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", v, got, want)
+		}
+	}
+	d := parseRetryAfter(time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat))
+	if d < 8*time.Second || d > 11*time.Second {
+		t.Errorf("parseRetryAfter(an HTTP date 10s ahead) = %s", d)
 	}
 }
