@@ -119,12 +119,8 @@ func (c *Config) Validate() error {
 		}
 		names[name] = i
 		for h := range e.Headers {
-			if h == "" || strings.ContainsAny(h, " \t\r\n:") {
-				errs = append(errs, fmt.Errorf("%s.headers: invalid header name %q", key, h))
-			}
-			switch http.CanonicalHeaderKey(h) {
-			case "Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "Content-Length":
-				errs = append(errs, fmt.Errorf("%s.headers: %s is set by the remote-write protocol and cannot be overridden", key, h))
+			if err := checkHeaderName(h); err != nil {
+				errs = append(errs, fmt.Errorf("%s.headers: %w", key, err))
 			}
 		}
 		if e.BasicAuth != nil && e.BasicAuth.Username == "" {
@@ -139,4 +135,17 @@ func (e *Endpoint) endpointName(i int) string {
 		return e.Name
 	}
 	return fmt.Sprint(i)
+}
+
+// checkHeaderName refuses names that are not header names, and the
+// headers of the remote-write protocol itself.
+func checkHeaderName(h string) error {
+	if h == "" || strings.ContainsAny(h, " \t\r\n:") {
+		return fmt.Errorf("invalid header name %q", h)
+	}
+	switch http.CanonicalHeaderKey(h) {
+	case "Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "Content-Length":
+		return fmt.Errorf("%s is set by the remote-write protocol and cannot be overridden", h)
+	}
+	return nil
 }

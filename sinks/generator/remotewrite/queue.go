@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -40,6 +42,28 @@ type Queue struct {
 	closing   bool
 
 	cpMu sync.Mutex // serializes checkpoint file writes
+
+	headers atomic.Pointer[map[string]string] // the tenant's remote_write_headers
+}
+
+// SetHeaders sets the tenant's own headers (the per-tenant override
+// metrics_generator.remote_write_headers), added to every request to every
+// endpoint from the next attempt on; they win over the endpoints' headers
+// and X-Scope-OrgID. Nil or empty removes them. The protocol's own headers
+// are refused.
+func (q *Queue) SetHeaders(h map[string]string) error {
+	for k := range h {
+		if err := checkHeaderName(k); err != nil {
+			return fmt.Errorf("invalid remote_write_headers of tenant %q: %w", q.tenant, err)
+		}
+	}
+	if len(h) == 0 {
+		q.headers.Store(nil)
+		return nil
+	}
+	c := maps.Clone(h)
+	q.headers.Store(&c)
+	return nil
 }
 
 type entry struct {

@@ -34,7 +34,14 @@ func TestHeaders(t *testing.T) {
 	series := batch("rw_headers_total", 3, 0, ts0)
 	series[1].Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}}, Value: 1, Timestamp: ts0.UnixMilli()}}
 	enqueue(t, queue(t, s, "tenant-1"), series, "x")
-	enqueue(t, queue(t, s, "tenant-2"), batch("rw_headers_total", 3, 1, ts0), "y")
+	q2 := queue(t, s, "tenant-2")
+	if err := q2.SetHeaders(map[string]string{"Content-Type": "x"}); err == nil || !strings.Contains(err.Error(), "Content-Type is set by the remote-write protocol") {
+		t.Fatalf("SetHeaders(Content-Type): %v", err)
+	}
+	if err := q2.SetHeaders(map[string]string{"Authorization": "Bearer t2", "X-Custom": "tenant"}); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q2, batch("rw_headers_total", 3, 1, ts0), "y")
 	waitFor(t, 10*time.Second, "both endpoints to get both requests", func() bool {
 		return len(a.requests()) == 2 && len(b.requests()) == 2
 	})
@@ -44,16 +51,20 @@ func TestHeaders(t *testing.T) {
 			"Content-Encoding":                  "snappy",
 			"Content-Type":                      "application/x-protobuf",
 			"X-Prometheus-Remote-Write-Version": "0.1.0",
-			"X-Custom":                          "one",
 		} {
 			if got := h.Get(k); got != want {
 				t.Errorf("endpoint 0: %s = %q, want %q", k, got, want)
 			}
 		}
-		if u, p, ok := (&http.Request{Header: h}).BasicAuth(); !ok || u != "u" || p != "p" {
+		org := h.Get("X-Scope-OrgID")
+		if org == "tenant-2" {
+			// The tenant's remote_write_headers win.
+			if h.Get("Authorization") != "Bearer t2" || h.Get("X-Custom") != "tenant" {
+				t.Errorf("endpoint 0, tenant-2: Authorization %q, X-Custom %q; want the tenant's headers", h.Get("Authorization"), h.Get("X-Custom"))
+			}
+		} else if u, p, ok := (&http.Request{Header: h}).BasicAuth(); !ok || u != "u" || p != "p" {
 			t.Errorf("endpoint 0: basic auth %q %q %v", u, p, ok)
 		}
-		org := h.Get("X-Scope-OrgID")
 		if org != "tenant-1" && org != "tenant-2" {
 			t.Errorf("endpoint 0: X-Scope-OrgID %q", org)
 		}
@@ -65,7 +76,8 @@ func TestHeaders(t *testing.T) {
 		if got := r.header.Get("X-Scope-OrgID"); got != "override" {
 			t.Errorf("endpoint 1: X-Scope-OrgID %q, want override (its headers win)", got)
 		}
-		if r.header.Get("X-Custom") != "" || r.header.Get("Authorization") != "" {
+		if r.header.Get("X-Scope-OrgID") == "override" && r.req.Timeseries[0].Samples[0].Timestamp == ts0.UnixMilli() &&
+			(r.header.Get("X-Custom") != "" || r.header.Get("Authorization") != "") {
 			t.Errorf("endpoint 1 got endpoint 0's headers: %v", r.header)
 		}
 		for _, ts := range r.req.Timeseries {
