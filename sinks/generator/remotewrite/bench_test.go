@@ -45,8 +45,9 @@ func BenchmarkEnqueue(b *testing.B) {
 		series := spanMetricsSeries(10000, time.Now())
 		b.ReportAllocs()
 		var size int
+		buf := new(encBuf)
 		for b.Loop() {
-			body, _, _, err := q.encode(series)
+			body, _, _, err := q.encode(buf, series)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -26,10 +26,7 @@ type Queue struct {
 	tenant string
 	dir    string
 
-	wmu     sync.Mutex // serializes Enqueue
-	raw     []byte     // Enqueue's marshalling buffer
-	comp    []byte     // Enqueue's snappy buffer
-	scratch []prompb.TimeSeries
+	wmu sync.Mutex // serializes Enqueue
 
 	mu        sync.Mutex
 	entries   []*entry // oldest first
@@ -186,7 +183,9 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	seq := q.nextSeq // Enqueue is serialized: nextSeq moves only below, on success
 	q.mu.Unlock()
 
-	body, samples, flags, err := q.encode(series)
+	buf := encBufs.Get().(*encBuf)
+	defer encBufs.Put(buf)
+	body, samples, flags, err := q.encode(buf, series)
 	if err != nil {
 		return err
 	}
@@ -224,9 +223,19 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	return nil
 }
 
-// encode marshals and compresses a request into q's buffers (the caller
-// holds q.wmu); the body is valid until the next call.
-func (q *Queue) encode(series []prompb.TimeSeries) (body []byte, samples int, flags uint32, err error) {
+// encBuf holds Enqueue's buffers. They come from a pool shared by the
+// tenants, so that memory holds a few of them, not one per tenant.
+type encBuf struct {
+	raw     []byte // marshalled request
+	comp    []byte // snappy-compressed request
+	scratch []prompb.TimeSeries
+}
+
+var encBufs = sync.Pool{New: func() any { return new(encBuf) }}
+
+// encode marshals and compresses a request into b; the body is valid
+// until b is used again.
+func (q *Queue) encode(b *encBuf, series []prompb.TimeSeries) (body []byte, samples int, flags uint32, err error) {
 	exemplars := false
 	for i := range series {
 		samples += len(series[i].Samples) + len(series[i].Histograms)
@@ -234,29 +243,29 @@ func (q *Queue) encode(series []prompb.TimeSeries) (body []byte, samples int, fl
 	}
 	if exemplars && !q.s.anyExemplars() {
 		// No endpoint sends exemplars: leave them out of the file.
-		q.scratch = append(q.scratch[:0], series...)
-		for i := range q.scratch {
-			q.scratch[i].Exemplars = nil
+		b.scratch = append(b.scratch[:0], series...)
+		for i := range b.scratch {
+			b.scratch[i].Exemplars = nil
 		}
-		series, exemplars = q.scratch, false
-		defer clear(q.scratch)
+		series, exemplars = b.scratch, false
+		defer clear(b.scratch)
 	}
 	if exemplars {
 		flags |= flagExemplars
 	}
 	req := prompb.WriteRequest{Timeseries: series}
 	n := req.Size()
-	if cap(q.raw) < n {
-		q.raw = make([]byte, n)
+	if cap(b.raw) < n {
+		b.raw = make([]byte, n)
 	}
-	raw := q.raw[:n]
+	raw := b.raw[:n]
 	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
 		return nil, 0, 0, fmt.Errorf("cannot marshal: %w", err)
 	}
-	if m := s2.MaxEncodedLen(n); cap(q.comp) < m {
-		q.comp = make([]byte, m)
+	if m := s2.MaxEncodedLen(n); cap(b.comp) < m {
+		b.comp = make([]byte, m)
 	}
-	return s2.EncodeSnappy(q.comp[:cap(q.comp)], raw), samples, flags, nil
+	return s2.EncodeSnappy(b.comp[:cap(b.comp)], raw), samples, flags, nil
 }
 
 func (s *Storage) anyExemplars() bool {
