@@ -54,6 +54,7 @@ func BenchmarkEnqueue(b *testing.B) {
 			size = len(body)
 		}
 		b.ReportMetric(float64(size), "body-bytes/op")
+		b.ReportMetric(float64(len(buf.raw)), "raw-bytes/op")
 	})
 }
 
