@@ -12,6 +12,11 @@
 // kill -9 included. max_queue_age and max_queue_bytes bound each queue:
 // past them the oldest requests are dropped and counted.
 //
+// Use: Open once per process with the `metrics_generator.storage` block;
+// Queue(tenant) gives a tenant's queue (an Appender); the generator calls
+// Enqueue once per collection and, after a start, resumes from
+// LastCheckpoint; at shutdown, Close with a ctx of remote_write_flush_deadline.
+//
 // Why not Prometheus's agent WAL and queue manager, as Tempo does: the WAL
 // watcher that feeds the queue manager starts reading at the time it
 // starts (tsdb/wlog/watcher.go sets its start time to time.Now() in
