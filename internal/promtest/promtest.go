@@ -263,14 +263,15 @@ func (s Series) Last() float64 {
 }
 
 // Query evaluates an instant query now and returns its vector (a scalar
-// comes back as one sample without labels).
+// comes back as one sample without labels). A selector finds samples up to
+// 5 minutes old (Prometheus's lookback).
 func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
-	return s.samplesAt(ctx, promql, time.Now())
+	return s.QueryAt(ctx, promql, time.Now())
 }
 
-// samplesAt evaluates an instant query at ts.
-func (s *Server) samplesAt(ctx context.Context, promql string, ts time.Time) ([]Sample, error) {
-	data, err := s.queryAt(ctx, promql, ts)
+// QueryAt is Query evaluated at time at.
+func (s *Server) QueryAt(ctx context.Context, promql string, at time.Time) ([]Sample, error) {
+	data, err := s.query(ctx, promql, at)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +311,7 @@ func (s *Server) samplesAt(ctx context.Context, promql string, ts time.Time) ([]
 // range selector selector[rng] evaluated now gives them.
 func (s *Server) Series(ctx context.Context, selector string, rng time.Duration) ([]Series, error) {
 	q := fmt.Sprintf("%s[%dms]", selector, rng.Milliseconds())
-	data, err := s.query(ctx, q)
+	data, err := s.query(ctx, q, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -344,13 +345,8 @@ type queryData struct {
 	Result     json.RawMessage `json:"result"`
 }
 
-func (s *Server) query(ctx context.Context, promql string) (queryData, error) {
-	return s.queryAt(ctx, promql, time.Now())
-}
-
-// queryAt evaluates an instant query at ts.
-func (s *Server) queryAt(ctx context.Context, promql string, ts time.Time) (queryData, error) {
-	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(ts.UnixMilli())/1000, 'f', 3, 64)}}
+func (s *Server) query(ctx context.Context, promql string, at time.Time) (queryData, error) {
+	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/api/v1/query", strings.NewReader(form.Encode()))
 	if err != nil {
 		return queryData{}, err
@@ -415,12 +411,12 @@ func (s *Server) Write(t testing.TB, series []prompb.TimeSeries) {
 	}
 }
 
-// QueryAt evaluates an instant query at ts, failing the test on an error,
-// and returns the values keyed by the series' labels as fmt prints a
-// map[string]string ("map[__name__:x a:1]").
-func (s *Server) QueryAt(t testing.TB, promql string, ts time.Time) map[string]float64 {
+// QueryMap evaluates an instant query at ts, failing the test on an
+// error, and returns the values keyed by the series' labels as fmt prints
+// a map[string]string ("map[__name__:x a:1]").
+func (s *Server) QueryMap(t testing.TB, promql string, ts time.Time) map[string]float64 {
 	t.Helper()
-	samples, err := s.samplesAt(context.Background(), promql, ts)
+	samples, err := s.QueryAt(context.Background(), promql, ts)
 	if err != nil {
 		t.Fatal(err)
 	}

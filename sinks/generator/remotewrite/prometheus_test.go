@@ -64,7 +64,7 @@ func TestPrometheusArrives(t *testing.T) {
 	for j := range k {
 		enqueue(t, q, batch("rw_arrives_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	checkArrived(t, prom, "rw_arrives_total", nSeries, k, ts0)
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "tenant", "team-a", "result", ResultSuccess); got != k {
 		t.Errorf("requests_total{result=success} = %v, want %d", got, k)
@@ -104,7 +104,7 @@ func TestPrometheusOutage(t *testing.T) {
 	for ; j < 5; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
 	}
-	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return drained(t, q) })
 	prom.Stop()
 	for ; j < 25; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
@@ -120,7 +120,7 @@ func TestPrometheusOutage(t *testing.T) {
 	for ; j < k; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
 	}
-	waitFor(t, 30*time.Second, "the queue to run empty after the outage", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 30*time.Second, "the queue to run empty after the outage", func() bool { return drained(t, q) })
 	checkArrived(t, prom, "rw_outage_total", nSeries, k, ts0)
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultSuccess); got != k {
 		t.Errorf("requests_total{result=success} = %v, want %d", got, k)
@@ -145,7 +145,7 @@ func TestPrometheusRestartMidOutage(t *testing.T) {
 	for ; j < 4; j++ {
 		enqueue(t, q, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return drained(t, q) })
 	prom.Stop()
 	for ; j < 8; j++ {
 		enqueue(t, q, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
@@ -175,7 +175,7 @@ func TestPrometheusRestartMidOutage(t *testing.T) {
 	for ; j < k; j++ {
 		enqueue(t, q2, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 30*time.Second, "the queue to run empty after the restart", func() bool { return queueLen(q2) == 0 })
+	waitFor(t, 30*time.Second, "the queue to run empty after the restart", func() bool { return drained(t, q2) })
 	checkArrived(t, prom, "rw_restart_total", nSeries, k, ts0)
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_requests_total", "result", ResultSuccess); got != k-4 {
 		t.Errorf("requests_total{result=success} after the restart = %v, want %d", got, k-4)
@@ -239,7 +239,7 @@ func TestPrometheusDuplicateAfterResend(t *testing.T) {
 		return counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRetried) > 0
 	})
 	proxy.lose.Store(false)
-	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultDuplicate); got != 1 {
 		t.Fatalf("requests_total{result=duplicate} = %v, want 1", got)
 	}
@@ -259,7 +259,7 @@ func TestPrometheusDuplicateAfterResend(t *testing.T) {
 	proxy.lose.Store(false)
 	s2, reg2 := open(t, cfg)
 	q2 := queue(t, s2, "team-c")
-	waitFor(t, 20*time.Second, "the queue to run empty after the restart", func() bool { return queueLen(q2) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty after the restart", func() bool { return drained(t, q2) })
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_requests_total", "result", ResultDuplicate); got != 1 {
 		t.Fatalf("after the restart: requests_total{result=duplicate} = %v, want 1", got)
 	}

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/prometheus/prompb"
 )
@@ -23,10 +26,7 @@ type Queue struct {
 	tenant string
 	dir    string
 
-	wmu     sync.Mutex // serializes Enqueue
-	raw     []byte     // Enqueue's marshalling buffer
-	comp    []byte     // Enqueue's snappy buffer
-	scratch []prompb.TimeSeries
+	wmu sync.Mutex // serializes Enqueue
 
 	mu        sync.Mutex
 	entries   []*entry // oldest first
@@ -39,6 +39,28 @@ type Queue struct {
 	closing   bool
 
 	cpMu sync.Mutex // serializes checkpoint file writes
+
+	headers atomic.Pointer[map[string]string] // the tenant's remote_write_headers
+}
+
+// SetHeaders sets the tenant's own headers (the per-tenant override
+// metrics_generator.remote_write_headers), added to every request to every
+// endpoint from the next attempt on; they win over the endpoints' headers
+// and X-Scope-OrgID. Nil or empty removes them. The protocol's own headers
+// are refused.
+func (q *Queue) SetHeaders(h map[string]string) error {
+	for k := range h {
+		if err := checkHeaderName(k); err != nil {
+			return fmt.Errorf("invalid remote_write_headers of tenant %q: %w", q.tenant, err)
+		}
+	}
+	if len(h) == 0 {
+		q.headers.Store(nil)
+		return nil
+	}
+	c := maps.Clone(h)
+	q.headers.Store(&c)
+	return nil
 }
 
 type entry struct {
@@ -161,38 +183,13 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	seq := q.nextSeq // Enqueue is serialized: nextSeq moves only below, on success
 	q.mu.Unlock()
 
-	samples, exemplars := 0, false
-	for i := range series {
-		samples += len(series[i].Samples) + len(series[i].Histograms)
-		exemplars = exemplars || len(series[i].Exemplars) > 0
+	buf := encBufs.Get().(*encBuf)
+	defer encBufs.Put(buf)
+	body, samples, flags, err := q.encode(buf, series)
+	if err != nil {
+		return err
 	}
-	if exemplars && !q.s.anyExemplars() {
-		// No endpoint sends exemplars: leave them out of the file.
-		q.scratch = append(q.scratch[:0], series...)
-		for i := range q.scratch {
-			q.scratch[i].Exemplars = nil
-		}
-		series, exemplars = q.scratch, false
-		defer clear(q.scratch)
-	}
-	req := prompb.WriteRequest{Timeseries: series}
-	n := req.Size()
-	if cap(q.raw) < n {
-		q.raw = make([]byte, n)
-	}
-	raw := q.raw[:n]
-	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
-		return fmt.Errorf("cannot marshal: %w", err)
-	}
-	if m := snappy.MaxEncodedLen(n); cap(q.comp) < m {
-		q.comp = make([]byte, m)
-	}
-	body := snappy.Encode(q.comp[:cap(q.comp)], raw)
-
-	h := header{enqueued: time.Now(), seq: seq, samples: samples, checkpoint: checkpoint}
-	if exemplars {
-		h.flags |= flagExemplars
-	}
+	h := header{enqueued: time.Now(), seq: seq, samples: samples, flags: flags, checkpoint: checkpoint}
 	head := appendHeader(make([]byte, 0, reqHeaderLen+len(checkpoint)+4), h)
 	head = binary.LittleEndian.AppendUint32(head, uint32(len(body)))
 	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, body)
@@ -215,15 +212,60 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.lastCP = slices.Clone(checkpoint)
 	var dropped []*entry
 	for q.bytes > q.s.cfg.MaxQueueBytes && len(q.entries) > 1 {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueBytes))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueBytes)
+		q.deleteFile(e)
 	}
 	q.updateGauges(time.Now())
 	q.wakeAll()
 	return nil
+}
+
+// encBuf holds Enqueue's buffers. They come from a pool shared by the
+// tenants, so that memory holds a few of them, not one per tenant.
+type encBuf struct {
+	raw     []byte // marshalled request
+	comp    []byte // snappy-compressed request
+	scratch []prompb.TimeSeries
+}
+
+var encBufs = sync.Pool{New: func() any { return new(encBuf) }}
+
+// encode marshals and compresses a request into b; the body is valid
+// until b is used again.
+func (q *Queue) encode(b *encBuf, series []prompb.TimeSeries) (body []byte, samples int, flags uint32, err error) {
+	exemplars := false
+	for i := range series {
+		samples += len(series[i].Samples) + len(series[i].Histograms)
+		exemplars = exemplars || len(series[i].Exemplars) > 0
+	}
+	if exemplars && !q.s.anyExemplars() {
+		// No endpoint sends exemplars: leave them out of the file.
+		b.scratch = append(b.scratch[:0], series...)
+		for i := range b.scratch {
+			b.scratch[i].Exemplars = nil
+		}
+		series, exemplars = b.scratch, false
+		defer clear(b.scratch)
+	}
+	if exemplars {
+		flags |= flagExemplars
+	}
+	req := prompb.WriteRequest{Timeseries: series}
+	n := req.Size()
+	if cap(b.raw) < n {
+		b.raw = make([]byte, n)
+	}
+	raw := b.raw[:n]
+	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
+		return nil, 0, 0, fmt.Errorf("cannot marshal: %w", err)
+	}
+	if m := s2.MaxEncodedLen(n); cap(b.comp) < m {
+		b.comp = make([]byte, m)
+	}
+	return s2.EncodeSnappy(b.comp[:cap(b.comp)], raw), samples, flags, nil
 }
 
 func (s *Storage) anyExemplars() bool {
@@ -248,11 +290,31 @@ func (q *Queue) removeLocked(e *entry) *entry {
 	return e
 }
 
-// dropped deletes a request that was not delivered, and counts it.
-func (q *Queue) dropped(e *entry, reason string) {
+// dropLocked takes a request that was not delivered out of the queue and
+// counts it (under q.mu, so that the counts are up to date once it is gone
+// from the queue); the caller then deletes its file (deleteFile), without
+// q.mu.
+func (q *Queue) dropLocked(e *entry, reason string) *entry {
+	q.removeLocked(e)
 	q.s.metrics.droppedReqs.WithLabelValues(q.tenant, reason).Inc()
 	q.s.metrics.droppedSamples.WithLabelValues(q.tenant, reason).Add(float64(e.samples))
-	q.deleteFile(e)
+	return e
+}
+
+// dropCorrupt drops a request whose file cannot be read back, unless it
+// was removed meanwhile.
+func (q *Queue) dropCorrupt(e *entry, err error) {
+	q.mu.Lock()
+	removed := e.removed
+	if !removed {
+		q.dropLocked(e, ReasonCorrupt)
+	}
+	q.mu.Unlock()
+	if !removed {
+		q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
+		q.deleteFile(e)
+		q.updateGauges(time.Now())
+	}
 }
 
 // deleteFile deletes a removed request's file. When it is the newest
@@ -288,11 +350,11 @@ func (q *Queue) dropOld(now time.Time) {
 	q.mu.Lock()
 	var dropped []*entry
 	for len(q.entries) > 0 && now.Sub(q.entries[0].enqueued) > q.s.cfg.MaxQueueAge {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueAge))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueAge)
+		q.deleteFile(e)
 	}
 	if len(dropped) > 0 {
 		q.wakeAll()
@@ -384,33 +446,12 @@ func (q *Queue) run(ep *endpoint) {
 			return
 		}
 		body, err := readBody(filepath.Join(q.dir, reqName(e.seq)))
-		if err != nil {
-			q.mu.Lock()
-			removed := e.removed
-			if !removed {
-				q.removeLocked(e)
-			}
-			q.mu.Unlock()
-			if !removed {
-				q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
-				q.dropped(e, ReasonCorrupt)
-				q.updateGauges(time.Now())
-			}
-			continue
+		if err == nil && e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
+			body, err = stripExemplars(body)
 		}
-		if e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
-			if body, err = stripExemplars(body); err != nil {
-				q.mu.Lock()
-				removed := e.removed
-				if !removed {
-					q.removeLocked(e)
-				}
-				q.mu.Unlock()
-				if !removed {
-					q.dropped(e, ReasonCorrupt)
-				}
-				continue
-			}
+		if err != nil {
+			q.dropCorrupt(e, err)
+			continue
 		}
 		if !q.send(ep, e, body) {
 			return // the storage gave up (Close's deadline)
@@ -438,3 +479,16 @@ func stripExemplars(body []byte) ([]byte, error) {
 	}
 	return snappy.Encode(nil, raw), nil
 }
+
+// Appender is what the metrics-generator needs of a tenant's queue (Queue
+// implements it). Enqueue makes one request of series durable, with the
+// caller's checkpoint, before it returns nil; the series may be reused
+// after it returns. LastCheckpoint is the checkpoint of the newest request
+// that Enqueue made durable, in this process or before a restart (nil
+// before the first). Both are safe for concurrent use.
+type Appender interface {
+	Enqueue(ctx context.Context, series []prompb.TimeSeries, checkpoint []byte) error
+	LastCheckpoint() []byte
+}
+
+var _ Appender = (*Queue)(nil)

@@ -96,11 +96,19 @@ func (q *Queue) post(ep *endpoint, body []byte, attempt int) (res outcome, statu
 		return outcomeRejected, 0, err.Error(), 0
 	}
 	h := req.Header
+	if ba := ep.cfg.BasicAuth; ba != nil {
+		req.SetBasicAuth(ba.Username, ba.Password) // an Authorization in the headers wins
+	}
 	if q.s.cfg.AddOrgIDHeader {
 		h.Set(orgHeader, q.tenant)
 	}
 	for k, v := range ep.cfg.Headers {
 		h.Set(k, v)
+	}
+	if th := q.headers.Load(); th != nil {
+		for k, v := range *th {
+			h.Set(k, v)
+		}
 	}
 	h.Set("Content-Encoding", "snappy")
 	h.Set("Content-Type", "application/x-protobuf")
@@ -108,9 +116,6 @@ func (q *Queue) post(ep *endpoint, body []byte, attempt int) (res outcome, statu
 	h.Set("User-Agent", userAgent)
 	if attempt > 0 {
 		h.Set("Retry-Attempt", strconv.Itoa(attempt))
-	}
-	if ba := ep.cfg.BasicAuth; ba != nil {
-		req.SetBasicAuth(ba.Username, ba.Password)
 	}
 	resp, err := ep.client.Do(req)
 	if err != nil {

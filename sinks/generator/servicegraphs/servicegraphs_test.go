@@ -446,7 +446,7 @@ func TestTopologyInPrometheus(t *testing.T) {
 
 	one := func(q string) float64 {
 		t.Helper()
-		got := prom.QueryAt(t, q, now)
+		got := prom.QueryMap(t, q, now)
 		if len(got) != 1 {
 			t.Fatalf("%s: %v, want one series", q, got)
 		}
