@@ -121,6 +121,9 @@ func (g *Generator) Start(ctx context.Context) error {
 			g.skip[ten] = offs
 		}
 	}
+	if len(g.cfg.Storage.RemoteWrite) == 0 {
+		g.logger.Info("metrics-generator has no metrics_generator.storage.remote_write endpoint: the tenants' series are derived and not sent")
+	}
 	g.stop, g.done = make(chan struct{}), make(chan struct{})
 	go g.loop()
 	return nil

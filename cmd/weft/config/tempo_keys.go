@@ -12,10 +12,8 @@ var tempoKeys = []string{
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
 	"usage_report",
 	// metrics-generator (the keys weft reads are Config.MetricsGenerator's)
-	"metrics_generator.ring", "metrics_generator.processor.local_blocks", "metrics_generator.processor.span_metrics.dimension_mappings",
-	"metrics_generator.processor.span_metrics.span_multiplier_key", "metrics_generator.processor.service_graphs.workers",
-	"metrics_generator.processor.service_graphs.span_multiplier_key", "metrics_generator.registry.max_cardinality_per_label",
-	"metrics_generator.storage.wal", "metrics_generator.storage.remote_write_flush_deadline",
+	"metrics_generator.ring", "metrics_generator.processor.local_blocks", "metrics_generator.registry.max_cardinality_per_label",
+	"metrics_generator.storage.wal",
 	"metrics_generator.traces_storage", "metrics_generator.traces_query_storage", "metrics_generator.query_timeout",
 	"metrics_generator.override_ring_key", "metrics_generator.codec", "metrics_generator.disable_grpc",
 	"metrics_generator.assigned_partitions", "metrics_generator.instance_id", "metrics_generator.ingest_concurrency",
