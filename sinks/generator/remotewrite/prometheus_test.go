@@ -84,8 +84,13 @@ func TestPrometheusArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, _ := open(t, cfg)
-	if got := string(queue(t, s2, "team-a").LastCheckpoint()); got != "cp9" {
+	q2 := queue(t, s2, "team-a")
+	if got := string(q2.LastCheckpoint()); got != "cp9" {
 		t.Errorf("LastCheckpoint after a restart with an empty queue: %q, want cp9", got)
+	}
+	series, cp, err := q2.LastRequest()
+	if err != nil || string(cp) != "cp9" || len(series) != nSeries || series[3].Samples[0].Value != float64(k*4) {
+		t.Errorf("LastRequest after a restart: %d series, checkpoint %q, %v; want request 9", len(series), cp, err)
 	}
 }
 

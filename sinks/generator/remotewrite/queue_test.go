@@ -496,3 +496,60 @@ func TestParseRetryAfter(t *testing.T) {
 		t.Errorf("parseRetryAfter(an HTTP date 10s ahead) = %s", d)
 	}
 }
+
+// TestLastRequest: the newest request and its checkpoint can be read back,
+// queued or sent, before and after a restart, also when it was the first
+// one (sequence number 0).
+func TestLastRequest(t *testing.T) {
+	a := newRecorder(t)
+	cfg := testConfig(t, a.srv.URL)
+	s, _ := open(t, cfg)
+	q := queue(t, s, "t")
+	if series, cp, err := q.LastRequest(); series != nil || cp != nil || err != nil {
+		t.Fatalf("LastRequest of an empty queue: %v %q %v", series, cp, err)
+	}
+	ts0 := time.Now().Truncate(time.Second)
+	check := func(q *Queue, k int, what string) {
+		t.Helper()
+		series, cp, err := q.LastRequest()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if string(cp) != fmt.Sprint(k) || string(q.LastCheckpoint()) != fmt.Sprint(k) || len(series) != 4 {
+			t.Fatalf("%s: checkpoint %q (LastCheckpoint %q), %d series; want request %d", what, cp, q.LastCheckpoint(), len(series), k)
+		}
+		for i, ts := range series {
+			if ts.Samples[0].Value != float64((k+1)*(i+1)) || ts.Labels[1].Value != fmt.Sprint(i) {
+				t.Fatalf("%s: series %d = %v", what, i, ts)
+			}
+		}
+	}
+	enqueue(t, q, batch("rw_last_total", 4, 0, ts0), "0")
+	waitFor(t, 10*time.Second, "the request to be sent", func() bool { return drained(t, q) })
+	check(q, 0, "after the first request was sent")
+	closeNow(t, s)
+	s, _ = open(t, cfg)
+	q = queue(t, s, "t")
+	check(q, 0, "after a restart, the first request sent")
+
+	a.setStatus(func(*http.Request) (int, string) { return http.StatusServiceUnavailable, "down" })
+	enqueue(t, q, batch("rw_last_total", 4, 1, ts0), "1")
+	enqueue(t, q, batch("rw_last_total", 4, 2, ts0), "2")
+	check(q, 2, "two requests queued")
+	closeNow(t, s)
+	a.setStatus(nil)
+	s, _ = open(t, cfg)
+	q = queue(t, s, "t")
+	check(q, 2, "after a restart, two requests queued")
+	waitFor(t, 10*time.Second, "the requests to be sent", func() bool { return drained(t, q) })
+	check(q, 2, "after a restart, the requests sent")
+	enqueue(t, q, batch("rw_last_total", 4, 3, ts0), "3")
+	check(q, 3, "a third request")
+}
+
+func closeNow(t *testing.T, s *Storage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = s.Close(ctx)
+}
