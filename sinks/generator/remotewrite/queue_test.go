@@ -553,3 +553,18 @@ func closeNow(t *testing.T, s *Storage) {
 	defer cancel()
 	_ = s.Close(ctx)
 }
+
+func TestIsDuplicateError(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"out of order sample":                              true,
+		"duplicate sample for timestamp":                   true,
+		"err-mimir-sample-out-of-order: the sample has...": true,
+		"err-mimir-sample-duplicate-timestamp":             true,
+		"out of bounds":                                    false,
+		"invalid labels":                                   false,
+	} {
+		if got := isDuplicateError(msg); got != want {
+			t.Errorf("isDuplicateError(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
