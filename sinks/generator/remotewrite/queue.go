@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -65,15 +66,14 @@ func (q *Queue) SetHeaders(h map[string]string) error {
 }
 
 type entry struct {
-	seq        uint64
-	enqueued   time.Time
-	size       int64
-	samples    int
-	flags      uint32
-	checkpoint []byte
-	fromDisk   bool // read back by Open: it may have been delivered before
-	left       int  // endpoints that have not finished with it
-	removed    bool
+	seq      uint64
+	enqueued time.Time
+	size     int64
+	samples  int
+	flags    uint32
+	fromDisk bool // read back by Open: it may have been delivered before
+	left     int  // endpoints that have not finished with it
+	removed  bool
 }
 
 // Tenant is the queue's tenant.
@@ -117,7 +117,7 @@ func (q *Queue) load() error {
 		}
 		q.entries = append(q.entries, &entry{
 			seq: fseq, enqueued: h.enqueued, size: size, samples: h.samples, flags: h.flags,
-			checkpoint: h.checkpoint, fromDisk: true, left: len(q.s.eps),
+			fromDisk: true, left: len(q.s.eps),
 		})
 		q.bytes += size
 		if fseq >= q.nextSeq {
@@ -125,18 +125,8 @@ func (q *Queue) load() error {
 			q.lastCP = h.checkpoint
 		}
 	}
-	slices.SortFunc(q.entries, func(a, b *entry) int { return cmpU64(a.seq, b.seq) })
+	slices.SortFunc(q.entries, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // LastCheckpoint is the checkpoint of the newest request Enqueue wrote,
@@ -207,7 +197,7 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.nextSeq = seq + 1
 	q.entries = append(q.entries, &entry{
 		seq: seq, enqueued: h.enqueued, size: size, samples: samples, flags: h.flags,
-		checkpoint: slices.Clone(checkpoint), left: len(q.s.eps),
+		left: len(q.s.eps),
 	})
 	q.bytes += size
 	q.lastCP = slices.Clone(checkpoint)
@@ -279,7 +269,7 @@ func (s *Storage) anyExemplars() bool {
 }
 
 // removeLocked takes e out of the queue; the caller then deletes its file
-// (deleteFile or dropped), without q.mu.
+// (deleteFile), without q.mu.
 func (q *Queue) removeLocked(e *entry) *entry {
 	i := slices.Index(q.entries, e)
 	if i < 0 {
