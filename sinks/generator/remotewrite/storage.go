@@ -107,16 +107,18 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Storage,
 	}
 	if len(s.eps) > 0 {
 		if err := os.MkdirAll(cfg.Path, 0o755); err != nil {
+			s.cancel()
 			return nil, fmt.Errorf("cannot create the remote-write queue directory (path): %w", err)
 		}
 		lock, err := lockDir(cfg.Path)
 		if err != nil {
+			s.cancel()
 			return nil, err
 		}
 		s.lock = lock
 		des, err := os.ReadDir(cfg.Path)
 		if err != nil {
-			lock.Close()
+			s.closeNow()
 			return nil, fmt.Errorf("cannot read the remote-write queue directory (path): %w", err)
 		}
 		for _, de := range des {
