@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
+	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/tmpfstest"
+	"github.com/weftdb/weft/internal/yamlx"
 )
 
 // TestHeaders: every endpoint gets every request with the protocol's
@@ -566,5 +569,52 @@ func TestIsDuplicateError(t *testing.T) {
 		if got := isDuplicateError(msg); got != want {
 			t.Errorf("isDuplicateError(%q) = %v, want %v", msg, got, want)
 		}
+	}
+}
+
+// TestConfigYAML: the storage block decodes with Tempo's keys, strictly;
+// a remote_write item keeps remote_timeout's default when it leaves it out.
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+path: /tmp/x
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    headers: {X-A: b}
+    send_exemplars: true
+  - url: http://127.0.0.1:9091/api/v1/write
+    remote_timeout: 5s
+    basic_auth: {username: u, password: p}
+remote_write_add_org_id_header: false
+remote_write_flush_deadline: 30s
+max_queue_age: 2h
+max_queue_bytes: 1073741824
+`
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	if err := yamlx.Decode(&n, &cfg, yamlx.Options{Path: "metrics_generator.storage"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Path: "/tmp/x",
+		RemoteWrite: []Endpoint{
+			{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]string{"X-A": "b"}, SendExemplars: true, RemoteTimeout: 30 * time.Second},
+			{URL: "http://127.0.0.1:9091/api/v1/write", RemoteTimeout: 5 * time.Second, BasicAuth: &BasicAuth{Username: "u", Password: "p"}},
+		},
+		AddOrgIDHeader: false, FlushDeadline: 30 * time.Second, MaxQueueAge: 2 * time.Hour, MaxQueueBytes: 1 << 30,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("decoded %+v\nwant    %+v", cfg, want)
+	}
+	var bad yaml.Node
+	if err := yaml.Unmarshal([]byte("remote_write:\n  - url: http://x\n    remote_timout: 5s\n"), &bad); err != nil {
+		t.Fatal(err)
+	}
+	cfg = DefaultConfig()
+	err := yamlx.Decode(&bad, &cfg, yamlx.Options{Path: "metrics_generator.storage"})
+	if err == nil || !strings.Contains(err.Error(), "remote_timout") {
+		t.Fatalf("a misspelt key: %v, want an error naming it", err)
 	}
 }
