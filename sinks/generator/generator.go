@@ -216,7 +216,7 @@ func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
 	t := g.tenants[ten]
 	if t != nil && t.key == key {
 		t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
-		t.disabled = lim.MetricsGenerator.DisableCollection
+		t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 		return t, nil
 	}
 	if t != nil {
@@ -230,7 +230,7 @@ func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
 		return nil, err
 	}
 	t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
-	t.disabled = lim.MetricsGenerator.DisableCollection
+	t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 	g.tenants[ten] = t
 	g.m.tenants.Set(float64(len(g.tenants)))
 	return t, nil
@@ -278,14 +278,15 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 		t.close()
 	}
 	type out struct {
-		ten    string
-		series []prompb.TimeSeries
+		ten     string
+		headers map[string]string
+		series  []prompb.TimeSeries
 	}
 	var outs []out
 	for _, t := range tenants {
 		series := t.collect(start, registry.CollectOptions{Exemplars: g.exemplars})
 		if !t.disabled && len(series) > 0 {
-			outs = append(outs, out{t.name, series})
+			outs = append(outs, out{t.name, t.headers, series})
 		}
 	}
 	g.collect.Unlock()
@@ -297,6 +298,9 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 	var errs []error
 	for _, o := range outs {
 		q, err := g.storage.Queue(o.ten)
+		if err == nil {
+			err = q.SetHeaders(o.headers)
+		}
 		if err == nil {
 			err = q.Enqueue(ctx, o.series, cp)
 		}

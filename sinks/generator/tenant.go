@@ -32,6 +32,9 @@ type tenant struct {
 	reg      *registry.Registry
 	procs    []processor
 	disabled bool // overrides.*.metrics_generator.disable_collection
+	// headers are overrides.*.metrics_generator.remote_write_headers,
+	// given to the tenant's queue at each collection.
+	headers map[string]string
 }
 
 // tenantConfig is what a tenant's processors are built from.

@@ -101,7 +101,7 @@ var tempoKeys = []string{
 	"overrides.defaults.metrics_generator.generate_native_histograms", "overrides.defaults.metrics_generator.native_histogram_bucket_factor",
 	"overrides.defaults.metrics_generator.native_histogram_max_bucket_number", "overrides.defaults.metrics_generator.native_histogram_min_reset_duration",
 	"overrides.defaults.metrics_generator.trace_id_label_name", "overrides.defaults.metrics_generator.max_active_entities",
-	"overrides.defaults.metrics_generator.max_cardinality_per_label", "overrides.defaults.metrics_generator.remote_write_headers",
+	"overrides.defaults.metrics_generator.max_cardinality_per_label",
 	"overrides.defaults.metrics_generator.processor.local_blocks", "overrides.defaults.metrics_generator.processor.host_info",
 	"overrides.defaults.metrics_generator.processor.span_metrics.filter_policies", "overrides.defaults.metrics_generator.processor.span_metrics.dimension_mappings",
 	"overrides.defaults.metrics_generator.processor.span_metrics.target_info_excluded_dimensions", "overrides.defaults.metrics_generator.processor.span_metrics.enable_instance_label",

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is the `metrics_generator.storage` block: where the queues live
@@ -77,10 +79,21 @@ func DefaultConfig() Config {
 	}
 }
 
-// DefaultEndpoint is an endpoint's values before its own keys apply (the
-// lead's config loader decodes each remote_write item over it).
+// DefaultEndpoint is an endpoint's values before its own keys apply.
 func DefaultEndpoint() Endpoint {
 	return Endpoint{RemoteTimeout: DefaultRemoteTimeout}
+}
+
+// UnmarshalYAML decodes a remote_write item over DefaultEndpoint, so that
+// the keys it leaves out keep their defaults.
+func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
+	type plain Endpoint // without this method
+	p := plain(DefaultEndpoint())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*e = Endpoint(p)
+	return nil
 }
 
 // Validate checks the config; errors name the key, relative to the

@@ -70,6 +70,11 @@ func TestKill9(t *testing.T) {
 	if err != nil || cp < last {
 		t.Fatalf("LastCheckpoint %q after kill -9, want at least %d", q.LastCheckpoint(), last)
 	}
+	series, lcp, err := q.LastRequest()
+	if err != nil || string(lcp) != strconv.Itoa(cp) || len(series) != 100 ||
+		series[0].Samples[0].Timestamp != ts0.Add(time.Duration(cp)*time.Second).UnixMilli() {
+		t.Fatalf("LastRequest after kill -9: %d series, checkpoint %q, %v; want request %d", len(series), lcp, err, cp)
+	}
 	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	got := rec.requests()
 	t.Logf("the child reported request %d; %d requests on disk after the kill", last, cp+1)

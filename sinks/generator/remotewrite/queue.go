@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -28,17 +29,18 @@ type Queue struct {
 
 	wmu sync.Mutex // serializes Enqueue
 
-	mu        sync.Mutex
-	entries   []*entry // oldest first
-	bytes     int64
-	nextSeq   uint64
-	lastCP    []byte
-	cpFileSeq uint64   // sequence number in the checkpoint file
-	cursor    []uint64 // per endpoint: the next sequence number to send
-	wake      []chan struct{}
-	closing   bool
+	mu       sync.Mutex
+	entries  []*entry // oldest first
+	bytes    int64
+	nextSeq  uint64
+	lastCP   []byte
+	haveLast bool     // the file "last" exists
+	lastSeq  uint64   // its sequence number
+	cursor   []uint64 // per endpoint: the next sequence number to send
+	wake     []chan struct{}
+	closing  bool
 
-	cpMu sync.Mutex // serializes checkpoint file writes
+	lastMu sync.Mutex // serializes renames to "last"
 
 	headers atomic.Pointer[map[string]string] // the tenant's remote_write_headers
 }
@@ -64,15 +66,14 @@ func (q *Queue) SetHeaders(h map[string]string) error {
 }
 
 type entry struct {
-	seq        uint64
-	enqueued   time.Time
-	size       int64
-	samples    int
-	flags      uint32
-	checkpoint []byte
-	fromDisk   bool // read back by Open: it may have been delivered before
-	left       int  // endpoints that have not finished with it
-	removed    bool
+	seq      uint64
+	enqueued time.Time
+	size     int64
+	samples  int
+	flags    uint32
+	fromDisk bool // read back by Open: it may have been delivered before
+	left     int  // endpoints that have not finished with it
+	removed  bool
 }
 
 // Tenant is the queue's tenant.
@@ -87,16 +88,16 @@ func (q *Queue) load() error {
 	if err != nil {
 		return err
 	}
-	seq, cp, ok, err := readCheckpointFile(q.dir)
-	if err != nil {
-		q.s.logger.Warn("remote-write queue: ignoring a corrupt checkpoint file", "tenant", q.tenant, "err", err)
-	} else if ok {
-		q.lastCP, q.cpFileSeq, q.nextSeq = cp, seq, seq+1
+	if h, _, err := readHeader(filepath.Join(q.dir, lastFn)); err == nil {
+		q.lastCP, q.haveLast, q.lastSeq, q.nextSeq = h.checkpoint, true, h.seq, h.seq+1
+	} else if !errors.Is(err, os.ErrNotExist) {
+		q.s.logger.Warn("remote-write queue: ignoring the unreadable file of the last request", "tenant", q.tenant, "err", err)
+		os.Remove(filepath.Join(q.dir, lastFn))
 	}
 	for _, de := range des {
 		name := de.Name()
 		if strings.HasSuffix(name, tmpSuffix) {
-			os.Remove(filepath.Join(q.dir, name)) // an Enqueue or checkpoint write cut short
+			os.Remove(filepath.Join(q.dir, name)) // an Enqueue cut short
 			continue
 		}
 		fseq, ok := parseReqName(name)
@@ -116,7 +117,7 @@ func (q *Queue) load() error {
 		}
 		q.entries = append(q.entries, &entry{
 			seq: fseq, enqueued: h.enqueued, size: size, samples: h.samples, flags: h.flags,
-			checkpoint: h.checkpoint, fromDisk: true, left: len(q.s.eps),
+			fromDisk: true, left: len(q.s.eps),
 		})
 		q.bytes += size
 		if fseq >= q.nextSeq {
@@ -124,18 +125,8 @@ func (q *Queue) load() error {
 			q.lastCP = h.checkpoint
 		}
 	}
-	slices.SortFunc(q.entries, func(a, b *entry) int { return cmpU64(a.seq, b.seq) })
+	slices.SortFunc(q.entries, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // LastCheckpoint is the checkpoint of the newest request Enqueue wrote,
@@ -206,7 +197,7 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.nextSeq = seq + 1
 	q.entries = append(q.entries, &entry{
 		seq: seq, enqueued: h.enqueued, size: size, samples: samples, flags: h.flags,
-		checkpoint: slices.Clone(checkpoint), left: len(q.s.eps),
+		left: len(q.s.eps),
 	})
 	q.bytes += size
 	q.lastCP = slices.Clone(checkpoint)
@@ -278,7 +269,7 @@ func (s *Storage) anyExemplars() bool {
 }
 
 // removeLocked takes e out of the queue; the caller then deletes its file
-// (deleteFile or dropped), without q.mu.
+// (deleteFile), without q.mu.
 func (q *Queue) removeLocked(e *entry) *entry {
 	i := slices.Index(q.entries, e)
 	if i < 0 {
@@ -312,34 +303,85 @@ func (q *Queue) dropCorrupt(e *entry, err error) {
 	q.mu.Unlock()
 	if !removed {
 		q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
-		q.deleteFile(e)
+		os.Remove(filepath.Join(q.dir, reqName(e.seq))) // not kept as the last request
 		q.updateGauges(time.Now())
 	}
 }
 
 // deleteFile deletes a removed request's file. When it is the newest
-// request, its checkpoint goes to the checkpoint file first, so that
-// LastCheckpoint survives the queue running empty.
+// request, its file becomes "last" instead, so that LastCheckpoint and
+// LastRequest survive the queue running empty.
 func (q *Queue) deleteFile(e *entry) {
-	q.cpMu.Lock()
+	q.lastMu.Lock()
+	defer q.lastMu.Unlock()
+	path := filepath.Join(q.dir, reqName(e.seq))
 	q.mu.Lock()
-	newest := e.seq+1 == q.nextSeq && e.seq > q.cpFileSeq
+	newest := e.seq+1 == q.nextSeq && (!q.haveLast || e.seq > q.lastSeq)
 	q.mu.Unlock()
 	if newest {
-		if err := writeCheckpointFile(q.dir, e.seq, e.checkpoint); err != nil {
-			q.cpMu.Unlock()
-			// Keep the file: it still holds the checkpoint.
-			q.s.logger.Warn("remote-write queue: cannot write the checkpoint file; keeping the request file", "tenant", q.tenant, "err", err)
+		err := os.Rename(path, filepath.Join(q.dir, lastFn))
+		if err == nil {
+			err = syncDir(q.dir)
+		}
+		if err != nil {
+			q.s.logger.Warn("remote-write queue: cannot keep the file of the last request", "tenant", q.tenant, "err", err)
 			return
 		}
 		q.mu.Lock()
-		q.cpFileSeq = e.seq
+		q.haveLast, q.lastSeq = true, e.seq
 		q.mu.Unlock()
+		return
 	}
-	q.cpMu.Unlock()
-	if err := os.Remove(filepath.Join(q.dir, reqName(e.seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		q.s.logger.Warn("remote-write queue: cannot delete a request file", "tenant", q.tenant, "err", err)
 	}
+}
+
+// LastRequest decodes the newest request that Enqueue made durable, queued
+// or already sent (the newest is kept on disk), with its checkpoint, in
+// this process or before a restart. A generator that starts again can so
+// continue its counters from the values it last handed over, instead of
+// from zero (which Prometheus could not tell from no change). It returns
+// nil series and checkpoint when there is no such request (or no
+// remote_write endpoint); the exemplars may be left out.
+func (q *Queue) LastRequest() ([]prompb.TimeSeries, []byte, error) {
+	for range 10 {
+		q.mu.Lock()
+		var path string
+		switch {
+		case q.haveLast && q.lastSeq+1 == q.nextSeq:
+			path = filepath.Join(q.dir, lastFn)
+		case q.nextSeq > 0:
+			path = filepath.Join(q.dir, reqName(q.nextSeq-1)) // queued, or on its way to "last"
+		}
+		q.mu.Unlock()
+		if path == "" {
+			return nil, nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			time.Sleep(time.Millisecond) // it is becoming "last"
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		body, err := parseBody(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		cp := slices.Clone(b[reqHeaderLen : reqHeaderLen+int(binary.LittleEndian.Uint32(b[32:]))])
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot decode the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			return nil, nil, fmt.Errorf("cannot decode the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		return req.Timeseries, cp, nil
+	}
+	return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: its file is gone (dropped as corrupt)", q.tenant)
 }
 
 // dropOld drops the requests older than max_queue_age.
@@ -485,10 +527,12 @@ func stripExemplars(body []byte) ([]byte, error) {
 // caller's checkpoint, before it returns nil; the series may be reused
 // after it returns. LastCheckpoint is the checkpoint of the newest request
 // that Enqueue made durable, in this process or before a restart (nil
-// before the first). Both are safe for concurrent use.
+// before the first). LastRequest decodes that request (see
+// Queue.LastRequest). All are safe for concurrent use.
 type Appender interface {
 	Enqueue(ctx context.Context, series []prompb.TimeSeries, checkpoint []byte) error
 	LastCheckpoint() []byte
+	LastRequest() ([]prompb.TimeSeries, []byte, error)
 }
 
 var _ Appender = (*Queue)(nil)

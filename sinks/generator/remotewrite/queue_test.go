@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
+	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/tmpfstest"
+	"github.com/weftdb/weft/internal/yamlx"
 )
 
 // TestHeaders: every endpoint gets every request with the protocol's
@@ -494,5 +497,124 @@ func TestParseRetryAfter(t *testing.T) {
 	d := parseRetryAfter(time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat))
 	if d < 8*time.Second || d > 11*time.Second {
 		t.Errorf("parseRetryAfter(an HTTP date 10s ahead) = %s", d)
+	}
+}
+
+// TestLastRequest: the newest request and its checkpoint can be read back,
+// queued or sent, before and after a restart, also when it was the first
+// one (sequence number 0).
+func TestLastRequest(t *testing.T) {
+	a := newRecorder(t)
+	cfg := testConfig(t, a.srv.URL)
+	s, _ := open(t, cfg)
+	q := queue(t, s, "t")
+	if series, cp, err := q.LastRequest(); series != nil || cp != nil || err != nil {
+		t.Fatalf("LastRequest of an empty queue: %v %q %v", series, cp, err)
+	}
+	ts0 := time.Now().Truncate(time.Second)
+	check := func(q *Queue, k int, what string) {
+		t.Helper()
+		series, cp, err := q.LastRequest()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if string(cp) != fmt.Sprint(k) || string(q.LastCheckpoint()) != fmt.Sprint(k) || len(series) != 4 {
+			t.Fatalf("%s: checkpoint %q (LastCheckpoint %q), %d series; want request %d", what, cp, q.LastCheckpoint(), len(series), k)
+		}
+		for i, ts := range series {
+			if ts.Samples[0].Value != float64((k+1)*(i+1)) || ts.Labels[1].Value != fmt.Sprint(i) {
+				t.Fatalf("%s: series %d = %v", what, i, ts)
+			}
+		}
+	}
+	enqueue(t, q, batch("rw_last_total", 4, 0, ts0), "0")
+	waitFor(t, 10*time.Second, "the request to be sent", func() bool { return drained(t, q) })
+	check(q, 0, "after the first request was sent")
+	closeNow(t, s)
+	s, _ = open(t, cfg)
+	q = queue(t, s, "t")
+	check(q, 0, "after a restart, the first request sent")
+
+	a.setStatus(func(*http.Request) (int, string) { return http.StatusServiceUnavailable, "down" })
+	enqueue(t, q, batch("rw_last_total", 4, 1, ts0), "1")
+	enqueue(t, q, batch("rw_last_total", 4, 2, ts0), "2")
+	check(q, 2, "two requests queued")
+	closeNow(t, s)
+	a.setStatus(nil)
+	s, _ = open(t, cfg)
+	q = queue(t, s, "t")
+	check(q, 2, "after a restart, two requests queued")
+	waitFor(t, 10*time.Second, "the requests to be sent", func() bool { return drained(t, q) })
+	check(q, 2, "after a restart, the requests sent")
+	enqueue(t, q, batch("rw_last_total", 4, 3, ts0), "3")
+	check(q, 3, "a third request")
+}
+
+func closeNow(t *testing.T, s *Storage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = s.Close(ctx)
+}
+
+func TestIsDuplicateError(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"out of order sample":                              true,
+		"duplicate sample for timestamp":                   true,
+		"err-mimir-sample-out-of-order: the sample has...": true,
+		"err-mimir-sample-duplicate-timestamp":             true,
+		"out of bounds":                                    false,
+		"invalid labels":                                   false,
+	} {
+		if got := isDuplicateError(msg); got != want {
+			t.Errorf("isDuplicateError(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
+
+// TestConfigYAML: the storage block decodes with Tempo's keys, strictly;
+// a remote_write item keeps remote_timeout's default when it leaves it out.
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+path: /tmp/x
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    headers: {X-A: b}
+    send_exemplars: true
+  - url: http://127.0.0.1:9091/api/v1/write
+    remote_timeout: 5s
+    basic_auth: {username: u, password: p}
+remote_write_add_org_id_header: false
+remote_write_flush_deadline: 30s
+max_queue_age: 2h
+max_queue_bytes: 1073741824
+`
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	if err := yamlx.Decode(&n, &cfg, yamlx.Options{Path: "metrics_generator.storage"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Path: "/tmp/x",
+		RemoteWrite: []Endpoint{
+			{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]string{"X-A": "b"}, SendExemplars: true, RemoteTimeout: 30 * time.Second},
+			{URL: "http://127.0.0.1:9091/api/v1/write", RemoteTimeout: 5 * time.Second, BasicAuth: &BasicAuth{Username: "u", Password: "p"}},
+		},
+		AddOrgIDHeader: false, FlushDeadline: 30 * time.Second, MaxQueueAge: 2 * time.Hour, MaxQueueBytes: 1 << 30,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("decoded %+v\nwant    %+v", cfg, want)
+	}
+	var bad yaml.Node
+	if err := yaml.Unmarshal([]byte("remote_write:\n  - url: http://x\n    remote_timout: 5s\n"), &bad); err != nil {
+		t.Fatal(err)
+	}
+	cfg = DefaultConfig()
+	err := yamlx.Decode(&bad, &cfg, yamlx.Options{Path: "metrics_generator.storage"})
+	if err == nil || !strings.Contains(err.Error(), "remote_timout") {
+		t.Fatalf("a misspelt key: %v, want an error naming it", err)
 	}
 }

@@ -79,11 +79,13 @@ func (q *Queue) send(ep *endpoint, e *entry, body []byte) bool {
 	}
 }
 
-// isDuplicateError tells Prometheus's answer to samples it already has:
-// "out of order sample" or "duplicate sample for timestamp".
+// isDuplicateError tells the answer to samples the receiver already has:
+// Prometheus's "out of order sample" and "duplicate sample for timestamp",
+// Mimir's "out-of-order" and "duplicate timestamp" errors.
 func isDuplicateError(msg string) bool {
-	msg = strings.ToLower(msg)
-	return strings.Contains(msg, "out of order") || strings.Contains(msg, "duplicate sample")
+	msg = strings.ReplaceAll(strings.ToLower(msg), "-", " ")
+	return strings.Contains(msg, "out of order") || strings.Contains(msg, "duplicate sample") ||
+		strings.Contains(msg, "duplicate timestamp")
 }
 
 // post sends body once; for a refusal it returns the status and the start

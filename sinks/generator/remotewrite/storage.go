@@ -18,10 +18,11 @@
 // LastCheckpoint; at shutdown, Close with a ctx of remote_write_flush_deadline.
 //
 // Why not Prometheus's agent WAL and queue manager, as Tempo does: the WAL
-// watcher that feeds the queue manager starts reading at the time it
-// starts (tsdb/wlog/watcher.go sets its start time to time.Now() in
-// Start), so samples written to the WAL before a restart are never sent,
-// and samples must survive a restart of the generator here. So this
+// watcher that feeds the queue manager sends only samples with timestamps
+// after its own start (tsdb/wlog/watcher.go sets its start time to
+// time.Now() in Start and skips samples at or before it), so samples in the
+// WAL from before a restart are never sent, and samples must survive a
+// restart of the generator here. So this
 // package speaks Prometheus's remote-write protocol 1.0 (prompb, snappy,
 // the same headers as Prometheus) over net/http with its own small queue.
 // storage/remote's WriteClient would send the same bytes, but it pulls in
@@ -107,16 +108,18 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Storage,
 	}
 	if len(s.eps) > 0 {
 		if err := os.MkdirAll(cfg.Path, 0o755); err != nil {
+			s.cancel()
 			return nil, fmt.Errorf("cannot create the remote-write queue directory (path): %w", err)
 		}
 		lock, err := lockDir(cfg.Path)
 		if err != nil {
+			s.cancel()
 			return nil, err
 		}
 		s.lock = lock
 		des, err := os.ReadDir(cfg.Path)
 		if err != nil {
-			lock.Close()
+			s.closeNow()
 			return nil, fmt.Errorf("cannot read the remote-write queue directory (path): %w", err)
 		}
 		for _, de := range des {
