@@ -356,18 +356,34 @@ func (g *Generator) Shutdown(ctx context.Context) error {
 	}
 	close(g.stop)
 	<-g.done
+	// The processors first (the service graphs' waiting halves become
+	// edges or unpaired counts), then the last collection.
+	g.collect.Lock()
+	g.mu.Lock()
+	for _, t := range g.tenants {
+		t.shutdownProcessors()
+	}
+	g.mu.Unlock()
+	g.collect.Unlock()
 	err := g.collectOnce(ctx)
 	g.mu.Lock()
 	for _, t := range g.tenants {
-		t.close()
+		t.reg.Close()
 	}
 	for _, t := range g.retired {
 		t.close()
 	}
 	g.tenants, g.retired = map[string]*tenant{}, nil
 	g.mu.Unlock()
-	if cerr := g.storage.Close(ctx); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("cannot close the metrics-generator storage: %w", cerr))
+	// The queues send what they can within remote_write_flush_deadline
+	// (and the shutdown's own deadline); the rest is sent after the next
+	// start.
+	fctx, cancel := context.WithTimeout(ctx, g.cfg.Storage.FlushDeadline)
+	defer cancel()
+	if cerr := g.storage.Close(fctx); cerr != nil {
+		// What is left is on disk, sent after the next start: not a
+		// failed shutdown.
+		g.logger.Warn("metrics-generator stopped with series not yet sent", "err", cerr)
 	}
 	return err
 }

@@ -141,8 +141,15 @@ func (t *tenant) collect(now time.Time, opts registry.CollectOptions) []prompb.T
 
 // close stops the processors and lets the registry's own metrics go.
 func (t *tenant) close() {
+	t.shutdownProcessors()
+	t.reg.Close()
+}
+
+// shutdownProcessors stops the processors once: a processor with waiting
+// state (service graphs) counts it in the registry.
+func (t *tenant) shutdownProcessors() {
 	for _, p := range t.procs {
 		p.Shutdown()
 	}
-	t.reg.Close()
+	t.procs = nil
 }
