@@ -23,6 +23,9 @@ type Limits struct {
 	Global GlobalLimits `yaml:"global"`
 	// Compaction holds block retention, read by the backend jobs.
 	Compaction CompactionLimits `yaml:"compaction"`
+	// MetricsGenerator says which of the metrics-generator's processors
+	// run for the tenant, and bounds its series.
+	MetricsGenerator GeneratorLimits `yaml:"metrics_generator"`
 }
 
 // Strategies of IngestionLimits.RateStrategy.
@@ -80,6 +83,73 @@ type CompactionLimits struct {
 	CompactionDisabled bool `yaml:"compaction_disabled"`
 }
 
+// The processors of GeneratorLimits.Processors, by Tempo's names.
+const (
+	ProcessorSpanMetrics   = "span-metrics"
+	ProcessorServiceGraphs = "service-graphs"
+	ProcessorHostInfo      = "host-info"
+)
+
+// GeneratorLimits are overrides.*.metrics_generator: what the
+// metrics-generator derives from the tenant's spans. The processors'
+// settings not given here are those of metrics_generator.processor.
+type GeneratorLimits struct {
+	// Processors run for the tenant: span-metrics, service-graphs,
+	// host-info. None (the default) turns the generator off for it.
+	Processors []string `yaml:"processors"`
+	// MaxActiveSeries bounds the tenant's series; past it a new series is
+	// refused and its samples go to the metric's overflow series
+	// (metric_overflow="true"). 0 is no limit.
+	MaxActiveSeries int `yaml:"max_active_series"`
+	// DisableCollection keeps the series but sends nothing by remote write.
+	DisableCollection bool `yaml:"disable_collection"`
+	// RemoteWriteHeaders are added to the tenant's remote-write requests
+	// (an Authorization of its own, say); they win over the endpoints'.
+	RemoteWriteHeaders map[string]string `yaml:"remote_write_headers"`
+	// Processor overrides some settings of metrics_generator.processor
+	// for the tenant.
+	Processor GeneratorProcessorLimits `yaml:"processor"`
+}
+
+// GeneratorProcessorLimits are overrides.*.metrics_generator.processor.
+type GeneratorProcessorLimits struct {
+	SpanMetrics   SpanMetricsLimits   `yaml:"span_metrics"`
+	ServiceGraphs ServiceGraphsLimits `yaml:"service_graphs"`
+}
+
+// SpanMetricsLimits override metrics_generator.processor.span_metrics;
+// a key left out (nil) keeps the process's setting.
+type SpanMetricsLimits struct {
+	// Dimensions are the span or resource attributes added as labels.
+	Dimensions []string `yaml:"dimensions"`
+	// IntrinsicDimensions turn the intrinsic labels (service, span_name,
+	// span_kind, status_code, status_message) on or off.
+	IntrinsicDimensions map[string]bool `yaml:"intrinsic_dimensions"`
+	// HistogramBuckets are the latency histogram's buckets, in seconds.
+	HistogramBuckets []float64 `yaml:"histogram_buckets"`
+	// EnableTargetInfo adds traces_target_info.
+	EnableTargetInfo *bool `yaml:"enable_target_info"`
+}
+
+// ServiceGraphsLimits override metrics_generator.processor.service_graphs;
+// a key left out (nil) keeps the process's setting.
+type ServiceGraphsLimits struct {
+	// Dimensions are the span or resource attributes added as labels.
+	Dimensions []string `yaml:"dimensions"`
+	// PeerAttributes name an uninstrumented server (virtual node).
+	PeerAttributes []string `yaml:"peer_attributes"`
+	// HistogramBuckets are the latency histograms' buckets, in seconds.
+	HistogramBuckets []float64 `yaml:"histogram_buckets"`
+	// EnableClientServerPrefix prefixes dimension labels with client_ and
+	// server_.
+	EnableClientServerPrefix *bool `yaml:"enable_client_server_prefix"`
+	// EnableMessagingSystemLatencyHistogram adds
+	// traces_service_graph_request_messaging_system_seconds.
+	EnableMessagingSystemLatencyHistogram *bool `yaml:"enable_messaging_system_latency_histogram"`
+	// EnableVirtualNodeLabel labels virtual-node edges.
+	EnableVirtualNodeLabel *bool `yaml:"enable_virtual_node_label"`
+}
+
 // DefaultLimits are Tempo's defaults: 30 MB/s with a 30 MB burst, 10,000
 // live traces, tag answers cut at 1 MB, traces up to 5 MB.
 func DefaultLimits() Limits {
@@ -118,6 +188,31 @@ func (l *Limits) Validate() error {
 		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
 	}
 	nonNegative("global.max_bytes_per_trace", l.Global.MaxBytesPerTrace)
+	for _, p := range l.MetricsGenerator.Processors {
+		switch p {
+		case ProcessorSpanMetrics, ProcessorServiceGraphs, ProcessorHostInfo:
+		default:
+			errs = append(errs, fmt.Errorf("metrics_generator.processors: unknown processor %q (known: %s, %s, %s)", p, ProcessorSpanMetrics, ProcessorServiceGraphs, ProcessorHostInfo))
+		}
+	}
+	nonNegative("metrics_generator.max_active_series", l.MetricsGenerator.MaxActiveSeries)
+	increasing := func(key string, b []float64) {
+		for i := 1; i < len(b); i++ {
+			if b[i] <= b[i-1] {
+				errs = append(errs, fmt.Errorf("%s: buckets must increase, got %v", key, b))
+				return
+			}
+		}
+	}
+	increasing("metrics_generator.processor.span_metrics.histogram_buckets", l.MetricsGenerator.Processor.SpanMetrics.HistogramBuckets)
+	increasing("metrics_generator.processor.service_graphs.histogram_buckets", l.MetricsGenerator.Processor.ServiceGraphs.HistogramBuckets)
+	for k := range l.MetricsGenerator.Processor.SpanMetrics.IntrinsicDimensions {
+		switch k {
+		case "service", "span_name", "span_kind", "status_code", "status_message":
+		default:
+			errs = append(errs, fmt.Errorf("metrics_generator.processor.span_metrics.intrinsic_dimensions: unknown dimension %q (known: service, span_name, span_kind, status_code, status_message)", k))
+		}
+	}
 	if l.Compaction.BlockRetention < 0 {
 		errs = append(errs, fmt.Errorf("compaction.block_retention: must not be negative, got %s", l.Compaction.BlockRetention))
 	}

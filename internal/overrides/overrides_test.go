@@ -68,6 +68,10 @@ func TestParseErrors(t *testing.T) {
 		{"unsupported strategy", "overrides:\n  a:\n    ingestion:\n      rate_strategy: global\n", `rate_strategy: "global" is not supported`},
 		{"duplicate tenant", "overrides:\n  a: {}\n  a: {}\n", `rt.yaml:3: overrides.a: duplicate tenant`},
 		{"not YAML", "overrides: [", `cannot parse YAML`},
+		{"unknown processor", "overrides:\n  a:\n    metrics_generator:\n      processors: [span-metrics, spanmetrics]\n", `metrics_generator.processors: unknown processor "spanmetrics"`},
+		{"negative series limit", "overrides:\n  a:\n    metrics_generator:\n      max_active_series: -1\n", `metrics_generator.max_active_series: must not be negative`},
+		{"buckets out of order", "overrides:\n  a:\n    metrics_generator:\n      processor:\n        span_metrics:\n          histogram_buckets: [1, 0.5]\n", `span_metrics.histogram_buckets: buckets must increase`},
+		{"unknown intrinsic dimension", "overrides:\n  a:\n    metrics_generator:\n      processor:\n        span_metrics:\n          intrinsic_dimensions: {kind: true}\n", `unknown dimension "kind"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +80,10 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+	m, _, err := Parse("rt.yaml", []byte("overrides:\n  a:\n    metrics_generator:\n      processors: [service-graphs]\n      max_active_series: 10\n      processor:\n        span_metrics:\n          dimensions: [http.method]\n          enable_target_info: true\n"), DefaultLimits(), nil)
+	if g := m["a"].MetricsGenerator; err != nil || len(g.Processors) != 1 || g.MaxActiveSeries != 10 || len(g.Processor.SpanMetrics.Dimensions) != 1 || g.Processor.SpanMetrics.EnableTargetInfo == nil || !*g.Processor.SpanMetrics.EnableTargetInfo {
+		t.Fatalf("metrics_generator overrides: %+v, %v", m["a"], err)
 	}
 	if m, _, err := Parse("rt.yaml", []byte("# nothing yet\n"), DefaultLimits(), nil); err != nil || len(m) != 0 {
 		t.Fatalf("empty file: %v, %v", m, err)

@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/query/traceql"
 	"github.com/weftdb/weft/sinks/blockbuilder"
+	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -83,7 +84,7 @@ func (a *App) graph() *modules.Graph {
 	g.Add(modules.Module{Name: modPipeline, Deps: []string{modMembership, modHTTPServer, modGRPCServer, modObjectStore, modBlockList, modOverrides, modMemoryLimiter}, Init: a.initPipeline,
 		Description: "the write path of pipelines/: the nodes of this process's components, over gochannel in process and Kafka between processes"})
 
-	g.Add(modules.Module{Name: TargetAll, Target: true, Deps: []string{"distributor", "live-store", "block-builder", "querier", "query-frontend", modBackendScheduler, modBackendWorker},
+	g.Add(modules.Module{Name: TargetAll, Target: true, Deps: []string{"distributor", "live-store", "block-builder", "metrics-generator", "querier", "query-frontend", modBackendScheduler, modBackendWorker},
 		Description: "every component in one process (monolithic mode, no Kafka)"})
 	g.Add(modules.Module{Name: "distributor", Target: true, Deps: []string{modPipeline, modMembership}, Init: a.initComponent,
 		Description: "OTLP ingest (gRPC, HTTP), validation, per-tenant limits, sharding by trace ID; publishes the spans to the live-stores and block-builders"})
@@ -91,6 +92,8 @@ func (a *App) graph() *modules.Graph {
 		Description: "the recent traces in memory, queryable over gRPC; consumes its Kafka partitions and replays them on start"})
 	g.Add(modules.Module{Name: "block-builder", Target: true, Deps: []string{modPipeline, modMembership}, Init: a.initComponent,
 		Description: "writes the spans as Parquet blocks to object storage (WAL until uploaded); commits Kafka offsets only after the upload"})
+	g.Add(modules.Module{Name: "metrics-generator", Target: true, Deps: []string{modPipeline, modMembership, modOverrides}, Init: a.initComponent,
+		Description: "derives span metrics and service graphs from the spans (the tenants' overrides.*.metrics_generator.processors) and sends them by Prometheus remote write"})
 	g.Add(modules.Module{Name: "querier", Target: true, Deps: []string{modQueryAPI, modMembership, modGRPCServer}, Init: a.initQuerier,
 		Description: "runs search jobs over the blocks and the live-stores, for the query-frontends (gRPC)"})
 	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership}, Init: a.initQueryFrontend,
@@ -340,6 +343,7 @@ func (a *App) initPipeline() (modules.Service, error) {
 		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
+		generator.NewFactory(cfg.MetricsGenerator, a.limits),
 		blockbuilder.NewFactory(cfg.BlockBuilder, a.bucket, blockbuilder.Hooks{
 			OnBlock: a.blocks.Add,
 			OnSafe:  a.stores.SetSafeBefore,

@@ -32,6 +32,7 @@ import (
 	"github.com/weftdb/weft/query/frontend"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/sinks/blockbuilder"
+	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -52,6 +53,10 @@ type Config struct {
 	LiveStore livestore.Config `yaml:"live_store"`
 	// BlockBuilder configures how spans become blocks in object storage.
 	BlockBuilder blockbuilder.Config `yaml:"block_builder"`
+	// MetricsGenerator configures the series derived from the spans and
+	// where they are sent; which processors run is per tenant
+	// (overrides.*.metrics_generator).
+	MetricsGenerator generator.Config `yaml:"metrics_generator"`
 	// QueryFrontend configures search: limits, defaults and job cutting.
 	QueryFrontend frontend.Config `yaml:"query_frontend"`
 	// Querier configures how queries are run.
@@ -216,6 +221,7 @@ func Default() Config {
 		},
 		LiveStore:        livestore.DefaultConfig(),
 		BlockBuilder:     blockbuilder.DefaultConfig(),
+		MetricsGenerator: generator.DefaultConfig(),
 		QueryFrontend:    frontend.DefaultConfig(),
 		Ingest:           IngestConfig{Kafka: kafka.DefaultConfig()},
 		Memberlist:       membership.DefaultConfig(),
