@@ -55,32 +55,6 @@ func yamlList(fs []float64) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
-// increases reads the raw samples of every series of the prefixes over the
-// last 10 minutes and sums each one's increase, resets included (a
-// restarted generator starts its counters at 0).
-func increases(ctx context.Context, prom *promtest.Server, prefixes ...string) (map[string]float64, error) {
-	got := map[string]float64{}
-	for _, p := range prefixes {
-		series, err := prom.Series(ctx, `{__name__=~"`+p+`.*"}`, 10*time.Minute)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range series {
-			l := map[string]string{}
-			for k, v := range s.Metric {
-				l[k] = v
-			}
-			name := l["__name__"]
-			delete(l, "__name__")
-			if strings.HasSuffix(name, "_sum") {
-				continue
-			}
-			got[gentopo.Key(name, l)] += s.Increase(true)
-		}
-	}
-	return got, nil
-}
-
 // TestGeneratorMicroservices runs the generator as its own process reading
 // the distributor's Kafka topic: the series in Prometheus equal what the
 // pushed spans give. Then the generator is killed (SIGKILL) twice while
@@ -133,7 +107,7 @@ func TestGeneratorMicroservices(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		var diffs []string
 		for time.Now().Before(deadline) {
-			got, err := increases(ctx, prom, prefixes...)
+			got, err := gentopo.Increases(ctx, prom, prefixes...)
 			if err != nil {
 				diffs = []string{err.Error()}
 			} else if diffs = cmp(w, got); len(diffs) == 0 {

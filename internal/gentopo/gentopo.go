@@ -37,6 +37,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	collpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftdb/weft/internal/promtest"
 )
 
 // Services of the topology.
@@ -402,4 +404,50 @@ func Compare(want Expectations, got map[string]float64, max int) []string {
 		diffs = append(diffs[:max], fmt.Sprintf("and %d more", len(diffs)-max))
 	}
 	return diffs
+}
+
+// Latest reads the newest value of every series whose name starts with
+// one of prefixes, keyed as Key does (without __name__ among the labels).
+func Latest(ctx context.Context, prom *promtest.Server, prefixes ...string) (map[string]float64, error) {
+	got := map[string]float64{}
+	for _, p := range prefixes {
+		samples, err := prom.Query(ctx, `{__name__=~"`+p+`.*"}`)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range samples {
+			name, l := splitName(s.Metric)
+			got[Key(name, l)] = s.Value
+		}
+	}
+	return got, nil
+}
+
+// Increases reads the raw samples of the last 10 minutes of every series
+// whose name starts with one of prefixes (but _sum series) and gives each
+// one's exact increase, resets included (a restarted generator starts its
+// counters at 0), keyed as Key does.
+func Increases(ctx context.Context, prom *promtest.Server, prefixes ...string) (map[string]float64, error) {
+	got := map[string]float64{}
+	for _, p := range prefixes {
+		series, err := prom.Series(ctx, `{__name__=~"`+p+`.*"}`, 10*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range series {
+			name, l := splitName(s.Metric)
+			if !strings.HasSuffix(name, "_sum") {
+				got[Key(name, l)] += s.Increase(true)
+			}
+		}
+	}
+	return got, nil
+}
+
+// splitName returns a series' __name__ and its other labels.
+func splitName(metric map[string]string) (string, map[string]string) {
+	l := maps.Clone(metric)
+	name := l["__name__"]
+	delete(l, "__name__")
+	return name, l
 }

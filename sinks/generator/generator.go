@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/weftdb/weft/internal/overrides"
+	"github.com/weftdb/weft/internal/periodic"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/sinks/generator/registry"
 	"github.com/weftdb/weft/sinks/generator/remotewrite"
@@ -73,8 +74,7 @@ type Generator struct {
 	storage   *remotewrite.Storage
 	batches   sync.Pool
 
-	stop chan struct{}
-	done chan struct{}
+	loop *periodic.Loop // the collections, every registry.collection_interval
 }
 
 // New returns a generator; Start opens its storage.
@@ -124,8 +124,11 @@ func (g *Generator) Start(ctx context.Context) error {
 	if len(g.cfg.Storage.RemoteWrite) == 0 {
 		g.logger.Info("metrics-generator has no metrics_generator.storage.remote_write endpoint: the tenants' series are derived and not sent")
 	}
-	g.stop, g.done = make(chan struct{}), make(chan struct{})
-	go g.loop()
+	g.loop = periodic.Start(g.cfg.Registry.CollectionInterval, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Registry.CollectionInterval)
+		defer cancel()
+		_ = g.collectOnce(ctx) // counted and logged inside
+	})
 	return nil
 }
 
@@ -247,22 +250,6 @@ func (g *Generator) dropTenant(ten string) {
 	}
 }
 
-func (g *Generator) loop() {
-	defer close(g.done)
-	tick := time.NewTicker(g.cfg.Registry.CollectionInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-g.stop:
-			return
-		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Registry.CollectionInterval)
-			_ = g.collectOnce(ctx) // counted and logged inside
-			cancel()
-		}
-	}
-}
-
 // collectOnce collects every tenant's series, queues them, and commits the
 // offsets they cover once all are queued.
 func (g *Generator) collectOnce(ctx context.Context) error {
@@ -351,11 +338,12 @@ func (g *Generator) revoke(partitions []int32) {
 // Shutdown stops the collection loop, runs a last collection, and closes
 // the storage, which sends what it can within ctx.
 func (g *Generator) Shutdown(ctx context.Context) error {
-	if g.stop == nil {
-		return nil
+	if g.storage == nil {
+		return nil // not started
 	}
-	close(g.stop)
-	<-g.done
+	if err := g.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("cannot stop the metrics-generator's collections: %w", err)
+	}
 	// The processors first (the service graphs' waiting halves become
 	// edges or unpaired counts), then the last collection.
 	g.collect.Lock()

@@ -53,31 +53,6 @@ func generatorConfig(t *testing.T, prom *promtest.Server, processors ...string) 
 	}
 }
 
-// scrape reads every series of the given metric name prefixes from prom,
-// keyed as gentopo.Key does, without __name__ and the labels in drop.
-func scrape(ctx context.Context, prom *promtest.Server, prefixes []string, drop ...string) (map[string]float64, error) {
-	got := map[string]float64{}
-	for _, p := range prefixes {
-		samples, err := prom.Query(ctx, `{__name__=~"`+p+`.*"}`)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range samples {
-			l := map[string]string{}
-			for k, v := range s.Metric {
-				l[k] = v
-			}
-			name := l["__name__"]
-			delete(l, "__name__")
-			for _, d := range drop {
-				delete(l, d)
-			}
-			got[gentopo.Key(name, l)] = s.Value
-		}
-	}
-	return got, nil
-}
-
 // waitSeries polls prom until the series of prefixes equal want, or fails
 // the test after timeout with the differences.
 func waitSeries(t *testing.T, prom *promtest.Server, want gentopo.Expectations, prefixes []string, timeout time.Duration) {
@@ -86,7 +61,7 @@ func waitSeries(t *testing.T, prom *promtest.Server, want gentopo.Expectations, 
 	var diffs []string
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		got, err := scrape(ctx, prom, prefixes)
+		got, err := gentopo.Latest(ctx, prom, prefixes...)
 		cancel()
 		if err == nil {
 			if diffs = gentopo.Compare(want, got, 20); len(diffs) == 0 {

@@ -420,21 +420,10 @@ func (p *Processor) unlink(e *edge) {
 }
 
 func (p *Processor) multiplier(s *spanview.Span) float64 {
-	key := p.cfg.SpanMultiplierKey
-	if key == "" {
+	if p.cfg.SpanMultiplierKey == "" {
 		return 1
 	}
-	if raw, ok := s.Lookup(key); ok {
-		if r := spanview.Double(raw); r > 0 {
-			return 1 / r
-		}
-	}
-	if raw, ok := s.Resource.Lookup(key); ok {
-		if r := spanview.Double(raw); r > 0 {
-			return 1 / r
-		}
-	}
-	return 1
+	return s.Multiplier(p.cfg.SpanMultiplierKey)
 }
 
 // attr is an attribute's label value, resource first then span; ok when

@@ -355,7 +355,7 @@ func (p *Processor) observe(sc *scratch, s *spanview.Span, job, instance string,
 	}
 	mult := 1.0
 	if p.cfg.SpanMultiplierKey != "" {
-		mult = multiplier(s, p.cfg.SpanMultiplierKey)
+		mult = s.Multiplier(p.cfg.SpanMultiplierKey)
 	}
 	ls := p.reg.LabelSet(p.names, v)
 	p.calls.Add(ls, mult, now)
@@ -377,22 +377,6 @@ func lookupLabel(s *spanview.Span, key string, buf []byte) (string, []byte) {
 	start := len(buf)
 	buf = spanview.AppendLabel(buf, raw)
 	return spanview.UnsafeString(buf[start:]), buf
-}
-
-// multiplier is 1/ratio for a double attribute key > 0 (span first, then
-// resource), else 1.
-func multiplier(s *spanview.Span, key string) float64 {
-	if raw, ok := s.Lookup(key); ok {
-		if r := spanview.Double(raw); r > 0 {
-			return 1 / r
-		}
-	}
-	if raw, ok := s.Resource.Lookup(key); ok {
-		if r := spanview.Double(raw); r > 0 {
-			return 1 / r
-		}
-	}
-	return 1
 }
 
 // setTargetInfo sets traces_target_info for a resource: its attributes

@@ -87,6 +87,23 @@ func (s *Span) DurationSeconds() float64 {
 	return float64(s.End-s.Start) / 1e9
 }
 
+// Multiplier is the span's weight by a sampling ratio: 1/r for the first
+// double attribute key > 0, the span's then its resource's (Tempo's
+// span_multiplier_key), else 1.
+func (s *Span) Multiplier(key string) float64 {
+	if raw, ok := s.Lookup(key); ok {
+		if r := Double(raw); r > 0 {
+			return 1 / r
+		}
+	}
+	if raw, ok := s.Resource.Lookup(key); ok {
+		if r := Double(raw); r > 0 {
+			return 1 / r
+		}
+	}
+	return 1
+}
+
 func lookup(attrs []Attr, key string) ([]byte, bool) {
 	for i := range attrs {
 		if string(attrs[i].Key) == key {
