@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/weftdb/weft/internal/gentopo"
 	"github.com/weftdb/weft/internal/promtest"
+	"github.com/weftdb/weft/internal/testlong"
 )
 
 type gentopoSpans = []tracetest.SpanStub
@@ -166,4 +168,95 @@ func TestGeneratorMicroservices(t *testing.T) {
 	if code := gen.stop(t, os.Interrupt); code != 0 {
 		t.Fatalf("generator exited %d", code)
 	}
+}
+
+// TestGeneratorKillLong kills the generator (SIGKILL) three times, 15s
+// apart, under a steady load over Kafka, starting it again at once: every
+// span-metrics series, read as its increase over the resets, equals what
+// the pushed spans give, and no service-graph edge counts more calls than
+// were made.
+func TestGeneratorKillLong(t *testing.T) {
+	testlong.Skip(t)
+	prom := promtest.Start(t)
+	broker := startDevKafka(t)
+	data := t.TempDir()
+	dps, gps := newPorts(t), newPorts(t)
+	dcfg := writeFile(t, "distributor.yaml", kafkaConfig(dps, data, broker))
+	gcfg := writeFile(t, "generator.yaml", kafkaConfig(gps, data, broker)+generatorYAML(prom, t.TempDir()))
+	gen := startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
+	gen.waitReady(t, loopback(gps.http))
+	dist := startWeft(t, nil, "-config.file="+dcfg, "-target=distributor")
+	dist.waitReady(t, loopback(dps.http))
+	rec, err := gentopo.NewRecorder(loopback(dps.otlpHTTP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+
+	var mu sync.Mutex
+	var spans gentopoSpans
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // 5 iterations (40 spans) every 200ms
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s, err := gentopo.Push(ctx, rec.Addr(), nil, 5, time.Now())
+			cancel()
+			if err != nil {
+				t.Errorf("push: %v", err)
+				return
+			}
+			mu.Lock()
+			spans = append(spans, s...)
+			mu.Unlock()
+		}
+	}()
+	for kill := range 3 {
+		time.Sleep(15 * time.Second)
+		if err := gen.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-gen.done
+		gen = startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
+		gen.waitReady(t, loopback(gps.http))
+		t.Logf("kill %d: the generator started again", kill+1)
+	}
+	time.Sleep(10 * time.Second)
+	close(stop)
+	<-done
+
+	want := gentopo.SpanMetrics(spans, genSpanBuckets, rec.Sizes())
+	graph := gentopo.ServiceGraph(spans, genGraphBuckets)
+	deadline := time.Now().Add(90 * time.Second)
+	var diffs []string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		got, err := gentopo.Increases(ctx, prom, "traces_spanmetrics_calls", "traces_spanmetrics_latency", "traces_spanmetrics_size", "traces_service_graph_request_total")
+		cancel()
+		if err != nil {
+			diffs = []string{err.Error()}
+			time.Sleep(time.Second)
+			continue
+		}
+		diffs = nil
+		for k, v := range got {
+			if strings.HasPrefix(k, "traces_service_graph_request_total") {
+				if v > graph[k] {
+					diffs = append(diffs, fmt.Sprintf("%s = %g, more than the %g calls pushed", k, v, graph[k]))
+				}
+				delete(got, k)
+			}
+		}
+		if diffs = append(diffs, gentopo.Compare(want, got, 20)...); len(diffs) == 0 {
+			t.Logf("%d spans pushed over 55s with 3 kills of the generator: %d span-metrics series, each as the spans give it", len(spans), len(want))
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("after 3 kills, the series in Prometheus differ from the spans pushed:\n%s", strings.Join(diffs, "\n"))
 }
