@@ -278,12 +278,31 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 	}
 	g.collect.Unlock()
 
-	var cp []byte
+	// Each tenant's checkpoint: the offsets this collection covers, over
+	// those of its earlier checkpoint for the partitions not read since
+	// the start (a crash between a queued collection and its commit
+	// leaves them to skip).
+	checkpoints := map[string]map[int32]int64{}
 	if g.committer != nil {
-		cp, _ = json.Marshal(offsets) // a map of numbers always encodes
+		g.mu.Lock()
+		for _, o := range outs {
+			cp := maps.Clone(g.skip[o.ten])
+			if cp == nil {
+				cp = map[int32]int64{}
+			}
+			for p, off := range offsets {
+				cp[p] = max(cp[p], off)
+			}
+			checkpoints[o.ten] = cp
+		}
+		g.mu.Unlock()
 	}
 	var errs []error
 	for _, o := range outs {
+		var cp []byte
+		if g.committer != nil {
+			cp, _ = json.Marshal(checkpoints[o.ten]) // a map of numbers always encodes
+		}
 		q, err := g.storage.Queue(o.ten)
 		if err == nil {
 			err = q.SetHeaders(o.headers)
@@ -309,7 +328,7 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 	if g.committer != nil {
 		g.mu.Lock()
 		for _, o := range outs {
-			g.skip[o.ten] = offsets // its queued checkpoint now
+			g.skip[o.ten] = checkpoints[o.ten] // its queued checkpoint now
 		}
 		g.mu.Unlock()
 		for p, off := range offsets {
