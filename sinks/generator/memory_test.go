@@ -26,7 +26,7 @@ import (
 // memLimits gives every tenant the same overrides.
 type memLimits struct{ l overrides.Limits }
 
-func (m memLimits) For(string) *overrides.Limits { return &m.l }
+func (m *memLimits) For(string) *overrides.Limits { return &m.l }
 
 // BenchmarkActiveSeriesMemory measures the memory of the metrics-generator
 // holding 100,000 active series (as weft_metrics_generator_registry_active_series
@@ -80,7 +80,7 @@ func BenchmarkActiveSeriesMemory(b *testing.B) {
 		cfg.Registry.ExternalLabels = map[string]string{"bench_iteration": strconv.Itoa(i)}
 		cfg.Storage.Path = b.TempDir()
 		cfg.Storage.RemoteWrite = []remotewrite.Endpoint{{URL: prom.WriteURL(), RemoteTimeout: 10 * time.Second}}
-		lim := memLimits{overrides.DefaultLimits()}
+		lim := &memLimits{overrides.DefaultLimits()}
 		lim.l.MetricsGenerator.Processors = []string{overrides.ProcessorSpanMetrics, overrides.ProcessorServiceGraphs}
 		g := New(pipelines.Settings{Logger: logger, Metrics: prometheus.NewRegistry()}, cfg, lim)
 		if err := g.Start(context.Background()); err != nil {

@@ -32,6 +32,8 @@ type tenant struct {
 	reg      *registry.Registry
 	procs    []processor
 	disabled bool // overrides.*.metrics_generator.disable_collection
+	// lim are the limits key and disabled were last read from (g.mu).
+	lim *overrides.Limits
 }
 
 // tenantConfig is what a tenant's processors are built from.
