@@ -34,7 +34,11 @@ test: lint tools
 	$(GO) test -count=1 -timeout 15m ./...
 
 ## tools: install the MinIO server the S3 tests run against, only when missing
-## (WEFT_MINIO_BIN, else $(go env GOBIN) or $(go env GOPATH)/bin); the build takes ~5-8 min on 2 cores
+## (WEFT_MINIO_BIN, else $(go env GOBIN) or $(go env GOPATH)/bin); the build takes ~5-8 min on 2 cores;
+## and the Prometheus server the metrics-generator tests remote-write to, only when missing
+## (WEFT_PROMETHEUS_BIN, else prometheus on PATH): Debian's prometheus package, installed with
+## apt-get when root. The package may start its own daemon on :9090; the tests never use it
+## (each starts its own server on a free loopback port).
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 tools:
 	@if [ -n "$$WEFT_MINIO_BIN" ]; then bin="$$WEFT_MINIO_BIN"; \
@@ -43,6 +47,18 @@ tools:
 	if [ -n "$$WEFT_MINIO_BIN" ]; then echo "WEFT_MINIO_BIN=$$WEFT_MINIO_BIN is not an executable file"; exit 1; fi; \
 	echo "installing github.com/minio/minio@$(MINIO_VERSION) into $$bin (about 5-8 minutes on 2 cores)"; \
 	$(GO) install github.com/minio/minio@$(MINIO_VERSION)
+	@if [ -n "$$WEFT_PROMETHEUS_BIN" ]; then \
+		if [ -x "$$WEFT_PROMETHEUS_BIN" ]; then exit 0; fi; \
+		echo "WEFT_PROMETHEUS_BIN=$$WEFT_PROMETHEUS_BIN is not an executable file"; exit 1; \
+	fi; \
+	if command -v prometheus >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "prometheus is missing and installing it needs root: run 'sudo apt-get update && sudo apt-get install -y prometheus' (Debian's package), or set WEFT_PROMETHEUS_BIN"; exit 1; \
+	fi; \
+	echo "installing Debian's prometheus package (apt-get)"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus && \
+	command -v prometheus >/dev/null
 
 ## test-long: slow soak, stress and fault tests, then every fuzz target for FUZZTIME each
 ## (the TraceQL parser, OTLP protobuf via the distributor, OTLP/HTTP with JSON and gzip,

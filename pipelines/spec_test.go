@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/sinks/blockbuilder"
+	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
@@ -26,6 +27,7 @@ func registry(t testing.TB) pipelines.Registry {
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),
 		blockbuilder.NewFactory(blockbuilder.DefaultConfig(), bkt, blockbuilder.Hooks{}),
+		generator.NewFactory(generator.DefaultConfig(), nil),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func TestCompileErrors(t *testing.T) {
     kind: nope
     target: distributor
     from: [otlp]
-`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: block_builder, distributor, drop_spans, live_store, otlp)"}},
+`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: block_builder, distributor, drop_spans, live_store, metrics_generator, otlp)"}},
 		{"unknown config field", `nodes:
   otlp:
     kind: otlp

@@ -75,6 +75,7 @@ config querier        3201 9096 7947;      start querier querier
 config live-store-1   3202 9097 7948;      start live-store-1 live-store
 config live-store-2   3203 9098 7949;      start live-store-2 live-store
 config block-builder  3204 9099 7950;      start block-builder block-builder
+config metrics-generator 3230 9130 7980;   start metrics-generator metrics-generator
 config backend-scheduler 3206 9101 7952;   start backend-scheduler backend-scheduler
 for ((w=0; w<${BACKEND_WORKERS:-1}; w++)); do # ports 3207+w, 9102+w, 7953+w
 	name=backend-worker-$((w+1))

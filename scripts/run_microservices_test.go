@@ -66,16 +66,16 @@ func TestRunMicroservicesStopsOnSIGINT(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 
-	// Wait for the broker and the eight components.
+	// Wait for the broker and the nine components.
 	var pids []int
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		pids = readPIDs(t, pidFile)
-		if len(pids) == 9 {
+		if len(pids) == 10 {
 			break
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Fatalf("%d of 9 processes started; log:\n%s", len(pids), log)
+			t.Fatalf("%d of 10 processes started; log:\n%s", len(pids), log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

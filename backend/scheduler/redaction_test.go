@@ -560,6 +560,7 @@ func TestRedactionRequestsOfATenantRunInTurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.now = e.now.Add(time.Millisecond) // made after the first (the same instant orders them by ID)
 	second, err := s.SubmitRedaction(ctx, redaction.Spec{Tenant: "a", TraceIDs: id("1b")})
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func TestBackendAsProcesses(t *testing.T) {
 		ps, _ := startOnShared(t, shared, 300*time.Millisecond, name, target, extra)
 		return ps
 	}
-	front := start("front", "distributor,live-store,block-builder,querier,query-frontend", "")
+	front := start("front", "distributor,live-store,block-builder,metrics-generator,querier,query-frontend", "")
 	sched := start("scheduler", "backend-scheduler", `backend_scheduler:
   job_lease: 3s
   job_timeout: 200ms

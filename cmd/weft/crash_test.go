@@ -181,7 +181,7 @@ func startCrashRig(t *testing.T) *crashRig {
 		return &crashProc{name: name, target: target, ps: ps, tmp: tmp, env: []string{"TMPDIR=" + tmp},
 			cfg: writeFile(t, name+".yaml", crashConfig(ps, data, r.bucket, overrides, schedPorts.grpc))}
 	}
-	r.front = mk("front", "distributor,live-store,block-builder,querier,query-frontend", newPorts(t))
+	r.front = mk("front", "distributor,live-store,block-builder,metrics-generator,querier,query-frontend", newPorts(t))
 	r.sched = mk("scheduler", "backend-scheduler", schedPorts)
 	r.workers = []*crashProc{mk("worker-1", "backend-worker", newPorts(t)), mk("worker-2", "backend-worker", newPorts(t))}
 	for _, c := range append([]*crashProc{r.front, r.sched}, r.workers...) {

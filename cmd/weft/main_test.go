@@ -336,22 +336,11 @@ func TestUnknownTarget(t *testing.T) {
 		t.Fatalf("exit code 0; stderr:\n%s", r.stderr)
 	}
 	requireContains(t, "stderr", r.stderr, `unknown target "nope"`)
-	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
+	for _, target := range []string{"all", "distributor", "live-store", "block-builder", "metrics-generator", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
 		// Each target appears as a whole item of the list.
 		if !strings.Contains(r.stderr, " "+target+",") && !strings.Contains(r.stderr, " "+target+"\n") {
 			t.Errorf("stderr does not list target %q:\n%s", target, r.stderr)
 		}
-	}
-	// Components that do not run yet are not offered.
-	for _, planned := range []string{"metrics-generator"} {
-		if strings.Contains(r.stderr, planned) {
-			t.Errorf("stderr lists %q, which does not run:\n%s", planned, r.stderr)
-		}
-		r := runWeft(t, nil, "-target="+planned)
-		if r.code == 0 {
-			t.Fatalf("-target=%s: exit code 0; stderr:\n%s", planned, r.stderr)
-		}
-		requireContains(t, "stderr", r.stderr, `target "`+planned+`" does not run yet`)
 	}
 }
 
@@ -373,16 +362,10 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%s: exit code %d; stderr:\n%s", flag, r.code, r.stderr)
 		}
 		requireContains(t, flag+" stderr", r.stderr, "usage: weft [flags]", "weft blocks list|show", "weft redact", "-config.file", "-config.expand-env", "-target", "-version")
-		// -target lists the components that run, each with what it does,
-		// and none that does not run yet.
-		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
+		// -target lists the components that run, each with what it does.
+		for _, target := range []string{"all", "distributor", "live-store", "block-builder", "metrics-generator", "query-frontend", "querier", "backend-scheduler", "backend-worker"} {
 			if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(target) + `\s+\S.{20,}$`).MatchString(r.stderr) {
 				t.Errorf("%s: no line on target %q:\n%s", flag, target, r.stderr)
-			}
-		}
-		for _, planned := range []string{"metrics-generator"} {
-			if strings.Contains(r.stderr, planned) {
-				t.Errorf("%s lists %q, which does not run:\n%s", flag, planned, r.stderr)
 			}
 		}
 		if strings.Contains(r.stderr, "help requested") {
@@ -492,7 +475,7 @@ func TestTempoMonolithicConfig(t *testing.T) {
 	}
 	requireContains(t, "warning", warnings[0],
 		"config keys that Grafana Tempo knows and weft does not use yet are ignored",
-		"query_frontend", "metrics_generator", "distributor.receivers.otlp.protocols.http.cors",
+		"query_frontend", "distributor.receivers.otlp.protocols.http.cors",
 		"overrides.defaults.ingestion.tenant_shard_size")
 	if strings.Contains(warnings[0], "storage.trace.wal") {
 		t.Errorf("warning lists storage.trace.wal, which weft uses: %s", warnings[0])

@@ -29,7 +29,7 @@ func TestQuerierReadsTenantIndex(t *testing.T) {
 		}
 		return ps
 	}
-	front := start("front", "distributor,live-store,block-builder")
+	front := start("front", "distributor,live-store,block-builder,metrics-generator")
 	sched := start("scheduler", "backend-scheduler")
 	reader := start("reader", "querier,query-frontend")
 

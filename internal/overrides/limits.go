@@ -103,6 +103,9 @@ type GeneratorLimits struct {
 	MaxActiveSeries int `yaml:"max_active_series"`
 	// DisableCollection keeps the series but sends nothing by remote write.
 	DisableCollection bool `yaml:"disable_collection"`
+	// RemoteWriteHeaders are added to the tenant's remote-write requests
+	// (an Authorization of its own, say); they win over the endpoints'.
+	RemoteWriteHeaders map[string]string `yaml:"remote_write_headers"`
 	// Processor overrides some settings of metrics_generator.processor
 	// for the tenant.
 	Processor GeneratorProcessorLimits `yaml:"processor"`

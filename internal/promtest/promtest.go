@@ -25,6 +25,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 )
 
 // NotFound is the message of a test that cannot find the binary.
@@ -123,6 +126,7 @@ func (s *Server) start() error {
 		"--web.listen-address="+s.addr,
 		"--storage.tsdb.path="+s.dataDir,
 		"--web.enable-remote-write-receiver",
+		"--enable-feature=exemplar-storage",
 		"--storage.tsdb.retention.time=1d",
 		"--log.level=warn",
 	)
@@ -259,9 +263,15 @@ func (s Series) Last() float64 {
 }
 
 // Query evaluates an instant query now and returns its vector (a scalar
-// comes back as one sample without labels).
+// comes back as one sample without labels). A selector finds samples up to
+// 5 minutes old (Prometheus's lookback).
 func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
-	data, err := s.query(ctx, promql)
+	return s.QueryAt(ctx, promql, time.Now())
+}
+
+// QueryAt is Query evaluated at time at.
+func (s *Server) QueryAt(ctx context.Context, promql string, at time.Time) ([]Sample, error) {
+	data, err := s.query(ctx, promql, at)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +311,7 @@ func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
 // range selector selector[rng] evaluated now gives them.
 func (s *Server) Series(ctx context.Context, selector string, rng time.Duration) ([]Series, error) {
 	q := fmt.Sprintf("%s[%dms]", selector, rng.Milliseconds())
-	data, err := s.query(ctx, q)
+	data, err := s.query(ctx, q, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -335,8 +345,8 @@ type queryData struct {
 	Result     json.RawMessage `json:"result"`
 }
 
-func (s *Server) query(ctx context.Context, promql string) (queryData, error) {
-	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}
+func (s *Server) query(ctx context.Context, promql string, at time.Time) (queryData, error) {
+	form := url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/api/v1/query", strings.NewReader(form.Encode()))
 	if err != nil {
 		return queryData{}, err
@@ -376,4 +386,71 @@ func point(v [2]json.RawMessage) (Point, error) {
 		return Point{}, fmt.Errorf("bad value %q", val)
 	}
 	return Point{Time: time.UnixMilli(int64(math.Round(ts * 1000))), Value: f}, nil
+}
+
+// Write remote-writes series (protobuf, snappy) as a sender would, failing
+// the test on any answer but 2xx.
+func (s *Server) Write(t testing.TB, series []prompb.TimeSeries) {
+	t.Helper()
+	raw, err := (&prompb.WriteRequest{Timeseries: series}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.WriteURL(), bytes.NewReader(snappy.Encode(nil, raw)))
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("remote write: %s: %s", resp.Status, body)
+	}
+}
+
+// QueryMap evaluates an instant query at ts, failing the test on an
+// error, and returns the values keyed by the series' labels as fmt prints
+// a map[string]string ("map[__name__:x a:1]").
+func (s *Server) QueryMap(t testing.TB, promql string, ts time.Time) map[string]float64 {
+	t.Helper()
+	samples, err := s.QueryAt(context.Background(), promql, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, r := range samples {
+		out[fmt.Sprint(r.Metric)] = r.Value
+	}
+	return out
+}
+
+// Exemplars returns the exemplars of promql between from and to, each as
+// "<le>:<traceID>".
+func (s *Server) Exemplars(t testing.TB, promql string, from, to time.Time) []string {
+	t.Helper()
+	v := url.Values{"query": {promql}, "start": {strconv.FormatInt(from.Unix(), 10)}, "end": {strconv.FormatInt(to.Unix()+1, 10)}}
+	resp, err := s.client.Get(s.URL() + "/api/v1/query_exemplars?" + v.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data []struct {
+			SeriesLabels map[string]string
+			Exemplars    []struct{ Labels map[string]string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range r.Data {
+		for _, e := range d.Exemplars {
+			ids = append(ids, d.SeriesLabels["le"]+":"+e.Labels["traceID"])
+		}
+	}
+	return ids
 }

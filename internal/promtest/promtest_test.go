@@ -59,6 +59,17 @@ func TestServer(t *testing.T) {
 	if len(v) != 1 || v[0].Value != 7 || v[0].Metric["job"] != "t" {
 		t.Fatalf("instant query: %+v, want one sample of 7", v)
 	}
+	v, err = s.QueryAt(ctx, `promtest_total`, now.Add(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Value != 5 {
+		t.Fatalf("instant query at the first sample: %+v, want one sample of 5", v)
+	}
+	v, err = s.Query(ctx, `sum(promtest_total) * 2`)
+	if err != nil || len(v) != 1 || v[0].Value != 14 {
+		t.Fatalf("sum * 2: %+v, %v; want 14", v, err)
+	}
 	check := func() {
 		t.Helper()
 		ss, err := s.Series(ctx, `promtest_total`, 5*time.Minute)

@@ -124,6 +124,9 @@ func (g *Generator) Start(ctx context.Context) error {
 			g.skip[ten] = offs
 		}
 	}
+	if len(g.cfg.Storage.RemoteWrite) == 0 {
+		g.logger.Info("metrics-generator has no metrics_generator.storage.remote_write endpoint: the tenants' series are derived and not sent")
+	}
 	g.stop, g.done = make(chan struct{}), make(chan struct{})
 	go g.loop()
 	return nil
@@ -220,7 +223,7 @@ func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
 	if t != nil && t.key == key {
 		t.lim = lim
 		t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
-		t.disabled = lim.MetricsGenerator.DisableCollection
+		t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 		return t, nil
 	}
 	if t != nil {
@@ -235,7 +238,7 @@ func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
 	}
 	t.lim = lim
 	t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
-	t.disabled = lim.MetricsGenerator.DisableCollection
+	t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 	g.tenants[ten] = t
 	g.m.tenants.Set(float64(len(g.tenants)))
 	return t, nil
@@ -283,14 +286,15 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 		t.close()
 	}
 	type out struct {
-		ten    string
-		series []prompb.TimeSeries
+		ten     string
+		headers map[string]string
+		series  []prompb.TimeSeries
 	}
 	var outs []out
 	for _, t := range tenants {
 		series := t.collect(start, registry.CollectOptions{Exemplars: g.exemplars})
 		if !t.disabled && len(series) > 0 {
-			outs = append(outs, out{t.name, series})
+			outs = append(outs, out{t.name, t.headers, series})
 		}
 	}
 	g.collect.Unlock()
@@ -302,6 +306,9 @@ func (g *Generator) collectOnce(ctx context.Context) error {
 	var errs []error
 	for _, o := range outs {
 		q, err := g.storage.Queue(o.ten)
+		if err == nil {
+			err = q.SetHeaders(o.headers)
+		}
 		if err == nil {
 			err = q.Enqueue(ctx, o.series, cp)
 		}
@@ -357,18 +364,34 @@ func (g *Generator) Shutdown(ctx context.Context) error {
 	}
 	close(g.stop)
 	<-g.done
+	// The processors first (the service graphs' waiting halves become
+	// edges or unpaired counts), then the last collection.
+	g.collect.Lock()
+	g.mu.Lock()
+	for _, t := range g.tenants {
+		t.shutdownProcessors()
+	}
+	g.mu.Unlock()
+	g.collect.Unlock()
 	err := g.collectOnce(ctx)
 	g.mu.Lock()
 	for _, t := range g.tenants {
-		t.close()
+		t.reg.Close()
 	}
 	for _, t := range g.retired {
 		t.close()
 	}
 	g.tenants, g.retired = map[string]*tenant{}, nil
 	g.mu.Unlock()
-	if cerr := g.storage.Close(ctx); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("cannot close the metrics-generator storage: %w", cerr))
+	// The queues send what they can within remote_write_flush_deadline
+	// (and the shutdown's own deadline); the rest is sent after the next
+	// start.
+	fctx, cancel := context.WithTimeout(ctx, g.cfg.Storage.FlushDeadline)
+	defer cancel()
+	if cerr := g.storage.Close(fctx); cerr != nil {
+		// What is left is on disk, sent after the next start: not a
+		// failed shutdown.
+		g.logger.Warn("metrics-generator stopped with series not yet sent", "err", cerr)
 	}
 	return err
 }

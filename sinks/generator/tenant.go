@@ -32,7 +32,11 @@ type tenant struct {
 	reg      *registry.Registry
 	procs    []processor
 	disabled bool // overrides.*.metrics_generator.disable_collection
-	// lim are the limits key and disabled were last read from (g.mu).
+	// headers are overrides.*.metrics_generator.remote_write_headers,
+	// given to the tenant's queue at each collection.
+	headers map[string]string
+	// lim are the limits key, disabled and headers were last read from
+	// (g.mu).
 	lim *overrides.Limits
 }
 
@@ -140,8 +144,15 @@ func (t *tenant) collect(now time.Time, opts registry.CollectOptions) []prompb.T
 
 // close stops the processors and lets the registry's own metrics go.
 func (t *tenant) close() {
+	t.shutdownProcessors()
+	t.reg.Close()
+}
+
+// shutdownProcessors stops the processors once: a processor with waiting
+// state (service graphs) counts it in the registry.
+func (t *tenant) shutdownProcessors() {
 	for _, p := range t.procs {
 		p.Shutdown()
 	}
-	t.reg.Close()
+	t.procs = nil
 }

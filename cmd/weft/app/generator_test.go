@@ -134,12 +134,13 @@ func TestGeneratorExactMonolithic(t *testing.T) {
 type tenantCheck struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
-	requests map[string]int // by X-Scope-OrgID
+	requests map[string]int    // by X-Scope-OrgID
+	teams    map[string]string // X-Team header by X-Scope-OrgID
 	wrong    []string
 }
 
 func newTenantCheck(t *testing.T, prom *promtest.Server) *tenantCheck {
-	c := &tenantCheck{requests: map[string]int{}}
+	c := &tenantCheck{requests: map[string]int{}, teams: map[string]string{}}
 	target, _ := url.Parse(prom.URL())
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +154,7 @@ func newTenantCheck(t *testing.T, prom *promtest.Server) *tenantCheck {
 		}
 		c.mu.Lock()
 		c.requests[org]++
+		c.teams[org] = r.Header.Get("X-Team")
 		if err != nil {
 			c.wrong = append(c.wrong, "a request that does not decode: "+err.Error())
 		}
@@ -181,6 +183,7 @@ func TestGeneratorTenants(t *testing.T) {
   team-a:
     metrics_generator:
       processors: [span-metrics]
+      remote_write_headers: {X-Team: alpha}
       processor:
         span_metrics:
           dimensions: [db.system]
@@ -239,6 +242,10 @@ func TestGeneratorTenants(t *testing.T) {
 	}
 	if check.requests["team-a"] == 0 || check.requests["team-b"] == 0 || check.requests["team-c"] != 0 || len(check.requests) != 2 {
 		t.Fatalf("remote-write requests by X-Scope-OrgID: %v, want some of team-a and team-b only", check.requests)
+	}
+	// team-a's remote_write_headers reach the endpoint with its requests only.
+	if check.teams["team-a"] != "alpha" || check.teams["team-b"] != "" {
+		t.Fatalf("X-Team by tenant: %v, want alpha for team-a only", check.teams)
 	}
 }
 

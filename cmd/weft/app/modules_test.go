@@ -85,7 +85,7 @@ func TestShutdownOrder(t *testing.T) {
 	defer broker.Close()
 	servers := []string{"membership", "http-server", "query-api", "memory-limiter", "overrides", "block-list", "object-store", "grpc-server"}
 	cases := map[string][]string{
-		TargetAll:                          append([]string{"all", "backend-worker", "backend-scheduler", "query-frontend", "querier", "block-builder", "live-store", "distributor", "pipeline"}, servers...),
+		TargetAll:                          append([]string{"all", "backend-worker", "backend-scheduler", "query-frontend", "querier", "metrics-generator", "block-builder", "live-store", "distributor", "pipeline"}, servers...),
 		"backend-scheduler,backend-worker": {"backend-worker", "backend-scheduler", "http-server", "query-api", "memory-limiter", "overrides", "block-list", "object-store", "grpc-server"},
 		"distributor":                      append([]string{"distributor", "pipeline"}, servers...),
 		"querier,query-frontend":           append([]string{"query-frontend", "querier"}, servers...),

@@ -62,8 +62,8 @@ func TestTempoConfigLoads(t *testing.T) {
 	want := []string{
 		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
-		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id", "metrics_generator",
-		"overrides.defaults.ingestion.tenant_shard_size", "overrides.defaults.metrics_generator",
+		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id",
+		"overrides.defaults.ingestion.tenant_shard_size",
 	}
 	for _, w := range want {
 		if !slices.Contains(ignored, w) {
@@ -92,7 +92,7 @@ func TestStorageTraceWALPath(t *testing.T) {
 		{"both", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: /srv/bb}\n", "/srv/bb", nil},
 		{"both, block_builder equal to the default", "storage:\n  trace:\n    wal: {path: /var/tempo/wal}\nblock_builder:\n  wal: {path: ./data/wal/block-builder}\n", "./data/wal/block-builder", nil},
 		// The anchor sits in a Tempo block weft ignores.
-		{"through a merge key", "metrics_generator: &bb {wal: {path: /srv/bb}}\nstorage: {trace: {wal: {path: /w}}}\nblock_builder: {<<: *bb}\n", "/srv/bb", []string{"metrics_generator"}},
+		{"through a merge key", "metrics_generator: {storage: {wal: &bb {wal: {path: /srv/bb}}}}\nstorage: {trace: {wal: {path: /w}}}\nblock_builder: {<<: *bb}\n", "/srv/bb", []string{"metrics_generator.storage.wal"}},
 		{"other Tempo wal keys", "storage:\n  trace:\n    wal: {path: /w, ingestion_time_range_slack: 2m, version: vParquet4}\n", "/w/block-builder",
 			[]string{"storage.trace.wal.ingestion_time_range_slack", "storage.trace.wal.version"}},
 	} {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is the `metrics_generator.storage` block: where the queues live
@@ -21,6 +23,10 @@ type Config struct {
 	RemoteWrite []Endpoint `yaml:"remote_write"`
 	// AddOrgIDHeader sends the tenant as X-Scope-OrgID with every request.
 	AddOrgIDHeader bool `yaml:"remote_write_add_org_id_header"`
+	// FlushDeadline bounds how long a shutdown keeps sending the queued
+	// requests (the deadline of the ctx the caller gives Close); what is
+	// left is sent after the next start.
+	FlushDeadline time.Duration `yaml:"remote_write_flush_deadline"`
 	// MaxQueueAge drops queued requests enqueued longer ago than this
 	// (reason max_queue_age), so that an endpoint down for long does not
 	// keep the queue growing. 0 keeps them until MaxQueueBytes drops them.
@@ -62,20 +68,32 @@ type BasicAuth struct {
 const DefaultRemoteTimeout = 30 * time.Second
 
 // DefaultConfig is the storage block of a config that leaves it out: no
-// endpoint, the X-Scope-OrgID header on, a queue bounded to an hour and
-// 512 MiB per tenant.
+// endpoint, the X-Scope-OrgID header on, a minute to flush at shutdown, a
+// queue bounded to an hour and 512 MiB per tenant.
 func DefaultConfig() Config {
 	return Config{
 		AddOrgIDHeader: true,
+		FlushDeadline:  time.Minute,
 		MaxQueueAge:    time.Hour,
 		MaxQueueBytes:  512 << 20,
 	}
 }
 
-// DefaultEndpoint is an endpoint's values before its own keys apply (the
-// lead's config loader decodes each remote_write item over it).
+// DefaultEndpoint is an endpoint's values before its own keys apply.
 func DefaultEndpoint() Endpoint {
 	return Endpoint{RemoteTimeout: DefaultRemoteTimeout}
+}
+
+// UnmarshalYAML decodes a remote_write item over DefaultEndpoint, so that
+// the keys it leaves out keep their defaults.
+func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
+	type plain Endpoint // without this method
+	p := plain(DefaultEndpoint())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*e = Endpoint(p)
+	return nil
 }
 
 // Validate checks the config; errors name the key, relative to the
@@ -84,6 +102,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if len(c.RemoteWrite) > 0 && c.Path == "" {
 		errs = append(errs, errors.New("path is required when remote_write is set"))
+	}
+	if c.FlushDeadline < 0 {
+		errs = append(errs, fmt.Errorf("remote_write_flush_deadline must not be negative, got %s", c.FlushDeadline))
 	}
 	if c.MaxQueueAge < 0 {
 		errs = append(errs, fmt.Errorf("max_queue_age must not be negative, got %s", c.MaxQueueAge))
@@ -111,12 +132,8 @@ func (c *Config) Validate() error {
 		}
 		names[name] = i
 		for h := range e.Headers {
-			if h == "" || strings.ContainsAny(h, " \t\r\n:") {
-				errs = append(errs, fmt.Errorf("%s.headers: invalid header name %q", key, h))
-			}
-			switch http.CanonicalHeaderKey(h) {
-			case "Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "Content-Length":
-				errs = append(errs, fmt.Errorf("%s.headers: %s is set by the remote-write protocol and cannot be overridden", key, h))
+			if err := checkHeaderName(h); err != nil {
+				errs = append(errs, fmt.Errorf("%s.headers: %w", key, err))
 			}
 		}
 		if e.BasicAuth != nil && e.BasicAuth.Username == "" {
@@ -131,4 +148,17 @@ func (e *Endpoint) endpointName(i int) string {
 		return e.Name
 	}
 	return fmt.Sprint(i)
+}
+
+// checkHeaderName refuses names that are not header names, and the
+// headers of the remote-write protocol itself.
+func checkHeaderName(h string) error {
+	if h == "" || strings.ContainsAny(h, " \t\r\n:") {
+		return fmt.Errorf("invalid header name %q", h)
+	}
+	switch http.CanonicalHeaderKey(h) {
+	case "Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "Content-Length":
+		return fmt.Errorf("%s is set by the remote-write protocol and cannot be overridden", h)
+	}
+	return nil
 }

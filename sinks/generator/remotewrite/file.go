@@ -25,17 +25,15 @@ import (
 //	u32 CRC-32C of everything before it
 //
 // It is written to <seq>.req.tmp, fsynced, renamed and the directory
-// fsynced, so a file with the .req suffix is whole. The checkpoint file
-// holds the checkpoint of the newest request once that request left the
-// queue:
-//
-//	magic "WEFTRWC1", u64 sequence number, u32 length, checkpoint, u32 CRC-32C
+// fsynced, so a file with the .req suffix is whole. When the newest request
+// leaves the queue, its file is renamed to "last" instead of being deleted,
+// so that its checkpoint and series outlive an empty queue (LastCheckpoint,
+// LastRequest).
 const (
 	reqMagic      = "WEFTRWQ1"
-	cpMagic       = "WEFTRWC1"
 	reqSuffix     = ".req"
 	tmpSuffix     = ".tmp"
-	checkpointFn  = "checkpoint"
+	lastFn        = "last"
 	reqHeaderLen  = 8 + 8 + 8 + 4 + 4 + 4
 	flagExemplars = 1
 )
@@ -159,6 +157,11 @@ func readBody(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseBody(b)
+}
+
+// parseBody checks a request file's CRC and returns its body.
+func parseBody(b []byte) ([]byte, error) {
 	if len(b) < reqHeaderLen+8 || string(b[:8]) != reqMagic {
 		return nil, fmt.Errorf("%w: bad header", errCorrupt)
 	}
@@ -176,36 +179,6 @@ func readBody(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: body length", errCorrupt)
 	}
 	return b[off : off+bodyLen], nil
-}
-
-func writeCheckpointFile(dir string, seq uint64, cp []byte) error {
-	b := append([]byte(cpMagic), binary.LittleEndian.AppendUint64(nil, seq)...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(cp)))
-	b = append(b, cp...)
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	_, err := writeFileSync(dir, checkpointFn, b)
-	return err
-}
-
-// readCheckpointFile returns ok false when there is no checkpoint file.
-func readCheckpointFile(dir string) (seq uint64, cp []byte, ok bool, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, checkpointFn))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil, false, nil
-	}
-	if err != nil {
-		return 0, nil, false, err
-	}
-	if len(b) < 24 || string(b[:8]) != cpMagic ||
-		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
-		return 0, nil, false, fmt.Errorf("corrupt checkpoint file %s", filepath.Join(dir, checkpointFn))
-	}
-	seq = binary.LittleEndian.Uint64(b[8:])
-	n := int(binary.LittleEndian.Uint32(b[16:]))
-	if 20+n != len(b)-4 {
-		return 0, nil, false, fmt.Errorf("corrupt checkpoint file %s", filepath.Join(dir, checkpointFn))
-	}
-	return seq, b[20 : 20+n], true, nil
 }
 
 // parseReqName returns the sequence number of a request file name.

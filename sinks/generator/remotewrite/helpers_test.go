@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,8 +35,13 @@ func testConfig(t testing.TB, urls ...string) Config {
 
 func open(t testing.TB, cfg Config) (*Storage, *prometheus.Registry) {
 	t.Helper()
+	return openLogged(t, cfg, nil)
+}
+
+func openLogged(t testing.TB, cfg Config, logger *slog.Logger) (*Storage, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := Open(cfg, reg, nil)
+	s, err := Open(cfg, reg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,4 +234,33 @@ func sampleValues(rs []received) []string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// drained reports whether q holds no request, in memory and on disk.
+func drained(t testing.TB, q *Queue) bool {
+	return queueLen(q) == 0 && len(reqFiles(t, q)) == 0
+}
+
+// countingHandler counts the log records at or above Warn.
+type countingHandler struct {
+	mu    sync.Mutex
+	warns []string
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.mu.Lock()
+		h.warns = append(h.warns, r.Message)
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.warns)
 }

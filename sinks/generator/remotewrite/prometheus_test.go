@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func TestPrometheusArrives(t *testing.T) {
 	for j := range k {
 		enqueue(t, q, batch("rw_arrives_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	checkArrived(t, prom, "rw_arrives_total", nSeries, k, ts0)
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "tenant", "team-a", "result", ResultSuccess); got != k {
 		t.Errorf("requests_total{result=success} = %v, want %d", got, k)
@@ -84,8 +86,13 @@ func TestPrometheusArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, _ := open(t, cfg)
-	if got := string(queue(t, s2, "team-a").LastCheckpoint()); got != "cp9" {
+	q2 := queue(t, s2, "team-a")
+	if got := string(q2.LastCheckpoint()); got != "cp9" {
 		t.Errorf("LastCheckpoint after a restart with an empty queue: %q, want cp9", got)
+	}
+	series, cp, err := q2.LastRequest()
+	if err != nil || string(cp) != "cp9" || len(series) != nSeries || series[3].Samples[0].Value != float64(k*4) {
+		t.Errorf("LastRequest after a restart: %d series, checkpoint %q, %v; want request 9", len(series), cp, err)
 	}
 }
 
@@ -104,7 +111,7 @@ func TestPrometheusOutage(t *testing.T) {
 	for ; j < 5; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
 	}
-	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return drained(t, q) })
 	prom.Stop()
 	for ; j < 25; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
@@ -120,7 +127,7 @@ func TestPrometheusOutage(t *testing.T) {
 	for ; j < k; j++ {
 		enqueue(t, q, batch("rw_outage_total", nSeries, j, ts0), fmt.Sprint(j))
 	}
-	waitFor(t, 30*time.Second, "the queue to run empty after the outage", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 30*time.Second, "the queue to run empty after the outage", func() bool { return drained(t, q) })
 	checkArrived(t, prom, "rw_outage_total", nSeries, k, ts0)
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultSuccess); got != k {
 		t.Errorf("requests_total{result=success} = %v, want %d", got, k)
@@ -145,7 +152,7 @@ func TestPrometheusRestartMidOutage(t *testing.T) {
 	for ; j < 4; j++ {
 		enqueue(t, q, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the first requests to arrive", func() bool { return drained(t, q) })
 	prom.Stop()
 	for ; j < 8; j++ {
 		enqueue(t, q, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
@@ -175,7 +182,7 @@ func TestPrometheusRestartMidOutage(t *testing.T) {
 	for ; j < k; j++ {
 		enqueue(t, q2, batch("rw_restart_total", nSeries, j, ts0), fmt.Sprint("cp", j))
 	}
-	waitFor(t, 30*time.Second, "the queue to run empty after the restart", func() bool { return queueLen(q2) == 0 })
+	waitFor(t, 30*time.Second, "the queue to run empty after the restart", func() bool { return drained(t, q2) })
 	checkArrived(t, prom, "rw_restart_total", nSeries, k, ts0)
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_requests_total", "result", ResultSuccess); got != k-4 {
 		t.Errorf("requests_total{result=success} after the restart = %v, want %d", got, k-4)
@@ -239,7 +246,7 @@ func TestPrometheusDuplicateAfterResend(t *testing.T) {
 		return counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultRetried) > 0
 	})
 	proxy.lose.Store(false)
-	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return queueLen(q) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty", func() bool { return drained(t, q) })
 	if got := counterValue(t, reg, "weft_metrics_generator_remote_write_requests_total", "result", ResultDuplicate); got != 1 {
 		t.Fatalf("requests_total{result=duplicate} = %v, want 1", got)
 	}
@@ -259,9 +266,69 @@ func TestPrometheusDuplicateAfterResend(t *testing.T) {
 	proxy.lose.Store(false)
 	s2, reg2 := open(t, cfg)
 	q2 := queue(t, s2, "team-c")
-	waitFor(t, 20*time.Second, "the queue to run empty after the restart", func() bool { return queueLen(q2) == 0 })
+	waitFor(t, 20*time.Second, "the queue to run empty after the restart", func() bool { return drained(t, q2) })
 	if got := counterValue(t, reg2, "weft_metrics_generator_remote_write_requests_total", "result", ResultDuplicate); got != 1 {
 		t.Fatalf("after the restart: requests_total{result=duplicate} = %v, want 1", got)
 	}
 	checkArrived(t, prom, "rw_dup_total", 5, 4, ts0)
+}
+
+// TestPrometheusTenantsAndOutages: three tenants enqueue concurrently while
+// Prometheus stops twice and the queue is closed and opened again once;
+// every sample of every tenant arrives exactly once.
+func TestPrometheusTenantsAndOutages(t *testing.T) {
+	prom := promtest.Start(t)
+	cfg := testConfig(t, prom.WriteURL())
+	cfg.RemoteWrite[0].RemoteTimeout = time.Second
+	tenants := []string{"t-a", "t-b", "t-c"}
+	const nSeries, k = 8, 40
+	ts0 := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+	run := func(s *Storage, from, to int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(tenants))
+		for _, tn := range tenants {
+			q := queue(t, s, tn)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := from; j < to; j++ {
+					if err := q.Enqueue(context.Background(), batch("rw_tenants_"+strings.ReplaceAll(tn, "-", "_")+"_total", nSeries, j, ts0), []byte(fmt.Sprint(j))); err != nil {
+						errs <- err
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	s, _ := open(t, cfg)
+	run(s, 0, 10)
+	prom.Stop()
+	run(s, 10, 20)
+	prom.Restart()
+	run(s, 20, 25)
+	prom.Stop()
+	run(s, 25, 30)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_ = s.Close(ctx)
+	cancel()
+	prom.Restart()
+	s2, _ := open(t, cfg)
+	run(s2, 30, k)
+	for _, tn := range tenants {
+		q := queue(t, s2, tn)
+		waitFor(t, 30*time.Second, "tenant "+tn+"'s queue to run empty", func() bool { return drained(t, q) })
+		if got := string(q.LastCheckpoint()); got != fmt.Sprint(k-1) {
+			t.Errorf("tenant %s: LastCheckpoint %q, want %d", tn, got, k-1)
+		}
+	}
+	for _, tn := range tenants {
+		checkArrived(t, prom, "rw_tenants_"+strings.ReplaceAll(tn, "-", "_")+"_total", nSeries, k, ts0)
+	}
 }

@@ -1,18 +1,22 @@
 package remotewrite
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/prometheus/prompb"
 )
@@ -24,35 +28,52 @@ type Queue struct {
 	dir    string
 
 	wmu sync.Mutex // serializes Enqueue
-	// Enqueue's series without exemplars. The marshalled and compressed
-	// request are not kept between collections: they are about 2×440
-	// bytes per series (42 MiB per tenant at 100,000 series), which would
-	// stay in the heap for the 15s between collections.
-	scratch []prompb.TimeSeries
 
-	mu        sync.Mutex
-	entries   []*entry // oldest first
-	bytes     int64
-	nextSeq   uint64
-	lastCP    []byte
-	cpFileSeq uint64   // sequence number in the checkpoint file
-	cursor    []uint64 // per endpoint: the next sequence number to send
-	wake      []chan struct{}
-	closing   bool
+	mu       sync.Mutex
+	entries  []*entry // oldest first
+	bytes    int64
+	nextSeq  uint64
+	lastCP   []byte
+	haveLast bool     // the file "last" exists
+	lastSeq  uint64   // its sequence number
+	cursor   []uint64 // per endpoint: the next sequence number to send
+	wake     []chan struct{}
+	closing  bool
 
-	cpMu sync.Mutex // serializes checkpoint file writes
+	lastMu sync.Mutex // serializes renames to "last"
+
+	headers atomic.Pointer[map[string]string] // the tenant's remote_write_headers
+}
+
+// SetHeaders sets the tenant's own headers (the per-tenant override
+// metrics_generator.remote_write_headers), added to every request to every
+// endpoint from the next attempt on; they win over the endpoints' headers
+// and X-Scope-OrgID. Nil or empty removes them. The protocol's own headers
+// are refused.
+func (q *Queue) SetHeaders(h map[string]string) error {
+	for k := range h {
+		if err := checkHeaderName(k); err != nil {
+			return fmt.Errorf("invalid remote_write_headers of tenant %q: %w", q.tenant, err)
+		}
+	}
+	if len(h) == 0 {
+		q.headers.Store(nil)
+		return nil
+	}
+	c := maps.Clone(h)
+	q.headers.Store(&c)
+	return nil
 }
 
 type entry struct {
-	seq        uint64
-	enqueued   time.Time
-	size       int64
-	samples    int
-	flags      uint32
-	checkpoint []byte
-	fromDisk   bool // read back by Open: it may have been delivered before
-	left       int  // endpoints that have not finished with it
-	removed    bool
+	seq      uint64
+	enqueued time.Time
+	size     int64
+	samples  int
+	flags    uint32
+	fromDisk bool // read back by Open: it may have been delivered before
+	left     int  // endpoints that have not finished with it
+	removed  bool
 }
 
 // Tenant is the queue's tenant.
@@ -67,16 +88,16 @@ func (q *Queue) load() error {
 	if err != nil {
 		return err
 	}
-	seq, cp, ok, err := readCheckpointFile(q.dir)
-	if err != nil {
-		q.s.logger.Warn("remote-write queue: ignoring a corrupt checkpoint file", "tenant", q.tenant, "err", err)
-	} else if ok {
-		q.lastCP, q.cpFileSeq, q.nextSeq = cp, seq, seq+1
+	if h, _, err := readHeader(filepath.Join(q.dir, lastFn)); err == nil {
+		q.lastCP, q.haveLast, q.lastSeq, q.nextSeq = h.checkpoint, true, h.seq, h.seq+1
+	} else if !errors.Is(err, os.ErrNotExist) {
+		q.s.logger.Warn("remote-write queue: ignoring the unreadable file of the last request", "tenant", q.tenant, "err", err)
+		os.Remove(filepath.Join(q.dir, lastFn))
 	}
 	for _, de := range des {
 		name := de.Name()
 		if strings.HasSuffix(name, tmpSuffix) {
-			os.Remove(filepath.Join(q.dir, name)) // an Enqueue or checkpoint write cut short
+			os.Remove(filepath.Join(q.dir, name)) // an Enqueue cut short
 			continue
 		}
 		fseq, ok := parseReqName(name)
@@ -96,7 +117,7 @@ func (q *Queue) load() error {
 		}
 		q.entries = append(q.entries, &entry{
 			seq: fseq, enqueued: h.enqueued, size: size, samples: h.samples, flags: h.flags,
-			checkpoint: h.checkpoint, fromDisk: true, left: len(q.s.eps),
+			fromDisk: true, left: len(q.s.eps),
 		})
 		q.bytes += size
 		if fseq >= q.nextSeq {
@@ -104,18 +125,8 @@ func (q *Queue) load() error {
 			q.lastCP = h.checkpoint
 		}
 	}
-	slices.SortFunc(q.entries, func(a, b *entry) int { return cmpU64(a.seq, b.seq) })
+	slices.SortFunc(q.entries, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // LastCheckpoint is the checkpoint of the newest request Enqueue wrote,
@@ -163,31 +174,13 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	seq := q.nextSeq // Enqueue is serialized: nextSeq moves only below, on success
 	q.mu.Unlock()
 
-	samples, exemplars := 0, false
-	for i := range series {
-		samples += len(series[i].Samples) + len(series[i].Histograms)
-		exemplars = exemplars || len(series[i].Exemplars) > 0
+	buf := encBufs.Get().(*encBuf)
+	defer encBufs.Put(buf)
+	body, samples, flags, err := q.encode(buf, series)
+	if err != nil {
+		return err
 	}
-	if exemplars && !q.s.anyExemplars() {
-		// No endpoint sends exemplars: leave them out of the file.
-		q.scratch = append(q.scratch[:0], series...)
-		for i := range q.scratch {
-			q.scratch[i].Exemplars = nil
-		}
-		series, exemplars = q.scratch, false
-		defer clear(q.scratch)
-	}
-	req := prompb.WriteRequest{Timeseries: series}
-	raw := make([]byte, req.Size())
-	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
-		return fmt.Errorf("cannot marshal: %w", err)
-	}
-	body := snappy.Encode(nil, raw)
-
-	h := header{enqueued: time.Now(), seq: seq, samples: samples, checkpoint: checkpoint}
-	if exemplars {
-		h.flags |= flagExemplars
-	}
+	h := header{enqueued: time.Now(), seq: seq, samples: samples, flags: flags, checkpoint: checkpoint}
 	head := appendHeader(make([]byte, 0, reqHeaderLen+len(checkpoint)+4), h)
 	head = binary.LittleEndian.AppendUint32(head, uint32(len(body)))
 	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, body)
@@ -204,21 +197,66 @@ func (q *Queue) enqueue(series []prompb.TimeSeries, checkpoint []byte) error {
 	q.nextSeq = seq + 1
 	q.entries = append(q.entries, &entry{
 		seq: seq, enqueued: h.enqueued, size: size, samples: samples, flags: h.flags,
-		checkpoint: slices.Clone(checkpoint), left: len(q.s.eps),
+		left: len(q.s.eps),
 	})
 	q.bytes += size
 	q.lastCP = slices.Clone(checkpoint)
 	var dropped []*entry
 	for q.bytes > q.s.cfg.MaxQueueBytes && len(q.entries) > 1 {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueBytes))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueBytes)
+		q.deleteFile(e)
 	}
 	q.updateGauges(time.Now())
 	q.wakeAll()
 	return nil
+}
+
+// encBuf holds Enqueue's buffers. They come from a pool shared by the
+// tenants, so that memory holds a few of them, not one per tenant.
+type encBuf struct {
+	raw     []byte // marshalled request
+	comp    []byte // snappy-compressed request
+	scratch []prompb.TimeSeries
+}
+
+var encBufs = sync.Pool{New: func() any { return new(encBuf) }}
+
+// encode marshals and compresses a request into b; the body is valid
+// until b is used again.
+func (q *Queue) encode(b *encBuf, series []prompb.TimeSeries) (body []byte, samples int, flags uint32, err error) {
+	exemplars := false
+	for i := range series {
+		samples += len(series[i].Samples) + len(series[i].Histograms)
+		exemplars = exemplars || len(series[i].Exemplars) > 0
+	}
+	if exemplars && !q.s.anyExemplars() {
+		// No endpoint sends exemplars: leave them out of the file.
+		b.scratch = append(b.scratch[:0], series...)
+		for i := range b.scratch {
+			b.scratch[i].Exemplars = nil
+		}
+		series, exemplars = b.scratch, false
+		defer clear(b.scratch)
+	}
+	if exemplars {
+		flags |= flagExemplars
+	}
+	req := prompb.WriteRequest{Timeseries: series}
+	n := req.Size()
+	if cap(b.raw) < n {
+		b.raw = make([]byte, n)
+	}
+	raw := b.raw[:n]
+	if _, err := req.MarshalToSizedBuffer(raw); err != nil {
+		return nil, 0, 0, fmt.Errorf("cannot marshal: %w", err)
+	}
+	if m := s2.MaxEncodedLen(n); cap(b.comp) < m {
+		b.comp = make([]byte, m)
+	}
+	return s2.EncodeSnappy(b.comp[:cap(b.comp)], raw), samples, flags, nil
 }
 
 func (s *Storage) anyExemplars() bool {
@@ -231,7 +269,7 @@ func (s *Storage) anyExemplars() bool {
 }
 
 // removeLocked takes e out of the queue; the caller then deletes its file
-// (deleteFile or dropped), without q.mu.
+// (deleteFile), without q.mu.
 func (q *Queue) removeLocked(e *entry) *entry {
 	i := slices.Index(q.entries, e)
 	if i < 0 {
@@ -243,36 +281,107 @@ func (q *Queue) removeLocked(e *entry) *entry {
 	return e
 }
 
-// dropped deletes a request that was not delivered, and counts it.
-func (q *Queue) dropped(e *entry, reason string) {
+// dropLocked takes a request that was not delivered out of the queue and
+// counts it (under q.mu, so that the counts are up to date once it is gone
+// from the queue); the caller then deletes its file (deleteFile), without
+// q.mu.
+func (q *Queue) dropLocked(e *entry, reason string) *entry {
+	q.removeLocked(e)
 	q.s.metrics.droppedReqs.WithLabelValues(q.tenant, reason).Inc()
 	q.s.metrics.droppedSamples.WithLabelValues(q.tenant, reason).Add(float64(e.samples))
-	q.deleteFile(e)
+	return e
+}
+
+// dropCorrupt drops a request whose file cannot be read back, unless it
+// was removed meanwhile.
+func (q *Queue) dropCorrupt(e *entry, err error) {
+	q.mu.Lock()
+	removed := e.removed
+	if !removed {
+		q.dropLocked(e, ReasonCorrupt)
+	}
+	q.mu.Unlock()
+	if !removed {
+		q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
+		os.Remove(filepath.Join(q.dir, reqName(e.seq))) // not kept as the last request
+		q.updateGauges(time.Now())
+	}
 }
 
 // deleteFile deletes a removed request's file. When it is the newest
-// request, its checkpoint goes to the checkpoint file first, so that
-// LastCheckpoint survives the queue running empty.
+// request, its file becomes "last" instead, so that LastCheckpoint and
+// LastRequest survive the queue running empty.
 func (q *Queue) deleteFile(e *entry) {
-	q.cpMu.Lock()
+	q.lastMu.Lock()
+	defer q.lastMu.Unlock()
+	path := filepath.Join(q.dir, reqName(e.seq))
 	q.mu.Lock()
-	newest := e.seq+1 == q.nextSeq && e.seq > q.cpFileSeq
+	newest := e.seq+1 == q.nextSeq && (!q.haveLast || e.seq > q.lastSeq)
 	q.mu.Unlock()
 	if newest {
-		if err := writeCheckpointFile(q.dir, e.seq, e.checkpoint); err != nil {
-			q.cpMu.Unlock()
-			// Keep the file: it still holds the checkpoint.
-			q.s.logger.Warn("remote-write queue: cannot write the checkpoint file; keeping the request file", "tenant", q.tenant, "err", err)
+		err := os.Rename(path, filepath.Join(q.dir, lastFn))
+		if err == nil {
+			err = syncDir(q.dir)
+		}
+		if err != nil {
+			q.s.logger.Warn("remote-write queue: cannot keep the file of the last request", "tenant", q.tenant, "err", err)
 			return
 		}
 		q.mu.Lock()
-		q.cpFileSeq = e.seq
+		q.haveLast, q.lastSeq = true, e.seq
 		q.mu.Unlock()
+		return
 	}
-	q.cpMu.Unlock()
-	if err := os.Remove(filepath.Join(q.dir, reqName(e.seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		q.s.logger.Warn("remote-write queue: cannot delete a request file", "tenant", q.tenant, "err", err)
 	}
+}
+
+// LastRequest decodes the newest request that Enqueue made durable, queued
+// or already sent (the newest is kept on disk), with its checkpoint, in
+// this process or before a restart. A generator that starts again can so
+// continue its counters from the values it last handed over, instead of
+// from zero (which Prometheus could not tell from no change). It returns
+// nil series and checkpoint when there is no such request (or no
+// remote_write endpoint); the exemplars may be left out.
+func (q *Queue) LastRequest() ([]prompb.TimeSeries, []byte, error) {
+	for range 10 {
+		q.mu.Lock()
+		var path string
+		switch {
+		case q.haveLast && q.lastSeq+1 == q.nextSeq:
+			path = filepath.Join(q.dir, lastFn)
+		case q.nextSeq > 0:
+			path = filepath.Join(q.dir, reqName(q.nextSeq-1)) // queued, or on its way to "last"
+		}
+		q.mu.Unlock()
+		if path == "" {
+			return nil, nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			time.Sleep(time.Millisecond) // it is becoming "last"
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		body, err := parseBody(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		cp := slices.Clone(b[reqHeaderLen : reqHeaderLen+int(binary.LittleEndian.Uint32(b[32:]))])
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot decode the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			return nil, nil, fmt.Errorf("cannot decode the last remote-write request of tenant %q: %w", q.tenant, err)
+		}
+		return req.Timeseries, cp, nil
+	}
+	return nil, nil, fmt.Errorf("cannot read the last remote-write request of tenant %q: its file is gone (dropped as corrupt)", q.tenant)
 }
 
 // dropOld drops the requests older than max_queue_age.
@@ -283,11 +392,11 @@ func (q *Queue) dropOld(now time.Time) {
 	q.mu.Lock()
 	var dropped []*entry
 	for len(q.entries) > 0 && now.Sub(q.entries[0].enqueued) > q.s.cfg.MaxQueueAge {
-		dropped = append(dropped, q.removeLocked(q.entries[0]))
+		dropped = append(dropped, q.dropLocked(q.entries[0], ReasonMaxQueueAge))
 	}
 	q.mu.Unlock()
 	for _, e := range dropped {
-		q.dropped(e, ReasonMaxQueueAge)
+		q.deleteFile(e)
 	}
 	if len(dropped) > 0 {
 		q.wakeAll()
@@ -379,33 +488,12 @@ func (q *Queue) run(ep *endpoint) {
 			return
 		}
 		body, err := readBody(filepath.Join(q.dir, reqName(e.seq)))
-		if err != nil {
-			q.mu.Lock()
-			removed := e.removed
-			if !removed {
-				q.removeLocked(e)
-			}
-			q.mu.Unlock()
-			if !removed {
-				q.s.logger.Warn("remote-write queue: dropping an unreadable request file", "tenant", q.tenant, "seq", e.seq, "err", err)
-				q.dropped(e, ReasonCorrupt)
-				q.updateGauges(time.Now())
-			}
-			continue
+		if err == nil && e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
+			body, err = stripExemplars(body)
 		}
-		if e.flags&flagExemplars != 0 && !ep.cfg.SendExemplars {
-			if body, err = stripExemplars(body); err != nil {
-				q.mu.Lock()
-				removed := e.removed
-				if !removed {
-					q.removeLocked(e)
-				}
-				q.mu.Unlock()
-				if !removed {
-					q.dropped(e, ReasonCorrupt)
-				}
-				continue
-			}
+		if err != nil {
+			q.dropCorrupt(e, err)
+			continue
 		}
 		if !q.send(ep, e, body) {
 			return // the storage gave up (Close's deadline)
@@ -433,3 +521,18 @@ func stripExemplars(body []byte) ([]byte, error) {
 	}
 	return snappy.Encode(nil, raw), nil
 }
+
+// Appender is what the metrics-generator needs of a tenant's queue (Queue
+// implements it). Enqueue makes one request of series durable, with the
+// caller's checkpoint, before it returns nil; the series may be reused
+// after it returns. LastCheckpoint is the checkpoint of the newest request
+// that Enqueue made durable, in this process or before a restart (nil
+// before the first). LastRequest decodes that request (see
+// Queue.LastRequest). All are safe for concurrent use.
+type Appender interface {
+	Enqueue(ctx context.Context, series []prompb.TimeSeries, checkpoint []byte) error
+	LastCheckpoint() []byte
+	LastRequest() ([]prompb.TimeSeries, []byte, error)
+}
+
+var _ Appender = (*Queue)(nil)

@@ -79,11 +79,13 @@ func (q *Queue) send(ep *endpoint, e *entry, body []byte) bool {
 	}
 }
 
-// isDuplicateError tells Prometheus's answer to samples it already has:
-// "out of order sample" or "duplicate sample for timestamp".
+// isDuplicateError tells the answer to samples the receiver already has:
+// Prometheus's "out of order sample" and "duplicate sample for timestamp",
+// Mimir's "out-of-order" and "duplicate timestamp" errors.
 func isDuplicateError(msg string) bool {
-	msg = strings.ToLower(msg)
-	return strings.Contains(msg, "out of order") || strings.Contains(msg, "duplicate sample")
+	msg = strings.ReplaceAll(strings.ToLower(msg), "-", " ")
+	return strings.Contains(msg, "out of order") || strings.Contains(msg, "duplicate sample") ||
+		strings.Contains(msg, "duplicate timestamp")
 }
 
 // post sends body once; for a refusal it returns the status and the start
@@ -96,11 +98,19 @@ func (q *Queue) post(ep *endpoint, body []byte, attempt int) (res outcome, statu
 		return outcomeRejected, 0, err.Error(), 0
 	}
 	h := req.Header
+	if ba := ep.cfg.BasicAuth; ba != nil {
+		req.SetBasicAuth(ba.Username, ba.Password) // an Authorization in the headers wins
+	}
 	if q.s.cfg.AddOrgIDHeader {
 		h.Set(orgHeader, q.tenant)
 	}
 	for k, v := range ep.cfg.Headers {
 		h.Set(k, v)
+	}
+	if th := q.headers.Load(); th != nil {
+		for k, v := range *th {
+			h.Set(k, v)
+		}
 	}
 	h.Set("Content-Encoding", "snappy")
 	h.Set("Content-Type", "application/x-protobuf")
@@ -108,9 +118,6 @@ func (q *Queue) post(ep *endpoint, body []byte, attempt int) (res outcome, statu
 	h.Set("User-Agent", userAgent)
 	if attempt > 0 {
 		h.Set("Retry-Attempt", strconv.Itoa(attempt))
-	}
-	if ba := ep.cfg.BasicAuth; ba != nil {
-		req.SetBasicAuth(ba.Username, ba.Password)
 	}
 	resp, err := ep.client.Do(req)
 	if err != nil {

@@ -12,11 +12,17 @@
 // kill -9 included. max_queue_age and max_queue_bytes bound each queue:
 // past them the oldest requests are dropped and counted.
 //
+// Use: Open once per process with the `metrics_generator.storage` block;
+// Queue(tenant) gives a tenant's queue (an Appender); the generator calls
+// Enqueue once per collection and, after a start, resumes from
+// LastCheckpoint; at shutdown, Close with a ctx of remote_write_flush_deadline.
+//
 // Why not Prometheus's agent WAL and queue manager, as Tempo does: the WAL
-// watcher that feeds the queue manager starts reading at the time it
-// starts (tsdb/wlog/watcher.go sets its start time to time.Now() in
-// Start), so samples written to the WAL before a restart are never sent,
-// and samples must survive a restart of the generator here. So this
+// watcher that feeds the queue manager sends only samples with timestamps
+// after its own start (tsdb/wlog/watcher.go sets its start time to
+// time.Now() in Start and skips samples at or before it), so samples in the
+// WAL from before a restart are never sent, and samples must survive a
+// restart of the generator here. So this
 // package speaks Prometheus's remote-write protocol 1.0 (prompb, snappy,
 // the same headers as Prometheus) over net/http with its own small queue.
 // storage/remote's WriteClient would send the same bytes, but it pulls in
@@ -35,6 +41,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +71,8 @@ type Storage struct {
 	closing bool
 	wg      sync.WaitGroup // senders
 	bg      sync.WaitGroup // the janitor
+
+	lock *os.File // an exclusive flock on <path>/weft~lock
 
 	lastRejectLog atomic.Int64 // Unix nanoseconds
 	suppressed    atomic.Int64 // rejections not logged since
@@ -99,10 +108,18 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Storage,
 	}
 	if len(s.eps) > 0 {
 		if err := os.MkdirAll(cfg.Path, 0o755); err != nil {
+			s.cancel()
 			return nil, fmt.Errorf("cannot create the remote-write queue directory (path): %w", err)
 		}
+		lock, err := lockDir(cfg.Path)
+		if err != nil {
+			s.cancel()
+			return nil, err
+		}
+		s.lock = lock
 		des, err := os.ReadDir(cfg.Path)
 		if err != nil {
+			s.closeNow()
 			return nil, fmt.Errorf("cannot read the remote-write queue directory (path): %w", err)
 		}
 		for _, de := range des {
@@ -165,8 +182,9 @@ func (s *Storage) Queue(tenantID string) (*Queue, error) {
 }
 
 // Close stops the senders. They first send what they can until ctx is
-// done (Tempo's remote_write_flush_deadline); what is left stays on disk
-// for the next Open. It returns an error when requests were left.
+// done (give it a deadline of Config.FlushDeadline,
+// remote_write_flush_deadline); what is left stays on disk for the next
+// Open. It returns an error when requests were left.
 func (s *Storage) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -200,6 +218,9 @@ func (s *Storage) Close(ctx context.Context) error {
 		q.mu.Lock()
 		left += len(q.entries)
 		q.mu.Unlock()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
 	}
 	if left > 0 {
 		return fmt.Errorf("cannot flush the remote-write queues: %d requests left on disk for the next start", left)
@@ -237,6 +258,24 @@ func (s *Storage) janitor() {
 			}
 		}
 	}
+}
+
+// lockName is the lock file in path; '~' is not allowed in tenant IDs, so
+// it cannot be a tenant's directory.
+const lockName = "weft~lock"
+
+// lockDir takes an exclusive lock on dir, so that two processes cannot
+// send (and delete) the same queues.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the remote-write queue lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot lock the remote-write queue directory %s: another process uses it (give each metrics-generator its own metrics_generator.storage.path): %w", dir, err)
+	}
+	return f, nil
 }
 
 // logRejected logs a refused request, at most once a minute.

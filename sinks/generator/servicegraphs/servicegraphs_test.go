@@ -14,9 +14,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftdb/weft/internal/promtest"
 	"github.com/weftdb/weft/internal/spangen"
 	"github.com/weftdb/weft/sinks/generator/registry"
-	"github.com/weftdb/weft/sinks/generator/registry/promtest"
 	"github.com/weftdb/weft/sinks/generator/spanmetrics"
 	"github.com/weftdb/weft/sinks/generator/spanview"
 	"github.com/weftdb/weft/sinks/generator/spanview/spantest"
@@ -446,7 +446,7 @@ func TestTopologyInPrometheus(t *testing.T) {
 
 	one := func(q string) float64 {
 		t.Helper()
-		got := prom.Query(t, q, now)
+		got := prom.QueryMap(t, q, now)
 		if len(got) != 1 {
 			t.Fatalf("%s: %v, want one series", q, got)
 		}
