@@ -12,6 +12,7 @@
 //	go run ./bench -protocol http -rate 20000 -json run.json
 //	go run ./bench -profile microservices -duration 15s
 //	go run ./bench -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200   # any OTLP + Tempo API backend
+//	go run ./bench -generator-ab 3 -duration 20s   # the metrics-generator's cost: off, on, off, on...
 //
 // The report is Markdown on stdout; progress goes to stderr. See docs/bench.md.
 package main
@@ -52,6 +53,7 @@ type flags struct {
 	keep          bool
 	blockDuration time.Duration
 	cpuProfile    string
+	generatorAB   int
 }
 
 func parseFlags() (*flags, error) {
@@ -83,6 +85,7 @@ func parseFlags() (*flags, error) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the temp dir (binaries, config, data, logs)")
 	fs.DurationVar(&f.blockDuration, "block-duration", 5*time.Second, "monolithic: block_builder.max_block_duration")
 	fs.StringVar(&f.cpuProfile, "server-cpu-profile", "", "write a CPU profile of the ingesting server (weft monolithic, the distributor), taken over /debug/pprof/profile during the ingest, to this file")
+	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
 	}
@@ -101,6 +104,10 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-endpoint needs -query-url")
 	case f.endpoint == "" && f.profile != "monolithic" && f.profile != "microservices":
 		return nil, fmt.Errorf("unknown -profile %q: use monolithic or microservices", f.profile)
+	case f.generatorAB < 0:
+		return nil, errors.New("-generator-ab must not be negative")
+	case f.generatorAB > 0 && (f.endpoint != "" || f.profile != "monolithic"):
+		return nil, errors.New("-generator-ab starts weft monolithic itself: it cannot be used with -endpoint or -profile microservices")
 	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
 		return nil, fmt.Errorf("unknown -protocol %q: use grpc or http", f.ingest.Protocol)
 	}
@@ -134,6 +141,13 @@ func run() error {
 		progress("keeping %s", workDir)
 	} else {
 		defer os.RemoveAll(workDir)
+	}
+
+	if f.generatorAB > 0 {
+		if err := runGeneratorAB(ctx, f, workDir, res); err != nil {
+			return err
+		}
+		return report(f, res)
 	}
 
 	var t *target
@@ -177,6 +191,11 @@ func run() error {
 		return err
 	}
 	closeTarget()
+	return report(f, res)
+}
+
+// report prints res and writes it to -json.
+func report(f *flags, res *results) error {
 	writeMarkdown(os.Stdout, res)
 	if f.jsonPath != "" {
 		if err := writeJSON(f.jsonPath, res); err != nil {

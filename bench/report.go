@@ -28,6 +28,8 @@ type results struct {
 	Queries   []queryResult  `json:"queries"`
 	QueryNote string         `json:"query_note,omitempty"`
 	Notes     []string       `json:"notes,omitempty"`
+	// GeneratorAB is the -generator-ab comparison.
+	GeneratorAB *abResult `json:"generator_ab,omitempty"`
 }
 
 // derived are the headline ingest figures.
@@ -153,6 +155,9 @@ func writeMarkdown(w io.Writer, r *results) {
 			p("| refused requests by reason | %s |", strings.Join(parts, ", "))
 		}
 		p("")
+	}
+	if r.GeneratorAB != nil {
+		writeGeneratorAB(p, r.GeneratorAB)
 	}
 	if len(r.Lookups) > 0 {
 		p("## Trace by ID (`/api/traces/<id>`, protobuf)")

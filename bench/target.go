@@ -155,9 +155,9 @@ func freePorts(n int) ([]int, error) {
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// waitReady polls url/ready until it answers 200, alive tells whether the
+// waitReady polls readyURL until it answers 200, alive tells whether the
 // process is still running.
-func waitReady(url string, timeout time.Duration, alive func() error) error {
+func waitReady(readyURL string, timeout time.Duration, alive func() error) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	last := "no answer"
@@ -165,7 +165,7 @@ func waitReady(url string, timeout time.Duration, alive func() error) error {
 		if err := alive(); err != nil {
 			return err
 		}
-		resp, err := client.Get(url + "/ready")
+		resp, err := client.Get(readyURL)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -178,7 +178,7 @@ func waitReady(url string, timeout time.Duration, alive func() error) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("cannot get %s/ready within %s (last: %s)", url, timeout, last)
+	return fmt.Errorf("cannot get %s within %s (last: %s)", readyURL, timeout, last)
 }
 
 // child is a started subprocess.
@@ -254,9 +254,10 @@ func tail(path string, n int) string {
 // monolithicConfig is a weft config on loopback ports with fast block cuts,
 // no search end cutoff, no ingestion rate limit and no live-trace limit (the
 // bench measures what weft can take, not the default 30 MB/s and 10,000
-// live traces per tenant).
-func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration) string {
-	return fmt.Sprintf(`server:
+// live traces per tenant). gen, when not nil, turns the metrics-generator
+// on for every tenant.
+func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, gen *generatorSetup) string {
+	cfg := fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1
   http_listen_port: %d
   grpc_listen_address: 127.0.0.1
@@ -282,7 +283,11 @@ block_builder:
     path: %s/wal
 query_frontend:
   query_end_cutoff: 0s
-`+noIngestionLimits, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
+`, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
+	if gen == nil {
+		return cfg + noIngestionLimits
+	}
+	return cfg + gen.config(dataDir) + noIngestionLimits + generatorOverrides
 }
 
 // noIngestionLimits is the config the bench adds to weft's: it measures
@@ -301,27 +306,34 @@ func startMonolithic(repo, workDir string, blockDuration time.Duration) (*target
 	if err := goBuild(repo, "./cmd/weft", bin); err != nil {
 		return nil, err
 	}
+	return runMonolithic(bin, workDir, blockDuration, nil)
+}
+
+// runMonolithic runs the weft binary bin as one subprocess, with its
+// config, log and data under dir; gen, when not nil, turns the
+// metrics-generator on.
+func runMonolithic(bin, dir string, blockDuration time.Duration, gen *generatorSetup) (*target, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
-	dataDir := filepath.Join(workDir, "data")
-	cfgPath := filepath.Join(workDir, "weft.yaml")
-	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration)), 0o600); err != nil {
+	dataDir := filepath.Join(dir, "data")
+	cfgPath := filepath.Join(dir, "weft.yaml")
+	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration, gen)), 0o600); err != nil {
 		return nil, fmt.Errorf("cannot write the weft config: %w", err)
 	}
-	logPath := filepath.Join(workDir, "weft.log")
+	logPath := filepath.Join(dir, "weft.log")
 	queryURL := "http://" + loopback(ports[0])
 	var cur *child
 	start := func() error {
 		cmd := exec.Command(bin, "-config.file="+cfgPath)
-		cmd.Dir = workDir
+		cmd.Dir = dir
 		c, err := startChild(cmd, logPath)
 		if err != nil {
 			return err
 		}
 		cur = c
-		if err := waitReady(queryURL, readyTimeout, c.alive); err != nil {
+		if err := waitReady(queryURL+"/ready", readyTimeout, c.alive); err != nil {
 			_ = c.stop(syscall.SIGKILL, 5*time.Second)
 			return fmt.Errorf("cannot start weft: %w", err)
 		}
@@ -391,7 +403,7 @@ func startMicroservices(repo, workDir string) (*target, error) {
 		return nil, err
 	}
 	for _, u := range []string{msQueryURL, msDistributor} {
-		if err := waitReady(u, readyTimeout, c.alive); err != nil {
+		if err := waitReady(u+"/ready", readyTimeout, c.alive); err != nil {
 			_ = c.stop(syscall.SIGINT, stopTimeout)
 			return nil, fmt.Errorf("cannot start the microservices: %w", err)
 		}

@@ -41,7 +41,10 @@ import (
 // Type is the kind of the node in pipeline files.
 const Type = "metrics_generator"
 
-// Limits gives a tenant's overrides.
+// Limits gives a tenant's overrides. The limits For returns are never
+// modified: a change comes as another pointer, as overrides.Overrides does
+// it (the generator rebuilds a tenant's settings only when the pointer
+// changes).
 type Limits interface {
 	For(tenant string) *overrides.Limits
 }
@@ -213,11 +216,15 @@ func (g *Generator) dropOutsideSlack(b *spanview.Batch) int {
 
 // tenant returns ten's processors, built again when its settings changed.
 func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
-	key, cfg := tenantSettings(g.cfg, lim)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	t := g.tenants[ten]
+	if t != nil && t.lim == lim {
+		return t, nil // the same limits as the last message's
+	}
+	key, cfg := tenantSettings(g.cfg, lim)
 	if t != nil && t.key == key {
+		t.lim = lim
 		t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
 		t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 		return t, nil
@@ -232,6 +239,7 @@ func (g *Generator) tenant(ten string, lim *overrides.Limits) (*tenant, error) {
 		delete(g.tenants, ten)
 		return nil, err
 	}
+	t.lim = lim
 	t.reg.SetMaxActiveSeries(lim.MetricsGenerator.MaxActiveSeries)
 	t.disabled, t.headers = lim.MetricsGenerator.DisableCollection, lim.MetricsGenerator.RemoteWriteHeaders
 	g.tenants[ten] = t

@@ -35,6 +35,9 @@ type tenant struct {
 	// headers are overrides.*.metrics_generator.remote_write_headers,
 	// given to the tenant's queue at each collection.
 	headers map[string]string
+	// lim are the limits key, disabled and headers were last read from
+	// (g.mu).
+	lim *overrides.Limits
 }
 
 // tenantConfig is what a tenant's processors are built from.
