@@ -252,7 +252,15 @@ func TestGRPCMaxRecvMsgSize(t *testing.T) {
 			if n := len(out.messages()); n != 0 {
 				t.Errorf("%d messages pushed, want none", n)
 			}
-			if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got != 1 {
+			// The server counts the refusal as the call ends on its side,
+			// which may be just after the client has the error.
+			var got float64
+			for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if got = testutil.ToFloat64(s.metrics.requests.WithLabelValues(protocolGRPC, codes.ResourceExhausted.String())); got == 1 {
+					break
+				}
+			}
+			if got != 1 {
 				t.Errorf("weft_otlp_requests_total{protocol=grpc,code=ResourceExhausted} = %v, want 1", got)
 			}
 		})
