@@ -62,7 +62,7 @@ tools:
 
 ## test-long: slow soak, stress and fault tests, then every fuzz target for FUZZTIME each
 ## (the TraceQL parser, OTLP protobuf via the distributor, OTLP/HTTP with JSON and gzip,
-## the pipeline compiler, the config loader)
+## the pipeline compiler, the config loader, the metrics-generator's span reader)
 FUZZTIME ?= 2m
 test-long:
 	$(GO) test -count=1 -timeout 60m -run 'Long' -v ./...
@@ -71,6 +71,7 @@ test-long:
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPTraces$$' -fuzztime $(FUZZTIME) ./sources/otlp
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./pipelines
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./cmd/weft/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sinks/generator/spanview
 
 ## lint: gofmt check and go vet
 lint:
