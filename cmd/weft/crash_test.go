@@ -289,15 +289,27 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 	if m == atRandomWorker || m == atRandomScheduler {
 		time.Sleep(time.Duration(mathrand.Int64N(int64(3 * time.Second))))
 		victim := r.sched
-		if m == atRandomWorker {
-			victim = r.workers[mathrand.IntN(len(r.workers))]
-		}
 		rec := killRecord{moment: m, victim: victim.name}
 		if m == atRandomWorker {
-			for _, j := range r.readWork() {
-				if j.State == scheduler.Running && r.byWorker(j.Worker) == victim {
-					rec.job, rec.worker = j.ID, j.Worker
+			// Not a worker in a job's last attempt (that fails the job,
+			// by design): wait for one that is not.
+			for {
+				victim = r.workers[mathrand.IntN(len(r.workers))]
+				rec = killRecord{moment: m, victim: victim.name}
+				last := false
+				for _, j := range r.readWork() {
+					if j.State == scheduler.Running && r.byWorker(j.Worker) == victim {
+						rec.job, rec.worker = j.ID, j.Worker
+						last = last || j.Attempts >= scheduler.MaxAttempts
+					}
 				}
+				if !last {
+					break
+				}
+				if time.Now().After(deadline) {
+					return false
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 		r.kill(victim)
@@ -349,7 +361,9 @@ func (r *crashRig) waitMoment(m killMoment, timeout time.Duration) bool {
 			fed = time.Now()
 		}
 		for _, j := range r.readWork() {
-			if j.State != scheduler.Running {
+			// A job on its last attempt is not killed: that fails it, by
+			// design (scheduler.MaxAttempts).
+			if j.State != scheduler.Running || j.Attempts >= scheduler.MaxAttempts {
 				continue
 			}
 			w := r.byWorker(j.Worker)
