@@ -66,8 +66,8 @@ type Generator struct {
 	tenants map[string]*tenant
 	retired []*tenant // replaced or turned off, closed by the next collection
 	// consumed is, per input partition (Kafka mode), the offset after the
-	// last record counted; skip is, per tenant, that of the tenant's last
-	// queued collection, read back at start.
+	// last record read; skip is, per tenant, the offsets its last queued
+	// collection covers (read back at start): records below are counted.
 	consumed map[int32]int64
 	skip     map[string]map[int32]int64
 
@@ -113,6 +113,8 @@ func (g *Generator) Start(ctx context.Context) error {
 	for _, ten := range st.Tenants() {
 		q, err := st.Queue(ten)
 		if err != nil {
+			_ = st.Close(ctx) // releases its lock; the error above says what failed
+			g.storage = nil
 			return fmt.Errorf("cannot open the remote-write queue of tenant %s: %w", ten, err)
 		}
 		if cp := q.LastCheckpoint(); len(cp) > 0 {
