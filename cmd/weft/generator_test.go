@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +57,86 @@ func yamlList(fs []float64) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
+// genRig is a distributor and a metrics-generator, each its own process,
+// over the dev Kafka broker, remote-writing to a real Prometheus; spans go
+// through a recorder in front of the distributor.
+type genRig struct {
+	t    *testing.T
+	prom *promtest.Server
+	gen  *proc
+	gcfg string
+	gps  ports
+	rec  *gentopo.Recorder
+}
+
+func startGenRig(t *testing.T) *genRig {
+	r := &genRig{t: t, prom: promtest.Start(t)}
+	broker := startDevKafka(t)
+	data := t.TempDir()
+	dps := newPorts(t)
+	r.gps = newPorts(t)
+	dcfg := writeFile(t, "distributor.yaml", kafkaConfig(dps, data, broker))
+	r.gcfg = writeFile(t, "generator.yaml", kafkaConfig(r.gps, data, broker)+generatorYAML(r.prom, t.TempDir()))
+	r.startGenerator()
+	dist := startWeft(t, nil, "-config.file="+dcfg, "-target=distributor")
+	dist.waitReady(t, loopback(dps.http))
+	var err error
+	if r.rec, err = gentopo.NewRecorder(loopback(dps.otlpHTTP)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.rec.Close() })
+	return r
+}
+
+func (r *genRig) startGenerator() {
+	r.gen = startWeft(r.t, nil, "-config.file="+r.gcfg, "-target=metrics-generator")
+	r.gen.waitReady(r.t, loopback(r.gps.http))
+}
+
+// killGenerator kills the generator with SIGKILL and starts it again.
+func (r *genRig) killGenerator() {
+	if err := r.gen.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		r.t.Fatal(err)
+	}
+	<-r.gen.done
+	r.startGenerator()
+}
+
+// check polls Prometheus until cmp finds no difference between want and
+// the increases of the series of prefixes, or fails the test after
+// timeout with the differences and the generator's own metrics.
+func (r *genRig) check(phase string, want gentopo.Expectations, prefixes []string, cmp func(gentopo.Expectations, map[string]float64) []string, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var diffs []string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		got, err := gentopo.Increases(ctx, r.prom, prefixes...)
+		cancel()
+		if err != nil {
+			diffs = []string{err.Error()}
+		} else if diffs = cmp(want, got); len(diffs) == 0 {
+			r.t.Logf("%s: %d series as the spans give them", phase, len(want))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var own []string
+	for _, l := range strings.Split(getBody(r.t, "http://"+loopback(r.gps.http)+"/metrics"), "\n") {
+		if strings.HasPrefix(l, "weft_metrics_generator_") {
+			own = append(own, l)
+		}
+	}
+	r.t.Fatalf("%s: the series in Prometheus differ from the spans pushed:\n%s\nthe generator's metrics:\n%s", phase, strings.Join(diffs, "\n"), strings.Join(own, "\n"))
+}
+
+// The comparisons of genRig.check.
+func exact(want gentopo.Expectations, got map[string]float64) []string {
+	return gentopo.Compare(want, got, 20)
+}
+
+var spanMetrics = []string{"traces_spanmetrics_calls", "traces_spanmetrics_latency", "traces_spanmetrics_size"}
+
 // TestGeneratorMicroservices runs the generator as its own process reading
 // the distributor's Kafka topic: the series in Prometheus equal what the
 // pushed spans give. Then the generator is killed (SIGKILL) twice while
@@ -65,107 +145,45 @@ func yamlList(fs []float64) string {
 // nothing counted twice), and no service-graph edge is counted more than
 // its calls.
 func TestGeneratorMicroservices(t *testing.T) {
-	prom := promtest.Start(t)
-	broker := startDevKafka(t)
-	data := t.TempDir()
-	dps, gps := newPorts(t), newPorts(t)
-	dcfg := writeFile(t, "distributor.yaml", kafkaConfig(dps, data, broker))
-	gcfg := writeFile(t, "generator.yaml", kafkaConfig(gps, data, broker)+generatorYAML(prom, t.TempDir()))
-	gen := startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
-	gen.waitReady(t, loopback(gps.http))
-	dist := startWeft(t, nil, "-config.file="+dcfg, "-target=distributor")
-	dist.waitReady(t, loopback(dps.http))
-
-	rec, err := gentopo.NewRecorder(loopback(dps.otlpHTTP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var spans []gentopoSpans
+	r := startGenRig(t)
+	var spans gentopoSpans
 	push := func(n int) {
-		s, err := gentopo.Push(ctx, rec.Addr(), nil, n, time.Now())
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := gentopo.Push(ctx, r.rec.Addr(), nil, n, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		spans = append(spans, s)
+		spans = append(spans, s...)
 	}
-	want := func(graphs bool) gentopo.Expectations {
-		var all gentopoSpans
-		for _, s := range spans {
-			all = append(all, s...)
-		}
-		w := gentopo.SpanMetrics(all, genSpanBuckets, rec.Sizes())
-		if graphs {
-			for k, v := range gentopo.ServiceGraph(all, genGraphBuckets) {
-				w[k] = v
-			}
-		}
-		return w
-	}
-	check := func(phase string, w gentopo.Expectations, prefixes []string, cmp func(want gentopo.Expectations, got map[string]float64) []string) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		var diffs []string
-		for time.Now().Before(deadline) {
-			got, err := gentopo.Increases(ctx, prom, prefixes...)
-			if err != nil {
-				diffs = []string{err.Error()}
-			} else if diffs = cmp(w, got); len(diffs) == 0 {
-				t.Logf("%s: %d series as the spans give them", phase, len(w))
-				return
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		var own []string
-		for _, l := range strings.Split(getBody(t, "http://"+loopback(gps.http)+"/metrics"), "\n") {
-			if strings.HasPrefix(l, "weft_metrics_generator_") {
-				own = append(own, l)
-			}
-		}
-		if series, err := prom.Series(ctx, `traces_spanmetrics_calls_total{service="frontend",span_kind="SPAN_KIND_SERVER"}`, 10*time.Minute); err == nil {
-			for _, s := range series {
-				t.Logf("raw samples of %v: %v", s.Metric, s.Points)
-			}
-		}
-		t.Fatalf("%s: the series in Prometheus differ from the spans pushed:\n%s\nthe generator's metrics:\n%s", phase, strings.Join(diffs, "\n"), strings.Join(own, "\n"))
-	}
-	exact := func(w gentopo.Expectations, got map[string]float64) []string { return gentopo.Compare(w, got, 20) }
+	metrics := func() gentopo.Expectations { return gentopo.SpanMetrics(spans, genSpanBuckets, r.rec.Sizes()) }
+	graph := func() gentopo.Expectations { return gentopo.ServiceGraph(spans, genGraphBuckets) }
 
 	push(30)
-	check("over Kafka", want(true), []string{"traces_spanmetrics_", "traces_service_graph_request"}, exact)
+	all := metrics()
+	maps.Copy(all, graph())
+	r.check("over Kafka", all, []string{"traces_spanmetrics_", "traces_service_graph_request"}, exact, 60*time.Second)
 
-	spanMetrics := []string{"traces_spanmetrics_calls", "traces_spanmetrics_latency", "traces_spanmetrics_size"}
 	for kill := range 2 {
 		push(30)
 		time.Sleep(time.Duration(200+300*kill) * time.Millisecond)
-		if err := gen.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := r.gen.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-gen.done
+		<-r.gen.done
 		push(20) // while the generator is down
-		gen = startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
-		gen.waitReady(t, loopback(gps.http))
+		r.startGenerator()
 		// Caught up before the next kill: the broker hands the killed
 		// member's partitions over once its session times out.
-		check(fmt.Sprintf("after kill %d", kill+1), want(false), spanMetrics, exact)
+		r.check(fmt.Sprintf("after kill %d", kill+1), metrics(), spanMetrics, exact, 60*time.Second)
 	}
 	push(20)
-	check("after two kills", want(false), spanMetrics, exact)
+	r.check("after two kills", metrics(), spanMetrics, exact, 60*time.Second)
 	// Service-graph halves waiting for their other half when the process
 	// was killed are lost (see docs/metrics-generator.md): edges may be
 	// short, never counted twice.
-	check("service graph after two kills", want(true), []string{"traces_service_graph_request_total"}, func(w gentopo.Expectations, got map[string]float64) []string {
-		var diffs []string
-		for k, v := range got {
-			if v > w[k] {
-				diffs = append(diffs, fmt.Sprintf("%s = %g, more than the %g calls pushed", k, v, w[k]))
-			}
-		}
-		return diffs
-	})
-	if code := gen.stop(t, os.Interrupt); code != 0 {
+	r.check("service graph after two kills", graph(), []string{"traces_service_graph_request_total"}, gentopo.AtMost, 60*time.Second)
+	if code := r.gen.stop(t, os.Interrupt); code != 0 {
 		t.Fatalf("generator exited %d", code)
 	}
 }
@@ -177,86 +195,18 @@ func TestGeneratorMicroservices(t *testing.T) {
 // were made.
 func TestGeneratorKillLong(t *testing.T) {
 	testlong.Skip(t)
-	prom := promtest.Start(t)
-	broker := startDevKafka(t)
-	data := t.TempDir()
-	dps, gps := newPorts(t), newPorts(t)
-	dcfg := writeFile(t, "distributor.yaml", kafkaConfig(dps, data, broker))
-	gcfg := writeFile(t, "generator.yaml", kafkaConfig(gps, data, broker)+generatorYAML(prom, t.TempDir()))
-	gen := startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
-	gen.waitReady(t, loopback(gps.http))
-	dist := startWeft(t, nil, "-config.file="+dcfg, "-target=distributor")
-	dist.waitReady(t, loopback(dps.http))
-	rec, err := gentopo.NewRecorder(loopback(dps.otlpHTTP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Close()
-
-	var mu sync.Mutex
-	var spans gentopoSpans
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { // 5 iterations (40 spans) every 200ms
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			s, err := gentopo.Push(ctx, rec.Addr(), nil, 5, time.Now())
-			cancel()
-			if err != nil {
-				t.Errorf("push: %v", err)
-				return
-			}
-			mu.Lock()
-			spans = append(spans, s...)
-			mu.Unlock()
-		}
-	}()
+	r := startGenRig(t)
+	load := gentopo.StartLoad(r.rec.Addr(), 5, 200*time.Millisecond) // 40 spans every 200ms
 	for kill := range 3 {
 		time.Sleep(15 * time.Second)
-		if err := gen.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-gen.done
-		gen = startWeft(t, nil, "-config.file="+gcfg, "-target=metrics-generator")
-		gen.waitReady(t, loopback(gps.http))
+		r.killGenerator()
 		t.Logf("kill %d: the generator started again", kill+1)
 	}
 	time.Sleep(10 * time.Second)
-	close(stop)
-	<-done
-
-	want := gentopo.SpanMetrics(spans, genSpanBuckets, rec.Sizes())
-	graph := gentopo.ServiceGraph(spans, genGraphBuckets)
-	deadline := time.Now().Add(90 * time.Second)
-	var diffs []string
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		got, err := gentopo.Increases(ctx, prom, "traces_spanmetrics_calls", "traces_spanmetrics_latency", "traces_spanmetrics_size", "traces_service_graph_request_total")
-		cancel()
-		if err != nil {
-			diffs = []string{err.Error()}
-			time.Sleep(time.Second)
-			continue
-		}
-		diffs = nil
-		for k, v := range got {
-			if strings.HasPrefix(k, "traces_service_graph_request_total") {
-				if v > graph[k] {
-					diffs = append(diffs, fmt.Sprintf("%s = %g, more than the %g calls pushed", k, v, graph[k]))
-				}
-				delete(got, k)
-			}
-		}
-		if diffs = append(diffs, gentopo.Compare(want, got, 20)...); len(diffs) == 0 {
-			t.Logf("%d spans pushed over 55s with 3 kills of the generator: %d span-metrics series, each as the spans give it", len(spans), len(want))
-			return
-		}
-		time.Sleep(time.Second)
+	spans, err := load.Stop()
+	if err != nil {
+		t.Fatalf("push: %v", err)
 	}
-	t.Fatalf("after 3 kills, the series in Prometheus differ from the spans pushed:\n%s", strings.Join(diffs, "\n"))
+	r.check(fmt.Sprintf("%d spans pushed over 55s with 3 kills", len(spans)), gentopo.SpanMetrics(spans, genSpanBuckets, r.rec.Sizes()), spanMetrics, exact, 90*time.Second)
+	r.check("service graph after 3 kills", gentopo.ServiceGraph(spans, genGraphBuckets), []string{"traces_service_graph_request_total"}, gentopo.AtMost, 30*time.Second)
 }

@@ -451,3 +451,61 @@ func splitName(metric map[string]string) (string, map[string]string) {
 	delete(l, "__name__")
 	return name, l
 }
+
+// AtMost returns the series of got that exceed want (a count that can be
+// short, such as a service-graph edge after a crash, but never more than
+// the calls made), sorted.
+func AtMost(want Expectations, got map[string]float64) []string {
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if got[k] > want[k] {
+			diffs = append(diffs, fmt.Sprintf("%s = %g, more than the %g the spans give", k, got[k], want[k]))
+		}
+	}
+	return diffs
+}
+
+// Load pushes iterations of the topology every interval, ending at the
+// time of each push, until Stop.
+type Load struct {
+	mu    sync.Mutex
+	spans []tracetest.SpanStub
+	err   error
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// StartLoad starts a Load to the OTLP/HTTP receiver at addr.
+func StartLoad(addr string, iterations int, interval time.Duration) *Load {
+	l := &Load{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(interval):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s, err := Push(ctx, addr, nil, iterations, time.Now())
+			cancel()
+			l.mu.Lock()
+			l.spans, l.err = append(l.spans, s...), err
+			l.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// Stop ends the load and returns the spans pushed, or the error that
+// stopped it first.
+func (l *Load) Stop() ([]tracetest.SpanStub, error) {
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spans, l.err
+}

@@ -3,11 +3,8 @@ package app
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/weftdb/weft/internal/gentopo"
 	"github.com/weftdb/weft/internal/promtest"
@@ -30,38 +27,17 @@ func TestGeneratorPrometheusOutageLong(t *testing.T) {
 	}
 	defer rec.Close()
 
-	var mu sync.Mutex
-	var spans []tracetest.SpanStub
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // 5 iterations (40 spans) every 200ms
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			s, err := gentopo.Push(ctx, rec.Addr(), nil, 5, time.Now())
-			cancel()
-			if err != nil {
-				t.Errorf("push: %v", err)
-				return
-			}
-			mu.Lock()
-			spans = append(spans, s...)
-			mu.Unlock()
-		}
-	}()
+	load := gentopo.StartLoad(rec.Addr(), 5, 200*time.Millisecond) // 40 spans every 200ms
 	time.Sleep(10 * time.Second)
 	prom.Stop()
 	t.Logf("Prometheus stopped for 60s")
 	time.Sleep(60 * time.Second)
 	prom.Restart()
 	time.Sleep(10 * time.Second)
-	close(stop)
-	<-done
+	spans, err := load.Stop()
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
 
 	want := gentopo.SpanMetrics(spans, spanBuckets, rec.Sizes())
 	for k, v := range gentopo.ServiceGraph(spans, graphBuckets) {
