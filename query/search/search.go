@@ -361,7 +361,7 @@ func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, q *query
 			set.Spans = append(set.Spans, spanResult(sp, q))
 		}
 		for _, kv := range ss.Attributes {
-			v := anyValue(kv.Value)
+			v := AnyValueOf(kv.Value)
 			if v == nil { // by() of a missing attribute, as Tempo writes it
 				nilText := "nil"
 				v = &AnyValue{StringValue: &nilText}
@@ -412,7 +412,7 @@ func spanResult(sp *traceql.Span, q *query) *Span {
 		if seen[key] {
 			continue
 		}
-		if v := anyValue(kv.Value); v != nil {
+		if v := AnyValueOf(kv.Value); v != nil {
 			seen[key] = true
 			out.Attributes = append(out.Attributes, &KeyValue{Key: strings.Clone(key), Value: v})
 		}
