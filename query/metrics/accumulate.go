@@ -303,10 +303,17 @@ func (a *Accumulator) compareCount(key []byte, i int, mk func() *series) {
 	ser.count[i]++
 }
 
+// compareJobValues is the most values per attribute a compare() job
+// returns (at least the query's top N): the combiner's top N is exact
+// for attributes with no more values than that; Tempo's jobs keep only
+// the top N, which loses the counts of values that are in the top N of
+// the answer but not of every job.
+const compareJobValues = 100
+
 // Result is what the job returns: its series, whether the series limit
-// dropped some, and what it inspected. For compare() only the top values
-// of each attribute are kept (Tempo's topN), plus an error series for
-// each attribute that had more.
+// dropped some, and what it inspected. For compare() only the top
+// compareJobValues values of each attribute are kept, plus an error series
+// for each attribute that had more.
 func (a *Accumulator) Result() *Partial {
 	p := &Partial{Truncated: a.truncated, Metrics: a.metrics}
 	list := make([]*series, 0, len(a.series)+1)
@@ -317,7 +324,7 @@ func (a *Accumulator) Result() *Partial {
 		list = append(list, s)
 	}
 	if a.q.fn == traceql.MetricsCompare {
-		list = a.q.compareTop(list)
+		list = a.q.compareTop(list, max(a.q.topN, compareJobValues))
 	}
 	p.Series = make([]*PartialSeries, 0, len(list))
 	for _, s := range list {

@@ -112,10 +112,10 @@ func (c *Combiner) Truncated() bool { return c.truncated }
 // Request.MaxSeries when set).
 func (c *Combiner) SeriesCount() int { return len(c.series) }
 
-// compareTop keeps compare()'s top N values per attribute and meta type
+// compareTop keeps compare()'s top n values per attribute and meta type
 // (by their total count, as Tempo) and adds an error series for each
 // attribute that had more; totals pass.
-func (q *Query) compareTop(list []*series) []*series {
+func (q *Query) compareTop(list []*series, n int) []*series {
 	type group struct{ meta, attr string }
 	groups := map[group][]*series{}
 	var out []*series
@@ -138,12 +138,12 @@ func (q *Query) compareTop(list []*series) []*series {
 		}
 	}
 	for g, ss := range groups {
-		if len(ss) > q.topN {
+		if len(ss) > n {
 			maxed[g.attr] = true
 			slices.SortStableFunc(ss, func(a, b *series) int {
 				return cmp.Or(-cmp.Compare(sum(a.count), sum(b.count)), compareLabels(a.labels, b.labels))
 			})
-			ss = ss[:q.topN]
+			ss = ss[:n]
 		}
 		out = append(out, ss...)
 	}
@@ -178,7 +178,7 @@ func (c *Combiner) Response() *Response {
 			list = append(list, &series{attr: attr, meta: errTooManyValues, tooMany: true})
 		}
 		// Values merged from several jobs may exceed the top N again.
-		list = q.compareTop(list)
+		list = q.compareTop(list, q.topN)
 	}
 	var out []*Series
 	for _, s := range list {
