@@ -90,11 +90,7 @@ func (c *Combiner) addExemplars(cur *series, ex []exemplar) {
 		if c.exPerIvl == nil || c.exemplars >= c.q.req.Exemplars {
 			return
 		}
-		i := c.q.req.IntervalOf(uint64(e.tsMs) * 1e6)
-		if i < 0 {
-			// A millisecond timestamp may round below the first interval.
-			i = 0
-		}
+		i := c.q.exemplarInterval(e.tsMs)
 		if c.exPerIvl[i] >= c.exIvlCap {
 			continue
 		}
@@ -102,6 +98,13 @@ func (c *Combiner) addExemplars(cur *series, ex []exemplar) {
 		c.exemplars++
 		cur.ex = append(cur.ex, e)
 	}
+}
+
+// exemplarInterval is the interval of an exemplar's millisecond
+// timestamp (as Tempo's IntervalMs: a span just after an interval's end
+// may round down onto it); 0 below the first.
+func (q *Query) exemplarInterval(tsMs int64) int {
+	return max(q.req.IntervalOf(uint64(tsMs)*1e6), 0)
 }
 
 // Truncated reports whether series were dropped for the series limit, by
@@ -276,8 +279,7 @@ func exemplarsOf(ser *Series, ex []exemplar, q *Query) []Exemplar {
 	for _, e := range ex {
 		v := e.value
 		if math.IsNaN(v) {
-			i := q.req.IntervalOf(uint64(e.tsMs) * 1e6)
-			ts := int64(q.req.TimestampOf(max(i, 0)) / 1e6)
+			ts := int64(q.req.TimestampOf(q.exemplarInterval(e.tsMs)) / 1e6)
 			found := false
 			for _, s := range ser.Samples {
 				if s.TimestampMs == ts {

@@ -371,3 +371,59 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+// Two jobs over the same time (two blocks of one period): the combiner
+// still keeps at most one exemplar per interval when the budget is
+// smaller than the intervals, and a job takes one exemplar per trace.
+func TestExemplarsSpread(t *testing.T) {
+	r := refRequest()
+	r.Exemplars = 20
+	q := mustCompile(t, r, metricsRoot(t, "{ }", &traceql.MetricsStage{Func: traceql.MetricsRate}))
+	traces := genTraces(t, 6, 400, r.Start, r.End)
+	c := q.NewCombiner()
+	// The first job has 6 traces (6 exemplars), the second the rest: its
+	// exemplars fall in intervals the first one's took too.
+	for _, part := range [][]genTrace{traces[:6], traces[6:]} {
+		acc := q.NewAccumulator(r.Start, r.End)
+		for i := range part {
+			tr, err := traceql.NewTrace(part[i].data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := acc.ObserveTrace(tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Add(roundTrip(t, acc.Result())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perIvl := map[int]int{}
+	n := 0
+	for _, e := range c.Response().Series[0].Exemplars {
+		perIvl[q.exemplarInterval(e.TimestampMs)]++
+		n++
+	}
+	if n != 20 {
+		t.Errorf("%d exemplars, want 20", n)
+	}
+	for i, k := range perIvl {
+		if k > 1 {
+			t.Errorf("%d exemplars in interval %d", k, i)
+		}
+	}
+	// One trace of many spans: one exemplar.
+	r.Exemplars = 50
+	q = mustCompile(t, r, metricsRoot(t, "{ }", &traceql.MetricsStage{Func: traceql.MetricsRate}))
+	tr, err := traceql.NewTrace(manySpans(t, 200, 0, r.Start+1, r.End-r.Start-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := q.NewAccumulator(r.Start, r.End)
+	if err := acc.ObserveTrace(tr); err != nil {
+		t.Fatal(err)
+	}
+	if ex := acc.Result().Series[0].Exemplars; len(ex) != 1 {
+		t.Errorf("%d exemplars from one trace, want 1", len(ex))
+	}
+}
