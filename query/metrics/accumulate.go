@@ -31,6 +31,10 @@ type Accumulator struct {
 	exIvlCap  int
 	keyBuf    []byte
 	seen      []bool
+	// lastKey is the group key of the last span counted, lastSer its
+	// series: spans of one service come together.
+	lastKey   []byte
+	lastSer   *series
 	attrNames map[attrKey]string // compare: label keys by attribute
 	valBuf    []traceql.Value
 }
@@ -175,13 +179,18 @@ func (a *Accumulator) observeSpan(t *traceql.Trace, s *traceql.Span, i int) (*se
 		if hist {
 			a.keyBuf = appendValueKey(a.keyBuf, traceql.Value{Type: traceql.TypeFloat, Float: bucket})
 		}
-		ser = a.series[string(a.keyBuf)]
-		if ser == nil {
-			if !a.admit() {
-				return nil, 0
+		if a.lastSer != nil && string(a.keyBuf) == string(a.lastKey) {
+			ser = a.lastSer
+		} else {
+			ser = a.series[string(a.keyBuf)]
+			if ser == nil {
+				if !a.admit() {
+					return nil, 0
+				}
+				ser = q.newSeries(a.groupLabels(bucket))
+				a.series[string(a.keyBuf)] = ser
 			}
-			ser = q.newSeries(a.groupLabels(bucket))
-			a.series[string(a.keyBuf)] = ser
+			a.lastSer, a.lastKey = ser, append(a.lastKey[:0], a.keyBuf...)
 		}
 	}
 	q.observe(ser, i, f)
