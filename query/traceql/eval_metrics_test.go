@@ -23,11 +23,11 @@ func TestEvalMetricsHelpers(t *testing.T) {
 		span  *Span
 		want  string
 	}{
-		{".env", render, "span-env"},               // unscoped: the span's first
-		{"resource.env", render, "prod"},           //
-		{".region", render, "eu"},                  // unscoped: the resource's when the span has none
-		{"span.region", render, "nil"},             // missing
-		{"duration", render, "100ms"},              //
+		{".env", render, "span-env"},     // unscoped: the span's first
+		{"resource.env", render, "prod"}, //
+		{".region", render, "eu"},        // unscoped: the resource's when the span has none
+		{"span.region", render, "nil"},   // missing
+		{"duration", render, "100ms"},    //
 		{"resource.service.name", tr.Spans[4], "auth-svc"},
 		{"span:id", tr.Spans[0], hexSpanID(0)},
 	} {
