@@ -203,7 +203,7 @@ func (c *Combiner) Response() *Response {
 	r := &Response{Series: out, Metrics: &m, Status: StatusComplete}
 	if c.truncated {
 		r.Status = StatusPartial
-		r.Message = fmt.Sprintf("Response exceeds maximum series limit: more than maxSeries %d series (query_frontend.metrics.max_series); the answer is partial", q.req.MaxSeries)
+		r.Message = fmt.Sprintf("Response exceeds maximum series limit: more than maxSeries %d series (query_frontend.metrics.max_response_series); the answer is partial", q.req.MaxSeries)
 	}
 	return r
 }

@@ -67,7 +67,7 @@ type Query struct {
 	mapping   mapping.IndexMapping
 }
 
-func invalid(format string, args ...any) error {
+func badRequest(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
@@ -79,7 +79,7 @@ func Compile(req Request) (*Query, error) {
 		MaxBytes: math.MaxInt, MaxDepth: traceql.HardMaxDepth, MaxStages: math.MaxInt, MaxRegexSize: math.MaxInt,
 	})
 	if err != nil {
-		return nil, invalid("%s", err.Error())
+		return nil, badRequest("%s", err.Error())
 	}
 	return compile(req, root)
 }
@@ -88,40 +88,40 @@ func Compile(req Request) (*Query, error) {
 func compile(req Request, root *traceql.RootExpr) (*Query, error) {
 	switch {
 	case req.Step == 0:
-		return nil, invalid("invalid step: must be greater than 0")
+		return nil, badRequest("invalid step: must be greater than 0")
 	case req.End <= req.Start:
-		return nil, invalid("invalid time range: end (%d) must be after start (%d)", req.End, req.Start)
+		return nil, badRequest("invalid time range: end (%d) must be after start (%d)", req.End, req.Start)
 	case req.Exemplars < 0:
-		return nil, invalid("invalid exemplars %d: must not be negative", req.Exemplars)
+		return nil, badRequest("invalid exemplars %d: must not be negative", req.Exemplars)
 	case req.MaxSeries < 0:
-		return nil, invalid("invalid maxSeries %d: must not be negative", req.MaxSeries)
+		return nil, badRequest("invalid maxSeries %d: must not be negative", req.MaxSeries)
 	}
 	if root == nil || !root.IsMetrics() {
-		return nil, invalid("not a metrics query: %q needs a metrics function such as `| rate()`", req.Query)
+		return nil, badRequest("not a metrics query: %q needs a metrics function such as `| rate()`", req.Query)
 	}
 	st := root.Metrics
 	q := &Query{req: req, root: root, stage: st, fn: st.Func, intervals: req.Intervals()}
 	if st.Func.TakesAttribute() && st.Attr == nil {
-		return nil, invalid("%s needs an attribute to measure", st.Func)
+		return nil, badRequest("%s needs an attribute to measure", st.Func)
 	}
 	if st.Func == traceql.MetricsQuantileOverTime {
 		if len(st.Quantiles) == 0 {
-			return nil, invalid("quantile_over_time needs at least one quantile")
+			return nil, badRequest("quantile_over_time needs at least one quantile")
 		}
 		for _, p := range st.Quantiles {
 			if !(p >= 0 && p <= 1) {
-				return nil, invalid("quantile must be between 0 and 1: %v", p)
+				return nil, badRequest("quantile must be between 0 and 1: %v", p)
 			}
 		}
 		m, err := mapping.NewLogarithmicMapping(QuantileRelativeAccuracy)
 		if err != nil {
-			return nil, invalid("cannot build the quantile sketch: %v", err)
+			return nil, badRequest("cannot build the quantile sketch: %v", err)
 		}
 		q.mapping = m
 	}
 	if st.Func == traceql.MetricsCompare {
 		if st.Selection == nil {
-			return nil, invalid("compare needs a selection spanset filter")
+			return nil, badRequest("compare needs a selection spanset filter")
 		}
 		q.topN = st.TopN
 		if q.topN <= 0 {

@@ -173,7 +173,7 @@ func TestMaxSeries(t *testing.T) {
 	}
 	resp := c.Response()
 	if len(resp.Series) > r.MaxSeries || resp.Status != StatusPartial ||
-		!strings.Contains(resp.Message, "maxSeries 500") || !strings.Contains(resp.Message, "query_frontend.metrics.max_series") {
+		!strings.Contains(resp.Message, "maxSeries 500") || !strings.Contains(resp.Message, "query_frontend.metrics.max_response_series") {
 		t.Errorf("response: %d series, %s %q", len(resp.Series), resp.Status, resp.Message)
 	}
 	if !c.Truncated() {
