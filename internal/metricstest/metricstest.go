@@ -12,14 +12,20 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -540,4 +546,130 @@ func Cases() []Case {
 		Case{Query: "{ } | rate() by (name)", Fn: "rate", By: "name"},
 	)
 	return out
+}
+
+// Place is the data of one tenant of the reference tests: spans starting
+// in [now − From, now − To), queried over [now − Start, now − End] with
+// Step.
+type Place struct {
+	Tenant                     string
+	From, To, Start, End, Step time.Duration
+	// WantBlocks says whether the query reads blocks; Places are made so
+	// that it does exactly when the range starts before now −
+	// query_frontend.metrics.query_backend_after (15m).
+	WantBlocks bool
+}
+
+// Places are the three places a metrics query reads: only the
+// live-stores (spans newer than query_backend_after), only blocks, and
+// both.
+var Places = []Place{
+	{Tenant: "recent", From: 10 * time.Minute, To: 2 * time.Minute, Start: 12 * time.Minute, End: time.Minute, Step: 30 * time.Second},
+	{Tenant: "blocks", From: 3 * time.Hour, To: 2 * time.Hour, Start: 3*time.Hour + 5*time.Minute, End: 115 * time.Minute, Step: 2 * time.Minute, WantBlocks: true},
+	{Tenant: "across", From: 40 * time.Minute, To: 2 * time.Minute, Start: 45 * time.Minute, End: time.Minute, Step: time.Minute, WantBlocks: true},
+}
+
+// PushPlaces pushes each place's spans (400 traces) as its tenant with the
+// SDK's OTLP/HTTP exporter to otlpHTTP, and waits until spansInBlocks
+// says the blocks hold them all, so that the older ones are in blocks
+// when queried.
+func PushPlaces(t testing.TB, otlpHTTP string, now time.Time, spansInBlocks func(tenant string) int) map[string][]Span {
+	t.Helper()
+	out := map[string][]Span{}
+	for i, p := range Places {
+		spans := Generate(uint64(i+1), 400, now.Add(-p.From), now.Add(-p.To))
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpoint(otlpHTTP), otlptracehttp.WithInsecure(),
+			otlptracehttp.WithHeaders(map[string]string{"X-Scope-OrgID": p.Tenant}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = Push(ctx, exp, spans)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[p.Tenant] = spans
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, p := range Places {
+		for n := spansInBlocks(p.Tenant); n < len(out[p.Tenant]); n = spansInBlocks(p.Tenant) {
+			if time.Now().After(deadline) {
+				t.Fatalf("tenant %s: %d of %d spans in blocks after 90s", p.Tenant, n, len(out[p.Tenant]))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// CheckPlaces runs every reference case on every place, range and
+// instant, against api (the HTTP address of a query-frontend), and
+// compares the answers with what the spans say: the series, their
+// labels, their timestamps and values, and the jobs' metrics.
+func CheckPlaces(t testing.TB, api string, now time.Time, data map[string][]Span) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, p := range Places {
+		start, end := now.Add(-p.Start), now.Add(-p.End)
+		for _, c := range Cases() {
+			for _, instant := range []bool{false, true} {
+				if instant && (c.Fn == "histogram_over_time" || c.By == "name") {
+					continue // the range cases cover them
+				}
+				name := fmt.Sprintf("%s/%s/instant=%v", p.Tenant, c.Query, instant)
+				r := Range{Start: uint64(start.UnixNano()), End: uint64(end.UnixNano()), Step: uint64(p.Step), Instant: instant}
+				route := "/api/metrics/query_range"
+				params := url.Values{"q": {c.Query}, "start": {strconv.FormatInt(start.UnixNano(), 10)}, "end": {strconv.FormatInt(end.UnixNano(), 10)}}
+				if instant {
+					route = "/api/metrics/query"
+					r.Step = r.End - r.Start
+				} else {
+					params.Set("step", p.Step.String())
+				}
+				code, body, err := getAs(client, "http://"+api+route+"?"+params.Encode(), p.Tenant)
+				if err != nil || code != http.StatusOK {
+					t.Errorf("%s: status %d, %v: %s", name, code, err, body)
+					continue
+				}
+				want := Expect(data[p.Tenant], c, r)
+				var got Series
+				var ans Answer
+				if instant {
+					ans, got, err = ParseInstant(body, int64(r.Start/1e6))
+				} else {
+					ans, got, err = Parse(body)
+				}
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					continue
+				}
+				if diff := Diff(want, got, 8); len(diff) > 0 {
+					t.Errorf("%s: %d series, want %d:\n  %s", name, len(got), len(want), strings.Join(diff, "\n  "))
+				}
+				if ans.Status != "" || ans.Metrics.CompletedJobs != ans.Metrics.TotalJobs || ans.Metrics.TotalJobs == 0 {
+					t.Errorf("%s: status %q, metrics %+v", name, ans.Status, ans.Metrics)
+				}
+				if (ans.Metrics.TotalBlocks > 0) != p.WantBlocks {
+					t.Errorf("%s: %d blocks read, want blocks read: %v", name, ans.Metrics.TotalBlocks, p.WantBlocks)
+				}
+			}
+		}
+	}
+}
+
+// getAs does a GET as tenant.
+func getAs(c *http.Client, u, tenant string) (int, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
 }
