@@ -167,3 +167,22 @@ func TestMetricsLimits(t *testing.T) {
 		t.Errorf("compare({ at depth 1: %v", pe)
 	}
 }
+
+// TestMetricsSearchPart checks that a metrics query's search part pushes
+// down as the same query without the metrics stages would, and that
+// compare's selection is not pushed down.
+func TestMetricsSearchPart(t *testing.T) {
+	for _, c := range []struct{ metrics, search string }{
+		{`{ .a = 1 } | rate() by (.b)`, `{ .a = 1 }`},
+		{`{ .a = 1 } | compare({ .b = 2 }, 3) | topk(1)`, `{ .a = 1 }`},
+		{`{ .a = 1 } >> { .c = "x" } | quantile_over_time(duration, .5) > 1`, `{ .a = 1 } >> { .c = "x" }`},
+	} {
+		got, want := MustParse(c.metrics).Condition(), MustParse(c.search).Condition()
+		if got.String() != want.String() {
+			t.Errorf("condition of %q = %s, want %s", c.metrics, got, want)
+		}
+	}
+	if c := MustParse(`{ } | compare({ .b = 2 })`).Condition(); c != nil {
+		t.Errorf("condition of an unfiltered compare = %s, want none", c)
+	}
+}
