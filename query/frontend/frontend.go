@@ -58,6 +58,7 @@ type Frontend struct {
 	finder  search.Finder
 	now     func() time.Time
 	memory  MemoryLimiter // nil: every search starts
+	metrics *metricsState // nil: no metrics queries (SetMetrics)
 
 	mu          sync.Mutex
 	outstanding map[string]int // jobs queued or running, per tenant

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -31,10 +32,15 @@ import (
 type JobRunner struct {
 	s       *search.Searcher
 	remote  *RemoteLiveStores // live-stores of other processes, or nil
+	metrics *tqmetrics.Runner // nil: no metrics jobs (SetMetrics)
 	sem     chan struct{}
 	timeout time.Duration
 	jobs    *prometheus.CounterVec
 	seconds prometheus.Histogram
+	// metricsJobs and metricsSeconds are jobs' and seconds' for metrics
+	// jobs.
+	metricsJobs    *prometheus.CounterVec
+	metricsSeconds prometheus.Histogram
 }
 
 // NewJobRunner returns a runner of s's jobs.
@@ -52,6 +58,15 @@ func NewJobRunner(s *search.Searcher, cfg Config, reg prometheus.Registerer) *Jo
 		seconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "weft_querier_search_job_duration_seconds",
 			Help:    "Time to run one search job, waiting for a slot included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		})),
+		metricsJobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_querier_metrics_jobs_total",
+			Help: "TraceQL metrics jobs run by the querier, by kind (live, block) and result (ok, error, skipped: the block could not be read).",
+		}, []string{"kind", "result"})),
+		metricsSeconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_querier_metrics_job_duration_seconds",
+			Help:    "Time to run one TraceQL metrics job, waiting for a slot included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		})),
 	}
@@ -113,14 +128,16 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 const maxMessageBytes = 256 << 20
 
 const (
-	jobServiceName  = "weft.querier.v1.Querier"
-	searchJobMethod = "/" + jobServiceName + "/SearchJob"
-	tenantMetadata  = "x-scope-orgid"
+	jobServiceName   = "weft.querier.v1.Querier"
+	searchJobMethod  = "/" + jobServiceName + "/SearchJob"
+	metricsJobMethod = "/" + jobServiceName + "/MetricsJob"
+	tenantMetadata   = "x-scope-orgid"
 )
 
 // jobQuerier is what the gRPC service serves.
 type jobQuerier interface {
 	SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error)
+	MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error)
 }
 
 // RegisterJobService serves q's SearchJob on s.
@@ -141,6 +158,19 @@ func RegisterJobService(s *grpc.Server, q jobQuerier) {
 					return nil, status.Error(codes.Unauthenticated, "no org id")
 				}
 				return srv.(jobQuerier).SearchJob(ctx, tenants[0], job)
+			},
+		}, {
+			MethodName: "MetricsJob",
+			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var job tqmetrics.Job
+				if err := dec(&job); err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "cannot decode metrics job: %v", err)
+				}
+				tenant, err := tenantFrom(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return srv.(jobQuerier).MetricsJob(ctx, tenant, job)
 			},
 		}},
 		Metadata: "weft/querier/jobs.go",
@@ -164,6 +194,19 @@ func (c *Client) SearchJob(ctx context.Context, tenant string, job search.Job) (
 			return nil, err
 		}
 		return nil, fmt.Errorf("cannot run search job on querier: %w", err)
+	}
+	return &res, nil
+}
+
+// MetricsJob runs one metrics job on the remote querier.
+func (c *Client) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
+	var res tqmetrics.JobResult
+	if err := c.conn.Invoke(ctx, metricsJobMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot run metrics job on querier: %w", err)
 	}
 	return &res, nil
 }

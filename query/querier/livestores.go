@@ -18,6 +18,7 @@ import (
 	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -34,10 +35,11 @@ type Peers interface {
 }
 
 const (
-	liveStoreService = "weft.livestore.v1.LiveStore"
-	liveFindMethod   = "/" + liveStoreService + "/FindTraceByID"
-	liveSearchMethod = "/" + liveStoreService + "/SearchJob"
-	liveTagsMethod   = "/" + liveStoreService + "/TagsJob"
+	liveStoreService  = "weft.livestore.v1.LiveStore"
+	liveFindMethod    = "/" + liveStoreService + "/FindTraceByID"
+	liveSearchMethod  = "/" + liveStoreService + "/SearchJob"
+	liveTagsMethod    = "/" + liveStoreService + "/TagsJob"
+	liveMetricsMethod = "/" + liveStoreService + "/MetricsJob"
 )
 
 type findRequest struct {
@@ -60,9 +62,10 @@ func tenantFrom(ctx context.Context) (string, error) {
 }
 
 // RegisterLiveStoreService serves this process's live-store: trace by ID
-// from live, and live search jobs and tag jobs run by s (whose live-store
-// is live; s must not ask remote live-stores itself).
-func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher) {
+// from live, live search jobs and tag jobs run by s and live metrics jobs
+// run by m (whose live-store is live; s and m must not ask remote
+// live-stores themselves).
+func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher, m *tqmetrics.Runner) {
 	type server interface{}
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: liveStoreService,
@@ -119,6 +122,23 @@ func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher)
 						return nil, err
 					}
 					return s.RunTagsJob(ctx, tenant, job)
+				},
+			},
+			{
+				MethodName: "MetricsJob",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var job tqmetrics.Job
+					if err := dec(&job); err != nil {
+						return nil, status.Errorf(codes.InvalidArgument, "cannot decode the metrics job: %v", err)
+					}
+					if !job.Live {
+						return nil, status.Error(codes.InvalidArgument, "a live-store runs live jobs only")
+					}
+					tenant, err := tenantFrom(ctx)
+					if err != nil {
+						return nil, err
+					}
+					return m.RunJob(ctx, tenant, job)
 				},
 			},
 		},
@@ -245,6 +265,23 @@ func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job sea
 	return out, err
 }
 
+// MetricsJob runs a live metrics job on every live-store.
+func (r *RemoteLiveStores) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) ([]*tqmetrics.JobResult, error) {
+	var mu sync.Mutex
+	var out []*tqmetrics.JobResult
+	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
+		var res tqmetrics.JobResult
+		if err := c.Invoke(ctx, liveMetricsMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+			return err
+		}
+		mu.Lock()
+		out = append(out, &res)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
 // TagsJob runs a tag job on every live-store (search.RemoteTags).
 func (r *RemoteLiveStores) TagsJob(ctx context.Context, tenant string, job search.TagsJob) ([]*search.TagsJobResult, error) {
 	var mu sync.Mutex
@@ -320,6 +357,20 @@ func (p *Pool) SearchJob(ctx context.Context, tenant string, job search.Job) (*s
 		return nil, err
 	}
 	return NewClient(c).SearchJob(ctx, tenant, job)
+}
+
+// MetricsJob runs one metrics job on the next querier.
+func (p *Pool) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error) {
+	addrs := p.peers.QuerierPeers()
+	if len(addrs) == 0 {
+		return nil, status.Error(codes.Unavailable, "no querier in the cluster to run metrics jobs (memberlist lists none)")
+	}
+	addr := addrs[p.next.Add(1)%uint64(len(addrs))]
+	c, err := p.conns.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(c).MetricsJob(ctx, tenant, job)
 }
 
 // Close closes the connections.

@@ -180,6 +180,9 @@ func parse(req Request) (*query, error) {
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}
+	if root.IsMetrics() {
+		return nil, invalid("metrics queries are not supported by the search API: send %s to /api/metrics/query_range or /api/metrics/query", root)
+	}
 	q.sel.Pred = root.Predicate()
 	q.sel.TraceIDs, q.sel.ByTraceID = root.TraceIDs()
 	q.attrNames, q.readsName = addSelect(root)

@@ -64,16 +64,18 @@ type MetricsStage struct {
 	// attribute, numeric at query time.
 	Attr *Attribute
 	// Quantiles are the quantiles of quantile_over_time, each in [0, 1],
-	// in the order written.
+	// in the order written; Parse guarantees at least one.
 	Quantiles []float64
-	// By are the group-by fields, in the order written; nil without by.
+	// By are the group-by fields, in the order written; nil without by,
+	// at most MaxMetricsGroupBy (Parse rejects more); never for compare.
 	By []*Attribute
 	// Selection, TopN, CompareStart and CompareEnd are compare's
 	// arguments: the spans of the selection are compared with the
-	// others (the baseline). TopN is the most values kept per attribute
-	// (Tempo's default 10 when not written). CompareStart and
-	// CompareEnd, unix nanoseconds, restrict the selection to spans
-	// starting in [CompareStart, CompareEnd); both 0 when not written.
+	// others (the baseline). TopN is the most values kept per attribute,
+	// above 0 (DefaultCompareTopN, Tempo's default, when not written).
+	// CompareStart and CompareEnd, unix nanoseconds, restrict the
+	// selection to spans starting in [CompareStart, CompareEnd); both 0
+	// when not written, 0 <= CompareStart < CompareEnd when written.
 	Selection                *SpansetFilter
 	TopN                     int
 	CompareStart, CompareEnd int64
@@ -90,11 +92,11 @@ type MetricsSecondStage interface {
 	metricsSecondStage()
 }
 
-// TopK is `topk(n)` or `bottomk(n)` (Bottom): only the n series with the
-// highest (lowest) average of their samples are kept, as in Tempo; series
-// without samples come last. Filter is
-// an optional comparison of the remaining samples with a number, written
-// right after it (`| topk(5) > 10`).
+// TopK is `topk(n)` or `bottomk(n)` (Bottom), N > 0: only the n series
+// with the highest (lowest) average of their samples are kept, as in
+// Tempo; series without samples come last. Filter is an optional
+// comparison of the remaining samples with a number, written right after
+// it (`| topk(5) > 10`).
 type TopK struct {
 	Pos    Position
 	Bottom bool
