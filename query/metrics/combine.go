@@ -191,7 +191,7 @@ func (c *Combiner) Response() *Response {
 		out = filterSamples(out, f)
 	}
 	for _, st := range q.root.MetricsSecond {
-		if tk, ok := any(st).(*traceql.TopK); ok { // any: TopK gets String from the parser branch
+		if tk, ok := st.(*traceql.TopK); ok {
 			out = topK(out, tk)
 			if tk.Filter != nil {
 				out = filterSamples(out, tk.Filter)
