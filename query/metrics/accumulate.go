@@ -218,7 +218,7 @@ func (a *Accumulator) groupLabels(bucket float64) []*search.KeyValue {
 		if v.IsNil() {
 			continue
 		}
-		labels = append(labels, &search.KeyValue{Key: q.stage.By[j].String(), Value: search.AnyValueOf(v)})
+		labels = append(labels, &search.KeyValue{Key: q.stage.By[j].String(), Value: labelValue(v)})
 	}
 	switch {
 	case q.fn == traceql.MetricsHistogramOverTime:
@@ -284,7 +284,7 @@ func (a *Accumulator) observeCompare(t *traceql.Trace, s *traceql.Span, i int) {
 		a.keyBuf = appendValueKey(a.keyBuf, v)
 		a.compareCount(a.keyBuf, i, func() *series {
 			ser := a.q.newSeries([]*search.KeyValue{strLabel(labelMetaType, meta),
-				{Key: name, Value: search.AnyValueOf(v)}})
+				{Key: name, Value: labelValue(v)}})
 			ser.attr, ser.meta = name, meta
 			return ser
 		})
@@ -340,4 +340,14 @@ func (a *Accumulator) Result() *Partial {
 		p.Series = append(p.Series, a.q.toPartial(s))
 	}
 	return p
+}
+
+// labelValue is v as a label value: search.AnyValueOf, but a float that
+// JSON cannot carry (NaN, infinities) as its text.
+func labelValue(v traceql.Value) *search.AnyValue {
+	if v.Type == traceql.TypeFloat && !v.IsList() && (math.IsNaN(v.Float) || math.IsInf(v.Float, 0)) {
+		s := v.String()
+		return &search.AnyValue{StringValue: &s}
+	}
+	return search.AnyValueOf(v)
 }

@@ -427,3 +427,25 @@ func TestExemplarsSpread(t *testing.T) {
 		t.Errorf("%d exemplars from one trace, want 1", len(ex))
 	}
 }
+
+// A by() value JSON cannot carry (a NaN float) still travels and answers.
+func TestNaNLabel(t *testing.T) {
+	r := refRequest()
+	td := ptrace.NewTraces()
+	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(pcommon.TraceID{1})
+	sp.SetSpanID(pcommon.SpanID{2})
+	sp.SetStartTimestamp(pcommon.Timestamp(r.Start + 5*sec))
+	sp.SetEndTimestamp(pcommon.Timestamp(r.Start + 6*sec))
+	sp.Attributes().PutDouble("ratio", math.NaN())
+	data, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := mustCompile(t, r, metricsRoot(t, "{ }", &traceql.MetricsStage{Func: traceql.MetricsCountOverTime, By: []*traceql.Attribute{attr(t, "span.ratio")}}))
+	resp := runJobs(t, q, []genTrace{{data: data}})
+	b, err := resp.Response().MarshalJSON()
+	if err != nil || !strings.Contains(string(b), `{"key":"span.ratio","value":{"stringValue":"NaN"}}`) {
+		t.Errorf("%s %v", b, err)
+	}
+}
