@@ -180,13 +180,13 @@ func (q *Query) measured() bool {
 }
 
 // metricValue is v as a number: ints and floats as they are, durations in
-// seconds (as Tempo); ok is false for anything else.
+// seconds (as Tempo); ok is false for anything else, NaN and infinities.
 func metricValue(v traceql.Value) (float64, bool) {
 	switch v.Type {
 	case traceql.TypeInt:
 		return float64(v.Int), true
 	case traceql.TypeFloat:
-		if math.IsNaN(v.Float) {
+		if math.IsNaN(v.Float) || math.IsInf(v.Float, 0) {
 			return 0, false
 		}
 		return v.Float, true
