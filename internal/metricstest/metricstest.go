@@ -259,7 +259,11 @@ func Expect(spans []Span, c Case, r Range) Series {
 		labels := map[string]string{}
 		switch c.By {
 		case "":
-			labels["__name__"] = c.Fn
+			// As Tempo: the quantile and histogram series of a query
+			// without by() are labelled p or __bucket only.
+			if c.Fn != "quantile_over_time" && c.Fn != "histogram_over_time" {
+				labels["__name__"] = c.Fn
+			}
 		case "resource.service.name":
 			labels[c.By] = s.Service
 		case "name":
@@ -287,9 +291,15 @@ func Expect(spans []Span, c Case, r Range) Series {
 	for key, cs := range cells {
 		if c.Fn == "quantile_over_time" {
 			for _, q := range c.Quantiles {
-				k := strings.TrimPrefix(key+",p="+formatFloat(q), ",")
+				parts := append(strings.Split(key, ","), "p="+formatFloat(q))
+				parts = slices.DeleteFunc(parts, func(p string) bool { return p == "" })
+				slices.Sort(parts)
+				k := strings.Join(parts, ",")
+				// As Tempo: every interval of the series, 0 where it has
+				// no span.
 				m := map[int64]float64{}
 				for i, cl := range cs {
+					m[stamps[i]] = 0
 					if cl != nil {
 						m[stamps[i]] = exactQuantile(cl.vals, q)
 					}
