@@ -75,11 +75,11 @@ func (a *Accumulator) inWindow(ts uint64) bool {
 	return true
 }
 
-// Full reports whether the series limit (Request.MaxSeries) was reached:
-// new series are dropped, so the job may stop.
-func (a *Accumulator) Full() bool {
-	return a.q.req.MaxSeries > 0 && a.count >= a.q.req.MaxSeries
-}
+// Full reports whether a new series was dropped for the series limit
+// (Request.MaxSeries): the answer is partial whatever else the job reads,
+// so it may stop. Merely holding MaxSeries series is not full: a job
+// stopping then could not tell a partial answer from a complete one.
+func (a *Accumulator) Full() bool { return a.truncated }
 
 // ObserveTrace evaluates the query's search part on t and counts each span
 // of the resulting spansets once (a span in several spansets counts once)
@@ -199,7 +199,7 @@ func (a *Accumulator) observeSpan(t *traceql.Trace, s *traceql.Span, i int) (*se
 
 // admit counts a new series, or refuses it beyond MaxSeries.
 func (a *Accumulator) admit() bool {
-	if a.Full() {
+	if a.q.req.MaxSeries > 0 && a.count >= a.q.req.MaxSeries {
 		a.truncated = true
 		return false
 	}
