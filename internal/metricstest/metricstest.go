@@ -637,35 +637,57 @@ func CheckPlaces(t testing.TB, api string, now time.Time, data map[string][]Span
 				} else {
 					params.Set("step", p.Step.String())
 				}
-				code, body, err := getAs(client, "http://"+api+route+"?"+params.Encode(), p.Tenant)
-				if err != nil || code != http.StatusOK {
-					t.Errorf("%s: status %d, %v: %s", name, code, err, body)
-					continue
-				}
 				want := Expect(data[p.Tenant], c, r)
-				var got Series
-				var ans Answer
-				if instant {
-					ans, got, err = ParseInstant(body, int64(r.Start/1e6))
-				} else {
-					ans, got, err = Parse(body)
+				// A live-store taking partitions over (a consumer group
+				// rebalancing) holds their spans only once it has read
+				// them again: ask again for a while before failing.
+				var problems []string
+				for deadline := time.Now().Add(settleTimeout); ; time.Sleep(500 * time.Millisecond) {
+					problems = checkOnce(client, "http://"+api+route+"?"+params.Encode(), p, instant, int64(r.Start/1e6), want)
+					if len(problems) == 0 || time.Now().After(deadline) {
+						break
+					}
 				}
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-					continue
-				}
-				if diff := Diff(want, got, 8); len(diff) > 0 {
-					t.Errorf("%s: %d series, want %d:\n  %s", name, len(got), len(want), strings.Join(diff, "\n  "))
-				}
-				if ans.Status != "" || ans.Metrics.CompletedJobs != ans.Metrics.TotalJobs || ans.Metrics.TotalJobs == 0 {
-					t.Errorf("%s: status %q, metrics %+v", name, ans.Status, ans.Metrics)
-				}
-				if (ans.Metrics.TotalBlocks > 0) != p.WantBlocks {
-					t.Errorf("%s: %d blocks read, want blocks read: %v", name, ans.Metrics.TotalBlocks, p.WantBlocks)
+				for _, pr := range problems {
+					t.Errorf("%s: %s", name, pr)
 				}
 			}
 		}
 	}
+}
+
+// settleTimeout is how long CheckPlaces asks again while an answer
+// differs from the reference.
+const settleTimeout = 30 * time.Second
+
+// checkOnce asks u as p's tenant and returns how the answer differs from
+// want, nothing when it matches.
+func checkOnce(client *http.Client, u string, p Place, instant bool, instantTs int64, want Series) []string {
+	code, body, err := getAs(client, u, p.Tenant)
+	if err != nil || code != http.StatusOK {
+		return []string{fmt.Sprintf("status %d, %v: %s", code, err, body)}
+	}
+	var got Series
+	var ans Answer
+	if instant {
+		ans, got, err = ParseInstant(body, instantTs)
+	} else {
+		ans, got, err = Parse(body)
+	}
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	if diff := Diff(want, got, 8); len(diff) > 0 {
+		out = append(out, fmt.Sprintf("%d series, want %d:\n  %s", len(got), len(want), strings.Join(diff, "\n  ")))
+	}
+	if ans.Status != "" || ans.Metrics.CompletedJobs != ans.Metrics.TotalJobs || ans.Metrics.TotalJobs == 0 {
+		out = append(out, fmt.Sprintf("status %q, metrics %+v", ans.Status, ans.Metrics))
+	}
+	if (ans.Metrics.TotalBlocks > 0) != p.WantBlocks {
+		out = append(out, fmt.Sprintf("%d blocks read, want blocks read: %v", ans.Metrics.TotalBlocks, p.WantBlocks))
+	}
+	return out
 }
 
 // getAs does a GET as tenant.
