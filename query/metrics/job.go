@@ -174,7 +174,7 @@ func (r *Runner) RunJob(ctx context.Context, tenant string, job Job) (*JobResult
 		var e *blocklist.Entry
 		if r.blocks != nil {
 			// The frontend may have planned from a newer block list than ours.
-			if e, err = r.blocks.Fetch(ctx, tenant, id); err != nil {
+			if e, err = r.blocks.FetchPlanned(ctx, tenant, id); err != nil {
 				return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
 			}
 		}

@@ -160,7 +160,7 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 	var e *blocklist.Entry
 	if s.blocks != nil {
 		// The frontend may have planned from a newer block list than ours.
-		if e, err = s.blocks.Fetch(ctx, tenant, id); err != nil {
+		if e, err = s.blocks.FetchPlanned(ctx, tenant, id); err != nil {
 			return nil, fmt.Errorf("cannot search block %s: %w", job.BlockID, err)
 		}
 	}
