@@ -88,6 +88,10 @@ type querySpec struct {
 	Name   string
 	Path   string
 	Params url.Values
+	// Range names the time range (the -metrics phase: 1h or 24h).
+	Range string
+	// Metrics: a TraceQL metrics query (else a search).
+	Metrics bool
 }
 
 // queryResult is one query run n times.
@@ -150,16 +154,7 @@ func (q *queryResponse) results() int {
 }
 
 // inspectedBytes reads metrics.inspectedBytes, a string in Tempo's JSON.
-func (q *queryResponse) inspectedBytes() uint64 {
-	switch v := q.Metrics["inspectedBytes"].(type) {
-	case string:
-		n, _ := strconv.ParseUint(v, 10, 64)
-		return n
-	case float64:
-		return uint64(v)
-	}
-	return 0
-}
+func (q *queryResponse) inspectedBytes() uint64 { return metricUint(q.Metrics, "inspectedBytes") }
 
 // runQuery runs spec n times in a row, or fewer (at least once) when the
 // runs so far took budget.

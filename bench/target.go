@@ -255,8 +255,8 @@ func tail(path string, n int) string {
 // no search end cutoff, no ingestion rate limit and no live-trace limit (the
 // bench measures what weft can take, not the default 30 MB/s and 10,000
 // live traces per tenant). gen, when not nil, turns the metrics-generator
-// on for every tenant.
-func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, gen *generatorSetup) string {
+// on for every tenant. backfill adds backfillConfig.
+func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, gen *generatorSetup, backfill bool) string {
 	cfg := fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1
   http_listen_port: %d
@@ -284,6 +284,9 @@ block_builder:
 query_frontend:
   query_end_cutoff: 0s
 `, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
+	if backfill {
+		cfg += backfillConfig
+	}
 	if gen == nil {
 		return cfg + noIngestionLimits
 	}
@@ -299,27 +302,36 @@ const noIngestionLimits = `overrides:
       max_traces_per_user: 0
 `
 
+// backfillConfig is what a -backfill ingest needs: the live-store lets a
+// trace go a minute after its last span arrived (instead of 20m), so that
+// it does not hold, and push back on, the whole ingest. The backfilled
+// spans are older than query_frontend.metrics.query_backend_after, so
+// metrics queries read them from blocks only.
+const backfillConfig = `live_store:
+  window: 1m
+`
+
 // startMonolithic builds weft and runs it as one subprocess on a temp data dir.
-func startMonolithic(repo, workDir string, blockDuration time.Duration) (*target, error) {
+func startMonolithic(repo, workDir string, blockDuration time.Duration, backfill bool) (*target, error) {
 	bin := filepath.Join(workDir, "weft")
 	progress("building ./cmd/weft")
 	if err := goBuild(repo, "./cmd/weft", bin); err != nil {
 		return nil, err
 	}
-	return runMonolithic(bin, workDir, blockDuration, nil)
+	return runMonolithic(bin, workDir, blockDuration, nil, backfill)
 }
 
 // runMonolithic runs the weft binary bin as one subprocess, with its
 // config, log and data under dir; gen, when not nil, turns the
-// metrics-generator on.
-func runMonolithic(bin, dir string, blockDuration time.Duration, gen *generatorSetup) (*target, error) {
+// metrics-generator on; backfill adds backfillConfig.
+func runMonolithic(bin, dir string, blockDuration time.Duration, gen *generatorSetup, backfill bool) (*target, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "weft.yaml")
-	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration, gen)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration, gen, backfill)), 0o600); err != nil {
 		return nil, fmt.Errorf("cannot write the weft config: %w", err)
 	}
 	logPath := filepath.Join(dir, "weft.log")

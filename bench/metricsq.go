@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/weftdb/weft/internal/procstat"
+)
+
+// The -metrics phase measures TraceQL metrics (/api/metrics/query_range)
+// on blocks, beside a search over the same ranges: the latency, the
+// server's CPU per query, what the backend read, and, for a query with a
+// series per span, that the answer stops at the series cap (PARTIAL) and
+// what the server's memory peaked at.
+
+// millionSeriesQuery has one series per span: over ≥ 10M spans, far more
+// than query_frontend.metrics.max_response_series.
+const millionSeriesQuery = `{ } | count_over_time() by (span:id)`
+
+// metricsRange is one time range of the phase.
+type metricsRange struct {
+	Name       string
+	Start, End time.Time
+}
+
+// metricsRanges are the phase's ranges at now: 1h ending backfillLag ago
+// (the newest backfilled hour) and the last 24h.
+func metricsRanges(now time.Time) []metricsRange {
+	return []metricsRange{
+		{Name: "1h", Start: now.Add(-time.Hour - backfillLag), End: now.Add(-backfillLag)},
+		{Name: "24h", Start: now.Add(-24 * time.Hour), End: now},
+	}
+}
+
+// metricsQueries are the measured metrics queries; service is the
+// generated service the filtered one selects.
+func metricsQueries(service string) []string {
+	return []string{
+		`{ } | rate() by (resource.service.name)`,
+		fmt.Sprintf(`{ resource.service.name = %q && status = error } | count_over_time()`, service),
+		`{ } | quantile_over_time(duration, .99)`,
+	}
+}
+
+// metricsSpecs are the phase's measured requests: each metrics query,
+// then the search, for each range. step is left out: the backend's default.
+func metricsSpecs(service string, now time.Time) []querySpec {
+	var specs []querySpec
+	for _, r := range metricsRanges(now) {
+		for _, q := range metricsQueries(service) {
+			specs = append(specs, metricsSpec(q, r))
+		}
+		specs = append(specs, querySpec{
+			Name:   fmt.Sprintf("search `{ resource.service.name = %q }` (limit 20)", service),
+			Path:   "/api/search",
+			Range:  r.Name,
+			Params: rangeParams(r, "q", fmt.Sprintf(`{ resource.service.name = %q }`, service), "limit", "20"),
+		})
+	}
+	return specs
+}
+
+func metricsSpec(q string, r metricsRange) querySpec {
+	return querySpec{Name: "`" + q + "`", Path: "/api/metrics/query_range", Range: r.Name, Metrics: true, Params: rangeParams(r, "q", q)}
+}
+
+// rangeParams are r as start and end in unix seconds, and kv.
+func rangeParams(r metricsRange, kv ...string) url.Values {
+	v := url.Values{"start": {strconv.FormatInt(r.Start.Unix(), 10)}, "end": {strconv.FormatInt(r.End.Unix(), 10)}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v
+}
+
+// metricsAnswer is the part of a query_range or search JSON answer that
+// the phase reads.
+type metricsAnswer struct {
+	Series  []json.RawMessage `json:"series"`
+	Traces  []json.RawMessage `json:"traces"`
+	Metrics map[string]any    `json:"metrics"`
+	Status  string            `json:"status"`
+	Message string            `json:"message"`
+}
+
+// parseMetricsAnswer decodes a JSON answer of /api/metrics/query_range or
+// /api/search.
+func parseMetricsAnswer(body []byte) (metricsAnswer, error) {
+	var a metricsAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return a, fmt.Errorf("cannot decode the answer: %w", err)
+	}
+	return a, nil
+}
+
+// metricUint reads a number of an answer's metrics: Tempo writes 64-bit
+// counts as strings and 32-bit ones as numbers. 0 when absent or not a
+// count.
+func metricUint(m map[string]any, key string) uint64 {
+	switch v := m[key].(type) {
+	case string:
+		n, _ := strconv.ParseUint(v, 10, 64)
+		return n
+	case float64:
+		if v >= 0 {
+			return uint64(v)
+		}
+	}
+	return 0
+}
+
+// metricsResult is one request of the phase run n times.
+type metricsResult struct {
+	Name       string `json:"name"`
+	Range      string `json:"range"` // 1h, 24h
+	Metrics    bool   `json:"metrics"`
+	URL        string `json:"url"`
+	Requests   int    `json:"requests"` // sent, answered or not
+	Failures   int    `json:"failures"`
+	FirstError string `json:"first_error,omitempty"`
+	// Of the last answer that decoded:
+	Status         string `json:"status,omitempty"`
+	Message        string `json:"message,omitempty"`
+	Series         int    `json:"series"`
+	Traces         int    `json:"traces"`
+	InspectedBytes uint64 `json:"inspected_bytes"`
+	TotalJobs      uint64 `json:"total_jobs"`
+	// Latencies of the answers with status 200.
+	P50 time.Duration `json:"p50_ns"`
+	P95 time.Duration `json:"p95_ns"`
+	// ServerCPUPerQuery is the server's utime+stime over the runs ÷
+	// Requests; CPUMeasured is false when the server's PIDs are unknown.
+	ServerCPUPerQuery float64 `json:"server_cpu_seconds_per_query"`
+	CPUMeasured       bool    `json:"cpu_measured"`
+}
+
+// metricsPhase is what the -metrics phase measured.
+type metricsPhase struct {
+	Note string `json:"note,omitempty"`
+	// Restarted: the server was restarted just before (every read is from
+	// blocks, and its VmHWM is that of the phase only).
+	Restarted bool `json:"restarted"`
+	// PeakRSSBefore and PeakRSSAfter are the server's VmHWM just before
+	// and just after the million-series query (0: not measured).
+	PeakRSSBefore int64           `json:"peak_rss_before_million_series_bytes"`
+	PeakRSSAfter  int64           `json:"peak_rss_after_million_series_bytes"`
+	MillionSeries *metricsResult  `json:"million_series,omitempty"`
+	Queries       []metricsResult `json:"queries"`
+	From          time.Time       `json:"now"` // the "now" of the ranges
+}
+
+// runMetricsQuery runs spec up to n times in a row, fewer (at least once)
+// once the runs took budget, and measures the server's CPU over the runs
+// when pids is not nil.
+func runMetricsQuery(queryURL string, spec querySpec, n int, budget time.Duration, pids func() []int) metricsResult {
+	client := &http.Client{Timeout: queryTimeout}
+	enc := spec.Params.Encode()
+	r := metricsResult{Name: spec.Name, Range: spec.Range, Metrics: spec.Metrics, URL: spec.Path + "?" + enc}
+	var before procStat
+	if pids != nil {
+		before = measure(pids())
+	}
+	var lats []time.Duration
+	began := time.Now()
+	for i := range max(n, 1) {
+		if i > 0 && budget > 0 && time.Since(began) >= budget {
+			break
+		}
+		r.Requests++
+		t0 := time.Now()
+		resp, err := client.Get(queryURL + spec.Path + "?" + enc)
+		if err != nil {
+			r.Failures++
+			r.FirstError = firstOf(r.FirstError, err.Error())
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		lat := time.Since(t0)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			r.Failures++
+			r.FirstError = firstOf(r.FirstError, fmt.Sprintf("%d %.300s", resp.StatusCode, body))
+			continue
+		}
+		a, err := parseMetricsAnswer(body)
+		if err != nil {
+			r.Failures++
+			r.FirstError = firstOf(r.FirstError, fmt.Sprintf("%v: %.200s", err, body))
+			continue
+		}
+		lats = append(lats, lat)
+		r.Status, r.Message, r.Series, r.Traces = a.Status, a.Message, len(a.Series), len(a.Traces)
+		r.InspectedBytes, r.TotalJobs = metricUint(a.Metrics, "inspectedBytes"), metricUint(a.Metrics, "totalJobs")
+	}
+	if pids != nil {
+		after := measure(pids())
+		r.CPUMeasured = after.procs > 0 && after.procs == before.procs
+		if r.CPUMeasured {
+			r.ServerCPUPerQuery = (after.cpuSeconds - before.cpuSeconds) / float64(r.Requests)
+		}
+	}
+	r.P50, r.P95 = percentile(lats, 0.50), percentile(lats, 0.95)
+	return r
+}
+
+// peakRSS is the summed VmHWM of pids; 0 when pids is nil.
+func peakRSS(pids func() []int) int64 {
+	if pids == nil {
+		return 0
+	}
+	var n int64
+	for _, pid := range pids() {
+		n += procstat.Bytes(pid, procstat.PeakRSS)
+	}
+	return n
+}
+
+// runMetricsPhase measures the million-series query once, then each of
+// metricsSpecs; stop tells it to skip the rest (Ctrl-C).
+func runMetricsPhase(t *target, service string, queries int, queryTime time.Duration, restarted bool, stop func() bool) *metricsPhase {
+	now := time.Now()
+	ph := &metricsPhase{Restarted: restarted, From: now}
+	ranges := metricsRanges(now)
+	big := metricsSpec(millionSeriesQuery, ranges[len(ranges)-1])
+	progress("metrics: %s over %s, once", big.Name, big.Range)
+	ph.PeakRSSBefore = peakRSS(t.pids)
+	m := runMetricsQuery(t.queryURL, big, 1, 0, t.pids)
+	ph.PeakRSSAfter = peakRSS(t.pids)
+	ph.MillionSeries = &m
+	for _, spec := range metricsSpecs(service, now) {
+		if stop() {
+			ph.Note = "interrupted: the rest of the metrics phase was skipped"
+			break
+		}
+		progress("metrics: %s over %s", spec.Name, spec.Range)
+		ph.Queries = append(ph.Queries, runMetricsQuery(t.queryURL, spec, queries, queryTime, t.pids))
+	}
+	return ph
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftdb/weft/cmd/weft/config"
+)
+
+// Backfilled traces end at [end−span, end−20m], linearly with the ingest's
+// progress and clamped outside it, and each is at least 20m old when sent.
+func TestBackfillTime(t *testing.T) {
+	start := time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)
+	dur, span := 10*time.Minute, 24*time.Hour
+	end := start.Add(dur)
+	for _, c := range []struct {
+		at   time.Duration // since start
+		want time.Time
+	}{
+		{0, end.Add(-span)},
+		{-time.Minute, end.Add(-span)}, // clamped
+		{dur / 2, end.Add(-span + (span-backfillLag)/2)},
+		{dur, end.Add(-backfillLag)},
+		{dur + time.Hour, end.Add(-backfillLag)}, // clamped
+	} {
+		if got := backfillTime(start, dur, span, start.Add(c.at)); !got.Equal(c.want) {
+			t.Errorf("at start%+v: %s, want %s", c.at, got, c.want)
+		}
+	}
+	prev := time.Time{}
+	for i := range 101 {
+		now := start.Add(dur * time.Duration(i) / 100)
+		got := backfillTime(start, dur, span, now)
+		if got.Before(prev) {
+			t.Fatalf("at %d%%: %s, before the previous %s", i, got, prev)
+		}
+		if now.Sub(got) < backfillLag {
+			t.Fatalf("at %d%%: a trace sent at %s ends at %s, less than %s before", i, now, got, backfillLag)
+		}
+		prev = got
+	}
+}
+
+// The generator's traces end at its clock's time.
+func TestGeneratorClock(t *testing.T) {
+	o := genOptions{Seed: 1, Services: 3, SpansPerTrace: 5, Depth: 4, Batch: 20}
+	g := newGenerator(o, 0)
+	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	g.clock = func() time.Time { return at }
+	req, _, _ := g.next()
+	roots := 0
+	for _, rs := range req.ResourceSpans {
+		for _, sp := range rs.ScopeSpans[0].Spans {
+			if sp.EndTimeUnixNano > uint64(at.UnixNano()) || sp.StartTimeUnixNano < uint64(at.Add(-10*time.Second).UnixNano()) {
+				t.Fatalf("span %q from %d to %d: outside the 10s before the clock's %d", sp.Name, sp.StartTimeUnixNano, sp.EndTimeUnixNano, at.UnixNano())
+			}
+			if len(sp.ParentSpanId) == 0 {
+				roots++
+				if sp.EndTimeUnixNano != uint64(at.UnixNano()) {
+					t.Fatalf("a root ends at %d, want the clock's %d", sp.EndTimeUnixNano, at.UnixNano())
+				}
+			}
+		}
+	}
+	if roots != 4 {
+		t.Fatalf("%d roots, want 4 traces", roots)
+	}
+}
+
+// The -backfill config is one weft loads and validates, with a 1m
+// live-store window; without it, the window is the default.
+func TestBackfillConfig(t *testing.T) {
+	ports := []int{3200, 9095, 4317, 4318}
+	for _, backfill := range []bool{true, false} {
+		cfg, _, err := config.Load("bench.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, nil, backfill)), false)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Fatalf("backfill %v: %v", backfill, err)
+		}
+		want := 20 * time.Minute
+		if backfill {
+			want = time.Minute
+		}
+		if cfg.LiveStore.Window != want {
+			t.Errorf("backfill %v: live_store.window %s, want %s", backfill, cfg.LiveStore.Window, want)
+		}
+		if cfg.QueryFrontend.Metrics.QueryBackendAfter >= backfillLag {
+			t.Errorf("query_backend_after %s: the backfilled spans (%s old) would be read from the live-store", cfg.QueryFrontend.Metrics.QueryBackendAfter, backfillLag)
+		}
+	}
+}
+
+// The phase asks each metrics query and the search over the newest
+// backfilled hour and the last 24h, without a step.
+func TestMetricsSpecs(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	specs := metricsSpecs("checkout", now)
+	if len(specs) != 8 {
+		t.Fatalf("%d specs, want 3 metrics queries and a search for 2 ranges", len(specs))
+	}
+	ranges := map[string][2]int64{"1h": {now.Unix() - 4800, now.Unix() - 1200}, "24h": {now.Unix() - 86400, now.Unix()}}
+	metrics := 0
+	for _, s := range specs {
+		r, ok := ranges[s.Range]
+		if !ok {
+			t.Fatalf("%s: range %q", s.Name, s.Range)
+		}
+		if s.Params.Get("start") != strconv.FormatInt(r[0], 10) || s.Params.Get("end") != strconv.FormatInt(r[1], 10) {
+			t.Errorf("%s over %s: start %s end %s, want %d %d", s.Name, s.Range, s.Params.Get("start"), s.Params.Get("end"), r[0], r[1])
+		}
+		if s.Params.Has("step") {
+			t.Errorf("%s: a step, want the default", s.Name)
+		}
+		if s.Metrics {
+			metrics++
+			if s.Path != "/api/metrics/query_range" || !strings.Contains(s.Params.Get("q"), "|") {
+				t.Errorf("%s: %s q=%s", s.Name, s.Path, s.Params.Get("q"))
+			}
+		} else if s.Path != "/api/search" || s.Params.Get("limit") != "20" || s.Params.Get("q") != `{ resource.service.name = "checkout" }` {
+			t.Errorf("search: %s %v", s.Path, s.Params)
+		}
+	}
+	if metrics != 6 {
+		t.Errorf("%d metrics specs, want 6", metrics)
+	}
+	if q := metricsQueries("checkout")[1]; q != `{ resource.service.name = "checkout" && status = error } | count_over_time()` {
+		t.Errorf("filtered query %s", q)
+	}
+}
+
+// A query_range answer gives its series, status, message, and counts
+// written as numbers or strings; a search answer its traces.
+func TestParseMetricsAnswer(t *testing.T) {
+	a, err := parseMetricsAnswer([]byte(`{"series":[{"labels":[{"key":"span:id","value":{"stringValue":"a"}}],"samples":[{"timestampMs":"1000","value":1}]},
+		{"labels":[],"samples":[]}],"metrics":{"inspectedBytes":"123456","totalJobs":17,"completedJobs":12},
+		"status":"PARTIAL","message":"the answer reached 1000 series (query_frontend.metrics.max_response_series)"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Series) != 2 || a.Status != "PARTIAL" || !strings.Contains(a.Message, "max_response_series") {
+		t.Errorf("series %d, status %q, message %q", len(a.Series), a.Status, a.Message)
+	}
+	if b, j := metricUint(a.Metrics, "inspectedBytes"), metricUint(a.Metrics, "totalJobs"); b != 123456 || j != 17 {
+		t.Errorf("inspectedBytes %d, totalJobs %d", b, j)
+	}
+	if n := metricUint(a.Metrics, "totalBlocks"); n != 0 {
+		t.Errorf("an absent count is %d", n)
+	}
+	a, err = parseMetricsAnswer([]byte(`{"traces":[{"traceID":"1"},{"traceID":"2"},{"traceID":"3"}],"metrics":{"totalJobs":"4"}}`))
+	if err != nil || len(a.Traces) != 3 || len(a.Series) != 0 || metricUint(a.Metrics, "totalJobs") != 4 {
+		t.Errorf("search answer: %+v, %v", a, err)
+	}
+	if _, err := parseMetricsAnswer([]byte(`<html>`)); err == nil {
+		t.Error("an HTML answer decoded")
+	}
+}
+
+// p95 is the 19th of 20 runs (nearest rank); answers other than a 200
+// with JSON are failures, named in the first error, and left out of the
+// latencies but not of the requests.
+func TestRunMetricsQuery(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/metrics/query_range" || r.URL.Query().Get("q") != "{ } | rate()" {
+			http.Error(w, "wrong request "+r.URL.String(), http.StatusBadRequest)
+			return
+		}
+		switch i := n.Add(1); {
+		case i <= 2:
+			time.Sleep(500 * time.Millisecond)
+		case i == 21:
+			http.Error(w, "engine exploded", http.StatusInternalServerError)
+			return
+		case i == 22:
+			w.Write([]byte("not json"))
+			return
+		}
+		fmt.Fprint(w, `{"series":[{},{},{}],"metrics":{"inspectedBytes":"99","totalJobs":2},"status":"COMPLETE"}`)
+	}))
+	defer srv.Close()
+	spec := querySpec{Name: "rate", Path: "/api/metrics/query_range", Metrics: true, Range: "1h", Params: rangeParams(metricsRange{Start: time.Unix(100, 0), End: time.Unix(200, 0)}, "q", "{ } | rate()")}
+	self := func() []int { return []int{os.Getpid()} }
+	r := runMetricsQuery(srv.URL, spec, 20, 0, self)
+	if r.Requests != 20 || r.Failures != 0 || r.Series != 3 || r.Status != "COMPLETE" || r.InspectedBytes != 99 || r.TotalJobs != 2 {
+		t.Fatalf("%+v", r)
+	}
+	if r.P95 < 500*time.Millisecond || r.P50 >= 500*time.Millisecond {
+		t.Errorf("p50 %s, p95 %s: want the 10th and the 19th of 20, 2 of which took 500ms", r.P50, r.P95)
+	}
+	if !r.CPUMeasured || r.ServerCPUPerQuery < 0 {
+		t.Errorf("CPU measured %v, %g s/query", r.CPUMeasured, r.ServerCPUPerQuery)
+	}
+	r = runMetricsQuery(srv.URL, spec, 3, 0, nil)
+	if r.Requests != 3 || r.Failures != 2 || !strings.Contains(r.FirstError, "500 engine exploded") || r.Series != 3 || r.CPUMeasured {
+		t.Fatalf("%+v", r)
+	}
+	// The budget stops the runs after the first, which always runs.
+	n.Store(0)
+	r = runMetricsQuery(srv.URL, spec, 20, time.Millisecond, nil)
+	if r.Requests != 1 {
+		t.Errorf("%d requests with a spent budget, want 1", r.Requests)
+	}
+}
