@@ -215,3 +215,62 @@ func TestRunMetricsQuery(t *testing.T) {
 		t.Errorf("%d requests with a spent budget, want 1", r.Requests)
 	}
 }
+
+// -backfill must leave every trace 20m old when sent, and is refused where
+// the bench cannot set the live-store's window or counts current spans.
+func TestBackfillFlags(t *testing.T) {
+	saved := os.Args
+	defer func() { os.Args = saved }()
+	for _, c := range []struct {
+		args string
+		bad  string // in the error; "" for none
+	}{
+		{"-duration 40s -backfill 24h -metrics", ""},
+		{"-duration 10m -backfill 30m", ""},
+		{"-duration 11m -backfill 30m", "at least -duration + 20m"},
+		{"-backfill -1h", "must not be negative"},
+		{"-backfill 24h -generator-ab 2", "-generator-ab"},
+		{"-metrics -generator-ab 2", "-generator-ab"},
+		{"-backfill 24h -profile microservices", "live_store.window"},
+		{"-backfill 24h -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200", ""},
+	} {
+		os.Args = append([]string{"bench"}, strings.Fields(c.args)...)
+		f, err := parseFlags()
+		switch {
+		case c.bad == "" && err != nil:
+			t.Errorf("%s: %v", c.args, err)
+		case c.bad != "" && (err == nil || !strings.Contains(err.Error(), c.bad)):
+			t.Errorf("%s: error %v, want one with %q", c.args, err, c.bad)
+		case err == nil && strings.Contains(c.args, "-backfill 24h") && f.ingest.Backfill != 24*time.Hour:
+			t.Errorf("%s: backfill %s", c.args, f.ingest.Backfill)
+		}
+	}
+}
+
+// The report gives the series-per-span query's status, series and peak
+// RSS, and a row per request, with "–" for the latency of a request
+// never answered.
+func TestMetricsReport(t *testing.T) {
+	var b strings.Builder
+	writeMarkdown(&b, &results{Metrics: &metricsPhase{
+		Restarted: true, PeakRSSBefore: 100 << 20, PeakRSSAfter: 700 << 20,
+		MillionSeries: &metricsResult{Name: "`" + millionSeriesQuery + "`", Range: "24h", Metrics: true, Requests: 1, Status: "PARTIAL", Message: "reached 1000 series", Series: 1000, P50: 4 * time.Second, CPUMeasured: true, ServerCPUPerQuery: 6.5},
+		Queries: []metricsResult{
+			{Name: "`{ } | rate()`", Range: "1h", Metrics: true, Requests: 5, Series: 10, Status: "COMPLETE", P50: 30 * time.Millisecond, P95: 45 * time.Millisecond, CPUMeasured: true, ServerCPUPerQuery: 0.25, TotalJobs: 3, InspectedBytes: 12345},
+			{Name: "search x", Range: "24h", Requests: 2, Failures: 2, FirstError: "504 query_frontend.metrics.query_timeout"},
+		},
+	}})
+	out := b.String()
+	for _, want := range []string{
+		"## TraceQL metrics (on blocks, after a restart)",
+		"| status | PARTIAL |", "| series | 1000 |", "| message | reached 1000 series |",
+		"| server peak RSS (VmHWM) before / right after | 100 MiB / 700 MiB |", "| server CPU seconds | 6.50 |",
+		"| 1h | `{ } \\| rate()` | 5 | 0 | COMPLETE | 10 series | 12345 | 3 | 30.0 ms | 45.0 ms | 0.25 |",
+		"| 24h | search x | 2 | 2 | – | 0 traces | 0 | 0 | – | – | n/a |",
+		"first error: 504 query_frontend.metrics.query_timeout",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+}

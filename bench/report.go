@@ -251,7 +251,7 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 			p("| message | %s |", cell(b.Message))
 			p("| series | %d |", b.Series)
 		}
-		p("| latency | %s |", ms(b.P50))
+		p("| latency | %s |", msOK(b, b.P50))
 		p("| inspectedBytes / totalJobs | %d / %d |", b.InspectedBytes, b.TotalJobs)
 		p("| server CPU seconds | %s |", cpuCell(b))
 		if m.PeakRSSAfter > 0 {
@@ -269,7 +269,7 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 			if q.Metrics {
 				n = fmt.Sprintf("%d series", q.Series)
 			}
-			p("| %s | %s | %d | %d | %s | %s | %d | %d | %s | %s | %s |", q.Range, cell(q.Name), q.Requests, q.Failures, firstOf(q.Status, "–"), n, q.InspectedBytes, q.TotalJobs, ms(q.P50), ms(q.P95), cpuCell(&q))
+			p("| %s | %s | %d | %d | %s | %s | %d | %d | %s | %s | %s |", q.Range, cell(q.Name), q.Requests, q.Failures, firstOf(q.Status, "–"), n, q.InspectedBytes, q.TotalJobs, msOK(&q, q.P50), msOK(&q, q.P95), cpuCell(&q))
 		}
 		for _, q := range m.Queries {
 			if q.FirstError != "" {
@@ -288,6 +288,14 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 // cell makes s fit a Markdown table cell.
 func cell(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", `\|`)
+}
+
+// msOK is d in ms, or "–" when no run of q was answered (d is then 0).
+func msOK(q *metricsResult, d time.Duration) string {
+	if q.Failures >= q.Requests {
+		return "–"
+	}
+	return ms(d)
 }
 
 func cpuCell(q *metricsResult) string {
