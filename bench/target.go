@@ -304,7 +304,8 @@ const noIngestionLimits = `overrides:
 
 // backfillConfig is what a -backfill ingest needs: the live-store lets a
 // trace go a minute after its last span arrived (instead of 20m), so that
-// it does not hold, and push back on, the whole ingest. The backfilled
+// it holds about a minute of a long ingest rather than filling max_bytes
+// and making pushes wait for the block-builder. The backfilled
 // spans are older than query_frontend.metrics.query_backend_after, so
 // metrics queries read them from blocks only.
 const backfillConfig = `live_store:
