@@ -151,7 +151,7 @@ type metricsPhase struct {
 	PeakRSSAfter  int64           `json:"peak_rss_after_million_series_bytes"`
 	MillionSeries *metricsResult  `json:"million_series,omitempty"`
 	Queries       []metricsResult `json:"queries"`
-	From          time.Time       `json:"now"` // the "now" of the ranges
+	Now           time.Time       `json:"now"` // the "now" of the ranges
 }
 
 // runMetricsQuery runs spec up to n times in a row, fewer (at least once)
@@ -224,7 +224,7 @@ func peakRSS(pids func() []int) int64 {
 // metricsSpecs; stop tells it to skip the rest (Ctrl-C).
 func runMetricsPhase(t *target, service string, queries int, queryTime time.Duration, restarted bool, stop func() bool) *metricsPhase {
 	now := time.Now()
-	ph := &metricsPhase{Restarted: restarted, From: now}
+	ph := &metricsPhase{Restarted: restarted, Now: now}
 	ranges := metricsRanges(now)
 	big := metricsSpec(millionSeriesQuery, ranges[len(ranges)-1])
 	progress("metrics: %s over %s, once", big.Name, big.Range)

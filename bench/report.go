@@ -237,7 +237,7 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 	p("Ranges at %s: 1h is [now − 1h20m, now − 20m], 24h is [now − 24h, now], as unix seconds; step is the backend's default. "+
 		"Each request runs up to -queries times one after another (fewer once its runs took -query-time, at least once). "+
 		"Server CPU is utime + stime over the runs ÷ requests; inspectedBytes, totalJobs, status and series (metrics) or traces (search) are of the last answer.",
-		m.From.UTC().Format(time.DateTime))
+		m.Now.UTC().Format(time.DateTime))
 	p("")
 	if b := m.MillionSeries; b != nil {
 		p("**A series per span** (%s over %s, once):", b.Name, b.Range)
