@@ -55,6 +55,8 @@ type flags struct {
 	cpuProfile    string
 	generatorAB   int
 	metrics       bool
+	// metricsTimeout is -metrics-query-timeout.
+	metricsTimeout time.Duration
 }
 
 func parseFlags() (*flags, error) {
@@ -88,6 +90,7 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.cpuProfile, "server-cpu-profile", "", "write a CPU profile of the ingesting server (weft monolithic, the distributor), taken over /debug/pprof/profile during the ingest, to this file")
 	fs.DurationVar(&f.ingest.Backfill, "backfill", 0, "spread the traces' time stamps over [end−D, end−20m] (end: the ingest's planned end), advancing with the ingest, so that they reach blocks in time order and are older than the metrics query_backend_after; a monolithic weft gets live_store.window 1m. 0: traces end when they are sent")
 	fs.BoolVar(&f.metrics, "metrics", false, "after the restart (on blocks), measure TraceQL metrics: a query with a series per span, once (status, series, the server's peak RSS), then three metrics queries and a search over 1h and 24h (latency, server CPU per query); use with -backfill")
+	fs.DurationVar(&f.metricsTimeout, "metrics-query-timeout", 0, "monolithic: query_frontend.metrics.query_timeout (weft's default is 25s, past which a metrics query answers 504), and the HTTP server's write timeout 30s more; 0 keeps weft's defaults")
 	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
@@ -111,6 +114,12 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-generator-ab must not be negative")
 	case f.generatorAB > 0 && (f.endpoint != "" || f.profile != "monolithic"):
 		return nil, errors.New("-generator-ab starts weft monolithic itself: it cannot be used with -endpoint or -profile microservices")
+	case f.metricsTimeout < 0:
+		return nil, errors.New("-metrics-query-timeout must not be negative")
+	case f.metricsTimeout >= metricsQueryTimeout:
+		return nil, fmt.Errorf("-metrics-query-timeout must be under %s, the bench's own bound on a request", metricsQueryTimeout)
+	case f.metricsTimeout > 0 && (f.endpoint != "" || f.profile != "monolithic" || f.generatorAB > 0):
+		return nil, errors.New("-metrics-query-timeout sets the config of the weft monolithic the bench starts: it cannot be used with -endpoint, -profile microservices or -generator-ab")
 	case f.ingest.Backfill < 0:
 		return nil, errors.New("-backfill must not be negative")
 	case f.ingest.Backfill > 0 && f.ingest.Backfill < f.ingest.Duration+backfillLag:
@@ -179,7 +188,7 @@ func run() error {
 	case f.profile == "microservices":
 		t, err = startMicroservices(f.repo, workDir)
 	default:
-		t, err = startMonolithic(f.repo, workDir, f.blockDuration, f.ingest.Backfill > 0)
+		t, err = startMonolithic(f.repo, workDir, f.blockDuration, monoOptions{backfill: f.ingest.Backfill > 0, metricsQueryTimeout: f.metricsTimeout})
 	}
 	if err != nil {
 		return err

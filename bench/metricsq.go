@@ -18,6 +18,12 @@ import (
 // series per span, that the answer stops at the series cap (PARTIAL) and
 // what the server's memory peaked at.
 
+// metricsQueryTimeout bounds a request of the phase: more than the
+// server's own bounds (query_frontend.metrics.query_timeout, 25s by
+// default, or -metrics-query-timeout), so that the figures are the
+// server's answers.
+const metricsQueryTimeout = 10 * time.Minute
+
 // millionSeriesQuery has one series per span: over ≥ 10M spans, far more
 // than query_frontend.metrics.max_response_series.
 const millionSeriesQuery = `{ } | count_over_time() by (span:id)`
@@ -158,7 +164,7 @@ type metricsPhase struct {
 // once the runs took budget, and measures the server's CPU over the runs
 // when pids is not nil.
 func runMetricsQuery(queryURL string, spec querySpec, n int, budget time.Duration, pids func() []int) metricsResult {
-	client := &http.Client{Timeout: queryTimeout}
+	client := &http.Client{Timeout: metricsQueryTimeout}
 	enc := spec.Params.Encode()
 	r := metricsResult{Name: spec.Name, Range: spec.Range, Metrics: spec.Metrics, URL: spec.Path + "?" + enc}
 	var before procStat
@@ -195,6 +201,10 @@ func runMetricsQuery(queryURL string, spec querySpec, n int, budget time.Duratio
 		}
 		lats = append(lats, lat)
 		r.Status, r.Message, r.Series, r.Traces = a.Status, a.Message, len(a.Series), len(a.Traces)
+		if spec.Metrics && r.Status == "" {
+			// PartialStatus's zero value, which proto JSON leaves out.
+			r.Status = "COMPLETE"
+		}
 		r.InspectedBytes, r.TotalJobs = metricUint(a.Metrics, "inspectedBytes"), metricUint(a.Metrics, "totalJobs")
 	}
 	if pids != nil {

@@ -75,23 +75,36 @@ func TestGeneratorClock(t *testing.T) {
 }
 
 // The -backfill config is one weft loads and validates, with a 1m
-// live-store window; without it, the window is the default.
-func TestBackfillConfig(t *testing.T) {
+// live-store window; without it, the window is the default. With
+// -metrics-query-timeout, the metrics query timeout is the flag's and the
+// HTTP server writes for 30s more; without it, both are weft's defaults.
+func TestMonolithicConfigOptions(t *testing.T) {
 	ports := []int{3200, 9095, 4317, 4318}
-	for _, backfill := range []bool{true, false} {
-		cfg, _, err := config.Load("bench.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, nil, backfill)), false)
+	for _, mo := range []monoOptions{{}, {backfill: true}, {backfill: true, metricsQueryTimeout: 2 * time.Minute}, {metricsQueryTimeout: time.Minute}} {
+		cfg, _, err := config.Load("bench.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, nil, mo)), false)
 		if err == nil {
 			err = cfg.Validate()
 		}
 		if err != nil {
-			t.Fatalf("backfill %v: %v", backfill, err)
+			t.Fatalf("%+v: %v", mo, err)
 		}
-		want := 20 * time.Minute
-		if backfill {
-			want = time.Minute
+		window := 20 * time.Minute
+		if mo.backfill {
+			window = time.Minute
 		}
-		if cfg.LiveStore.Window != want {
-			t.Errorf("backfill %v: live_store.window %s, want %s", backfill, cfg.LiveStore.Window, want)
+		if cfg.LiveStore.Window != window {
+			t.Errorf("%+v: live_store.window %s, want %s", mo, cfg.LiveStore.Window, window)
+		}
+		qt, wt := 25*time.Second, 30*time.Second
+		if mo.metricsQueryTimeout > 0 {
+			qt, wt = mo.metricsQueryTimeout, mo.metricsQueryTimeout+30*time.Second
+		}
+		if cfg.QueryFrontend.Metrics.QueryTimeout != qt || cfg.Server.HTTPServerWriteTimeout != wt {
+			t.Errorf("%+v: query_frontend.metrics.query_timeout %s, server.http_server_write_timeout %s; want %s and %s", mo,
+				cfg.QueryFrontend.Metrics.QueryTimeout, cfg.Server.HTTPServerWriteTimeout, qt, wt)
+		}
+		if cfg.QueryFrontend.QueryEndCutoff != 0 {
+			t.Errorf("%+v: query_end_cutoff %s", mo, cfg.QueryFrontend.QueryEndCutoff)
 		}
 		if cfg.QueryFrontend.Metrics.QueryBackendAfter >= backfillLag {
 			t.Errorf("query_backend_after %s: the backfilled spans (%s old) would be read from the live-store", cfg.QueryFrontend.Metrics.QueryBackendAfter, backfillLag)
@@ -175,7 +188,8 @@ func TestRunMetricsQuery(t *testing.T) {
 			http.Error(w, "wrong request "+r.URL.String(), http.StatusBadRequest)
 			return
 		}
-		switch i := n.Add(1); {
+		i := n.Add(1)
+		switch {
 		case i <= 2 || i == 40:
 			time.Sleep(500 * time.Millisecond)
 		case i == 41:
@@ -185,13 +199,17 @@ func TestRunMetricsQuery(t *testing.T) {
 			w.Write([]byte("not json"))
 			return
 		}
-		fmt.Fprint(w, `{"series":[{},{},{}],"metrics":{"inspectedBytes":"99","totalJobs":2},"status":"COMPLETE"}`)
+		if i > 40 { // a complete answer, as proto JSON writes it: no status
+			fmt.Fprint(w, `{"series":[{},{},{}],"metrics":{"inspectedBytes":"99","totalJobs":2}}`)
+			return
+		}
+		fmt.Fprint(w, `{"series":[{},{},{}],"metrics":{"inspectedBytes":"99","totalJobs":2},"status":"PARTIAL"}`)
 	}))
 	defer srv.Close()
 	spec := querySpec{Name: "rate", Path: "/api/metrics/query_range", Metrics: true, Range: "1h", Params: rangeParams(metricsRange{Start: time.Unix(100, 0), End: time.Unix(200, 0)}, "q", "{ } | rate()")}
 	self := func() []int { return []int{os.Getpid()} }
 	r := runMetricsQuery(srv.URL, spec, 20, 0, self)
-	if r.Requests != 20 || r.Failures != 0 || r.Series != 3 || r.Status != "COMPLETE" || r.InspectedBytes != 99 || r.TotalJobs != 2 {
+	if r.Requests != 20 || r.Failures != 0 || r.Series != 3 || r.Status != "PARTIAL" || r.InspectedBytes != 99 || r.TotalJobs != 2 {
 		t.Fatalf("%+v", r)
 	}
 	if r.P95 < 500*time.Millisecond || r.P50 >= 500*time.Millisecond {
@@ -205,7 +223,7 @@ func TestRunMetricsQuery(t *testing.T) {
 		t.Errorf("p50 %s, p95 %s: want the 10th and the 19th of 20, 1 of which took 500ms", r.P50, r.P95)
 	}
 	r = runMetricsQuery(srv.URL, spec, 3, 0, nil)
-	if r.Requests != 3 || r.Failures != 2 || !strings.Contains(r.FirstError, "500 engine exploded") || r.Series != 3 || r.CPUMeasured {
+	if r.Requests != 3 || r.Failures != 2 || !strings.Contains(r.FirstError, "500 engine exploded") || r.Series != 3 || r.Status != "COMPLETE" || r.CPUMeasured {
 		t.Fatalf("%+v", r)
 	}
 	// The budget stops the runs after the first, which always runs.
@@ -233,6 +251,10 @@ func TestBackfillFlags(t *testing.T) {
 		{"-metrics -generator-ab 2", "-generator-ab"},
 		{"-backfill 24h -profile microservices", "live_store.window"},
 		{"-backfill 24h -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200", ""},
+		{"-metrics -metrics-query-timeout 5m", ""},
+		{"-metrics-query-timeout 10m", "under 10m0s"},
+		{"-metrics-query-timeout -1s", "must not be negative"},
+		{"-metrics-query-timeout 1m -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200", "weft monolithic"},
 	} {
 		os.Args = append([]string{"bench"}, strings.Fields(c.args)...)
 		f, err := parseFlags()
