@@ -136,6 +136,10 @@ type metricsResult struct {
 	Traces         int    `json:"traces"`
 	InspectedBytes uint64 `json:"inspected_bytes"`
 	TotalJobs      uint64 `json:"total_jobs"`
+	// Partial counts the answers with status PARTIAL; PartialMessage is
+	// the message of the first.
+	Partial        int    `json:"partial"`
+	PartialMessage string `json:"partial_message,omitempty"`
 	// Latencies of the answers with status 200.
 	P50 time.Duration `json:"p50_ns"`
 	P95 time.Duration `json:"p95_ns"`
@@ -204,6 +208,10 @@ func runMetricsQuery(queryURL string, spec querySpec, n int, budget time.Duratio
 		if spec.Metrics && r.Status == "" {
 			// PartialStatus's zero value, which proto JSON leaves out.
 			r.Status = "COMPLETE"
+		}
+		if r.Status == "PARTIAL" {
+			r.Partial++
+			r.PartialMessage = firstOf(r.PartialMessage, firstOf(r.Message, "(no message)"))
 		}
 		r.InspectedBytes, r.TotalJobs = metricUint(a.Metrics, "inspectedBytes"), metricUint(a.Metrics, "totalJobs")
 	}

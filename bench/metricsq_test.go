@@ -209,7 +209,7 @@ func TestRunMetricsQuery(t *testing.T) {
 	spec := querySpec{Name: "rate", Path: "/api/metrics/query_range", Metrics: true, Range: "1h", Params: rangeParams(metricsRange{Start: time.Unix(100, 0), End: time.Unix(200, 0)}, "q", "{ } | rate()")}
 	self := func() []int { return []int{os.Getpid()} }
 	r := runMetricsQuery(srv.URL, spec, 20, 0, self)
-	if r.Requests != 20 || r.Failures != 0 || r.Series != 3 || r.Status != "PARTIAL" || r.InspectedBytes != 99 || r.TotalJobs != 2 {
+	if r.Requests != 20 || r.Failures != 0 || r.Series != 3 || r.Status != "PARTIAL" || r.Partial != 20 || r.PartialMessage != "(no message)" || r.InspectedBytes != 99 || r.TotalJobs != 2 {
 		t.Fatalf("%+v", r)
 	}
 	if r.P95 < 500*time.Millisecond || r.P50 >= 500*time.Millisecond {
@@ -223,7 +223,7 @@ func TestRunMetricsQuery(t *testing.T) {
 		t.Errorf("p50 %s, p95 %s: want the 10th and the 19th of 20, 1 of which took 500ms", r.P50, r.P95)
 	}
 	r = runMetricsQuery(srv.URL, spec, 3, 0, nil)
-	if r.Requests != 3 || r.Failures != 2 || !strings.Contains(r.FirstError, "500 engine exploded") || r.Series != 3 || r.Status != "COMPLETE" || r.CPUMeasured {
+	if r.Requests != 3 || r.Failures != 2 || !strings.Contains(r.FirstError, "500 engine exploded") || r.Series != 3 || r.Status != "COMPLETE" || r.Partial != 0 || r.CPUMeasured {
 		t.Fatalf("%+v", r)
 	}
 	// The budget stops the runs after the first, which always runs.
@@ -280,6 +280,7 @@ func TestMetricsReport(t *testing.T) {
 		Queries: []metricsResult{
 			{Name: "`{ } | rate()`", Range: "1h", Metrics: true, Requests: 5, Series: 10, Status: "COMPLETE", P50: 30 * time.Millisecond, P95: 45 * time.Millisecond, CPUMeasured: true, ServerCPUPerQuery: 0.25, TotalJobs: 3, InspectedBytes: 12345},
 			{Name: "search x", Range: "24h", Requests: 2, Failures: 2, FirstError: "504 query_frontend.metrics.query_timeout"},
+			{Name: "`{ } | count_over_time()`", Range: "24h", Metrics: true, Requests: 4, Failures: 1, Status: "COMPLETE", Partial: 2, PartialMessage: "block b could not be read"},
 		},
 	}})
 	out := b.String()
@@ -290,6 +291,7 @@ func TestMetricsReport(t *testing.T) {
 		"| 1h | `{ } \\| rate()` | 5 | 0 | COMPLETE | 10 series | 12345 | 3 | 30.0 ms | 45.0 ms | 0.25 |",
 		"| 24h | search x | 2 | 2 | – | 0 traces | 0 | 0 | – | – | n/a |",
 		"first error: 504 query_frontend.metrics.query_timeout",
+		"- 24h, `{ } | count_over_time()`: 2 of 3 answers PARTIAL; the first said: block b could not be read",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report lacks %q:\n%s", want, out)

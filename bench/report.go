@@ -276,6 +276,10 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 				p("")
 				p("- %s, %s: first error: %s", q.Range, q.Name, cell(q.FirstError))
 			}
+			if q.Partial > 0 {
+				p("")
+				p("- %s, %s: %d of %d answers PARTIAL; the first said: %s", q.Range, q.Name, q.Partial, q.Requests-q.Failures, cell(q.PartialMessage))
+			}
 		}
 		p("")
 	}
