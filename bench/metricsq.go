@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftdb/weft/internal/procstat"
@@ -155,10 +159,18 @@ type metricsPhase struct {
 	// Restarted: the server was restarted just before (every read is from
 	// blocks, and its VmHWM is that of the phase only).
 	Restarted bool `json:"restarted"`
-	// PeakRSSBefore and PeakRSSAfter are the server's VmHWM just before
-	// and just after the million-series query (0: not measured).
-	PeakRSSBefore int64           `json:"peak_rss_before_million_series_bytes"`
+	// Settle is the wait for compaction before the phase (-settle).
+	Settle *settleResult `json:"settle,omitempty"`
+	// The server's memory around the million-series query (0: not
+	// measured): PeakRSSBefore is VmHWM before it (since the process
+	// started), RSSBefore VmRSS just before it, and PeakRSSAfter VmHWM
+	// right after it: since just before it when PeakReset (VmHWM was
+	// reset to VmRSS through /proc/<pid>/clear_refs), else since the
+	// process started.
+	PeakRSSBefore int64           `json:"peak_rss_since_start_bytes"`
+	RSSBefore     int64           `json:"rss_before_million_series_bytes"`
 	PeakRSSAfter  int64           `json:"peak_rss_after_million_series_bytes"`
+	PeakReset     bool            `json:"peak_rss_reset"`
 	MillionSeries *metricsResult  `json:"million_series,omitempty"`
 	Queries       []metricsResult `json:"queries"`
 	Now           time.Time       `json:"now"` // the "now" of the ranges
@@ -226,32 +238,62 @@ func runMetricsQuery(queryURL string, spec querySpec, n int, budget time.Duratio
 	return r
 }
 
-// peakRSS is the summed VmHWM of pids; 0 when pids is nil.
-func peakRSS(pids func() []int) int64 {
+// rss is the summed field (procstat.RSS, procstat.PeakRSS) of pids; 0
+// when pids is nil.
+func rss(pids func() []int, field string) int64 {
 	if pids == nil {
 		return 0
 	}
 	var n int64
 	for _, pid := range pids() {
-		n += procstat.Bytes(pid, procstat.PeakRSS)
+		n += procstat.Bytes(pid, field)
 	}
 	return n
 }
 
-// runMetricsPhase measures the million-series query once, then each of
-// metricsSpecs; stop tells it to skip the rest (Ctrl-C).
-func runMetricsPhase(t *target, service string, queries int, queryTime time.Duration, restarted bool, stop func() bool) *metricsPhase {
+// resetPeakRSS sets the VmHWM of pids to their VmRSS (Linux's
+// /proc/<pid>/clear_refs, value 5), so that a later VmHWM is the peak
+// since now.
+func resetPeakRSS(pids func() []int) error {
+	if pids == nil {
+		return errors.New("the server's processes are not known")
+	}
+	for _, pid := range pids() {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+			return fmt.Errorf("cannot reset the peak RSS of process %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// runMetricsPhase waits up to settle for compaction to settle (0: not at
+// all), then measures the million-series query once, then each of
+// metricsSpecs; once ctx is done (Ctrl-C) it skips the rest.
+func runMetricsPhase(ctx context.Context, t *target, service string, queries int, queryTime, settle time.Duration, restarted bool) *metricsPhase {
+	ph := &metricsPhase{Restarted: restarted}
+	if settle > 0 {
+		progress("metrics: waiting up to %s for compaction to settle (tempodb_compaction_outstanding_blocks 0 and weft_blocklist_blocks steady for %s)", settle, settleQuiet)
+		s := waitSettled(ctx, t.queryURL, settle, settleQuiet, 5*time.Second)
+		ph.Settle = &s
+		progress("metrics: compaction settled %v after %s: %.0f blocks, %.0f outstanding", s.Settled, s.Waited.Round(time.Second), s.Blocks, s.Outstanding)
+	}
 	now := time.Now()
-	ph := &metricsPhase{Restarted: restarted, Now: now}
+	ph.Now = now
 	ranges := metricsRanges(now)
 	big := metricsSpec(millionSeriesQuery, ranges[len(ranges)-1])
 	progress("metrics: %s over %s, once", big.Name, big.Range)
-	ph.PeakRSSBefore = peakRSS(t.pids)
+	ph.PeakRSSBefore = rss(t.pids, procstat.PeakRSS)
+	if err := resetPeakRSS(t.pids); err != nil {
+		ph.Note = firstOf(ph.Note, err.Error()+": the peak RSS after the series-per-span query is since the process started")
+	} else {
+		ph.PeakReset = true
+	}
+	ph.RSSBefore = rss(t.pids, procstat.RSS)
 	m := runMetricsQuery(t.queryURL, big, 1, 0, t.pids)
-	ph.PeakRSSAfter = peakRSS(t.pids)
+	ph.PeakRSSAfter = rss(t.pids, procstat.PeakRSS)
 	ph.MillionSeries = &m
 	for _, spec := range metricsSpecs(service, now) {
-		if stop() {
+		if ctx.Err() != nil {
 			ph.Note = "interrupted: the rest of the metrics phase was skipped"
 			break
 		}
@@ -259,4 +301,104 @@ func runMetricsPhase(t *target, service string, queries int, queryTime time.Dura
 		ph.Queries = append(ph.Queries, runMetricsQuery(t.queryURL, spec, queries, queryTime, t.pids))
 	}
 	return ph
+}
+
+// settleQuiet is how long compaction must have had nothing to do, and
+// the block list stayed the same, for the blocks to be settled: a
+// compaction cycle (backend_scheduler...compaction_cycle, 30s) and a bit.
+const settleQuiet = 35 * time.Second
+
+// settleSample is one read of the server's compaction state.
+type settleSample struct {
+	at time.Time
+	// outstanding is tempodb_compaction_outstanding_blocks summed over
+	// tenants, −1 when the server has not reported it (yet).
+	outstanding float64
+	blocks      float64 // weft_blocklist_blocks, summed over tenants
+}
+
+// settled tells whether samples, oldest first, end quiet or more with no
+// outstanding compaction and the same number of blocks.
+func settled(samples []settleSample, quiet time.Duration) bool {
+	if len(samples) == 0 {
+		return false
+	}
+	last := samples[len(samples)-1]
+	for i := len(samples) - 1; i >= 0; i-- {
+		s := samples[i]
+		if s.outstanding != 0 || s.blocks != last.blocks {
+			return false
+		}
+		if last.at.Sub(s.at) >= quiet {
+			return true
+		}
+	}
+	return false
+}
+
+// settleResult is what the wait for compaction saw.
+type settleResult struct {
+	Settled     bool          `json:"settled"`
+	Waited      time.Duration `json:"waited_ns"`
+	Outstanding float64       `json:"outstanding_blocks"` // at the end; −1 unknown
+	Blocks      float64       `json:"blocks"`             // at the end
+}
+
+// waitSettled polls queryURL's /metrics every so often, up to limit,
+// until settled for quiet: so that the phase measures queries over
+// compacted blocks with compaction idle, not compaction's CPU and a block
+// list that changes under the queries.
+func waitSettled(ctx context.Context, queryURL string, limit, quiet, every time.Duration) settleResult {
+	began := time.Now()
+	var samples []settleSample
+	for {
+		s := settleSample{at: time.Now(), outstanding: -1}
+		if body, ok := readMetrics(queryURL); ok {
+			if v, ok := sumMetric(body, "tempodb_compaction_outstanding_blocks"); ok {
+				s.outstanding = v
+			}
+			s.blocks, _ = sumMetric(body, "weft_blocklist_blocks")
+		}
+		samples = append(samples, s)
+		r := settleResult{Settled: settled(samples, quiet), Waited: time.Since(began), Outstanding: s.outstanding, Blocks: s.blocks}
+		if r.Settled || r.Waited >= limit {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			return r
+		case <-time.After(min(every, limit-r.Waited)):
+		}
+	}
+}
+
+// readMetrics is the text of queryURL's /metrics.
+func readMetrics(queryURL string) (string, bool) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(queryURL + "/metrics")
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", false
+	}
+	return string(body), true
+}
+
+// sumMetric sums the samples of the metric name (every label set) in a
+// Prometheus text exposition; ok is false when it has none.
+func sumMetric(body, name string) (sum float64, ok bool) {
+	for line := range strings.Lines(body) {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+			ok = true
+		}
+	}
+	return sum, ok
 }

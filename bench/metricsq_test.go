@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weftdb/weft/cmd/weft/config"
+	"github.com/weftdb/weft/internal/procstat"
 )
 
 // Backfilled traces end at [end−span, end−20m], linearly with the ingest's
@@ -275,7 +279,8 @@ func TestBackfillFlags(t *testing.T) {
 func TestMetricsReport(t *testing.T) {
 	var b strings.Builder
 	writeMarkdown(&b, &results{Metrics: &metricsPhase{
-		Restarted: true, PeakRSSBefore: 100 << 20, PeakRSSAfter: 700 << 20,
+		Restarted: true, PeakRSSBefore: 100 << 20, RSSBefore: 90 << 20, PeakRSSAfter: 700 << 20, PeakReset: true,
+		Settle: &settleResult{Settled: true, Waited: 95 * time.Second, Blocks: 24},
 		MillionSeries: &metricsResult{Name: "`" + millionSeriesQuery + "`", Range: "24h", Metrics: true, Requests: 1, Status: "PARTIAL", Message: "reached 1000 series", Series: 1000, P50: 4 * time.Second, CPUMeasured: true, ServerCPUPerQuery: 6.5},
 		Queries: []metricsResult{
 			{Name: "`{ } | rate()`", Range: "1h", Metrics: true, Requests: 5, Series: 10, Status: "COMPLETE", P50: 30 * time.Millisecond, P95: 45 * time.Millisecond, CPUMeasured: true, ServerCPUPerQuery: 0.25, TotalJobs: 3, InspectedBytes: 12345},
@@ -287,7 +292,9 @@ func TestMetricsReport(t *testing.T) {
 	for _, want := range []string{
 		"## TraceQL metrics (on blocks, after a restart)",
 		"| status | PARTIAL |", "| series | 1000 |", "| message | reached 1000 series |",
-		"| server peak RSS (VmHWM) before / right after | 100 MiB / 700 MiB |", "| server CPU seconds | 6.50 |",
+		"| server RSS just before (VmRSS) / peak during it (VmHWM, reset just before) | 90 MiB / 700 MiB |",
+		"| server peak RSS since the restart, before it (VmHWM) | 100 MiB |",
+		"Compaction settled 1m35s after the restart, before the phase: 24 blocks, none outstanding.", "| server CPU seconds | 6.50 |",
 		"| 1h | `{ } \\| rate()` | 5 | 0 | COMPLETE | 10 series | 12345 | 3 | 30.0 ms | 45.0 ms | 0.25 |",
 		"| 24h | search x | 2 | 2 | – | 0 traces | 0 | 0 | – | – | n/a |",
 		"first error: 504 query_frontend.metrics.query_timeout",
@@ -296,5 +303,84 @@ func TestMetricsReport(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Settled: no outstanding compaction and the same block count for the
+// whole quiet time, up to the last sample.
+func TestSettled(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s int, outstanding, blocks float64) settleSample {
+		return settleSample{at: t0.Add(time.Duration(s) * time.Second), outstanding: outstanding, blocks: blocks}
+	}
+	for _, c := range []struct {
+		name    string
+		samples []settleSample
+		want    bool
+	}{
+		{"none", nil, false},
+		{"quiet for 35s", []settleSample{at(0, 4, 50), at(5, 0, 20), at(40, 0, 20)}, true},
+		{"quiet for 34s", []settleSample{at(0, 4, 50), at(6, 0, 20), at(40, 0, 20)}, false},
+		{"blocks changed", []settleSample{at(0, 0, 21), at(20, 0, 20), at(40, 0, 20)}, false},
+		{"outstanding again", []settleSample{at(0, 0, 20), at(20, 2, 20), at(40, 0, 20)}, false},
+		{"outstanding now", []settleSample{at(0, 0, 20), at(40, 2, 20)}, false},
+		{"no gauge", []settleSample{at(0, -1, 20), at(40, -1, 20)}, false},
+	} {
+		if got := settled(c.samples, 35*time.Second); got != c.want {
+			t.Errorf("%s: settled %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// waitSettled reads the server's /metrics until compaction is idle and the
+// block count steady, or gives up at its limit.
+func TestWaitSettled(t *testing.T) {
+	var reads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := reads.Add(1)
+		outstanding := max(0, 3-n) // 2, 1, then 0
+		fmt.Fprintf(w, "# HELP x\ntempodb_compaction_outstanding_blocks{tenant=\"a\"} %d\ntempodb_compaction_outstanding_blocks{tenant=\"b\"} 0\n"+
+			"weft_blocklist_blocks{tenant=\"a\"} %d\nweft_blocklist_blocks{tenant=\"b\"} 5\nweft_blocklist_blocks_reopened_total 7\n", outstanding, 10+outstanding)
+	}))
+	defer srv.Close()
+	r := waitSettled(context.Background(), srv.URL, 5*time.Second, 50*time.Millisecond, 10*time.Millisecond)
+	if !r.Settled || r.Outstanding != 0 || r.Blocks != 15 || reads.Load() < 4 {
+		t.Fatalf("%+v after %d reads", r, reads.Load())
+	}
+	reads.Store(-1000) // outstanding for a long while
+	r = waitSettled(context.Background(), srv.URL, 100*time.Millisecond, 50*time.Millisecond, 10*time.Millisecond)
+	if r.Settled || r.Waited < 100*time.Millisecond || r.Outstanding < 900 {
+		t.Fatalf("%+v", r)
+	}
+	if v, ok := sumMetric("weft_x 1\nweft_xy 5\nweft_x{a=\"b\"} 2.5\n", "weft_x"); !ok || v != 3.5 {
+		t.Errorf("sum %g %v, want 3.5", v, ok)
+	}
+	if _, ok := sumMetric("weft_xy 5\n", "weft_x"); ok {
+		t.Error("another metric's samples counted")
+	}
+}
+
+// After resetPeakRSS, VmHWM is the RSS now, not the earlier peak.
+func TestResetPeakRSS(t *testing.T) {
+	self := func() []int { return []int{os.Getpid()} }
+	b := make([]byte, 256<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	runtime.KeepAlive(b)
+	b = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+	if hwm, now := rss(self, procstat.PeakRSS), rss(self, procstat.RSS); hwm-now < 128<<20 {
+		t.Skipf("VmHWM %d, VmRSS %d: the freed memory was not given back, cannot test", hwm, now)
+	}
+	if err := resetPeakRSS(self); err != nil {
+		t.Fatal(err)
+	}
+	if hwm, now := rss(self, procstat.PeakRSS), rss(self, procstat.RSS); hwm-now > 32<<20 {
+		t.Fatalf("after the reset VmHWM %d, VmRSS %d", hwm, now)
+	}
+	if err := resetPeakRSS(nil); err == nil {
+		t.Error("no error without processes")
 	}
 }

@@ -239,6 +239,14 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 		"Server CPU is utime + stime over the runs ÷ requests; inspectedBytes, totalJobs, status and series (metrics) or traces (search) are of the last answer.",
 		m.Now.UTC().Format(time.DateTime))
 	p("")
+	if s := m.Settle; s != nil {
+		if s.Settled {
+			p("Compaction settled %s after the restart, before the phase: %.0f blocks, none outstanding.", s.Waited.Round(time.Second), s.Blocks)
+		} else {
+			p("Compaction did **not** settle within %s (-settle): %.0f blocks, %s outstanding; it ran during the phase, and its CPU is in the figures.", s.Waited.Round(time.Second), s.Blocks, outstandingStr(s.Outstanding))
+		}
+		p("")
+	}
 	if b := m.MillionSeries; b != nil {
 		p("**A series per span** (%s over %s, once):", b.Name, b.Range)
 		p("")
@@ -254,9 +262,13 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 		p("| latency | %s |", msOK(b, b.P50))
 		p("| inspectedBytes / totalJobs | %d / %d |", b.InspectedBytes, b.TotalJobs)
 		p("| server CPU seconds | %s |", cpuCell(b))
-		if m.PeakRSSAfter > 0 {
-			p("| server peak RSS (VmHWM) before / right after | %s / %s |", mib(m.PeakRSSBefore), mib(m.PeakRSSAfter))
-		} else {
+		switch {
+		case m.PeakRSSAfter > 0 && m.PeakReset:
+			p("| server RSS just before (VmRSS) / peak during it (VmHWM, reset just before) | %s / %s |", mib(m.RSSBefore), mib(m.PeakRSSAfter))
+			p("| server peak RSS since the restart, before it (VmHWM) | %s |", mib(m.PeakRSSBefore))
+		case m.PeakRSSAfter > 0:
+			p("| server peak RSS (VmHWM since the restart) before / right after | %s / %s |", mib(m.PeakRSSBefore), mib(m.PeakRSSAfter))
+		default:
 			p("| server peak RSS | n/a |")
 		}
 		p("")
@@ -292,6 +304,13 @@ func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
 // cell makes s fit a Markdown table cell.
 func cell(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", `\|`)
+}
+
+func outstandingStr(v float64) string {
+	if v < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // msOK is d in ms, or "–" when no run of q was answered (d is then 0).
