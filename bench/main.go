@@ -59,6 +59,8 @@ type flags struct {
 	metricsTimeout time.Duration
 	// settle is -settle.
 	settle time.Duration
+	// metricsQueryTime is -metrics-query-time.
+	metricsQueryTime time.Duration
 }
 
 func parseFlags() (*flags, error) {
@@ -92,7 +94,8 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.cpuProfile, "server-cpu-profile", "", "write a CPU profile of the ingesting server (weft monolithic, the distributor), taken over /debug/pprof/profile during the ingest, to this file")
 	fs.DurationVar(&f.ingest.Backfill, "backfill", 0, "spread the traces' time stamps over [end−D, end−20m] (end: the ingest's planned end), advancing with the ingest, so that they reach blocks in time order and are older than the metrics query_backend_after; a monolithic weft gets live_store.window 1m. 0: traces end when they are sent")
 	fs.BoolVar(&f.metrics, "metrics", false, "after the restart (on blocks), measure TraceQL metrics: a query with a series per span, once (status, series, the server's peak RSS), then three metrics queries and a search over 1h and 24h (latency, server CPU per query); use with -backfill")
-	fs.DurationVar(&f.settle, "settle", 10*time.Minute, "with -metrics: before the phase, wait up to this long for the server's compaction to settle (tempodb_compaction_outstanding_blocks 0 and weft_blocklist_blocks steady for 35s); 0: do not wait")
+	fs.DurationVar(&f.metricsQueryTime, "metrics-query-time", 0, "with -metrics: -query-time for the metrics phase (its 24h queries can take many seconds each); 0: -query-time")
+	fs.DurationVar(&f.settle, "settle", 15*time.Minute, "with -metrics: before the phase, wait up to this long for the server's compaction to settle (tempodb_compaction_outstanding_blocks 0 and weft_blocklist_blocks steady for 35s); 0: do not wait")
 	fs.DurationVar(&f.metricsTimeout, "metrics-query-timeout", 0, "monolithic: query_frontend.metrics.query_timeout (weft's default is 25s, past which a metrics query answers 504), and the HTTP server's write timeout 30s more; 0 keeps weft's defaults")
 	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -117,6 +120,8 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-generator-ab must not be negative")
 	case f.generatorAB > 0 && (f.endpoint != "" || f.profile != "monolithic"):
 		return nil, errors.New("-generator-ab starts weft monolithic itself: it cannot be used with -endpoint or -profile microservices")
+	case f.metricsQueryTime < 0:
+		return nil, errors.New("-metrics-query-time must not be negative")
 	case f.settle < 0:
 		return nil, errors.New("-settle must not be negative")
 	case f.metricsTimeout < 0:
@@ -321,7 +326,11 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 		if !f.metrics || ctx.Err() != nil {
 			return
 		}
-		res.Metrics = runMetricsPhase(ctx, t, service, f.queries, f.queryTime, f.settle, restarted)
+		budget := f.queryTime
+		if f.metricsQueryTime > 0 {
+			budget = f.metricsQueryTime
+		}
+		res.Metrics = runMetricsPhase(ctx, t, service, f.queries, budget, f.settle, restarted)
 		if !restarted {
 			res.Metrics.Note = firstOf(res.Metrics.Note, "the target was not restarted: reads may come from its live-store or ingesters, and the peak RSS is since the process started")
 		}

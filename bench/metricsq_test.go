@@ -256,6 +256,8 @@ func TestBackfillFlags(t *testing.T) {
 		{"-backfill 24h -profile microservices", "live_store.window"},
 		{"-backfill 24h -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200", ""},
 		{"-metrics -metrics-query-timeout 5m", ""},
+		{"-metrics -metrics-query-time -1s", "-metrics-query-time must not be negative"},
+		{"-metrics -settle -1s", "-settle must not be negative"},
 		{"-metrics-query-timeout 10m", "under 10m0s"},
 		{"-metrics-query-timeout -1s", "must not be negative"},
 		{"-metrics-query-timeout 1m -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200", "weft monolithic"},
@@ -280,7 +282,7 @@ func TestMetricsReport(t *testing.T) {
 	var b strings.Builder
 	writeMarkdown(&b, &results{Metrics: &metricsPhase{
 		Restarted: true, PeakRSSBefore: 100 << 20, RSSBefore: 90 << 20, PeakRSSAfter: 700 << 20, PeakReset: true,
-		Settle: &settleResult{Settled: true, Waited: 95 * time.Second, Blocks: 24},
+		Settle:        &settleResult{Settled: true, Waited: 95 * time.Second, Blocks: 24},
 		MillionSeries: &metricsResult{Name: "`" + millionSeriesQuery + "`", Range: "24h", Metrics: true, Requests: 1, Status: "PARTIAL", Message: "reached 1000 series", Series: 1000, P50: 4 * time.Second, CPUMeasured: true, ServerCPUPerQuery: 6.5},
 		Queries: []metricsResult{
 			{Name: "`{ } | rate()`", Range: "1h", Metrics: true, Requests: 5, Series: 10, Status: "COMPLETE", P50: 30 * time.Millisecond, P95: 45 * time.Millisecond, CPUMeasured: true, ServerCPUPerQuery: 0.25, TotalJobs: 3, InspectedBytes: 12345},
