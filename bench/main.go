@@ -332,7 +332,7 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 		}
 		res.Metrics = runMetricsPhase(ctx, t, service, f.queries, budget, f.settle, restarted)
 		if !restarted {
-			res.Metrics.Note = firstOf(res.Metrics.Note, "the target was not restarted: reads may come from its live-store or ingesters, and the peak RSS is since the process started")
+			res.Metrics.Note = firstOf(res.Metrics.Note, "the target was not restarted: reads may come from its live-store or ingesters as well as its blocks")
 		}
 	}
 
