@@ -319,6 +319,9 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 	res.QueryNote = fmt.Sprintf("Range from %s (%s − 1m) to the query's time + 1m, as unix seconds; up to %d runs each (fewer once a query's runs took %s), one at a time. "+
 		"Results are the traces (search, limit 20), tag names or values of the last run; inspectedBytes is the answer's metrics.inspectedBytes.",
 		start.UTC().Format(time.DateTime), oldestWhat, f.queries, f.queryTime)
+	if f.metrics && in.SpansAcked < issueSpans {
+		res.Notes = append(res.Notes, fmt.Sprintf("-metrics over %d acknowledged spans, fewer than the %d the figures of TraceQL metrics are asked over: give a longer -duration", in.SpansAcked, issueSpans))
+	}
 	if f.metrics && f.ingest.Backfill == 0 {
 		res.Notes = append(res.Notes, "-metrics without -backfill: the spans are newer than query_frontend.metrics.query_backend_after, so metrics would read them from the live-store, which a restart empties; the metrics phase counts little or nothing")
 	}
