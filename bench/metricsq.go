@@ -295,6 +295,9 @@ func runMetricsPhase(ctx context.Context, t *target, service string, queries int
 	ph.RSSBefore = rss(t.pids, procstat.RSS)
 	m := runMetricsQuery(t.queryURL, big, 1, 0, t.pids)
 	ph.PeakRSSAfter = rss(t.pids, procstat.PeakRSS)
+	if ph.PeakRSSAfter == 0 && ph.PeakRSSBefore > 0 {
+		ph.Note = firstOf(ph.Note, "the server's process was gone right after the series-per-span query (a crash, or killed for its memory?): see its log (-keep)")
+	}
 	ph.MillionSeries = &m
 	for _, spec := range metricsSpecs(service, now) {
 		if ctx.Err() != nil {
