@@ -37,6 +37,11 @@ type Accumulator struct {
 	lastSer   *series
 	attrNames map[attrKey]string // compare: label keys by attribute
 	valBuf    []traceql.Value
+	// rowBuf and pending are the span path's (spans.go): the values of a
+	// row as the evaluator takes them, and the exemplars waiting for
+	// their IDs.
+	rowBuf  []traceql.Value
+	pending []pendingExemplar
 }
 
 type attrKey struct {
@@ -137,12 +142,27 @@ func (a *Accumulator) ObserveTrace(t *traceql.Trace) error {
 // value observed; nil when the span is not counted (no value, or a new
 // series beyond the limit).
 func (a *Accumulator) observeSpan(t *traceql.Trace, s *traceql.Span, i int) (*series, float64) {
+	var av traceql.Value
+	if a.q.stage.Attr != nil {
+		av = a.q.stage.Attr.ValueOn(t, s)
+	}
+	a.valBuf = a.valBuf[:0]
+	for _, by := range a.q.stage.By {
+		a.valBuf = append(a.valBuf, by.ValueOn(t, s))
+	}
+	return a.observeValues(i, av)
+}
+
+// observeValues counts a span in interval i, given the value of its
+// measured attribute (av) and of its by() fields (a.valBuf), and returns
+// its series and the value observed; nil when the span is not counted.
+func (a *Accumulator) observeValues(i int, av traceql.Value) (*series, float64) {
 	q := a.q
 	st := q.stage
 	f := math.NaN()
 	var bucket float64
 	if st.Attr != nil {
-		v := st.Attr.ValueOn(t, s)
+		v := av
 		var ok bool
 		if q.fn == traceql.MetricsHistogramOverTime {
 			bucket, ok = histogramBucket(v)
@@ -170,10 +190,7 @@ func (a *Accumulator) observeSpan(t *traceql.Trace, s *traceql.Span, i int) (*se
 		}
 	} else {
 		a.keyBuf = a.keyBuf[:0]
-		a.valBuf = a.valBuf[:0]
-		for _, by := range st.By {
-			v := by.ValueOn(t, s)
-			a.valBuf = append(a.valBuf, v)
+		for _, v := range a.valBuf {
 			a.keyBuf = appendValueKey(a.keyBuf, v)
 		}
 		if hist {

@@ -65,6 +65,9 @@ type Query struct {
 	stepSecs  float64 // seconds of a step (the range for an instant query)
 	topN      int     // compare's values per attribute
 	mapping   mapping.IndexMapping
+	// spans, when set, lets block jobs count spans from the columns of
+	// their fields (spans.go).
+	spans *spanPlan
 }
 
 func badRequest(format string, args ...any) error {
@@ -131,6 +134,9 @@ func compile(req Request, root *traceql.RootExpr) (*Query, error) {
 	q.stepSecs = float64(req.Step) / 1e9
 	q.sel.Pred = root.Predicate()
 	q.sel.TraceIDs, q.sel.ByTraceID = root.TraceIDs()
+	if !q.sel.ByTraceID {
+		q.spans = q.planSpans()
+	}
 	return q, nil
 }
 

@@ -70,6 +70,9 @@ type Runner struct {
 	// TargetBytesPerJob is the size of the block jobs Plan cuts (bytes of
 	// data.parquet); 0 means search.DefaultTargetBytesPerJob.
 	TargetBytesPerJob int64
+	// wholeTraces makes block jobs read whole traces even when the
+	// columns of the query's fields would do (tests compare the paths).
+	wholeTraces bool
 }
 
 // NewRunner returns a runner over live and the blocks of bkt; either of
@@ -138,77 +141,142 @@ func (r *Runner) RunJob(ctx context.Context, tenant string, job Job) (*JobResult
 	if err != nil {
 		return nil, err
 	}
-	acc := q.NewAccumulator(job.From, job.To)
-	var ferr error
-	observe := func(id [16]byte, data []byte) error {
-		t, err := traceql.NewTrace(data)
-		if err != nil {
-			return fmt.Errorf("cannot decode trace %x: %w", id, err)
-		}
-		if err := acc.ObserveTrace(t); err != nil {
-			return evalError(id, err)
-		}
-		return nil
-	}
-	var bytesRead uint64
+	var p *Partial
 	if job.Live {
-		if r.live == nil {
-			return &JobResult{Parts: []*Partial{acc.Result()}}, nil
-		}
-		n, err := r.live.Scan(ctx, tenant, q.Selection(), func(id [16]byte, data []byte) bool {
-			ferr = observe(id, data)
-			return ferr == nil && !acc.Full()
-		})
-		if err == nil {
-			err = ferr
-		}
-		if err != nil {
-			return nil, err
-		}
-		bytesRead = uint64(n)
+		p, err = r.runLive(ctx, q, tenant, job)
 	} else {
-		id, err := uuid.Parse(job.BlockID)
-		if err != nil {
-			return nil, invalid("invalid block ID %q: %v", job.BlockID, err)
-		}
-		var e *blocklist.Entry
-		if r.blocks != nil {
-			// The frontend may have planned from a newer block list than ours.
-			if e, err = r.blocks.FetchPlanned(ctx, tenant, id); err != nil {
-				return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
-			}
-		}
-		if e == nil {
-			return nil, fmt.Errorf("cannot read block %s: not in the bucket", job.BlockID)
-		}
-		rd, err := e.Reader(ctx, r.bkt)
-		if err != nil {
-			return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
-		}
-		st, err := rd.Scan(ctx, block.ScanRequest{Selection: q.Selection(), FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
-			func(id [16]byte, data []byte) error {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if err := observe(id, data); err != nil {
-					return err
-				}
-				if acc.Full() {
-					return block.ErrStopScan
-				}
-				return nil
-			})
-		if err != nil {
-			if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
-				return nil, st.Err()
-			}
-			return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
-		}
-		bytesRead = st.BytesRead
+		p, err = r.runBlock(ctx, q, tenant, job)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &JobResult{Parts: []*Partial{p}}, nil
+}
+
+// observeTrace evaluates one trace of a job (its ID and OTLP data) into
+// acc.
+func observeTrace(acc *Accumulator, id [16]byte, data []byte) error {
+	t, err := traceql.NewTrace(data)
+	if err != nil {
+		return fmt.Errorf("cannot decode trace %x: %w", id, err)
+	}
+	if err := acc.ObserveTrace(t); err != nil {
+		return evalError(id, err)
+	}
+	return nil
+}
+
+// runLive runs a live job on this process's live-store.
+func (r *Runner) runLive(ctx context.Context, q *Query, tenant string, job Job) (*Partial, error) {
+	acc := q.NewAccumulator(job.From, job.To)
+	if r.live == nil {
+		return acc.Result(), nil
+	}
+	var ferr error
+	n, err := r.live.Scan(ctx, tenant, q.Selection(), func(id [16]byte, data []byte) bool {
+		ferr = observeTrace(acc, id, data)
+		return ferr == nil && !acc.Full()
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
 	}
 	p := acc.Result()
-	p.Metrics.InspectedBytes += bytesRead
-	return &JobResult{Parts: []*Partial{p}}, nil
+	p.Metrics.InspectedBytes += uint64(n)
+	return p, nil
+}
+
+// runBlock runs a block job: from the columns of the query's fields when
+// it decides on single spans (spans.go), else on whole traces.
+func (r *Runner) runBlock(ctx context.Context, q *Query, tenant string, job Job) (*Partial, error) {
+	id, err := uuid.Parse(job.BlockID)
+	if err != nil {
+		return nil, invalid("invalid block ID %q: %v", job.BlockID, err)
+	}
+	var e *blocklist.Entry
+	if r.blocks != nil {
+		// The frontend may have planned from a newer block list than ours,
+		// or with a block let go since.
+		if e, err = r.blocks.FetchPlanned(ctx, tenant, id); err != nil {
+			return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
+		}
+	}
+	if e == nil {
+		return nil, fmt.Errorf("cannot read block %s: not in the bucket", job.BlockID)
+	}
+	rd, err := e.Reader(ctx, r.bkt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
+	}
+	var read uint64
+	if q.spans != nil && !r.wholeTraces {
+		p, n, err := r.blockSpans(ctx, q, rd, job)
+		read += n
+		if err == nil {
+			p.Metrics.InspectedBytes += read
+			return p, nil
+		}
+		if !errors.Is(err, errNotExact) {
+			return nil, blockError(job, err)
+		}
+	}
+	acc := q.NewAccumulator(job.From, job.To)
+	st, err := rd.Scan(ctx, block.ScanRequest{Selection: q.Selection(), FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup},
+		func(id [16]byte, data []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := observeTrace(acc, id, data); err != nil {
+				return err
+			}
+			if acc.Full() {
+				return block.ErrStopScan
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, blockError(job, err)
+	}
+	p := acc.Result()
+	p.Metrics.InspectedBytes += read + st.BytesRead
+	return p, nil
+}
+
+// blockSpans runs a block job on the columns of the query's fields. It
+// fails with errNotExact when a span needs its whole trace; it returns
+// the bytes it read in any case.
+func (r *Runner) blockSpans(ctx context.Context, q *Query, rd *block.Reader, job Job) (*Partial, uint64, error) {
+	acc := q.NewAccumulator(job.From, job.To)
+	req := block.SpanScanRequest{Fields: q.spans.fields, FirstRowGroup: job.FirstRowGroup, LastRowGroup: job.LastRowGroup}
+	if q.spans.cond != nil {
+		req.Pred = q.spans.cond
+	}
+	st, err := rd.ScanSpans(ctx, req, func(row *block.SpanRow) error {
+		if err := acc.observeRow(row); err != nil {
+			return err
+		}
+		if acc.Full() {
+			return block.ErrStopScan
+		}
+		return nil
+	})
+	if err == nil {
+		err = acc.resolveExemplars(ctx, rd)
+	}
+	if err != nil {
+		return nil, st.BytesRead, err
+	}
+	return acc.Result(), st.BytesRead, nil
+}
+
+// blockError is err of a block job, a bad request kept as such.
+func blockError(job Job, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		return st.Err()
+	}
+	return fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
 }
 
 // evalError turns an evaluation error into a bad request when the query
