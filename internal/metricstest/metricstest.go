@@ -173,11 +173,11 @@ type Range struct {
 // intervals returns, as Tempo aligns a range query, the timestamp (unix
 // ms) of each interval, and the interval of a span start time (-1 when
 // out of range). An interval covers (t − step, t]. An instant query has
-// one interval, (start, end], at its start.
+// one interval, [start, end], at its start.
 func (r Range) intervals() (stamps []int64, of func(ts uint64) int) {
 	if r.Instant {
 		return []int64{int64(r.Start / 1e6)}, func(ts uint64) int {
-			if ts > r.Start && ts <= r.End {
+			if ts >= r.Start && ts <= r.End {
 				return 0
 			}
 			return -1
