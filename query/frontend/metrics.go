@@ -381,8 +381,8 @@ func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run fun
 		err error
 	}
 	results := make(chan result, n)
-	extra := 0
-	defer func() { f.release(tenant, extra) }()
+	slots := &jobSlots{f: f, tenant: tenant}
+	defer slots.close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	limit := f.cfg.Metrics.ConcurrentJobs
@@ -393,11 +393,8 @@ func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run fun
 	}
 	dispatch := func() {
 		for sent < n && inflight < limit {
-			if inflight >= 1+extra {
-				if !f.tryGrow(tenant) {
-					break
-				}
-				extra++
+			if !slots.more(inflight) {
+				break
 			}
 			i := sent
 			wg.Go(func() {
@@ -414,10 +411,7 @@ func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run fun
 		select {
 		case r := <-results:
 			inflight--
-			if extra > 0 {
-				f.release(tenant, 1)
-				extra--
-			}
+			slots.done()
 			if r.err != nil {
 				f.metrics.jobs.WithLabelValues("failed").Inc()
 				firstErr = r.err

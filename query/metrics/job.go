@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/thanos-io/objstore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -191,24 +190,12 @@ func (r *Runner) runLive(ctx context.Context, q *Query, tenant string, job Job) 
 // runBlock runs a block job: from the columns of the query's fields when
 // it decides on single spans (spans.go), else on whole traces.
 func (r *Runner) runBlock(ctx context.Context, q *Query, tenant string, job Job) (*Partial, error) {
-	id, err := uuid.Parse(job.BlockID)
+	rd, err := blocklist.OpenPlanned(ctx, r.blocks, r.bkt, tenant, job.BlockID)
+	if errors.Is(err, blocklist.ErrBadBlockID) {
+		return nil, invalid("%s", err)
+	}
 	if err != nil {
-		return nil, invalid("invalid block ID %q: %v", job.BlockID, err)
-	}
-	var e *blocklist.Entry
-	if r.blocks != nil {
-		// The frontend may have planned from a newer block list than ours,
-		// or with a block let go since.
-		if e, err = r.blocks.FetchPlanned(ctx, tenant, id); err != nil {
-			return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
-		}
-	}
-	if e == nil {
-		return nil, fmt.Errorf("cannot read block %s: not in the bucket", job.BlockID)
-	}
-	rd, err := e.Reader(ctx, r.bkt)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
+		return nil, fmt.Errorf("cannot read block %s: %w", job.BlockID, err)
 	}
 	var read uint64
 	if q.spans != nil && !r.wholeTraces {

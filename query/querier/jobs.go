@@ -81,8 +81,35 @@ func (r *JobRunner) WithRemoteLiveStores(remote *RemoteLiveStores) *JobRunner {
 
 // SearchJob runs one job (frontend.Querier).
 func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	return runJob(ctx, r, jobKind{name: "search", live: job.Live, counts: r.jobs, seconds: r.seconds},
+		func(ctx context.Context) (*search.JobResult, error) { return r.s.RunJob(ctx, tenant, job) },
+		func(err error) *search.JobResult { return search.SkippedJob(tenant, job, err) },
+		func(ctx context.Context, local *search.JobResult) (*search.JobResult, error) {
+			remote, err := r.remote.SearchJob(ctx, tenant, job)
+			if err != nil {
+				return nil, err
+			}
+			return search.MergeJobResults(append(remote, local)...), nil
+		})
+}
+
+// jobKind says what runJob runs and where it counts it.
+type jobKind struct {
+	name    string // "search", "metrics": for messages
+	live    bool
+	counts  *prometheus.CounterVec // by kind (live, block) and result
+	seconds prometheus.Histogram
+}
+
+// runJob runs one job with run in one of the runner's slots (waiting for
+// one), within querier.search.query_timeout. A block job whose block
+// cannot be read completes as skipped(err); a live job also runs on the
+// live-stores of other processes (remote merges their results with the
+// local one).
+func runJob[Res any](ctx context.Context, r *JobRunner, k jobKind, run func(ctx context.Context) (*Res, error),
+	skipped func(err error) *Res, remote func(ctx context.Context, local *Res) (*Res, error)) (*Res, error) {
 	start := time.Now()
-	defer func() { r.seconds.Observe(time.Since(start).Seconds()) }()
+	defer func() { k.seconds.Observe(time.Since(start).Seconds()) }()
 	select {
 	case r.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -94,31 +121,28 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
 		defer cancel()
 	}
-	res, err := r.s.RunJob(ctx, tenant, job)
-	if err != nil && !job.Live && search.Skippable(ctx, err) {
+	res, err := run(ctx)
+	if err != nil && !k.live && search.Skippable(ctx, err) {
 		// A block that cannot be read: the job completes without it and
 		// the frontend answers partially.
-		r.jobs.WithLabelValues("block", "skipped").Inc()
-		return search.SkippedJob(tenant, job, err), nil
+		k.counts.WithLabelValues("block", "skipped").Inc()
+		return skipped(err), nil
 	}
-	if err == nil && job.Live && r.remote != nil {
-		var remote []*search.JobResult
-		if remote, err = r.remote.SearchJob(ctx, tenant, job); err == nil {
-			res = search.MergeJobResults(append(remote, res)...)
-		}
+	if err == nil && k.live && r.remote != nil {
+		res, err = remote(ctx, res)
 	}
 	kind := "block"
-	if job.Live {
+	if k.live {
 		kind = "live"
 	}
 	if err != nil {
-		r.jobs.WithLabelValues(kind, "error").Inc()
+		k.counts.WithLabelValues(kind, "error").Inc()
 		if ctx.Err() == context.DeadlineExceeded {
-			return nil, status.Errorf(codes.DeadlineExceeded, "search job did not finish within %s (querier.search.query_timeout)", r.timeout)
+			return nil, status.Errorf(codes.DeadlineExceeded, "%s job did not finish within %s (querier.search.query_timeout)", k.name, r.timeout)
 		}
 		return nil, err
 	}
-	r.jobs.WithLabelValues(kind, "ok").Inc()
+	k.counts.WithLabelValues(kind, "ok").Inc()
 	return res, nil
 }
 
