@@ -278,11 +278,6 @@ func evalError(id [16]byte, err error) error {
 	return fmt.Errorf("cannot evaluate the query on trace %x: %w", id, err)
 }
 
-// Skippable reports whether a block job that failed with err may be
-// skipped, the query answering partially: a read of the block failed.
-// Not an error with a gRPC status (a bad request, a limit), nor when the
-// query's ctx ended.
-func Skippable(ctx context.Context, err error) bool { return search.Skippable(ctx, err) }
 
 // MergeJobResults merges the results of one job run in several places
 // (the live job over several live-stores) into one.
