@@ -278,7 +278,6 @@ func evalError(id [16]byte, err error) error {
 	return fmt.Errorf("cannot evaluate the query on trace %x: %w", id, err)
 }
 
-
 // MergeJobResults merges the results of one job run in several places
 // (the live job over several live-stores) into one.
 func MergeJobResults(rs ...*JobResult) *JobResult {
