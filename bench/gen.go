@@ -64,6 +64,9 @@ type generator struct {
 	services []service
 	values   []string // pool of extra attribute values
 	scope    *commonpb.InstrumentationScope
+	// clock is when the traces of the next request end: time.Now, or a
+	// backfill clock (backfillClock).
+	clock func() time.Time
 }
 
 func newGenerator(o genOptions, worker int) *generator {
@@ -72,7 +75,7 @@ func newGenerator(o genOptions, worker int) *generator {
 	o.Depth = max(o.Depth, 2)
 	o.Batch = max(o.Batch, 1)
 	seed := o.Seed + uint64(worker)*0x9e3779b97f4a7c15
-	g := &generator{o: o, rng: rand.New(rand.NewPCG(seed, seed^0xdeadbeefcafef00d))}
+	g := &generator{o: o, rng: rand.New(rand.NewPCG(seed, seed^0xdeadbeefcafef00d)), clock: time.Now}
 	g.scope = &commonpb.InstrumentationScope{Name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", Version: "0.60.0"}
 	for i := range o.Services {
 		name := serviceNames[i%len(serviceNames)]
@@ -141,7 +144,7 @@ func (g *generator) next() (*coltracepb.ExportTraceServiceRequest, [][16]byte, i
 	perService := make([][]*tracepb.Span, len(g.services))
 	var ids [][16]byte
 	spans := 0
-	now := time.Now()
+	now := g.clock()
 	for spans < g.o.Batch {
 		id, trace := g.trace(now)
 		ids = append(ids, id)
@@ -162,6 +165,31 @@ func (g *generator) next() (*coltracepb.ExportTraceServiceRequest, [][16]byte, i
 		})
 	}
 	return req, ids, spans
+}
+
+// backfillLag is how old the newest backfilled trace is at the end of the
+// ingest: more than the metrics query_backend_after (15m), so that TraceQL
+// metrics read every backfilled span from blocks.
+const backfillLag = 20 * time.Minute
+
+// backfillTime is when a trace generated at now ends, when the ingest that
+// began at start for duration backfills span: the traces' end times are
+// spread over [start+duration−span, start+duration−backfillLag] and advance
+// linearly with the ingest's progress f = (now−start)/duration (clamped to
+// [0, 1]): end = start+duration − span + f·(span − backfillLag). So blocks
+// are cut in time order, as in a real ingest, and, when duration ≤ span −
+// backfillLag, every trace is at least backfillLag old when it is sent.
+func backfillTime(start time.Time, duration, span time.Duration, now time.Time) time.Time {
+	f := 0.0
+	if duration > 0 {
+		f = min(max(float64(now.Sub(start))/float64(duration), 0), 1)
+	}
+	return start.Add(duration - span + time.Duration(f*float64(span-backfillLag)))
+}
+
+// backfillClock is a generator clock for backfillTime.
+func backfillClock(start time.Time, duration, span time.Duration) func() time.Time {
+	return func() time.Time { return backfillTime(start, duration, span, time.Now()) }
 }
 
 // trace builds one trace that ended at now.

@@ -166,7 +166,7 @@ func abOne(ctx context.Context, f *flags, bin, dir string, gen *generatorSetup, 
 	if !f.keep {
 		defer os.RemoveAll(dir)
 	}
-	t, err := runMonolithic(bin, dir, f.blockDuration, gen)
+	t, err := runMonolithic(bin, dir, f.blockDuration, gen, monoOptions{})
 	if err != nil {
 		return err
 	}

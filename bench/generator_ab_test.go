@@ -15,7 +15,7 @@ import (
 func TestGeneratorABConfig(t *testing.T) {
 	ports := []int{3200, 9095, 4317, 4318}
 	gen := &generatorSetup{writeURL: "http://127.0.0.1:9090/api/v1/write", run: "on-2"}
-	cfg, _, err := config.Load("on.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, gen)), false)
+	cfg, _, err := config.Load("on.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, gen, monoOptions{})), false)
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -34,7 +34,7 @@ func TestGeneratorABConfig(t *testing.T) {
 		t.Errorf("remote write %+v, external labels %v", rw, cfg.MetricsGenerator.Registry.ExternalLabels)
 	}
 
-	cfg, _, err = config.Load("off.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, nil)), false)
+	cfg, _, err = config.Load("off.yaml", []byte(monolithicConfig(ports, t.TempDir(), 5*time.Second, nil, monoOptions{})), false)
 	if err == nil {
 		err = cfg.Validate()
 	}

@@ -30,6 +30,10 @@ type ingestOptions struct {
 	Duration time.Duration `json:"duration_ns"`
 	Rate     float64       `json:"rate"`          // spans per second over all workers; 0 is no cap
 	Samples  int           `json:"trace_samples"` // trace IDs kept for the query phase
+	// Backfill, when positive, spreads the traces' time stamps over
+	// [end−Backfill, end−backfillLag], end being the ingest's planned end
+	// (backfillTime).
+	Backfill time.Duration `json:"backfill_ns,omitempty"`
 }
 
 // ingestResult is what the ingest phase measured.
@@ -126,6 +130,9 @@ func runIngest(ctx context.Context, t *target, o ingestOptions, g genOptions) (*
 		stats[w] = ws
 		wg.Go(func() {
 			gen := newGenerator(g, w)
+			if o.Backfill > 0 {
+				gen.clock = backfillClock(start, o.Duration, o.Backfill)
+			}
 			rng := rand.New(rand.NewPCG(uint64(w), g.Seed)) // for sampling, apart from the generator's stream
 			var spansDone float64
 			for ctx.Err() == nil {

@@ -54,6 +54,13 @@ type flags struct {
 	blockDuration time.Duration
 	cpuProfile    string
 	generatorAB   int
+	metrics       bool
+	// metricsTimeout is -metrics-query-timeout.
+	metricsTimeout time.Duration
+	// settle is -settle.
+	settle time.Duration
+	// metricsQueryTime is -metrics-query-time.
+	metricsQueryTime time.Duration
 }
 
 func parseFlags() (*flags, error) {
@@ -85,6 +92,11 @@ func parseFlags() (*flags, error) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the temp dir (binaries, config, data, logs)")
 	fs.DurationVar(&f.blockDuration, "block-duration", 5*time.Second, "monolithic: block_builder.max_block_duration")
 	fs.StringVar(&f.cpuProfile, "server-cpu-profile", "", "write a CPU profile of the ingesting server (weft monolithic, the distributor), taken over /debug/pprof/profile during the ingest, to this file")
+	fs.DurationVar(&f.ingest.Backfill, "backfill", 0, "spread the traces' time stamps over [end−D, end−20m] (end: the ingest's planned end), advancing with the ingest, so that they reach blocks in time order and are older than the metrics query_backend_after; a monolithic weft gets live_store.window 1m. 0: traces end when they are sent")
+	fs.BoolVar(&f.metrics, "metrics", false, "after the restart (on blocks), measure TraceQL metrics: a query with a series per span, once (status, series, the server's peak RSS), then three metrics queries and a search over 1h and 24h (latency, server CPU per query); use with -backfill")
+	fs.DurationVar(&f.metricsQueryTime, "metrics-query-time", 0, "with -metrics: -query-time for the metrics phase (its 24h queries can take many seconds each); 0: -query-time")
+	fs.DurationVar(&f.settle, "settle", 15*time.Minute, "with -metrics: before the phase, wait up to this long for the server's compaction to settle (tempodb_compaction_outstanding_blocks 0 and weft_blocklist_blocks steady for 35s); 0: do not wait")
+	fs.DurationVar(&f.metricsTimeout, "metrics-query-timeout", 0, "monolithic: query_frontend.metrics.query_timeout (weft's default is 25s, past which a metrics query answers 504), and the HTTP server's write timeout 30s more; 0 keeps weft's defaults")
 	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
@@ -108,6 +120,24 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-generator-ab must not be negative")
 	case f.generatorAB > 0 && (f.endpoint != "" || f.profile != "monolithic"):
 		return nil, errors.New("-generator-ab starts weft monolithic itself: it cannot be used with -endpoint or -profile microservices")
+	case f.metricsQueryTime < 0:
+		return nil, errors.New("-metrics-query-time must not be negative")
+	case f.settle < 0:
+		return nil, errors.New("-settle must not be negative")
+	case f.metricsTimeout < 0:
+		return nil, errors.New("-metrics-query-timeout must not be negative")
+	case f.metricsTimeout >= metricsQueryTimeout:
+		return nil, fmt.Errorf("-metrics-query-timeout must be under %s, the bench's own bound on a request", metricsQueryTimeout)
+	case f.metricsTimeout > 0 && (f.endpoint != "" || f.profile != "monolithic" || f.generatorAB > 0):
+		return nil, errors.New("-metrics-query-timeout sets the config of the weft monolithic the bench starts: it cannot be used with -endpoint, -profile microservices or -generator-ab")
+	case f.ingest.Backfill < 0:
+		return nil, errors.New("-backfill must not be negative")
+	case f.ingest.Backfill > 0 && f.ingest.Backfill < f.ingest.Duration+backfillLag:
+		return nil, fmt.Errorf("-backfill %s is too short for -duration %s: it must be at least -duration + %s, so that every trace is %s old when sent", f.ingest.Backfill, f.ingest.Duration, backfillLag, backfillLag)
+	case f.generatorAB > 0 && (f.ingest.Backfill > 0 || f.metrics):
+		return nil, errors.New("-generator-ab has no query phase and counts current spans: it cannot be used with -backfill or -metrics")
+	case f.ingest.Backfill > 0 && f.endpoint == "" && f.profile == "microservices":
+		return nil, errors.New("-backfill needs a short live_store.window, which the bench sets for weft monolithic only: it cannot be used with -profile microservices")
 	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
 		return nil, fmt.Errorf("unknown -protocol %q: use grpc or http", f.ingest.Protocol)
 	}
@@ -168,7 +198,7 @@ func run() error {
 	case f.profile == "microservices":
 		t, err = startMicroservices(f.repo, workDir)
 	default:
-		t, err = startMonolithic(f.repo, workDir, f.blockDuration)
+		t, err = startMonolithic(f.repo, workDir, f.blockDuration, monoOptions{backfill: f.ingest.Backfill > 0, metricsQueryTimeout: f.metricsTimeout})
 	}
 	if err != nil {
 		return err
@@ -258,7 +288,14 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 	if f.gen.Services > 1 {
 		service = serviceNames[1]
 	}
-	start := in.Start.Add(-time.Minute)
+	// The searches' range starts a minute before the oldest span: the
+	// ingest's start, or with -backfill the oldest backfilled trace's
+	// start (roots last at most 10s).
+	oldest, oldestWhat := in.Start, "ingest start"
+	if f.ingest.Backfill > 0 {
+		oldest, oldestWhat = backfillTime(in.Start, f.ingest.Duration, f.ingest.Backfill, in.Start).Add(-10*time.Second), "oldest backfilled span"
+	}
+	start := oldest.Add(-time.Minute)
 	searches := func(phase string) {
 		if wait := time.Until(in.End.Add(t.searchDelay)); wait > 0 {
 			progress("waiting %s for the target's query_end_cutoff (%s) to pass over the last pushed trace", wait.Round(time.Second), t.searchDelay)
@@ -279,9 +316,28 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 			res.Queries = append(res.Queries, q)
 		}
 	}
-	res.QueryNote = fmt.Sprintf("Range from %s (ingest start − 1m) to the query's time + 1m, as unix seconds; up to %d runs each (fewer once a query's runs took %s), one at a time. "+
+	res.QueryNote = fmt.Sprintf("Range from %s (%s − 1m) to the query's time + 1m, as unix seconds; up to %d runs each (fewer once a query's runs took %s), one at a time. "+
 		"Results are the traces (search, limit 20), tag names or values of the last run; inspectedBytes is the answer's metrics.inspectedBytes.",
-		start.UTC().Format(time.TimeOnly), f.queries, f.queryTime)
+		start.UTC().Format(time.DateTime), oldestWhat, f.queries, f.queryTime)
+	if f.metrics && in.SpansAcked < issueSpans {
+		res.Notes = append(res.Notes, fmt.Sprintf("-metrics over %d acknowledged spans, fewer than the %d the figures of TraceQL metrics are asked over: give a longer -duration", in.SpansAcked, issueSpans))
+	}
+	if f.metrics && f.ingest.Backfill == 0 {
+		res.Notes = append(res.Notes, "-metrics without -backfill: the spans are newer than query_frontend.metrics.query_backend_after, so metrics would read them from the live-store, which a restart empties; the metrics phase counts little or nothing")
+	}
+	metricsPhase := func(restarted bool) {
+		if !f.metrics || ctx.Err() != nil {
+			return
+		}
+		budget := f.queryTime
+		if f.metricsQueryTime > 0 {
+			budget = f.metricsQueryTime
+		}
+		res.Metrics = runMetricsPhase(ctx, t, service, f.queries, budget, f.settle, restarted)
+		if !restarted {
+			res.Metrics.Note = firstOf(res.Metrics.Note, "the target was not restarted: reads may come from its live-store or ingesters as well as its blocks")
+		}
+	}
 
 	if t.searchDelay > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("searches started once the last pushed trace was %s old: the target's query_end_cutoff hides newer traces from /api/search", t.searchDelay))
@@ -295,6 +351,7 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 	}
 	if t.restart == nil {
 		res.Lookups = append(res.Lookups, lookupResult{Phase: "on blocks", Note: t.restartSupported})
+		metricsPhase(false)
 		return nil
 	}
 	if err := t.restart(ctx); err != nil {
@@ -302,6 +359,12 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 	}
 	if n, ok := liveStoreTraces(t.queryURL); ok {
 		res.Notes = append(res.Notes, fmt.Sprintf("after the restart weft_live_store_traces = %.0f: the on-blocks reads come from blocks", n))
+	}
+	// First on the fresh process, so that its peak RSS is the metrics'.
+	metricsPhase(true)
+	if ctx.Err() != nil {
+		res.Notes = append(res.Notes, "interrupted: the rest of the query phase was skipped")
+		return nil
 	}
 	progress("trace by ID: %d traces, on blocks after a restart", len(in.TraceIDs))
 	res.Lookups = append(res.Lookups, lookupTraces(t.queryURL, "on blocks (after a restart)", in.TraceIDs, in.SpansPerTrace))

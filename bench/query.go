@@ -88,6 +88,10 @@ type querySpec struct {
 	Name   string
 	Path   string
 	Params url.Values
+	// Range names the time range (the -metrics phase: 1h or 24h).
+	Range string
+	// Metrics: a TraceQL metrics query (else a search).
+	Metrics bool
 }
 
 // queryResult is one query run n times.
@@ -150,16 +154,7 @@ func (q *queryResponse) results() int {
 }
 
 // inspectedBytes reads metrics.inspectedBytes, a string in Tempo's JSON.
-func (q *queryResponse) inspectedBytes() uint64 {
-	switch v := q.Metrics["inspectedBytes"].(type) {
-	case string:
-		n, _ := strconv.ParseUint(v, 10, 64)
-		return n
-	case float64:
-		return uint64(v)
-	}
-	return 0
-}
+func (q *queryResponse) inspectedBytes() uint64 { return metricUint(q.Metrics, "inspectedBytes") }
 
 // runQuery runs spec n times in a row, or fewer (at least once) when the
 // runs so far took budget.
@@ -213,26 +208,11 @@ func firstOf(a, b string) string {
 // liveStoreTraces sums weft_live_store_traces from /metrics; ok is false
 // when /metrics has no weft metric (another backend).
 func liveStoreTraces(queryURL string) (n float64, ok bool) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(queryURL + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	body, ok := readMetrics(queryURL)
+	if !ok {
 		return 0, false
 	}
 	// A gauge vector without series is left out: no tenant, no traces.
-	ok = strings.Contains(string(body), "\nweft_")
-	for line := range strings.Lines(string(body)) {
-		if !strings.HasPrefix(line, "weft_live_store_traces ") && !strings.HasPrefix(line, "weft_live_store_traces{") {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			n += v
-		}
-	}
-	return n, ok
+	n, _ = sumMetric(body, "weft_live_store_traces")
+	return n, strings.Contains(body, "\nweft_")
 }

@@ -28,6 +28,8 @@ type results struct {
 	Queries   []queryResult  `json:"queries"`
 	QueryNote string         `json:"query_note,omitempty"`
 	Notes     []string       `json:"notes,omitempty"`
+	// Metrics is the -metrics phase.
+	Metrics *metricsPhase `json:"metrics,omitempty"`
 	// GeneratorAB is the -generator-ab comparison.
 	GeneratorAB *abResult `json:"generator_ab,omitempty"`
 }
@@ -193,6 +195,9 @@ func writeMarkdown(w io.Writer, r *results) {
 		}
 		p("")
 	}
+	if r.Metrics != nil {
+		writeMetricsPhase(p, r.Metrics)
+	}
 	if len(r.Notes) > 0 {
 		p("## Notes")
 		p("")
@@ -219,4 +224,106 @@ func writeJSON(path string, r *results) error {
 		return fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeMetricsPhase prints the -metrics phase.
+func writeMetricsPhase(p func(string, ...any), m *metricsPhase) {
+	where := "on blocks, after a restart"
+	if !m.Restarted {
+		where = "without a restart"
+	}
+	p("## TraceQL metrics (%s)", where)
+	p("")
+	p("Ranges at %s: 1h is [now − 1h20m, now − 20m], 24h is [now − 24h, now], as unix seconds; step is the backend's default. "+
+		"Each request runs up to -queries times one after another (fewer once its runs took -query-time, at least once). "+
+		"Server CPU is utime + stime over the runs ÷ requests; inspectedBytes, totalJobs, status and series (metrics) or traces (search) are of the last answer.",
+		m.Now.UTC().Format(time.DateTime))
+	p("")
+	if s := m.Settle; s != nil {
+		if s.Settled {
+			p("Compaction settled %s after the restart, before the phase: %.0f blocks, none outstanding.", s.Waited.Round(time.Second), s.Blocks)
+		} else {
+			p("Compaction did **not** settle within %s (-settle): %.0f blocks, %s outstanding; it ran during the phase, and its CPU is in the figures.", s.Waited.Round(time.Second), s.Blocks, outstandingStr(s.Outstanding))
+		}
+		p("")
+	}
+	if b := m.MillionSeries; b != nil {
+		p("**A series per span** (%s over %s, once):", b.Name, b.Range)
+		p("")
+		p("| figure | value |")
+		p("|---|---|")
+		if b.Failures > 0 {
+			p("| answer | failed: %s |", cell(b.FirstError))
+		} else {
+			p("| status | %s |", firstOf(b.Status, "(none)"))
+			p("| message | %s |", cell(b.Message))
+			p("| series | %d |", b.Series)
+		}
+		p("| latency | %s |", msOK(b, b.P50))
+		p("| inspectedBytes / totalJobs | %d / %d |", b.InspectedBytes, b.TotalJobs)
+		p("| server CPU seconds | %s |", cpuCell(b))
+		switch {
+		case m.PeakRSSAfter > 0 && m.PeakReset:
+			p("| server RSS just before (VmRSS) / peak during it (VmHWM, reset just before) | %s / %s |", mib(m.RSSBefore), mib(m.PeakRSSAfter))
+			p("| server peak RSS since the restart, before it (VmHWM) | %s |", mib(m.PeakRSSBefore))
+		case m.PeakRSSAfter > 0:
+			p("| server peak RSS (VmHWM since the restart) before / right after | %s / %s |", mib(m.PeakRSSBefore), mib(m.PeakRSSAfter))
+		default:
+			p("| server peak RSS | n/a |")
+		}
+		p("")
+	}
+	if len(m.Queries) > 0 {
+		p("| range | query | runs | failures | status | series / traces | inspectedBytes | totalJobs | p50 | p95 | server CPU s/query |")
+		p("|---|---|---|---|---|---|---|---|---|---|---|")
+		for _, q := range m.Queries {
+			n := fmt.Sprintf("%d traces", q.Traces)
+			if q.Metrics {
+				n = fmt.Sprintf("%d series", q.Series)
+			}
+			p("| %s | %s | %d | %d | %s | %s | %d | %d | %s | %s | %s |", q.Range, cell(q.Name), q.Requests, q.Failures, firstOf(q.Status, "–"), n, q.InspectedBytes, q.TotalJobs, msOK(&q, q.P50), msOK(&q, q.P95), cpuCell(&q))
+		}
+		for _, q := range m.Queries {
+			if q.FirstError != "" {
+				p("")
+				p("- %s, %s: first error: %s", q.Range, q.Name, cell(q.FirstError))
+			}
+			if q.Partial > 0 {
+				p("")
+				p("- %s, %s: %d of %d answers PARTIAL; the first said: %s", q.Range, q.Name, q.Partial, q.Requests-q.Failures, cell(q.PartialMessage))
+			}
+		}
+		p("")
+	}
+	if m.Note != "" {
+		p("- %s", m.Note)
+		p("")
+	}
+}
+
+// cell makes s fit a Markdown table cell.
+func cell(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", `\|`)
+}
+
+func outstandingStr(v float64) string {
+	if v < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// msOK is d in ms, or "–" when no run of q was answered (d is then 0).
+func msOK(q *metricsResult, d time.Duration) string {
+	if q.Failures >= q.Requests {
+		return "–"
+	}
+	return ms(d)
+}
+
+func cpuCell(q *metricsResult) string {
+	if !q.CPUMeasured {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", q.ServerCPUPerQuery)
 }

@@ -255,8 +255,15 @@ func tail(path string, n int) string {
 // no search end cutoff, no ingestion rate limit and no live-trace limit (the
 // bench measures what weft can take, not the default 30 MB/s and 10,000
 // live traces per tenant). gen, when not nil, turns the metrics-generator
-// on for every tenant.
-func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, gen *generatorSetup) string {
+// on for every tenant. mo adds what the flags ask (monoOptions).
+func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, gen *generatorSetup, mo monoOptions) string {
+	var serverExtra, frontendExtra string
+	if t := mo.metricsQueryTimeout; t > 0 {
+		// The answer must not be cut by the HTTP server's write timeout
+		// (30s by default).
+		serverExtra = fmt.Sprintf("  http_server_write_timeout: %s\n", t+30*time.Second)
+		frontendExtra = fmt.Sprintf("  metrics:\n    query_timeout: %s\n", t)
+	}
 	cfg := fmt.Sprintf(`server:
   http_listen_address: 127.0.0.1
   http_listen_port: %d
@@ -264,7 +271,7 @@ func monolithicConfig(ports []int, dataDir string, blockDuration time.Duration, 
   grpc_listen_port: %d
   graceful_shutdown_timeout: 30s
   log_level: warn
-distributor:
+%sdistributor:
   receivers:
     otlp:
       protocols:
@@ -283,7 +290,10 @@ block_builder:
     path: %s/wal
 query_frontend:
   query_end_cutoff: 0s
-`, ports[0], ports[1], ports[2], ports[3], dataDir, blockDuration, dataDir)
+%s`, ports[0], ports[1], serverExtra, ports[2], ports[3], dataDir, blockDuration, dataDir, frontendExtra)
+	if mo.backfill {
+		cfg += backfillConfig
+	}
 	if gen == nil {
 		return cfg + noIngestionLimits
 	}
@@ -299,27 +309,48 @@ const noIngestionLimits = `overrides:
       max_traces_per_user: 0
 `
 
+// backfillConfig is what a -backfill ingest needs: the live-store lets a
+// trace go a minute after its last span arrived (instead of 20m), so that
+// it holds about a minute of a long ingest rather than filling max_bytes
+// and making pushes wait for the block-builder. The backfilled
+// spans are older than query_frontend.metrics.query_backend_after, so
+// metrics queries read them from blocks only.
+const backfillConfig = `live_store:
+  window: 1m
+`
+
+// monoOptions are the bench's additions to the monolithic config, from
+// its flags.
+type monoOptions struct {
+	// backfill adds backfillConfig (-backfill).
+	backfill bool
+	// metricsQueryTimeout, when positive, is
+	// query_frontend.metrics.query_timeout, and the HTTP server's write
+	// timeout is 30s more (-metrics-query-timeout).
+	metricsQueryTimeout time.Duration
+}
+
 // startMonolithic builds weft and runs it as one subprocess on a temp data dir.
-func startMonolithic(repo, workDir string, blockDuration time.Duration) (*target, error) {
+func startMonolithic(repo, workDir string, blockDuration time.Duration, mo monoOptions) (*target, error) {
 	bin := filepath.Join(workDir, "weft")
 	progress("building ./cmd/weft")
 	if err := goBuild(repo, "./cmd/weft", bin); err != nil {
 		return nil, err
 	}
-	return runMonolithic(bin, workDir, blockDuration, nil)
+	return runMonolithic(bin, workDir, blockDuration, nil, mo)
 }
 
 // runMonolithic runs the weft binary bin as one subprocess, with its
 // config, log and data under dir; gen, when not nil, turns the
-// metrics-generator on.
-func runMonolithic(bin, dir string, blockDuration time.Duration, gen *generatorSetup) (*target, error) {
+// metrics-generator on; mo adds what the flags ask.
+func runMonolithic(bin, dir string, blockDuration time.Duration, gen *generatorSetup, mo monoOptions) (*target, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "weft.yaml")
-	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration, gen)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(monolithicConfig(ports, dataDir, blockDuration, gen, mo)), 0o600); err != nil {
 		return nil, fmt.Errorf("cannot write the weft config: %w", err)
 	}
 	logPath := filepath.Join(dir, "weft.log")

@@ -53,8 +53,10 @@ type Transport interface {
 	// the Committer commits.
 	CommitSubscriber(node, topic string) (message.Subscriber, Committer, error)
 	// ReplaySubscriber is Subscriber for a ReplayingSink: each partition
-	// is read from window ago, and nothing is committed.
-	ReplaySubscriber(node, topic string, window time.Duration) (message.Subscriber, error)
+	// is read from window ago, and nothing is committed. onRevoke is
+	// called with the partitions the process stops reading (another
+	// process reads them again from window ago).
+	ReplaySubscriber(node, topic string, window time.Duration, onRevoke func(partitions []int32)) (message.Subscriber, error)
 	Close() error
 }
 
@@ -187,7 +189,7 @@ func Compile(spec *Spec, reg Registry, opts Options) (*Pipeline, error) {
 					cs.SetCommitter(c)
 				}
 			} else if rs, ok := node.(ReplayingSink); ok {
-				sub, err = opts.Transport.ReplaySubscriber(n.spec.Name, opts.Transport.Topic(from), rs.ReplayWindow())
+				sub, err = opts.Transport.ReplaySubscriber(n.spec.Name, opts.Transport.Topic(from), rs.ReplayWindow(), rs.Revoke)
 			} else {
 				sub, err = opts.Transport.Subscriber(n.spec.Name)
 			}

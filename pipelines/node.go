@@ -58,10 +58,14 @@ type Committer interface {
 // ReplayingSink is a Sink that keeps only a recent window of its input
 // (the live-store): when its input comes from another process it reads
 // each partition from ReplayWindow ago on every start (and when it takes
-// a partition over), and commits nothing.
+// a partition over), and commits nothing. Revoke is called with the
+// partitions the process stops reading: the sink must drop what it holds
+// of them, which the process taking them over reads again (a span held by
+// two processes would be counted twice by a TraceQL metrics query).
 type ReplayingSink interface {
 	Sink
 	ReplayWindow() time.Duration
+	Revoke(partitions []int32)
 }
 
 // CommittingSink is a Sink that commits its input position itself, once

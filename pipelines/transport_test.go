@@ -39,7 +39,7 @@ func (m *memTransport) Close() error                                  { return n
 func (m *memTransport) CommitSubscriber(string, string) (message.Subscriber, pipelines.Committer, error) {
 	return nil, nil, errors.New("no committing readers in these tests")
 }
-func (m *memTransport) ReplaySubscriber(string, string, time.Duration) (message.Subscriber, error) {
+func (m *memTransport) ReplaySubscriber(string, string, time.Duration, func([]int32)) (message.Subscriber, error) {
 	return nil, errors.New("no replaying readers in these tests")
 }
 

@@ -109,6 +109,9 @@ func ParseQuery(q string) (*Query, error) {
 	if root.Hints != nil {
 		return nil, refuse(root.Hints, "hints are not allowed")
 	}
+	if root.IsMetrics() {
+		return nil, refuse(root.Metrics, "a metrics function is not allowed")
+	}
 	if root.Pipeline == nil || len(root.Pipeline.Stages) != 1 {
 		return nil, refuse(root, "a pipeline is not allowed")
 	}

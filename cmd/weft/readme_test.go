@@ -14,7 +14,8 @@ import (
 // TestREADMEExample runs the shell commands of the README's "Send a trace,
 // search it and read it back" against a running weft (its ports put in
 // place of the standard ones): the push is accepted, both searches find
-// the pushed trace, and both trace-by-ID routes return it.
+// the pushed trace, the metrics query counts its span, and both
+// trace-by-ID routes return it.
 func TestREADMEExample(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"bash", "curl"} {
@@ -36,8 +37,8 @@ func TestREADMEExample(t *testing.T) {
 		section = section[:end+3]
 	}
 	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
-	if len(blocks) != 3 {
-		t.Fatalf("the section has %d sh blocks, want 3 (push, search, trace by ID)", len(blocks))
+	if len(blocks) != 4 {
+		t.Fatalf("the section has %d sh blocks, want 4 (push, search, metrics, trace by ID)", len(blocks))
 	}
 
 	ps := newPorts(t)
@@ -68,7 +69,14 @@ func TestREADMEExample(t *testing.T) {
 	if !strings.Contains(searches, `"rootServiceName":"checkout"`) || !strings.Contains(searches, `"rootTraceName":"POST /cart"`) {
 		t.Fatalf("searches do not answer as the README says:\n%s", searches)
 	}
-	byID := run(blocks[2][1])
+	// One span a minute ago: a rate of 1/60 per second in its one-minute
+	// interval, 0 in the others, for the series of checkout.
+	rate := run(blocks[2][1])
+	if !strings.Contains(rate, `"labels":[{"key":"resource.service.name","value":{"stringValue":"checkout"}}]`) ||
+		!strings.Contains(rate, `"value":0.016666666666666666}`) {
+		t.Fatalf("the metrics query does not answer a rate of 1/60 for checkout:\n%s", rate)
+	}
+	byID := run(blocks[3][1])
 	if n := strings.Count(byID, strconv.Quote("POST /cart")); n != 2 || !strings.Contains(byID, `"batches"`) {
 		t.Fatalf("trace by ID (v2, then v1) does not return the span twice:\n%s", byID)
 	}

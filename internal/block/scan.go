@@ -181,8 +181,16 @@ type memoKey struct {
 	i    int64
 }
 
-// maxMemo bounds the values of a field whose test matchRows remembers.
-const maxMemo = 1024
+// maxMemo bounds the combinations of values whose test matchRows
+// remembers, and maxMemoFields the fields of a condition it remembers
+// them for.
+const (
+	maxMemo       = 1024
+	maxMemoFields = 4
+)
+
+// memoTuple is the key of a combination of up to maxMemoFields values.
+type memoTuple [maxMemoFields]memoKey
 
 // traceRanges returns the row ranges of the traces (runs of equal IDs)
 // with a matched row (matched nil: every trace).
@@ -292,33 +300,40 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 		sc.matched = resize(sc.matched, n)
 		matched = sc.matched
 		row := make([]spanpred.Value, len(fields))
-		// A condition on one field is tested once per distinct value
-		// (the values of a string column repeat: service names, routes).
-		// Strings are told apart by where they are, not hashed: the rows
-		// of one dictionary entry share its string.
-		// The first few values are looked up in a short list, the others
-		// in a map (hashing took a quarter of a most_recent scan).
-		var memo map[memoKey]bool
+		// A condition is tested once per distinct combination of its
+		// fields' values (the values of string and enum columns repeat:
+		// service names, routes, statuses), for up to maxMemoFields
+		// fields. Strings are told apart by where they are, not hashed:
+		// the rows of one dictionary entry share its string. The first
+		// few combinations are looked up in a short list, the others in
+		// a map (hashing took a quarter of a most_recent scan).
+		var memo map[memoTuple]bool
 		var few [16]struct {
-			key memoKey
+			key memoTuple
 			ok  bool
 		}
 		nfew := 0
-		if len(fields) == 1 {
-			memo = map[memoKey]bool{}
+		if len(fields) <= maxMemoFields {
+			memo = map[memoTuple]bool{}
 		}
 		for _, k := range keep {
 			if err := ctx.Err(); err != nil {
 				return nil, false, err
 			}
 			for i := k[0]; i < k[1]; i++ {
+				var key memoTuple
+				memoize := memo != nil
 				for j := range fields {
-					row[j] = rows[j][i]
+					v := rows[j][i]
+					row[j] = v
+					if v.Kind == spanpred.Float { // NaN is no map key
+						memoize = false
+					} else if memoize {
+						key[j] = memoKey{kind: v.Kind, str: unsafe.StringData(v.Str), n: len(v.Str), i: v.Int}
+					}
 				}
 				var ok bool
-				if memo != nil && row[0].Kind != spanpred.Float { // NaN is no map key
-					v := row[0]
-					key := memoKey{kind: v.Kind, str: unsafe.StringData(v.Str), n: len(v.Str), i: v.Int}
+				if memoize {
 					known := false
 					for _, e := range few[:nfew] {
 						if e.key == key {

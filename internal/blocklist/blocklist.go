@@ -710,6 +710,65 @@ func (l *List) Fetch(ctx context.Context, tenant string, id uuid.UUID) (*Entry, 
 	return e, nil
 }
 
+// FetchPlanned is Fetch for a job planned from a list that named the
+// block. When the block was let go since (compacted into another, or past
+// retention), its objects stay in the bucket for the backend's
+// compacted_block_retention, so that the queries planned with it can end:
+// FetchPlanned then returns an entry for it made from its
+// meta.compacted.json, not added to the list. It returns nil, nil when the
+// block is gone.
+func (l *List) FetchPlanned(ctx context.Context, tenant string, id uuid.UUID) (*Entry, error) {
+	e, err := l.Fetch(ctx, tenant, id)
+	if e != nil || err != nil {
+		return e, err
+	}
+	mark, err := block.ReadCompactedMark(ctx, l.bkt, tenant, id)
+	if err != nil || mark == nil {
+		if err != nil && isNotFound(l.bkt, err) {
+			err = nil
+		}
+		return nil, err
+	}
+	if mark.TenantID != tenant || mark.BlockID != id {
+		return nil, fmt.Errorf("cannot use block %s/%s: %w: its meta.compacted.json names block %s/%s", tenant, id, block.ErrInvalidMeta, mark.TenantID, mark.BlockID)
+	}
+	meta := mark.Meta
+	if err := meta.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot use block %s/%s: %w", tenant, id, err)
+	}
+	return &Entry{Meta: &meta, added: time.Now()}, nil
+}
+
+// ErrBadBlockID is OpenPlanned's error for a block ID that is not a UUID.
+var ErrBadBlockID = errors.New("invalid block ID")
+
+// OpenPlanned returns a reader of the block a query's job names (blockID,
+// a UUID as text), found with FetchPlanned (l may be nil: no list). A
+// malformed ID fails with ErrBadBlockID, a block that is in neither the
+// list nor the bucket with an error saying so.
+func OpenPlanned(ctx context.Context, l *List, bkt objstore.BucketReader, tenant, blockID string) (*block.Reader, error) {
+	id, err := uuid.Parse(blockID)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrBadBlockID, blockID, err)
+	}
+	var e *Entry
+	if l != nil {
+		// The frontend may have planned from a newer block list than ours,
+		// or with a block let go since.
+		if e, err = l.FetchPlanned(ctx, tenant, id); err != nil {
+			return nil, err
+		}
+	}
+	if e == nil {
+		return nil, errors.New("not in the bucket")
+	}
+	r, err := e.Reader(ctx, bkt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open it: %w", err)
+	}
+	return r, nil
+}
+
 // Refresh is for a read through e's reader that failed: it reads the
 // block's meta.json again and, when the block was rewritten since e was
 // made (a replay after a crash rewrites a block under the same ID), puts a

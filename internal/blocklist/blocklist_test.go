@@ -123,6 +123,42 @@ func TestFetchReadsBlocksNotPolledYet(t *testing.T) {
 	}
 }
 
+// FetchPlanned finds a block let go after a job was planned with it (its
+// meta.compacted.json, objects still in the bucket) without listing it
+// again; a block gone altogether is nil, nil.
+func TestFetchPlannedReadsBlocksLetGo(t *testing.T) {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l := New(bkt, time.Hour, prometheus.NewRegistry(), nil)
+	m := write(t, bkt, "t", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	if err := block.MarkCompacted(ctx, bkt, m, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := l.Fetch(ctx, "t", m.BlockID); e != nil || err != nil {
+		t.Fatalf("Fetch of a block let go = %v, %v; want nil, nil", e, err)
+	}
+	e, err := l.FetchPlanned(ctx, "t", m.BlockID)
+	if err != nil || e == nil || e.Meta.BlockID != m.BlockID || e.Meta.TotalSpans != m.TotalSpans {
+		t.Fatalf("FetchPlanned = %v, %v", e, err)
+	}
+	r, err := e.Reader(ctx, bkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := r.FindTraceByID(ctx, [16]byte{1}); err != nil || len(data) == 0 {
+		t.Fatalf("reading the block let go: %d bytes, %v", len(data), err)
+	}
+	if l.Get("t", m.BlockID) != nil || l.Count("t") != 0 {
+		t.Fatal("FetchPlanned listed a block let go")
+	}
+	if e, err := l.FetchPlanned(ctx, "t", uuid.New()); e != nil || err != nil {
+		t.Fatalf("absent block: %v, %v", e, err)
+	}
+}
+
 // TestCompactionSwap: while a compaction's output and its inputs are all
 // in the bucket, the list holds the output alone; before the output's
 // meta.json, the inputs alone; after the inputs are let go, the output.

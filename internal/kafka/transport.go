@@ -95,10 +95,13 @@ func (t *Transport) CommitSubscriber(node, topic string) (message.Subscriber, pi
 // ReplaySubscriber returns a subscriber of topic in node's consumer group
 // that reads each assigned partition from the last window and never
 // commits.
-func (t *Transport) ReplaySubscriber(node, topic string, window time.Duration) (message.Subscriber, error) {
+func (t *Transport) ReplaySubscriber(node, topic string, window time.Duration, onRevoke func([]int32)) (message.Subscriber, error) {
 	sub, err := NewReplaySubscriber(t.cfg, t.cfg.GroupFor(node), topic, window, t.logger)
 	if err != nil {
 		return nil, err
+	}
+	if onRevoke != nil {
+		sub.OnRevoke(onRevoke)
 	}
 	sub.recreated = t.recreated
 	return t.track(sub), nil

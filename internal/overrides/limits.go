@@ -60,6 +60,10 @@ type ReadLimits struct {
 	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
 	// request returns; the answer is cut there with a Warning header.
 	MaxBytesPerTagValuesQuery int `yaml:"max_bytes_per_tag_values_query"`
+	// MaxMetricsDuration caps the time range of the tenant's TraceQL
+	// metrics queries; longer ones get 400 naming this key. 0 uses
+	// query_frontend.metrics.max_duration.
+	MaxMetricsDuration time.Duration `yaml:"max_metrics_duration"`
 }
 
 // GlobalLimits are overrides.*.global.
@@ -184,6 +188,9 @@ func (l *Limits) Validate() error {
 	}
 	nonNegative("ingestion.max_attribute_bytes", l.Ingestion.MaxAttributeBytes)
 	nonNegative("ingestion.max_traces_per_user", l.Ingestion.MaxTracesPerUser)
+	if l.Read.MaxMetricsDuration < 0 {
+		errs = append(errs, fmt.Errorf("read.max_metrics_duration: must not be negative, got %s", l.Read.MaxMetricsDuration))
+	}
 	if l.Read.MaxBytesPerTagValuesQuery <= 0 {
 		errs = append(errs, fmt.Errorf("read.max_bytes_per_tag_values_query: must be positive, got %d", l.Read.MaxBytesPerTagValuesQuery))
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	// Tagger answers the tag name and tag value routes. Nil makes them
 	// answer 501.
 	Tagger Tagger
+	// MetricsQuerier answers /api/metrics/query_range and
+	// /api/metrics/query. Nil makes them answer 501.
+	MetricsQuerier MetricsQuerier
 	// MaxBytesPerTagValuesQuery caps the bytes of names or values one tag
 	// request returns (overrides.defaults.read.max_bytes_per_tag_values_query);
 	// 0 means search.DefaultMaxBytesPerTagValuesQuery (1 MB).
@@ -123,8 +126,12 @@ const (
 	routeEcho      = "/api/echo"
 	routeBuildInfo = "/api/status/buildinfo"
 	routeSearch    = "/api/search"
-	routeMetrics   = "/metrics"
-	routePprof     = "/debug/pprof/"
+	// routeMetricsRange and routeMetricsInstant are the TraceQL metrics
+	// routes.
+	routeMetricsRange   = "/api/metrics/query_range"
+	routeMetricsInstant = "/api/metrics/query"
+	routeMetrics        = "/metrics"
+	routePprof          = "/debug/pprof/"
 	// routeOther labels requests that match no route.
 	routeOther = "other"
 )
@@ -136,13 +143,15 @@ type handler struct {
 	routes   map[string]string
 	duration *prometheus.HistogramVec
 
-	finder       TraceFinder
-	searcher     Searcher
-	tagger       Tagger
-	maxTagBytes  func(tenant string) int
-	tagTimeout   time.Duration
-	tagReadBytes int64
-	multitenancy bool
+	finder   TraceFinder
+	searcher Searcher
+	tagger   Tagger
+	// metricsQuerier answers the TraceQL metrics routes, or is nil.
+	metricsQuerier MetricsQuerier
+	maxTagBytes    func(tenant string) int
+	tagTimeout     time.Duration
+	tagReadBytes   int64
+	multitenancy   bool
 	// multiTenantReads lets a query name several tenants, "a|b|c".
 	multiTenantReads bool
 	// defaultLimit cuts a merged multi-tenant search without limit.
@@ -171,6 +180,8 @@ type handler struct {
 //	GET /api/v2/search/tags         tag names per scope, v2
 //	GET /api/search/tag/{name}/values     tag values, v1 (name may hold any character)
 //	GET /api/v2/search/tag/{name}/values  typed tag values, v2
+//	GET /api/metrics/query_range    TraceQL metrics over a range, JSON or protobuf (501 without a MetricsQuerier)
+//	GET /api/metrics/query          TraceQL metrics, one value per series
 //	GET /ready                      200 "ready", or 503 with the reason
 //	GET /api/echo                   200 "echo"
 //	GET /api/status/buildinfo       build information as JSON
@@ -207,6 +218,7 @@ func New(opts Options) (http.Handler, error) {
 		finder:           opts.Finder,
 		searcher:         opts.Searcher,
 		tagger:           opts.Tagger,
+		metricsQuerier:   opts.MetricsQuerier,
 		maxTagBytes:      opts.TenantMaxBytesPerTagValuesQuery,
 		tagTimeout:       opts.TagQueryTimeout,
 		tagReadBytes:     opts.MaxTagReadBytes,
@@ -229,6 +241,8 @@ func New(opts Options) (http.Handler, error) {
 	h.mux.Handle("/api/v2/traces", http.NotFoundHandler())
 	h.handle("GET /api/search", routeSearch, http.HandlerFunc(h.serveSearch))
 	h.registerTags()
+	h.handle("GET "+routeMetricsRange, routeMetricsRange, h.serveMetrics(false))
+	h.handle("GET "+routeMetricsInstant, routeMetricsInstant, h.serveMetrics(true))
 	h.handle("GET /ready", routeReady, http.HandlerFunc(h.serveReady))
 	h.handle("GET /api/echo", routeEcho, http.HandlerFunc(serveEcho))
 	h.handle("GET /api/status/buildinfo", routeBuildInfo, http.HandlerFunc(h.serveBuildInfo))

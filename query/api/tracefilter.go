@@ -50,6 +50,9 @@ func checkTraceFilter(root *traceql.RootExpr) error {
 	if root.Pipeline == nil || len(root.Pipeline.Stages) == 0 {
 		return errors.New(want)
 	}
+	if root.IsMetrics() {
+		return fmt.Errorf("%s, not metrics function %s (at %s)", want, root.Metrics.Func, root.Metrics.Pos)
+	}
 	if n := len(root.Pipeline.Stages); n > 1 {
 		return fmt.Errorf("%s, not a pipeline of %d stages", want, n)
 	}

@@ -141,6 +141,7 @@ func TestTraceByIDV2FilterBadRequest(t *testing.T) {
 		{`{ span.name = "` + strings.Repeat("x", 64) + `" }`, "query_frontend.max_query_expression_size_bytes"},
 		{`{ ((((.a = 1)))) }`, "query_frontend.max_query_nesting_depth"},
 		{`count_over_time()`, "invalid q"},
+		{`{ .a = 1 } | rate()`, "invalid q: trace by ID takes a single spanset filter { ... }, not metrics function rate (at line 1, column 14)"},
 	} {
 		res := do(t, h, http.MethodGet, "/api/v2/traces/"+testTraceHex+"?q="+url.QueryEscape(c.q))
 		if res.code != http.StatusBadRequest || !strings.Contains(string(res.body), c.want) {
@@ -150,8 +151,8 @@ func TestTraceByIDV2FilterBadRequest(t *testing.T) {
 	if n := finder.callCount(); n != 0 {
 		t.Fatalf("finder called %d times for bad filters", n)
 	}
-	if n := testutil.ToFloat64(h.filters.WithLabelValues(filterBadRequest)); n != 9 {
-		t.Fatalf("bad_request filters = %v, want 9", n)
+	if n := testutil.ToFloat64(h.filters.WithLabelValues(filterBadRequest)); n != 10 {
+		t.Fatalf("bad_request filters = %v, want 10", n)
 	}
 }
 

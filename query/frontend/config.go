@@ -41,6 +41,8 @@ type Config struct {
 	MultiTenantQueriesEnabled bool `yaml:"multi_tenant_queries_enabled"`
 	// Search configures /api/search.
 	Search SearchConfig `yaml:"search"`
+	// Metrics configures /api/metrics/query_range and /api/metrics/query.
+	Metrics MetricsConfig `yaml:"metrics"`
 }
 
 // SearchConfig is the `query_frontend.search` block.
@@ -102,6 +104,7 @@ func DefaultConfig() Config {
 			MaxResultBytes:         search.DefaultMaxResultBytes,
 			MaxTagReadBytes:        search.DefaultMaxTagReadBytes,
 		},
+		Metrics: DefaultMetricsConfig(),
 	}
 }
 
@@ -131,5 +134,6 @@ func (c *Config) Validate() error {
 	check(s.QueryTimeout >= 0, "search.query_timeout", "must not be negative")
 	check(s.MaxResultBytes >= 0, "search.max_result_bytes", "must not be negative")
 	check(s.MaxTagReadBytes >= 0, "search.max_tag_read_bytes", "must not be negative")
+	c.Metrics.validate(check)
 	return errors.Join(errs...)
 }

@@ -58,6 +58,7 @@ type Frontend struct {
 	finder  search.Finder
 	now     func() time.Time
 	memory  MemoryLimiter // nil: every search starts
+	metrics *metricsState // nil: no metrics queries (SetMetrics)
 
 	mu          sync.Mutex
 	outstanding map[string]int // jobs queued or running, per tenant
@@ -338,6 +339,42 @@ func (f *Frontend) tryGrow(tenant string) bool {
 	return true
 }
 
+// jobSlots are the job slots a query holds beyond its first one (see
+// acquire), taken as it widens and given back as its jobs return.
+type jobSlots struct {
+	f      *Frontend
+	tenant string
+	extra  int
+}
+
+// more reports whether a query with inflight jobs running may start one
+// more, taking a slot when it needs one (tryGrow).
+func (s *jobSlots) more(inflight int) bool {
+	if inflight < 1+s.extra {
+		return true
+	}
+	if !s.f.tryGrow(s.tenant) {
+		return false
+	}
+	s.extra++
+	return true
+}
+
+// done gives back a slot as a job returns, while the query holds extra
+// ones.
+func (s *jobSlots) done() {
+	if s.extra > 0 {
+		s.f.release(s.tenant, 1)
+		s.extra--
+	}
+}
+
+// close gives back the slots still held, once every job started returned.
+func (s *jobSlots) close() {
+	s.f.release(s.tenant, s.extra)
+	s.extra = 0
+}
+
 // growShareNum/growShareDen of max_outstanding_per_tenant is what the
 // searches of a tenant may hold beyond their first slots.
 const growShareNum, growShareDen = 3, 4
@@ -407,8 +444,8 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 	results := make(chan result, len(jobs)) // never blocks a job
 	// Job slots held beyond the search's first one (see acquire): given
 	// back as jobs complete, the rest once every job started returned.
-	extra := 0
-	defer func() { f.release(tenant, extra) }()
+	slots := &jobSlots{f: f, tenant: tenant}
+	defer slots.close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	done := make([]bool, len(jobs))
@@ -432,11 +469,8 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 	sent, inflight, completed := 0, 0, 0
 	dispatch := func() {
 		for sent < len(jobs) && inflight < window {
-			if inflight >= 1+extra {
-				if !f.tryGrow(tenant) {
-					break // a job returning frees a slot
-				}
-				extra++
+			if !slots.more(inflight) {
+				break // a job returning frees a slot
 			}
 			i := sent
 			if !comb.Needed(jobs[i]) {
@@ -460,10 +494,7 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 		select {
 		case r := <-results:
 			inflight--
-			if extra > 0 {
-				f.release(tenant, 1)
-				extra--
-			}
+			slots.done()
 			done[r.i] = true
 			if r.err != nil {
 				f.jobs.WithLabelValues("failed").Inc()

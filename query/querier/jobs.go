@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -31,10 +32,15 @@ import (
 type JobRunner struct {
 	s       *search.Searcher
 	remote  *RemoteLiveStores // live-stores of other processes, or nil
+	metrics *tqmetrics.Runner // nil: no metrics jobs (SetMetrics)
 	sem     chan struct{}
 	timeout time.Duration
 	jobs    *prometheus.CounterVec
 	seconds prometheus.Histogram
+	// metricsJobs and metricsSeconds are jobs' and seconds' for metrics
+	// jobs.
+	metricsJobs    *prometheus.CounterVec
+	metricsSeconds prometheus.Histogram
 }
 
 // NewJobRunner returns a runner of s's jobs.
@@ -54,6 +60,15 @@ func NewJobRunner(s *search.Searcher, cfg Config, reg prometheus.Registerer) *Jo
 			Help:    "Time to run one search job, waiting for a slot included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		})),
+		metricsJobs: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_querier_metrics_jobs_total",
+			Help: "TraceQL metrics jobs run by the querier, by kind (live, block) and result (ok, error, skipped: the block could not be read).",
+		}, []string{"kind", "result"})),
+		metricsSeconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_querier_metrics_job_duration_seconds",
+			Help:    "Time to run one TraceQL metrics job, waiting for a slot included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		})),
 	}
 }
 
@@ -66,8 +81,35 @@ func (r *JobRunner) WithRemoteLiveStores(remote *RemoteLiveStores) *JobRunner {
 
 // SearchJob runs one job (frontend.Querier).
 func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	return runJob(ctx, r, jobKind{name: "search", live: job.Live, counts: r.jobs, seconds: r.seconds},
+		func(ctx context.Context) (*search.JobResult, error) { return r.s.RunJob(ctx, tenant, job) },
+		func(err error) *search.JobResult { return search.SkippedJob(tenant, job, err) },
+		func(ctx context.Context, local *search.JobResult) (*search.JobResult, error) {
+			remote, err := r.remote.SearchJob(ctx, tenant, job)
+			if err != nil {
+				return nil, err
+			}
+			return search.MergeJobResults(append(remote, local)...), nil
+		})
+}
+
+// jobKind says what runJob runs and where it counts it.
+type jobKind struct {
+	name    string // "search", "metrics": for messages
+	live    bool
+	counts  *prometheus.CounterVec // by kind (live, block) and result
+	seconds prometheus.Histogram
+}
+
+// runJob runs one job with run in one of the runner's slots (waiting for
+// one), within querier.search.query_timeout. A block job whose block
+// cannot be read completes as skipped(err); a live job also runs on the
+// live-stores of other processes (remote merges their results with the
+// local one).
+func runJob[Res any](ctx context.Context, r *JobRunner, k jobKind, run func(ctx context.Context) (*Res, error),
+	skipped func(err error) *Res, remote func(ctx context.Context, local *Res) (*Res, error)) (*Res, error) {
 	start := time.Now()
-	defer func() { r.seconds.Observe(time.Since(start).Seconds()) }()
+	defer func() { k.seconds.Observe(time.Since(start).Seconds()) }()
 	select {
 	case r.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -79,31 +121,28 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
 		defer cancel()
 	}
-	res, err := r.s.RunJob(ctx, tenant, job)
-	if err != nil && !job.Live && search.Skippable(ctx, err) {
+	res, err := run(ctx)
+	if err != nil && !k.live && search.Skippable(ctx, err) {
 		// A block that cannot be read: the job completes without it and
 		// the frontend answers partially.
-		r.jobs.WithLabelValues("block", "skipped").Inc()
-		return search.SkippedJob(tenant, job, err), nil
+		k.counts.WithLabelValues("block", "skipped").Inc()
+		return skipped(err), nil
 	}
-	if err == nil && job.Live && r.remote != nil {
-		var remote []*search.JobResult
-		if remote, err = r.remote.SearchJob(ctx, tenant, job); err == nil {
-			res = search.MergeJobResults(append(remote, res)...)
-		}
+	if err == nil && k.live && r.remote != nil {
+		res, err = remote(ctx, res)
 	}
 	kind := "block"
-	if job.Live {
+	if k.live {
 		kind = "live"
 	}
 	if err != nil {
-		r.jobs.WithLabelValues(kind, "error").Inc()
+		k.counts.WithLabelValues(kind, "error").Inc()
 		if ctx.Err() == context.DeadlineExceeded {
-			return nil, status.Errorf(codes.DeadlineExceeded, "search job did not finish within %s (querier.search.query_timeout)", r.timeout)
+			return nil, status.Errorf(codes.DeadlineExceeded, "%s job did not finish within %s (querier.search.query_timeout)", k.name, r.timeout)
 		}
 		return nil, err
 	}
-	r.jobs.WithLabelValues(kind, "ok").Inc()
+	k.counts.WithLabelValues(kind, "ok").Inc()
 	return res, nil
 }
 
@@ -113,14 +152,16 @@ func (r *JobRunner) SearchJob(ctx context.Context, tenant string, job search.Job
 const maxMessageBytes = 256 << 20
 
 const (
-	jobServiceName  = "weft.querier.v1.Querier"
-	searchJobMethod = "/" + jobServiceName + "/SearchJob"
-	tenantMetadata  = "x-scope-orgid"
+	jobServiceName   = "weft.querier.v1.Querier"
+	searchJobMethod  = "/" + jobServiceName + "/SearchJob"
+	metricsJobMethod = "/" + jobServiceName + "/MetricsJob"
+	tenantMetadata   = "x-scope-orgid"
 )
 
 // jobQuerier is what the gRPC service serves.
 type jobQuerier interface {
 	SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error)
+	MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error)
 }
 
 // RegisterJobService serves q's SearchJob on s.
@@ -141,6 +182,19 @@ func RegisterJobService(s *grpc.Server, q jobQuerier) {
 					return nil, status.Error(codes.Unauthenticated, "no org id")
 				}
 				return srv.(jobQuerier).SearchJob(ctx, tenants[0], job)
+			},
+		}, {
+			MethodName: "MetricsJob",
+			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var job tqmetrics.Job
+				if err := dec(&job); err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "cannot decode metrics job: %v", err)
+				}
+				tenant, err := tenantFrom(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return srv.(jobQuerier).MetricsJob(ctx, tenant, job)
 			},
 		}},
 		Metadata: "weft/querier/jobs.go",
@@ -164,6 +218,19 @@ func (c *Client) SearchJob(ctx context.Context, tenant string, job search.Job) (
 			return nil, err
 		}
 		return nil, fmt.Errorf("cannot run search job on querier: %w", err)
+	}
+	return &res, nil
+}
+
+// MetricsJob runs one metrics job on the remote querier.
+func (c *Client) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, tenantMetadata, tenant)
+	var res tqmetrics.JobResult
+	if err := c.conn.Invoke(ctx, metricsJobMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot run metrics job on querier: %w", err)
 	}
 	return &res, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/weftdb/weft/internal/grpcjson"
 	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/otlpwire"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/search"
 )
 
@@ -34,10 +35,11 @@ type Peers interface {
 }
 
 const (
-	liveStoreService = "weft.livestore.v1.LiveStore"
-	liveFindMethod   = "/" + liveStoreService + "/FindTraceByID"
-	liveSearchMethod = "/" + liveStoreService + "/SearchJob"
-	liveTagsMethod   = "/" + liveStoreService + "/TagsJob"
+	liveStoreService  = "weft.livestore.v1.LiveStore"
+	liveFindMethod    = "/" + liveStoreService + "/FindTraceByID"
+	liveSearchMethod  = "/" + liveStoreService + "/SearchJob"
+	liveTagsMethod    = "/" + liveStoreService + "/TagsJob"
+	liveMetricsMethod = "/" + liveStoreService + "/MetricsJob"
 )
 
 type findRequest struct {
@@ -60,9 +62,10 @@ func tenantFrom(ctx context.Context) (string, error) {
 }
 
 // RegisterLiveStoreService serves this process's live-store: trace by ID
-// from live, and live search jobs and tag jobs run by s (whose live-store
-// is live; s must not ask remote live-stores itself).
-func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher) {
+// from live, live search jobs and tag jobs run by s and live metrics jobs
+// run by m (whose live-store is live; s and m must not ask remote
+// live-stores themselves).
+func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher, m *tqmetrics.Runner) {
 	type server interface{}
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: liveStoreService,
@@ -119,6 +122,23 @@ func RegisterLiveStoreService(srv *grpc.Server, live Finder, s *search.Searcher)
 						return nil, err
 					}
 					return s.RunTagsJob(ctx, tenant, job)
+				},
+			},
+			{
+				MethodName: "MetricsJob",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var job tqmetrics.Job
+					if err := dec(&job); err != nil {
+						return nil, status.Errorf(codes.InvalidArgument, "cannot decode the metrics job: %v", err)
+					}
+					if !job.Live {
+						return nil, status.Error(codes.InvalidArgument, "a live-store runs live jobs only")
+					}
+					tenant, err := tenantFrom(ctx)
+					if err != nil {
+						return nil, err
+					}
+					return m.RunJob(ctx, tenant, job)
 				},
 			},
 		},
@@ -228,38 +248,37 @@ func (r *RemoteLiveStores) FindTraceByID(ctx context.Context, tenant string, id 
 	return otlpwire.Merge(parts...)
 }
 
-// SearchJob runs a live job on every live-store.
-func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job search.Job) ([]*search.JobResult, error) {
+// askAll sends req to method of every live-store and collects the
+// answers of those that answered.
+func askAll[Res any](ctx context.Context, r *RemoteLiveStores, tenant, method string, req any) ([]*Res, error) {
 	var mu sync.Mutex
-	var out []*search.JobResult
+	var out []*Res
 	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
-		var res search.JobResult
-		if err := c.Invoke(ctx, liveSearchMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
+		res := new(Res)
+		if err := c.Invoke(ctx, method, req, res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
 			return err
 		}
 		mu.Lock()
-		out = append(out, &res)
+		out = append(out, res)
 		mu.Unlock()
 		return nil
 	})
 	return out, err
 }
 
+// SearchJob runs a live job on every live-store.
+func (r *RemoteLiveStores) SearchJob(ctx context.Context, tenant string, job search.Job) ([]*search.JobResult, error) {
+	return askAll[search.JobResult](ctx, r, tenant, liveSearchMethod, &job)
+}
+
+// MetricsJob runs a live metrics job on every live-store.
+func (r *RemoteLiveStores) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) ([]*tqmetrics.JobResult, error) {
+	return askAll[tqmetrics.JobResult](ctx, r, tenant, liveMetricsMethod, &job)
+}
+
 // TagsJob runs a tag job on every live-store (search.RemoteTags).
 func (r *RemoteLiveStores) TagsJob(ctx context.Context, tenant string, job search.TagsJob) ([]*search.TagsJobResult, error) {
-	var mu sync.Mutex
-	var out []*search.TagsJobResult
-	err := r.each(ctx, tenant, func(ctx context.Context, c *grpc.ClientConn) error {
-		var res search.TagsJobResult
-		if err := c.Invoke(ctx, liveTagsMethod, &job, &res, grpc.CallContentSubtype(grpcjson.Subtype), grpc.MaxCallRecvMsgSize(maxMessageBytes)); err != nil {
-			return err
-		}
-		mu.Lock()
-		out = append(out, &res)
-		mu.Unlock()
-		return nil
-	})
-	return out, err
+	return askAll[search.TagsJobResult](ctx, r, tenant, liveTagsMethod, &job)
 }
 
 // Close closes the connections.
@@ -308,18 +327,36 @@ type Pool struct {
 // NewPool returns a pool over the queriers peers lists.
 func NewPool(peers QuerierPeers) *Pool { return &Pool{peers: peers} }
 
-// SearchJob runs one job on the next querier.
-func (p *Pool) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+// nextClient is a client of the next querier, round-robin; what names
+// the jobs in the error when there is none.
+func (p *Pool) nextClient(what string) (*Client, error) {
 	addrs := p.peers.QuerierPeers()
 	if len(addrs) == 0 {
-		return nil, status.Error(codes.Unavailable, "no querier in the cluster to run search jobs (memberlist lists none)")
+		return nil, status.Errorf(codes.Unavailable, "no querier in the cluster to run %s jobs (memberlist lists none)", what)
 	}
-	addr := addrs[p.next.Add(1)%uint64(len(addrs))]
-	c, err := p.conns.get(addr)
+	c, err := p.conns.get(addrs[p.next.Add(1)%uint64(len(addrs))])
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(c).SearchJob(ctx, tenant, job)
+	return NewClient(c), nil
+}
+
+// SearchJob runs one job on the next querier.
+func (p *Pool) SearchJob(ctx context.Context, tenant string, job search.Job) (*search.JobResult, error) {
+	c, err := p.nextClient("search")
+	if err != nil {
+		return nil, err
+	}
+	return c.SearchJob(ctx, tenant, job)
+}
+
+// MetricsJob runs one metrics job on the next querier.
+func (p *Pool) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error) {
+	c, err := p.nextClient("metrics")
+	if err != nil {
+		return nil, err
+	}
+	return c.MetricsJob(ctx, tenant, job)
 }
 
 // Close closes the connections.

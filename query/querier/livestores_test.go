@@ -77,7 +77,7 @@ func startLiveStore(t *testing.T, live search.Live) string {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	RegisterLiveStoreService(srv, live, search.New(live, nil, nil))
+	RegisterLiveStoreService(srv, live, search.New(live, nil, nil), nil)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()

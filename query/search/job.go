@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -153,23 +152,12 @@ func (s *Searcher) runJob(ctx context.Context, q *query, tenant string, job Job)
 		}
 		return jr.finish(), err
 	}
-	id, err := uuid.Parse(job.BlockID)
+	r, err := blocklist.OpenPlanned(ctx, s.blocks, s.bkt, tenant, job.BlockID)
+	if errors.Is(err, blocklist.ErrBadBlockID) {
+		return nil, invalid("%s", err)
+	}
 	if err != nil {
-		return nil, invalid("invalid block ID %q: %v", job.BlockID, err)
-	}
-	var e *blocklist.Entry
-	if s.blocks != nil {
-		// The frontend may have planned from a newer block list than ours.
-		if e, err = s.blocks.Fetch(ctx, tenant, id); err != nil {
-			return nil, fmt.Errorf("cannot search block %s: %w", job.BlockID, err)
-		}
-	}
-	if e == nil {
-		return nil, fmt.Errorf("cannot search block %s: not in the bucket", job.BlockID)
-	}
-	r, err := e.Reader(ctx, s.bkt)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open block %s: %w", job.BlockID, err)
+		return nil, fmt.Errorf("cannot search block %s: %w", job.BlockID, err)
 	}
 	// With most_recent, the block hands the traces over newest first and
 	// stops once the oldest of the limit kept rules out every trace left.

@@ -557,3 +557,16 @@ func unmarshalMetrics(b []byte) (*Metrics, error) {
 	})
 	return m, err
 }
+
+// AppendProtoMessage appends field num of a message, a length-delimited
+// field holding what body appends (for the responses of other query
+// packages, such as query/metrics, that embed KeyValue and Metrics).
+func AppendProtoMessage(b []byte, num protowire.Number, body func([]byte) []byte) []byte {
+	return appendMessage(b, num, body)
+}
+
+// AppendProto appends kv's fields as an OTLP common.v1.KeyValue message.
+func (kv *KeyValue) AppendProto(b []byte) []byte { return kv.appendProto(b) }
+
+// AppendProto appends m's fields as a tempopb.SearchMetrics message.
+func (m *Metrics) AppendProto(b []byte) []byte { return m.appendProto(b) }

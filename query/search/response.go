@@ -108,11 +108,14 @@ func traceIDString(id [16]byte) string {
 	return s
 }
 
-func anyValue(v traceql.Value) *AnyValue {
+// AnyValueOf is v in the JSON shape of an OTLP AnyValue, nil for a
+// missing value; durations, statuses and kinds are strings of their text
+// (as in search results and metrics labels). Strings are copied.
+func AnyValueOf(v traceql.Value) *AnyValue {
 	if v.IsList() {
 		arr := &ArrayValue{}
 		for _, e := range v.List() {
-			if av := anyValue(e); av != nil {
+			if av := AnyValueOf(e); av != nil {
 				arr.Values = append(arr.Values, av)
 			}
 		}

@@ -180,6 +180,9 @@ func parse(req Request) (*query, error) {
 	if err != nil {
 		return nil, invalid("%s", err.Error())
 	}
+	if root.IsMetrics() {
+		return nil, invalid("metrics queries are not supported by the search API: send %s to /api/metrics/query_range or /api/metrics/query", root)
+	}
 	q.sel.Pred = root.Predicate()
 	q.sel.TraceIDs, q.sel.ByTraceID = root.TraceIDs()
 	q.attrNames, q.readsName = addSelect(root)
@@ -361,7 +364,7 @@ func traceResult(id [16]byte, t *traceql.Trace, sets []traceql.Spanset, q *query
 			set.Spans = append(set.Spans, spanResult(sp, q))
 		}
 		for _, kv := range ss.Attributes {
-			v := anyValue(kv.Value)
+			v := AnyValueOf(kv.Value)
 			if v == nil { // by() of a missing attribute, as Tempo writes it
 				nilText := "nil"
 				v = &AnyValue{StringValue: &nilText}
@@ -412,7 +415,7 @@ func spanResult(sp *traceql.Span, q *query) *Span {
 		if seen[key] {
 			continue
 		}
-		if v := anyValue(kv.Value); v != nil {
+		if v := AnyValueOf(kv.Value); v != nil {
 			seen[key] = true
 			out.Attributes = append(out.Attributes, &KeyValue{Key: strings.Clone(key), Value: v})
 		}

@@ -16,10 +16,17 @@ type Node interface {
 	String() string
 }
 
-// RootExpr is a parsed and validated query: a pipeline and optional hints.
+// RootExpr is a parsed and validated query: a pipeline, for a metrics
+// query its metrics stages, and optional hints.
 type RootExpr struct {
 	Pos      Position
 	Pipeline *Pipeline
+	// Metrics is the first metrics stage of a metrics query (`{ } |
+	// rate()`), nil for a search; Pipeline is then the search part
+	// before it.
+	Metrics *MetricsStage
+	// MetricsSecond are the stages after Metrics (`| topk(5)`), in order.
+	MetricsSecond []MetricsSecondStage
 	// Hints holds the trailing `with (...)` clause, or nil.
 	Hints *Hints
 }

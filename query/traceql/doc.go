@@ -1,13 +1,18 @@
 // Package traceql parses TraceQL, the trace query language of Grafana
-// Tempo, for weft's search API (the q parameter of /api/search). It turns
-// a query into a typed, validated syntax tree that an engine can evaluate:
+// Tempo, for weft's search API (the q parameter of /api/search) and its
+// TraceQL metrics API (/api/metrics/query_range and /api/metrics/query).
+// It turns a query into a typed, validated syntax tree that an engine can
+// evaluate:
 // every node carries its Position, String prints canonical TraceQL that
 // parses back to the same tree, RootExpr.Fields lists the attributes and
 // intrinsics to fetch, and SpansetFilter.Conjuncts exposes the top-level
 // `&&` terms an engine can push down to storage. RootExpr.Eval evaluates a
 // query over one trace (NewTrace reads it from OTLP TracesData bytes), so
 // the live-store and the block path share one evaluator; choosing the
-// traces to evaluate is the caller's job.
+// traces to evaluate is the caller's job. A metrics query (RootExpr.IsMetrics)
+// is a search pipeline followed by metrics stages (RootExpr.Metrics and
+// RootExpr.MetricsSecond); Eval evaluates its search part, and the metrics
+// engine turns the spans it returns into time series.
 //
 // The lexer is hand-written and the parser is recursive descent with
 // precedence climbing; both use only the standard library. Parse rejects
@@ -16,10 +21,10 @@
 //
 // # Language
 //
-// A query is a pipeline of stages joined by `|`, optionally followed by
-// hints:
+// A query is a pipeline of stages joined by `|`, for a metrics query
+// followed by its metrics stages, then optionally hints:
 //
-//	query    = pipeline [ "with" "(" hint { "," hint } ")" ] .
+//	query    = pipeline [ metrics ] [ "with" "(" hint { "," hint } ")" ] .
 //	pipeline = stage { "|" stage } .
 //	stage    = spansetExpr | scalarFilter | "by" "(" fieldExpr ")"
 //	         | "coalesce" "(" ")" | "select" "(" field { "," field } ")" .
@@ -29,6 +34,39 @@
 //	scalar       = aggregate | number | "-" number | "(" scalar ")" | scalar arithOp scalar .
 //	aggregate    = "count" "(" ")" | ( "avg" | "min" | "max" | "sum" ) "(" fieldExpr ")" .
 //	hint         = name "=" literal .
+//	metrics      = "|" metricsFunc [ "by" "(" field { "," field } ")" ] [ filter ]
+//	               { "|" ( "topk" | "bottomk" ) "(" integer ")" [ filter ] } .
+//	metricsFunc  = ( "rate" | "count_over_time" ) "(" ")"
+//	             | ( "sum_over_time" | "avg_over_time" | "min_over_time" | "max_over_time"
+//	               | "histogram_over_time" ) "(" field ")"
+//	             | "quantile_over_time" "(" field "," number { "," number } ")"
+//	             | "compare" "(" "{" [ fieldExpr ] "}" [ "," integer [ "," integer "," integer ] ] ")" .
+//	filter       = ( "=" | "!=" | "<" | "<=" | ">" | ">=" ) [ "-" ] number .
+//
+// # Metrics
+//
+// The metrics function ends the search pipeline, once, at the top level
+// of the query (not inside parentheses or a spanset operand); after it
+// only topk(n) and bottomk(n) stages may follow, each with n > 0. The
+// measured field of sum_over_time, avg_over_time, min_over_time,
+// max_over_time, quantile_over_time and histogram_over_time is a single
+// attribute or intrinsic that may be numeric: `duration`, `.bytes`,
+// `span.http.response.status_code`, not `name`, `status` or `kind`
+// (attributes are typed at query time). The quantiles of
+// quantile_over_time are numbers in [0, 1]. by (...) takes one to five
+// attributes or intrinsics (MaxMetricsGroupBy, Tempo's limit), not
+// expressions. compare({ selection }, topN, start, end) compares the
+// spans its spanset filter selects with the others; topN, the most values
+// kept per attribute, is a positive integer (DefaultCompareTopN, 10, when
+// not written); start and end, unix nanoseconds with start < end, are
+// given both or not at all; compare takes no by (...). A filter such as
+// `> 10` after a function or a topk/bottomk stage drops the samples for
+// which it does not hold. Every `|` counts towards the stage limit, and
+// every argument list towards the nesting limit. For example:
+//
+//	{ status = error } | rate() by (resource.service.name) > 0.5 | topk(10)
+//	{ span.http.route = "/api" } | quantile_over_time(duration, 0.5, 0.99)
+//	{ } | compare({ status = error }, 5) with (sample=0.1)
 //
 // Field expressions (inside braces, and the arguments of aggregates and
 // by) combine attributes, intrinsics and literals with `&& || !`,
@@ -109,10 +147,10 @@
 //
 // # Not supported
 //
-// Metrics queries (rate, count_over_time, min/max/sum/avg_over_time,
-// quantile_over_time, histogram_over_time, compare, topk, bottomk): Parse
-// recognises the function names and fails with "metrics queries are not
-// supported yet". Tempo's scalar pipeline expressions, such as
+// Metrics arithmetic, such as `({ .a } | rate()) / ({ } | rate())` or
+// with a scalar on one side: a metrics function inside parentheses is
+// rejected with an error saying it must be the last stage of the query,
+// outside parentheses. Tempo's scalar pipeline expressions, such as
 // `({ .a } | count()) > ({ .b } | count())`, are not accepted either. A
 // parenthesised pipeline (`({ .a } | count() > 1)`) may be a spanset
 // operand only at the top level of a query, as in Tempo's grammar.

@@ -1,6 +1,9 @@
 package traceql
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // dump prints a tree as an S-expression with every operator explicit and
 // no positions: two trees with the same dump are the same query.
@@ -21,6 +24,14 @@ func dumpTo(b *strings.Builder, n Node) {
 	switch n := n.(type) {
 	case *RootExpr:
 		dumpTo(b, n.Pipeline)
+		if n.Metrics != nil {
+			b.WriteString(" |m ")
+			dumpTo(b, n.Metrics)
+		}
+		for _, s := range n.MetricsSecond {
+			b.WriteString(" |m2 ")
+			dumpTo(b, s)
+		}
 		if n.Hints != nil {
 			b.WriteString(" " + n.Hints.String())
 		}
@@ -88,6 +99,37 @@ func dumpTo(b *strings.Builder, n Node) {
 			dumpTo(b, f)
 		}
 		b.WriteByte(')')
+	case *MetricsStage:
+		// every field explicit, %v printing floats exactly (shortest
+		// representation that reads back the same)
+		fmt.Fprintf(b, "(metrics %d attr=", n.Func)
+		if n.Attr != nil {
+			dumpTo(b, n.Attr)
+		}
+		fmt.Fprintf(b, " q=%v by=[", n.Quantiles)
+		for i, a := range n.By {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			dumpTo(b, a)
+		}
+		b.WriteString("] sel=")
+		if n.Selection != nil {
+			dumpTo(b, n.Selection)
+		}
+		fmt.Fprintf(b, " top=%d range=%d..%d filter=", n.TopN, n.CompareStart, n.CompareEnd)
+		if n.Filter != nil {
+			dumpTo(b, n.Filter)
+		}
+		b.WriteByte(')')
+	case *TopK:
+		fmt.Fprintf(b, "(topk bottom=%v n=%d filter=", n.Bottom, n.N)
+		if n.Filter != nil {
+			dumpTo(b, n.Filter)
+		}
+		b.WriteByte(')')
+	case *MetricsFilter:
+		fmt.Fprintf(b, "(%s %v)", n.Op, n.Value)
 	default: // attributes and literals print unambiguously
 
 		b.WriteString(n.String())

@@ -89,8 +89,9 @@ type Limits struct {
 	// values above 1000 are treated as 1000.
 	MaxDepth int
 	// MaxStages is the most pipeline stages a query may have: one more
-	// than the pipes ("|") it holds, nested pipelines included
-	// (`{ } | { } | count() > 1` has three); 0 or less means
+	// than the pipes ("|") it holds, nested pipelines and metrics stages
+	// included (`{ } | { } | count() > 1` and `{ } | rate() | topk(5)`
+	// have three); 0 or less means
 	// DefaultMaxStages.
 	MaxStages int
 	// MaxRegexSize is the most instructions a regular expression of the

@@ -78,6 +78,9 @@ type parser struct {
 	// afterParens[i] is the index of the first token at or after i that is
 	// not "(", so looking past a run of parentheses costs O(1).
 	afterParens []int32
+	// nest counts the parenthesised pipelines being parsed: a metrics
+	// function is accepted only at the top level (nest 0).
+	nest int
 }
 
 func newParser(toks []token, maxDepth int) *parser {
@@ -148,8 +151,11 @@ func (p *parser) expectClose(kind tokKind, open *token) {
 	fail(t.pos, "expected an operator or %q to close the %q at %s, found %s", closing, open.text, open.pos, t.describe())
 }
 
-func failMetrics(t *token) {
-	fail(t.pos, "metrics queries are not supported yet: %s is a TraceQL metrics function", t.text)
+// failMisplacedMetrics reports a metrics function (or topk/bottomk) where
+// none may be: inside a spanset filter, an aggregate filter, a spanset
+// operand or a parenthesised pipeline.
+func failMisplacedMetrics(t *token) {
+	fail(t.pos, "%s() is a TraceQL metrics function: it must be the last stage of the query, outside parentheses, as in { status = error } | rate() by (resource.service.name) (metrics arithmetic such as (q1) / (q2) is not supported)", t.text)
 }
 
 func (p *parser) parseRoot() *RootExpr {
@@ -158,6 +164,10 @@ func (p *parser) parseRoot() *RootExpr {
 		fail(first.pos, "empty query: expected a spanset filter such as { } or { span.http.status_code = 500 }")
 	}
 	root := &RootExpr{Pos: first.pos, Pipeline: p.parsePipeline()}
+	if p.cur().kind == tokPipe {
+		// parsePipeline stops only before "| <metrics function>"
+		p.parseMetrics(root)
+	}
 	if p.cur().kind == tokWith {
 		root.Hints = p.parseHints()
 	}
@@ -175,6 +185,9 @@ func (p *parser) parseRoot() *RootExpr {
 		if root.Hints != nil {
 			fail(t.pos, "unexpected %s after the with (...) clause, which must end the query", t.describe())
 		}
+		if root.Metrics != nil {
+			fail(t.pos, `unexpected %s after the metrics function; expected "| topk(n)", "| bottomk(n)", a comparison with a number such as > 10, "with (...)" or the end of the query`, t.describe())
+		}
 		fail(t.pos, `unexpected %s; expected "|", an operator, "with (...)" or the end of the query`, t.describe())
 	}
 	p.checkPipelineOperands(root)
@@ -185,6 +198,9 @@ func (p *parser) parsePipeline() *Pipeline {
 	pl := &Pipeline{Pos: p.cur().pos}
 	pl.Stages = append(pl.Stages, p.parseStage(true))
 	for p.cur().kind == tokPipe {
+		if p.nest == 0 && p.toks[p.i+1].kind == tokMetrics {
+			return pl // the metrics stages; parseRoot takes them
+		}
 		p.countStage(p.advance())
 		pl.Stages = append(pl.Stages, p.parseStage(false))
 	}
@@ -233,7 +249,10 @@ func (p *parser) parseStage(first bool) Stage {
 	case t.kind == tokSelect:
 		return p.parseSelect()
 	case t.kind == tokMetrics:
-		failMetrics(t)
+		if first && p.nest == 0 {
+			fail(t.pos, "%s() must follow a spanset filter, as in { } | %s(...)", t.text, t.text)
+		}
+		failMisplacedMetrics(t)
 	case t.kind == tokIdent:
 		failUnknownIdent(t)
 	case t.kind == tokAttr || t.kind == tokNil || t.kind == tokNot || t.kind == tokLiteral:
@@ -252,7 +271,7 @@ func (p *parser) parseStage(first bool) Stage {
 // `(count() > 1) && ({ .a })`: try the first, then the second, and report
 // the error that got further.
 func (p *parser) parseParenthesisedScalarStage() (stage Stage) {
-	saveI, saveDepth, saveOps := p.i, p.depth, p.ops
+	saveI, saveDepth, saveOps, saveNest := p.i, p.depth, p.ops, p.nest
 	scalarErr := func() (err *ParseError) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -269,7 +288,7 @@ func (p *parser) parseParenthesisedScalarStage() (stage Stage) {
 	if scalarErr == nil {
 		return stage
 	}
-	p.i, p.depth, p.ops = saveI, saveDepth, saveOps
+	p.i, p.depth, p.ops, p.nest = saveI, saveDepth, saveOps, saveNest
 	defer func() {
 		if r := recover(); r != nil {
 			b, ok := r.(bailout)
@@ -331,7 +350,9 @@ func (p *parser) parseSpansetOperand() SpansetExpr {
 	case tokLParen:
 		p.enter(t)
 		p.advance()
+		p.nest++
 		pl := p.parsePipeline()
+		p.nest--
 		p.expectClose(tokRParen, t)
 		p.leave()
 		if len(pl.Stages) == 1 {
@@ -342,7 +363,7 @@ func (p *parser) parseSpansetOperand() SpansetExpr {
 		pl.Pos = t.pos
 		return pl
 	case tokMetrics:
-		failMetrics(t)
+		failMisplacedMetrics(t)
 	case tokEOF:
 		fail(t.pos, "expected a spanset filter { ... } or \"(\", found end of query")
 	}
@@ -455,7 +476,7 @@ func (p *parser) parseFieldPrimary() FieldExpr {
 	case tokBy, tokCoalesce, tokSelect:
 		fail(t.pos, `%s() is a pipeline stage: use it after "|", not inside a spanset filter`, t.text)
 	case tokMetrics:
-		failMetrics(t)
+		failMisplacedMetrics(t)
 	case tokLBrace:
 		fail(t.pos, `unexpected "{": spanset filters cannot be nested`)
 	case tokEOF:
@@ -627,7 +648,7 @@ func (p *parser) parseScalarPrimary() ScalarExpr {
 		}
 		return &s
 	case tokMetrics:
-		failMetrics(t)
+		failMisplacedMetrics(t)
 	case tokAttr:
 		fail(t.pos, "expected an aggregate such as count() or avg(%s), or a number, found %s: conditions on span fields go in a spanset filter { ... }", shorten(t.text), t.describe())
 	case tokEOF:

@@ -30,6 +30,9 @@ func (n *Attribute) String() string     { return printNode(n) }
 func (n *Static) String() string        { return printNode(n) }
 func (n *Hints) String() string         { return printNode(n) }
 func (n *Hint) String() string          { return printNode(n) }
+func (n *MetricsStage) String() string  { return printNode(n) }
+func (n *TopK) String() string          { return printNode(n) }
+func (n *MetricsFilter) String() string { return printNode(n) }
 
 func printNode(n Node) string {
 	var b strings.Builder
@@ -53,6 +56,14 @@ func writeNode(b *strings.Builder, n Node) {
 	switch n := n.(type) {
 	case *RootExpr:
 		writeStages(b, n.Pipeline)
+		if n.Metrics != nil {
+			b.WriteString(" | ")
+			writeNode(b, n.Metrics)
+		}
+		for _, s := range n.MetricsSecond {
+			b.WriteString(" | ")
+			writeNode(b, s)
+		}
 		if n.Hints != nil {
 			b.WriteByte(' ')
 			writeNode(b, n.Hints)
@@ -141,6 +152,24 @@ func writeNode(b *strings.Builder, n Node) {
 		b.WriteString(n.Name)
 		b.WriteByte('=')
 		writeNode(b, n.Value)
+	case *MetricsStage:
+		writeMetricsStage(b, n)
+	case *TopK:
+		if n.Bottom {
+			b.WriteString("bottomk(")
+		} else {
+			b.WriteString("topk(")
+		}
+		b.WriteString(strconv.Itoa(n.N))
+		b.WriteByte(')')
+		if n.Filter != nil {
+			b.WriteByte(' ')
+			writeNode(b, n.Filter)
+		}
+	case *MetricsFilter:
+		b.WriteString(n.Op.String())
+		b.WriteByte(' ')
+		b.WriteString(formatMetricsNumber(n.Value))
 	case nil:
 		b.WriteString("<nil>")
 	default:
@@ -274,5 +303,47 @@ func writeStatic(b *strings.Builder, n *Static) {
 		b.WriteString(n.Kind.String())
 	default:
 		b.WriteString("<invalid literal>")
+	}
+}
+
+// writeMetricsStage prints `fn(args) [by (a, b)] [op number]`. compare
+// prints topN only when it is not the default or start and end follow.
+func writeMetricsStage(b *strings.Builder, n *MetricsStage) {
+	b.WriteString(n.Func.String())
+	b.WriteByte('(')
+	if n.Func == MetricsCompare {
+		writeNode(b, n.Selection)
+		hasRange := n.CompareStart != 0 || n.CompareEnd != 0
+		if n.TopN != DefaultCompareTopN || hasRange {
+			b.WriteString(", ")
+			b.WriteString(strconv.Itoa(n.TopN))
+		}
+		if hasRange {
+			b.WriteString(", ")
+			b.WriteString(strconv.FormatInt(n.CompareStart, 10))
+			b.WriteString(", ")
+			b.WriteString(strconv.FormatInt(n.CompareEnd, 10))
+		}
+	} else if n.Attr != nil {
+		writeNode(b, n.Attr)
+		for _, q := range n.Quantiles {
+			b.WriteString(", ")
+			b.WriteString(formatMetricsNumber(q))
+		}
+	}
+	b.WriteByte(')')
+	if len(n.By) > 0 {
+		b.WriteString(" by (")
+		for i, a := range n.By {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeNode(b, a)
+		}
+		b.WriteByte(')')
+	}
+	if n.Filter != nil {
+		b.WriteByte(' ')
+		writeNode(b, n.Filter)
 	}
 }

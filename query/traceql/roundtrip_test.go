@@ -1,6 +1,7 @@
 package traceql
 
 import (
+	"math"
 	"math/rand"
 	"testing"
 )
@@ -83,6 +84,51 @@ func (g treeGen) scalar(depth int) ScalarExpr {
 	return &ScalarBinary{Op: ops[g.r.Intn(len(ops))], LHS: g.scalar(depth - 1), RHS: g.scalar(depth - 1)}
 }
 
+// metricsFilter returns nil or a filter with a random comparison and a
+// value of random magnitude and sign.
+func (g treeGen) metricsFilter() *MetricsFilter {
+	if g.r.Intn(2) == 0 {
+		return nil
+	}
+	ops := []Operator{OpEqual, OpNotEqual, OpLess, OpLessEqual, OpGreater, OpGreaterEqual}
+	v := []float64{0, 1, 0.5, 1e-7, 123456.789, 1e15, 3e300, math.MaxInt64, float64(g.r.Intn(100))}[g.r.Intn(9)] * g.r.NormFloat64()
+	return &MetricsFilter{Op: ops[g.r.Intn(len(ops))], Value: v}
+}
+
+// metrics fills root's metrics stages with a random function and chain.
+func (g treeGen) metrics(root *RootExpr) {
+	fn := MetricsFunc(1 + g.r.Intn(int(MetricsCompare)))
+	m := &MetricsStage{Func: fn, Filter: g.metricsFilter()}
+	switch {
+	case fn == MetricsCompare:
+		m.Selection = &SpansetFilter{Expr: g.boolean(2)}
+		m.TopN = []int{DefaultCompareTopN, 1, 25}[g.r.Intn(3)]
+		if g.r.Intn(2) == 0 {
+			m.CompareStart = g.r.Int63n(1 << 61)
+			m.CompareEnd = m.CompareStart + 1 + g.r.Int63n(1<<40)
+		}
+	case fn.TakesAttribute():
+		m.Attr = g.attr()
+		if g.r.Intn(3) == 0 {
+			m.Attr = &Attribute{Scope: ScopeSpan, Intrinsic: IntrinsicDuration, Name: "duration"}
+		}
+		if fn == MetricsQuantileOverTime {
+			for i := 0; i <= g.r.Intn(4); i++ {
+				m.Quantiles = append(m.Quantiles, []float64{0, 1, 0.5, 0.99, 1e-9, g.r.Float64()}[g.r.Intn(6)])
+			}
+		}
+	}
+	if fn != MetricsCompare {
+		for i := g.r.Intn(MaxMetricsGroupBy + 1); i > 0; i-- {
+			m.By = append(m.By, g.attr())
+		}
+	}
+	root.Metrics = m
+	for i := g.r.Intn(3); i > 0; i-- {
+		root.MetricsSecond = append(root.MetricsSecond, &TopK{Bottom: g.r.Intn(2) == 0, N: 1 + g.r.Intn(20), Filter: g.metricsFilter()})
+	}
+}
+
 func TestRoundTripGenerated(t *testing.T) {
 	g := treeGen{rand.New(rand.NewSource(1))}
 	for i := 0; i < 3000; i++ {
@@ -90,6 +136,9 @@ func TestRoundTripGenerated(t *testing.T) {
 		if i%2 == 0 {
 			root.Pipeline.Stages = append(root.Pipeline.Stages,
 				&ScalarFilter{Op: OpGreater, LHS: &Aggregate{Op: AggregateCount}, RHS: g.scalar(4)})
+		}
+		if i%3 == 0 {
+			g.metrics(root)
 		}
 		s := root.String()
 		parsed, err := ParseWithLimits(s, Limits{MaxDepth: 1000})

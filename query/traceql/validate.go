@@ -11,6 +11,9 @@ import (
 // features and known hints. It reports the first problem via fail.
 func validate(root *RootExpr) {
 	validatePipeline(root.Pipeline)
+	if root.Metrics != nil {
+		validateMetrics(root.Metrics)
+	}
 	if root.Hints != nil {
 		for _, h := range root.Hints.Hints {
 			if !slices.Contains(knownHints, h.Name) {
@@ -177,4 +180,22 @@ func withArticle(t StaticType) string {
 		return "an " + t.String()
 	}
 	return "a " + t.String()
+}
+
+// validateMetrics checks the metrics function's fields: no parent
+// attributes, a measured field that may be numeric, a well-typed compare
+// selection.
+func validateMetrics(m *MetricsStage) {
+	if m.Attr != nil {
+		validateAttribute(m.Attr)
+		if t := m.Attr.ImpliedType(); !t.IsNumeric() && t != TypeAttribute {
+			fail(m.Attr.Pos, "%s() needs a numeric attribute or intrinsic such as duration or span.http.response.status_code, but %s is %s", m.Func, m.Attr, withArticle(t))
+		}
+	}
+	for _, a := range m.By {
+		validateAttribute(a)
+	}
+	if m.Selection != nil {
+		validateSpanset(m.Selection)
+	}
 }

@@ -10,6 +10,12 @@ func Inspect(n Node, f func(Node) bool) {
 	switch n := n.(type) {
 	case *RootExpr:
 		Inspect(n.Pipeline, f)
+		if n.Metrics != nil {
+			Inspect(n.Metrics, f)
+		}
+		for _, s := range n.MetricsSecond {
+			Inspect(s, f)
+		}
 		if n.Hints != nil {
 			Inspect(n.Hints, f)
 		}
@@ -53,11 +59,30 @@ func Inspect(n Node, f func(Node) bool) {
 		}
 	case *Hint:
 		Inspect(n.Value, f)
+	case *MetricsStage:
+		if n.Attr != nil {
+			Inspect(n.Attr, f)
+		}
+		for _, a := range n.By {
+			Inspect(a, f)
+		}
+		if n.Selection != nil {
+			Inspect(n.Selection, f)
+		}
+		if n.Filter != nil {
+			Inspect(n.Filter, f)
+		}
+	case *TopK:
+		if n.Filter != nil {
+			Inspect(n.Filter, f)
+		}
 	}
 }
 
 // Fields lists the attributes and intrinsics the query reads, each once, in
-// the order they first appear: what an engine must fetch.
+// the order they first appear: what an engine must fetch. For a metrics
+// query that includes the measured attribute, the by (...) fields and the
+// fields of compare()'s selection.
 func (r *RootExpr) Fields() []FieldRef {
 	var out []FieldRef
 	seen := map[FieldRef]bool{}
@@ -74,11 +99,13 @@ func (r *RootExpr) Fields() []FieldRef {
 	return out
 }
 
-// SpansetFilters returns every spanset filter of the query in source
-// order, e.g. to push their Conjuncts down to storage.
+// SpansetFilters returns every spanset filter of the query's pipeline
+// (its search part) in source order, e.g. to push their Conjuncts down to
+// storage. compare()'s selection is not one of them: it splits the spans
+// the pipeline returns, it does not drop any.
 func (r *RootExpr) SpansetFilters() []*SpansetFilter {
 	var out []*SpansetFilter
-	Inspect(r, func(n Node) bool {
+	Inspect(r.Pipeline, func(n Node) bool {
 		if f, ok := n.(*SpansetFilter); ok {
 			out = append(out, f)
 			return false

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,7 @@ type storeMetrics struct {
 	backPressure prometheus.Counter
 	discarded    *prometheus.CounterVec
 	evicted      *prometheus.CounterVec
+	revoked      *prometheus.CounterVec
 }
 
 type tenantStore struct {
@@ -87,6 +89,10 @@ type liveTrace struct {
 	lastSeen int64 // unix nanoseconds of the last push
 	refs     int64 // segment refs to the trace (segments.go)
 	size     int64 // bytes accounted for this trace
+	// partition is the input partition the trace's spans came from
+	// (the distributor sends all of a trace to one), -1 when the input
+	// is not partitioned (in process).
+	partition int32
 }
 
 // New returns a live-store.
@@ -119,6 +125,10 @@ func New(set pipelines.Settings, cfg Config) *Store {
 			Name: "weft_live_store_traces_evicted_total",
 			Help: "Traces let go after the window passed, by tenant.",
 		}, []string{"tenant"})),
+		revoked: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_live_store_traces_revoked_total",
+			Help: "Traces let go because their input partition was given to another process (which reads it again), by tenant.",
+		}, []string{"tenant"})),
 	}
 	return s
 }
@@ -135,6 +145,26 @@ func (s *Store) Shutdown(ctx context.Context) error { return s.sweeper.Stop(ctx)
 // ReplayWindow is the window (pipelines.ReplayingSink): read from another
 // process, the live-store rebuilds its window from the input on start.
 func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
+
+// Revoke lets go of the traces of partitions, which another process reads
+// again from the window ago (pipelines.ReplayingSink): kept here too, their
+// spans would be counted twice by TraceQL metrics.
+func (s *Store) Revoke(partitions []int32) {
+	set := map[int32]bool{}
+	for _, p := range partitions {
+		set[p] = true
+	}
+	s.evict(func(t *liveTrace) bool { return t.partition >= 0 && set[t.partition] }, s.m.revoked)
+}
+
+// partitionOf is the input partition of msg, -1 when it has none.
+func partitionOf(msg *message.Message) int32 {
+	p, err := strconv.ParseInt(msg.Metadata.Get(pipelines.MetaSourcePartition), 10, 32)
+	if err != nil || p < 0 {
+		return -1
+	}
+	return int32(p)
+}
 
 // Consume keeps the spans of one message (one tenant, one partition), once
 // the push that brought it is acknowledged (pipelines.OnSettled).
@@ -161,10 +191,11 @@ func (s *Store) Consume(msg *message.Message) error {
 	// max_bytes.
 	need := int64(len(msg.Payload))
 	s.bytes.Add(need)
+	partition := partitionOf(msg)
 	pipelines.OnSettled(msg.Context(), func(acknowledged bool) {
 		s.bytes.Add(-need)
 		if acknowledged {
-			s.add(ts, &batch)
+			s.add(ts, &batch, partition)
 		} else {
 			s.freed()
 		}
@@ -255,7 +286,7 @@ type spanRef struct {
 	span  *otlpwire.Span
 }
 
-func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
+func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch, partition int32) {
 	// Group the spans by trace, keeping their order.
 	groups := map[[16]byte][]spanRef{}
 	var order [][16]byte
@@ -284,7 +315,7 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch) {
 		t := sh.traces[id]
 		isNew := t == nil
 		if isNew {
-			t = &liveTrace{gen: s.gens.Add(1)}
+			t = &liveTrace{gen: s.gens.Add(1), partition: partition}
 		}
 		b.Reset()
 		for _, ref := range groups[id] {
@@ -363,13 +394,18 @@ func (s *Store) tenantList() []*tenantStore {
 // evictBefore lets go of the traces whose last span arrived before cutoff
 // (unix nanoseconds).
 func (s *Store) evictBefore(cutoff int64) {
+	s.evict(func(t *liveTrace) bool { return t.lastSeen < cutoff }, s.m.evicted)
+}
+
+// evict lets go of the traces drop selects, counting them in counted.
+func (s *Store) evict(drop func(*liveTrace) bool, counted *prometheus.CounterVec) {
 	for _, ts := range s.tenantList() {
 		var traces, bytes int64
 		for i := range ts.shards {
 			sh := &ts.shards[i]
 			sh.mu.Lock()
 			for id, t := range sh.traces {
-				if t.lastSeen < cutoff {
+				if drop(t) {
 					delete(sh.traces, id)
 					traces++
 					bytes += t.size
@@ -378,7 +414,7 @@ func (s *Store) evictBefore(cutoff int64) {
 			sh.mu.Unlock()
 		}
 		if traces > 0 {
-			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))
+			counted.WithLabelValues(ts.name).Add(float64(traces))
 			s.account(ts, -traces, -bytes)
 			s.dropDead(ts)
 		}

@@ -359,3 +359,48 @@ func TestWaitingPushEvictsWhatIsInBlocks(t *testing.T) {
 		t.Fatal("the waiting push was not woken by the safe mark")
 	}
 }
+
+// The store is a pipelines.ReplayingSink: read from Kafka, the pipeline
+// hands it the partitions it loses.
+var _ pipelines.ReplayingSink = (*Store)(nil)
+
+// Revoke lets go of the traces of the partitions given, and only those:
+// the process taking the partitions over reads them again, and a span
+// held by both would be counted twice by TraceQL metrics.
+func TestRevokeDropsThePartitionsTraces(t *testing.T) {
+	s := newStore(t, DefaultConfig())
+	ids := map[string]pcommon.TraceID{"0": {0xaa, 1}, "1": {0xaa, 2}, "": {0xaa, 3}}
+	for part, tid := range ids {
+		m := msg("t1", oneTrace(tid, "svc", 1, 2))
+		if part != "" {
+			m.Metadata.Set(pipelines.MetaSourcePartition, part)
+		}
+		if err := s.Consume(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.Bytes()
+	s.Revoke([]int32{1, 7})
+	for part, tid := range ids {
+		b, err := s.FindTraceByID(context.Background(), "t1", tid, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := b != nil; held != (part != "1") {
+			t.Errorf("trace of partition %q held: %v", part, held)
+		}
+	}
+	n := 0
+	if _, err := s.Scan(context.Background(), "t1", spanpred.Selection{}, func([16]byte, []byte) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("scan found %d traces after the revoke, want 2", n)
+	}
+	if got := testutil.ToFloat64(s.m.revoked.WithLabelValues("t1")); got != 1 {
+		t.Errorf("revoked traces counted %v, want 1", got)
+	}
+	if s.Bytes() >= before || testutil.ToFloat64(s.m.traces.WithLabelValues("t1")) != 2 {
+		t.Errorf("bytes %d (before %d), traces gauge %v: the revoked trace is still accounted", s.Bytes(), before, testutil.ToFloat64(s.m.traces.WithLabelValues("t1")))
+	}
+}

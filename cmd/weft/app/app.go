@@ -36,6 +36,7 @@ import (
 	"github.com/weftdb/weft/internal/readiness"
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
 	"github.com/weftdb/weft/sinks/livestore"
@@ -120,25 +121,26 @@ type App struct {
 	services  *modules.Services
 
 	// Set by the modules' Init, each after its dependencies.
-	bucket     objstore.Bucket                    // object-store
-	blocks     *blocklist.List                    // block-list
-	limits     *overrides.Overrides               // overrides
-	memory     *memlimit.Limiter                  // memory-limiter
-	handler    http.Handler                       // query-api
-	remoteLive *querier.RemoteLiveStores          // query-api: the live-stores of other processes
-	pool       *querier.Pool                      // query-api: the queriers of other processes
-	finder     *querier.Querier                   // query-api
-	searcher   *search.Searcher                   // query-api
-	localJobs  *querier.JobRunner                 // querier: set when a querier runs here
-	httpServer *http.Server                       // http-server
-	httpLn     net.Listener                       // http-server, once started
-	grpcServer *grpc.Server                       // grpc-server
-	grpcLn     net.Listener                       // grpc-server, once started
-	health     *health.Server                     // grpc-server
-	cluster    atomic.Pointer[membership.Cluster] // membership, once joined
-	pipeline   *pipelines.Pipeline                // pipeline
-	routes     *http.ServeMux                     // http-server: the query API, and the status pages of components
-	scheduler  *scheduler.Scheduler               // backend-scheduler: set when the scheduler runs here
+	bucket        objstore.Bucket                    // object-store
+	blocks        *blocklist.List                    // block-list
+	limits        *overrides.Overrides               // overrides
+	memory        *memlimit.Limiter                  // memory-limiter
+	handler       http.Handler                       // query-api
+	remoteLive    *querier.RemoteLiveStores          // query-api: the live-stores of other processes
+	pool          *querier.Pool                      // query-api: the queriers of other processes
+	finder        *querier.Querier                   // query-api
+	searcher      *search.Searcher                   // query-api
+	metricsRunner *tqmetrics.Runner                  // query-api: TraceQL metrics jobs over the same places
+	localJobs     *querier.JobRunner                 // querier: set when a querier runs here
+	httpServer    *http.Server                       // http-server
+	httpLn        net.Listener                       // http-server, once started
+	grpcServer    *grpc.Server                       // grpc-server
+	grpcLn        net.Listener                       // grpc-server, once started
+	health        *health.Server                     // grpc-server
+	cluster       atomic.Pointer[membership.Cluster] // membership, once joined
+	pipeline      *pipelines.Pipeline                // pipeline
+	routes        *http.ServeMux                     // http-server: the query API, and the status pages of components
+	scheduler     *scheduler.Scheduler               // backend-scheduler: set when the scheduler runs here
 
 	state atomic.Int32 // 0 starting, 1 running, 2 stopping
 }

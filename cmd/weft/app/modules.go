@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"google.golang.org/grpc"
@@ -26,6 +27,7 @@ import (
 	"github.com/weftdb/weft/pipelines"
 	"github.com/weftdb/weft/query/api"
 	"github.com/weftdb/weft/query/frontend"
+	tqmetrics "github.com/weftdb/weft/query/metrics"
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
@@ -207,6 +209,12 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	a.searcher.SetRemoteTags(a.remoteLive)
 	front := frontend.New(cfg.QueryFrontend, a.searcher, jobRoute{a}, a.finder, a.registry)
 	front.SetMemoryLimiter(a.memory)
+	// TraceQL metrics: the same places, the same queriers.
+	a.metricsRunner = tqmetrics.NewRunner(a.stores, a.blocks, readBucket)
+	a.metricsRunner.TargetBytesPerJob = cfg.QueryFrontend.Metrics.TargetBytesPerJob
+	front.SetMetrics(a.metricsRunner, jobRoute{a}, func(tenant string) time.Duration {
+		return a.limits.For(tenant).Read.MaxMetricsDuration
+	}, a.registry)
 	// The v2 trace-by-ID q filter is bound as a search's query is.
 	traceQLLimits := traceql.Limits{MaxBytes: cfg.QueryFrontend.MaxQueryExpressionSizeBytes, MaxDepth: cfg.QueryFrontend.MaxQueryNestingDepth,
 		MaxStages: cfg.QueryFrontend.MaxQueryPipelineStages, MaxRegexSize: cfg.QueryFrontend.MaxQueryRegexSize}
@@ -214,6 +222,7 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	a.handler, err = api.New(api.Options{
 		Finder:                    a.finder,
 		Searcher:                  front,
+		MetricsQuerier:            front,
 		Tagger:                    a.searcher,
 		MaxBytesPerTagValuesQuery: cfg.Overrides.Defaults.Read.MaxBytesPerTagValuesQuery,
 		TenantMaxBytesPerTagValuesQuery: func(tenant string) int {
@@ -261,6 +270,13 @@ func (r jobRoute) SearchJob(ctx context.Context, tenant string, job search.Job) 
 		return r.a.localJobs.SearchJob(ctx, tenant, job)
 	}
 	return r.a.pool.SearchJob(ctx, tenant, job)
+}
+
+func (r jobRoute) MetricsJob(ctx context.Context, tenant string, job tqmetrics.Job) (*tqmetrics.JobResult, error) {
+	if r.a.localJobs != nil {
+		return r.a.localJobs.MetricsJob(ctx, tenant, job)
+	}
+	return r.a.pool.MetricsJob(ctx, tenant, job)
 }
 
 func (a *App) initHTTPServer() (modules.Service, error) {
@@ -378,14 +394,14 @@ func (a *App) initComponent() (modules.Service, error) { return nil, nil }
 func (a *App) initLiveStore() (modules.Service, error) {
 	// Only this process's live-store: a LiveFinder here would ask the
 	// others back.
-	querier.RegisterLiveStoreService(a.grpcServer, a.stores, search.New(a.stores, nil, nil))
+	querier.RegisterLiveStoreService(a.grpcServer, a.stores, search.New(a.stores, nil, nil), tqmetrics.NewRunner(a.stores, nil, nil))
 	return nil, nil
 }
 
 // initQuerier runs search jobs here, for this process's query-frontend and
 // over gRPC for the others. Not ready to query until the blocks are known.
 func (a *App) initQuerier() (modules.Service, error) {
-	a.localJobs = querier.NewJobRunner(a.searcher, a.cfg.Querier, a.registry).WithRemoteLiveStores(a.remoteLive)
+	a.localJobs = querier.NewJobRunner(a.searcher, a.cfg.Querier, a.registry).WithRemoteLiveStores(a.remoteLive).SetMetrics(a.metricsRunner)
 	querier.RegisterJobService(a.grpcServer, a.localJobs)
 	a.readiness.Add("blocklist", a.blocks.Polled)
 	return nil, nil
