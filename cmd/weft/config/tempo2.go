@@ -124,8 +124,11 @@ var legacyOverrides = map[string]string{
 // mapTempo2 rewrites the Tempo 2.x keys of doc that have a meaning in weft
 // into weft's keys, before doc is decoded, and returns a note for each.
 // A weft key set in the file wins over the Tempo 2.x key mapped to it. The
-// value nodes are moved, not copied, so that an error in one still names its
-// line. The keys it does not rewrite are left for the Unknown hook of Load.
+// value nodes are shared, not copied, so that an error in one still names
+// its line. compactor is left in place (the Unknown hook of Load drops it
+// whole, with a note), so that an anchor in it stays whole; the keys of the
+// flat form of overrides are removed, as weft's overrides block has no
+// place for them.
 func mapTempo2(doc *yaml.Node) []Tempo2Key {
 	root := docMapping(doc)
 	if root == nil {
@@ -154,11 +157,9 @@ func mapTempo2(doc *yaml.Node) []Tempo2Key {
 			}
 			if pathGet(root, m.to) != nil {
 				notes = append(notes, Tempo2Key{"compactor.compaction." + m.from, "not used: " + m.to + " is set and wins"})
-				mapDelete(c, m.from)
 				continue
 			}
 			if pathSet(root, m.to, v) {
-				mapDelete(c, m.from)
 				notes = append(notes, Tempo2Key{"compactor.compaction." + m.from, "mapped to " + m.to})
 			}
 		}

@@ -218,3 +218,15 @@ func TestTempo2NoIngestHint(t *testing.T) {
 		t.Errorf("error names ingester: %v", err)
 	}
 }
+
+// An anchor in compactor.compaction that a weft block aliases stays whole.
+func TestTempo2CompactorAnchor(t *testing.T) {
+	src := "compactor:\n  compaction: &c {block_retention: 3h}\nbackend_worker:\n  compaction: *c\n"
+	c, _, err := LoadReport("tempo.yaml", []byte(src), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.BackendWorker.Compaction.BlockRetention; got != 3*time.Hour {
+		t.Errorf("block_retention = %s, want 3h through the alias", got)
+	}
+}
