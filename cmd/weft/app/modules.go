@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -207,7 +208,9 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	a.searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
 	// Tag names and values also come from the other live-stores.
 	a.searcher.SetRemoteTags(a.remoteLive)
-	front := frontend.New(cfg.QueryFrontend, a.searcher, jobRoute{a}, a.finder, a.registry)
+	fcfg := cfg.QueryFrontend
+	fcfg.QueryEndCutoff = EffectiveQueryEndCutoff(cfg)
+	front := frontend.New(fcfg, a.searcher, jobRoute{a}, a.finder, a.registry)
 	front.SetMemoryLimiter(a.memory)
 	// TraceQL metrics: the same places, the same queriers.
 	a.metricsRunner = tqmetrics.NewRunner(a.stores, a.blocks, readBucket)
@@ -259,6 +262,27 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	return modules.Funcs{OnStop: func(context.Context) error {
 		return errors.Join(a.remoteLive.Close(), a.pool.Close())
 	}}, nil
+}
+
+// EffectiveQueryEndCutoff is the query_frontend.query_end_cutoff the
+// query-frontend of a process with cfg applies to the end of searches, tag
+// and metrics queries.
+//
+// Tempo's cutoff (30s by default) exists because live-stores read the
+// spans from Kafka and lag the push's acknowledgement: a query reaching up
+// to now could miss spans already acknowledged. It is kept as configured
+// for every target but "all". With -target=all (monolithic, no Kafka) the
+// live-store keeps a push's spans before the push is acknowledged
+// (livestore.Store.Consume through pipelines.OnSettled), and the other
+// live-stores such a process may find in a cluster are fed the same way,
+// so nothing is missing at the end of the range: the cutoff is 0 unless
+// the file sets query_frontend.query_end_cutoff (cfg.QueryEndCutoffSet),
+// which is then honoured as written.
+func EffectiveQueryEndCutoff(cfg config.Config) time.Duration {
+	if cfg.QueryEndCutoffSet || !slices.Equal(SplitTargets(cfg.Target), []string{TargetAll}) {
+		return cfg.QueryFrontend.QueryEndCutoff
+	}
+	return 0
 }
 
 // jobRoute sends the query-frontend's search jobs to this process's
