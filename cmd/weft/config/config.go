@@ -82,6 +82,12 @@ type Config struct {
 	BackendScheduler scheduler.Config `yaml:"backend_scheduler"`
 	// BackendWorker runs them (the backend-worker component).
 	BackendWorker worker.Config `yaml:"backend_worker"`
+
+	// QueryEndCutoffSet is true when the file sets
+	// query_frontend.query_end_cutoff (Load sets it; a config built in Go
+	// sets it to have its QueryEndCutoff applied as given). A monolithic
+	// process applies an unset cutoff as 0 (see app.EffectiveQueryEndCutoff).
+	QueryEndCutoffSet bool `yaml:"-"`
 }
 
 // ServerConfig is the `server` block.
@@ -381,6 +387,7 @@ func LoadReport(file string, data []byte, expandEnv bool) (Config, Report, error
 	if p := cfg.Storage.Trace.WAL.Path; p != "" && !setsBlockBuilderWALPath(&doc) {
 		cfg.BlockBuilder.WAL.Path = filepath.Join(p, BlockBuilderWALDir)
 	}
+	cfg.QueryEndCutoffSet = setsQueryEndCutoff(&doc)
 	return cfg, r, nil
 }
 
@@ -399,6 +406,21 @@ func setsBlockBuilderWALPath(doc *yaml.Node) bool {
 		return false
 	}
 	return probe.BlockBuilder.WAL.Path != nil
+}
+
+// setsQueryEndCutoff reports whether the document has the key
+// query_frontend.query_end_cutoff (through anchors and merge keys too). It
+// is called on a document that decoded without error.
+func setsQueryEndCutoff(doc *yaml.Node) bool {
+	var probe struct {
+		QueryFrontend struct {
+			QueryEndCutoff *string `yaml:"query_end_cutoff"`
+		} `yaml:"query_frontend"`
+	}
+	if err := doc.Decode(&probe); err != nil {
+		return false
+	}
+	return probe.QueryFrontend.QueryEndCutoff != nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
