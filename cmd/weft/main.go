@@ -92,13 +92,13 @@ flags:
 	}
 
 	cfg := config.Default()
-	var ignored []string
+	var report config.Report
 	if *configFile != "" {
 		data, err := os.ReadFile(*configFile)
 		if err != nil {
 			return fmt.Errorf("cannot read the config file: %w", err)
 		}
-		if cfg, ignored, err = config.Load(*configFile, data, *expandEnv); err != nil {
+		if cfg, report, err = config.LoadReport(*configFile, data, *expandEnv); err != nil {
 			return fmt.Errorf("invalid configuration:\n%w", err)
 		}
 	}
@@ -109,8 +109,11 @@ flags:
 		return err
 	}
 	logger := newLogger(stderr, cfg.Server.LogLevel, cfg.Server.LogFormat)
-	if len(ignored) > 0 {
-		logger.Warn("config keys that Grafana Tempo knows and weft does not use yet are ignored", "keys", strings.Join(ignored, ","))
+	if len(report.Ignored) > 0 {
+		logger.Warn("config keys that Grafana Tempo knows and weft does not use yet are ignored", "keys", strings.Join(report.Ignored, ","))
+	}
+	if len(report.Tempo2) > 0 {
+		logger.Warn(config.Tempo2WarningMsg, report.Tempo2Args()...)
 	}
 
 	a, err := app.New(cfg, logger, build)

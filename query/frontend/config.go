@@ -20,6 +20,8 @@ type Config struct {
 	MaxOutstandingPerTenant int `yaml:"max_outstanding_per_tenant"`
 	// QueryEndCutoff clamps the end of a search to now minus this, as
 	// the newest spans may not all have arrived; 0 disables the clamp.
+	// The app passes the effective value: 0 in monolithic mode unless the
+	// config file sets the key (see app.EffectiveQueryEndCutoff).
 	QueryEndCutoff time.Duration `yaml:"query_end_cutoff"`
 	// MaxQueryExpressionSizeBytes caps the length of a TraceQL query.
 	MaxQueryExpressionSizeBytes int `yaml:"max_query_expression_size_bytes"`

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -207,7 +208,13 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	a.searcher.TargetBytesPerJob = cfg.QueryFrontend.Search.TargetBytesPerJob
 	// Tag names and values also come from the other live-stores.
 	a.searcher.SetRemoteTags(a.remoteLive)
-	front := frontend.New(cfg.QueryFrontend, a.searcher, jobRoute{a}, a.finder, a.registry)
+	fcfg := cfg.QueryFrontend
+	fcfg.QueryEndCutoff = EffectiveQueryEndCutoff(cfg)
+	if cfg.QueryEndCutoffSet && fcfg.QueryEndCutoff > 0 && slices.Equal(a.targets, []string{TargetAll}) {
+		a.logger.Info("query_frontend.query_end_cutoff is set: searches and metrics queries leave out the newest spans although a monolithic process could find them as soon as their push is answered; remove the key to search them at once",
+			"query_end_cutoff", fcfg.QueryEndCutoff)
+	}
+	front := frontend.New(fcfg, a.searcher, jobRoute{a}, a.finder, a.registry)
 	front.SetMemoryLimiter(a.memory)
 	// TraceQL metrics: the same places, the same queriers.
 	a.metricsRunner = tqmetrics.NewRunner(a.stores, a.blocks, readBucket)
@@ -259,6 +266,29 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	return modules.Funcs{OnStop: func(context.Context) error {
 		return errors.Join(a.remoteLive.Close(), a.pool.Close())
 	}}, nil
+}
+
+// EffectiveQueryEndCutoff is the query_frontend.query_end_cutoff the
+// query-frontend of a process with cfg applies to the end of searches and
+// TraceQL metrics queries (the tag routes do not go through it).
+//
+// Tempo's cutoff (30s by default) exists because live-stores read the
+// spans from Kafka and lag the push's acknowledgement: a query reaching up
+// to now could miss spans already acknowledged. It is kept as configured
+// for every target but "all", even a list naming every component, whose
+// live-stores may read from Kafka. With -target=all (monolithic) every edge
+// of the pipeline is in process, none through Kafka, and the live-store
+// keeps a push's spans before the push is acknowledged
+// (livestore.Store.Consume through pipelines.OnSettled), so nothing
+// acknowledged is missing at the end of the range: the cutoff is 0 unless
+// the file sets query_frontend.query_end_cutoff (cfg.QueryEndCutoffSet),
+// which is then honoured as written (a Tempo file that sets it keeps its
+// behaviour).
+func EffectiveQueryEndCutoff(cfg config.Config) time.Duration {
+	if cfg.QueryEndCutoffSet || !slices.Equal(SplitTargets(cfg.Target), []string{TargetAll}) {
+		return cfg.QueryFrontend.QueryEndCutoff
+	}
+	return 0
 }
 
 // jobRoute sends the query-frontend's search jobs to this process's

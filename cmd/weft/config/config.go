@@ -82,6 +82,12 @@ type Config struct {
 	BackendScheduler scheduler.Config `yaml:"backend_scheduler"`
 	// BackendWorker runs them (the backend-worker component).
 	BackendWorker worker.Config `yaml:"backend_worker"`
+
+	// QueryEndCutoffSet is true when the file sets
+	// query_frontend.query_end_cutoff (Load sets it; a config built in Go
+	// sets it to have its QueryEndCutoff applied as given). A monolithic
+	// process applies an unset cutoff as 0 (see app.EffectiveQueryEndCutoff).
+	QueryEndCutoffSet bool `yaml:"-"`
 }
 
 // ServerConfig is the `server` block.
@@ -333,35 +339,56 @@ func (c *Config) OTLPNode() otlp.Config {
 }
 
 // Load reads a config file on top of Default. It returns the Tempo keys
-// that weft ignores, for one warning; every unknown key, type error and
-// invalid value is returned at once, each with its line.
+// that weft ignores and the Tempo 2.x keys it found, for one warning; every
+// unknown key, type error and invalid value is returned at once, each with
+// its line. Use LoadReport to tell the two kinds of Tempo keys apart.
 func Load(file string, data []byte, expandEnv bool) (Config, []string, error) {
+	cfg, r, err := LoadReport(file, data, expandEnv)
+	keys := r.Ignored
+	for _, k := range r.Tempo2 {
+		keys = append(keys, k.Key)
+	}
+	return cfg, keys, err
+}
+
+// LoadReport reads a config file on top of Default, as Load does. Tempo
+// 2.x keys with a meaning in weft are mapped to weft's keys (see
+// Tempo2Key); the others are accepted. Both are listed in Report.Tempo2,
+// each with a note for the warning; the Tempo keys weft does not use are in
+// Report.Ignored.
+func LoadReport(file string, data []byte, expandEnv bool) (Config, Report, error) {
 	cfg := Default()
 	if expandEnv {
 		data = []byte(ExpandEnv(string(data)))
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return cfg, nil, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
+		return cfg, Report{}, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
 	}
-	var ignored []string
+	var r Report
+	r.Tempo2 = mapTempo2(&doc)
 	err := yamlx.Decode(&doc, &cfg, yamlx.Options{
 		File: file,
 		Unknown: func(path string, _ *yaml.Node) bool {
+			if k, ok := tempo2Note(path); ok {
+				r.Tempo2 = append(r.Tempo2, Tempo2Key{Key: path, Note: k.Note})
+				return true
+			}
 			if isTempoKey(path) {
-				ignored = append(ignored, path)
+				r.Ignored = append(r.Ignored, path)
 				return true
 			}
 			return false
 		},
 	})
 	if err != nil {
-		return cfg, ignored, err
+		return cfg, r, err
 	}
 	if p := cfg.Storage.Trace.WAL.Path; p != "" && !setsBlockBuilderWALPath(&doc) {
 		cfg.BlockBuilder.WAL.Path = filepath.Join(p, BlockBuilderWALDir)
 	}
-	return cfg, ignored, nil
+	cfg.QueryEndCutoffSet = setsQueryEndCutoff(&doc)
+	return cfg, r, nil
 }
 
 // setsBlockBuilderWALPath reports whether the document has the key
@@ -379,6 +406,21 @@ func setsBlockBuilderWALPath(doc *yaml.Node) bool {
 		return false
 	}
 	return probe.BlockBuilder.WAL.Path != nil
+}
+
+// setsQueryEndCutoff reports whether the document has the key
+// query_frontend.query_end_cutoff (through anchors and merge keys too). It
+// is called on a document that decoded without error.
+func setsQueryEndCutoff(doc *yaml.Node) bool {
+	var probe struct {
+		QueryFrontend struct {
+			QueryEndCutoff *string `yaml:"query_end_cutoff"`
+		} `yaml:"query_frontend"`
+	}
+	if err := doc.Decode(&probe); err != nil {
+		return false
+	}
+	return probe.QueryFrontend.QueryEndCutoff != nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)

@@ -111,6 +111,35 @@ func TestStorageTraceWALPath(t *testing.T) {
 	}
 }
 
+// Load says whether the file sets query_frontend.query_end_cutoff, which a
+// monolithic process otherwise applies as 0 (app.EffectiveQueryEndCutoff).
+func TestQueryEndCutoffSet(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		set       bool
+		want      time.Duration
+	}{
+		{"no file keys", "target: all\n", false, 30 * time.Second},
+		{"other frontend keys", "query_frontend:\n  max_outstanding_per_tenant: 10\n", false, 30 * time.Second},
+		{"set to the default", "query_frontend:\n  query_end_cutoff: 30s\n", true, 30 * time.Second},
+		{"set to 0", "query_frontend: {query_end_cutoff: 0s}\n", true, 0},
+		{"through a merge key", "metrics_generator: {storage: {wal: &qf {query_end_cutoff: 5s}}}\nquery_frontend: {<<: *qf}\n", true, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := Load("weft.yaml", []byte(tc.src), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.QueryEndCutoffSet != tc.set || c.QueryFrontend.QueryEndCutoff != tc.want {
+				t.Errorf("set %v, query_end_cutoff %s; want %v, %s", c.QueryEndCutoffSet, c.QueryFrontend.QueryEndCutoff, tc.set, tc.want)
+			}
+		})
+	}
+	if Default().QueryEndCutoffSet {
+		t.Error("Default sets QueryEndCutoffSet")
+	}
+}
+
 // Keys neither system knows are errors with their line; all are reported.
 func TestUnknownKeysAreErrors(t *testing.T) {
 	src := `server:

@@ -8,7 +8,7 @@ import "strings"
 // listed: they are the fields of Config.
 var tempoKeys = []string{
 	// top level
-	"auth_enabled", "stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
+	"stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
 	"usage_report",
 	// metrics-generator (the keys weft reads are Config.MetricsGenerator's)
@@ -29,14 +29,14 @@ var tempoKeys = []string{
 	"backend_worker.ring", "backend_worker.compaction.max_bytes_per_trace", "backend_worker.compaction.v2_in_buffer_bytes",
 	"backend_worker.compaction.v2_out_buffer_bytes", "backend_worker.compaction.v2_prefetch_traces_count",
 	// query_frontend and querier
-	"query_frontend.trace_by_id", "query_frontend.api_timeout",
+	"query_frontend.trace_by_id", "query_frontend.api_timeout", "query_frontend.mcp_server", "query_frontend.search.metadata_slo",
 	"query_frontend.metrics.interval", "query_frontend.metrics.streaming_shards", "query_frontend.metrics.duration_slo",
 	"query_frontend.metrics.throughput_bytes_slo", "query_frontend.metrics.max_batch_size",
 	"query_frontend.search.query_ingesters_until",
 	"query_frontend.search.duration_slo", "query_frontend.search.throughput_bytes_slo",
 	"query_frontend.max_batch_size", "query_frontend.max_retries", "query_frontend.search.ingester_shards",
 	"query_frontend.search.most_recent_shards",
-	"querier.frontend_worker", "querier.query_relevant_ingesters",
+	"querier.query_relevant_ingesters",
 	// server (dskit)
 	"server.http_listen_network", "server.http_listen_conn_limit", "server.grpc_listen_network",
 	"server.grpc_listen_conn_limit", "server.tls_cipher_suites", "server.tls_min_version",
