@@ -20,23 +20,38 @@ type Request struct {
 	MaxSeries int `json:"maxSeries,omitempty"`
 }
 
-// DefaultStep is Tempo's step when the request gives none: the range cut
-// in 240, rounded down to a multiple of 5s, or of 1s below 5s, and at
-// least 1s (Tempo's traceql.DefaultQueryRangeStep).
+// DefaultStep is the query-frontend's step when a request gives none, as
+// Tempo's frontend picks it (../shared/reference/tempo.md §2.6): the range
+// cut in 240 (the baseline), rounded down to a multiple of the first
+// granularity of 1h, 5m, 1m, 15s, 5s and 1s that is strictly below it, and
+// at least 1s; a range under a minute uses multiples of 50ms, at least
+// 50ms. So 1h gives 15s, 6h 1m30s → 1m, 24h 6m → 5m.
 func DefaultStep(start, end uint64) uint64 {
 	if end <= start {
 		return uint64(time.Second)
 	}
-	base := time.Duration(end-start) / 240
-	step := base / (5 * time.Second) * (5 * time.Second)
-	if step < 5*time.Second {
-		step = base / time.Second * time.Second
+	rng := time.Duration(end - start)
+	base := rng / 240
+	floor := func(unit time.Duration) uint64 { return uint64(base / unit * unit) }
+	if rng < time.Minute {
+		if base > subMinuteStep {
+			return floor(subMinuteStep)
+		}
+		return uint64(subMinuteStep)
 	}
-	if step < time.Second {
-		step = time.Second
+	for _, g := range stepGranularities {
+		if base > g {
+			return floor(g)
+		}
 	}
-	return uint64(step)
+	return uint64(time.Second)
 }
+
+// stepGranularities are the multiples DefaultStep rounds to, largest
+// first, and subMinuteStep the one of a range under a minute.
+var stepGranularities = []time.Duration{time.Hour, 5 * time.Minute, time.Minute, 15 * time.Second, 5 * time.Second, time.Second}
+
+const subMinuteStep = 50 * time.Millisecond
 
 // Instant reports whether r is an instant query (Step == End-Start).
 func (r Request) Instant() bool { return r.End-r.Start == r.Step }

@@ -16,14 +16,19 @@ func TestDefaultStep(t *testing.T) {
 		rng  uint64
 		want time.Duration
 	}{
-		{100 * sec, time.Second},
-		{600 * sec, 2 * time.Second},
-		{3600 * sec, 15 * time.Second},
-		{0, time.Second},
-		{10 * sec, time.Second},
-		{24 * 3600 * sec, 360 * time.Second},
-		{1100 * sec, 4 * time.Second}, // 4.58s: below 5s, rounded to the second
-		{1300 * sec, 5 * time.Second}, // 5.41s: rounded to 5s
+		{100 * sec, time.Second},              // 416ms: below 1s
+		{600 * sec, 2 * time.Second},          // 2.5s → 1s granularity
+		{3600 * sec, 15 * time.Second},        // 15s: not strictly above 15s → 5s granularity
+		{0, time.Second},                      // empty range
+		{10 * sec, 50 * time.Millisecond},     // under a minute: 41.6ms → 50ms
+		{30 * sec, 100 * time.Millisecond},    // 125ms → multiple of 50ms
+		{24 * 3600 * sec, 5 * time.Minute},    // 6m → 5m granularity
+		{6 * 3600 * sec, time.Minute},         // 1m30s → 1m
+		{1100 * sec, 4 * time.Second},         // 4.58s → 1s granularity
+		{1300 * sec, 5 * time.Second},         // 5.41s → 5s
+		{2 * 3600 * sec, 30 * time.Second},    // 30s → 15s granularity
+		{30 * 24 * 3600 * sec, 3 * time.Hour}, // 3h → 1h granularity
+		{10 * 24 * 3600 * sec, time.Hour},     // exactly 1h: not above → 5m granularity gives 60m
 	} {
 		if got := time.Duration(DefaultStep(1000*sec, 1000*sec+c.rng)); got != c.want {
 			t.Errorf("DefaultStep(range %ds) = %v, want %v", c.rng/sec, got, c.want)
