@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -141,5 +142,42 @@ func TestMetricsLimits(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("protobuf answer has %d series, want 1", n)
+	}
+}
+
+// A query_backend_after longer than the live-store's window would count
+// some spans from live-stores that no longer hold them: weft says so at
+// start, naming both keys; with the defaults it says nothing.
+func TestMetricsBackendAfterWindowWarning(t *testing.T) {
+	for _, c := range []struct {
+		after time.Duration
+		warn  bool
+	}{{30 * time.Minute, true}, {15 * time.Minute, false}} {
+		var logs strings.Builder
+		cfg := config.Default()
+		cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
+		cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
+		cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
+		cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
+		dir := t.TempDir()
+		cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
+		cfg.BlockBuilder.WAL.Path = dir + "/wal"
+		cfg.QueryFrontend.Metrics.QueryBackendAfter = c.after
+		a, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), BuildInfo{Version: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		got := strings.Contains(logs.String(), "query_frontend.metrics.query_backend_after is longer than live_store.window")
+		if got != c.warn {
+			t.Errorf("query_backend_after %s, window %s: warned %v, want %v\n%s", c.after, cfg.LiveStore.Window, got, c.warn, logs.String())
+		}
 	}
 }

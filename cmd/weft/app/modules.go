@@ -214,6 +214,10 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 		a.logger.Info("query_frontend.query_end_cutoff is set: searches and metrics queries leave out the newest spans although a monolithic process could find them as soon as their push is answered; remove the key to search them at once",
 			"query_end_cutoff", fcfg.QueryEndCutoff)
 	}
+	if after, window := cfg.QueryFrontend.Metrics.QueryBackendAfter, cfg.LiveStore.Window; after > window {
+		a.logger.Warn("query_frontend.metrics.query_backend_after is longer than live_store.window: TraceQL metrics count the spans that started between the two from the live-stores, which no longer hold all of them; keep it under live_store.window",
+			"query_backend_after", after, "window", window)
+	}
 	front := frontend.New(fcfg, a.searcher, jobRoute{a}, a.finder, a.registry)
 	front.SetMemoryLimiter(a.memory)
 	// TraceQL metrics: the same places, the same queriers.
