@@ -93,15 +93,10 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 	}
 	ra := r.readerAt(ctx)
 	defer func() { st.BytesRead = ra.bytesRead.Load() }()
-	last := req.LastRowGroup
-	if last <= 0 || last > len(f.RowGroups()) {
-		last = len(f.RowGroups())
-	}
-	var fields []fieldColumns
-	if req.Pred != nil {
-		if fields, err = lookupFields(f, req.Pred.Fields()); err != nil {
-			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
-		}
+	last := lastRowGroup(f, req.LastRowGroup)
+	fields, err := r.predFields(f, req.Pred)
+	if err != nil {
+		return st, err
 	}
 	var sc scanScratch
 	if req.NewestFirst {
@@ -125,6 +120,27 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 		}
 	}
 	return st, nil
+}
+
+// lastRowGroup is the end of a scan's row groups: last, or the file's
+// count when last is 0 or beyond it.
+func lastRowGroup(f *parquet.File, last int) int {
+	if last <= 0 || last > len(f.RowGroups()) {
+		return len(f.RowGroups())
+	}
+	return last
+}
+
+// predFields are the columns of pred's fields, none for a nil pred.
+func (r *Reader) predFields(f *parquet.File, pred spanpred.Predicate) ([]fieldColumns, error) {
+	if pred == nil {
+		return nil, nil
+	}
+	fields, err := lookupFields(f, pred.Fields())
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
+	}
+	return fields, nil
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,

@@ -56,15 +56,10 @@ func (r *Reader) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sp
 	}
 	ra := r.readerAt(ctx)
 	defer func() { st.BytesRead = ra.bytesRead.Load() }()
-	last := req.LastRowGroup
-	if last <= 0 || last > len(f.RowGroups()) {
-		last = len(f.RowGroups())
-	}
-	var pfields []fieldColumns
-	if req.Pred != nil {
-		if pfields, err = lookupFields(f, req.Pred.Fields()); err != nil {
-			return st, fmt.Errorf("block %s: %w", r.meta.BlockID, err)
-		}
+	last := lastRowGroup(f, req.LastRowGroup)
+	pfields, err := r.predFields(f, req.Pred)
+	if err != nil {
+		return st, err
 	}
 	efields, err := lookupFields(f, req.Fields)
 	if err != nil {

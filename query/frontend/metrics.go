@@ -328,7 +328,7 @@ func (f *Frontend) queryRange(ctx context.Context, mreq MetricsRequest, tenants 
 		run := func(ctx context.Context, i int) (*tqmetrics.JobResult, error) {
 			return f.metrics.querier.MetricsJob(ctx, jobs[i].tenant, jobs[i].job)
 		}
-		completed, err = f.runMetrics(ctx, tenants[0], len(jobs), run, func(i int, res *tqmetrics.JobResult) (stop bool, err error) {
+		completed, err = f.runMetrics(ctx, tenants[0], len(jobs), run, func(res *tqmetrics.JobResult) (stop bool, err error) {
 			if sk := res.Skipped; sk != nil {
 				notes.Add(*sk)
 			}
@@ -340,10 +340,10 @@ func (f *Frontend) queryRange(ctx context.Context, mreq MetricsRequest, tenants 
 					return true, err
 				}
 			}
-			if res.Skipped != nil && res.Skipped.Reason == partial.ReasonStorage {
-				return false, errStorageDown
-			}
-			return comb.Truncated(), nil
+			// Object storage failed: the block jobs not started would
+			// fail the same way (after the read timeout).
+			storageDown := res.Skipped != nil && res.Skipped.Reason == partial.ReasonStorage
+			return comb.Truncated() || storageDown, nil
 		})
 		if err != nil {
 			return nil, f.wrapMetrics(ctx, err)
@@ -361,22 +361,17 @@ func (f *Frontend) queryRange(ctx context.Context, mreq MetricsRequest, tenants 
 	return resp, nil
 }
 
-// errStorageDown, from runMetrics' add, says object storage failed: the
-// block jobs not started are skipped (they would fail the same way).
-var errStorageDown = errors.New("object storage failed")
-
 // runMetrics runs n jobs with run, up to metrics.concurrent_jobs at once
 // within the tenant's job slots, handing each result to add in completion
-// order. add returning stop ends the query early (the jobs not started
-// are skipped, those running cancelled); errStorageDown skips the block
-// jobs not started. It returns the jobs completed once every job started
+// order. add returning stop ends the query early (the series limit was
+// reached, or object storage failed: the jobs not started are skipped,
+// those running cancelled). It returns the jobs completed once every job started
 // has returned.
 func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run func(ctx context.Context, i int) (*tqmetrics.JobResult, error),
-	add func(i int, res *tqmetrics.JobResult) (bool, error)) (int, error) {
+	add func(res *tqmetrics.JobResult) (bool, error)) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		i   int
 		res *tqmetrics.JobResult
 		err error
 	}
@@ -399,7 +394,7 @@ func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run fun
 			i := sent
 			wg.Go(func() {
 				res, err := run(ctx, i)
-				results <- result{i, res, err}
+				results <- result{res, err}
 			})
 			sent++
 			inflight++
@@ -419,10 +414,8 @@ func (f *Frontend) runMetrics(ctx context.Context, tenant string, n int, run fun
 			}
 			f.metrics.jobs.WithLabelValues("completed").Inc()
 			completed++
-			stop, err := add(r.i, r.res)
+			stop, err := add(r.res)
 			switch {
-			case errors.Is(err, errStorageDown):
-				skipRest()
 			case err != nil:
 				firstErr = err
 			case stop:

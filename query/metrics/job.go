@@ -93,40 +93,19 @@ func (r *Runner) Plan(req Request, tenant string, cutoff uint64) []Job {
 		return jobs
 	}
 	to := min(req.End, cutoff)
-	target := r.TargetBytesPerJob
-	if target <= 0 {
-		target = search.DefaultTargetBytesPerJob
-	}
 	// A span starting in (Start, to] ends at or after Start.
-	for _, e := range r.blocks.Blocks(tenant, time.Unix(0, int64(req.Start)), time.Unix(0, int64(to))) {
-		m := e.Meta
-		n := len(m.RowGroups)
-		if n == 0 {
-			continue
-		}
-		per := max(1, int(target/max(1, m.Size/int64(n))))
-		for first := 0; first < n; first += per {
-			last := min(n, first+per)
-			jobs = append(jobs, Job{
-				Request: req, BlockID: m.BlockID.String(), FirstRowGroup: first, LastRowGroup: last,
-				From: req.Start, To: to, Bytes: m.Size * int64(last-first) / int64(n),
-			})
-		}
+	for _, p := range search.CutBlocks(r.blocks.Blocks(tenant, time.Unix(0, int64(req.Start)), time.Unix(0, int64(to))), r.TargetBytesPerJob) {
+		jobs = append(jobs, Job{
+			Request: req, BlockID: p.Meta.BlockID.String(), FirstRowGroup: p.FirstRowGroup, LastRowGroup: p.LastRowGroup,
+			From: req.Start, To: to, Bytes: p.Bytes,
+		})
 	}
 	return jobs
 }
 
 // BlockStats are the totalBlocks and totalBlockBytes of jobs.
 func BlockStats(jobs []Job) (blocks uint32, bytes uint64) {
-	seen := map[string]bool{}
-	for _, j := range jobs {
-		if !j.Live && !seen[j.BlockID] {
-			seen[j.BlockID] = true
-			blocks++
-		}
-		bytes += uint64(max(j.Bytes, 0))
-	}
-	return blocks, bytes
+	return search.CountBlocks(jobs, func(j Job) (bool, string, int64) { return j.Live, j.BlockID, j.Bytes })
 }
 
 func invalid(format string, args ...any) error {

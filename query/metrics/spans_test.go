@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -19,8 +20,10 @@ import (
 
 // spanBlock writes a block of spangen traces, some spans of which carry
 // an array attribute (which the columns cannot give exactly), in row
-// groups of 32 KiB, and returns a runner over it and its meta.
-func spanBlock(t testing.TB) (*Runner, *block.Meta) {
+// groups of 32 KiB, and returns a runner over it, its meta, and the trace
+// ID (hex) of each span ID (hex) with the start time (unix ms) of the
+// span.
+func spanBlock(t testing.TB) (*Runner, *block.Meta, map[string]spanOf) {
 	t.Helper()
 	ctx := context.Background()
 	bkt, err := filesystem.NewBucket(t.TempDir())
@@ -28,12 +31,18 @@ func spanBlock(t testing.TB) (*Runner, *block.Meta) {
 		t.Fatal(err)
 	}
 	td := spangen.Generate(spangen.Options{Seed: 3, Traces: 600, SpansPerTrace: 6})
+	ids := map[string]spanOf{}
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		sss := rss.At(i).ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				sid, tid := sp.SpanID(), sp.TraceID()
+				ids[hex.EncodeToString(sid[:])] = spanOf{
+					traceID: hex.EncodeToString(tid[:]), startMs: int64(sp.StartTimestamp()) / 1e6,
+				}
 				if k%97 == 5 {
 					sl := spans.At(k).Attributes().PutEmptySlice("tags")
 					sl.AppendEmpty().SetStr("a")
@@ -61,7 +70,13 @@ func spanBlock(t testing.TB) (*Runner, *block.Meta) {
 	if err := list.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return NewRunner(nil, list, bkt), meta
+	return NewRunner(nil, list, bkt), meta, ids
+}
+
+// spanOf is what the test knows of a span of spanBlock.
+type spanOf struct {
+	traceID string
+	startMs int64
 }
 
 // TestSpanPathAgreesWithTracePath runs block jobs of many queries both
@@ -69,7 +84,7 @@ func spanBlock(t testing.TB) (*Runner, *block.Meta) {
 // the same, value for value, and so is the number of exemplars. Queries
 // the columns cannot answer exactly fall back to whole traces.
 func TestSpanPathAgreesWithTracePath(t *testing.T) {
-	r, meta := spanBlock(t)
+	r, meta, spans := spanBlock(t)
 	if len(meta.RowGroups) < 4 {
 		t.Fatalf("only %d row groups", len(meta.RowGroups))
 	}
@@ -126,6 +141,24 @@ func TestSpanPathAgreesWithTracePath(t *testing.T) {
 		}
 		if n, m := exemplarCount(fast), exemplarCount(slow); n != m {
 			t.Errorf("%s: %d exemplars from the columns, %d from traces", c.q, n, m)
+		}
+		// The IDs the span path reads afterwards are those of the span
+		// the exemplar was taken from.
+		for _, ser := range fast.Parts[0].Series {
+			for _, ex := range ser.Exemplars {
+				var tid, sid string
+				for _, l := range ex.Labels {
+					switch l.Key {
+					case "trace:id":
+						tid = *l.Value.StringValue
+					case "span:id":
+						sid = *l.Value.StringValue
+					}
+				}
+				if sp, ok := spans[sid]; !ok || sp.traceID != tid || sp.startMs != ex.TimestampMs {
+					t.Errorf("%s: exemplar trace %s span %s at %d: not a span of the block (%+v, %v)", c.q, tid, sid, ex.TimestampMs, sp, ok)
+				}
+			}
 		}
 	}
 }

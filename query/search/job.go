@@ -89,11 +89,32 @@ func (s *Searcher) Plan(req Request, tenant string) []Job {
 	if s.blocks == nil {
 		return jobs
 	}
-	target := s.TargetBytesPerJob
+	for _, p := range CutBlocks(s.blocks.Blocks(tenant, req.Start, req.End), s.TargetBytesPerJob) {
+		jobs = append(jobs, Job{
+			Request: req, BlockID: p.Meta.BlockID.String(), FirstRowGroup: p.FirstRowGroup, LastRowGroup: p.LastRowGroup,
+			EndUnixNano: uint64(p.Meta.EndTime.UnixNano()), Bytes: p.Bytes,
+		})
+	}
+	return jobs
+}
+
+// BlockPart is the unit of a block job: row groups [FirstRowGroup,
+// LastRowGroup) of one block, Bytes of its data.parquet.
+type BlockPart struct {
+	Meta                        *block.Meta
+	FirstRowGroup, LastRowGroup int
+	Bytes                       int64
+}
+
+// CutBlocks cuts each block of entries, in their order, into parts of
+// consecutive whole row groups of about target bytes of data.parquet (at
+// least one row group each); target 0 means DefaultTargetBytesPerJob.
+func CutBlocks(entries []*blocklist.Entry, target int64) []BlockPart {
 	if target <= 0 {
 		target = DefaultTargetBytesPerJob
 	}
-	for _, e := range s.blocks.Blocks(tenant, req.Start, req.End) {
+	var out []BlockPart
+	for _, e := range entries {
 		m := e.Meta
 		n := len(m.RowGroups)
 		if n == 0 {
@@ -102,25 +123,29 @@ func (s *Searcher) Plan(req Request, tenant string) []Job {
 		per := max(1, int(target/max(1, m.Size/int64(n))))
 		for first := 0; first < n; first += per {
 			last := min(n, first+per)
-			jobs = append(jobs, Job{
-				Request: req, BlockID: m.BlockID.String(), FirstRowGroup: first, LastRowGroup: last,
-				EndUnixNano: uint64(m.EndTime.UnixNano()),
-				Bytes:       m.Size * int64(last-first) / int64(n),
-			})
+			out = append(out, BlockPart{Meta: m, FirstRowGroup: first, LastRowGroup: last, Bytes: m.Size * int64(last-first) / int64(n)})
 		}
 	}
-	return jobs
+	return out
 }
 
 // BlockStats are the totalBlocks and totalBlockBytes of jobs.
 func BlockStats(jobs []Job) (blocks uint32, bytes uint64) {
+	return CountBlocks(jobs, func(j Job) (bool, string, int64) { return j.Live, j.BlockID, j.Bytes })
+}
+
+// CountBlocks are the distinct blocks and the bytes of jobs of any kind,
+// which of gives as whether a job is the live one, its block and its
+// bytes.
+func CountBlocks[J any](jobs []J, of func(J) (live bool, blockID string, bytes int64)) (blocks uint32, bytes uint64) {
 	seen := map[string]bool{}
 	for _, j := range jobs {
-		if !j.Live && !seen[j.BlockID] {
-			seen[j.BlockID] = true
+		live, id, n := of(j)
+		if !live && !seen[id] {
+			seen[id] = true
 			blocks++
 		}
-		bytes += uint64(max(j.Bytes, 0))
+		bytes += uint64(max(n, 0))
 	}
 	return blocks, bytes
 }

@@ -264,23 +264,34 @@ func decodeV2Proto(t *testing.T, body []byte) []*tracepb.ResourceSpans {
 	t.Helper()
 	// TraceByIDResponse: field 1 is the Trace.
 	var traceBytes []byte
+	if fs := protoFields(t, body)[1]; len(fs) > 0 {
+		traceBytes = fs[len(fs)-1]
+	}
+	return decodeV1Proto(t, traceBytes)
+}
+
+// protoFields splits a protobuf message into the values of its
+// length-delimited fields, by field number, in order.
+func protoFields(t *testing.T, body []byte) map[protowire.Number][][]byte {
+	t.Helper()
+	out := map[protowire.Number][][]byte{}
 	for b := body; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			t.Fatalf("v2 protobuf: bad tag")
+			t.Fatalf("protobuf: bad tag")
 		}
 		b = b[n:]
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			t.Fatalf("v2 protobuf: bad field %d", num)
+			t.Fatalf("protobuf: bad field %d", num)
 		}
-		if num == 1 {
+		if typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(b)
-			traceBytes = v
+			out[num] = append(out[num], v)
 		}
 		b = b[m:]
 	}
-	return decodeV1Proto(t, traceBytes)
+	return out
 }
 
 // compareTrace checks that got holds exactly the sent spans, each with its

@@ -342,10 +342,11 @@ func TestFaultDamagedBloom(t *testing.T) {
 
 // A truncated data.parquet loses only its own spans: trace by ID serves
 // the others (a trace partly in the block with status PARTIAL naming it),
-// v1 answers what was found, search and tag values answer partially, and
-// the skipped block is counted.
+// v1 answers what was found, search, tag values and TraceQL metrics
+// answer partially, and the skipped block is counted.
 func TestFaultDamagedData(t *testing.T) {
-	e := newReadsEnv(t, 8, nil)
+	// Metrics count every span older than a millisecond from the blocks.
+	e := newReadsEnv(t, 8, func(c *config.Config) { c.QueryFrontend.Metrics.QueryBackendAfter = time.Millisecond })
 	truncate(t, e.file("one", block.DataName))
 	bad := e.blockOf["one"]
 	e.checkServed(t, bad, "one")
@@ -364,6 +365,15 @@ func TestFaultDamagedData(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), "svc-two") || !strings.Contains(string(body), "svc-live") ||
 		!strings.Contains(string(body), `"status":"PARTIAL"`) || !strings.Contains(strings.Join(header.Values("Warning"), " "), bad) {
 		t.Fatalf("tag values: %d %s %q", code, body, header.Values("Warning"))
+	}
+	// A metrics query over the blocks: the other block's spans, the
+	// damaged block named.
+	q += "&q=" + url.QueryEscape("{ } | count_over_time() by (resource.service.name)")
+	code, body, header = fetch(t, "http://"+e.a.HTTPAddr()+"/api/metrics/query_range"+q, "", "")
+	if code != http.StatusOK || !strings.Contains(string(body), "svc-two") || strings.Contains(string(body), `"svc-one"`) ||
+		!strings.Contains(string(body), `"status":"PARTIAL"`) || !strings.Contains(string(body), bad) ||
+		!strings.Contains(strings.Join(header.Values("Warning"), " "), bad) {
+		t.Fatalf("metrics: %d %s %q", code, body, header.Values("Warning"))
 	}
 }
 

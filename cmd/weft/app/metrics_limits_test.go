@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/weftdb/weft/cmd/weft/config"
 	"github.com/weftdb/weft/internal/metricstest"
@@ -124,22 +123,7 @@ func TestMetricsLimits(t *testing.T) {
 	if code != 200 || hdr.Get("Content-Type") != "application/protobuf" {
 		t.Fatalf("protobuf: %d %s", code, hdr.Get("Content-Type"))
 	}
-	n := 0
-	for b := pb; len(b) > 0; {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			t.Fatalf("protobuf answer does not parse")
-		}
-		b = b[l:]
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			t.Fatalf("protobuf answer does not parse")
-		}
-		if num == 1 && typ == protowire.BytesType {
-			n++
-		}
-		b = b[m:]
-	}
+	n := len(protoFields(t, pb)[1])
 	if n != 1 {
 		t.Errorf("protobuf answer has %d series, want 1", n)
 	}
