@@ -201,6 +201,7 @@ func ParseReport(file string, data []byte, defaults Limits, tolerate KnownElsewh
 	if len(doc.Content) == 0 {
 		return out, Report{}, nil // an empty file: no tenant of its own
 	}
+	yamlx.InlineMerges(&doc) // flat keys brought by a merge key are mapped too
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		return nil, Report{}, &yamlx.Error{File: file, Line: root.Line, Msg: "expected a mapping with the key overrides"}

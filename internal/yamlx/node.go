@@ -110,3 +110,52 @@ func SetPath(root *yaml.Node, path string, v *yaml.Node) bool {
 	Set(n, last, v)
 	return true
 }
+
+// InlineMerges replaces, in every mapping below n, the merge keys
+// ("<<: *anchor", "<<: [*a, *b]") by the pairs they bring, as YAML defines
+// them: the mapping's own keys win, then the sources in order. Value nodes
+// are shared with the anchored mapping, which itself is left as it is but
+// for its own merge keys. Use it before Get and friends on a document that
+// may have merge keys; decoding the result gives what decoding the
+// original would.
+func InlineMerges(n *yaml.Node) {
+	inlineMerges(n, map[*yaml.Node]bool{})
+}
+
+func inlineMerges(n *yaml.Node, done map[*yaml.Node]bool) {
+	if n == nil || n.Kind == yaml.AliasNode || done[n] {
+		return
+	}
+	done[n] = true
+	for _, c := range n.Content {
+		inlineMerges(c, done)
+	}
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	var own, sources []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if isMerge(n.Content[i]) {
+			sources = append(sources, mergeSources(n.Content[i+1])...)
+			continue
+		}
+		own = append(own, n.Content[i], n.Content[i+1])
+	}
+	if len(sources) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i < len(own); i += 2 {
+		seen[own[i].Value] = true
+	}
+	for _, src := range sources {
+		inlineMerges(src, done) // its own merges first
+		for i := 0; i+1 < len(src.Content); i += 2 {
+			if k := src.Content[i]; !seen[k.Value] {
+				seen[k.Value] = true
+				own = append(own, k, src.Content[i+1])
+			}
+		}
+	}
+	n.Content = own
+}

@@ -298,3 +298,27 @@ func TestTempo2RuntimeOverridesFlatForm(t *testing.T) {
 		t.Errorf("a misspelt key: %v", err)
 	}
 }
+
+// Keys brought by YAML merge keys are mapped as the others are.
+func TestTempo2MergeKeys(t *testing.T) {
+	cfg := "auth_enabled: true\n" +
+		"compactor:\n  compaction:\n    <<: {block_retention: 48h}\n" +
+		"overrides:\n  <<: {max_traces_per_user: 7}\n" +
+		"server:\n  <<: &srv {http_listen_port: 3300}\n"
+	c, r, err := LoadReport("tempo.yaml", []byte(cfg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MultitenancyEnabled || c.BackendWorker.Compaction.BlockRetention != 48*time.Hour ||
+		c.Overrides.Defaults.Ingestion.MaxTracesPerUser != 7 || c.Server.HTTPListenPort != 3300 {
+		t.Errorf("multitenancy %v, retention %s, max_traces_per_user %d, port %d", c.MultitenancyEnabled,
+			c.BackendWorker.Compaction.BlockRetention, c.Overrides.Defaults.Ingestion.MaxTracesPerUser, c.Server.HTTPListenPort)
+	}
+	if keys := tempo2Keys(r); !slices.Contains(keys, "overrides.max_traces_per_user") || !slices.Contains(keys, "compactor.compaction.block_retention") {
+		t.Errorf("notes: %v", keys)
+	}
+	m, rr, err := overrides.ParseReport("rt.yaml", []byte("overrides:\n  a:\n    <<: {max_traces_per_user: 3}\n"), overrides.DefaultLimits(), IsTempoOverridesKey)
+	if err != nil || m["a"].Ingestion.MaxTracesPerUser != 3 || len(rr.Legacy) != 1 {
+		t.Errorf("runtime file: %v %+v %+v", err, m["a"], rr)
+	}
+}
