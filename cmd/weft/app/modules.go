@@ -267,6 +267,9 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)
 	}
+	if a.handler, err = a.withUI(a.handler); err != nil {
+		return nil, err
+	}
 	return modules.Funcs{OnStop: func(context.Context) error {
 		return errors.Join(a.remoteLive.Close(), a.pool.Close())
 	}}, nil
