@@ -93,9 +93,15 @@ type pusher struct {
 	tps map[string]*sdktrace.TracerProvider
 }
 
-func newPusher(t *testing.T, a *app.App) *pusher {
+// newPusher pushes to a's OTLP/HTTP receiver; a non-empty tenant is sent
+// as X-Scope-OrgID.
+func newPusher(t *testing.T, a *app.App, tenant string) *pusher {
 	_, httpAddr := a.OTLPAddrs()
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure())
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure()}
+	if tenant != "" {
+		opts = append(opts, otlptracehttp.WithHeaders(map[string]string{"X-Scope-OrgID": tenant}))
+	}
+	exp, err := otlptracehttp.New(context.Background(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +335,7 @@ func TestBrowser(t *testing.T) {
 	a := startWeft(t, nil)
 	base := "http://" + a.HTTPAddr() + "/"
 
-	p := newPusher(t, a)
+	p := newPusher(t, a, "")
 	start := time.Now().Add(-2 * time.Minute).Truncate(time.Millisecond)
 	shop := map[string]bool{}
 	for i := 0; i < 6; i++ {
@@ -508,6 +514,42 @@ func TestBrowser(t *testing.T) {
 		b.noJSErrors(t)
 	})
 
+	t.Run("tenant", func(t *testing.T) {
+		mt := startWeft(t, func(c *config.Config) { c.MultitenancyEnabled = true })
+		mbase := "http://" + mt.HTTPAddr() + "/"
+		mp := newPusher(t, mt, "acme")
+		id := mp.shopTrace(0, time.Now().Add(-time.Minute))
+		mp.flush()
+		mp.shutdown()
+		// Without a tenant the API refuses, and the page says what it said.
+		resp, err := http.Get(mbase + "api/search?q=%7B%7D")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		b.must(t, chromedp.Navigate(mbase+"?view=search&q=%7B+%7D&range=1h"))
+		b.waitFor(t, "the tenant selector", `!document.getElementById('tenant-box').hidden`)
+		b.waitFor(t, "the API's refusal", `!document.getElementById('error').hidden`)
+		if msg := eval[string](t, b, `document.querySelector('#error .msg').textContent`); msg != strings.TrimSpace(string(body)) {
+			t.Fatalf("without a tenant the page shows %q, the API said %d %q", msg, resp.StatusCode, body)
+		}
+		// Choosing the tenant sends X-Scope-OrgID: its trace is found.
+		b.must(t, chromedp.SendKeys(chromedp.CSS("#tenant"), "acme"), chromedp.KeyEvent(kb.Enter))
+		b.must(t, chromedp.Focus(chromedp.CSS("#q"))) // the change event fires on leaving the box
+		b.waitFor(t, "the tenant's search ends", `document.querySelector('#results').dataset.state === 'done' && document.getElementById('error').hidden`)
+		if ids := rowIDs(t); len(ids) != 1 || strings.Repeat("0", 32-len(ids[0]))+ids[0] != id {
+			t.Fatalf("tenant acme: rows %v, want its trace %s", ids, id)
+		}
+		if loc := eval[string](t, b, `location.search`); !strings.Contains(loc, "tenant=acme") {
+			t.Fatalf("the URL %s does not hold the tenant", loc)
+		}
+		// The trace link keeps the tenant.
+		b.must(t, chromedp.Click(chromedp.CSS(`#results tbody tr:first-child a`)))
+		b.waitFor(t, "the tenant's trace", `document.body.dataset.traceState === 'ready'`)
+		b.noJSErrors(t)
+	})
+
 	t.Run("big trace", func(t *testing.T) {
 		b.must(t, chromedp.Navigate(base+"?view=trace&id="+big))
 		b.waitFor(t, "the big trace is shown", `document.body.dataset.traceState === 'ready'`)
@@ -544,3 +586,52 @@ func TestBrowser(t *testing.T) {
 }
 
 const kbDown = kb.ArrowDown
+
+// TestWiring checks how cmd/weft serves the explorer: under
+// ui.path_prefix beside the API, and not at all with ui.enabled false.
+func TestWiring(t *testing.T) {
+	get := func(t *testing.T, a *app.App, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + a.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	t.Run("prefix", func(t *testing.T) {
+		a := startWeft(t, func(c *config.Config) { c.UI.PathPrefix = "/explore/" })
+		if code, body := get(t, a, "/explore/"); code != 200 || !strings.Contains(body, "<title>weft</title>") {
+			t.Fatalf("GET /explore/: %d", code)
+		}
+		if code, _ := get(t, a, "/explore/ui/app.js"); code != 200 {
+			t.Fatalf("GET /explore/ui/app.js: %d", code)
+		}
+		if code, _ := get(t, a, "/"); code != 404 {
+			t.Fatalf("GET / with the UI under /explore/: %d, want the API's 404", code)
+		}
+		if code, body := get(t, a, "/api/echo"); code != 200 || body != "echo\n" {
+			t.Fatalf("GET /api/echo: %d %q", code, body)
+		}
+		if code, body := get(t, a, "/ready"); code != 200 || !strings.Contains(body, "ready") {
+			t.Fatalf("GET /ready: %d %q", code, body)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		a := startWeft(t, func(c *config.Config) { c.UI.Enabled = false })
+		for _, p := range []string{"/", "/ui/app.js"} {
+			if code, body := get(t, a, p); code != 404 || strings.Contains(body, "<title>weft</title>") {
+				t.Fatalf("GET %s with ui.enabled false: %d", p, code)
+			}
+		}
+	})
+	t.Run("validate", func(t *testing.T) {
+		c := config.Default()
+		c.UI.PathPrefix = "/api/ui"
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "ui.path_prefix: ") || !strings.Contains(err.Error(), "under /api/") {
+			t.Fatalf("ui.path_prefix /api/ui: %v, want an error naming the key", err)
+		}
+	})
+}

@@ -182,7 +182,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serve(w, r, h.index, true)
 	case h.prefix != "/" && p == strings.TrimSuffix(h.prefix, "/"):
 		h.count(http.StatusMovedPermanently)
-		http.Redirect(w, r, h.prefix, http.StatusMovedPermanently)
+		to := h.prefix
+		if r.URL.RawQuery != "" {
+			to += "?" + r.URL.RawQuery // a shared link keeps its query
+		}
+		http.Redirect(w, r, to, http.StatusMovedPermanently)
 	case strings.HasPrefix(p, h.prefix+AssetsPath):
 		a, ok := h.files[strings.TrimPrefix(p, h.prefix+AssetsPath)]
 		if !ok {
