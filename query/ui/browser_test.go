@@ -626,6 +626,16 @@ func TestWiring(t *testing.T) {
 			}
 		}
 	})
+	t.Run("load", func(t *testing.T) {
+		c, _, err := config.Load("weft.yaml", []byte("ui:\n  path_prefix: /explore\n"), false)
+		if err != nil || c.UI.PathPrefix != "/explore" || !c.UI.Enabled {
+			t.Fatalf("ui block: %+v, %v", c.UI, err)
+		}
+		_, _, err = config.Load("weft.yaml", []byte("ui:\n  path_prefix: /status/ui\n"), false)
+		if err == nil || !strings.Contains(err.Error(), "ui.path_prefix") {
+			t.Fatalf("ui.path_prefix /status/ui: %v", err)
+		}
+	})
 	t.Run("validate", func(t *testing.T) {
 		c := config.Default()
 		c.UI.PathPrefix = "/api/ui"
