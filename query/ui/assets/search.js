@@ -33,19 +33,14 @@ export function slices(start, end) {
 }
 
 export async function runSearch(p) {
-  const q = p.has('q') ? p.get('q') : '{ }';
+  // Without a query (the landing page) the most recent traces are shown.
+  const q = p.get('q') || '{ }';
   const range = parseRange(p.get('range')) ? p.get('range') : '1h';
   const limit = Math.max(1, Math.min(10000, Number(p.get('limit')) || 20));
   $('q').value = q;
   $('range').value = range;
   $('limit').value = String(limit);
   const tbody = $('results').tBodies[0];
-  if (!p.has('q')) {
-    tbody.replaceChildren();
-    $('search-status').textContent = 'Write a TraceQL query, or search { } for any trace.';
-    $('q').focus();
-    return;
-  }
   const my = ++seq;
   if (abort) abort.abort();
   abort = new AbortController();
@@ -76,6 +71,7 @@ export async function runSearch(p) {
     const ms = Math.round(performance.now() - t0);
     $('search-status').textContent = n === 0 ? `No trace matches (${ms} ms).` : `${n} trace${n === 1 ? '' : 's'}${n >= limit ? ' (the limit)' : ''} in ${ms} ms.`;
     $('results').dataset.state = 'done';
+    performance.mark('weft-search-done');
   } catch (err) {
     if (my !== seq) return;
     $('results').dataset.state = 'error';
