@@ -377,6 +377,23 @@ func TestBrowser(t *testing.T) {
 		if n := len(rowIDs(t)); n != len(shop)+1 {
 			t.Fatalf("the landing page lists %d traces, want all %d", n, len(shop)+1)
 		}
+		// Over 24 hours the search runs as three requests, newest slice
+		// first, whose rows are added as each answers.
+		b.must(t, chromedp.Navigate(base+"?view=search&q=%7B+%7D&range=24h"))
+		b.waitFor(t, "the 24-hour search ends", `document.querySelector('#results').dataset.state === 'done'`)
+		slices := eval[[]string](t, b, `performance.getEntriesByType('resource').filter(e => e.name.includes('/api/search?')).map(e => { const u = new URL(e.name); return u.searchParams.get('start') + '-' + u.searchParams.get('end') })`)
+		if len(slices) != 3 {
+			t.Fatalf("a 24-hour search made %d requests (%v), want 3 slices", len(slices), slices)
+		}
+		if n := len(rowIDs(t)); n != len(shop)+1 {
+			t.Fatalf("the 24-hour search lists %d traces, want %d", n, len(shop)+1)
+		}
+		var s0, e0, s1, e1 int64
+		fmt.Sscanf(slices[0], "%d-%d", &s0, &e0)
+		fmt.Sscanf(slices[1], "%d-%d", &s1, &e1)
+		if e0-s0 != 300 || e1 != s0 {
+			t.Fatalf("slices %v: want the last 5 minutes first, then the range before it", slices)
+		}
 		b.must(t, chromedp.Navigate(searchURL(`{ resource.service.name = "backend" }`)))
 		b.waitFor(t, "the search ends", `document.querySelector('#results').dataset.state === 'done'`)
 		// Completion of a tag value from the tag values API.

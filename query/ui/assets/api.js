@@ -119,8 +119,9 @@ export function el(tag, props = {}, ...children) {
   return e;
 }
 
-/** serviceColour gives a service a stable colour from a palette readable on white. */
-const palette = ['#1f77b4', '#d95f02', '#2ca02c', '#7b4fa0', '#8c564b', '#c2185b', '#5f6b6d', '#9a8a00', '#00838f', '#3f51b5', '#ad1457', '#2e7d32', '#ef6c00', '#6a1b9a', '#00695c', '#795548'];
+// Each gives white text (the duration on a bar) a contrast of at least 4.5:1.
+const palette = ['#1f6fa8', '#b34e00', '#237f23', '#7b4fa0', '#8c564b', '#c2185b', '#5f6b6d', '#706400', '#00707a', '#3f51b5', '#ad1457', '#2e6b32', '#a84a00', '#6a1b9a', '#00695c', '#795548'];
+/** serviceColour gives a service a stable colour from the palette. */
 export function serviceColour(name) {
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) { h ^= name.charCodeAt(i); h = Math.imul(h, 16777619); }

@@ -80,7 +80,8 @@ export async function openTrace(id) {
     performance.mark('weft-trace-fetched');
     T = build(json);
     T.id = id.toLowerCase();
-    T.partial = json.status === 'PARTIAL' || json.status === 2;
+    T.partial = json.status === 'PARTIAL' || json.status === 1;
+    T.message = json.message || '';
     setDownload(text, id);
     sel = -1;
     hits = null;
@@ -206,10 +207,10 @@ function summary() {
   const summaryEl = $('trace-summary');
   summaryEl.replaceChildren(...[
     parts.filter(Boolean).join(' · ') + ' · ',
-    el('span', { id: 'trace-span-count', 'data-count': String(T.spans.length), text: `${T.spans.length} span${T.spans.length === 1 ? '' : 's'}` }),
+    el('span', { id: 'trace-span-count', 'data-count': String(T.spans.length), text: `${T.spans.length.toLocaleString('en')} span${T.spans.length === 1 ? '' : 's'}` }),
     ` · ${T.services.size} service${T.services.size === 1 ? '' : 's'} · `,
     el('span', { class: T.errors ? 'err-text' : '', text: `${T.errors} error${T.errors === 1 ? '' : 's'}` }),
-    T.partial ? el('strong', { class: 'err-text', text: ' · partial: the trace is larger than the tenant\'s max_bytes_per_trace' }) : null,
+    T.partial ? el('strong', { id: 'trace-partial', class: 'err-text', text: ' · partial answer: ' + (T.message || 'some spans are left out') }) : null,
   ].filter(Boolean));
   const ticks = $('ruler-ticks');
   ticks.replaceChildren(...[0, 0.25, 0.5, 0.75, 1].map((f) => el('span', { style: `left:${f * 100}%`, text: fmtDur(Math.round(T.total * f)) })));
@@ -269,7 +270,7 @@ function row(s) {
     el('span', { class: 'svc', style: `background:${colour}` }),
     el('span', { class: 'sname', text: s.svc }),
     el('span', { class: 'nm', text: s.name }),
-    s.collapsed ? el('span', { class: 'status', text: ` (+${descendants(s)})` }) : null),
+    s.collapsed ? el('span', { class: 'more', title: 'spans folded below', text: `+${descendants(s)}` }) : null),
   el('div', { class: 'lane' },
     el('div', { class: 'bar' + (s.crit ? ' crit' : ''), style: `left:${left}%;width:${width}%;background:${colour}` }),
     el('span', { class: onRight || !inside ? 'dur' : 'dur in', style: onRight ? `left:${left + width}%` : inside ? `right:${Math.max(0, 100 - left - width)}%` : `right:${100 - left}%`, text: label })));
