@@ -396,7 +396,15 @@ func TestBrowser(t *testing.T) {
 		}
 		b.must(t, chromedp.Navigate(searchURL(`{ resource.service.name = "backend" }`)))
 		b.waitFor(t, "the search ends", `document.querySelector('#results').dataset.state === 'done'`)
-		// Completion of a tag value from the tag values API.
+		// Completion of a tag name from the tag names API...
+		b.must(t, chromedp.Focus(chromedp.CSS("#q")))
+		eval[bool](t, b, `(() => { const q = document.getElementById('q'); q.value = '{ resource.serv'; q.setSelectionRange(q.value.length, q.value.length); q.dispatchEvent(new Event('input')); return true })()`)
+		b.waitFor(t, "the completion of a tag name", `document.querySelector('#complete li') && document.querySelector('#complete li').firstChild.textContent === 'resource.service.name'`)
+		b.must(t, chromedp.KeyEvent(kb.Tab))
+		if v := eval[string](t, b, `document.getElementById('q').value`); v != `{ resource.service.name` {
+			t.Fatalf("after accepting the tag name the query is %q", v)
+		}
+		// ... and of a tag value from the tag values API.
 		b.must(t, chromedp.Focus(chromedp.CSS("#q")))
 		eval[bool](t, b, `(() => { const q = document.getElementById('q'); q.value = '{ resource.service.name = "le'; q.setSelectionRange(q.value.length, q.value.length); q.dispatchEvent(new Event('input')); return true })()`)
 		b.waitFor(t, "the completion of a service name", `[...document.querySelectorAll('#complete li')].some(li => li.textContent.startsWith('ledger'))`)
@@ -466,6 +474,16 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("resource service.name %q, status %q", res, status)
 		}
 		declined = first
+		// Keyboard: Left on the root folds the trace, Right unfolds it.
+		b.must(t, chromedp.Focus(chromedp.CSS("#waterfall")), chromedp.KeyEvent(kb.Home), chromedp.KeyEvent(kb.ArrowLeft))
+		if n := eval[int](t, b, `document.querySelectorAll('#rows .row').length`); n != 1 {
+			t.Fatalf("%d rows after folding the root, want 1", n)
+		}
+		b.must(t, chromedp.KeyEvent(kb.ArrowRight))
+		if n := eval[int](t, b, `document.querySelectorAll('#rows .row').length`); n != 4 {
+			t.Fatalf("%d rows after unfolding the root, want 4", n)
+		}
+		b.must(t, chromedp.Click(chromedp.CSS(`#rows .row[aria-level="3"]`)))
 		// Keyboard: Down moves to the ledger span.
 		b.must(t, chromedp.Focus(chromedp.CSS("#waterfall")), chromedp.KeyEvent(kbDown))
 		if n := eval[string](t, b, `document.getElementById('details-title').textContent`); n != "INSERT entry" {
@@ -553,6 +571,17 @@ func TestBrowser(t *testing.T) {
 		if code := eval[string](t, b, `document.getElementById('error').dataset.status`); code != "400" {
 			t.Fatalf("the error box shows status %s", code)
 		}
+		// A trace that is not there: v2 answers 200 without spans (as
+		// Tempo); the page says so.
+		const missing = "00000000000000000000000000000bad"
+		b.must(t, chromedp.Navigate(base+"?view=trace&id="+missing))
+		b.waitFor(t, "the trace's absence is shown", `document.body.dataset.traceState === 'empty' && !document.getElementById('error').hidden`)
+		if msg := eval[string](t, b, `document.querySelector('#error .msg').textContent`); !strings.Contains(msg, "Trace "+missing+" was not found") {
+			t.Fatalf("missing trace: the page shows %q", msg)
+		}
+		// An ID that is not one is refused before asking.
+		b.must(t, chromedp.Navigate(base+"?view=trace&id=xyz"))
+		b.waitFor(t, "the bad ID is refused", `document.body.dataset.traceState === 'error' && document.querySelector('#error .msg').textContent.includes('is not a trace ID')`)
 		b.noJSErrors(t)
 	})
 

@@ -80,6 +80,14 @@ export async function openTrace(id) {
     performance.mark('weft-trace-fetched');
     T = build(json);
     T.id = id.toLowerCase();
+    if (!T.spans.length) {
+      // v2 answers a trace it does not know with 200 and no spans, as Tempo.
+      T = null;
+      $('trace-summary').textContent = '';
+      document.body.dataset.traceState = 'empty';
+      showErr(new Error(`Trace ${id} was not found: the API answered no spans for it${tenant() ? ' in tenant ' + tenant() : ''}. It may be older than the blocks kept, or not pushed yet.`));
+      return;
+    }
     T.partial = json.status === 'PARTIAL' || json.status === 1;
     T.message = json.message || '';
     setDownload(text, id);
