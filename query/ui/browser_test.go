@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/weftdb/weft/cmd/weft/app"
 	"github.com/weftdb/weft/cmd/weft/config"
+	"github.com/weftdb/weft/query/ui"
 )
 
 // screenshotsEnv, set to 1, makes TestBrowser write its screenshots over
@@ -618,6 +620,39 @@ func TestBrowser(t *testing.T) {
 		// The trace link keeps the tenant.
 		b.must(t, chromedp.Click(chromedp.CSS(`#results tbody tr:first-child a`)))
 		b.waitFor(t, "the tenant's trace", `document.body.dataset.traceState === 'ready'`)
+		b.noJSErrors(t)
+	})
+
+	t.Run("partial answer", func(t *testing.T) {
+		// Blocks that cannot be read are hard to come by on purpose: a
+		// stand-in API answers a search as weft does then (query/api,
+		// partial.go), and the page must show the message as worded.
+		const msg = "block 0b6c4bd2 of tenant single-tenant could not be read (damaged): data.parquet: unexpected EOF"
+		stub := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/api/search" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Add("Warning", `299 weft "`+msg+`"`)
+			fmt.Fprintf(w, `{"traces":[{"traceID":"1","rootServiceName":"svc","rootTraceName":"op","startTimeUnixNano":"%d","durationMs":3,"serviceStats":{"svc":{"spanCount":2}}}],"metrics":{},"status":"PARTIAL","message":%q}`,
+				time.Now().UnixNano(), msg)
+		})
+		h, err := ui.Handler(ui.Options{API: stub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		b.must(t, chromedp.Navigate(srv.URL+"/?q=%7B+%7D&range=5m"))
+		b.waitFor(t, "the search ends", `document.querySelector('#results').dataset.state === 'done'`)
+		shown := eval[[]string](t, b, `document.getElementById('warning').hidden ? [] : [...document.querySelectorAll('#warning .msg')].map(p => p.textContent)`)
+		if len(shown) != 1 || shown[0] != msg {
+			t.Fatalf("the page shows the warnings %q, want once %q", shown, msg)
+		}
+		if n := len(rowIDs(t)); n != 1 {
+			t.Fatalf("%d rows of the partial answer, want 1", n)
+		}
 		b.noJSErrors(t)
 	})
 

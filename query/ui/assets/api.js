@@ -36,7 +36,22 @@ export async function api(path, params = {}, { signal } = {}) {
   if (text) {
     try { json = JSON.parse(text); } catch (e) { throw new Error(`cannot read the answer of ${path}: ${e.message}`); }
   }
-  return { json, text, res };
+  return { json, text, res, warnings: warnings(res, json) };
+}
+
+/**
+ * warnings are what an answer says it lacks, as the API worded it: the
+ * message of "status":"PARTIAL" (blocks it could not read) and the texts
+ * of Warning headers (299 weft "...": partial, or cut at a byte limit).
+ */
+function warnings(res, json) {
+  const out = [];
+  if (json && json.status === 'PARTIAL' && json.message) out.push(String(json.message));
+  const h = res.headers.get('Warning');
+  if (h) {
+    for (const m of h.matchAll(/\d{3} \S+ "([^"]*)"/g)) if (!out.includes(m[1])) out.push(m[1]);
+  }
+  return out;
 }
 
 const units = { s: 1, m: 60, h: 3600, d: 86400 };

@@ -43,6 +43,16 @@ export function showError(err) {
   box.hidden = false;
 }
 
+// showWarnings lists what answers said they lack (partial answers, cut
+// answers), as the API worded it; an empty list hides the box.
+export function showWarnings(list) {
+  const box = $('warning');
+  const uniq = [...new Set(list || [])];
+  box.replaceChildren(...uniq.map((m) => Object.assign(document.createElement('p'), { className: 'msg', textContent: m })));
+  if (uniq.length) box.prepend(Object.assign(document.createElement('strong'), { textContent: 'Partial answer: ' }));
+  box.hidden = uniq.length === 0;
+}
+
 // navigate moves to the URL built from params (a URLSearchParams or
 // object) and renders it; replace keeps the history entry.
 export function navigate(params, replace = false) {
@@ -68,6 +78,7 @@ function route() {
   if (view === 'search') $('nav-search').setAttribute('aria-current', 'page');
   if (view === 'map') $('nav-map').setAttribute('aria-current', 'page');
   showError(null);
+  showWarnings([]);
   if (lastView && lastView !== view) $('main').focus({ preventScroll: true });
   lastView = view;
   if (view === 'search') {
@@ -123,9 +134,9 @@ async function start() {
       navigate(p, true);
     });
   }
-  initSearch({ navigate, showError });
-  initTrace({ navigate, showError });
-  initMap({ navigate, showError });
+  initSearch({ navigate, showError, showWarnings });
+  initTrace({ navigate, showError, showWarnings });
+  initMap({ navigate, showError, showWarnings });
   route();
 }
 

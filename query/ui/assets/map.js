@@ -7,13 +7,14 @@ import { api, el, fmtDur, parseRange, quote, serviceColour, tenant, timeRange } 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
 const MAX_EDGE_QUERIES = 30; // services whose outgoing edges are asked for
-let nav, showErr;
+let nav, showErr, showWarn;
 let seq = 0;
 let abort = null;
 
-export function initMap({ navigate, showError }) {
+export function initMap({ navigate, showError, showWarnings }) {
   nav = navigate;
   showErr = showError;
+  showWarn = showWarnings;
   $('map-range').addEventListener('change', () => {
     const p = new URLSearchParams({ view: 'map', range: $('map-range').value });
     nav(p);
@@ -45,7 +46,11 @@ export async function runMap(p) {
   const range = parseRange(p.get('range')) ? p.get('range') : '1h';
   $('map-range').value = range;
   const { start, end } = timeRange(p, range);
-  const q = (query) => api('/api/metrics/query', { q: query, start, end }, { signal }).then((r) => r.json.series || []);
+  const warned = [];
+  const q = (query) => api('/api/metrics/query', { q: query, start, end }, { signal }).then((r) => {
+    if (r.warnings.length && my === seq) { warned.push(...r.warnings); showWarn(warned); }
+    return r.json.series || [];
+  });
   $('map-status').textContent = 'Asking the metrics of every service…';
   $('map').dataset.state = 'loading';
   const t0 = performance.now();

@@ -3,13 +3,14 @@
 import { api, el, fmtDur, fmtTime, parseRange, tenant, timeRange, serviceColour } from './api.js';
 
 const $ = (id) => document.getElementById(id);
-let nav, showErr;
+let nav, showErr, showWarn;
 let seq = 0;
 let abort = null;
 
-export function initSearch({ navigate, showError }) {
+export function initSearch({ navigate, showError, showWarnings }) {
   nav = navigate;
   showErr = showError;
+  showWarn = showWarnings;
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
     closeComplete();
@@ -49,6 +50,7 @@ export async function runSearch(p) {
   tbody.replaceChildren();
   $('results').dataset.state = 'loading';
   const seen = new Set();
+  const warned = [];
   const t0 = performance.now();
   const parts = slices(start, end);
   let n = 0;
@@ -56,8 +58,9 @@ export async function runSearch(p) {
     for (let i = 0; i < parts.length && n < limit; i++) {
       const [s, e] = parts[i];
       $('search-status').textContent = `Searching ${i + 1} of ${parts.length} (${fmtTime(s * 1000)} – ${fmtTime(e * 1000)})… ${n} trace${n === 1 ? '' : 's'} so far`;
-      const { json } = await api('/api/search', { q, start: s, end: e, limit: limit - n }, { signal });
+      const { json, warnings } = await api('/api/search', { q, start: s, end: e, limit: limit - n }, { signal });
       if (my !== seq) return;
+      if (warnings.length) { warned.push(...warnings); showWarn(warned); }
       const traces = (json.traces || []).slice().sort((a, b) => Number(BigInt(b.startTimeUnixNano || 0) - BigInt(a.startTimeUnixNano || 0)));
       const rows = [];
       for (const t of traces) {

@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const ROW = 24; // px, the height of a row: fixed, as .row in app.css
 const OVERSCAN = 12;
 
-let nav, showErr;
+let nav, showErr, showWarn;
 let seq = 0;
 let abort = null;
 // The trace shown: spans in tree order, and the rows in sight.
@@ -22,9 +22,10 @@ let hitPos = -1;
 let frame = 0;
 let downloadURL = '';
 
-export function initTrace({ navigate, showError }) {
+export function initTrace({ navigate, showError, showWarnings }) {
   nav = navigate;
   showErr = showError;
+  showWarn = showWarnings;
   const vp = $('rows-viewport');
   vp.addEventListener('scroll', () => {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; paint(); });
@@ -75,8 +76,9 @@ export async function openTrace(id) {
   T = null;
   try {
     if (!/^[0-9a-fA-F]{1,32}$/.test(id)) throw new Error(`"${id}" is not a trace ID: up to 32 hexadecimal digits`);
-    const { json, text } = await api('/api/v2/traces/' + encodeURIComponent(id), {}, { signal: abort.signal });
+    const { json, text, warnings } = await api('/api/v2/traces/' + encodeURIComponent(id), {}, { signal: abort.signal });
     if (my !== seq) return;
+    showWarn(warnings);
     performance.mark('weft-trace-fetched');
     T = build(json);
     T.id = id.toLowerCase();
