@@ -207,7 +207,22 @@ type browser struct {
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := chromiumPath(t)
-	dir := t.TempDir()
+	// Not t.TempDir: Chromium's child processes may still write in the
+	// profile for a moment after the browser stops, and a failed removal
+	// must not fail the test.
+	dir, err := os.MkdirTemp("", "weft-ui-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove Chromium's profile %s", dir)
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
@@ -243,7 +258,7 @@ func startBrowser(t *testing.T) *browser {
 	// The first action starts the browser: it runs on the tab's own
 	// context (a shorter-lived child would take the browser down with it).
 	stop := time.AfterFunc(30*time.Second, cancelTab)
-	err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 800))
+	err = chromedp.Do(tab, chromedp.EmulateViewport(1280, 800))
 	stop.Stop()
 	if err != nil {
 		t.Fatalf("cannot start Chromium (%s): %v", path, err)
