@@ -37,7 +37,7 @@ const screenshotsEnv = "WEFT_UI_SCREENSHOTS"
 
 // chromiumPath finds Debian's chromium (or the browser WEFT_CHROMIUM_BIN
 // names); the test skips with the way to install it when there is none.
-func chromiumPath(t *testing.T) string {
+func chromiumPath(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("WEFT_CHROMIUM_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -55,7 +55,7 @@ func chromiumPath(t *testing.T) string {
 }
 
 // startWeft runs a monolithic weft on free loopback ports.
-func startWeft(t *testing.T, mutate func(*config.Config)) *app.App {
+func startWeft(t testing.TB, mutate func(*config.Config)) *app.App {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
@@ -90,14 +90,14 @@ func startWeft(t *testing.T, mutate func(*config.Config)) *app.App {
 // pusher sends spans of several services to weft with the OpenTelemetry
 // SDK (OTLP/HTTP), one tracer provider per service.
 type pusher struct {
-	t   *testing.T
+	t   testing.TB
 	exp sdktrace.SpanExporter
 	tps map[string]*sdktrace.TracerProvider
 }
 
 // newPusher pushes to a's OTLP/HTTP receiver; a non-empty tenant is sent
 // as X-Scope-OrgID.
-func newPusher(t *testing.T, a *app.App, tenant string) *pusher {
+func newPusher(t testing.TB, a *app.App, tenant string) *pusher {
 	_, httpAddr := a.OTLPAddrs()
 	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(httpAddr), otlptracehttp.WithInsecure()}
 	if tenant != "" {
@@ -198,13 +198,13 @@ func (p *pusher) bigTrace(n int, base time.Time) string {
 
 // browser is one headless Chromium for all subtests; tab is its page.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	tab    context.Context
 	mu     sync.Mutex
 	errors []string // JavaScript exceptions seen
 }
 
-func startBrowser(t *testing.T) *browser {
+func startBrowser(t testing.TB) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	// Not t.TempDir: Chromium's child processes may still write in the
@@ -274,7 +274,7 @@ func (b *browser) do(timeout time.Duration, steps ...chromedp.Action[chromedp.Vo
 }
 
 // must runs steps and fails the test on an error.
-func (b *browser) must(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+func (b *browser) must(t testing.TB, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := b.do(20*time.Second, steps...); err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func (b *browser) must(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
 }
 
 // eval evaluates js (awaiting a promise) into T.
-func eval[T any](t *testing.T, b *browser, js string) T {
+func eval[T any](t testing.TB, b *browser, js string) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.tab, 20*time.Second)
 	defer cancel()
@@ -294,7 +294,7 @@ func eval[T any](t *testing.T, b *browser, js string) T {
 }
 
 // waitFor polls the JavaScript condition cond until it is true.
-func (b *browser) waitFor(t *testing.T, what, cond string) {
+func (b *browser) waitFor(t testing.TB, what, cond string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -310,7 +310,7 @@ func (b *browser) waitFor(t *testing.T, what, cond string) {
 	}
 }
 
-func (b *browser) screenshot(t *testing.T, name string) {
+func (b *browser) screenshot(t testing.TB, name string) {
 	t.Helper()
 	if os.Getenv(screenshotsEnv) != "1" {
 		return
@@ -331,7 +331,7 @@ func (b *browser) screenshot(t *testing.T, name string) {
 	t.Logf("wrote %s", out)
 }
 
-func (b *browser) noJSErrors(t *testing.T) {
+func (b *browser) noJSErrors(t testing.TB) {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -765,4 +765,40 @@ func TestWiring(t *testing.T) {
 			t.Fatalf("ui.path_prefix /api/ui: %v, want an error naming the key", err)
 		}
 	})
+}
+
+// BenchmarkTraceView opens a trace of 10,000 spans in headless Chromium, a
+// fresh page load each time, and reports from the navigation's start: when
+// the trace's JSON was in, when its rows were painted, and when a scroll to
+// the bottom showed the last span.
+//
+//	go test -run XXX -bench TraceView -benchtime 10x ./query/ui/
+func BenchmarkTraceView(bm *testing.B) {
+	chromiumPath(bm)
+	a := startWeft(bm, nil)
+	p := newPusher(bm, a, "")
+	id := p.bigTrace(10000, time.Now().Add(-time.Minute))
+	p.flush()
+	p.shutdown()
+	b := startBrowser(bm)
+	page := "http://" + a.HTTPAddr() + "/?view=trace&id=" + id
+	var fetched, painted, scrolled float64
+	n := 0
+	for bm.Loop() {
+		b.must(bm, chromedp.Navigate(page))
+		b.waitFor(bm, "the trace is shown", `document.body.dataset.traceState === 'ready' && performance.getEntriesByName('weft-trace-painted').length > 0`)
+		m := eval[map[string]float64](bm, b, `({ fetched: performance.getEntriesByName('weft-trace-fetched')[0].startTime, painted: performance.getEntriesByName('weft-trace-painted')[0].startTime })`)
+		s := eval[float64](bm, b, `new Promise(res => {
+			const vp = document.getElementById('rows-viewport');
+			vp.scrollTop = vp.scrollHeight;
+			requestAnimationFrame(() => requestAnimationFrame(() => res(performance.now())));
+		})`)
+		fetched += m["fetched"]
+		painted += m["painted"]
+		scrolled += s
+		n++
+	}
+	bm.ReportMetric(fetched/float64(n), "ms-fetched/op")
+	bm.ReportMetric(painted/float64(n), "ms-painted/op")
+	bm.ReportMetric(scrolled/float64(n), "ms-scrolled/op")
 }
