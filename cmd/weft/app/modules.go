@@ -32,6 +32,7 @@ import (
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/streaming/tempopb"
 	"github.com/weftdb/weft/query/traceql"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
@@ -267,6 +268,10 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)
 	}
+	a.streaming, err = api.NewStreamingServer(a.handler, api.StreamOptions{MaxPacketSize: cfg.QueryFrontend.MaxGRPCStreamingPacketSize, Metrics: a.registry})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the streaming API: %w", err)
+	}
 	return modules.Funcs{OnStop: func(context.Context) error {
 		return errors.Join(a.remoteLive.Close(), a.pool.Close())
 	}}, nil
@@ -316,14 +321,24 @@ func (r jobRoute) MetricsJob(ctx context.Context, tenant string, job tqmetrics.J
 func (a *App) initHTTPServer() (modules.Service, error) {
 	a.routes = http.NewServeMux()
 	a.routes.Handle("/", a.handler)
+	var handler http.Handler = a.routes
+	if a.cfg.StreamOverHTTPEnabled {
+		handler = a.grpcOverHTTP(a.routes)
+	}
 	a.httpServer = &http.Server{
-		Handler:           a.routes,
+		Handler:           handler,
 		ReadHeaderTimeout: a.cfg.Server.HTTPServerReadHeaderTimeout,
 		MaxHeaderBytes:    otlp.MaxHeaderBytes,
 		ReadTimeout:       a.cfg.Server.HTTPServerReadTimeout,
 		WriteTimeout:      a.cfg.Server.HTTPServerWriteTimeout,
 		IdleTimeout:       a.cfg.Server.HTTPServerIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	if a.cfg.StreamOverHTTPEnabled {
+		// gRPC clients speak HTTP/2 without TLS (prior knowledge).
+		a.httpServer.Protocols = new(http.Protocols)
+		a.httpServer.Protocols.SetHTTP1(true)
+		a.httpServer.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return modules.Funcs{
 		OnStart: func(context.Context) error {
@@ -346,6 +361,20 @@ func (a *App) initHTTPServer() (modules.Service, error) {
 			return nil
 		},
 	}, nil
+}
+
+// grpcOverHTTP sends gRPC requests (HTTP/2, content type application/grpc)
+// to the process's gRPC server, whose services include the streaming query
+// API in a query-frontend, and the others to next
+// (stream_over_http_enabled).
+func (a *App) grpcOverHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") && a.grpcServer != nil {
+			a.grpcServer.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // initMembership joins memberlist when memberlist.join_members or
@@ -443,8 +472,13 @@ func (a *App) initQuerier() (modules.Service, error) {
 
 // initQueryFrontend makes the process not ready to query until the blocks
 // are known; the write path works meanwhile.
+//
+// It serves the streaming query API (tempopb.StreamingQuerier) on the gRPC
+// server (a dependency through membership), and on the HTTP port with
+// stream_over_http_enabled (see initHTTPServer).
 func (a *App) initQueryFrontend() (modules.Service, error) {
 	a.readiness.Add("blocklist", a.blocks.Polled)
+	tempopb.RegisterStreamingQuerierServer(a.grpcServer, a.streaming)
 	return nil, nil
 }
 
