@@ -321,6 +321,7 @@ func (r jobRoute) MetricsJob(ctx context.Context, tenant string, job tqmetrics.J
 func (a *App) initHTTPServer() (modules.Service, error) {
 	a.routes = http.NewServeMux()
 	a.routes.Handle("/", a.handler)
+	a.routes.HandleFunc("GET /status/config", a.serveStatusConfig)
 	var handler http.Handler = a.routes
 	if a.cfg.StreamOverHTTPEnabled {
 		handler = a.grpcOverHTTP(a.routes)
@@ -361,6 +362,19 @@ func (a *App) initHTTPServer() (modules.Service, error) {
 			return nil
 		},
 	}, nil
+}
+
+// serveStatusConfig answers GET /status/config as Tempo does: the
+// effective configuration as YAML, its secrets redacted; ?mode=defaults
+// gives the defaults and ?mode=diff what differs from them.
+func (a *App) serveStatusConfig(w http.ResponseWriter, r *http.Request) {
+	out, err := a.cfg.Show(r.URL.Query().Get("mode"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(out)
 }
 
 // grpcOverHTTP sends gRPC requests (HTTP/2, content type application/grpc)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -358,4 +359,34 @@ func TestStreamingTenant(t *testing.T) {
 	if _, err = recvAll[*tempopb.SearchTagsResponse](t, tags); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("tags without org id: %v, want Unauthenticated", err)
 	}
+}
+
+// GET /status/config shows the effective configuration with the S3 secret
+// key redacted and the rest as configured; ?mode=diff and ?mode=defaults
+// as Tempo's.
+func TestStatusConfig(t *testing.T) {
+	a := startWeft(t, func(c *config.Config) {
+		c.Storage.Trace.Store.S3.Bucket = "status-bucket"
+		c.Storage.Trace.Store.S3.AccessKey = "AKIDSTATUS"
+		c.Storage.Trace.Store.S3.SecretKey = "status-secret-value"
+		c.QueryFrontend.Search.ConcurrentJobs = 3
+	})
+	body := string(get(t, "http://"+a.HTTPAddr()+"/status/config", "", http.StatusOK))
+	if strings.Contains(body, "status-secret-value") {
+		t.Errorf("/status/config shows the S3 secret key:\n%s", body)
+	}
+	for _, want := range []string{"bucket: status-bucket", "access_key: AKIDSTATUS", "secret_key: '" + config.Redacted + "'", "concurrent_jobs: 3", "stream_over_http_enabled: false"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/status/config lacks %q:\n%s", want, body)
+		}
+	}
+	diff := string(get(t, "http://"+a.HTTPAddr()+"/status/config?mode=diff", "", http.StatusOK))
+	if !strings.Contains(diff, "concurrent_jobs: 3") || strings.Contains(diff, "max_result_limit") || strings.Contains(diff, "status-secret-value") {
+		t.Errorf("/status/config?mode=diff:\n%s", diff)
+	}
+	defaults := string(get(t, "http://"+a.HTTPAddr()+"/status/config?mode=defaults", "", http.StatusOK))
+	if strings.Contains(defaults, "status-bucket") || !strings.Contains(defaults, "concurrent_jobs: 1000") {
+		t.Errorf("/status/config?mode=defaults:\n%s", defaults)
+	}
+	get(t, "http://"+a.HTTPAddr()+"/status/config?mode=all", "", http.StatusBadRequest)
 }
