@@ -125,10 +125,22 @@ func grpcError(err error) error {
 		return err
 	}
 	code, msg := httpStatusFromError(err)
-	if code == http.StatusBadRequest {
-		return status.Error(codes.InvalidArgument, msg)
+	c := codes.Internal
+	switch code {
+	case http.StatusBadRequest:
+		c = codes.InvalidArgument
+	case http.StatusNotFound:
+		c = codes.NotFound
+	case http.StatusTooManyRequests:
+		c = codes.ResourceExhausted
+	case statusClientClosedRequest:
+		c = codes.Canceled
+	case http.StatusServiceUnavailable:
+		c = codes.Unavailable
+	case http.StatusGatewayTimeout:
+		c = codes.DeadlineExceeded
 	}
-	return status.Error(codes.Internal, msg)
+	return status.Error(c, msg)
 }
 
 // partialTrailer reports the blocks an answer was given without, as the
@@ -273,22 +285,23 @@ func (d *differ) progress(i int, r *search.Response, limit int) {
 		return
 	}
 	d.latest[i] = r
-	msg, err := searchMessage(mergeSearch(d.latest, limit))
+	merged := mergeSearch(d.latest, limit)
+	// Compare each trace's encoding with the one sent last; only the
+	// traces that changed are decoded into the message.
+	changed := &search.Response{Metrics: merged.Metrics}
+	one := &search.Response{Traces: make([]*search.Trace, 1)}
+	for _, t := range merged.Traces {
+		one.Traces[0] = t
+		b := one.MarshalProto()
+		if d.sent[t.TraceID] != string(b) {
+			d.sent[t.TraceID] = string(b)
+			changed.Traces = append(changed.Traces, t)
+		}
+	}
+	diff, err := searchMessage(changed)
 	if err != nil {
 		d.err = err
 		return
-	}
-	diff := &tempopb.SearchResponse{Metrics: msg.GetMetrics()}
-	for _, t := range msg.GetTraces() {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(t)
-		if err != nil {
-			d.err = status.Errorf(codes.Internal, "cannot encode a trace of the answer: %v", err)
-			return
-		}
-		if d.sent[t.GetTraceID()] != string(b) {
-			d.sent[t.GetTraceID()] = string(b)
-			diff.Traces = append(diff.Traces, t)
-		}
 	}
 	d.err = sendSearch(d.stream, diff, d.s.maxBytes)
 }
