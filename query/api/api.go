@@ -142,6 +142,9 @@ type handler struct {
 	// routes maps a registered ServeMux pattern to its route label.
 	routes   map[string]string
 	duration *prometheus.HistogramVec
+	// tempoDuration is Tempo's tempo_request_duration_seconds, observed
+	// beside duration with Tempo's labels.
+	tempoDuration *prometheus.HistogramVec
 
 	finder   TraceFinder
 	searcher Searcher
@@ -188,7 +191,8 @@ type handler struct {
 //	GET /metrics                    Prometheus metrics of opts.Gatherer
 //
 // Other paths answer 404, other methods on these paths 405. The handler
-// records weft_query_request_duration_seconds{route, status_code} for every
+// records weft_query_request_duration_seconds{route, status_code} and Tempo's
+// tempo_request_duration_seconds{method, route, status_code, ws} for every
 // request and is safe for concurrent use.
 func New(opts Options) (http.Handler, error) {
 	if opts.Finder == nil {
@@ -215,6 +219,7 @@ func New(opts Options) (http.Handler, error) {
 		mux:              http.NewServeMux(),
 		routes:           make(map[string]string),
 		duration:         duration,
+		tempoDuration:    metrics.RequestDuration(opts.Metrics),
 		finder:           opts.Finder,
 		searcher:         opts.Searcher,
 		tagger:           opts.Tagger,
@@ -306,7 +311,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = http.StatusOK
 	}
-	h.duration.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	took := time.Since(start).Seconds()
+	status := strconv.Itoa(code)
+	h.duration.WithLabelValues(route, status).Observe(took)
+	h.tempoDuration.WithLabelValues(r.Method, metrics.RouteLabel(route), status, "false").Observe(took)
 }
 
 func registerDuration(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
