@@ -42,6 +42,7 @@ var TempoNames = []TempoName{
 	{Weft: "weft_live_store_traces", Tempo: "tempo_ingester_live_traces"},
 	{Weft: "weft_live_store_back_pressure_seconds_total", Tempo: "tempo_live_store_back_pressure_seconds_total"},
 	{Weft: "weft_block_builder_blocks_flushed_total", Tempo: "tempo_block_builder_flushed_blocks"},
+	{Weft: "weft_overrides_last_reload_successful", Tempo: "tempo_runtime_config_last_reload_successful"},
 	{Weft: "weft_blocklist_poll_failures_total", Tempo: "tempodb_blocklist_poll_errors_total"},
 	{Weft: "weft_metrics_generator_registry_active_series", Tempo: "tempo_metrics_generator_registry_active_series"},
 	{Weft: "weft_metrics_generator_registry_max_active_series", Tempo: "tempo_metrics_generator_registry_max_active_series"},
