@@ -3,12 +3,19 @@ package metrics
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -93,5 +100,44 @@ tempo_ingester_live_traces 7
 	}
 	if n, err := testutil.GatherAndCount(g, "tempo_build_info"); err != nil || n != 1 {
 		t.Errorf("tempo_build_info: %d series, %v; want 1", n, err)
+	}
+}
+
+// TestGRPCInterceptors serves gRPC health over loopback with the
+// interceptors and checks the call's series in tempo_request_duration_seconds.
+func TestGRPCInterceptors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	unary, stream := GRPCInterceptors(reg)
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client := healthpb.NewHealthClient(conn)
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); err == nil {
+		t.Fatal("health of an unknown service answered")
+	}
+	h := RequestDuration(reg)
+	for status, want := range map[string]uint64{"success": 1, "error": 1} {
+		m := &dto.Metric{}
+		if err := h.WithLabelValues("gRPC", "/grpc.health.v1.Health/Check", status, "false").(prometheus.Histogram).Write(m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetHistogram().GetSampleCount(); got != want {
+			t.Errorf("status_code %q: %d observations, want %d", status, got, want)
+		}
 	}
 }
