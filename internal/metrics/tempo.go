@@ -44,6 +44,7 @@ var TempoNames = []TempoName{
 	{Weft: "weft_block_builder_blocks_flushed_total", Tempo: "tempo_block_builder_flushed_blocks"},
 	{Weft: "weft_overrides_last_reload_successful", Tempo: "tempo_runtime_config_last_reload_successful"},
 	{Weft: "weft_blocklist_poll_failures_total", Tempo: "tempodb_blocklist_poll_errors_total"},
+	{Weft: "weft_blocklist_poll_duration_seconds", Tempo: "tempodb_blocklist_poll_duration_seconds"},
 	{Weft: "weft_metrics_generator_registry_active_series", Tempo: "tempo_metrics_generator_registry_active_series"},
 	{Weft: "weft_metrics_generator_registry_max_active_series", Tempo: "tempo_metrics_generator_registry_max_active_series"},
 }
