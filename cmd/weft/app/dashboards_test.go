@@ -138,6 +138,22 @@ func shippedExpressions(t *testing.T) (exprs []promExpr, rulesFile string) {
 	return exprs, rulesFile
 }
 
+// findPromtool returns promtool beside WEFT_PROMETHEUS_BIN, else on PATH,
+// else "".
+func findPromtool() string {
+	if bin := os.Getenv("WEFT_PROMETHEUS_BIN"); bin != "" {
+		p := filepath.Join(filepath.Dir(bin), "promtool")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
 // use is a metric or a label an expression needs.
 type use struct {
 	metric string
@@ -296,8 +312,8 @@ func TestShippedDashboardsAndRules(t *testing.T) {
 		t.Fatalf("only %d metrics and labels found in %d expressions: the walk of the files is broken", len(uses), len(exprs))
 	}
 
-	if promtool, err := exec.LookPath("promtool"); err != nil {
-		t.Logf("promtool is not on PATH (Debian's prometheus package has it; make tools installs it): promtool check rules skipped")
+	if promtool := findPromtool(); promtool == "" {
+		t.Logf("promtool is not on PATH nor beside WEFT_PROMETHEUS_BIN (Debian's prometheus package has it; make tools installs it): promtool check rules skipped")
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := exec.CommandContext(ctx, promtool, "check", "rules", rulesFile).CombinedOutput()
