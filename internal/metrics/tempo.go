@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -89,13 +90,13 @@ func (t tempoGatherer) Gather() ([]*dto.MetricFamily, error) {
 
 // BuildInfo registers weft_build_info (exposed as tempo_build_info too), a
 // gauge of 1 whose labels describe the binary, as Prometheus' build_info
-// metrics do.
+// metrics do (goos and goarch are the running binary's).
 func BuildInfo(reg prometheus.Registerer, version, revision, branch, goVersion string) {
 	g := Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_build_info",
-		Help: "A metric with a constant '1' value labeled by the version, revision, branch and Go version weft was built from.",
-	}, []string{"version", "revision", "branch", "goversion"}))
-	g.WithLabelValues(version, revision, branch, goVersion).Set(1)
+		Help: "A metric with a constant '1' value labeled by the version, revision, branch, Go version, OS and architecture weft was built from.",
+	}, []string{"version", "revision", "branch", "goversion", "goos", "goarch"}))
+	g.WithLabelValues(version, revision, branch, goVersion, runtime.GOOS, runtime.GOARCH).Set(1)
 }
 
 // RequestDuration is Tempo's tempo_request_duration_seconds: the time to
