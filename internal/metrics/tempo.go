@@ -78,10 +78,15 @@ func (t tempoGatherer) Gather() ([]*dto.MetricFamily, error) {
 		if _, taken := have[n.Tempo]; taken {
 			continue
 		}
-		c := proto.Clone(f).(*dto.MetricFamily)
-		c.Name = proto.String(n.Tempo)
-		c.Help = proto.String(f.GetHelp() + " (Tempo's name of " + n.Weft + ".)")
-		out = append(out, c)
+		// The series are shared, not copied: Gather made them for this
+		// scrape alone and the encoders only read them.
+		out = append(out, &dto.MetricFamily{
+			Name:   proto.String(n.Tempo),
+			Help:   proto.String(f.GetHelp() + " (Tempo's name of " + n.Weft + ".)"),
+			Type:   f.Type,
+			Unit:   f.Unit,
+			Metric: f.Metric,
+		})
 	}
 	// The text encoder wants families sorted by name, as Registry gives them.
 	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -139,5 +140,31 @@ func TestGRPCInterceptors(t *testing.T) {
 		if got := m.GetHistogram().GetSampleCount(); got != want {
 			t.Errorf("status_code %q: %d observations, want %d", status, got, want)
 		}
+	}
+}
+
+// BenchmarkGather compares a scrape's gathering with and without the Tempo
+// names, over a registry where every listed family has 100 tenants' series.
+func BenchmarkGather(b *testing.B) {
+	reg := prometheus.NewRegistry()
+	for _, n := range TempoNames {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: n.Weft, Help: "x"}, []string{"tenant"})
+		reg.MustRegister(v)
+		for i := range 100 {
+			v.WithLabelValues(fmt.Sprintf("tenant-%d", i)).Inc()
+		}
+	}
+	for _, c := range []struct {
+		name string
+		g    prometheus.Gatherer
+	}{{"registry", reg}, {"with-tempo-names", WithTempoNames(reg)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.g.Gather(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
