@@ -101,8 +101,8 @@ func (a *App) graph() *modules.Graph {
 		Description: "derives span metrics and service graphs from the spans (the tenants' overrides.*.metrics_generator.processors) and sends them by Prometheus remote write"})
 	g.Add(modules.Module{Name: "querier", Target: true, Deps: []string{modQueryAPI, modMembership, modGRPCServer}, Init: a.initQuerier,
 		Description: "runs search jobs over the blocks and the live-stores, for the query-frontends (gRPC)"})
-	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership}, Init: a.initQueryFrontend,
-		Description: "the query HTTP API; splits each search into jobs for the queriers and merges their results"})
+	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership, modGRPCServer}, Init: a.initQueryFrontend,
+		Description: "the query HTTP API and the streaming gRPC API; splits each search into jobs for the queriers and merges their results"})
 	// The scheduler before the worker: in one process, the worker stops
 	// (and reports its job) before the scheduler.
 	g.Add(modules.Module{Name: modBackendScheduler, Target: true, Deps: []string{modObjectStore, modBlockList, modOverrides, modGRPCServer, modHTTPServer}, Init: a.initBackendScheduler,
@@ -490,7 +490,7 @@ func (a *App) initQuerier() (modules.Service, error) {
 // are known; the write path works meanwhile.
 //
 // It serves the streaming query API (tempopb.StreamingQuerier) on the gRPC
-// server (a dependency through membership), and on the HTTP port with
+// server, and on the HTTP port with
 // stream_over_http_enabled (see initHTTPServer).
 func (a *App) initQueryFrontend() (modules.Service, error) {
 	a.readiness.Add("blocklist", a.blocks.Polled)
