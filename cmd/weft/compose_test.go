@@ -289,18 +289,6 @@ type weftService struct {
 	file    string
 }
 
-// streamOverHTTP is the config's stream_over_http_enabled.
-func (w weftService) streamOverHTTP(t *testing.T) bool {
-	var top struct {
-		On bool `yaml:"stream_over_http_enabled"`
-	}
-	b, err := os.ReadFile(w.file)
-	if err != nil || yaml.Unmarshal(b, &top) != nil {
-		t.Fatalf("cannot read %s: %v", w.file, err)
-	}
-	return top.On
-}
-
 func (w weftService) runs(component string) bool {
 	return slices.Contains(w.targets, component) || slices.Contains(w.targets, app.TargetAll)
 }
@@ -378,7 +366,6 @@ func loadCompose(t *testing.T, dir string) (composeFile, []weftService) {
 		if err != nil {
 			t.Fatalf("%s: %v", w.file, err)
 		}
-		report.Ignored = slices.DeleteFunc(report.Ignored, func(k string) bool { return k == "stream_over_http_enabled" }) // TODO(stream): a key of weft's
 		if len(report.Ignored) > 0 || len(report.Tempo2) > 0 {
 			t.Errorf("%s: keys weft does not use: %v %v", w.file, report.Ignored, report.Tempo2)
 		}
@@ -483,8 +470,8 @@ func checkReferences(t *testing.T, dir string, c composeFile, weft []weftService
 		if !ok || !w.runs("query-frontend") || w.cfg.Server.HTTPListenPort != port {
 			t.Errorf("%s: the Tempo data source %s is not the HTTP port of a weft service with a query-frontend", dsFile, d.URL)
 		}
-		if !d.JSONData.StreamingEnabled["search"] || !d.JSONData.StreamingEnabled["metrics"] || !w.streamOverHTTP(t) {
-			t.Errorf("%s: streaming: data source %v, %s stream_over_http_enabled %v; want both on", dsFile, d.JSONData.StreamingEnabled, w.file, w.streamOverHTTP(t))
+		if !d.JSONData.StreamingEnabled["search"] || !d.JSONData.StreamingEnabled["metrics"] || !w.cfg.StreamOverHTTPEnabled {
+			t.Errorf("%s: streaming: data source %v, %s stream_over_http_enabled %v; want both on", dsFile, d.JSONData.StreamingEnabled, w.file, w.cfg.StreamOverHTTPEnabled)
 		}
 		if m := d.JSONData.ServiceMap.DatasourceUID; uids[m] != "prometheus" {
 			t.Errorf("%s: the service map reads data source %q, not a Prometheus data source", dsFile, m)

@@ -1652,7 +1652,8 @@ func (x *QueryInstantResponse) GetMessage() string {
 type InstantSeries struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Labels        []*KeyValue            `protobuf:"bytes,1,rep,name=labels,proto3" json:"labels,omitempty"`
-	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	PromLabels    string                 `protobuf:"bytes,2,opt,name=promLabels,proto3" json:"promLabels,omitempty"`
+	Value         float64                `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1692,6 +1693,13 @@ func (x *InstantSeries) GetLabels() []*KeyValue {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *InstantSeries) GetPromLabels() string {
+	if x != nil {
+		return x.PromLabels
+	}
+	return ""
 }
 
 func (x *InstantSeries) GetValue() float64 {
@@ -2141,10 +2149,13 @@ const file_tempo_proto_rawDesc = "" +
 	"\x06series\x18\x01 \x03(\v2\x16.tempopb.InstantSeriesR\x06series\x120\n" +
 	"\ametrics\x18\x02 \x01(\v2\x16.tempopb.SearchMetricsR\ametrics\x12.\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x16.tempopb.PartialStatusR\x06status\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"P\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"p\n" +
 	"\rInstantSeries\x12)\n" +
-	"\x06labels\x18\x01 \x03(\v2\x11.tempopb.KeyValueR\x06labels\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value\"E\n" +
+	"\x06labels\x18\x01 \x03(\v2\x11.tempopb.KeyValueR\x06labels\x12\x1e\n" +
+	"\n" +
+	"promLabels\x18\x02 \x01(\tR\n" +
+	"promLabels\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\x01R\x05value\"E\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.tempopb.AnyValueR\x05value\"\xb4\x02\n" +
