@@ -7,7 +7,7 @@ BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.branch=$(BRANCH) \
             -X main.buildUser=$(shell whoami 2>/dev/null || echo unknown) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build run run-microservices startup-times test test-long lint bench clean tools
+.PHONY: build run run-microservices startup-times test test-long lint bench clean tools proto
 
 ## build: compile bin/weft
 build:
@@ -101,3 +101,14 @@ bench:
 
 clean:
 	rm -rf bin
+
+## proto: regenerate query/streaming/tempopb from tempo.proto (needs protoc: apt-get install
+## protobuf-compiler; the Go plugins are built at pinned versions into bin/); make test does not need it
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
+proto:
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/bin:$$PATH protoc -I query/streaming/tempopb \
+		--go_out=query/streaming/tempopb --go_opt=paths=source_relative \
+		--go-grpc_out=query/streaming/tempopb --go-grpc_opt=paths=source_relative \
+		query/streaming/tempopb/tempo.proto

@@ -264,7 +264,7 @@ func (s composeService) mounted(t *testing.T, dir, path string) string {
 	t.Helper()
 	for _, v := range s.Volumes {
 		parts := strings.Split(v, ":")
-		if len(parts) >= 2 && parts[1] == path && strings.HasPrefix(parts[0], ".") {
+		if len(parts) >= 2 && strings.TrimSuffix(parts[1], "/") == strings.TrimSuffix(path, "/") && strings.HasPrefix(parts[0], ".") {
 			return filepath.Join(dir, parts[0])
 		}
 	}
@@ -287,18 +287,6 @@ type weftService struct {
 	targets []string
 	cfg     config.Config
 	file    string
-}
-
-// streamOverHTTP is the config's stream_over_http_enabled.
-func (w weftService) streamOverHTTP(t *testing.T) bool {
-	var top struct {
-		On bool `yaml:"stream_over_http_enabled"`
-	}
-	b, err := os.ReadFile(w.file)
-	if err != nil || yaml.Unmarshal(b, &top) != nil {
-		t.Fatalf("cannot read %s: %v", w.file, err)
-	}
-	return top.On
 }
 
 func (w weftService) runs(component string) bool {
@@ -378,7 +366,6 @@ func loadCompose(t *testing.T, dir string) (composeFile, []weftService) {
 		if err != nil {
 			t.Fatalf("%s: %v", w.file, err)
 		}
-		report.Ignored = slices.DeleteFunc(report.Ignored, func(k string) bool { return k == "stream_over_http_enabled" }) // TODO(stream): a key of weft's
 		if len(report.Ignored) > 0 || len(report.Tempo2) > 0 {
 			t.Errorf("%s: keys weft does not use: %v %v", w.file, report.Ignored, report.Tempo2)
 		}
@@ -398,6 +385,15 @@ func loadCompose(t *testing.T, dir string) (composeFile, []weftService) {
 		t.Fatalf("%s: no service runs weft (image weft:local)", dir)
 	}
 	return c, weft
+}
+
+func mustAbs(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -474,8 +470,8 @@ func checkReferences(t *testing.T, dir string, c composeFile, weft []weftService
 		if !ok || !w.runs("query-frontend") || w.cfg.Server.HTTPListenPort != port {
 			t.Errorf("%s: the Tempo data source %s is not the HTTP port of a weft service with a query-frontend", dsFile, d.URL)
 		}
-		if !d.JSONData.StreamingEnabled["search"] || !d.JSONData.StreamingEnabled["metrics"] || !w.streamOverHTTP(t) {
-			t.Errorf("%s: streaming: data source %v, %s stream_over_http_enabled %v; want both on", dsFile, d.JSONData.StreamingEnabled, w.file, w.streamOverHTTP(t))
+		if !d.JSONData.StreamingEnabled["search"] || !d.JSONData.StreamingEnabled["metrics"] || !w.cfg.StreamOverHTTPEnabled {
+			t.Errorf("%s: streaming: data source %v, %s stream_over_http_enabled %v; want both on", dsFile, d.JSONData.StreamingEnabled, w.file, w.cfg.StreamOverHTTPEnabled)
 		}
 		if m := d.JSONData.ServiceMap.DatasourceUID; uids[m] != "prometheus" {
 			t.Errorf("%s: the service map reads data source %q, not a Prometheus data source", dsFile, m)
@@ -485,13 +481,35 @@ func checkReferences(t *testing.T, dir string, c composeFile, weft []weftService
 		t.Errorf("%s: %d Tempo data sources, want 1", dsFile, tempo)
 	}
 
-	// Prometheus: scrapes every weft process's HTTP port, and takes the
-	// metrics-generator's remote write.
+	// Grafana's dashboards: the provider reads the folder where
+	// operations/dashboards is mounted.
+	var prov struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	provFile := grafana.mounted(t, dir, "/etc/grafana/provisioning/dashboards/weft.yaml")
+	if b, err := os.ReadFile(provFile); err != nil || yaml.Unmarshal(b, &prov) != nil || len(prov.Providers) != 1 {
+		t.Fatalf("%s: cannot read %s: %v", dir, provFile, err)
+	}
+	dashDir := grafana.mounted(t, dir, prov.Providers[0].Options.Path)
+	if abs, _ := filepath.Abs(dashDir); abs != mustAbs(t, filepath.Join(repoRoot, "operations", "dashboards")) {
+		t.Errorf("%s: Grafana's dashboards come from %s, not operations/dashboards", dir, dashDir)
+	}
+	if jsons, _ := filepath.Glob(filepath.Join(dashDir, "*.json")); len(jsons) == 0 {
+		t.Errorf("%s: no dashboard in %s", dir, dashDir)
+	}
+
+	// Prometheus: scrapes every weft process's HTTP port, loads the rules
+	// of operations/ and takes the metrics-generator's remote write.
 	prom := c.Services["prometheus"]
 	if !slices.Contains(prom.Command, "--web.enable-remote-write-receiver") {
 		t.Errorf("%s: prometheus does not take remote write (--web.enable-remote-write-receiver)", dir)
 	}
 	var pc struct {
+		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
@@ -501,6 +519,14 @@ func checkReferences(t *testing.T, dir string, c composeFile, weft []weftService
 	promFile := prom.mounted(t, dir, "/etc/prometheus/prometheus.yaml")
 	if b, err := os.ReadFile(promFile); err != nil || yaml.Unmarshal(b, &pc) != nil {
 		t.Fatalf("%s: cannot read %s: %v", dir, promFile, err)
+	}
+	if len(pc.RuleFiles) == 0 {
+		t.Errorf("%s: no rule_files", promFile)
+	}
+	for _, rf := range pc.RuleFiles {
+		if got := mustAbs(t, prom.mounted(t, dir, rf)); got != mustAbs(t, filepath.Join(repoRoot, "operations", "weft-rules.yaml")) {
+			t.Errorf("%s: rule file %s is mounted from %s, not operations/weft-rules.yaml", promFile, rf, got)
+		}
 	}
 	scraped := map[string]bool{}
 	for _, sc := range pc.ScrapeConfigs {

@@ -70,6 +70,7 @@ type Overrides struct {
 
 	reloads     *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
+	lastOK      prometheus.Gauge
 	tenants     prometheus.Gauge
 
 	loop *periodic.Loop // the reloads, once started
@@ -94,6 +95,10 @@ func New(cfg Config, tolerate KnownElsewhere, logger *slog.Logger, reg prometheu
 			Name: "weft_overrides_last_reload_success_timestamp_seconds",
 			Help: "When the runtime overrides file was last read successfully (unix seconds).",
 		})),
+		lastOK: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_overrides_last_reload_successful",
+			Help: "1 when the last read of the runtime overrides file succeeded (or there is no such file), 0 after a failed one.",
+		})),
 		tenants: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_overrides_tenants",
 			Help: "Tenants with limits of their own in the runtime overrides file.",
@@ -101,6 +106,7 @@ func New(cfg Config, tolerate KnownElsewhere, logger *slog.Logger, reg prometheu
 	}
 	empty := map[string]*Limits{}
 	o.current.Store(&empty)
+	o.lastOK.Set(1)
 	if cfg.PerTenantOverrideConfig != "" {
 		if err := o.Reload(); err != nil {
 			return nil, fmt.Errorf("cannot load overrides.per_tenant_override_config: %w", err)
@@ -131,6 +137,7 @@ func (o *Overrides) Reload() error {
 	m, r, err := o.read()
 	if err != nil {
 		o.reloads.WithLabelValues("failure").Inc()
+		o.lastOK.Set(0)
 		o.logger.Warn("cannot reload the runtime overrides; the last good ones stay in force",
 			"file", o.cfg.PerTenantOverrideConfig, "err", err)
 		return err
@@ -157,6 +164,7 @@ func (o *Overrides) Reload() error {
 	}
 	o.reloads.WithLabelValues("success").Inc()
 	o.lastSuccess.SetToCurrentTime()
+	o.lastOK.Set(1)
 	o.tenants.Set(float64(len(m)))
 	return nil
 }

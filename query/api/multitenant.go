@@ -94,12 +94,21 @@ func (h *handler) searchTenants(ctx context.Context, tenants []string, req searc
 	if err != nil {
 		return nil, err
 	}
+	return mergeSearch(resps, cmp.Or(req.Limit, h.defaultLimit)), nil
+}
+
+// mergeSearch merges the answers of several tenants: the traces of all,
+// the most recent first, cut to limit, and the metrics summed. One answer
+// is returned as it is.
+func mergeSearch(resps []*search.Response, limit int) *search.Response {
 	if len(resps) == 1 {
-		return resps[0], nil
+		return resps[0]
 	}
 	merged := &search.Response{Metrics: &search.Metrics{}}
-	limit := cmp.Or(req.Limit, h.defaultLimit)
 	for _, r := range resps {
+		if r == nil {
+			continue
+		}
 		merged.Traces = append(merged.Traces, r.Traces...)
 		if m := r.Metrics; m != nil {
 			merged.Metrics.InspectedTraces += m.InspectedTraces
@@ -117,7 +126,7 @@ func (h *handler) searchTenants(ctx context.Context, tenants []string, req searc
 	if len(merged.Traces) > limit {
 		merged.Traces = merged.Traces[:limit]
 	}
-	return merged, nil
+	return merged
 }
 
 // tagsOfTenants runs a tag request for every tenant, each with its own

@@ -85,41 +85,11 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 			return
 		}
 		req.Name = name
-		var (
-			resp      tagAnswer
-			truncated string
-		)
 		ctx, notes := withNotes(r)
-		if h.tagTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, h.tagTimeout)
-			defer cancel()
-		}
-		switch {
-		case !v2 && !values:
-			var res *search.TagNamesResponse
-			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNames, mergeTagNames); err == nil {
-				resp, truncated = res, res.Truncated
-			}
-		case v2 && !values:
-			var res *search.TagNamesV2Response
-			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNamesV2, mergeTagNamesV2); err == nil {
-				resp, truncated = res, res.Truncated
-			}
-		case !v2:
-			var res *search.TagValuesResponse
-			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValues, mergeTagValues); err == nil {
-				resp, truncated = res, res.Truncated
-			}
-		default:
-			var res *search.TagValuesV2Response
-			if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValuesV2, mergeTagValuesV2); err == nil {
-				resp, truncated = res, res.Truncated
-			}
-		}
+		resp, truncated, err := h.answerTags(ctx, tenants, req, v2, values)
 		if err != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
-				writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("tag look-up did not finish within %s (%s)", h.tagTimeout, TagQueryTimeoutKey))
+			if errors.Is(err, errTagTimeout) && r.Context().Err() == nil {
+				writeError(w, http.StatusGatewayTimeout, h.tagTimeoutMessage())
 				return
 			}
 			writeFailure(w, err)
@@ -131,6 +101,59 @@ func (h *handler) tagHandler(route string, v2, values bool) http.HandlerFunc {
 		}
 		writeMessage(w, r, resp, h.skips.report(w, route, notes, tenants))
 	}
+}
+
+// errTagTimeout marks a tag look-up that ran past the tag timeout.
+var errTagTimeout = errors.New("tag look-up timed out")
+
+// tagTimeoutMessage says that a tag look-up ran past its timeout.
+func (h *handler) tagTimeoutMessage() string {
+	return fmt.Sprintf("tag look-up did not finish within %s (%s)", h.tagTimeout, TagQueryTimeoutKey)
+}
+
+// answerTags runs a tag request (names or values, v1 or v2) for tenants,
+// bounded by the tag timeout: the answer, why it was cut ("" if it was
+// not), or an error; past the timeout the error wraps errTagTimeout.
+func (h *handler) answerTags(ctx context.Context, tenants []string, req search.TagsRequest, v2, values bool) (tagAnswer, string, error) {
+	if h.tagTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.tagTimeout)
+		defer cancel()
+	}
+	var (
+		resp      tagAnswer
+		truncated string
+		err       error
+	)
+	switch {
+	case !v2 && !values:
+		var res *search.TagNamesResponse
+		if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNames, mergeTagNames); err == nil {
+			resp, truncated = res, res.Truncated
+		}
+	case v2 && !values:
+		var res *search.TagNamesV2Response
+		if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagNamesV2, mergeTagNamesV2); err == nil {
+			resp, truncated = res, res.Truncated
+		}
+	case !v2:
+		var res *search.TagValuesResponse
+		if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValues, mergeTagValues); err == nil {
+			resp, truncated = res, res.Truncated
+		}
+	default:
+		var res *search.TagValuesV2Response
+		if res, err = tagsOfTenants(ctx, h, tenants, req, h.tagger.TagValuesV2, mergeTagValuesV2); err == nil {
+			resp, truncated = res, res.Truncated
+		}
+	}
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, "", fmt.Errorf("%w: %w", errTagTimeout, err)
+		}
+		return nil, "", err
+	}
+	return resp, truncated, nil
 }
 
 // writeMessage answers with resp as protobuf when the client accepts it,

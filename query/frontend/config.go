@@ -9,6 +9,10 @@ import (
 	"github.com/weftdb/weft/query/traceql"
 )
 
+// DefaultMaxGRPCStreamingPacketSize is Tempo's default
+// query_frontend.max_grpc_streaming_packet_size: 1 MiB.
+const DefaultMaxGRPCStreamingPacketSize = 1 << 20
+
 // Config is the `query_frontend` block, with Tempo's key names.
 type Config struct {
 	// MaxOutstandingPerTenant caps a tenant's search jobs queued or
@@ -41,6 +45,10 @@ type Config struct {
 	// X-Scope-OrgID ("a|b|c", multi-tenancy on): it runs for each and the
 	// answers merge. When false such a header is refused with 400.
 	MultiTenantQueriesEnabled bool `yaml:"multi_tenant_queries_enabled"`
+	// MaxGRPCStreamingPacketSize caps the bytes of one message of the
+	// streaming query API (tempopb.StreamingQuerier): a larger answer is
+	// cut into several, each carrying the metrics.
+	MaxGRPCStreamingPacketSize int `yaml:"max_grpc_streaming_packet_size"`
 	// Search configures /api/search.
 	Search SearchConfig `yaml:"search"`
 	// Metrics configures /api/metrics/query_range and /api/metrics/query.
@@ -93,6 +101,7 @@ func DefaultConfig() Config {
 		MaxQueryPipelineStages:      traceql.DefaultMaxStages,
 		MaxQueryRegexSize:           traceql.DefaultMaxRegexSize,
 		MultiTenantQueriesEnabled:   true,
+		MaxGRPCStreamingPacketSize:  DefaultMaxGRPCStreamingPacketSize,
 		Search: SearchConfig{
 			ConcurrentJobs:         1000,
 			TargetBytesPerJob:      search.DefaultTargetBytesPerJob,
@@ -125,6 +134,7 @@ func (c *Config) Validate() error {
 	check(c.MaxQueryNestingDepth > 0 && c.MaxQueryNestingDepth <= traceql.HardMaxDepth, "max_query_nesting_depth", "must be between 1 and %d", traceql.HardMaxDepth)
 	check(c.MaxQueryPipelineStages > 0, "max_query_pipeline_stages", "must be positive")
 	check(c.MaxQueryRegexSize > 0, "max_query_regex_size", "must be positive")
+	check(c.MaxGRPCStreamingPacketSize > 0, "max_grpc_streaming_packet_size", "must be positive")
 	check(s.ConcurrentJobs > 0, "search.concurrent_jobs", "must be positive")
 	check(s.TargetBytesPerJob > 0, "search.target_bytes_per_job", "must be positive")
 	check(s.MaxResultLimit > 0 && s.MaxResultLimit <= search.MaxLimit, "search.max_result_limit", "must be between 1 and %d", search.MaxLimit)

@@ -431,11 +431,14 @@ func nextWindow(window, completed, found, limit, maxJobs int) int {
 
 // run runs the jobs in order, adding each result to comb, and stops
 // starting jobs (and cancels those running) as soon as comb has enough.
+// With a search.Progress in ctx it reports comb's answer so far after a
+// job completes, when the progress is due.
 // It returns once every job it started has returned.
 func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, comb *search.Combiner) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	notes := partial.FromContext(ctx)
+	progress := search.ProgressFromContext(ctx) // nil: no reports
 	type result struct {
 		i   int
 		res *search.JobResult
@@ -520,6 +523,9 @@ func (f *Frontend) run(ctx context.Context, tenant string, jobs []search.Job, co
 					f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))
 					sent = len(jobs)
 				}
+			}
+			if progress.Due(time.Now()) {
+				progress.Report(comb.Snapshot())
 			}
 			if comb.Enough(left()) {
 				f.jobs.WithLabelValues("skipped").Add(float64(len(jobs) - sent))

@@ -179,7 +179,7 @@ func TestResponseProto(t *testing.T) {
 	// Instant.
 	in := decodePB(t, r.Instant().MarshalProto())
 	s := decodePB(t, in[0].b)
-	if in[0].num != 1 || s[2].num != 2 || math.Float64frombits(s[2].v) != 3.25 {
+	if in[0].num != 1 || s[2].num != 3 || math.Float64frombits(s[2].v) != 3.25 { // InstantSeries.value is field 3 (promLabels is 2)
 		t.Errorf("instant series: %+v", s)
 	}
 }

@@ -22,7 +22,7 @@ import (
 //	Sample               { double value = 1; int64 timestamp_ms = 2; }
 //	Exemplar             { repeated KeyValue labels = 1; double value = 2; int64 timestamp_ms = 3; }
 //	QueryInstantResponse { repeated InstantSeries series = 1; SearchMetrics metrics = 2; PartialStatus status = 3; string message = 4; }
-//	InstantSeries        { repeated KeyValue labels = 1; double value = 2; }
+//	InstantSeries        { repeated KeyValue labels = 1; string promLabels = 2; double value = 3; }
 //	enum PartialStatus   { COMPLETE = 0; PARTIAL = 1; }
 //
 // (TimeSeries' prom_labels = 3, a text form of the labels, is not
@@ -327,7 +327,7 @@ func (r *InstantResponse) MarshalProto() []byte {
 	for _, s := range r.Series {
 		b = search.AppendProtoMessage(b, 1, func(b []byte) []byte {
 			b = appendLabels(b, 1, s.Labels)
-			return appendDouble(b, 2, s.Value)
+			return appendDouble(b, 3, s.Value) // promLabels (2) is not written
 		})
 	}
 	return appendTail(b, r.Metrics, r.Status, r.Message)

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+
+	"github.com/weftdb/weft/query/streaming/tempopb"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/memlimit"
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/modules"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/readiness"
@@ -126,6 +129,7 @@ type App struct {
 	limits        *overrides.Overrides               // overrides
 	memory        *memlimit.Limiter                  // memory-limiter
 	handler       http.Handler                       // query-api
+	streaming     tempopb.StreamingQuerierServer     // query-api: the streaming API, served by query-frontend
 	remoteLive    *querier.RemoteLiveStores          // query-api: the live-stores of other processes
 	pool          *querier.Pool                      // query-api: the queriers of other processes
 	finder        *querier.Querier                   // query-api
@@ -158,6 +162,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	a := &App{cfg: cfg, logger: logger, build: build, targets: SplitTargets(cfg.Target), registry: prometheus.NewRegistry(),
 		stores: &livestore.Set{}, readiness: &readiness.Set{}}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.BuildInfo(a.registry, build.Version, build.Revision, build.Branch, build.GoVersion)
 	g := a.graph()
 	names, err := g.Resolve(a.targets...)
 	if err != nil {
@@ -257,6 +262,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	return a.services.Stop(ctx)
 }
+
+// GRPCAddr is the bound address of the gRPC server.
+func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
 
 // HTTPAddr is the bound address of the query API.
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }

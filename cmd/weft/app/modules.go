@@ -22,6 +22,7 @@ import (
 	"github.com/weftdb/weft/internal/httpconn"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/memlimit"
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/modules"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
@@ -32,6 +33,7 @@ import (
 	"github.com/weftdb/weft/query/partial"
 	"github.com/weftdb/weft/query/querier"
 	"github.com/weftdb/weft/query/search"
+	"github.com/weftdb/weft/query/streaming/tempopb"
 	"github.com/weftdb/weft/query/traceql"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
@@ -99,8 +101,8 @@ func (a *App) graph() *modules.Graph {
 		Description: "derives span metrics and service graphs from the spans (the tenants' overrides.*.metrics_generator.processors) and sends them by Prometheus remote write"})
 	g.Add(modules.Module{Name: "querier", Target: true, Deps: []string{modQueryAPI, modMembership, modGRPCServer}, Init: a.initQuerier,
 		Description: "runs search jobs over the blocks and the live-stores, for the query-frontends (gRPC)"})
-	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership}, Init: a.initQueryFrontend,
-		Description: "the query HTTP API; splits each search into jobs for the queriers and merges their results"})
+	g.Add(modules.Module{Name: "query-frontend", Target: true, Deps: []string{modQueryAPI, modMembership, modGRPCServer}, Init: a.initQueryFrontend,
+		Description: "the query HTTP API and the streaming gRPC API; splits each search into jobs for the queriers and merges their results"})
 	// The scheduler before the worker: in one process, the worker stops
 	// (and reports its job) before the scheduler.
 	g.Add(modules.Module{Name: modBackendScheduler, Target: true, Deps: []string{modObjectStore, modBlockList, modOverrides, modGRPCServer, modHTTPServer}, Init: a.initBackendScheduler,
@@ -115,7 +117,8 @@ func (a *App) graph() *modules.Graph {
 func (a *App) initGRPCServer() (modules.Service, error) {
 	a.health = health.NewServer()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until Start
-	a.grpcServer = grpc.NewServer()
+	unary, stream := metrics.GRPCInterceptors(a.registry)                   // tempo_request_duration_seconds
+	a.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	healthpb.RegisterHealthServer(a.grpcServer, a.health)
 	return modules.Funcs{
 		OnStart: func(context.Context) error {
@@ -260,13 +263,19 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 		TraceQLLimits:       traceQLLimits,
 		Build:               a.build,
 		Ready:               a.ready,
-		Gatherer:            a.registry,
+		Gatherer:            metrics.WithTempoNames(a.registry), // weft_* also under Tempo's names
 		Metrics:             a.registry,
 		Logger:              a.logger.With("component", "query"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the HTTP API: %w", err)
 	}
+	a.streaming, err = api.NewStreamingServer(a.handler, api.StreamOptions{MaxPacketSize: cfg.QueryFrontend.MaxGRPCStreamingPacketSize, Metrics: a.registry})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the streaming API: %w", err)
+	}
+	// The explorer goes in front of the HTTP API only (the streaming API
+	// above serves the API itself).
 	if a.handler, err = a.withUI(a.handler); err != nil {
 		return nil, err
 	}
@@ -319,14 +328,25 @@ func (r jobRoute) MetricsJob(ctx context.Context, tenant string, job tqmetrics.J
 func (a *App) initHTTPServer() (modules.Service, error) {
 	a.routes = http.NewServeMux()
 	a.routes.Handle("/", a.handler)
+	a.routes.HandleFunc("GET /status/config", a.serveStatusConfig)
+	var handler http.Handler = a.routes
+	if a.cfg.StreamOverHTTPEnabled {
+		handler = a.grpcOverHTTP(a.routes)
+	}
 	a.httpServer = &http.Server{
-		Handler:           a.routes,
+		Handler:           handler,
 		ReadHeaderTimeout: a.cfg.Server.HTTPServerReadHeaderTimeout,
 		MaxHeaderBytes:    otlp.MaxHeaderBytes,
 		ReadTimeout:       a.cfg.Server.HTTPServerReadTimeout,
 		WriteTimeout:      a.cfg.Server.HTTPServerWriteTimeout,
 		IdleTimeout:       a.cfg.Server.HTTPServerIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	if a.cfg.StreamOverHTTPEnabled {
+		// gRPC clients speak HTTP/2 without TLS (prior knowledge).
+		a.httpServer.Protocols = new(http.Protocols)
+		a.httpServer.Protocols.SetHTTP1(true)
+		a.httpServer.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return modules.Funcs{
 		OnStart: func(context.Context) error {
@@ -349,6 +369,33 @@ func (a *App) initHTTPServer() (modules.Service, error) {
 			return nil
 		},
 	}, nil
+}
+
+// serveStatusConfig answers GET /status/config as Tempo does: the
+// effective configuration as YAML, its secrets redacted; ?mode=defaults
+// gives the defaults and ?mode=diff what differs from them.
+func (a *App) serveStatusConfig(w http.ResponseWriter, r *http.Request) {
+	out, err := a.cfg.Show(r.URL.Query().Get("mode"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(out)
+}
+
+// grpcOverHTTP sends gRPC requests (HTTP/2, content type application/grpc)
+// to the process's gRPC server, whose services include the streaming query
+// API in a query-frontend, and the others to next
+// (stream_over_http_enabled).
+func (a *App) grpcOverHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") && a.grpcServer != nil {
+			a.grpcServer.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // initMembership joins memberlist when memberlist.join_members or
@@ -446,8 +493,13 @@ func (a *App) initQuerier() (modules.Service, error) {
 
 // initQueryFrontend makes the process not ready to query until the blocks
 // are known; the write path works meanwhile.
+//
+// It serves the streaming query API (tempopb.StreamingQuerier) on the gRPC
+// server, and on the HTTP port with
+// stream_over_http_enabled (see initHTTPServer).
 func (a *App) initQueryFrontend() (modules.Service, error) {
 	a.readiness.Add("blocklist", a.blocks.Polled)
+	tempopb.RegisterStreamingQuerierServer(a.grpcServer, a.streaming)
 	return nil, nil
 }
 

@@ -46,6 +46,10 @@ type Config struct {
 	// MultitenancyEnabled requires X-Scope-OrgID on every request and keeps
 	// tenants apart; when false everything belongs to "single-tenant".
 	MultitenancyEnabled bool `yaml:"multitenancy_enabled"`
+	// StreamOverHTTPEnabled serves the streaming query API
+	// (tempopb.StreamingQuerier, always on the gRPC port) on the HTTP port
+	// too, as unencrypted HTTP/2, as Grafana's Tempo data source expects.
+	StreamOverHTTPEnabled bool `yaml:"stream_over_http_enabled"`
 	// Server holds the listen ports and logging of the process.
 	Server ServerConfig `yaml:"server"`
 	// Distributor configures intake: receivers and span checks.

@@ -60,7 +60,7 @@ func TestTempoConfigLoads(t *testing.T) {
 		t.Fatalf("overrides.defaults.ingestion.max_traces_per_user = %d, want 20000", got)
 	}
 	want := []string{
-		"stream_over_http_enabled", "server.grpc_server_max_recv_msg_size",
+		"server.grpc_server_max_recv_msg_size",
 		"distributor.receivers.otlp.protocols.http.cors", "distributor.log_received_spans",
 		"live_store.complete_block_timeout", "query_frontend.search.duration_slo", "query_frontend.trace_by_id",
 		"overrides.defaults.ingestion.tenant_shard_size",

@@ -8,7 +8,7 @@ import "strings"
 // listed: they are the fields of Config.
 var tempoKeys = []string{
 	// top level
-	"stream_over_http_enabled", "http_api_prefix", "shutdown_delay",
+	"http_api_prefix", "shutdown_delay",
 	"enable_go_runtime_metrics", "memory", "internal_server", "live_store_client",
 	"usage_report",
 	// metrics-generator (the keys weft reads are Config.MetricsGenerator's)
