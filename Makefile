@@ -38,7 +38,9 @@ test: lint tools
 ## and the Prometheus server the metrics-generator tests remote-write to, only when missing
 ## (WEFT_PROMETHEUS_BIN, else prometheus on PATH): Debian's prometheus package, installed with
 ## apt-get when root. The package may start its own daemon on :9090; the tests never use it
-## (each starts its own server on a free loopback port).
+## (each starts its own server on a free loopback port);
+## and the headless Chromium the UI's browser tests drive (query/ui), only when missing
+## (WEFT_CHROMIUM_BIN, else chromium on PATH): Debian's chromium package, installed with apt-get when root.
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 tools:
 	@if [ -n "$$WEFT_MINIO_BIN" ]; then bin="$$WEFT_MINIO_BIN"; \
@@ -59,6 +61,18 @@ tools:
 	DEBIAN_FRONTEND=noninteractive apt-get update && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus && \
 	command -v prometheus >/dev/null
+	@if [ -n "$$WEFT_CHROMIUM_BIN" ]; then \
+		if [ -x "$$WEFT_CHROMIUM_BIN" ]; then exit 0; fi; \
+		echo "WEFT_CHROMIUM_BIN=$$WEFT_CHROMIUM_BIN is not an executable file"; exit 1; \
+	fi; \
+	if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "chromium is missing and installing it needs root: run 'sudo apt-get update && sudo apt-get install -y chromium' (Debian's package), or set WEFT_CHROMIUM_BIN; until then the browser tests of query/ui skip"; exit 0; \
+	fi; \
+	echo "installing Debian's chromium package (apt-get), for the browser tests of query/ui"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium && \
+	command -v chromium >/dev/null
 
 ## test-long: slow soak, stress and fault tests, then every fuzz target for FUZZTIME each
 ## (the TraceQL parser, OTLP protobuf via the distributor, OTLP/HTTP with JSON and gzip,

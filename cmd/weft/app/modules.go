@@ -274,6 +274,11 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the streaming API: %w", err)
 	}
+	// The explorer goes in front of the HTTP API only (the streaming API
+	// above serves the API itself).
+	if a.handler, err = a.withUI(a.handler); err != nil {
+		return nil, err
+	}
 	return modules.Funcs{OnStop: func(context.Context) error {
 		return errors.Join(a.remoteLive.Close(), a.pool.Close())
 	}}, nil

@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/internal/yamlx"
 	"github.com/weftdb/weft/query/frontend"
 	"github.com/weftdb/weft/query/querier"
+	"github.com/weftdb/weft/query/ui"
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
@@ -86,6 +87,9 @@ type Config struct {
 	BackendScheduler scheduler.Config `yaml:"backend_scheduler"`
 	// BackendWorker runs them (the backend-worker component).
 	BackendWorker worker.Config `yaml:"backend_worker"`
+	// UI configures the built-in trace explorer served on the HTTP port
+	// (weft only).
+	UI ui.Config `yaml:"ui"`
 
 	// QueryEndCutoffSet is true when the file sets
 	// query_frontend.query_end_cutoff (Load sets it; a config built in Go
@@ -240,6 +244,7 @@ func Default() Config {
 		Querier:          querier.DefaultConfig(),
 		BackendScheduler: scheduler.DefaultConfig(),
 		BackendWorker:    worker.DefaultConfig(),
+		UI:               ui.DefaultConfig(),
 		Storage: StorageConfig{Trace: TraceStorageConfig{
 			Store:                 st,
 			BlocklistPoll:         time.Minute,
@@ -300,6 +305,9 @@ func (c *Config) Validate() error {
 		if err := o.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("distributor.receivers.otlp: %w", err))
 		}
+	}
+	if err := c.UI.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ui.%w", err))
 	}
 	return errors.Join(errs...)
 }
