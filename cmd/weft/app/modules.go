@@ -36,6 +36,7 @@ import (
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/jaegerzipkin"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
 	"github.com/weftdb/weft/stages/dropspans"
@@ -390,6 +391,8 @@ func (a *App) initPipeline() (modules.Service, error) {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(cfg.OTLPNode(), a.memory),
+		jaegerzipkin.NewJaegerFactory(cfg.JaegerNode()),
+		jaegerzipkin.NewZipkinFactory(cfg.ZipkinNode()),
 		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
