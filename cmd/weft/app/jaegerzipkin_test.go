@@ -90,9 +90,9 @@ func startWeftReceivers(t *testing.T, mutate func(*config.Config)) (*App, recvAd
 // none).
 type sentTrace struct {
 	traceID, rootID, childID string // lowercase hex, 32 and 16 digits
-	service, orderID          string
-	linkTrace, linkSpan       string // empty: no link
-	eventAttr                 bool   // the event carries rows=3
+	service, orderID         string
+	linkTrace, linkSpan      string // empty: no link
+	eventAttr                bool   // the event carries rows=3
 }
 
 func hex128(hi, lo uint64) string { return fmt.Sprintf("%016x%016x", hi, lo) }
@@ -104,7 +104,7 @@ type errLogger struct {
 	errs []string
 }
 
-func (l *errLogger) Error(msg string) { l.mu.Lock(); l.errs = append(l.errs, msg); l.mu.Unlock() }
+func (l *errLogger) Error(msg string)     { l.mu.Lock(); l.errs = append(l.errs, msg); l.mu.Unlock() }
 func (l *errLogger) Infof(string, ...any) {}
 func (l *errLogger) check(t *testing.T) {
 	t.Helper()
