@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -488,5 +489,51 @@ func TestJaegerZipkinTenants(t *testing.T) {
 			t.Fatal("weft_receiver_requests_total did not count the UDP batch without a tenant as Unauthenticated")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Jaeger and Zipkin spans meet the same per-tenant limits as OTLP's: a
+// batch over max_traces_per_user is accepted with the excess refused (the
+// protocols cannot say so: weft_receiver_spans_rejected_total counts it,
+// beside the distributor's weft_discarded_spans_total).
+func TestJaegerZipkinLimits(t *testing.T) {
+	rt := t.TempDir() + "/overrides.yaml"
+	if err := os.WriteFile(rt, []byte("overrides:\n  capped:\n    ingestion:\n      max_traces_per_user: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, ra := startWeftReceivers(t, func(c *config.Config) {
+		c.MultitenancyEnabled = true
+		c.Overrides.PerTenantOverrideConfig = rt
+	})
+	conn, err := grpc.NewClient(ra.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	now := time.Now().Add(-time.Minute)
+	span := func(hi uint64) *jmodel.Span {
+		return &jmodel.Span{TraceID: jmodel.NewTraceID(hi, 7), SpanID: jmodel.NewSpanID(hi), OperationName: "op", StartTime: now, Duration: time.Millisecond}
+	}
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-scope-orgid", "capped"), 10*time.Second)
+	defer cancel()
+	_, err = api_v2.NewCollectorServiceClient(conn).PostSpans(ctx, &api_v2.PostSpansRequest{Batch: jmodel.Batch{
+		Spans: []*jmodel.Span{span(1), span(2)}, Process: &jmodel.Process{ServiceName: "capped-svc"}}})
+	if err != nil {
+		t.Fatalf("PostSpans: %v", err)
+	}
+	kept := 0
+	for _, id := range []string{hex128(1, 7), hex128(2, 7)} {
+		if len(recvTraceByID(t, a, "capped", id)) > 0 {
+			kept++
+		}
+	}
+	if kept != 1 {
+		t.Errorf("%d traces kept, want 1 (max_traces_per_user: 1)", kept)
+	}
+	if got := metricValue(t, a, "weft_receiver_spans_rejected_total", "receiver", "jaeger", "protocol", "grpc"); got != 1 {
+		t.Errorf("weft_receiver_spans_rejected_total = %v, want 1", got)
+	}
+	if got := metricValue(t, a, "weft_discarded_spans_total", "reason", "live_traces_exceeded", "tenant", "capped"); got != 1 {
+		t.Errorf("weft_discarded_spans_total = %v, want 1", got)
 	}
 }
