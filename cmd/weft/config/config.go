@@ -386,7 +386,9 @@ func (c *Config) ZipkinNode() jaegerzipkin.ZipkinConfig {
 	if z := c.Distributor.Receivers.Zipkin; z != nil {
 		return *z
 	}
-	return jaegerzipkin.ZipkinConfig{}
+	z := jaegerzipkin.DefaultZipkinConfig()
+	z.Endpoint = "" // off; a pipeline file may still set one
+	return z
 }
 
 // DistributorNode is the default config of distributor pipeline nodes.
