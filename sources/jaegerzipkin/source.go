@@ -59,6 +59,14 @@ const (
 // gRPC clients read it.
 const retryAfter = 5 * time.Second
 
+// The HTTP receivers' bounds on slow clients, those of OTLP/HTTP's
+// defaults: the headers within readHeaderTimeout, the whole request within
+// readTimeout (the Collector sets no read timeout).
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+)
+
 // part is one protocol's Collector receiver.
 type part struct {
 	protocol string
@@ -125,6 +133,7 @@ func newJaeger(set pipelines.Settings, cfg JaegerConfig) (*Source, error) {
 		hc := confighttp.NewDefaultServerConfig()
 		hc.NetAddr = confignet.AddrConfig{Endpoint: h.Endpoint, Transport: confignet.TransportTypeTCP}
 		hc.MaxRequestBodySize = h.MaxRequestBodySize
+		hc.ReadHeaderTimeout, hc.ReadTimeout = readHeaderTimeout, readTimeout
 		hc.IncludeMetadata = true
 		c.ThriftHTTP = configoptional.Some(hc)
 		if err := s.addJaeger(ProtocolThriftHTTP, h.Endpoint, c); err != nil {
@@ -181,6 +190,7 @@ func newZipkin(set pipelines.Settings, cfg ZipkinConfig) (*Source, error) {
 	zc := f.CreateDefaultConfig().(*zipkinreceiver.Config)
 	zc.ServerConfig.NetAddr = confignet.AddrConfig{Endpoint: cfg.Endpoint, Transport: confignet.TransportTypeTCP}
 	zc.ServerConfig.MaxRequestBodySize = cfg.MaxRequestBodySize
+	zc.ServerConfig.ReadHeaderTimeout, zc.ServerConfig.ReadTimeout = readHeaderTimeout, readTimeout
 	zc.ServerConfig.IncludeMetadata = true
 	zc.ParseStringTags = cfg.ParseStringTags
 	if err := s.add(f, zc, ProtocolZipkin, cfg.Endpoint); err != nil {
