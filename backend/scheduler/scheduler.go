@@ -104,6 +104,9 @@ type Scheduler struct {
 	wake chan struct{} // closed and replaced when a job becomes pending
 	// lastRetention is when each tenant last got a retention job.
 	lastRetention map[string]time.Time
+	// kinds are the (tenant, job type) pairs jobs were created for: their
+	// active and pending gauges stay, at 0 when no job is in that state.
+	kinds map[[2]string]bool
 	// requests are the redaction requests, by ID.
 	requests map[string]*Request
 
@@ -148,6 +151,10 @@ func newMetrics(reg prometheus.Registerer) schedulerMetrics {
 func (s *Scheduler) gaugesLocked() {
 	s.m.active.Reset()
 	s.m.pending.Reset()
+	for k := range s.kinds {
+		s.m.active.WithLabelValues(k[0], k[1]).Set(0)
+		s.m.pending.WithLabelValues(k[0], k[1]).Set(0)
+	}
 	for _, j := range s.jobs {
 		switch j.State {
 		case Running:
@@ -386,7 +393,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 			id := jobID(JobRetention, tenant, nil, now.Truncate(s.cfg.RetentionInterval).Format(time.RFC3339))
 			if _, ok := s.jobs[id]; !ok {
 				s.jobs[id] = &Job{ID: id, Type: JobRetention, Tenant: tenant, State: Pending, Created: now, Updated: now}
-				s.m.created.WithLabelValues(tenant, string(JobRetention)).Inc()
+				s.countCreated(tenant, JobRetention)
 				added++
 				open++
 			}
@@ -433,7 +440,7 @@ func (s *Scheduler) Plan(ctx context.Context) (int, error) {
 				continue
 			}
 			s.jobs[id] = &Job{ID: id, Type: JobCompaction, Tenant: tenant, Blocks: ids, State: Pending, Created: now, Updated: now}
-			s.m.created.WithLabelValues(tenant, string(JobCompaction)).Inc()
+			s.countCreated(tenant, JobCompaction)
 			added++
 		}
 	}
@@ -682,4 +689,18 @@ func (s *Scheduler) WriteStatus(w io.Writer) error {
 
 func stateOrder(s State) int {
 	return slices.Index([]State{Running, Pending, Failed, Succeeded}, s)
+}
+
+// countCreated counts a job created, and makes the completed, failed,
+// active and pending series of its tenant and type exist (at 0 until a job
+// is in that state), so that a failure ratio has a denominator and a
+// dashboard a series from the start. It is called with s.mu held.
+func (s *Scheduler) countCreated(tenant string, t JobType) {
+	s.m.created.WithLabelValues(tenant, string(t)).Inc()
+	s.m.completed.WithLabelValues(tenant, string(t))
+	s.m.failed.WithLabelValues(tenant, string(t))
+	if s.kinds == nil {
+		s.kinds = map[[2]string]bool{}
+	}
+	s.kinds[[2]string{tenant, string(t)}] = true
 }

@@ -116,6 +116,9 @@ func (l *List) setLength(tenant string, n int) {
 // instead, and an error when the index cannot be used and fallback is off.
 func (l *List) pollIndex(ctx context.Context, ten string) (bool, error) {
 	idx, _, err := readIndex(ctx, l.bkt, ten)
+	// The tenant's error series exists from its first read, at 0 until a
+	// read fails, so that an increase() over it sees the first failure.
+	l.im.errs.WithLabelValues(ten)
 	var reason string
 	switch {
 	case err == nil:

@@ -63,12 +63,14 @@ type Overrides struct {
 	logger      *slog.Logger
 	tolerate    KnownElsewhere
 	lastIgnored string // the ignored keys last warned about
+	lastLegacy  string // the flat-form keys last warned about
 
 	current atomic.Pointer[map[string]*Limits] // tenant (or Wildcard) → limits
 	mu      sync.Mutex                         // serializes reloads
 
 	reloads     *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
+	lastOK      prometheus.Gauge
 	tenants     prometheus.Gauge
 
 	loop *periodic.Loop // the reloads, once started
@@ -93,6 +95,10 @@ func New(cfg Config, tolerate KnownElsewhere, logger *slog.Logger, reg prometheu
 			Name: "weft_overrides_last_reload_success_timestamp_seconds",
 			Help: "When the runtime overrides file was last read successfully (unix seconds).",
 		})),
+		lastOK: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_overrides_last_reload_successful",
+			Help: "1 when the last read of the runtime overrides file succeeded (or there is no such file), 0 after a failed one.",
+		})),
 		tenants: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_overrides_tenants",
 			Help: "Tenants with limits of their own in the runtime overrides file.",
@@ -100,6 +106,7 @@ func New(cfg Config, tolerate KnownElsewhere, logger *slog.Logger, reg prometheu
 	}
 	empty := map[string]*Limits{}
 	o.current.Store(&empty)
+	o.lastOK.Set(1)
 	if cfg.PerTenantOverrideConfig != "" {
 		if err := o.Reload(); err != nil {
 			return nil, fmt.Errorf("cannot load overrides.per_tenant_override_config: %w", err)
@@ -127,34 +134,49 @@ func (o *Overrides) For(ten string) *Limits {
 func (o *Overrides) Reload() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m, ignored, err := o.read()
+	m, r, err := o.read()
 	if err != nil {
 		o.reloads.WithLabelValues("failure").Inc()
+		o.lastOK.Set(0)
 		o.logger.Warn("cannot reload the runtime overrides; the last good ones stay in force",
 			"file", o.cfg.PerTenantOverrideConfig, "err", err)
 		return err
 	}
 	o.current.Store(&m)
-	if s := strings.Join(ignored, ","); s != o.lastIgnored {
+	// Each warning once, until the file changes what it says.
+	if s := strings.Join(r.Ignored, ","); s != o.lastIgnored {
 		o.lastIgnored = s
 		if s != "" {
 			o.logger.Warn("runtime overrides keys that Grafana Tempo knows and weft does not use yet are ignored",
 				"file", o.cfg.PerTenantOverrideConfig, "keys", s)
 		}
 	}
+	var legacy []string
+	for _, k := range r.Legacy {
+		legacy = append(legacy, k.Key+": "+k.Note)
+	}
+	if s := strings.Join(legacy, "; "); s != o.lastLegacy {
+		o.lastLegacy = s
+		if s != "" {
+			o.logger.Warn("the runtime overrides file has keys of Grafana Tempo 2's flat form: each is read at its place in the scoped form, as noted",
+				"file", o.cfg.PerTenantOverrideConfig, "keys", s)
+		}
+	}
 	o.reloads.WithLabelValues("success").Inc()
 	o.lastSuccess.SetToCurrentTime()
+	o.lastOK.Set(1)
 	o.tenants.Set(float64(len(m)))
 	return nil
 }
 
-func (o *Overrides) read() (map[string]*Limits, []string, error) {
+func (o *Overrides) read() (map[string]*Limits, Report, error) {
 	file := o.cfg.PerTenantOverrideConfig
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read the runtime overrides file: %w", err)
+		return nil, Report{}, fmt.Errorf("cannot read the runtime overrides file: %w", err)
 	}
-	return Parse(file, data, o.cfg.Defaults, o.tolerate)
+	m, r, err := ParseReport(file, data, o.cfg.Defaults, o.tolerate)
+	return m, r, err
 }
 
 // Parse reads a runtime overrides file, `overrides: {"<tenant>": {...}}`:
@@ -162,18 +184,37 @@ func (o *Overrides) read() (map[string]*Limits, []string, error) {
 // validated. Keys that tolerate accepts are dropped and returned as
 // ignored. Every problem is returned at once, with its line and YAML path.
 func Parse(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (map[string]*Limits, []string, error) {
+	m, r, err := ParseReport(file, data, defaults, tolerate)
+	return m, r.Ignored, err
+}
+
+// Report is what ParseReport found in a runtime file besides the limits.
+type Report struct {
+	// Ignored are the paths of the keys tolerate accepted, sorted.
+	Ignored []string
+	// Legacy are the keys of Tempo 2's flat form, with their tenant in
+	// the key ("overrides.<tenant>.<key>"), in the order of the file.
+	Legacy []LegacyKey
+}
+
+// ParseReport is Parse, and also reads each tenant's block in Tempo 2's
+// flat (legacy) form: its keys are mapped to the scoped form (MapLegacy)
+// and listed in the report, so that a Tempo 2 runtime file works unchanged.
+func ParseReport(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (map[string]*Limits, Report, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
+		return nil, Report{}, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
 	}
 	out := map[string]*Limits{}
 	if len(doc.Content) == 0 {
-		return out, nil, nil // an empty file: no tenant of its own
+		return out, Report{}, nil // an empty file: no tenant of its own
 	}
+	yamlx.InlineMerges(&doc) // flat keys brought by a merge key are mapped too
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, nil, &yamlx.Error{File: file, Line: root.Line, Msg: "expected a mapping with the key overrides"}
+		return nil, Report{}, &yamlx.Error{File: file, Line: root.Line, Msg: "expected a mapping with the key overrides"}
 	}
+	var legacy []LegacyKey
 	var errs []error
 	var ignored []string
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -202,6 +243,9 @@ func Parse(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (
 				errs = append(errs, &yamlx.Error{File: file, Line: tk.Line, Path: path, Msg: "duplicate tenant"})
 				continue
 			}
+			for _, k := range MapLegacy(tv, tv, "", tolerate) {
+				legacy = append(legacy, LegacyKey{Key: yamlx.Join(path, k.Key), Note: k.Note})
+			}
 			l := defaults
 			opts := yamlx.Options{File: file, Path: path}
 			if tolerate != nil {
@@ -222,10 +266,10 @@ func Parse(file string, data []byte, defaults Limits, tolerate KnownElsewhere) (
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, Report{}, errors.Join(errs...)
 	}
 	slices.Sort(ignored)
-	return out, ignored, nil
+	return out, Report{Ignored: ignored, Legacy: legacy}, nil
 }
 
 // Start rereads the runtime file every per_tenant_override_period until

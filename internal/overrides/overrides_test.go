@@ -203,3 +203,27 @@ func TestParseToleratesKeysKnownElsewhere(t *testing.T) {
 		t.Fatal("a key neither system knows was accepted")
 	}
 }
+
+// A runtime file in Tempo 2's flat form is put in force, with one warning
+// naming its flat keys, not repeated while the file says the same.
+func TestFlatFormRuntimeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rt.yaml")
+	writeFile(t, path, "overrides:\n  a:\n    max_traces_per_user: 7\n    ingestion_rate_limit_bytes: 300\n")
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.PerTenantOverrideConfig = path
+	o, err := New(cfg, nil, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := o.For("a").Ingestion; l.MaxTracesPerUser != 7 || l.RateLimitBytes != 300 {
+		t.Fatalf("tenant a: %+v", l)
+	}
+	if err := o.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	s := logs.String()
+	if strings.Count(s, "flat form") != 1 || !strings.Contains(s, "overrides.a.max_traces_per_user: mapped to ingestion.max_traces_per_user") {
+		t.Fatalf("want one warning naming the flat keys:\n%s", s)
+	}
+}

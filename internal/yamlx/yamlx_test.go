@@ -839,3 +839,34 @@ func TestUnmarshalerErrorsCarryPath(t *testing.T) {
 		`w.yaml:4: kafka.address[1]: expected a host:port string`,
 		`w.yaml:5: kafka.other: expected a list, found a mapping`)
 }
+
+// Merge keys are inlined as YAML defines them: own keys win, then the
+// sources in order; the anchored mapping keeps its keys.
+func TestInlineMerges(t *testing.T) {
+	var doc yaml.Node
+	src := "base: &b {x: 1, y: 2}\nmore: &m {y: 3, z: 4}\nuse:\n  <<: [*b, *m]\n  x: 9\nnested:\n  inner:\n    <<: *b\n"
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	InlineMerges(&doc)
+	root := Root(&doc)
+	want := map[string]string{"use.x": "9", "use.y": "2", "use.z": "4", "nested.inner.x": "1", "nested.inner.y": "2", "base.x": "1"}
+	for path, v := range want {
+		if n := GetPath(root, path); n == nil || n.Value != v {
+			t.Errorf("%s = %v, want %s", path, n, v)
+		}
+	}
+	if n := GetPath(root, "base.z"); n != nil {
+		t.Errorf("the anchored mapping got a key: base.z = %s", n.Value)
+	}
+	var got, orig map[string]any
+	if err := doc.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(src), &orig); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(orig) {
+		t.Errorf("decoded after inlining %v, before %v", got, orig)
+	}
+}

@@ -142,6 +142,12 @@ type handler struct {
 	// routes maps a registered ServeMux pattern to its route label.
 	routes   map[string]string
 	duration *prometheus.HistogramVec
+	// tempoDuration is Tempo's tempo_request_duration_seconds, observed
+	// beside duration with Tempo's labels.
+	tempoDuration *prometheus.HistogramVec
+	// queries is Tempo's tempo_query_frontend_queries_total{tenant, op,
+	// result}: the queries of the query routes, see countQuery.
+	queries *prometheus.CounterVec
 
 	finder   TraceFinder
 	searcher Searcher
@@ -188,7 +194,8 @@ type handler struct {
 //	GET /metrics                    Prometheus metrics of opts.Gatherer
 //
 // Other paths answer 404, other methods on these paths 405. The handler
-// records weft_query_request_duration_seconds{route, status_code} for every
+// records weft_query_request_duration_seconds{route, status_code} and Tempo's
+// tempo_request_duration_seconds{method, route, status_code, ws} for every
 // request and is safe for concurrent use.
 func New(opts Options) (http.Handler, error) {
 	if opts.Finder == nil {
@@ -212,9 +219,14 @@ func New(opts Options) (http.Handler, error) {
 	}
 
 	h := &handler{
-		mux:              http.NewServeMux(),
-		routes:           make(map[string]string),
-		duration:         duration,
+		mux:           http.NewServeMux(),
+		routes:        make(map[string]string),
+		duration:      duration,
+		tempoDuration: metrics.RequestDuration(opts.Metrics),
+		queries: metrics.Register(opts.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tempo_query_frontend_queries_total",
+			Help: "Queries received, by tenant (a|b for a multi-tenant one), op (traces, search, metadata, metrics) and result (completed, or canceled: the client went away), as Tempo's.",
+		}, []string{"tenant", "op", "result"})),
 		finder:           opts.Finder,
 		searcher:         opts.Searcher,
 		tagger:           opts.Tagger,
@@ -306,7 +318,40 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = http.StatusOK
 	}
-	h.duration.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	took := time.Since(start).Seconds()
+	status := strconv.Itoa(code)
+	h.duration.WithLabelValues(route, status).Observe(took)
+	h.tempoDuration.WithLabelValues(r.Method, metrics.RouteLabel(route), status, "false").Observe(took)
+	h.countQuery(r, route, code)
+}
+
+// queryOps are Tempo's op labels of the query routes.
+var queryOps = map[string]string{
+	routeTraceV1: "traces", routeTraceV2: "traces",
+	routeSearch: "search",
+	routeTagsV1: "metadata", routeTagsV2: "metadata", routeTagValuesV1: "metadata", routeTagValuesV2: "metadata",
+	routeMetricsRange: "metrics", routeMetricsInstant: "metrics",
+}
+
+// countQuery counts a request of a query route in
+// tempo_query_frontend_queries_total, as Tempo does: every answer is
+// "completed" (a 400 or a 429 too) but for a client that went away
+// ("canceled"). A request whose tenant header is not valid names no
+// tenant and is not counted (it is in tempo_request_duration_seconds).
+func (h *handler) countQuery(r *http.Request, route string, code int) {
+	op, ok := queryOps[route]
+	if !ok {
+		return
+	}
+	tenants, err := h.readTenants(r)
+	if err != nil {
+		return
+	}
+	result := "completed"
+	if code == statusClientClosedRequest || r.Context().Err() != nil {
+		result = "canceled"
+	}
+	h.queries.WithLabelValues(strings.Join(tenants, "|"), op, result).Inc()
 }
 
 func registerDuration(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {

@@ -134,6 +134,13 @@ func TestMetrics(t *testing.T) {
 		`weft_query_request_duration_seconds_count{route="other",status_code="404"} 1` + "\n", // /nowhere
 		`weft_query_request_duration_seconds_count{route="other",status_code="405"} 1` + "\n",
 		`weft_query_request_duration_seconds_bucket{route="/api/traces/{traceID}",status_code="200",le="+Inf"} 2` + "\n",
+		// Tempo's names and labels.
+		`tempo_request_duration_seconds_count{method="GET",route="api_traces_traceid",status_code="200",ws="false"} 2` + "\n",
+		`tempo_request_duration_seconds_count{method="GET",route="api_v2_traces_traceid",status_code="400",ws="false"} 1` + "\n",
+		`tempo_request_duration_seconds_count{method="POST",route="other",status_code="405",ws="false"} 1` + "\n",
+		// Every trace-by-ID answer is a completed query (a 400 too), as in
+		// Tempo; /nowhere and /ready are no queries.
+		`tempo_query_frontend_queries_total{op="traces",result="completed",tenant="single-tenant"} 5` + "\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)

@@ -31,6 +31,7 @@ import (
 	"github.com/weftdb/weft/internal/blocklist"
 	"github.com/weftdb/weft/internal/membership"
 	"github.com/weftdb/weft/internal/memlimit"
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/modules"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/readiness"
@@ -158,6 +159,7 @@ func New(cfg config.Config, logger *slog.Logger, build BuildInfo) (*App, error) 
 	a := &App{cfg: cfg, logger: logger, build: build, targets: SplitTargets(cfg.Target), registry: prometheus.NewRegistry(),
 		stores: &livestore.Set{}, readiness: &readiness.Set{}}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.BuildInfo(a.registry, build.Version, build.Revision, build.Branch, build.GoVersion)
 	g := a.graph()
 	names, err := g.Resolve(a.targets...)
 	if err != nil {

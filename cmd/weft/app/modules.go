@@ -22,6 +22,7 @@ import (
 	"github.com/weftdb/weft/internal/httpconn"
 	"github.com/weftdb/weft/internal/kafka"
 	"github.com/weftdb/weft/internal/memlimit"
+	"github.com/weftdb/weft/internal/metrics"
 	"github.com/weftdb/weft/internal/modules"
 	"github.com/weftdb/weft/internal/overrides"
 	"github.com/weftdb/weft/internal/storage"
@@ -116,7 +117,8 @@ func (a *App) graph() *modules.Graph {
 func (a *App) initGRPCServer() (modules.Service, error) {
 	a.health = health.NewServer()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until Start
-	a.grpcServer = grpc.NewServer()
+	unary, stream := metrics.GRPCInterceptors(a.registry)                   // tempo_request_duration_seconds
+	a.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	healthpb.RegisterHealthServer(a.grpcServer, a.health)
 	return modules.Funcs{
 		OnStart: func(context.Context) error {
@@ -261,7 +263,7 @@ func (a *App) initQueryAPI() (modules.Service, error) {
 		TraceQLLimits:       traceQLLimits,
 		Build:               a.build,
 		Ready:               a.ready,
-		Gatherer:            a.registry,
+		Gatherer:            metrics.WithTempoNames(a.registry), // weft_* also under Tempo's names
 		Metrics:             a.registry,
 		Logger:              a.logger.With("component", "query"),
 	})

@@ -447,6 +447,7 @@ func LoadReport(file string, data []byte, expandEnv bool) (Config, Report, error
 		return cfg, Report{}, &yamlx.Error{File: file, Msg: fmt.Sprintf("cannot parse YAML: %v", err)}
 	}
 	var r Report
+	yamlx.InlineMerges(&doc) // the Tempo 2.x mapping sees merged keys too
 	r.Tempo2 = mapTempo2(&doc)
 	err := yamlx.Decode(&doc, &cfg, yamlx.Options{
 		File: file,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftdb/weft/internal/overrides"
 )
 
 // tempo2Example reads one of Tempo's 2.x example configs of testdata/tempo2.
@@ -228,5 +230,95 @@ func TestTempo2CompactorAnchor(t *testing.T) {
 	}
 	if got := c.BackendWorker.Compaction.BlockRetention; got != 3*time.Hour {
 		t.Errorf("block_retention = %s, want 3h through the alias", got)
+	}
+}
+
+// A runtime overrides file in Tempo 2's flat (legacy) form, as Tempo's
+// repository has it, is read: each flat key lands at its place in the
+// scoped form, listed with a note; keys weft does not use are noted so.
+// A scoped key set beside a flat one wins.
+func TestTempo2RuntimeOverridesFlatForm(t *testing.T) {
+	file := filepath.Join("testdata", "tempo2", "runtime", "overrides-legacy.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, r, err := overrides.ParseReport(file, data, overrides.DefaultLimits(), IsTempoOverridesKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foo := m["foo"]
+	if foo == nil {
+		t.Fatalf("no limits for tenant foo: %v", m)
+	}
+	in, mg := foo.Ingestion, foo.MetricsGenerator
+	if in.RateStrategy != "local" || in.RateLimitBytes != 12345 || in.BurstSizeBytes != 67890 || in.MaxTracesPerUser != 1 {
+		t.Errorf("ingestion: %+v", in)
+	}
+	if !slices.Equal(mg.Processors, []string{"span-metrics"}) || mg.MaxActiveSeries != 4 || mg.DisableCollection {
+		t.Errorf("metrics_generator: %+v", mg)
+	}
+	sg, sm := mg.Processor.ServiceGraphs, mg.Processor.SpanMetrics
+	if !slices.Equal(sg.HistogramBuckets, []float64{1, 2}) || !slices.Equal(sg.Dimensions, []string{"foo"}) ||
+		!slices.Equal(sg.PeerAttributes, []string{"foo"}) || sg.EnableClientServerPrefix == nil || *sg.EnableClientServerPrefix {
+		t.Errorf("service graphs: %+v", sg)
+	}
+	if !slices.Equal(sm.HistogramBuckets, []float64{3, 4}) || !slices.Equal(sm.Dimensions, []string{"foo"}) {
+		t.Errorf("span metrics: %+v", sm)
+	}
+	notes := map[string]string{}
+	for _, k := range r.Legacy {
+		notes[k.Key] = k.Note
+	}
+	if len(r.Legacy) != 19 {
+		t.Errorf("%d flat keys reported, the file has 19: %v", len(r.Legacy), r.Legacy)
+	}
+	if n := notes["overrides.foo.max_traces_per_user"]; n != "mapped to ingestion.max_traces_per_user" {
+		t.Errorf("max_traces_per_user: %q", n)
+	}
+	if n := notes["overrides.foo.metrics_generator_ring_size"]; !strings.HasSuffix(n, "(which weft does not use yet)") {
+		t.Errorf("metrics_generator_ring_size: %q", n)
+	}
+
+	// Flat and scoped keys in one block: the scoped one wins.
+	mixed := "overrides:\n  bar:\n    max_traces_per_user: 5\n    ingestion:\n      max_traces_per_user: 9\n    block_retention: 48h\n"
+	m, r, err = overrides.ParseReport("rt.yaml", []byte(mixed), overrides.DefaultLimits(), IsTempoOverridesKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m["bar"]; got.Ingestion.MaxTracesPerUser != 9 || got.Compaction.BlockRetention != 48*time.Hour {
+		t.Errorf("bar: ingestion %+v compaction %+v; want the scoped 9 and the mapped 48h", got.Ingestion, got.Compaction)
+	}
+	if len(r.Legacy) != 2 || r.Legacy[0].Note != "not used: ingestion.max_traces_per_user is set and wins" {
+		t.Errorf("notes: %+v", r.Legacy)
+	}
+	// A key that is neither flat nor scoped is still an error, with its line.
+	if _, _, err := overrides.ParseReport("rt.yaml", []byte("overrides:\n  bar:\n    max_trace_per_user: 5\n"), overrides.DefaultLimits(), IsTempoOverridesKey); err == nil ||
+		!strings.Contains(err.Error(), "rt.yaml:3: overrides.bar.max_trace_per_user: unknown key") {
+		t.Errorf("a misspelt key: %v", err)
+	}
+}
+
+// Keys brought by YAML merge keys are mapped as the others are.
+func TestTempo2MergeKeys(t *testing.T) {
+	cfg := "auth_enabled: true\n" +
+		"compactor:\n  compaction:\n    <<: {block_retention: 48h}\n" +
+		"overrides:\n  <<: {max_traces_per_user: 7}\n" +
+		"server:\n  <<: &srv {http_listen_port: 3300}\n"
+	c, r, err := LoadReport("tempo.yaml", []byte(cfg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MultitenancyEnabled || c.BackendWorker.Compaction.BlockRetention != 48*time.Hour ||
+		c.Overrides.Defaults.Ingestion.MaxTracesPerUser != 7 || c.Server.HTTPListenPort != 3300 {
+		t.Errorf("multitenancy %v, retention %s, max_traces_per_user %d, port %d", c.MultitenancyEnabled,
+			c.BackendWorker.Compaction.BlockRetention, c.Overrides.Defaults.Ingestion.MaxTracesPerUser, c.Server.HTTPListenPort)
+	}
+	if keys := tempo2Keys(r); !slices.Contains(keys, "overrides.max_traces_per_user") || !slices.Contains(keys, "compactor.compaction.block_retention") {
+		t.Errorf("notes: %v", keys)
+	}
+	m, rr, err := overrides.ParseReport("rt.yaml", []byte("overrides:\n  a:\n    <<: {max_traces_per_user: 3}\n"), overrides.DefaultLimits(), IsTempoOverridesKey)
+	if err != nil || m["a"].Ingestion.MaxTracesPerUser != 3 || len(rr.Legacy) != 1 {
+		t.Errorf("runtime file: %v %+v %+v", err, m["a"], rr)
 	}
 }
