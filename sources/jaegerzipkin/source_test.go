@@ -248,3 +248,42 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// Zipkin v1 JSON on /api/v1/spans is taken too: core annotations give the
+// kind, the endpoint the service.
+func TestZipkinV1(t *testing.T) {
+	out := &output{}
+	cfg := DefaultZipkinConfig()
+	cfg.Endpoint = freePort(t)
+	n, err := NewZipkinFactory(cfg).Create(pipelines.Settings{Name: "zipkin", Output: out}, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n)
+	const v1 = `[{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2","name":"get /api","timestamp":1700000000000000,"duration":1000,` +
+		`"annotations":[{"timestamp":1700000000000000,"value":"sr","endpoint":{"serviceName":"shop","ipv4":"127.0.0.1"}},` +
+		`{"timestamp":1700000000001000,"value":"ss","endpoint":{"serviceName":"shop","ipv4":"127.0.0.1"}}],` +
+		`"binaryAnnotations":[{"key":"order.id","value":"42","endpoint":{"serviceName":"shop","ipv4":"127.0.0.1"}}]}]`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.Endpoint+"/api/v1/spans", strings.NewReader(v1))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d, want 202", resp.StatusCode)
+	}
+	var u ptrace.ProtoUnmarshaler
+	td, err := u.UnmarshalTraces(out.last(t).Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := td.ResourceSpans().At(0)
+	sp := rs.ScopeSpans().At(0).Spans().At(0)
+	svc, _ := rs.Resource().Attributes().Get("service.name")
+	oid, _ := sp.Attributes().Get("order.id")
+	if svc.Str() != "shop" || sp.Kind() != ptrace.SpanKindServer || oid.Str() != "42" {
+		t.Errorf("span of %q, kind %s, order.id=%q", svc.Str(), sp.Kind(), oid.Str())
+	}
+}
