@@ -24,8 +24,8 @@ func registry(t testing.TB) pipelines.Registry {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(otlp.DefaultConfig(), nil),
-		jaegerzipkin.NewJaegerFactory(jaegerzipkin.DefaultJaegerConfig()),
-		jaegerzipkin.NewZipkinFactory(jaegerzipkin.ZipkinConfig{}),
+		jaegerzipkin.NewJaegerFactory(jaegerzipkin.DefaultJaegerConfig(), nil),
+		jaegerzipkin.NewZipkinFactory(jaegerzipkin.ZipkinConfig{}, nil),
 		distributor.NewFactory(distributor.DefaultConfig(), nil),
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/weftdb/weft/pipelines"
+	"github.com/weftdb/weft/sources/otlp"
 )
 
 // Kinds of the sources in a pipeline file.
@@ -12,13 +13,18 @@ const (
 	ZipkinType = "zipkin"
 )
 
-type jaegerFactory struct{ defaults JaegerConfig }
+type jaegerFactory struct {
+	defaults JaegerConfig
+	admit    otlp.Admission
+}
 
 // NewJaegerFactory returns the factory of "jaeger" sources, whose
 // DefaultConfig is defaults (weft's distributor.receivers.jaeger; with no
-// protocol, a node opens nothing).
-func NewJaegerFactory(defaults JaegerConfig) pipelines.Factory {
-	return &jaegerFactory{defaults: defaults.clone()}
+// protocol, a node opens nothing). admit, when not nil, is asked before
+// each decoded request is pushed (protocol "jaeger_<protocol>"), as the
+// OTLP source asks it; a refusal is the client's answer.
+func NewJaegerFactory(defaults JaegerConfig, admit otlp.Admission) pipelines.Factory {
+	return &jaegerFactory{defaults: defaults.clone(), admit: admit}
 }
 
 func (f *jaegerFactory) Type() string               { return JaegerType }
@@ -36,16 +42,21 @@ func (f *jaegerFactory) Create(set pipelines.Settings, cfg any) (pipelines.Node,
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the Jaeger source %q: %w", set.Name, err)
 	}
+	s.admit = f.admit
 	return s, nil
 }
 
-type zipkinFactory struct{ defaults ZipkinConfig }
+type zipkinFactory struct {
+	defaults ZipkinConfig
+	admit    otlp.Admission
+}
 
 // NewZipkinFactory returns the factory of "zipkin" sources, whose
 // DefaultConfig is defaults (weft's distributor.receivers.zipkin); an empty
-// endpoint makes nodes that open nothing.
-func NewZipkinFactory(defaults ZipkinConfig) pipelines.Factory {
-	return &zipkinFactory{defaults: defaults}
+// endpoint makes nodes that open nothing. admit is as NewJaegerFactory's
+// (protocol "zipkin_http").
+func NewZipkinFactory(defaults ZipkinConfig, admit otlp.Admission) pipelines.Factory {
+	return &zipkinFactory{defaults: defaults, admit: admit}
 }
 
 func (f *zipkinFactory) Type() string               { return ZipkinType }
@@ -63,5 +74,6 @@ func (f *zipkinFactory) Create(set pipelines.Settings, cfg any) (pipelines.Node,
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the Zipkin source %q: %w", set.Name, err)
 	}
+	s.admit = f.admit
 	return s, nil
 }

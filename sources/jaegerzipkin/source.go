@@ -39,6 +39,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftdb/weft/internal/tenant"
 	"github.com/weftdb/weft/pipelines"
@@ -84,6 +85,7 @@ type Source struct {
 	logger      *slog.Logger
 	metrics     *metrics
 	parts       []part
+	admit       otlp.Admission // nil: every request is pushed
 
 	mu      sync.Mutex
 	started []part
@@ -237,6 +239,20 @@ func (s *Source) add(f receiver.Factory, cfg component.Config, protocol, endpoin
 // to tell the client (OTLP's partial success).
 func (s *Source) consume(ctx context.Context, protocol string, td ptrace.Traces) error {
 	start := time.Now()
+	udp := protocol == ProtocolThriftCompact || protocol == ProtocolThriftBinary
+	var payload []byte
+	if s.admit != nil {
+		done, err := s.admit.Admit(s.receiver + "_" + protocol)
+		if err != nil {
+			st := status.Convert(err)
+			s.metrics.observe(s.receiver, protocol, st.Code(), start)
+			if udp {
+				return nil
+			}
+			return st.Err()
+		}
+		defer func() { done(len(payload)) }()
+	}
 	var m ptrace.ProtoMarshaler
 	payload, err := m.MarshalTraces(td)
 	if err != nil {
@@ -256,7 +272,7 @@ func (s *Source) consume(ctx context.Context, protocol string, td ptrace.Traces)
 		return nil
 	}
 	s.metrics.observe(s.receiver, protocol, res.Status.Code(), start)
-	if protocol == ProtocolThriftCompact || protocol == ProtocolThriftBinary {
+	if udp {
 		// No one to answer over UDP: the metric is the only trace of it.
 		return nil
 	}

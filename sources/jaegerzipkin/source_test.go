@@ -101,7 +101,7 @@ func TestZipkinPushAndOutcome(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := DefaultZipkinConfig()
 	cfg.Endpoint = freePort(t)
-	n, err := NewZipkinFactory(cfg).Create(pipelines.Settings{Name: "zipkin", Output: out, Metrics: reg}, &cfg)
+	n, err := NewZipkinFactory(cfg, nil).Create(pipelines.Settings{Name: "zipkin", Output: out, Metrics: reg}, &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestJaegerGRPCStatus(t *testing.T) {
 	g := DefaultGRPC()
 	g.Endpoint = freePort(t)
 	cfg.Protocols.GRPC = &g
-	n, err := NewJaegerFactory(cfg).Create(pipelines.Settings{Name: "jaeger", Output: out}, &cfg)
+	n, err := NewJaegerFactory(cfg, nil).Create(pipelines.Settings{Name: "jaeger", Output: out}, &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestJaegerGRPCStatus(t *testing.T) {
 func TestLifecycle(t *testing.T) {
 	out := &output{}
 	j := DefaultJaegerConfig()
-	n, err := NewJaegerFactory(j).Create(pipelines.Settings{Name: "jaeger", Output: out}, &j)
+	n, err := NewJaegerFactory(j, nil).Create(pipelines.Settings{Name: "jaeger", Output: out}, &j)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("unconfigured jaeger serves %v", p)
 	}
 	z := ZipkinConfig{}
-	zn, err := NewZipkinFactory(z).Create(pipelines.Settings{Name: "zipkin", Output: out}, &z)
+	zn, err := NewZipkinFactory(z, nil).Create(pipelines.Settings{Name: "zipkin", Output: out}, &z)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestLifecycle(t *testing.T) {
 	h := DefaultThriftHTTP()
 	h.Endpoint = l.Addr().String()
 	busy.Protocols.ThriftHTTP = &h
-	bn, err := NewJaegerFactory(busy).Create(pipelines.Settings{Name: "jaeger", Output: out}, &busy)
+	bn, err := NewJaegerFactory(busy, nil).Create(pipelines.Settings{Name: "jaeger", Output: out}, &busy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestZipkinV1(t *testing.T) {
 	out := &output{}
 	cfg := DefaultZipkinConfig()
 	cfg.Endpoint = freePort(t)
-	n, err := NewZipkinFactory(cfg).Create(pipelines.Settings{Name: "zipkin", Output: out}, &cfg)
+	n, err := NewZipkinFactory(cfg, nil).Create(pipelines.Settings{Name: "zipkin", Output: out}, &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,5 +285,58 @@ func TestZipkinV1(t *testing.T) {
 	oid, _ := sp.Attributes().Get("order.id")
 	if svc.Str() != "shop" || sp.Kind() != ptrace.SpanKindServer || oid.Str() != "42" {
 		t.Errorf("span of %q, kind %s, order.id=%q", svc.Str(), sp.Kind(), oid.Str())
+	}
+}
+
+// admission refuses when refuse is set and records the sizes reported.
+type admission struct {
+	mu       sync.Mutex
+	refuse   bool
+	asked    []string
+	released []int
+}
+
+func (a *admission) Admit(protocol string) (func(int), error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, protocol)
+	if a.refuse {
+		return nil, status.Error(codes.Unavailable, "over the memory budget")
+	}
+	return func(n int) { a.mu.Lock(); a.released = append(a.released, n); a.mu.Unlock() }, nil
+}
+
+// The memory admission of the process is asked before each push, as for
+// OTLP: a refusal is the client's answer and nothing is pushed.
+func TestAdmission(t *testing.T) {
+	out := &output{}
+	adm := &admission{}
+	cfg := DefaultZipkinConfig()
+	cfg.Endpoint = freePort(t)
+	n, err := NewZipkinFactory(cfg, adm).Create(pipelines.Settings{Name: "zipkin", Output: out}, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, n)
+	if code := postZipkin(t, cfg.Endpoint, ""); code != http.StatusAccepted {
+		t.Fatalf("status %d, want 202", code)
+	}
+	adm.mu.Lock()
+	if len(adm.asked) != 1 || adm.asked[0] != "zipkin_http" || len(adm.released) != 1 || adm.released[0] != len(out.last(t).Payload) {
+		t.Errorf("asked %v, released %v, want zipkin_http and the payload's size", adm.asked, adm.released)
+	}
+	adm.refuse = true
+	adm.mu.Unlock()
+	if code := postZipkin(t, cfg.Endpoint, ""); code != http.StatusInternalServerError {
+		t.Errorf("refused: status %d, want 500", code)
+	}
+	out.mu.Lock()
+	pushed := len(out.msgs)
+	out.mu.Unlock()
+	if pushed != 1 {
+		t.Errorf("%d pushes, want 1: a refused request is not pushed", pushed)
+	}
+	if got := testutil.ToFloat64(n.(*Source).metrics.requests.WithLabelValues("zipkin", "http", "Unavailable")); got != 1 {
+		t.Errorf("weft_receiver_requests_total{code=Unavailable} = %v, want 1", got)
 	}
 }

@@ -393,8 +393,8 @@ func (a *App) initPipeline() (modules.Service, error) {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(cfg.OTLPNode(), a.memory),
-		jaegerzipkin.NewJaegerFactory(cfg.JaegerNode()),
-		jaegerzipkin.NewZipkinFactory(cfg.ZipkinNode()),
+		jaegerzipkin.NewJaegerFactory(cfg.JaegerNode(), a.memory),
+		jaegerzipkin.NewZipkinFactory(cfg.ZipkinNode(), a.memory),
 		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),
