@@ -342,19 +342,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("distributor.receivers.otlp: %w", err))
 		}
 	}
-	if j := c.Distributor.Receivers.Jaeger; j != nil {
-		if !j.Enabled() {
-			errs = append(errs, errors.New("distributor.receivers.jaeger.protocols: enable at least one of grpc, thrift_http, thrift_compact and thrift_binary"))
-		} else if err := j.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("distributor.receivers.jaeger: %w", err))
-		}
+	// The receivers' own Validate runs as the file is decoded, and again
+	// when their nodes are created; here, what only the file can get wrong.
+	if j := c.Distributor.Receivers.Jaeger; j != nil && !j.Enabled() {
+		errs = append(errs, errors.New("distributor.receivers.jaeger.protocols: enable at least one of grpc, thrift_http, thrift_compact and thrift_binary"))
 	}
-	if z := c.Distributor.Receivers.Zipkin; z != nil {
-		if z.Endpoint == "" {
-			errs = append(errs, errors.New("distributor.receivers.zipkin.endpoint: empty, want host:port such as \":9411\""))
-		} else if err := z.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("distributor.receivers.zipkin: %w", err))
-		}
+	if z := c.Distributor.Receivers.Zipkin; z != nil && z.Endpoint == "" {
+		errs = append(errs, errors.New("distributor.receivers.zipkin.endpoint: empty, want host:port such as \":9411\""))
 	}
 	return errors.Join(errs...)
 }
