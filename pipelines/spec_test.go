@@ -10,6 +10,7 @@ import (
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/jaegerzipkin"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
 	"github.com/weftdb/weft/stages/dropspans"
@@ -23,6 +24,8 @@ func registry(t testing.TB) pipelines.Registry {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(otlp.DefaultConfig(), nil),
+		jaegerzipkin.NewJaegerFactory(jaegerzipkin.DefaultJaegerConfig(), nil),
+		jaegerzipkin.NewZipkinFactory(jaegerzipkin.ZipkinConfig{}, nil),
 		distributor.NewFactory(distributor.DefaultConfig(), nil),
 		dropspans.NewFactory(),
 		livestore.NewFactory(livestore.DefaultConfig(), nil),
@@ -63,7 +66,7 @@ func TestCompileErrors(t *testing.T) {
     kind: nope
     target: distributor
     from: [otlp]
-`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: block_builder, distributor, drop_spans, live_store, metrics_generator, otlp)"}},
+`, []string{"p.yaml:6: nodes.x.kind: unknown kind \"nope\" (known kinds: block_builder, distributor, drop_spans, jaeger, live_store, metrics_generator, otlp, zipkin)"}},
 		{"unknown config field", `nodes:
   otlp:
     kind: otlp

@@ -260,35 +260,58 @@ func (r result) response() *coltracepb.ExportTraceServiceResponse {
 	return resp
 }
 
-// push publishes payload, OTLP TracesData protobuf, for the tenant header
-// value orgID (empty when the request had none) and waits for its outcome
-// at most PushTimeout. ctx is the request's.
+// push publishes payload for the tenant header value orgID with s's
+// timeouts; see Push.
 func (s *Source) push(ctx context.Context, orgID string, payload []byte) result {
+	r := Push(ctx, s.out, orgID, payload, s.cfg.PushTimeout, s.cfg.RetryAfter)
+	return result{st: r.Status, rejected: r.Rejected, message: r.Message}
+}
+
+// PushResult is the answer to one push: a status when it failed, otherwise
+// the spans refused downstream (OTLP partial success).
+type PushResult struct {
+	// Status is the gRPC status of a failed push; nil on success.
+	Status *status.Status
+	// Rejected is the number of spans refused downstream of a successful
+	// push, and Message says why.
+	Rejected int64
+	Message  string
+}
+
+// Push publishes payload, OTLP TracesData protobuf, into out as one message
+// carrying the tenant header value orgID (empty when the request had none)
+// in its metadata, and waits for its outcome at most pushTimeout. ctx is the
+// client's request: when it ends first the status is its context error. A
+// failed push whose status is RESOURCE_EXHAUSTED or UNAVAILABLE carries
+// RetryInfo of retryAfter unless it had one. It is the one place where a
+// source's request becomes a pipeline message and its Outcome an answer;
+// every trace source (OTLP, Jaeger, Zipkin) pushes through it.
+func Push(ctx context.Context, out pipelines.Output, orgID string, payload []byte, pushTimeout, retryAfter time.Duration) PushResult {
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	if orgID != "" {
 		msg.Metadata.Set(pipelines.MetaOrgID, orgID)
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.PushTimeout)
+	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	outcome, err := s.out.Push(pctx, msg)
+	outcome, err := out.Push(pctx, msg)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil: // the client went away or its deadline passed
-			return result{st: status.FromContextError(ctx.Err())}
+			return PushResult{Status: status.FromContextError(ctx.Err())}
 		case pctx.Err() != nil:
-			return result{st: s.withRetry(status.Newf(codes.Unavailable,
-				"cannot push the traces: the pipeline did not handle them within push_timeout (%s)", s.cfg.PushTimeout))}
+			return PushResult{Status: withRetry(status.Newf(codes.Unavailable,
+				"cannot push the traces: the pipeline did not handle them within push_timeout (%s)", pushTimeout), retryAfter)}
 		default:
-			return result{st: s.withRetry(toStatus(err))}
+			return PushResult{Status: withRetry(toStatus(err), retryAfter)}
 		}
 	}
 	if outcome == nil {
-		return result{}
+		return PushResult{}
 	}
 	if err := outcome.Err(); err != nil {
-		return result{st: s.withRetry(toStatus(err))}
+		return PushResult{Status: withRetry(toStatus(err), retryAfter)}
 	}
-	return result{rejected: outcome.Rejected(), message: outcome.RejectionMessage()}
+	return PushResult{Rejected: outcome.Rejected(), Message: outcome.RejectionMessage()}
 }
 
 // toStatus returns the gRPC status of a failed push, Internal when err has
@@ -301,16 +324,22 @@ func toStatus(err error) *status.Status {
 	return st
 }
 
-// withRetry adds RetryInfo with RetryAfter to the statuses a client should
-// retry later, unless the status already carries one.
+// withRetry adds RetryInfo with the configured RetryAfter to the statuses a
+// client should retry later, unless the status already carries one.
 func (s *Source) withRetry(st *status.Status) *status.Status {
+	return withRetry(st, s.cfg.RetryAfter)
+}
+
+// withRetry adds RetryInfo of retryAfter to the statuses a client should
+// retry later, unless the status already carries one.
+func withRetry(st *status.Status, retryAfter time.Duration) *status.Status {
 	if !retryable(st.Code()) {
 		return st
 	}
 	if _, ok := retryDelay(st); ok {
 		return st
 	}
-	withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.cfg.RetryAfter)})
+	withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
 	if err != nil {
 		return st
 	}

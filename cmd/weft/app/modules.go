@@ -38,6 +38,7 @@ import (
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/jaegerzipkin"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
 	"github.com/weftdb/weft/stages/dropspans"
@@ -440,6 +441,8 @@ func (a *App) initPipeline() (modules.Service, error) {
 	}
 	reg, err := pipelines.NewRegistry(
 		otlp.NewFactory(cfg.OTLPNode(), a.memory),
+		jaegerzipkin.NewJaegerFactory(cfg.JaegerNode(), a.memory),
+		jaegerzipkin.NewZipkinFactory(cfg.ZipkinNode(), a.memory),
 		distributor.NewFactory(cfg.DistributorNode(), a.limits),
 		dropspans.NewFactory(),
 		livestore.NewFactory(cfg.LiveStore, a.stores),

@@ -35,6 +35,7 @@ import (
 	"github.com/weftdb/weft/sinks/blockbuilder"
 	"github.com/weftdb/weft/sinks/generator"
 	"github.com/weftdb/weft/sinks/livestore"
+	"github.com/weftdb/weft/sources/jaegerzipkin"
 	"github.com/weftdb/weft/sources/otlp"
 	"github.com/weftdb/weft/stages/distributor"
 )
@@ -141,11 +142,55 @@ type DistributorConfig struct {
 	TraceIdlePeriod time.Duration `yaml:"trace_idle_period"`
 }
 
-// ReceiversConfig lists the receivers; only OTLP so far.
+// ReceiversConfig lists the receivers: OTLP, Jaeger and Zipkin, with
+// Tempo's (the OpenTelemetry Collector's) keys.
 type ReceiversConfig struct {
 	// OTLP is the OTLP receiver. Left out, the default (gRPC and HTTP on)
 	// stays; an empty `otlp:` turns it off.
 	OTLP *otlp.Config `yaml:"otlp"`
+	// Jaeger is the Jaeger receiver: `protocols` lists grpc (:14250),
+	// thrift_http (:14268), thrift_compact (:6831/udp) and thrift_binary
+	// (:6832/udp); a protocol listed without an endpoint takes its default
+	// port. Left out, nothing listens.
+	Jaeger *jaegerzipkin.JaegerConfig `yaml:"jaeger"`
+	// Zipkin is the Zipkin receiver (/api/v2/spans and /api/v1/spans);
+	// `zipkin:` alone listens on :9411. Left out, nothing listens.
+	Zipkin *jaegerzipkin.ZipkinConfig `yaml:"zipkin"`
+}
+
+// UnmarshalYAML decodes the receivers; `jaeger:` or `zipkin:` with an
+// empty value enables that receiver with its defaults, as in the Collector
+// (`otlp:` empty turns OTLP off, as before).
+func (r *ReceiversConfig) UnmarshalYAML(value *yaml.Node) error {
+	type plain ReceiversConfig
+	if value.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(value.Content); i += 2 {
+			switch value.Content[i].Value {
+			case "jaeger":
+				if r.Jaeger == nil {
+					j := jaegerzipkin.DefaultJaegerConfig()
+					r.Jaeger = &j
+				}
+			case "zipkin":
+				if r.Zipkin == nil {
+					z := jaegerzipkin.DefaultZipkinConfig()
+					r.Zipkin = &z
+				}
+			}
+		}
+	}
+	j, z := r.Jaeger, r.Zipkin
+	if err := value.Decode((*plain)(r)); err != nil {
+		return err
+	}
+	// A null value decodes as nil: keep the defaults set above.
+	if r.Jaeger == nil {
+		r.Jaeger = j
+	}
+	if r.Zipkin == nil {
+		r.Zipkin = z
+	}
+	return nil
 }
 
 // StorageConfig is the `storage` block.
@@ -309,6 +354,14 @@ func (c *Config) Validate() error {
 	if err := c.UI.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("ui.%w", err))
 	}
+	// The receivers' own Validate runs as the file is decoded, and again
+	// when their nodes are created; here, what only the file can get wrong.
+	if j := c.Distributor.Receivers.Jaeger; j != nil && !j.Enabled() {
+		errs = append(errs, errors.New("distributor.receivers.jaeger.protocols: enable at least one of grpc, thrift_http, thrift_compact and thrift_binary"))
+	}
+	if z := c.Distributor.Receivers.Zipkin; z != nil && z.Endpoint == "" {
+		errs = append(errs, errors.New("distributor.receivers.zipkin.endpoint: empty, want host:port such as \":9411\""))
+	}
 	return errors.Join(errs...)
 }
 
@@ -320,6 +373,28 @@ func (s ServerConfig) HTTPAddr() string {
 // GRPCAddr is the listen address of the gRPC server.
 func (s ServerConfig) GRPCAddr() string {
 	return net.JoinHostPort(s.GRPCListenAddress, strconv.Itoa(s.GRPCListenPort))
+}
+
+// JaegerNode is the default config of "jaeger" pipeline nodes: no
+// protocol (the node opens nothing) unless distributor.receivers.jaeger
+// is set.
+func (c *Config) JaegerNode() jaegerzipkin.JaegerConfig {
+	if j := c.Distributor.Receivers.Jaeger; j != nil {
+		return *j
+	}
+	return jaegerzipkin.DefaultJaegerConfig()
+}
+
+// ZipkinNode is the default config of "zipkin" pipeline nodes: no
+// endpoint (the node opens nothing) unless distributor.receivers.zipkin
+// is set.
+func (c *Config) ZipkinNode() jaegerzipkin.ZipkinConfig {
+	if z := c.Distributor.Receivers.Zipkin; z != nil {
+		return *z
+	}
+	z := jaegerzipkin.DefaultZipkinConfig()
+	z.Endpoint = "" // off; a pipeline file may still set one
+	return z
 }
 
 // DistributorNode is the default config of distributor pipeline nodes.
