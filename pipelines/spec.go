@@ -16,7 +16,8 @@ import (
 // reported in errors.
 const DefaultFile = "pipelines/default.yaml"
 
-// Default is the embedded default pipeline: OTLP in, distributor, live-store.
+// Default is the embedded default pipeline: OTLP, Jaeger and Zipkin in, the
+// distributor, then the live-store, block-builder and metrics-generator.
 //
 //go:embed default.yaml
 var Default []byte

@@ -293,18 +293,36 @@ func (w weftService) runs(component string) bool {
 	return slices.Contains(w.targets, component) || slices.Contains(w.targets, app.TargetAll)
 }
 
-// listens returns the ports the process opens: HTTP, gRPC, memberlist
-// when it joins, and OTLP with a distributor.
-func (w weftService) listens(t *testing.T) []int {
-	out := []int{w.cfg.Server.HTTPListenPort, w.cfg.Server.GRPCListenPort}
+// listens returns the TCP and UDP ports the process opens: HTTP, gRPC,
+// memberlist when it joins, and the receivers with a distributor.
+func (w weftService) listens(t *testing.T) (tcp, udp []int) {
+	tcp = []int{w.cfg.Server.HTTPListenPort, w.cfg.Server.GRPCListenPort}
 	if len(w.cfg.Memberlist.JoinMembers) > 0 {
-		out = append(out, w.cfg.Memberlist.BindPort)
+		tcp = append(tcp, w.cfg.Memberlist.BindPort)
 	}
 	if w.runs("distributor") {
 		o := w.cfg.OTLPNode()
-		out = append(out, endpointPort(t, o.Protocols.GRPC.Endpoint), endpointPort(t, o.Protocols.HTTP.Endpoint))
+		tcp = append(tcp, endpointPort(t, o.Protocols.GRPC.Endpoint), endpointPort(t, o.Protocols.HTTP.Endpoint))
+		if w.cfg.Distributor.Receivers.Jaeger != nil {
+			p := w.cfg.JaegerNode().Protocols
+			if p.GRPC != nil {
+				tcp = append(tcp, endpointPort(t, p.GRPC.Endpoint))
+			}
+			if p.ThriftHTTP != nil {
+				tcp = append(tcp, endpointPort(t, p.ThriftHTTP.Endpoint))
+			}
+			if p.ThriftCompact != nil {
+				udp = append(udp, endpointPort(t, p.ThriftCompact.Endpoint))
+			}
+			if p.ThriftBinary != nil {
+				udp = append(udp, endpointPort(t, p.ThriftBinary.Endpoint))
+			}
+		}
+		if w.cfg.Distributor.Receivers.Zipkin != nil {
+			tcp = append(tcp, endpointPort(t, w.cfg.ZipkinNode().Endpoint))
+		}
 	}
-	return out
+	return tcp, udp
 }
 
 // loadCompose reads a compose file and the weft config of each of its weft
@@ -371,12 +389,17 @@ func loadCompose(t *testing.T, dir string) (composeFile, []weftService) {
 		}
 		cfg.Target = s.flag("target")
 		w.cfg = cfg
-		listens := w.listens(t)
+		tcp, udp := w.listens(t)
 		for _, p := range s.Ports {
 			hostPort, containerPort, _ := strings.Cut(p, ":")
+			listens := tcp
+			if cp, ok := strings.CutSuffix(containerPort, "/udp"); ok {
+				containerPort, listens = cp, udp
+				hostPort = strings.TrimSuffix(hostPort, "/udp")
+			}
 			n, err := strconv.Atoi(containerPort)
 			if err != nil || !slices.Contains(listens, n) || hostPort != containerPort {
-				t.Errorf("%s: service %s publishes %s; the process listens on %v (the same port on the host is expected)", dir, name, p, listens)
+				t.Errorf("%s: service %s publishes %s; the process listens on TCP %v, UDP %v (the same port on the host is expected)", dir, name, p, tcp, udp)
 			}
 		}
 		weft = append(weft, w)
@@ -645,8 +668,14 @@ func TestComposeMonolithicConfigRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := newPorts(t)
-	dead := freePorts(t, 1)[0] // Prometheus: nothing listens there
+	extra := freePorts(t, 6) // Prometheus (nothing listens there), then Jaeger and Zipkin
+	dead := extra[0]
 	text := strings.NewReplacer(
+		"0.0.0.0:14250", loopback(extra[1]),
+		"0.0.0.0:14268", loopback(extra[2]),
+		"0.0.0.0:6831", loopback(extra[3]),
+		"0.0.0.0:6832", loopback(extra[4]),
+		"0.0.0.0:9411", loopback(extra[5]),
 		"/var/weft", t.TempDir(),
 		"http_listen_port: 3200", "http_listen_port: "+strconv.Itoa(ps.http),
 		"grpc_listen_port: 9095", "grpc_listen_port: "+strconv.Itoa(ps.grpc),
@@ -656,7 +685,7 @@ func TestComposeMonolithicConfigRuns(t *testing.T) {
 	).Replace(string(b))
 	text = strings.Replace(text, "\nserver:\n", "\nserver:\n  http_listen_address: 127.0.0.1\n  grpc_listen_address: 127.0.0.1\n", 1)
 	settings := regexp.MustCompile(`(?m)\s*#.*$`).ReplaceAllString(text, "")
-	for _, port := range []string{"3200", "9095", "4317", "4318", "prometheus"} {
+	for _, port := range []string{"3200", "9095", "4317", "4318", "prometheus", "0.0.0.0"} {
 		if strings.Contains(settings, port) {
 			t.Fatalf("the config still names %s after the rewrite:\n%s", port, text)
 		}
