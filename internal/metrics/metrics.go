@@ -13,19 +13,29 @@ import (
 // registry) it returns that one instead. Other registration errors panic, as
 // they are programming errors.
 func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	c, err := TryRegister(reg, c)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// TryRegister is Register returning the other registration errors instead
+// of panicking. A nil reg registers nothing.
+func TryRegister[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
-		return c
+		return c, nil
 	}
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
+				return existing, nil
 			}
 		}
-		panic(err)
+		return c, err
 	}
-	return c
+	return c, nil
 }
 
 // Reasons used with DiscardedSpans.

@@ -58,13 +58,7 @@ func chromiumPath(t testing.TB) string {
 func startWeft(t testing.TB, mutate func(*config.Config)) *app.App {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-	cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-	cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-	cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-	dir := t.TempDir()
-	cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
-	cfg.BlockBuilder.WAL.Path = dir + "/wal"
+	cfg.UseLoopback(t.TempDir())
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -3,13 +3,12 @@ package jaegerzipkin
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/yamlx"
+	"github.com/weftdb/weft/sources/otlp"
 )
 
 // Tempo's default endpoints of the receivers (those of the OpenTelemetry
@@ -168,7 +167,7 @@ func (c JaegerConfig) clone() JaegerConfig {
 func (c *JaegerConfig) Validate() error {
 	var errs []error
 	if g := c.Protocols.GRPC; g != nil {
-		if err := validateEndpoint(g.Endpoint); err != nil {
+		if err := otlp.ValidateEndpoint(g.Endpoint, DefaultJaegerGRPCEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("protocols.grpc.endpoint: %w", err))
 		}
 		if g.MaxRecvMsgSizeMiB <= 0 || g.MaxRecvMsgSizeMiB > 2047 {
@@ -176,7 +175,7 @@ func (c *JaegerConfig) Validate() error {
 		}
 	}
 	if h := c.Protocols.ThriftHTTP; h != nil {
-		if err := validateEndpoint(h.Endpoint); err != nil {
+		if err := otlp.ValidateEndpoint(h.Endpoint, DefaultJaegerThriftHTTPEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("protocols.thrift_http.endpoint: %w", err))
 		}
 		if h.MaxRequestBodySize <= 0 {
@@ -187,7 +186,11 @@ func (c *JaegerConfig) Validate() error {
 		if u == nil {
 			continue
 		}
-		if err := validateEndpoint(u.Endpoint); err != nil {
+		example := DefaultJaegerThriftCompactEndpoint
+		if name == "thrift_binary" {
+			example = DefaultJaegerThriftBinaryEndpoint
+		}
+		if err := otlp.ValidateEndpoint(u.Endpoint, example); err != nil {
 			errs = append(errs, fmt.Errorf("protocols.%s.endpoint: %w", name, err))
 		}
 		if u.QueueSize <= 0 {
@@ -215,7 +218,7 @@ func (c *ZipkinConfig) Validate() error {
 		return nil // off
 	}
 	var errs []error
-	if err := validateEndpoint(c.Endpoint); err != nil {
+	if err := otlp.ValidateEndpoint(c.Endpoint, DefaultZipkinEndpoint); err != nil {
 		errs = append(errs, fmt.Errorf("endpoint: %w", err))
 	}
 	if c.MaxRequestBodySize <= 0 {
@@ -226,20 +229,6 @@ func (c *ZipkinConfig) Validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid Zipkin receiver config: %w", err)
-	}
-	return nil
-}
-
-func validateEndpoint(endpoint string) error {
-	if endpoint == "" {
-		return errors.New("empty, want host:port such as \":9411\"")
-	}
-	_, port, err := net.SplitHostPort(endpoint)
-	if err != nil {
-		return fmt.Errorf("cannot parse %q as host:port: %w", endpoint, err)
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("cannot parse the port of %q: want a number from 0 to 65535", endpoint)
 	}
 	return nil
 }

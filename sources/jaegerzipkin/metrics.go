@@ -1,12 +1,13 @@
 package jaegerzipkin
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
+
+	weftmetrics "github.com/weftdb/weft/internal/metrics"
 )
 
 // metrics are the collectors of the Jaeger and Zipkin sources. Every
@@ -54,20 +55,11 @@ func (m *metrics) observe(recv, protocol string, code codes.Code, start time.Tim
 	m.requests.WithLabelValues(recv, protocol, c).Inc()
 }
 
-// register registers c with reg, or returns the collector already
-// registered under the same description, so that both sources can share one
-// registry. A nil reg registers nothing.
+// register registers c with reg (internal/metrics.TryRegister), naming
+// the receiver metrics in its error.
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
+	c, err := weftmetrics.TryRegister(reg, c)
+	if err != nil {
 		return c, fmt.Errorf("cannot register the receiver metrics: %w", err)
 	}
 	return c, nil

@@ -138,7 +138,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("invalid OTLP config: protocols: enable at least one of grpc and http"))
 	}
 	if g := c.Protocols.GRPC; g != nil {
-		if err := validateEndpoint(g.Endpoint); err != nil {
+		if err := ValidateEndpoint(g.Endpoint, DefaultGRPCEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.grpc.endpoint: %w", err))
 		}
 		if g.MaxRecvMsgSizeMiB <= 0 {
@@ -151,7 +151,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if h := c.Protocols.HTTP; h != nil {
-		if err := validateEndpoint(h.Endpoint); err != nil {
+		if err := ValidateEndpoint(h.Endpoint, DefaultHTTPEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("invalid OTLP config: protocols.http.endpoint: %w", err))
 		}
 		if h.MaxRequestBodySize <= 0 {
@@ -179,9 +179,12 @@ func (c *Config) Validate() error {
 // maxRecvMsgSizeMiB keeps the byte size within a 32-bit int.
 const maxRecvMsgSizeMiB = 2047
 
-func validateEndpoint(endpoint string) error {
+// ValidateEndpoint checks a receiver's listen address: host:port with a
+// numeric port (0 picks a free one). example is a valid address for the
+// message, such as ":4317".
+func ValidateEndpoint(endpoint, example string) error {
 	if endpoint == "" {
-		return errors.New("empty, want host:port such as \":4317\"")
+		return fmt.Errorf("empty, want host:port such as %q", example)
 	}
 	_, port, err := net.SplitHostPort(endpoint)
 	if err != nil {

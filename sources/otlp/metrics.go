@@ -1,7 +1,6 @@
 package otlp
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/weftdb/weft/internal/httpconn"
+	weftmetrics "github.com/weftdb/weft/internal/metrics"
 )
 
 // Values of the protocol label.
@@ -56,20 +56,11 @@ func (m *metrics) observe(protocol string, code codes.Code, start time.Time) {
 	m.requests.WithLabelValues(protocol, c).Inc()
 }
 
-// register registers c with reg, or returns the collector already
-// registered under the same description, so that several sources can share
-// one registry. A nil reg registers nothing.
+// register registers c with reg (internal/metrics.TryRegister), naming
+// the OTLP source metrics in its error.
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
+	c, err := weftmetrics.TryRegister(reg, c)
+	if err != nil {
 		return c, fmt.Errorf("cannot register the OTLP source metrics: %w", err)
 	}
 	return c, nil

@@ -47,13 +47,7 @@ func startWeft(t *testing.T, mutate func(*config.Config)) *App {
 func startWeftUnmanaged(t *testing.T, mutate func(*config.Config)) *App {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-	cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-	cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-	cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-	dir := t.TempDir()
-	cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
-	cfg.BlockBuilder.WAL.Path = dir + "/wal"
+	cfg.UseLoopback(t.TempDir())
 	if mutate != nil {
 		mutate(&cfg)
 	}

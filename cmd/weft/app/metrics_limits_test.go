@@ -139,13 +139,7 @@ func TestMetricsBackendAfterWindowWarning(t *testing.T) {
 	}{{30 * time.Minute, true}, {15 * time.Minute, false}} {
 		var logs strings.Builder
 		cfg := config.Default()
-		cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-		cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-		cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-		cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-		dir := t.TempDir()
-		cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
-		cfg.BlockBuilder.WAL.Path = dir + "/wal"
+		cfg.UseLoopback(t.TempDir())
 		cfg.QueryFrontend.Metrics.QueryBackendAfter = c.after
 		a, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), BuildInfo{Version: "test"})
 		if err != nil {

@@ -95,13 +95,7 @@ func TestShutdownOrder(t *testing.T) {
 		t.Run(target, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.Target = target
-			cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-			cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-			cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-			cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-			dir := t.TempDir()
-			cfg.Storage.Trace.Store.Local.Path = dir + "/blocks"
-			cfg.BlockBuilder.WAL.Path = dir + "/wal"
+			cfg.UseLoopback(t.TempDir())
 			cfg.Ingest.Kafka.Address = broker.Addrs()
 			cfg.Ingest.Kafka.Version = kafka.DevBrokerVersion
 			a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), BuildInfo{Version: "test"})

@@ -365,6 +365,46 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// UseLoopback points every listener of c at a free port of 127.0.0.1
+// (port 0) and its data under dir (blocks, the block-builder's WAL, the
+// metrics-generator's queue): how tests and tools start weft, so that
+// nothing listens beyond the machine and runs share no port or file.
+// Receivers that are off stay off.
+func (c *Config) UseLoopback(dir string) {
+	const anyPort = "127.0.0.1:0"
+	c.Server.HTTPListenAddress, c.Server.HTTPListenPort = "127.0.0.1", 0
+	c.Server.GRPCListenAddress, c.Server.GRPCListenPort = "127.0.0.1", 0
+	if o := c.Distributor.Receivers.OTLP; o != nil {
+		if o.Protocols.GRPC != nil {
+			o.Protocols.GRPC.Endpoint = anyPort
+		}
+		if o.Protocols.HTTP != nil {
+			o.Protocols.HTTP.Endpoint = anyPort
+		}
+	}
+	if j := c.Distributor.Receivers.Jaeger; j != nil {
+		p := j.Protocols
+		if p.GRPC != nil {
+			p.GRPC.Endpoint = anyPort
+		}
+		if p.ThriftHTTP != nil {
+			p.ThriftHTTP.Endpoint = anyPort
+		}
+		if p.ThriftCompact != nil {
+			p.ThriftCompact.Endpoint = anyPort
+		}
+		if p.ThriftBinary != nil {
+			p.ThriftBinary.Endpoint = anyPort
+		}
+	}
+	if z := c.Distributor.Receivers.Zipkin; z != nil {
+		z.Endpoint = anyPort
+	}
+	c.Storage.Trace.Store.Local.Path = filepath.Join(dir, "blocks")
+	c.BlockBuilder.WAL.Path = filepath.Join(dir, "wal")
+	c.MetricsGenerator.Storage.Path = filepath.Join(dir, "generator")
+}
+
 // HTTPAddr is the listen address of the query API.
 func (s ServerConfig) HTTPAddr() string {
 	return net.JoinHostPort(s.HTTPListenAddress, strconv.Itoa(s.HTTPListenPort))

@@ -49,16 +49,8 @@ func TestTempo2ExampleConfigsStartWeft(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := t.TempDir()
-			cfg.Server.HTTPListenAddress, cfg.Server.HTTPListenPort = "127.0.0.1", 0
-			cfg.Server.GRPCListenAddress, cfg.Server.GRPCListenPort = "127.0.0.1", 0
-			cfg.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint = "127.0.0.1:0"
-			cfg.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint = "127.0.0.1:0"
-			loopbackReceivers(&cfg)
-			cfg.Storage.Trace.Store.Local.Path = filepath.Join(dir, "blocks")
+			cfg.UseLoopback(t.TempDir())
 			cfg.Storage.Trace.Store.S3.Endpoint = "127.0.0.1:1"
-			cfg.BlockBuilder.WAL.Path = filepath.Join(dir, "wal")
-			cfg.MetricsGenerator.Storage.Path = filepath.Join(dir, "generator")
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -103,28 +95,5 @@ func TestTempo2ExampleConfigsStartWeft(t *testing.T) {
 				t.Errorf("/api/search of tenant-1: %d, want 200", code)
 			}
 		})
-	}
-}
-
-// loopbackReceivers moves the Jaeger and Zipkin receivers a config enables
-// to free loopback ports.
-func loopbackReceivers(cfg *config.Config) {
-	if j := cfg.Distributor.Receivers.Jaeger; j != nil {
-		p := j.Protocols
-		if p.GRPC != nil {
-			p.GRPC.Endpoint = "127.0.0.1:0"
-		}
-		if p.ThriftHTTP != nil {
-			p.ThriftHTTP.Endpoint = "127.0.0.1:0"
-		}
-		if p.ThriftCompact != nil {
-			p.ThriftCompact.Endpoint = "127.0.0.1:0"
-		}
-		if p.ThriftBinary != nil {
-			p.ThriftBinary.Endpoint = "127.0.0.1:0"
-		}
-	}
-	if z := cfg.Distributor.Receivers.Zipkin; z != nil {
-		z.Endpoint = "127.0.0.1:0"
 	}
 }
