@@ -15,6 +15,14 @@ function currentView(p) {
   return p.get('id') ? 'trace' : 'search';
 }
 
+// closer is the button that hides a message box.
+function closer(box) {
+  return Object.assign(document.createElement('button'), {
+    type: 'button', className: 'close', textContent: '×', title: 'Dismiss',
+    onclick: () => { box.hidden = true; },
+  });
+}
+
 export function showError(err) {
   const box = $('error');
   box.replaceChildren();
@@ -28,13 +36,13 @@ export function showError(err) {
     const msg = document.createElement('span');
     msg.className = 'msg';
     msg.textContent = err.message;
-    box.append(code, msg);
+    box.append(closer(box), code, msg);
     box.dataset.status = String(err.status);
   } else if (err.name !== 'AbortError') {
     const msg = document.createElement('span');
     msg.className = 'msg';
     msg.textContent = String(err.message || err);
-    box.append(msg);
+    box.append(closer(box), msg);
     delete box.dataset.status;
   } else {
     box.hidden = true;
@@ -49,7 +57,7 @@ export function showWarnings(list) {
   const box = $('warning');
   const uniq = [...new Set(list || [])];
   box.replaceChildren(...uniq.map((m) => Object.assign(document.createElement('p'), { className: 'msg', textContent: m })));
-  if (uniq.length) box.prepend(Object.assign(document.createElement('strong'), { textContent: 'Partial answer: ' }));
+  if (uniq.length) box.prepend(closer(box), Object.assign(document.createElement('strong'), { textContent: 'Partial answer: ' }));
   box.hidden = uniq.length === 0;
 }
 

@@ -2,7 +2,7 @@
 // error rate and latency over the range, all from TraceQL metrics
 // (/api/metrics/query, one value per series over the whole range).
 // Clicking a service or an edge opens a search for its spans.
-import { api, el, fmtDur, parseRange, quote, serviceColour, tenant, timeRange } from './api.js';
+import { api, el, fmtDur, parseRange, quote, Colours, tenant, timeRange } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -77,7 +77,9 @@ export async function runMap(p) {
     }
     const list = [...svcs.values()].sort((a, b) => b.spans - a.spans || (a.name < b.name ? -1 : 1));
     $('map-status').textContent = `${list.length} service${list.length === 1 ? '' : 's'}; finding their calls…`;
-    redTable(list, range);
+    // Colours by name: the services of the map all differ (up to 14).
+    const colours = new Colours(list.map((s) => s.name).sort());
+    redTable(list, range, colours);
     // Edges: the spans of other services whose parent is in service s.
     const asked = list.slice(0, MAX_EDGE_QUERIES);
     const res = await pool(asked.map((s) => () => q(`{ resource.service.name = ${quote(s.name)} } > { resource.service.name != ${quote(s.name)} } | rate() by (resource.service.name)`)), 3);
@@ -90,7 +92,7 @@ export async function runMap(p) {
       }
     });
     for (const e of edges) get(e.to);
-    draw([...svcs.values()], edges, range);
+    draw([...svcs.values()], edges, range, colours);
     const ms = Math.round(performance.now() - t0);
     $('map-status').textContent = `${svcs.size} service${svcs.size === 1 ? '' : 's'}, ${edges.length} call edge${edges.length === 1 ? '' : 's'} (${ms} ms)` +
       (list.length > MAX_EDGE_QUERIES ? `; calls shown from the ${MAX_EDGE_QUERIES} busiest services only` : '') + '.';
@@ -111,9 +113,9 @@ function searchHref(q, range) {
 const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r >= 1 ? r.toFixed(2) : r.toPrecision(2));
 const fmtSec = (s) => (Number.isFinite(s) ? fmtDur(Math.round(s * 1e9)) : '–');
 
-function redTable(list, range) {
+function redTable(list, range, colours) {
   $('red').tBodies[0].replaceChildren(...list.map((s) => el('tr', { 'data-service': s.name },
-    el('td', {}, el('span', { 'aria-hidden': 'true', style: `color:${serviceColour(s.name)}`, text: '● ' }),
+    el('td', {}, el('span', { 'aria-hidden': 'true', style: `color:${colours.get(s.name)}`, text: '● ' }),
       el('a', { href: searchHref(`{ resource.service.name = ${quote(s.name)} }`, range), text: s.name || '(no service.name)' })),
     el('td', { class: 'num', text: s.server ? fmtRate(s.rate) : '–' }),
     el('td', { class: 'num' + (s.err > 0 ? ' err-text' : ''), text: s.server ? `${((s.err / (s.rate || 1)) * 100).toFixed(1)}%` : '–' }),
@@ -131,7 +133,7 @@ function svg(tag, attrs = {}, ...children) {
 
 // draw lays the services out in columns: a service is one column to the
 // right of the furthest service calling it (cycles are cut).
-function draw(list, edges, range) {
+function draw(list, edges, range, colours) {
   const W = 250, H = 54, GX = 90, GY = 26, PAD = 20;
   const names = list.map((s) => s.name).sort();
   const layer = new Map(names.map((n) => [n, 0]));
@@ -176,7 +178,7 @@ function draw(list, edges, range) {
     root.append(svg('a', { href: searchHref(`{ resource.service.name = ${quote(n)} }`, range), class: 'node' + (errPct > 0 ? ' err' : ''), 'data-service': n, 'aria-label': `${n}: ${sub}; search its spans` },
       svg('title', {}, `${n}\n${sub}`),
       svg('rect', { x: p.x, y: p.y, width: W, height: H, rx: 6, class: 'box' }),
-      svg('rect', { x: p.x, y: p.y, width: 6, height: H, fill: serviceColour(n), stroke: 'none' }),
+      svg('rect', { x: p.x, y: p.y, width: 6, height: H, fill: colours.get(n), stroke: 'none' }),
       svg('text', { x: p.x + 14, y: p.y + 22 }, n.length > 24 ? n.slice(0, 23) + '…' : n || '(no service.name)'),
       svg('text', { x: p.x + 14, y: p.y + 41, class: 'sub' }, sub)));
   }
