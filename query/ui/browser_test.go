@@ -489,7 +489,7 @@ func TestBrowser(t *testing.T) {
 		}
 		// Each service of the trace has its own colour, far apart in hue.
 		bars := eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#rows .row')].map(r => [r.querySelector('.sname').textContent, getComputedStyle(r.querySelector('.bar')).backgroundColor]))`)
-		distinctHues(t, "the trace's bars", bars, 3)
+		distinctHues(t, "the trace's bars", bars, 3, 80)
 		// One span's attributes, by scope, in the details.
 		b.must(t, chromedp.Click(chromedp.CSS(`#rows .row[aria-level="3"]`)))
 		b.waitFor(t, "the details of POST /pay", `document.querySelector('#details [data-section="span-attributes"] tr[data-key="payment.method"]')`)
@@ -560,7 +560,7 @@ func TestBrowser(t *testing.T) {
 		}
 		// The services of the map, bulk and frontend among them, differ.
 		fills := eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#map a.node')].map(a => [a.dataset.service, a.querySelectorAll('rect')[1].getAttribute('fill')]))`)
-		distinctHues(t, "the map's services", fills, 4)
+		distinctHues(t, "the map's services", fills, 4, 80)
 		b.screenshot(t, "ui-map.png")
 		// Following the edge frontend → backend searches its calls.
 		b.must(t, chromedp.Click(chromedp.CSS(`#map a.edge[data-from="frontend"] text`)))
@@ -580,6 +580,16 @@ func TestBrowser(t *testing.T) {
 		if q := eval[string](t, b, `document.getElementById('q').value`); q != `{ resource.service.name = "ledger" }` {
 			t.Fatalf("the node opened the search %q", q)
 		}
+		// A custom range from a link: the map is of it, its links keep it,
+		// and so does the link to the search page.
+		b.must(t, chromedp.Navigate(base+"?view=map&from=now-10m&to=now"))
+		b.waitFor(t, "the map of the last 10 minutes", `document.getElementById('map').dataset.state === 'done'`)
+		links := eval[[]string](t, b, `[document.querySelector('#map a.node[data-service="ledger"]').getAttribute('href'), document.getElementById('nav-search').getAttribute('href'), document.getElementById('map-range').value, String(document.querySelectorAll('#map a.edge').length)]`)
+		if !strings.Contains(links[0], "from=now-10m&to=now") || !strings.Contains(links[1], "from=now-10m&to=now") || links[2] != "custom" || links[3] != "2" {
+			t.Fatalf("the map of a custom range: node link %s, search link %s, range %s, %s edges", links[0], links[1], links[2], links[3])
+		}
+		b.must(t, chromedp.Navigate(base+"?view=map&from=now&to=now-10m"))
+		b.waitFor(t, "the bad range is shown", `document.getElementById('map').dataset.state === 'error' && document.querySelector('#error .msg').textContent.includes('before it starts')`)
 		b.noJSErrors(t)
 	})
 
@@ -728,12 +738,12 @@ func TestBrowser(t *testing.T) {
 			}
 			m[fmt.Sprint(i)] = c
 		}
-		distinctHues(t, "the palette", m, len(pal))
+		distinctHues(t, "the palette", m, len(pal), 18)
 		a := map[string]string{}
 		for i, c := range got["assigned"] {
 			a[fmt.Sprint(i)] = c
 		}
-		distinctHues(t, "14 services", a, 14)
+		distinctHues(t, "14 services", a, 14, 18)
 		if got["again"][0] != got["assigned"][0] || got["again"][1] != got["assigned"][13] {
 			t.Fatalf("a service's colour changed: %v then %v", got["assigned"], got["again"])
 		}
@@ -904,9 +914,9 @@ func contrastWithWhite(c string) float64 {
 	return 1.05 / (l + 0.05)
 }
 
-// distinctHues fails unless the n colours (by name) are at least 18° of
-// hue apart from one another: told apart at a glance.
-func distinctHues(t testing.TB, what string, colours map[string]string, n int) {
+// distinctHues fails unless the n colours (by name) are at least minDeg
+// degrees of hue apart from one another: told apart at a glance.
+func distinctHues(t testing.TB, what string, colours map[string]string, n int, minDeg float64) {
 	t.Helper()
 	if len(colours) != n {
 		t.Fatalf("%s: %d colours %v, want %d", what, len(colours), colours, n)
@@ -922,8 +932,8 @@ func distinctHues(t testing.TB, what string, colours map[string]string, n int) {
 			if d > 180 {
 				d = 360 - d
 			}
-			if d < 18 {
-				t.Fatalf("%s: %s (%s) and %s (%s) are %.0f° of hue apart, want at least 18°: %v", what, a, colours[a], b, colours[b], d, colours)
+			if d < minDeg {
+				t.Fatalf("%s: %s (%s) and %s (%s) are %.0f° of hue apart, want at least %.0f°: %v", what, a, colours[a], b, colours[b], d, minDeg, colours)
 			}
 		}
 	}

@@ -176,9 +176,10 @@ export function el(tag, props = {}, ...children) {
 
 // palette: 14 hues about 25° apart, each as light as white text (the
 // duration on a bar) allows at a contrast of at least 4.5:1 (4.7 here).
-// Neighbouring entries are about 125° apart, so that a service moved to
-// the next free entry (Colours) gets a clearly different colour.
-export const palette = ['#e02525', '#0f854a', '#9256ce', '#bd550a', '#008181', '#b936cd', '#887207', '#1479b8', '#cc2ba4', '#597f0e', '#496dd8', '#d92869', '#298521', '#7264d2'];
+// They are in the order they are handed out: each is the hue farthest
+// from those before it, so that the first 4 are about 90° apart, the
+// first 8 at least 35°, all 14 at least 22°.
+export const palette = ['#1479b8', '#bd550a', '#b936cd', '#298521', '#d92869', '#7264d2', '#597f0e', '#0f854a', '#887207', '#008181', '#cc2ba4', '#e02525', '#496dd8', '#9256ce'];
 
 function hash(name) {
   let h = 2166136261;
@@ -186,12 +187,30 @@ function hash(name) {
   return h >>> 0;
 }
 
+// seen gives each service the page (the browser tab) has shown a palette
+// entry, in the order they were first shown, so that a service keeps its
+// colour from one view to the next while it can.
+const seen = (() => {
+  try { return new Map(JSON.parse(sessionStorage.getItem('weft.colours') || '[]')); } catch (e) { return new Map(); }
+})();
+function preferred(name) {
+  let k = seen.get(name);
+  if (k === undefined) {
+    k = seen.size < palette.length ? seen.size : hash(name) % palette.length;
+    if (seen.size >= 500) return k; // a bounded memory
+    seen.set(name, k);
+    try { sessionStorage.setItem('weft.colours', JSON.stringify([...seen])); } catch (e) { /* kept in memory */ }
+  }
+  return k;
+}
+
 /**
  * Colours gives the services of one view (a trace, the map, a list of
- * results) their colours: each takes the palette entry its name hashes
- * to, or the next one that no service of the view has yet, so that the
- * first palette.length services of a view all differ; after those, names
- * share entries by their hash. A service keeps the colour it got first.
+ * results) their colours. A service takes the colour it had in the views
+ * before if no service of this view has it yet, else the first palette
+ * entry this view has not used: so the first palette.length services of
+ * a view all differ, and the first few are far apart. After those, names
+ * share entries. A service keeps the colour it got first in the view.
  */
 export class Colours {
   constructor(names = []) {
@@ -205,8 +224,11 @@ export class Colours {
     name = String(name ?? '');
     let c = this.of.get(name);
     if (c) return c;
-    let k = hash(name) % palette.length;
-    if (this.used.size < palette.length) while (this.used.has(k)) k = (k + 1) % palette.length;
+    let k = preferred(name);
+    if (this.used.has(k) && this.used.size < palette.length) {
+      k = 0;
+      while (this.used.has(k)) k++;
+    }
     this.used.add(k);
     c = palette[k];
     this.of.set(name, c);

@@ -85,6 +85,11 @@ function route() {
   $('nav-map').toggleAttribute('aria-current', view === 'map');
   if (view === 'search') $('nav-search').setAttribute('aria-current', 'page');
   if (view === 'map') $('nav-map').setAttribute('aria-current', 'page');
+  // The views' links keep the time range (and tenant) of this one.
+  const keep = { };
+  for (const k of ['range', 'from', 'to', 'tenant']) if (p.has(k)) keep[k] = p.get(k);
+  $('nav-search').setAttribute('href', '?' + new URLSearchParams({ view: 'search', ...keep }));
+  $('nav-map').setAttribute('href', '?' + new URLSearchParams({ view: 'map', ...keep }));
   showError(null);
   showWarnings([]);
   if (lastView && lastView !== view) $('main').focus({ preventScroll: true });
