@@ -687,6 +687,11 @@ func TestBrowser(t *testing.T) {
 		if now := tableTop(t); now != top || top != searchTop {
 			t.Fatalf("the error moved the results table: top %.1f px, was %.1f px (search page: %.1f px)", now, top, searchTop)
 		}
+		// Escape (outside the boxes of the form) hides the message.
+		b.must(t, chromedp.Focus(chromedp.CSS("#search-go")), chromedp.KeyEvent(kb.Escape))
+		if !eval[bool](t, b, `document.getElementById('error').hidden`) {
+			t.Fatal("Escape did not hide the error")
+		}
 		// Nor is a bad range from a link.
 		b.must(t, chromedp.Navigate(base+"?view=search&q=%7B+%7D&from=now&to=yesterday"))
 		b.waitFor(t, "the bad link's range is shown", `!document.getElementById('error').hidden && document.querySelector('#results').dataset.state === 'error'`)

@@ -15,7 +15,7 @@ function currentView(p) {
   return p.get('id') ? 'trace' : 'search';
 }
 
-// closer is the button that hides a message box.
+// closer is the button that hides a message box (Escape does too).
 function closer(box) {
   return Object.assign(document.createElement('button'), {
     type: 'button', className: 'close', textContent: '×', title: 'Dismiss',
@@ -119,6 +119,13 @@ document.addEventListener('click', (e) => {
   route();
 });
 window.addEventListener('popstate', route);
+// Escape hides the messages, unless a box of the page uses it (the find
+// box clears itself, the query box closes its completions).
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape' || e.defaultPrevented || (e.target.closest && e.target.closest('input, select, textarea'))) return;
+  $('error').hidden = true;
+  $('warning').hidden = true;
+});
 
 async function start() {
   let cfg = { multitenancy: false, version: '' };
