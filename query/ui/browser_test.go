@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +366,12 @@ func TestBrowser(t *testing.T) {
 	rowIDs := func(t *testing.T) []string {
 		return eval[[]string](t, b, `[...document.querySelectorAll('#results tbody tr')].map(r => r.dataset.traceId)`)
 	}
+	// tableTop is where the results table starts on the search page; no
+	// message (error, partial answer) may move it.
+	tableTop := func(t *testing.T) float64 {
+		return eval[float64](t, b, `document.getElementById('results').getBoundingClientRect().top`)
+	}
+	var searchTop float64
 
 	t.Run("search", func(t *testing.T) {
 		b.must(t, chromedp.Navigate(searchURL(`{ resource.service.name = "backend" }`)))
@@ -447,6 +455,7 @@ func TestBrowser(t *testing.T) {
 		if load["done"] < 0 || load["done"] > 5000 {
 			t.Fatalf("the search page showed its results at %.0f ms", load["done"])
 		}
+		searchTop = tableTop(t)
 		b.screenshot(t, "ui-search.png")
 		b.noJSErrors(t)
 	})
@@ -472,6 +481,9 @@ func TestBrowser(t *testing.T) {
 		if strings.Join(marks, "") != "-C-CEC-C" {
 			t.Fatalf("error/critical marks %q, want [-C -C EC -C]", marks)
 		}
+		// Each service of the trace has its own colour, far apart in hue.
+		bars := eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#rows .row')].map(r => [r.querySelector('.sname').textContent, getComputedStyle(r.querySelector('.bar')).backgroundColor]))`)
+		distinctHues(t, "the trace's bars", bars, 3, 80)
 		// One span's attributes, by scope, in the details.
 		b.must(t, chromedp.Click(chromedp.CSS(`#rows .row[aria-level="3"]`)))
 		b.waitFor(t, "the details of POST /pay", `document.querySelector('#details [data-section="span-attributes"] tr[data-key="payment.method"]')`)
@@ -540,6 +552,9 @@ func TestBrowser(t *testing.T) {
 		if red["backend"] != "50.0%" || red["ledger"] != "0.0%" {
 			t.Fatalf("error rates %v, want backend 50.0%%, ledger 0.0%%", red)
 		}
+		// The services of the map, bulk and frontend among them, differ.
+		fills := eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#map a.node')].map(a => [a.dataset.service, a.querySelectorAll('rect')[1].getAttribute('fill')]))`)
+		distinctHues(t, "the map's services", fills, 4, 80)
 		b.screenshot(t, "ui-map.png")
 		// Following the edge frontend → backend searches its calls.
 		b.must(t, chromedp.Click(chromedp.CSS(`#map a.edge[data-from="frontend"] text`)))
@@ -559,6 +574,16 @@ func TestBrowser(t *testing.T) {
 		if q := eval[string](t, b, `document.getElementById('q').value`); q != `{ resource.service.name = "ledger" }` {
 			t.Fatalf("the node opened the search %q", q)
 		}
+		// A custom range from a link: the map is of it, its links keep it,
+		// and so does the link to the search page.
+		b.must(t, chromedp.Navigate(base+"?view=map&from=now-10m&to=now"))
+		b.waitFor(t, "the map of the last 10 minutes", `document.getElementById('map').dataset.state === 'done'`)
+		links := eval[[]string](t, b, `[document.querySelector('#map a.node[data-service="ledger"]').getAttribute('href'), document.getElementById('nav-search').getAttribute('href'), document.getElementById('map-range').value, String(document.querySelectorAll('#map a.edge').length)]`)
+		if !strings.Contains(links[0], "from=now-10m&to=now") || !strings.Contains(links[1], "from=now-10m&to=now") || links[2] != "custom" || links[3] != "2" {
+			t.Fatalf("the map of a custom range: node link %s, search link %s, range %s, %s edges", links[0], links[1], links[2], links[3])
+		}
+		b.must(t, chromedp.Navigate(base+"?view=map&from=now&to=now-10m"))
+		b.waitFor(t, "the bad range is shown", `document.getElementById('map').dataset.state === 'error' && document.querySelector('#error .msg').textContent.includes('before it starts')`)
 		b.noJSErrors(t)
 	})
 
@@ -582,6 +607,10 @@ func TestBrowser(t *testing.T) {
 		if code := eval[string](t, b, `document.getElementById('error').dataset.status`); code != "400" {
 			t.Fatalf("the error box shows status %s", code)
 		}
+		// The message floats: the results table is where it always is.
+		if top := tableTop(t); searchTop == 0 || top != searchTop {
+			t.Fatalf("with the error shown the results table starts at %.1f px, without at %.1f px", top, searchTop)
+		}
 		// A trace that is not there: v2 answers 200 without spans (as
 		// Tempo); the page says so.
 		const missing = "00000000000000000000000000000bad"
@@ -594,6 +623,129 @@ func TestBrowser(t *testing.T) {
 		b.must(t, chromedp.Navigate(base+"?view=trace&id=xyz"))
 		b.waitFor(t, "the bad ID is refused", `document.body.dataset.traceState === 'error' && document.querySelector('#error .msg').textContent.includes('is not a trace ID')`)
 		b.noJSErrors(t)
+	})
+
+	t.Run("time range", func(t *testing.T) {
+		searches := func(t *testing.T) []string {
+			return eval[[]string](t, b, `performance.getEntriesByType('resource').filter(e => e.name.includes('/api/search?')).map(e => { const u = new URL(e.name); return u.searchParams.get('start') + '-' + u.searchParams.get('end') })`)
+		}
+		// A custom range in the URL, as typed: searched as such, and the
+		// form shows it.
+		now := time.Now().Unix()
+		b.must(t, chromedp.Navigate(base+"?"+url.Values{"view": {"search"}, "q": {"{ }"}, "from": {"now-2h"}, "to": {"now-90m"}}.Encode()))
+		b.waitFor(t, "the search ends", `document.querySelector('#results').dataset.state === 'done'`)
+		got := searches(t)
+		// (in slices, the newest first: the first ends it, the last starts it)
+		var s, e, x int64
+		if len(got) == 0 {
+			t.Fatal("no search request for the range now-2h to now-90m")
+		}
+		fmt.Sscanf(got[0], "%d-%d", &x, &e)
+		fmt.Sscanf(got[len(got)-1], "%d-%d", &s, &x)
+		if abs(s-(now-7200)) > 10 || abs(e-(now-5400)) > 10 || len(rowIDs(t)) != 0 {
+			t.Fatalf("the range now-2h to now-90m was searched as %v (now %d), with %d rows", got, now, len(rowIDs(t)))
+		}
+		form := eval[[]string](t, b, `['range', 'from', 'to'].map(id => document.getElementById(id).value)`)
+		if strings.Join(form, ",") != "custom,now-2h,now-90m" {
+			t.Fatalf("the form shows the range %q", form)
+		}
+		// Typed into From and To: the URL keeps them, the traces are found.
+		setRange := func(from, to string) {
+			eval[bool](t, b, `(() => { document.getElementById('from').value = ''; document.getElementById('to').value = ''; return true })()`)
+			b.must(t, chromedp.SendKeys(chromedp.CSS("#from"), from), chromedp.SendKeys(chromedp.CSS("#to"), to))
+		}
+		setRange("now-10m", "now")
+		b.must(t, chromedp.Click(chromedp.CSS("#search-go")))
+		b.waitFor(t, "the typed range's search ends", `location.search.includes('from=now-10m') && location.search.includes('to=now') && document.querySelector('#results').dataset.state === 'done'`)
+		if n := len(rowIDs(t)); n != len(shop)+1 {
+			t.Fatalf("the last 10 minutes list %d traces, want %d", n, len(shop)+1)
+		}
+		top := tableTop(t)
+		// A range that ends before it starts is shown as an error, and not
+		// sent: no request, the URL unchanged, the table where it was.
+		before, loc := len(searches(t)), eval[string](t, b, `location.search`)
+		setRange("now", "now-1h")
+		b.must(t, chromedp.Click(chromedp.CSS("#search-go")))
+		b.waitFor(t, "the bad range is shown", `!document.getElementById('error').hidden`)
+		time.Sleep(200 * time.Millisecond)
+		msg := eval[string](t, b, `document.querySelector('#error .msg').textContent`)
+		if !strings.Contains(msg, "before it starts") || !strings.Contains(msg, "To must be later than From") {
+			t.Fatalf("the bad range shows %q", msg)
+		}
+		if n := len(searches(t)); n != before || eval[string](t, b, `location.search`) != loc {
+			t.Fatalf("the bad range was sent: %d search requests (were %d), URL %s", n, before, eval[string](t, b, `location.search`))
+		}
+		if inv := eval[string](t, b, `['from', 'to'].map(id => document.getElementById(id).getAttribute('aria-invalid')).join(',')`); inv != "true,true" {
+			t.Fatalf("From and To are not marked invalid: %s", inv)
+		}
+		if now := tableTop(t); now != top || top != searchTop {
+			t.Fatalf("the error moved the results table: top %.1f px, was %.1f px (search page: %.1f px)", now, top, searchTop)
+		}
+		// Escape (outside the boxes of the form) hides the message.
+		b.must(t, chromedp.Focus(chromedp.CSS("#search-go")), chromedp.KeyEvent(kb.Escape))
+		if !eval[bool](t, b, `document.getElementById('error').hidden`) {
+			t.Fatal("Escape did not hide the error")
+		}
+		// Nor is a bad range from a link.
+		b.must(t, chromedp.Navigate(base+"?view=search&q=%7B+%7D&from=now&to=yesterday"))
+		b.waitFor(t, "the bad link's range is shown", `!document.getElementById('error').hidden && document.querySelector('#results').dataset.state === 'error'`)
+		if msg := eval[string](t, b, `document.querySelector('#error .msg').textContent`); !strings.Contains(msg, `"yesterday" is not a time`) {
+			t.Fatalf("the bad link's range shows %q", msg)
+		}
+		if n := len(searches(t)); n != 0 {
+			t.Fatalf("the bad link's range was sent (%d requests)", n)
+		}
+		// What From and To read: relative, local date and time (as a
+		// datetime-local input writes it), unix seconds; and what they refuse.
+		parsed := eval[[]string](t, b, `import(new URL('ui/api.js', location.href).href).then(m => {
+			const now = 1765100000, out = [];
+			for (const s of ['now', 'now-2h', 'now - 30m', 'now-1d', '2026-12-07 14:30', '2026-12-07T14:30:15', '2026-12-07', '1765000000', '2026-13-01', 'yesterday', 'now+1h', '']) {
+				try { out.push(s + '=' + (m.parseWhen(s, now) - now)); } catch (e) { out.push(s + '!' + e.message.slice(0, 12)); }
+			}
+			out.push('local=' + (new Date(2026, 11, 7, 14, 30).getTime() / 1000 - now));
+			return out;
+		})`)
+		local := parsed[len(parsed)-1][len("local="):]
+		var l int64
+		fmt.Sscanf(local, "%d", &l)
+		want := []string{"now=0", "now-2h=-7200", "now - 30m=-1800", "now-1d=-86400",
+			"2026-12-07 14:30=" + local, "2026-12-07T14:30:15=" + fmt.Sprint(l+15), "2026-12-07=" + fmt.Sprint(l-14*3600-30*60), "1765000000=-100000",
+			`2026-13-01!"2026-13-01"`, `yesterday!"yesterday" `, `now+1h!"now+1h" is `, "!is empty"}
+		if strings.Join(parsed[:len(parsed)-1], "|") != strings.Join(want, "|") {
+			t.Fatalf("parseWhen:\n got %q\nwant %q", parsed[:len(parsed)-1], want)
+		}
+		b.noJSErrors(t)
+	})
+
+	t.Run("colours", func(t *testing.T) {
+		// The palette: at least 12 hues, far apart, each under white text
+		// at a contrast of 4.5:1 or more; the first 14 services of a view
+		// all get their own.
+		got := eval[map[string][]string](t, b, `import(new URL('ui/api.js', location.href).href).then(m => {
+			const c = new m.Colours();
+			const names = ['bulk', 'frontend', 'backend', 'ledger', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
+			return { palette: m.palette, assigned: names.map(n => c.get(n)), again: [c.get('bulk'), c.get('j')] };
+		})`)
+		pal := got["palette"]
+		if len(pal) < 12 {
+			t.Fatalf("a palette of %d colours, want at least 12", len(pal))
+		}
+		m := map[string]string{}
+		for i, c := range pal {
+			if cr := contrastWithWhite(c); cr < 4.5 {
+				t.Errorf("palette colour %s: contrast with white %.2f, want >= 4.5", c, cr)
+			}
+			m[fmt.Sprint(i)] = c
+		}
+		distinctHues(t, "the palette", m, len(pal), 18)
+		a := map[string]string{}
+		for i, c := range got["assigned"] {
+			a[fmt.Sprint(i)] = c
+		}
+		distinctHues(t, "14 services", a, 14, 18)
+		if got["again"][0] != got["assigned"][0] || got["again"][1] != got["assigned"][13] {
+			t.Fatalf("a service's colour changed: %v then %v", got["assigned"], got["again"])
+		}
 	})
 
 	t.Run("tenant", func(t *testing.T) {
@@ -662,6 +814,9 @@ func TestBrowser(t *testing.T) {
 		if n := len(rowIDs(t)); n != 1 {
 			t.Fatalf("%d rows of the partial answer, want 1", n)
 		}
+		if top := tableTop(t); searchTop == 0 || top != searchTop {
+			t.Fatalf("with the warning shown the results table starts at %.1f px, without at %.1f px", top, searchTop)
+		}
 		b.noJSErrors(t)
 	})
 
@@ -701,6 +856,87 @@ func TestBrowser(t *testing.T) {
 }
 
 const kbDown = kb.ArrowDown
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// rgbOf reads a CSS colour written #rrggbb or rgb(r, g, b).
+func rgbOf(t testing.TB, c string) (r, g, b float64) {
+	t.Helper()
+	var ri, gi, bi int
+	if _, err := fmt.Sscanf(c, "#%02x%02x%02x", &ri, &gi, &bi); err != nil {
+		if _, err := fmt.Sscanf(c, "rgb(%d, %d, %d)", &ri, &gi, &bi); err != nil {
+			t.Fatalf("cannot read the colour %q", c)
+		}
+	}
+	return float64(ri) / 255, float64(gi) / 255, float64(bi) / 255
+}
+
+// hueOf is the colour's hue in degrees (HSL).
+func hueOf(t testing.TB, c string) float64 {
+	r, g, b := rgbOf(t, c)
+	mx, mn := max(r, g, b), min(r, g, b)
+	d := mx - mn
+	if d == 0 {
+		return 0
+	}
+	var h float64
+	switch mx {
+	case r:
+		h = (g - b) / d
+		if h < 0 {
+			h += 6
+		}
+	case g:
+		h = (b-r)/d + 2
+	default:
+		h = (r-g)/d + 4
+	}
+	return h * 60
+}
+
+// contrastWithWhite is WCAG's contrast ratio of white text on c.
+func contrastWithWhite(c string) float64 {
+	lin := func(x float64) float64 {
+		if x <= 0.03928 {
+			return x / 12.92
+		}
+		return math.Pow((x+0.055)/1.055, 2.4)
+	}
+	var ri, gi, bi int
+	fmt.Sscanf(c, "#%02x%02x%02x", &ri, &gi, &bi)
+	l := 0.2126*lin(float64(ri)/255) + 0.7152*lin(float64(gi)/255) + 0.0722*lin(float64(bi)/255)
+	return 1.05 / (l + 0.05)
+}
+
+// distinctHues fails unless the n colours (by name) are at least minDeg
+// degrees of hue apart from one another: told apart at a glance.
+func distinctHues(t testing.TB, what string, colours map[string]string, n int, minDeg float64) {
+	t.Helper()
+	if len(colours) != n {
+		t.Fatalf("%s: %d colours %v, want %d", what, len(colours), colours, n)
+	}
+	names := make([]string, 0, n)
+	for k := range colours {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			d := math.Abs(hueOf(t, colours[a]) - hueOf(t, colours[b]))
+			if d > 180 {
+				d = 360 - d
+			}
+			if d < minDeg {
+				t.Fatalf("%s: %s (%s) and %s (%s) are %.0f° of hue apart, want at least %.0f°: %v", what, a, colours[a], b, colours[b], d, minDeg, colours)
+			}
+		}
+	}
+}
 
 // TestWiring checks how cmd/weft serves the explorer: under
 // ui.path_prefix beside the API, and not at all with ui.enabled false.

@@ -62,11 +62,51 @@ export function parseRange(s) {
   return m ? Number(m[1]) * units[m[2]] : 0;
 }
 
-/** timeRange gives {start, end} in unix seconds from the params start/end or range. */
+const whenUnits = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/**
+ * parseWhen reads one end of a range as typed into From or To (or kept
+ * in the URL): "now", "now-2h" (s, m, h, d, w), a local date and time
+ * "2026-12-07 14:30" (or "2026-12-07T14:30", as a datetime-local input
+ * writes it, seconds optional; a date alone is its midnight), or unix
+ * seconds. It gives unix seconds, or throws an Error naming what it could
+ * not read.
+ */
+export function parseWhen(text, now = Date.now() / 1000) {
+  const s = String(text ?? '').trim();
+  let m = /^now(?:\s*-\s*(\d+)\s*([smhdw]))?$/i.exec(s);
+  if (m) return m[1] ? now - Number(m[1]) * whenUnits[m[2].toLowerCase()] : now;
+  if (/^\d{9,11}$/.test(s)) return Number(s);
+  m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(s);
+  if (m) {
+    const [y, mo, d, h = 0, mi = 0, se = 0] = m.slice(1).map((x) => Number(x || 0));
+    const t = new Date(y, mo - 1, d, h, mi, se);
+    if (t.getFullYear() === y && t.getMonth() === mo - 1 && t.getDate() === d && h < 24 && mi < 60 && se < 60) return t.getTime() / 1000;
+  }
+  throw new Error(s === '' ? 'is empty' : `"${s}" is not a time: write now, now-2h (s, m, h, d, w), or a local date and time such as 2026-12-07 14:30`);
+}
+
+/**
+ * timeRange gives {start, end} in unix seconds from the params: from and
+ * to (as typed: parseWhen), else start and end (unix seconds), else range
+ * (or fallback) before now. A range that cannot be read, or that ends
+ * before it starts, throws an Error saying so: it is never sent.
+ */
 export function timeRange(p, fallback = '1h') {
+  const now = Date.now() / 1000;
+  if (p.has('from') || p.has('to')) {
+    const at = (key, label) => {
+      try { return parseWhen(p.get(key) ?? '', now); } catch (e) { throw Object.assign(new Error(`The range's ${label} ${e.message}.`), { field: key }); }
+    };
+    const start = at('from', 'start (From)'), end = at('to', 'end (To)');
+    if (end <= start) {
+      throw new Error(`The range ends (To: ${fmtTime(end * 1000)}) ${end === start ? 'when' : 'before'} it starts (From: ${fmtTime(start * 1000)}): To must be later than From. Nothing was searched.`);
+    }
+    return { start: Math.floor(start), end: Math.ceil(end) };
+  }
   const s = Number(p.get('start')), e = Number(p.get('end'));
   if (s > 0 && e > s) return { start: Math.floor(s), end: Math.ceil(e) };
-  const end = Math.ceil(Date.now() / 1000);
+  const end = Math.ceil(now);
   return { start: end - (parseRange(p.get('range')) || parseRange(fallback)), end };
 }
 
@@ -134,13 +174,66 @@ export function el(tag, props = {}, ...children) {
   return e;
 }
 
-// Each gives white text (the duration on a bar) a contrast of at least 4.5:1.
-const palette = ['#1f6fa8', '#b34e00', '#237f23', '#7b4fa0', '#8c564b', '#c2185b', '#5f6b6d', '#706400', '#00707a', '#3f51b5', '#ad1457', '#2e6b32', '#a84a00', '#6a1b9a', '#00695c', '#795548'];
-/** serviceColour gives a service a stable colour from the palette. */
-export function serviceColour(name) {
+// palette: 14 hues about 25° apart, each as light as white text (the
+// duration on a bar) allows at a contrast of at least 4.5:1 (4.7 here).
+// They are in the order they are handed out: each is the hue farthest
+// from those before it, so that the first 4 are about 90° apart, the
+// first 8 at least 35°, all 14 at least 22°.
+export const palette = ['#1479b8', '#bd550a', '#b936cd', '#298521', '#d92869', '#7264d2', '#597f0e', '#0f854a', '#887207', '#008181', '#cc2ba4', '#e02525', '#496dd8', '#9256ce'];
+
+function hash(name) {
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) { h ^= name.charCodeAt(i); h = Math.imul(h, 16777619); }
-  return palette[(h >>> 0) % palette.length];
+  return h >>> 0;
+}
+
+// seen gives each service the page (the browser tab) has shown a palette
+// entry, in the order they were first shown, so that a service keeps its
+// colour from one view to the next while it can.
+const seen = (() => {
+  try { return new Map(JSON.parse(sessionStorage.getItem('weft.colours') || '[]')); } catch (e) { return new Map(); }
+})();
+function preferred(name) {
+  let k = seen.get(name);
+  if (k === undefined) {
+    k = seen.size < palette.length ? seen.size : hash(name) % palette.length;
+    if (seen.size >= 500) return k; // a bounded memory
+    seen.set(name, k);
+    try { sessionStorage.setItem('weft.colours', JSON.stringify([...seen])); } catch (e) { /* kept in memory */ }
+  }
+  return k;
+}
+
+/**
+ * Colours gives the services of one view (a trace, the map, a list of
+ * results) their colours. A service takes the colour it had in the views
+ * before if no service of this view has it yet, else the first palette
+ * entry this view has not used: so the first palette.length services of
+ * a view all differ, and the first few are far apart. After those, names
+ * share entries. A service keeps the colour it got first in the view.
+ */
+export class Colours {
+  constructor(names = []) {
+    this.of = new Map();
+    this.used = new Set();
+    for (const n of names) this.get(n);
+  }
+
+  /** get gives name's colour, assigning it at the first call. */
+  get(name) {
+    name = String(name ?? '');
+    let c = this.of.get(name);
+    if (c) return c;
+    let k = preferred(name);
+    if (this.used.has(k) && this.used.size < palette.length) {
+      k = 0;
+      while (this.used.has(k)) k++;
+    }
+    this.used.add(k);
+    c = palette[k];
+    this.of.set(name, c);
+    return c;
+  }
 }
 
 /** quote writes s as a TraceQL string literal. */

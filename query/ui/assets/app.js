@@ -15,6 +15,14 @@ function currentView(p) {
   return p.get('id') ? 'trace' : 'search';
 }
 
+// closer is the button that hides a message box (Escape does too).
+function closer(box) {
+  return Object.assign(document.createElement('button'), {
+    type: 'button', className: 'close', textContent: '×', title: 'Dismiss',
+    onclick: () => { box.hidden = true; },
+  });
+}
+
 export function showError(err) {
   const box = $('error');
   box.replaceChildren();
@@ -28,13 +36,13 @@ export function showError(err) {
     const msg = document.createElement('span');
     msg.className = 'msg';
     msg.textContent = err.message;
-    box.append(code, msg);
+    box.append(closer(box), code, msg);
     box.dataset.status = String(err.status);
   } else if (err.name !== 'AbortError') {
     const msg = document.createElement('span');
     msg.className = 'msg';
     msg.textContent = String(err.message || err);
-    box.append(msg);
+    box.append(closer(box), msg);
     delete box.dataset.status;
   } else {
     box.hidden = true;
@@ -49,7 +57,7 @@ export function showWarnings(list) {
   const box = $('warning');
   const uniq = [...new Set(list || [])];
   box.replaceChildren(...uniq.map((m) => Object.assign(document.createElement('p'), { className: 'msg', textContent: m })));
-  if (uniq.length) box.prepend(Object.assign(document.createElement('strong'), { textContent: 'Partial answer: ' }));
+  if (uniq.length) box.prepend(closer(box), Object.assign(document.createElement('strong'), { textContent: 'Partial answer: ' }));
   box.hidden = uniq.length === 0;
 }
 
@@ -77,6 +85,11 @@ function route() {
   $('nav-map').toggleAttribute('aria-current', view === 'map');
   if (view === 'search') $('nav-search').setAttribute('aria-current', 'page');
   if (view === 'map') $('nav-map').setAttribute('aria-current', 'page');
+  // The views' links keep the time range (and tenant) of this one.
+  const keep = { };
+  for (const k of ['range', 'from', 'to', 'tenant']) if (p.has(k)) keep[k] = p.get(k);
+  $('nav-search').setAttribute('href', '?' + new URLSearchParams({ view: 'search', ...keep }));
+  $('nav-map').setAttribute('href', '?' + new URLSearchParams({ view: 'map', ...keep }));
   showError(null);
   showWarnings([]);
   if (lastView && lastView !== view) $('main').focus({ preventScroll: true });
@@ -106,6 +119,13 @@ document.addEventListener('click', (e) => {
   route();
 });
 window.addEventListener('popstate', route);
+// Escape hides the messages, unless a box of the page uses it (the find
+// box clears itself, the query box closes its completions).
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape' || e.defaultPrevented || (e.target.closest && e.target.closest('input, select, textarea'))) return;
+  $('error').hidden = true;
+  $('warning').hidden = true;
+});
 
 async function start() {
   let cfg = { multitenancy: false, version: '' };

@@ -2,7 +2,7 @@
 // error rate and latency over the range, all from TraceQL metrics
 // (/api/metrics/query, one value per series over the whole range).
 // Clicking a service or an edge opens a search for its spans.
-import { api, el, fmtDur, parseRange, quote, serviceColour, tenant, timeRange } from './api.js';
+import { api, el, fmtDur, parseRange, quote, Colours, tenant, timeRange } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -16,6 +16,7 @@ export function initMap({ navigate, showError, showWarnings }) {
   showErr = showError;
   showWarn = showWarnings;
   $('map-range').addEventListener('change', () => {
+    if ($('map-range').value === 'custom') return;
     const p = new URLSearchParams({ view: 'map', range: $('map-range').value });
     nav(p);
   });
@@ -44,8 +45,23 @@ export async function runMap(p) {
   abort = new AbortController();
   const signal = abort.signal;
   const range = parseRange(p.get('range')) ? p.get('range') : '1h';
-  $('map-range').value = range;
-  const { start, end } = timeRange(p, range);
+  // A custom range (from, to: as the search page writes them) comes from
+  // a link; the searches the map links to keep it.
+  const custom = p.has('from') || p.has('to');
+  const span = custom ? { from: p.get('from') ?? '', to: p.get('to') ?? '' } : { range };
+  $('map-range').querySelector('option[value="custom"]').hidden = !custom;
+  $('map-range').value = custom ? 'custom' : range;
+  let start, end;
+  try {
+    ({ start, end } = timeRange(p, range));
+  } catch (err) {
+    $('map').replaceChildren();
+    $('red').tBodies[0].replaceChildren();
+    $('map-status').textContent = '';
+    $('map').dataset.state = 'error';
+    showErr(err);
+    return;
+  }
   const warned = [];
   const q = (query) => api('/api/metrics/query', { q: query, start, end }, { signal }).then((r) => {
     if (r.warnings.length && my === seq) { warned.push(...r.warnings); showWarn(warned); }
@@ -77,7 +93,9 @@ export async function runMap(p) {
     }
     const list = [...svcs.values()].sort((a, b) => b.spans - a.spans || (a.name < b.name ? -1 : 1));
     $('map-status').textContent = `${list.length} service${list.length === 1 ? '' : 's'}; finding their calls…`;
-    redTable(list, range);
+    // Colours by name: the services of the map all differ (up to 14).
+    const colours = new Colours(list.map((s) => s.name).sort());
+    redTable(list, span, colours);
     // Edges: the spans of other services whose parent is in service s.
     const asked = list.slice(0, MAX_EDGE_QUERIES);
     const res = await pool(asked.map((s) => () => q(`{ resource.service.name = ${quote(s.name)} } > { resource.service.name != ${quote(s.name)} } | rate() by (resource.service.name)`)), 3);
@@ -90,7 +108,7 @@ export async function runMap(p) {
       }
     });
     for (const e of edges) get(e.to);
-    draw([...svcs.values()], edges, range);
+    draw([...svcs.values()], edges, span, colours);
     const ms = Math.round(performance.now() - t0);
     $('map-status').textContent = `${svcs.size} service${svcs.size === 1 ? '' : 's'}, ${edges.length} call edge${edges.length === 1 ? '' : 's'} (${ms} ms)` +
       (list.length > MAX_EDGE_QUERIES ? `; calls shown from the ${MAX_EDGE_QUERIES} busiest services only` : '') + '.';
@@ -103,18 +121,19 @@ export async function runMap(p) {
   }
 }
 
-function searchHref(q, range) {
-  const p = new URLSearchParams({ view: 'search', q, range });
+// searchHref links the search of q over span ({range} or {from, to}).
+function searchHref(q, span) {
+  const p = new URLSearchParams({ view: 'search', q, ...span });
   if (tenant()) p.set('tenant', tenant());
   return '?' + p;
 }
 const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r >= 1 ? r.toFixed(2) : r.toPrecision(2));
 const fmtSec = (s) => (Number.isFinite(s) ? fmtDur(Math.round(s * 1e9)) : '–');
 
-function redTable(list, range) {
+function redTable(list, span, colours) {
   $('red').tBodies[0].replaceChildren(...list.map((s) => el('tr', { 'data-service': s.name },
-    el('td', {}, el('span', { 'aria-hidden': 'true', style: `color:${serviceColour(s.name)}`, text: '● ' }),
-      el('a', { href: searchHref(`{ resource.service.name = ${quote(s.name)} }`, range), text: s.name || '(no service.name)' })),
+    el('td', {}, el('span', { 'aria-hidden': 'true', style: `color:${colours.get(s.name)}`, text: '● ' }),
+      el('a', { href: searchHref(`{ resource.service.name = ${quote(s.name)} }`, span), text: s.name || '(no service.name)' })),
     el('td', { class: 'num', text: s.server ? fmtRate(s.rate) : '–' }),
     el('td', { class: 'num' + (s.err > 0 ? ' err-text' : ''), text: s.server ? `${((s.err / (s.rate || 1)) * 100).toFixed(1)}%` : '–' }),
     el('td', { class: 'num', text: fmtSec(s.p50) }),
@@ -131,7 +150,7 @@ function svg(tag, attrs = {}, ...children) {
 
 // draw lays the services out in columns: a service is one column to the
 // right of the furthest service calling it (cycles are cut).
-function draw(list, edges, range) {
+function draw(list, edges, span, colours) {
   const W = 250, H = 54, GX = 90, GY = 26, PAD = 20;
   const names = list.map((s) => s.name).sort();
   const layer = new Map(names.map((n) => [n, 0]));
@@ -163,7 +182,7 @@ function draw(list, edges, range) {
       : `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`;
     const label = `${fmtRate(e.rate)}/s`;
     const q = `{ resource.service.name = ${quote(e.from)} } > { resource.service.name = ${quote(e.to)} }`;
-    root.append(svg('a', { href: searchHref(q, range), class: 'edge', 'data-from': e.from, 'data-to': e.to, 'aria-label': `Calls from ${e.from} to ${e.to}: ${label}; search them` },
+    root.append(svg('a', { href: searchHref(q, span), class: 'edge', 'data-from': e.from, 'data-to': e.to, 'aria-label': `Calls from ${e.from} to ${e.to}: ${label}; search them` },
       svg('title', {}, `${e.from} → ${e.to}: ${label}`),
       svg('path', { d, 'marker-end': 'url(#arrow)' }),
       svg('path', { d, stroke: 'transparent', 'stroke-width': 12 }),
@@ -173,10 +192,10 @@ function draw(list, edges, range) {
     const s = byName.get(n), p = pos.get(n);
     const errPct = s.server && s.rate > 0 ? (s.err / s.rate) * 100 : 0;
     const sub = s.server ? `${fmtRate(s.rate)} req/s · ${errPct.toFixed(errPct > 0 && errPct < 1 ? 1 : 0)}% err · p95 ${fmtSec(s.p95)}` : `${fmtRate(s.spans)} spans/s`;
-    root.append(svg('a', { href: searchHref(`{ resource.service.name = ${quote(n)} }`, range), class: 'node' + (errPct > 0 ? ' err' : ''), 'data-service': n, 'aria-label': `${n}: ${sub}; search its spans` },
+    root.append(svg('a', { href: searchHref(`{ resource.service.name = ${quote(n)} }`, span), class: 'node' + (errPct > 0 ? ' err' : ''), 'data-service': n, 'aria-label': `${n}: ${sub}; search its spans` },
       svg('title', {}, `${n}\n${sub}`),
       svg('rect', { x: p.x, y: p.y, width: W, height: H, rx: 6, class: 'box' }),
-      svg('rect', { x: p.x, y: p.y, width: 6, height: H, fill: serviceColour(n), stroke: 'none' }),
+      svg('rect', { x: p.x, y: p.y, width: 6, height: H, fill: colours.get(n), stroke: 'none' }),
       svg('text', { x: p.x + 14, y: p.y + 22 }, n.length > 24 ? n.slice(0, 23) + '…' : n || '(no service.name)'),
       svg('text', { x: p.x + 14, y: p.y + 41, class: 'sub' }, sub)));
   }

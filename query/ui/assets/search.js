@@ -1,6 +1,6 @@
 // The search page: a TraceQL box completing tag names and values from the
 // tag APIs, a time range, and the results table, filled progressively.
-import { api, el, fmtDur, fmtTime, parseRange, tenant, timeRange, serviceColour } from './api.js';
+import { api, el, fmtDur, fmtTime, parseRange, tenant, timeRange, Colours } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 let nav, showErr, showWarn;
@@ -14,9 +14,33 @@ export function initSearch({ navigate, showError, showWarnings }) {
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
     closeComplete();
-    const p = new URLSearchParams({ view: 'search', q: $('q').value, range: $('range').value, limit: $('limit').value });
+    const p = new URLSearchParams({ view: 'search', q: $('q').value });
+    if ($('range').value === 'custom') {
+      // A custom range goes in the URL as typed (now-2h stays relative
+      // when shared); one that cannot be read is shown and not sent.
+      p.set('from', $('from').value.trim());
+      p.set('to', $('to').value.trim());
+      try {
+        timeRange(p);
+      } catch (err) {
+        markRange(err);
+        showErr(err);
+        return;
+      }
+    } else {
+      p.set('range', $('range').value);
+    }
+    p.set('limit', $('limit').value);
     nav(p);
   });
+  // A preset writes its From and To; typing in them makes the range custom.
+  $('range').addEventListener('change', () => {
+    if ($('range').value === 'custom') return;
+    $('from').value = 'now-' + $('range').value;
+    $('to').value = 'now';
+    markRange(null);
+  });
+  for (const id of ['from', 'to']) $(id).addEventListener('input', () => { $('range').value = 'custom'; });
   initComplete();
 }
 
@@ -33,22 +57,53 @@ export function slices(start, end) {
   return out;
 }
 
+// markRange flags From and To as invalid for err (null clears them):
+// err.field names the one at fault, or neither for a range ending before
+// it starts (both are).
+function markRange(err) {
+  for (const id of ['from', 'to']) {
+    if (err && (!err.field || err.field === id)) $(id).setAttribute('aria-invalid', 'true');
+    else $(id).removeAttribute('aria-invalid');
+  }
+}
+
 export async function runSearch(p) {
   // Without a query (the landing page) the most recent traces are shown.
   const q = p.get('q') || '{ }';
   const range = parseRange(p.get('range')) ? p.get('range') : '1h';
   const limit = Math.max(1, Math.min(10000, Number(p.get('limit')) || 20));
   $('q').value = q;
-  $('range').value = range;
+  const preset = [...$('range').options].some((o) => o.value === range);
+  if (p.has('from') || p.has('to')) {
+    $('range').value = 'custom';
+    $('from').value = p.get('from') ?? '';
+    $('to').value = p.get('to') ?? '';
+  } else {
+    $('range').value = preset ? range : 'custom';
+    $('from').value = 'now-' + range;
+    $('to').value = 'now';
+  }
   $('limit').value = String(limit);
   const tbody = $('results').tBodies[0];
   const my = ++seq;
   if (abort) abort.abort();
   abort = new AbortController();
   const signal = abort.signal;
-  const { start, end } = timeRange(p, range);
   tbody.replaceChildren();
+  let start, end;
+  try {
+    ({ start, end } = timeRange(p, range));
+    markRange(null);
+  } catch (err) {
+    // A range that cannot be read (a link typed by hand) is not sent.
+    $('results').dataset.state = 'error';
+    $('search-status').textContent = '';
+    markRange(err);
+    showErr(err);
+    return;
+  }
   $('results').dataset.state = 'loading';
+  const colours = new Colours();
   const seen = new Set();
   const warned = [];
   const t0 = performance.now();
@@ -67,7 +122,7 @@ export async function runSearch(p) {
         if (seen.has(t.traceID) || n >= limit) continue;
         seen.add(t.traceID);
         n++;
-        rows.push(resultRow(t));
+        rows.push(resultRow(t, colours));
       }
       tbody.append(...rows);
     }
@@ -83,7 +138,7 @@ export async function runSearch(p) {
   }
 }
 
-function resultRow(t) {
+function resultRow(t, colours) {
   let spans = 0, errors = 0;
   for (const st of Object.values(t.serviceStats || {})) {
     spans += st.spanCount || 0;
@@ -95,7 +150,7 @@ function resultRow(t) {
   const start = Number(BigInt(t.startTimeUnixNano || 0) / 1000000n);
   return el('tr', { 'data-trace-id': t.traceID },
     el('td', { class: 'mono' }, el('a', { href: '?' + params, title: t.traceID, text: t.traceID.slice(0, 16) })),
-    el('td', {}, el('span', { class: 'svcdot', style: `color:${serviceColour(svc)}`, 'aria-hidden': 'true', text: '● ' }), svc || '<root span not yet received>'),
+    el('td', {}, el('span', { class: 'svcdot', style: `color:${colours.get(svc)}`, 'aria-hidden': 'true', text: '● ' }), svc || '<root span not yet received>'),
     el('td', { text: t.rootTraceName || '' }),
     el('td', { class: 'mono', text: start ? fmtTime(start) : '' }),
     el('td', { class: 'num', text: fmtDur((t.durationMs || 0) * 1e6) }),

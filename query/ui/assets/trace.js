@@ -3,7 +3,7 @@
 // collapsible, coloured by service, with errors and the critical path
 // marked; the details of the selected span; search within the trace; and
 // the download of the trace as the API gave it (OTLP JSON).
-import { api, anyText, el, fmtDur, fmtTime, idHex, serviceColour, tenant } from './api.js';
+import { api, anyText, el, fmtDur, fmtTime, idHex, Colours, tenant } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const ROW = 24; // px, the height of a row: fixed, as .row in app.css
@@ -203,7 +203,9 @@ function build(json) {
     cur = next;
   }
   const services = new Set(out.map((s) => s.svc));
-  return { spans: out, order, roots, t0, total: Math.max(1, Number((t1 || 0n) - t0)), services, errors: out.filter((s) => s.code === 'error').length };
+  // Colours in tree order: the services met first (from the root down) all differ.
+  const colours = new Colours(order.map((i) => out[i].svc));
+  return { spans: out, order, roots, t0, colours, total: Math.max(1, Number((t1 || 0n) - t0)), services, errors: out.filter((s) => s.code === 'error').length };
 }
 
 function summary() {
@@ -257,7 +259,7 @@ function paint() {
 }
 
 function row(s) {
-  const colour = serviceColour(s.svc);
+  const colour = T.colours.get(s.svc);
   const left = (s.start / T.total) * 100;
   const width = Math.max((s.dur / T.total) * 100, 0.15);
   const label = fmtDur(s.dur);
