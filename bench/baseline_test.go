@@ -203,3 +203,35 @@ func TestMakeBaselineRefusesOtherFlags(t *testing.T) {
 		t.Error("one run: no error")
 	}
 }
+
+func TestUpdateBaseline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "baseline.json")
+	f := &flags{baselinePath: path, updateBaseline: true}
+	first := testRun(20, 15000, 10*time.Millisecond)
+	guard(f, nil, first) // no file yet: it is written
+	if first.Baseline == nil || !first.Baseline.Updated || first.Baseline.UpdateError != "" {
+		t.Fatalf("first run: %+v", first.Baseline)
+	}
+	b, err := readBaseline(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.Figures {
+		b.Figures[i].ThresholdPct = 33
+	}
+	if err := writeBaseline(path, b); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = readBaseline(path)
+	second := testRun(30, 15000, 10*time.Millisecond)
+	guard(f, b, second) // compared with the first, then rewritten with the thresholds kept
+	if got := strings.Join(second.Baseline.Worse, ";"); got != "ingest: server CPU-s per million spans;ingest ÷ decode floor" {
+		t.Errorf("worse: %q", got)
+	}
+	b, _ = readBaseline(path)
+	for _, fg := range b.Figures {
+		if fg.Name == "ingest: server CPU-s per million spans" && (fg.Value != 30 || fg.ThresholdPct != 33) {
+			t.Errorf("after -update-baseline: %+v, want value 30, threshold kept at 33%%", fg)
+		}
+	}
+}
