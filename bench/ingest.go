@@ -158,7 +158,7 @@ func runIngest(ctx context.Context, t *target, o ingestOptions, g genOptions) (*
 					}
 				}
 				spansDone += float64(n)
-				if ws.sampleLen+len(body) <= decodeSampleBytes/o.Workers {
+				if len(ws.sample) == 0 || ws.sampleLen+len(body) <= decodeSampleBytes/o.Workers {
 					ws.sample = append(ws.sample, sampleRequest{body: body, spans: n})
 					ws.sampleLen += len(body)
 				}
