@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,7 +98,8 @@ func testRun(cpu, spansPerSec float64, searchP50 time.Duration) *results {
 		Server:      serverResult{Measured: true, Processes: 1, CPUPerMillionSpans: cpu, PeakRSSBytes: 500 << 20},
 		DecodeFloor: &decodeFloorResult{CPUPerMillionSpans: 3, IngestMultiple: cpu / 3},
 		Lookups:     []lookupResult{{Phase: "recent", Requests: 200, Complete: 200, P50: 2 * time.Millisecond}, {Phase: "on blocks", Note: "not supported"}},
-		Queries:     []queryResult{{Phase: "recent", Name: "search `{ }`", Runs: 20, P50: searchP50}},
+		Queries: []queryResult{{Phase: "recent", Name: "search `{ }`", Runs: 20, P50: searchP50},
+			{Phase: "recent", Name: fmt.Sprintf("search `{ trace:id = \"%032x\" }`", rand.Uint64()), Runs: 20, P50: time.Millisecond}},
 	}
 }
 
@@ -132,7 +135,8 @@ func TestMakeBaselineAndCompare(t *testing.T) {
 	if _, ok := th["trace by ID, on blocks: p50"]; ok {
 		t.Error("a lookup phase with a note (not measured) is in the baseline")
 	}
-	for _, name := range []string{"decode floor: CPU-s per million spans", "ingest ÷ decode floor", "recent: search `{ }`: p50", "trace by ID, recent: p50"} {
+	for _, name := range []string{"decode floor: CPU-s per million spans", "ingest ÷ decode floor", "recent: search `{ }`: p50", "trace by ID, recent: p50",
+		"recent: search `{ trace:id = \"<a pushed trace>\" }`: p50"} {
 		if _, ok := th[name]; !ok {
 			t.Errorf("figure %q is not in the baseline", name)
 		}
