@@ -94,10 +94,12 @@ lint:
 	$(GO) vet ./...
 
 ## bench: Go benchmarks of the write path, then the standard end-to-end run
-## (weft as a subprocess, 30s of OTLP/gRPC from 4 workers, queries; see docs/bench.md)
+## (weft as a subprocess, 30s of OTLP/gRPC from 4 workers, queries; see docs/bench.md),
+## compared with bench/baseline.json (figures worse than their noise threshold say WORSE)
+BENCH_FLAGS ?= -duration 30s -workers 4
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./bench -duration 30s -workers 4
+	$(GO) run ./bench $(BENCH_FLAGS) -baseline bench/baseline.json
 
 clean:
 	rm -rf bin

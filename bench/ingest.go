@@ -51,6 +51,9 @@ type ingestResult struct {
 	TraceIDs      [][16]byte     `json:"-"`
 	Start, End    time.Time      `json:"-"`
 	SpansPerTrace int            `json:"-"`
+	// Sample is the first requests each worker sent, up to its share of
+	// decodeSampleBytes, for the decode floor.
+	Sample []sampleRequest `json:"-"`
 }
 
 // pusher sends one encoded request and returns the spans the backend
@@ -109,6 +112,8 @@ type workerStats struct {
 	errors    map[string]int
 	bytesAck  int64
 	seen      int // fully acknowledged traces seen, for reservoir sampling
+	sample    []sampleRequest
+	sampleLen int // bytes in sample
 }
 
 // runIngest pushes generated traces for o.Duration.
@@ -153,6 +158,10 @@ func runIngest(ctx context.Context, t *target, o ingestOptions, g genOptions) (*
 					}
 				}
 				spansDone += float64(n)
+				if len(ws.sample) == 0 || ws.sampleLen+len(body) <= decodeSampleBytes/o.Workers {
+					ws.sample = append(ws.sample, sampleRequest{body: body, spans: n})
+					ws.sampleLen += len(body)
+				}
 				pctx, pcancel := context.WithTimeout(context.Background(), pushTimeout)
 				t0 := time.Now()
 				rejected, err := push(pctx, body, req)
@@ -217,6 +226,7 @@ func runIngest(ctx context.Context, t *target, o ingestOptions, g genOptions) (*
 	var lats []time.Duration
 	for _, ws := range stats {
 		lats = append(lats, ws.latencies...)
+		r.Sample = append(r.Sample, ws.sample...)
 		r.BytesAcked += ws.bytesAck
 		for k, v := range ws.errors {
 			r.Errors[k] += v

@@ -61,6 +61,12 @@ type flags struct {
 	settle time.Duration
 	// metricsQueryTime is -metrics-query-time.
 	metricsQueryTime time.Duration
+	// baselinePath is -baseline.
+	baselinePath string
+	// updateBaseline is -update-baseline.
+	updateBaseline bool
+	// makeBaseline is -make-baseline, split at commas.
+	makeBaseline []string
 }
 
 func parseFlags() (*flags, error) {
@@ -98,8 +104,16 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.settle, "settle", 15*time.Minute, "with -metrics: before the phase, wait up to this long for the server's compaction to settle (tempodb_compaction_outstanding_blocks 0 and weft_blocklist_blocks steady for 35s); 0: do not wait")
 	fs.DurationVar(&f.metricsTimeout, "metrics-query-timeout", 0, "monolithic: query_frontend.metrics.query_timeout (weft's default is 25s, past which a metrics query answers 504), and the HTTP server's write timeout 30s more; 0 keeps weft's defaults")
 	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
+	fs.StringVar(&f.baselinePath, "baseline", "", "compare the run's figures with this baseline file (make bench: bench/baseline.json) and call out those worse by more than their noise threshold")
+	fs.BoolVar(&f.updateBaseline, "update-baseline", false, "with -baseline: after the comparison, rewrite the file with this run's figures, keeping its thresholds (the file may not exist yet)")
+	makeBaseline := fs.String("make-baseline", "", "instead of a run: write -baseline from the -json reports of two or more runs with the same flags (comma-separated): the last run's figures, thresholds from the spread of all")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
+	}
+	for p := range strings.SplitSeq(*makeBaseline, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			f.makeBaseline = append(f.makeBaseline, p)
+		}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -138,6 +152,12 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-generator-ab has no query phase and counts current spans: it cannot be used with -backfill or -metrics")
 	case f.ingest.Backfill > 0 && f.endpoint == "" && f.profile == "microservices":
 		return nil, errors.New("-backfill needs a short live_store.window, which the bench sets for weft monolithic only: it cannot be used with -profile microservices")
+	case (f.updateBaseline || len(f.makeBaseline) > 0) && f.baselinePath == "":
+		return nil, errors.New("-update-baseline and -make-baseline need -baseline, the file to write")
+	case f.updateBaseline && len(f.makeBaseline) > 0:
+		return nil, errors.New("-update-baseline and -make-baseline cannot be used together")
+	case f.baselinePath != "" && f.generatorAB > 0:
+		return nil, errors.New("-baseline compares a usual run: it cannot be used with -generator-ab")
 	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
 		return nil, fmt.Errorf("unknown -protocol %q: use grpc or http", f.ingest.Protocol)
 	}
@@ -152,6 +172,23 @@ func run() error {
 	}
 	if err != nil {
 		return err
+	}
+	if len(f.makeBaseline) > 0 {
+		if err := makeBaseline(f.baselinePath, f.makeBaseline); err != nil {
+			return err
+		}
+		progress("baseline written to %s from %d runs", f.baselinePath, len(f.makeBaseline))
+		return nil
+	}
+	var base *baseline
+	if f.baselinePath != "" {
+		base, err = readBaseline(f.baselinePath)
+		if errors.Is(err, os.ErrNotExist) && f.updateBaseline {
+			base, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -221,7 +258,40 @@ func run() error {
 		return err
 	}
 	closeTarget()
+	if ctx.Err() == nil {
+		decodeFloorPhase(res)
+	}
+	guard(f, base, res)
 	return report(f, res)
+}
+
+// guard compares res with the baseline (when -baseline) and rewrites the
+// baseline (when -update-baseline).
+func guard(f *flags, base *baseline, res *results) {
+	if f.baselinePath == "" {
+		return
+	}
+	if base != nil {
+		res.Baseline = compareWithBaseline(f.baselinePath, base, res)
+		for _, c := range res.Baseline.Figures {
+			if c.Verdict == verdictWorse {
+				progress("WORSE than the baseline: %s: %s → %s %s (threshold %.0f%%)", c.Name, num(c.Base), num(c.Now), c.Unit, c.ThresholdPct)
+			}
+		}
+	}
+	if !f.updateBaseline {
+		return
+	}
+	err := writeBaseline(f.baselinePath, newBaseline(res, nil, base))
+	if res.Baseline == nil {
+		res.Baseline = &baselineReport{Path: f.baselinePath, Note: "there was no baseline: this run's figures are the new one"}
+	}
+	if err != nil {
+		res.Baseline.UpdateError = err.Error()
+		return
+	}
+	res.Baseline.Updated = true
+	progress("baseline %s rewritten with this run's figures", f.baselinePath)
 }
 
 // report prints res and writes it to -json.

@@ -30,6 +30,10 @@ type results struct {
 	Notes     []string       `json:"notes,omitempty"`
 	// Metrics is the -metrics phase.
 	Metrics *metricsPhase `json:"metrics,omitempty"`
+	// DecodeFloor is the CPU of decoding the sent requests once.
+	DecodeFloor *decodeFloorResult `json:"decode_floor,omitempty"`
+	// Baseline is the comparison with -baseline.
+	Baseline *baselineReport `json:"baseline_comparison,omitempty"`
 	// GeneratorAB is the -generator-ab comparison.
 	GeneratorAB *abResult `json:"generator_ab,omitempty"`
 }
@@ -158,6 +162,9 @@ func writeMarkdown(w io.Writer, r *results) {
 		}
 		p("")
 	}
+	if d := r.DecodeFloor; d != nil {
+		writeDecodeFloor(p, d, r.Server)
+	}
 	if r.GeneratorAB != nil {
 		writeGeneratorAB(p, r.GeneratorAB)
 	}
@@ -197,6 +204,9 @@ func writeMarkdown(w io.Writer, r *results) {
 	}
 	if r.Metrics != nil {
 		writeMetricsPhase(p, r.Metrics)
+	}
+	if r.Baseline != nil {
+		writeBaselineReport(p, r.Baseline)
 	}
 	if len(r.Notes) > 0 {
 		p("## Notes")
