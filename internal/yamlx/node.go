@@ -1,6 +1,7 @@
 package yamlx
 
 import (
+	"fmt"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -158,4 +159,21 @@ func inlineMerges(n *yaml.Node, done map[*yaml.Node]bool) {
 		}
 	}
 	n.Content = own
+}
+
+// DecodeSection decodes node onto out, strictly, unless it is null (a key
+// written with no value, such as `grpc:`, keeps out as it is): for a custom
+// UnmarshalYAML, which does not inherit the strictness of Decode. name is
+// the section's key below "protocols", used in the errors.
+func DecodeSection(node *yaml.Node, out any, name string) error {
+	if isNull(node) {
+		return nil
+	}
+	if node.Kind != yaml.MappingNode {
+		return fmt.Errorf("cannot decode protocols.%s at line %d: want a mapping or nothing", name, node.Line)
+	}
+	if err := Decode(node, out, Options{Path: "protocols." + name}); err != nil {
+		return fmt.Errorf("cannot decode protocols.%s: %w", name, err)
+	}
+	return nil
 }

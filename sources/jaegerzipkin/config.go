@@ -250,28 +250,28 @@ func (p *JaegerProtocols) UnmarshalYAML(value *yaml.Node) error {
 			if p.GRPC != nil {
 				g = *p.GRPC
 			}
-			err = decodeSection(val, &g, key.Value)
+			err = yamlx.DecodeSection(val, &g, key.Value)
 			out.GRPC = &g
 		case "thrift_http":
 			h := DefaultThriftHTTP()
 			if p.ThriftHTTP != nil {
 				h = *p.ThriftHTTP
 			}
-			err = decodeSection(val, &h, key.Value)
+			err = yamlx.DecodeSection(val, &h, key.Value)
 			out.ThriftHTTP = &h
 		case "thrift_compact":
 			u := DefaultUDP(DefaultJaegerThriftCompactEndpoint)
 			if p.ThriftCompact != nil {
 				u = *p.ThriftCompact
 			}
-			err = decodeSection(val, &u, key.Value)
+			err = yamlx.DecodeSection(val, &u, key.Value)
 			out.ThriftCompact = &u
 		case "thrift_binary":
 			u := DefaultUDP(DefaultJaegerThriftBinaryEndpoint)
 			if p.ThriftBinary != nil {
 				u = *p.ThriftBinary
 			}
-			err = decodeSection(val, &u, key.Value)
+			err = yamlx.DecodeSection(val, &u, key.Value)
 			out.ThriftBinary = &u
 		default:
 			return fmt.Errorf("cannot decode protocols at line %d: unknown protocol %q (want grpc, thrift_http, thrift_compact or thrift_binary)", key.Line, key.Value)
@@ -281,20 +281,5 @@ func (p *JaegerProtocols) UnmarshalYAML(value *yaml.Node) error {
 		}
 	}
 	*p = out
-	return nil
-}
-
-// decodeSection decodes node onto out unless it is null, strictly: a key
-// out has no field for is an error naming it.
-func decodeSection(node *yaml.Node, out any, name string) error {
-	if node.Kind == yaml.ScalarNode && node.ShortTag() == "!!null" {
-		return nil
-	}
-	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("cannot decode protocols.%s at line %d: want a mapping or nothing", name, node.Line)
-	}
-	if err := yamlx.Decode(node, out, yamlx.Options{Path: "protocols." + name}); err != nil {
-		return fmt.Errorf("cannot decode protocols.%s: %w", name, err)
-	}
 	return nil
 }

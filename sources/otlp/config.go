@@ -221,7 +221,7 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 		if p.GRPC != nil {
 			g = *p.GRPC
 		}
-		if err := decodeSection(grpcNode, &g, "grpc"); err != nil {
+		if err := yamlx.DecodeSection(grpcNode, &g, "grpc"); err != nil {
 			return err
 		}
 		out.GRPC = &g
@@ -231,27 +231,11 @@ func (p *Protocols) UnmarshalYAML(value *yaml.Node) error {
 		if p.HTTP != nil {
 			h = *p.HTTP
 		}
-		if err := decodeSection(httpNode, &h, "http"); err != nil {
+		if err := yamlx.DecodeSection(httpNode, &h, "http"); err != nil {
 			return err
 		}
 		out.HTTP = &h
 	}
 	*p = out
-	return nil
-}
-
-// decodeSection decodes node onto out unless it is null, as strictly as the
-// rest of the config (a custom unmarshaler does not inherit it): a key out
-// has no field for is an error naming it.
-func decodeSection(node *yaml.Node, out any, name string) error {
-	if node.Kind == yaml.ScalarNode && node.ShortTag() == "!!null" {
-		return nil
-	}
-	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("cannot decode protocols.%s at line %d: want a mapping or nothing", name, node.Line)
-	}
-	if err := yamlx.Decode(node, out, yamlx.Options{Path: "protocols." + name}); err != nil {
-		return fmt.Errorf("cannot decode protocols.%s: %w", name, err)
-	}
 	return nil
 }

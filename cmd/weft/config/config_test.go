@@ -182,6 +182,10 @@ func TestTypeAndValueErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "live_store: window must be positive") {
 		t.Fatalf("nested Validate: %v", err)
 	}
+	_, _, err = Load("weft.yaml", []byte("query_frontend:\n  max_grpc_streaming_packet_size: 0\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "max_grpc_streaming_packet_size") || !strings.Contains(err.Error(), "must be positive") {
+		t.Fatalf("streaming packet size: %v", err)
+	}
 }
 
 func TestExpandEnv(t *testing.T) {
