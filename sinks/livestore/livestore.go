@@ -514,6 +514,7 @@ func (s *Store) FindTraceByID(_ context.Context, tenant string, traceID [16]byte
 	}
 	return ts.read(traceID), nil
 }
+
 // Bytes is the memory the store accounts for, all tenants together.
 func (s *Store) Bytes() int64 { return s.bytes.Load() }
 

@@ -71,7 +71,7 @@ type segment struct {
 	file    *os.File // once on disk: the data
 	size    int64    // bytes of data (in memory or on disk)
 	byID    []int32  // on disk: the indexes of refs, by trace ID
-	gone   bool         // let go: nothing is read any more
+	gone    bool     // let go: nothing is read any more
 
 	mu      sync.Mutex // guards what follows
 	domains map[spanpred.Field]spanpred.Domain
