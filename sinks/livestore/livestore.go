@@ -179,6 +179,9 @@ func (s *Store) Shutdown(ctx context.Context) error {
 	return errors.Join(s.sweeper.Stop(ctx), s.spiller.Stop(ctx))
 }
 
+// MemoryBound is max_bytes (pipelines.MemoryBounded).
+func (s *Store) MemoryBound() int64 { return s.cfg.MaxBytes }
+
 // ReplayWindow is the window (pipelines.ReplayingSink): read from another
 // process, the live-store rebuilds its window from the input on start.
 func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
