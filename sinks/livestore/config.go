@@ -39,7 +39,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxBytes:            128 << 20,
 		Path:                "./data/live-store",
-		SpillAfter:          4 * time.Second,
+		SpillAfter:          2 * time.Second,
 		Window:              20 * time.Minute,
 		BackPressureTimeout: 5 * time.Second,
 		SweepInterval:       10 * time.Second,
