@@ -123,11 +123,11 @@ func New(set pipelines.Settings, cfg Config) *Store {
 	s.m = storeMetrics{
 		traces: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_live_store_traces",
-			Help: "Traces held by the live-store, by tenant.",
+			Help: "Traces with spans in the live-store's memory (not only on disk), by tenant.",
 		}, []string{"tenant"})),
 		bytes: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_live_store_bytes",
-			Help: "Bytes of trace data held by the live-store, by tenant.",
+			Help: "Memory the live-store accounts for (spans in memory, the traces' index, search columns), by tenant.",
 		}, []string{"tenant"})),
 		deduplicated: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_spans_deduplicated_total",
@@ -140,7 +140,7 @@ func New(set pipelines.Settings, cfg Config) *Store {
 		discarded: metrics.DiscardedSpans(set.Metrics),
 		evicted: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_traces_evicted_total",
-			Help: "Traces let go after the window passed, by tenant.",
+			Help: "Traces let go with a segment older than the window, or in blocks when the store was full, by tenant (a trace once per segment it had spans in).",
 		}, []string{"tenant"})),
 		revoked: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_traces_revoked_total",
@@ -378,8 +378,6 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch, partition int32) {
 			addedBytes += t.size - before
 			sg.refs = append(sg.refs, segRef{id: id, off: off, n: n, spans: uint32(b.SpanCount()), partition: partition})
 			added += b.SpanCount()
-		} else if isNew {
-			t = nil
 		}
 		sh.mu.Unlock()
 	}
@@ -440,7 +438,7 @@ func (s *Store) tenantList() []*tenantStore {
 
 // evictBefore lets go of the sealed segments whose last push arrived
 // before cutoff (unix nanoseconds), with their spans, counting the traces
-// that leave the memory with them as evicted.
+// they held spans of as evicted (a trace once per segment).
 func (s *Store) evictBefore(cutoff int64) {
 	for _, ts := range s.tenantList() {
 		ts.segMu.Lock()
@@ -458,9 +456,10 @@ func (s *Store) evictBefore(cutoff int64) {
 		clear(ts.segs[len(kept):])
 		ts.segs = kept
 		ts.segMu.Unlock()
-		var traces int64
+		var traces int
 		for _, sg := range gone {
-			traces += s.dropSegment(ts, sg)
+			traces += len(sg.traceIDs(ts))
+			s.dropSegment(ts, sg)
 		}
 		if traces > 0 {
 			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))

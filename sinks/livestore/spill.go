@@ -143,9 +143,8 @@ func (ts *tenantStore) leaveMemory(sg *segment) (traces, freed int64) {
 }
 
 // dropSegment lets go of sg, which is no longer in ts.segs: its data, in
-// memory or on disk, its columns and its traces' parts. It returns the
-// traces that left the map.
-func (s *Store) dropSegment(ts *tenantStore, sg *segment) int64 {
+// memory or on disk, its columns and its traces' parts.
+func (s *Store) dropSegment(ts *tenantStore, sg *segment) {
 	sg.dataMu.Lock()
 	memCap, f, size, index := sg.dataMem, sg.file, sg.size, int64(len(sg.byID))*indexBytes
 	sg.chunks, sg.starts, sg.dataMem, sg.file, sg.byID, sg.gone = nil, nil, 0, nil, nil, true
@@ -157,7 +156,6 @@ func (s *Store) dropSegment(ts *tenantStore, sg *segment) int64 {
 	traces, bytes := ts.leaveMemory(sg)
 	s.freeColumns(sg)
 	s.account(ts, -traces, -(memCap + index + sg.refMem + bytes))
-	return traces
 }
 
 // dropRefs takes the refs drop selects out of sg (their bytes stay, unread)
