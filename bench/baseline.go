@@ -151,6 +151,7 @@ func runFigures(r *results) []figure {
 		if r.Server.Measured {
 			add("ingest: server CPU-s per million spans", "CPU-s", lowerIsBetter, r.Server.CPUPerMillionSpans)
 			add("ingest: server peak RSS", "MiB", lowerIsBetter, float64(r.Server.PeakRSSBytes)/(1<<20))
+			add("ingest: server peak RSS per 10k spans/s", "MiB", lowerIsBetter, r.Server.PeakRSSPer10k)
 		}
 	}
 	if d := r.DecodeFloor; d != nil && d.Error == "" {

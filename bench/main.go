@@ -335,6 +335,7 @@ func measurePhases(ctx context.Context, f *flags, t *target, res *results) error
 			CPUSeconds: after.cpuSeconds - before.cpuSeconds, PeakRSSBytes: after.peakRSS}
 		if in.SpansAcked > 0 {
 			res.Server.CPUPerMillionSpans = res.Server.CPUSeconds / (float64(in.SpansAcked) / 1e6)
+			res.Server.PeakRSSPer10k = float64(res.Server.PeakRSSBytes) / (1 << 20) / (res.Derived.SpansPerSecond / 1e4)
 		}
 	} else {
 		res.Notes = append(res.Notes, "server CPU and RSS are n/a: give -server-pid to measure an external target")

@@ -51,6 +51,9 @@ type serverResult struct {
 	CPUSeconds         float64 `json:"cpu_seconds"`
 	CPUPerMillionSpans float64 `json:"cpu_seconds_per_million_spans"`
 	PeakRSSBytes       int64   `json:"peak_rss_bytes"`
+	// PeakRSSPer10k is the peak RSS in MiB per 10,000 acknowledged spans/s
+	// of load: comparable between runs at different rates.
+	PeakRSSPer10k float64 `json:"peak_rss_mib_per_10k_spans_per_second"`
 }
 
 // machine are the facts printed at the top of the report.
@@ -143,6 +146,7 @@ func writeMarkdown(w io.Writer, r *results) {
 		if r.Server.Measured {
 			p("| server CPU seconds per million spans | %.1f (%.1f s over %d process(es)) |", r.Server.CPUPerMillionSpans, r.Server.CPUSeconds, r.Server.Processes)
 			p("| server peak RSS (VmHWM) | %s |", mib(r.Server.PeakRSSBytes))
+			p("| server peak RSS per 10k spans/s of load | %.0f MiB |", r.Server.PeakRSSPer10k)
 		} else {
 			p("| server CPU seconds per million spans | n/a |")
 			p("| server peak RSS | n/a |")

@@ -288,11 +288,13 @@ block_builder:
   max_block_duration: %s
   wal:
     path: %s/wal
+live_store:
+  path: %s/live-store
 query_frontend:
   query_end_cutoff: 0s
-%s`, ports[0], ports[1], serverExtra, ports[2], ports[3], dataDir, blockDuration, dataDir, frontendExtra)
+%s`, ports[0], ports[1], serverExtra, ports[2], ports[3], dataDir, blockDuration, dataDir, dataDir, frontendExtra)
 	if mo.backfill {
-		cfg += backfillConfig
+		cfg = strings.Replace(cfg, "live_store:\n", "live_store:\n"+backfillLiveStore, 1)
 	}
 	if gen == nil {
 		return cfg + noIngestionLimits
@@ -309,20 +311,19 @@ const noIngestionLimits = `overrides:
       max_traces_per_user: 0
 `
 
-// backfillConfig is what a -backfill ingest needs: the live-store lets a
+// backfillLiveStore is what a -backfill ingest needs (under live_store): the live-store lets a
 // trace go a minute after its last span arrived (instead of 20m), so that
 // it holds about a minute of a long ingest rather than filling max_bytes
 // and making pushes wait for the block-builder. The backfilled
 // spans are older than query_frontend.metrics.query_backend_after, so
 // metrics queries read them from blocks only.
-const backfillConfig = `live_store:
-  window: 1m
+const backfillLiveStore = `  window: 1m
 `
 
 // monoOptions are the bench's additions to the monolithic config, from
 // its flags.
 type monoOptions struct {
-	// backfill adds backfillConfig (-backfill).
+	// backfill adds backfillLiveStore (-backfill).
 	backfill bool
 	// metricsQueryTimeout, when positive, is
 	// query_frontend.metrics.query_timeout, and the HTTP server's write

@@ -78,6 +78,18 @@ type runNode struct {
 	node Node
 }
 
+// MemoryBound is the sum of the bounds of the nodes that run here and hold
+// data in memory on purpose (MemoryBounded).
+func (p *Pipeline) MemoryBound() int64 {
+	var n int64
+	for _, rn := range p.nodes {
+		if mb, ok := rn.node.(MemoryBounded); ok {
+			n += mb.MemoryBound()
+		}
+	}
+	return n
+}
+
 // Compile checks spec against reg and builds the nodes that run in this
 // process, wiring their edges onto a watermill Router over the in-process
 // gochannel pub/sub. Every problem of the graph is reported at once. Nothing

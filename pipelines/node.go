@@ -68,6 +68,15 @@ type ReplayingSink interface {
 	Revoke(partitions []int32)
 }
 
+// MemoryBounded is a node that holds data in memory on purpose, up to a
+// bound it is configured with (the live-store's max_bytes, the
+// block-builder's buffered blocks). MemoryBound is that bound in bytes; it
+// does not change once the node is created.
+type MemoryBounded interface {
+	Node
+	MemoryBound() int64
+}
+
 // CommittingSink is a Sink that commits its input position itself, once
 // what it consumed is durable (the block-builder: once it is in a block).
 // When its input comes from another process the pipeline calls

@@ -52,6 +52,8 @@ YAML
 	cat >>"$file" <<YAML
 block_builder:
   wal: {path: $data/wal-$name}
+live_store:
+  path: $data/live-store-$name
 YAML
 	if [[ -n "${BLOCK_DURATION:-}" ]]; then
 		echo "  max_block_duration: $BLOCK_DURATION" >>"$file"

@@ -87,7 +87,7 @@ const pqWriteBatch = 512
 
 // writeParquet writes the planned rows as data.parquet to w.
 func writeParquet(w io.Writer, p *plan, pageBytes int) error {
-	return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBytes)
+	return writeParquetGo(w, p, compactCodec, pageBytes)
 }
 
 // newPQWriter returns the writer of a data.parquet: the schema of pqRow,

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -39,7 +40,20 @@ type Config struct {
 	RefuseAboveRatio float64 `yaml:"refuse_above_ratio"`
 	// CheckInterval is how often the memory in use is read.
 	CheckInterval time.Duration `yaml:"check_interval"`
+	// RuntimeLimitBytes is the Go runtime's soft memory limit (what
+	// GOMEMLIMIT sets) while LimitBytes is 0: the garbage collector works
+	// harder as the process nears it, and nothing is refused. 0 derives it
+	// from what the process's components hold on purpose (SetDerived); -1
+	// leaves the runtime without a limit. Not used when LimitBytes is set
+	// (the budget sets the runtime's limit) or when the GOMEMLIMIT
+	// environment variable is (it wins).
+	RuntimeLimitBytes int64 `yaml:"runtime_limit_bytes"`
 }
+
+// DerivedBaseBytes is what a derived runtime limit adds to the bounds of
+// the components: the rest of the process (code, queues, queries' and
+// compactions' working memory, the runtime itself).
+const DerivedBaseBytes = 64 << 20
 
 // DefaultConfig has the limiter off; when it is turned on, pushes are
 // refused above 80% of the budget, checked every 50ms.
@@ -60,6 +74,9 @@ func (c *Config) Validate() error {
 	if c.RefuseAboveRatio <= 0 || c.RefuseAboveRatio > 1 {
 		errs = append(errs, fmt.Errorf("refuse_above_ratio: must be above 0 and at most 1, got %g", c.RefuseAboveRatio))
 	}
+	if c.RuntimeLimitBytes < -1 || (c.RuntimeLimitBytes > 0 && c.RuntimeLimitBytes < MinLimitBytes) {
+		errs = append(errs, fmt.Errorf("runtime_limit_bytes: must be -1 (none), 0 (derived) or at least %d (64 MiB), got %d", MinLimitBytes, c.RuntimeLimitBytes))
+	}
 	if c.CheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("check_interval: must be positive, got %s", c.CheckInterval))
 	}
@@ -79,8 +96,9 @@ type Limiter struct {
 	inFlight atomic.Int64
 	avgPush  atomic.Int64
 
-	gauge   prometheus.Gauge
-	refused *prometheus.CounterVec
+	gauge        prometheus.Gauge
+	refused      *prometheus.CounterVec
+	runtimeLimit prometheus.Gauge
 
 	samples []metrics.Sample
 	lastGC  time.Time      // of the last collection Check forced; only Check uses it
@@ -117,6 +135,10 @@ func New(cfg Config, reg prometheus.Registerer) *Limiter {
 		gauge: imetrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_memory_in_use_bytes",
 			Help: "Memory the process uses as the memory limiter last read it: what the Go runtime has mapped, less free heap and garbage.",
+		})),
+		runtimeLimit: imetrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_memory_runtime_limit_bytes",
+			Help: "The Go runtime's soft memory limit weft set without a memory budget (memory_limiter.runtime_limit_bytes); 0 when it set none.",
 		})),
 		refused: imetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_memory_limiter_refused_total",
@@ -254,6 +276,30 @@ func (l *Limiter) Start(context.Context) error {
 	l.Check()
 	l.loop = periodic.Start(l.cfg.CheckInterval, l.Check)
 	return nil
+}
+
+// SetDerived gives the Go runtime its soft memory limit when no budget is
+// set: runtime_limit_bytes, or with 0, componentBytes (the bounds of what
+// the process's components hold on purpose, pipelines.MemoryBounded) plus
+// DerivedBaseBytes. It does nothing with a budget (limit_bytes), with
+// runtime_limit_bytes -1, with GOMEMLIMIT in the environment, or for a
+// process without such components (componentBytes 0 and no explicit
+// limit): a query process's memory follows its queries. It returns the
+// limit set, 0 when none.
+func (l *Limiter) SetDerived(componentBytes int64) int64 {
+	if l == nil || l.Enabled() || l.cfg.RuntimeLimitBytes < 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	limit := l.cfg.RuntimeLimitBytes
+	if limit == 0 {
+		if componentBytes <= 0 {
+			return 0
+		}
+		limit = componentBytes + DerivedBaseBytes
+	}
+	debug.SetMemoryLimit(limit)
+	l.runtimeLimit.Set(float64(limit))
+	return limit
 }
 
 // Shutdown stops the checks. It may be called more than once.

@@ -2,8 +2,11 @@ package memlimit
 
 import (
 	"context"
+	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -94,5 +97,53 @@ func TestAdmitCountsPushesInProgress(t *testing.T) {
 	dones[0](0)
 	if _, err := l.Admit("http"); err != nil {
 		t.Fatalf("after one finished: %v", err)
+	}
+}
+
+// Without a budget, the runtime's soft limit comes from the components'
+// bounds, or from runtime_limit_bytes; a budget, -1, GOMEMLIMIT in the
+// environment or a process without bounded components leave it alone.
+func TestSetDerived(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	t.Setenv("GOMEMLIMIT", "") // os.Getenv gives "" for both unset and empty
+	cases := []struct {
+		name      string
+		cfg       Config
+		component int64
+		want      int64
+	}{
+		{"derived", DefaultConfig(), 192 << 20, 192<<20 + DerivedBaseBytes},
+		{"explicit", Config{RefuseAboveRatio: 0.8, CheckInterval: time.Second, RuntimeLimitBytes: 100 << 20}, 192 << 20, 100 << 20},
+		{"no components", DefaultConfig(), 0, 0},
+		{"off", Config{RefuseAboveRatio: 0.8, CheckInterval: time.Second, RuntimeLimitBytes: -1}, 192 << 20, 0},
+		{"budget", Config{LimitBytes: 1 << 30, RefuseAboveRatio: 0.8, CheckInterval: time.Second}, 192 << 20, 0},
+	}
+	for _, c := range cases {
+		debug.SetMemoryLimit(math.MaxInt64)
+		if err := c.cfg.Validate(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		l := New(c.cfg, prometheus.NewRegistry())
+		got := l.SetDerived(c.component)
+		runtimeLimit := debug.SetMemoryLimit(-1)
+		if got != c.want {
+			t.Errorf("%s: SetDerived = %d, want %d", c.name, got, c.want)
+		}
+		if want := c.want; want == 0 && runtimeLimit != math.MaxInt64 || want > 0 && runtimeLimit != want {
+			t.Errorf("%s: the runtime's limit is %d, want %d (none: %d)", c.name, runtimeLimit, c.want, int64(math.MaxInt64))
+		}
+		if g := testutil.ToFloat64(l.runtimeLimit); g != float64(c.want) {
+			t.Errorf("%s: weft_memory_runtime_limit_bytes = %v, want %d", c.name, g, c.want)
+		}
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	if got := New(DefaultConfig(), prometheus.NewRegistry()).SetDerived(192 << 20); got != 0 {
+		t.Errorf("with GOMEMLIMIT set, SetDerived = %d, want 0", got)
+	}
+	bad := DefaultConfig()
+	bad.RuntimeLimitBytes = 1 << 20
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "runtime_limit_bytes") {
+		t.Errorf("a 1 MiB runtime limit: %v", err)
 	}
 }

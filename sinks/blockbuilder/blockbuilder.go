@@ -299,6 +299,12 @@ func bufKey(ten string, partition int32) string {
 	return ten + "\x00" + strconv.Itoa(int(partition))
 }
 
+// MemoryBound is what the builder holds in memory in steady state
+// (pipelines.MemoryBounded): an open block per tenant and one being
+// uploaded, 2 × max_block_bytes. max_buffered_bytes bounds it further
+// when uploads fall behind.
+func (b *Builder) MemoryBound() int64 { return 2 * b.cfg.MaxBlockBytes }
+
 // Start loads the checkpoint, replays the write-ahead log into buffers and
 // starts the uploader. In Kafka mode there is no WAL: it starts the
 // uploader only.

@@ -7,8 +7,8 @@ package livestore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +33,9 @@ const Type = "live_store"
 // bytes: the map entry, the struct and the span-ID set header.
 const traceOverhead = 160
 
+// partBytes is the memory of one tracePart.
+const partBytes = 16
+
 // shards per tenant, to spread lock contention by trace ID.
 const shards = 16
 
@@ -44,15 +47,18 @@ type Store struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenantStore
 
-	bytes      atomic.Int64  // all tenants
-	gens       atomic.Uint64 // the last liveTrace.gen given
+	bytes      atomic.Int64  // all tenants: the memory accounted for
+	diskBytes  atomic.Int64  // all tenants: the segments on disk
 	colBytes   atomic.Int64  // segment columns, counted in bytes too (segments.go)
 	safeBefore atomic.Int64  // unix ns: every span received before is in a block
 	room       chan struct{} // closed and replaced whenever bytes are freed
 
 	roomMu sync.Mutex
+	// spillMu makes one spill at a time (spill.go).
+	spillMu sync.Mutex
 
 	sweeper *periodic.Loop // nil until Start
+	spiller *periodic.Loop // nil until Start, or without a path
 
 	m storeMetrics
 }
@@ -60,13 +66,18 @@ type Store struct {
 type storeMetrics struct {
 	traces       *prometheus.GaugeVec
 	bytes        *prometheus.GaugeVec
+	diskBytes    prometheus.GaugeFunc
 	deduplicated *prometheus.CounterVec
 	backPressure prometheus.Counter
 	discarded    *prometheus.CounterVec
 	evicted      *prometheus.CounterVec
 	revoked      *prometheus.CounterVec
+	spilled      prometheus.Counter
+	spillErrors  prometheus.Counter
 }
 
+// tenantStore is one tenant's part of the store: its segments, which hold
+// the data, and the traces of the segments still in memory.
 type tenantStore struct {
 	name   string
 	shards [shards]shard
@@ -82,17 +93,23 @@ type shard struct {
 	traces map[[16]byte]*liveTrace
 }
 
+// liveTrace is a trace with spans in the segments still in memory. Once
+// all of them are on disk (or let go), the trace leaves the map: the
+// spilled segments find it through their own index.
 type liveTrace struct {
-	gen      uint64 // unique in the store: see segRef
-	data     []byte // TracesData encoding: concatenated ResourceSpans
-	spans    spanSet
-	lastSeen int64 // unix nanoseconds of the last push
-	refs     int64 // segment refs to the trace (segments.go)
-	size     int64 // bytes accounted for this trace
+	spans spanSet
+	parts []tracePart // its data in memory segments, oldest first
+	size  int64       // bytes accounted for this trace, besides the data
 	// partition is the input partition the trace's spans came from
 	// (the distributor sends all of a trace to one), -1 when the input
 	// is not partitioned (in process).
 	partition int32
+}
+
+// tracePart is the spans one push appended for a trace to a segment.
+type tracePart struct {
+	seg    *segment
+	off, n uint32
 }
 
 // New returns a live-store.
@@ -106,11 +123,11 @@ func New(set pipelines.Settings, cfg Config) *Store {
 	s.m = storeMetrics{
 		traces: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_live_store_traces",
-			Help: "Traces held by the live-store, by tenant.",
+			Help: "Traces with spans in the live-store's memory (not only on disk), by tenant.",
 		}, []string{"tenant"})),
 		bytes: metrics.Register(set.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_live_store_bytes",
-			Help: "Bytes of trace data held by the live-store, by tenant.",
+			Help: "Memory the live-store accounts for (spans in memory, the traces' index, search columns), by tenant.",
 		}, []string{"tenant"})),
 		deduplicated: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_spans_deduplicated_total",
@@ -123,39 +140,51 @@ func New(set pipelines.Settings, cfg Config) *Store {
 		discarded: metrics.DiscardedSpans(set.Metrics),
 		evicted: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_traces_evicted_total",
-			Help: "Traces let go after the window passed, by tenant.",
+			Help: "Traces let go with a segment older than the window, or in blocks when the store was full, by tenant (a trace once per segment it had spans in).",
 		}, []string{"tenant"})),
 		revoked: metrics.Register(set.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_live_store_traces_revoked_total",
 			Help: "Traces let go because their input partition was given to another process (which reads it again), by tenant.",
 		}, []string{"tenant"})),
+		spilled: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_live_store_segments_spilled_total",
+			Help: "Segments of the live-store moved from memory to disk (live_store.path).",
+		})),
+		spillErrors: metrics.Register(set.Metrics, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_live_store_spill_errors_total",
+			Help: "Segments the live-store could not move to disk (live_store.path); they stay in memory.",
+		})),
 	}
+	s.m.diskBytes = metrics.Register(set.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_live_store_disk_bytes",
+		Help: "Bytes of trace data the live-store holds on disk (live_store.path).",
+	}, func() float64 { return float64(s.diskBytes.Load()) }))
 	return s
 }
 
-// Start begins the periodic sweep of traces older than the window.
+// Start begins the periodic sweep of segments older than the window and,
+// with a path, the moves of segments older than spill_after to disk.
 func (s *Store) Start(context.Context) error {
 	s.sweeper = periodic.Start(s.cfg.SweepInterval, s.Sweep)
+	if s.cfg.Path != "" {
+		s.spiller = periodic.Start(spillCheckInterval(s.cfg.SpillAfter), func() {
+			s.Spill(s.clock().Add(-s.cfg.SpillAfter).UnixNano())
+		})
+	}
 	return nil
 }
 
-// Shutdown stops the sweep. The data stays readable.
-func (s *Store) Shutdown(ctx context.Context) error { return s.sweeper.Stop(ctx) }
+// Shutdown stops the sweep and the spills. The data stays readable.
+func (s *Store) Shutdown(ctx context.Context) error {
+	return errors.Join(s.sweeper.Stop(ctx), s.spiller.Stop(ctx))
+}
+
+// MemoryBound is max_bytes (pipelines.MemoryBounded).
+func (s *Store) MemoryBound() int64 { return s.cfg.MaxBytes }
 
 // ReplayWindow is the window (pipelines.ReplayingSink): read from another
 // process, the live-store rebuilds its window from the input on start.
 func (s *Store) ReplayWindow() time.Duration { return s.cfg.Window }
-
-// Revoke lets go of the traces of partitions, which another process reads
-// again from the window ago (pipelines.ReplayingSink): kept here too, their
-// spans would be counted twice by TraceQL metrics.
-func (s *Store) Revoke(partitions []int32) {
-	set := map[int32]bool{}
-	for _, p := range partitions {
-		set[p] = true
-	}
-	s.evict(func(t *liveTrace) bool { return t.partition >= 0 && set[t.partition] }, s.m.revoked)
-}
 
 // partitionOf is the input partition of msg, -1 when it has none.
 func partitionOf(msg *message.Message) int32 {
@@ -214,7 +243,14 @@ func (s *Store) waitForRoom(ctx context.Context, need int64) error {
 	if s.bytes.Load()+need <= s.cfg.MaxBytes {
 		return nil
 	}
-	// Then traces whose spans are all in blocks.
+	// Then the sealed segments move to disk, however young.
+	if s.cfg.Path != "" {
+		s.Spill(s.clock().UnixNano() + 1)
+		if s.bytes.Load()+need <= s.cfg.MaxBytes {
+			return nil
+		}
+	}
+	// Then the segments whose spans are all in blocks.
 	var evictedTo int64
 	evictSafe := func() {
 		if safe := s.safeBefore.Load(); safe > evictedTo {
@@ -308,14 +344,19 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch, partition int32) {
 	now := s.clock().UnixNano()
 	var b otlpwire.Builder
 	var dups, addedBytes, addedTraces int64
-	refs := make([]segRef, 0, len(order))
+	// The push goes to the open segment whole: segMu is held throughout,
+	// so that its data only grows at its end.
+	ts.segMu.Lock()
+	sg := ts.openFor(now)
+	capBefore := sg.dataCap()
+	added := 0
 	for _, id := range order {
 		sh := &ts.shards[id[0]%shards]
 		sh.mu.Lock()
 		t := sh.traces[id]
 		isNew := t == nil
 		if isNew {
-			t = &liveTrace{gen: s.gens.Add(1), partition: partition}
+			t = &liveTrace{partition: partition}
 		}
 		b.Reset()
 		for _, ref := range groups[id] {
@@ -330,18 +371,21 @@ func (s *Store) add(ts *tenantStore, batch *otlpwire.Batch, partition int32) {
 				sh.traces[id] = t
 				addedTraces++
 			}
-			before, off := t.size, len(t.data)
-			// One growth for the whole append, not one per piece of it.
-			t.data = b.AppendTo(slices.Grow(t.data, b.Size()))
-			t.refs++
-			t.size = int64(cap(t.data)) + traceOverhead + t.spans.size() + t.refs*segRefBytes
+			off, n := sg.appendData(&b)
+			t.parts = append(t.parts, tracePart{seg: sg, off: off, n: n})
+			before := t.size
+			t.size = traceOverhead + t.spans.size() + int64(cap(t.parts))*partBytes
 			addedBytes += t.size - before
-			refs = append(refs, segRef{id: id, gen: t.gen, off: uint32(off), n: uint32(len(t.data) - off), spans: uint32(b.SpanCount())})
+			sg.refs = append(sg.refs, segRef{id: id, off: off, n: n, spans: uint32(b.SpanCount()), partition: partition})
+			added += b.SpanCount()
 		}
-		t.lastSeen = now
 		sh.mu.Unlock()
 	}
-	ts.record(now, refs, batch.SpanCount()-int(dups))
+	sg.spans += added
+	sg.last = now
+	addedBytes += sg.dataCap() - capBefore + int64(cap(sg.refs))*segRefBytes - sg.refMem
+	sg.refMem = int64(cap(sg.refs)) * segRefBytes
+	ts.segMu.Unlock()
 	if dups > 0 {
 		s.m.deduplicated.WithLabelValues(ts.name).Add(float64(dups))
 	}
@@ -370,14 +414,15 @@ func pad8(id []byte) []byte {
 }
 
 // SetSafeBefore tells the store that every span it received before t is in
-// a block. When the store is full it lets those traces go first, instead of
+// a block. When the store is full it lets those spans go first, instead of
 // refusing pushes.
 func (s *Store) SetSafeBefore(t time.Time) {
 	s.safeBefore.Store(t.UnixNano())
 	s.freed() // pushes waiting for room may now evict what is in blocks
 }
 
-// Sweep lets go of the traces whose last span arrived more than Window ago.
+// Sweep lets go of the segments whose last push arrived more than Window
+// ago.
 func (s *Store) Sweep() { s.evictBefore(s.clock().Add(-s.cfg.Window).UnixNano()) }
 
 // tenantList is the tenants' stores.
@@ -391,21 +436,52 @@ func (s *Store) tenantList() []*tenantStore {
 	return tenants
 }
 
-// evictBefore lets go of the traces whose last span arrived before cutoff
-// (unix nanoseconds).
+// evictBefore lets go of the sealed segments whose last push arrived
+// before cutoff (unix nanoseconds), with their spans, counting the traces
+// they held spans of as evicted (a trace once per segment).
 func (s *Store) evictBefore(cutoff int64) {
-	s.evict(func(t *liveTrace) bool { return t.lastSeen < cutoff }, s.m.evicted)
+	for _, ts := range s.tenantList() {
+		ts.segMu.Lock()
+		ts.open(s.clock().UnixNano())
+		var gone []*segment
+		kept := ts.segs[:0]
+		for _, sg := range ts.segs {
+			if sg.last < cutoff {
+				sg.sealed = true // the open one too: no push since cutoff
+				gone = append(gone, sg)
+			} else {
+				kept = append(kept, sg)
+			}
+		}
+		clear(ts.segs[len(kept):])
+		ts.segs = kept
+		ts.segMu.Unlock()
+		var traces int
+		for _, sg := range gone {
+			traces += len(sg.traceIDs(ts))
+			s.dropSegment(ts, sg)
+		}
+		if traces > 0 {
+			s.m.evicted.WithLabelValues(ts.name).Add(float64(traces))
+		}
+	}
 }
 
-// evict lets go of the traces drop selects, counting them in counted.
-func (s *Store) evict(drop func(*liveTrace) bool, counted *prometheus.CounterVec) {
+// Revoke lets go of the spans of partitions, which another process reads
+// again from the window ago (pipelines.ReplayingSink): kept here too, they
+// would be counted twice by TraceQL metrics.
+func (s *Store) Revoke(partitions []int32) {
+	set := map[int32]bool{}
+	for _, p := range partitions {
+		set[p] = true
+	}
 	for _, ts := range s.tenantList() {
 		var traces, bytes int64
 		for i := range ts.shards {
 			sh := &ts.shards[i]
 			sh.mu.Lock()
 			for id, t := range sh.traces {
-				if drop(t) {
+				if t.partition >= 0 && set[t.partition] {
 					delete(sh.traces, id)
 					traces++
 					bytes += t.size
@@ -413,11 +489,18 @@ func (s *Store) evict(drop func(*liveTrace) bool, counted *prometheus.CounterVec
 			}
 			sh.mu.Unlock()
 		}
-		if traces > 0 {
-			counted.WithLabelValues(ts.name).Add(float64(traces))
-			s.account(ts, -traces, -bytes)
-			s.dropDead(ts)
+		ts.segMu.Lock()
+		segs := append([]*segment(nil), ts.segs...)
+		for _, sg := range segs {
+			if n := sg.dropRefs(func(r segRef) bool { return r.partition >= 0 && set[r.partition] }); n > 0 && sg.sealed {
+				s.freeColumns(sg) // the rows of its columns changed
+			}
 		}
+		ts.segMu.Unlock()
+		if traces > 0 {
+			s.m.revoked.WithLabelValues(ts.name).Add(float64(traces))
+		}
+		s.account(ts, -traces, -bytes)
 	}
 }
 
@@ -431,14 +514,7 @@ func (s *Store) FindTraceByID(_ context.Context, tenant string, traceID [16]byte
 	if ts == nil {
 		return nil, nil
 	}
-	sh := &ts.shards[traceID[0]%shards]
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	t := sh.traces[traceID]
-	if t == nil {
-		return nil, nil
-	}
-	return append([]byte(nil), t.data...), nil
+	return ts.read(traceID), nil
 }
 
 // Bytes is the memory the store accounts for, all tenants together.
@@ -492,11 +568,11 @@ func (s *spanSet) size() int64 {
 }
 
 // Scan calls fn with a copy of each trace of the tenant that sel selects,
-// shard by shard, until fn returns false or ctx is done, and returns the
-// bytes of the traces it tested. The predicate is tested on the encoded
-// spans under the shard's read lock, reading only the fields it names:
-// no trace is decoded. Only the traces that pass are copied, and fn runs
-// outside the lock, so fn may be slow and may keep data.
+// until fn returns false or ctx is done, and returns the bytes of the
+// traces it tested. The predicate is tested on the encoded spans, reading
+// only the fields it names: no trace is decoded. With a predicate, only the
+// traces of the segments where a span may match are read (segments.go).
+// fn may be slow and may keep data.
 func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection, fn func(traceID [16]byte, data []byte) bool) (bytes int64, err error) {
 	s.mu.RLock()
 	ts := s.tenants[tenant]
@@ -504,51 +580,38 @@ func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection,
 	if ts == nil {
 		return 0, nil
 	}
-	type entry struct {
-		id   [16]byte
-		data []byte
-	}
 	var m *spanpred.Matcher
 	if sel.Pred != nil {
 		m = spanpred.NewMatcher(sel.Pred)
 	}
-	// selected tests t, counting it; a trace the matcher cannot read is
-	// handed over, for the engine to say what is wrong with it.
-	selected := func(t *liveTrace) bool {
-		bytes += int64(len(t.data))
-		if m == nil {
+	// visit reads the trace, tests it unless sure (a trace the matcher
+	// cannot read is handed over, for the engine to say what is wrong
+	// with it) and hands it to fn; it reports whether to go on.
+	visit := func(id [16]byte, sure bool) bool {
+		data := ts.read(id)
+		if data == nil {
 			return true
 		}
-		ok, err := m.Match(t.data)
-		return ok || err != nil
-	}
-	var batch []entry
-	emit := func() bool {
-		for _, e := range batch {
-			if !fn(e.id, e.data) {
-				return false
+		bytes += int64(len(data))
+		if !sure && m != nil {
+			if ok, err := m.Match(data); !ok && err == nil {
+				return true
 			}
 		}
-		batch = batch[:0]
-		return true
+		return fn(id, data)
 	}
 	if sel.ByTraceID {
 		for _, id := range sel.TraceIDs {
-			sh := &ts.shards[id[0]%shards]
-			sh.mu.RLock()
-			if t := sh.traces[id]; t != nil && selected(t) {
-				batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+			if !visit(id, false) {
+				break
 			}
-			sh.mu.RUnlock()
 		}
-		emit()
 		return bytes, ctx.Err()
 	}
+	seen := map[[16]byte]bool{}
 	if sel.Pred != nil {
-		// Only the traces of the segments where a span may match.
 		// Only the traces of the segments where a span may match, newest
 		// segment first, each once.
-		seen := map[[16]byte]bool{}
 		var err error
 		s.eachCandidates(ts, sel.Pred, s.clock().UnixNano(), func(cands map[[16]byte]bool) bool {
 			if err = ctx.Err(); err != nil {
@@ -559,19 +622,7 @@ func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection,
 					continue
 				}
 				seen[id] = true
-				sh := &ts.shards[id[0]%shards]
-				var data []byte
-				sh.mu.RLock()
-				if t := sh.traces[id]; t != nil {
-					if sure { // a span passed on the columns
-						bytes += int64(len(t.data))
-					}
-					if sure || selected(t) {
-						data = append([]byte(nil), t.data...)
-					}
-				}
-				sh.mu.RUnlock()
-				if data != nil && !fn(id, data) {
+				if !visit(id, sure) {
 					return false
 				}
 			}
@@ -579,20 +630,19 @@ func (s *Store) Scan(ctx context.Context, tenant string, sel spanpred.Selection,
 		})
 		return bytes, err
 	}
-	for i := range ts.shards {
+	// Every trace, newest segment first.
+	for _, sg := range ts.segments() {
 		if err := ctx.Err(); err != nil {
 			return bytes, err
 		}
-		sh := &ts.shards[i]
-		sh.mu.RLock()
-		for id, t := range sh.traces {
-			if selected(t) {
-				batch = append(batch, entry{id, append([]byte(nil), t.data...)})
+		for _, id := range sg.traceIDs(ts) {
+			if seen[id] {
+				continue
 			}
-		}
-		sh.mu.RUnlock()
-		if !emit() {
-			break
+			seen[id] = true
+			if !visit(id, false) {
+				return bytes, nil
+			}
 		}
 	}
 	return bytes, nil

@@ -23,6 +23,9 @@ import (
 
 func newStore(t *testing.T, cfg Config) *Store {
 	t.Helper()
+	if cfg.Path == DefaultConfig().Path {
+		cfg.Path = t.TempDir()
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

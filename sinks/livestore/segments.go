@@ -2,17 +2,26 @@ package livestore
 
 import (
 	"context"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/weftdb/weft/internal/otlpwire"
 	"github.com/weftdb/weft/internal/spanpred"
 )
 
-// This file gives the live-store's search the pruning and the column-wise
-// tests blocks have. The pushes a tenant's store takes over a short time
-// form a segment, listed as the byte ranges they appended to their
-// traces' data. Once a segment is sealed, the first search that reads a
-// field there walks the segment's encoded spans once and keeps:
+// The live-store's data lives in segments: the pushes a tenant's store
+// takes over a short time, appended one after the other, each trace's
+// spans of a push as one TracesData piece (a segRef). A segment is open
+// while pushes go to it, then sealed; once sealed for live_store.spill_after
+// it moves to disk (spill.go), and it goes once the window has passed since
+// its last push.
+//
+// This file also gives the live-store's search the pruning and the
+// column-wise tests blocks have. Once a segment is sealed, the first search
+// that reads a field there walks the segment's encoded spans once and
+// keeps:
 //
 //   - the field's domain (its distinct values, or bounds) over the
 //     segment, which rules the segment out as a row group's dictionaries
@@ -35,18 +44,34 @@ const (
 // maxColumns is the most columns a segment keeps.
 const maxColumns = 8
 
-// Memory estimates: one segRef, one value of a column, one row of rowRef.
+// Memory estimates: one segRef, one value of a column, one row of rowRef,
+// one entry of a spilled segment's index.
 const (
-	segRefBytes   = 48
+	segRefBytes   = 32
 	colValueBytes = 40
 	rowRefBytes   = 4
+	indexBytes    = 4
 )
 
 type segment struct {
 	start  int64 // unix ns of the first push
+	last   int64 // unix ns of the last push
 	spans  int
-	refs   []segRef
-	sealed bool // set under tenantStore.segMu; refs no longer change
+	refs   []segRef // guarded by tenantStore.segMu while open; then fixed but for dropRefs
+	refMem int64    // bytes of refs accounted for
+	sealed bool     // set under tenantStore.segMu; refs no longer grow
+
+	dataMu sync.RWMutex // guards what follows
+	// chunks hold the pushes' bytes while in memory: a segment's data is
+	// the chunks one after the other, each full but the last, and a ref
+	// lies within one chunk (so that data is never copied to grow).
+	chunks  [][]byte
+	starts  []int64  // the offset of each chunk in the data
+	dataMem int64    // the memory of chunks
+	file    *os.File // once on disk: the data
+	size    int64    // bytes of data (in memory or on disk)
+	byID    []int32  // on disk: the indexes of refs, by trace ID
+	gone    bool     // let go: nothing is read any more
 
 	mu      sync.Mutex // guards what follows
 	domains map[spanpred.Field]spanpred.Domain
@@ -56,34 +81,84 @@ type segment struct {
 	colMem  int64 // bytes of cols, rowRef and memos, counted in Store.bytes
 }
 
-// segRef is the spans one push appended to one trace.
+// segRef is the spans one push appended to a segment for one trace.
 type segRef struct {
-	id [16]byte
-	// gen is the trace's generation: a trace let go and started again by
-	// a later span is another trace.
-	gen    uint64
-	off, n uint32 // the byte range in the trace's data
-	spans  uint32
+	id        [16]byte
+	off, n    uint32 // the byte range in the segment's data
+	spans     uint32
+	partition int32 // the input partition, -1 when not partitioned
 }
 
-// record adds the refs of one push, taken at now (unix ns), to the open
-// segment, sealing it first when it is full or old.
-func (ts *tenantStore) record(now int64, refs []segRef, spans int) {
-	if len(refs) == 0 {
-		return
-	}
-	ts.segMu.Lock()
-	defer ts.segMu.Unlock()
+// openFor returns the open segment for a push at now, sealing the open one
+// and starting another when it is full or old. ts.segMu is held.
+func (ts *tenantStore) openFor(now int64) *segment {
 	cur := ts.open(now)
 	if cur == nil || cur.spans >= segmentSpans {
 		if cur != nil {
 			cur.sealed = true
 		}
-		cur = &segment{start: now}
+		cur = &segment{start: now, last: now}
 		ts.segs = append(ts.segs, cur)
 	}
-	cur.refs = append(cur.refs, refs...)
-	cur.spans += spans
+	return cur
+}
+
+// Chunk sizes of a segment's data: the first is small, for tenants that
+// push little, and each next one twice the previous, up to maxChunk.
+const (
+	minChunk = 16 << 10
+	maxChunk = 1 << 20
+)
+
+// appendData appends b's spans to the segment's data and returns their
+// byte range. Only the pusher holding tenantStore.segMu appends.
+func (sg *segment) appendData(b *otlpwire.Builder) (off, n uint32) {
+	sg.dataMu.Lock()
+	defer sg.dataMu.Unlock()
+	need := b.Size()
+	last := len(sg.chunks) - 1
+	if last < 0 || cap(sg.chunks[last])-len(sg.chunks[last]) < need {
+		size := minChunk
+		if last >= 0 {
+			size = min(2*cap(sg.chunks[last]), maxChunk)
+		}
+		sg.chunks = append(sg.chunks, make([]byte, 0, max(size, need)))
+		sg.starts = append(sg.starts, sg.size)
+		sg.dataMem += int64(max(size, need))
+		last++
+	}
+	c := sg.chunks[last]
+	o := len(c)
+	c = b.AppendTo(c)
+	sg.chunks[last] = c
+	n = uint32(len(c) - o)
+	off = uint32(sg.starts[last]) + uint32(o)
+	sg.size += int64(n)
+	return off, n
+}
+
+// chunkAt returns the chunk that holds [off, off+n) and the range's
+// position in it; ok is false when none does. sg.dataMu is held.
+func (sg *segment) chunkAt(off, n uint32) (c []byte, at int, ok bool) {
+	i, found := slices.BinarySearch(sg.starts, int64(off))
+	if !found {
+		i--
+	}
+	if i < 0 || i >= len(sg.chunks) {
+		return nil, 0, false
+	}
+	c, at = sg.chunks[i], int(int64(off)-sg.starts[i])
+	if at+int(n) > len(c) {
+		return nil, 0, false
+	}
+	return c, at, true
+}
+
+// dataCap is the memory of the segment's data.
+func (sg *segment) dataCap() int64 {
+	sg.dataMu.RLock()
+	defer sg.dataMu.RUnlock()
+	return sg.dataMem
 }
 
 // open returns the open segment, sealing it first (and returning nil)
@@ -101,6 +176,41 @@ func (ts *tenantStore) open(now int64) *segment {
 		return nil
 	}
 	return cur
+}
+
+// segments returns the tenant's segments, newest first.
+func (ts *tenantStore) segments() []*segment {
+	ts.segMu.Lock()
+	defer ts.segMu.Unlock()
+	out := make([]*segment, len(ts.segs))
+	for i, sg := range ts.segs {
+		out[len(out)-1-i] = sg
+	}
+	return out
+}
+
+// refList returns the segment's refs; a copy while it is open.
+func (ts *tenantStore) refList(sg *segment) []segRef {
+	ts.segMu.Lock()
+	defer ts.segMu.Unlock()
+	if sg.sealed {
+		return sg.refs
+	}
+	return slices.Clone(sg.refs)
+}
+
+// traceIDs returns the distinct trace IDs of the segment's refs.
+func (sg *segment) traceIDs(ts *tenantStore) [][16]byte {
+	refs := ts.refList(sg)
+	seen := make(map[[16]byte]struct{}, len(refs))
+	var out [][16]byte
+	for _, r := range refs {
+		if _, ok := seen[r.id]; !ok {
+			seen[r.id] = struct{}{}
+			out = append(out, r.id)
+		}
+	}
+	return out
 }
 
 // eachCandidates calls visit with the candidates of each segment, newest
@@ -218,12 +328,10 @@ func (s *Store) summarize(ts *tenantStore, sg *segment, fields []spanpred.Field)
 	// Strings are copied out of the traces' data once per distinct value.
 	interned := map[string]string{}
 	var strMem int64
-	for ri, r := range sg.refs {
-		sh := &ts.shards[r.id[0]%shards]
-		sh.mu.RLock()
+	sg.walk(sg.refs, func(ri int, r segRef, data []byte) bool {
 		rows := 0
-		if t := sh.traces[r.id]; t != nil && t.gen == r.gen && int(r.off)+int(r.n) <= len(t.data) {
-			err := rr.Rows(t.data[r.off:r.off+r.n], func(row []spanpred.Value) bool {
+		if data != nil {
+			err := rr.Rows(data, func(row []spanpred.Value) bool {
 				rows++
 				for i := range row {
 					v := row[i]
@@ -245,13 +353,12 @@ func (s *Store) summarize(ts *tenantStore, sg *segment, fields []spanpred.Field)
 			})
 			known = known && err == nil
 		}
-		sh.mu.RUnlock()
 		if !keepCols {
-			continue
+			return true
 		}
-		// A trace let go leaves missing values; a push whose bytes give
-		// another number of spans than it added (never expected) leaves
-		// no columns.
+		// A segment let go leaves missing values; a push whose bytes
+		// give another number of spans than it added (never expected)
+		// leaves no columns.
 		for ; rows < int(r.spans); rows++ {
 			for i := range cols {
 				cols[i] = append(cols[i], spanpred.Value{})
@@ -259,14 +366,15 @@ func (s *Store) summarize(ts *tenantStore, sg *segment, fields []spanpred.Field)
 		}
 		if rows != int(r.spans) {
 			keepCols = false
-			continue
+			return true
 		}
 		if rowRef != nil {
 			for range r.spans {
 				rowRef = append(rowRef, uint32(ri))
 			}
 		}
-	}
+		return true
+	})
 	for i, f := range todo {
 		d := builders[i].Domain()
 		if !known {
@@ -335,51 +443,6 @@ func (s *Store) freeColumns(sg *segment) {
 	}
 }
 
-// dropDead lets go of the segments none of whose traces is still held.
-func (s *Store) dropDead(ts *tenantStore) {
-	ts.segMu.Lock()
-	segs := make([]*segment, len(ts.segs))
-	copy(segs, ts.segs)
-	ts.segMu.Unlock()
-	dead := map[*segment]bool{}
-	for _, sg := range segs[:max(len(segs)-1, 0)] { // never the newest
-		if !ts.anyLive(sg.refs) {
-			dead[sg] = true
-		}
-	}
-	if len(dead) == 0 {
-		return
-	}
-	ts.segMu.Lock()
-	kept := ts.segs[:0]
-	for _, sg := range ts.segs {
-		if !dead[sg] {
-			kept = append(kept, sg)
-		}
-	}
-	clear(ts.segs[len(kept):])
-	ts.segs = kept
-	ts.segMu.Unlock()
-	for sg := range dead {
-		s.freeColumns(sg)
-	}
-}
-
-// anyLive reports whether a trace of refs is still held.
-func (ts *tenantStore) anyLive(refs []segRef) bool {
-	for _, r := range refs {
-		sh := &ts.shards[r.id[0]%shards]
-		sh.mu.RLock()
-		t := sh.traces[r.id]
-		live := t != nil && t.gen == r.gen
-		sh.mu.RUnlock()
-		if live {
-			return true
-		}
-	}
-	return false
-}
-
 // EachPart calls fn with each segment of the tenant's store, newest first,
 // until fn returns false or ctx is done: sealed ones keep what readers
 // derive from them (spanpred.Part.Memo).
@@ -422,18 +485,9 @@ type part struct {
 }
 
 func (p *part) EachData(fn func(data []byte) bool) {
-	for _, r := range p.refs {
-		sh := &p.ts.shards[r.id[0]%shards]
-		sh.mu.RLock()
-		more := true
-		if t := sh.traces[r.id]; t != nil && t.gen == r.gen && int(r.off)+int(r.n) <= len(t.data) {
-			more = fn(t.data[r.off : r.off+r.n])
-		}
-		sh.mu.RUnlock()
-		if !more {
-			return
-		}
-	}
+	p.sg.walk(p.refs, func(_ int, _ segRef, data []byte) bool {
+		return data == nil || fn(data)
+	})
 }
 
 // maxMemoBytes bounds one memo: a bigger value is not kept.

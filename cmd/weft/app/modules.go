@@ -469,6 +469,9 @@ func (a *App) initPipeline() (modules.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if limit := a.memory.SetDerived(a.pipeline.MemoryBound()); limit > 0 {
+		a.logger.Info("Go runtime memory limit set from the components' bounds (memory_limiter.runtime_limit_bytes)", "bytes", limit)
+	}
 	return modules.Funcs{OnStart: a.pipeline.Start, OnStop: a.pipeline.Shutdown}, nil
 }
 

@@ -367,6 +367,7 @@ func (c *Config) Validate() error {
 
 // UseLoopback points every listener of c at a free port of 127.0.0.1
 // (port 0) and its data under dir (blocks, the block-builder's WAL, the
+// live-store's segments on disk, the
 // metrics-generator's queue): how tests and tools start weft, so that
 // nothing listens beyond the machine and runs share no port or file.
 // Receivers that are off stay off.
@@ -402,6 +403,7 @@ func (c *Config) UseLoopback(dir string) {
 	}
 	c.Storage.Trace.Store.Local.Path = filepath.Join(dir, "blocks")
 	c.BlockBuilder.WAL.Path = filepath.Join(dir, "wal")
+	c.LiveStore.Path = filepath.Join(dir, "live-store")
 	c.MetricsGenerator.Storage.Path = filepath.Join(dir, "generator")
 }
 
