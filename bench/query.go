@@ -27,6 +27,7 @@ type lookupResult struct {
 	NotFound int           `json:"not_found"`
 	Errors   int           `json:"errors"`
 	P50      time.Duration `json:"p50_ns"`
+	P95      time.Duration `json:"p95_ns"`
 	P99      time.Duration `json:"p99_ns"`
 }
 
@@ -69,7 +70,7 @@ func lookupTraces(queryURL, phase string, ids [][16]byte, spansPerTrace int) loo
 			}
 		}
 	}
-	r.P50, r.P99 = percentile(lats, 0.50), percentile(lats, 0.99)
+	r.P50, r.P95, r.P99 = percentile(lats, 0.50), percentile(lats, 0.95), percentile(lats, 0.99)
 	return r
 }
 
@@ -105,6 +106,7 @@ type queryResult struct {
 	Results        int           `json:"results"` // traces, tag names or values of the last run
 	InspectedBytes uint64        `json:"inspected_bytes"`
 	P50            time.Duration `json:"p50_ns"`
+	P95            time.Duration `json:"p95_ns"`
 	P99            time.Duration `json:"p99_ns"`
 }
 
@@ -193,7 +195,7 @@ func runQuery(queryURL string, spec querySpec, n int, budget time.Duration) quer
 		}
 		r.Results, r.InspectedBytes = qr.results(), qr.inspectedBytes()
 	}
-	r.P50, r.P99 = percentile(lats, 0.50), percentile(lats, 0.99)
+	r.P50, r.P95, r.P99 = percentile(lats, 0.50), percentile(lats, 0.95), percentile(lats, 0.99)
 	return r
 }
 
