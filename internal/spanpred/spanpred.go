@@ -91,6 +91,11 @@ type Domain struct {
 	// durations).
 	Bounded  bool
 	Min, Max Value
+	// MayHold, when set on a domain that is not Known, tests single
+	// values: false means that no span of the range has a value equal to
+	// v (a bloom filter's answer); true, that some may. A predicate uses
+	// it for equality only.
+	MayHold func(v Value) bool
 }
 
 // Predicate is a necessary condition on single spans for a trace to match

@@ -242,9 +242,30 @@ func predValue(v spanpred.Value) Value {
 	return Value{}
 }
 
+// toPredValue is storage's value of a literal, for the types an attribute
+// can be equal to (ok false for the others).
+func toPredValue(v Value) (spanpred.Value, bool) {
+	if v.multi {
+		return spanpred.Value{}, false
+	}
+	switch v.Type {
+	case TypeString:
+		return spanpred.StringValue(v.Str), true
+	case TypeInt:
+		return spanpred.IntValue(v.Int), true
+	case TypeFloat:
+		return spanpred.FloatValue(v.Float), true
+	case TypeBoolean:
+		return spanpred.BoolValue(v.Bool), true
+	case TypeDuration:
+		return spanpred.DurationValue(int64(v.Duration)), true
+	}
+	return spanpred.Value{}, false
+}
+
 // predDomain is the engine's view of a domain storage read.
 func predDomain(d spanpred.Domain) domain {
-	out := domain{Known: d.Known, Bounded: d.Bounded, Min: predValue(d.Min), Max: predValue(d.Max)}
+	out := domain{Known: d.Known, Bounded: d.Bounded, Min: predValue(d.Min), Max: predValue(d.Max), mayHold: d.MayHold}
 	if len(d.Values) > 0 {
 		out.Values = make([]Value, len(d.Values))
 		for i, v := range d.Values {
@@ -318,6 +339,8 @@ type domain struct {
 	// durations).
 	Bounded  bool
 	Min, Max Value
+	// mayHold, when set (and not Known), is spanpred.Domain.MayHold.
+	mayHold func(spanpred.Value) bool
 }
 
 // MayMatch reports whether some span could satisfy the condition given
@@ -389,6 +412,11 @@ func flip(op Operator) Operator {
 
 func domainPossible(d domain, op Operator, s Value, re interface{ MatchString(string) bool }) bool {
 	if !d.Known {
+		if d.mayHold != nil && op == OpEqual {
+			if v, ok := toPredValue(s); ok {
+				return d.mayHold(v)
+			}
+		}
 		return true
 	}
 	if d.Bounded {

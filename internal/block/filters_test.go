@@ -1,0 +1,180 @@
+package block
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/weftdb/weft/internal/spanpred"
+)
+
+// eqPred is `field = want`, as the engine's condition tests it: per span,
+// and per range from the domain (listed values, bounds, or MayHold).
+type eqPred struct {
+	field spanpred.Field
+	want  spanpred.Value
+}
+
+func (p eqPred) Fields() []spanpred.Field { return []spanpred.Field{p.field} }
+
+func (p eqPred) Match(row []spanpred.Value) bool {
+	return row[0].Kind == spanpred.Unknown || mayEqual(row[0], p.want)
+}
+
+func (p eqPred) MayMatch(d []spanpred.Domain) bool {
+	switch {
+	case d[0].Known && !d[0].Bounded:
+		return slices.ContainsFunc(d[0].Values, func(v spanpred.Value) bool { return mayEqual(v, p.want) })
+	case !d[0].Known && d[0].MayHold != nil:
+		return d[0].MayHold(p.want)
+	}
+	return true
+}
+
+// filterBlock writes a block of about 11 row groups whose spans each have a
+// unique request ID (random: the row group's dictionary page of span
+// attribute values is over filterFirstBytes), a unique int, a unique
+// double and a unique url.path (a dedicated column).
+func filterBlock(t *testing.T, filters bool) (*Reader, *spyBucket) {
+	t.Helper()
+	defer func(old bool) { writeFilters = old }(writeFilters)
+	writeFilters = filters
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	const n = 48_000
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range n {
+		sp := spans.AppendEmpty()
+		var tid pcommon.TraceID
+		binary.BigEndian.PutUint64(tid[:8], uint64(i/4+1))
+		sp.SetTraceID(tid)
+		sp.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, byte(i%4 + 1)})
+		sp.SetName("op")
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(base))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Millisecond)))
+		sp.Attributes().PutStr("req.id", reqID(i))
+		sp.Attributes().PutInt("n", int64(1_000_000+i))
+		sp.Attributes().PutDouble("x", float64(2_000_000+i))
+		sp.Attributes().PutStr("url.path", urlPath(i))
+		sp.Attributes().PutStr("common", "yes")
+	}
+	bkt := newBucket(t)
+	buf := NewBuffer(nil)
+	defer buf.Release()
+	addTraces(t, buf, td)
+	meta, err := Write(context.Background(), bkt, "t", uuid.New(), Source{}, buf, WriteOptions{RowGroupBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.RowGroups) < 8 {
+		t.Fatalf("%d row groups, want at least 8", len(meta.RowGroups))
+	}
+	r, err := Open(context.Background(), bkt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, bkt
+}
+
+// reqID and urlPath are unique values that do not compress (so that
+// dictionary pages are big, as those of real request IDs).
+func reqID(i int) string   { return "request-" + noise(i, 1) }
+func urlPath(i int) string { return "/orders/" + noise(i, 2) }
+
+func noise(i, salt int) string {
+	rng := rand.New(rand.NewPCG(uint64(i), uint64(salt)))
+	return fmt.Sprintf("%016x%016x%016x", rng.Uint64(), rng.Uint64(), rng.Uint64())
+}
+
+func scanIDs(t *testing.T, r *Reader, p spanpred.Predicate) ([][16]byte, ScanStats) {
+	t.Helper()
+	var ids [][16]byte
+	st, err := r.Scan(context.Background(), ScanRequest{Selection: spanpred.Selection{Pred: p}}, func(id [16]byte, _ []byte) error {
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids, st
+}
+
+// TestValueFilters checks that a search for a rare value of a
+// high-cardinality attribute skips the row groups whose value filter
+// rules it out, reading a fraction of what it reads without filters, and
+// that every search finds the same traces with and without filters.
+func TestValueFilters(t *testing.T) {
+	with, _ := filterBlock(t, true)
+	without, _ := filterBlock(t, false)
+	span := func(name string) spanpred.Field { return spanpred.Field{Name: name} }
+	cases := []struct {
+		name  string
+		pred  eqPred
+		found int  // traces
+		prune bool // every row group but the one holding it is skipped with filters
+	}{
+		{"rare string", eqPred{span("req.id"), spanpred.StringValue(reqID(40_001))}, 1, true},
+		{"absent string", eqPred{span("req.id"), spanpred.StringValue("request-none")}, 0, true},
+		{"rare int", eqPred{span("n"), spanpred.IntValue(1_000_000 + 40_001)}, 1, true},
+		{"int as double", eqPred{span("n"), spanpred.FloatValue(1_000_000 + 40_001)}, 1, true},
+		{"double as int", eqPred{span("x"), spanpred.IntValue(2_000_000 + 123)}, 1, true},
+		{"rare dedicated column", eqPred{span("url.path"), spanpred.StringValue(urlPath(7))}, 1, true},
+		{"common value", eqPred{span("common"), spanpred.StringValue("yes")}, 12_000, false},
+		{"string that looks like an int", eqPred{span("n"), spanpred.StringValue("1040001")}, 0, false},
+	}
+	for _, c := range cases {
+		got, st := scanIDs(t, with, c.pred)
+		want, stNo := scanIDs(t, without, c.pred)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %d traces with filters, %d without", c.name, len(got), len(want))
+		}
+		if len(got) != c.found {
+			t.Errorf("%s: %d traces found, want %d", c.name, len(got), c.found)
+		}
+		t.Logf("%-30s with filters: %2d of %d row groups pruned (%2d by filters), %8d bytes read; without: %2d pruned, %8d bytes",
+			c.name, st.RowGroupsPruned, st.RowGroups, st.RowGroupsFiltered, st.BytesRead, stNo.RowGroupsPruned, stNo.BytesRead)
+		if !c.prune {
+			continue
+		}
+		if stNo.RowGroupsFiltered != 0 {
+			t.Errorf("%s: %d row groups pruned by filters in a block without them", c.name, stNo.RowGroupsFiltered)
+		}
+		if st.RowGroupsFiltered < st.RowGroups-c.found {
+			t.Errorf("%s: %d of %d row groups pruned by their value filters, want all but %d", c.name, st.RowGroupsFiltered, st.RowGroups, c.found)
+		}
+		if st.BytesRead*4 > stNo.BytesRead {
+			t.Errorf("%s: %d bytes read with filters, %d without: want under a quarter", c.name, st.BytesRead, stNo.BytesRead)
+		}
+	}
+}
+
+func TestFilterTexts(t *testing.T) {
+	for _, c := range []struct {
+		v    spanpred.Value
+		want []string
+	}{
+		{spanpred.StringValue("a b"), []string{"a b"}},
+		{spanpred.IntValue(500), []string{"500", "500"}},
+		{spanpred.FloatValue(500), []string{"500", "500"}},
+		{spanpred.FloatValue(0.5), []string{"0.5"}},
+		{spanpred.FloatValue(1e21), nil},
+		{spanpred.IntValue(1 << 60), nil},
+		{spanpred.BoolValue(true), []string{"true"}},
+		{spanpred.UnknownValue(), nil},
+	} {
+		got, ok := filterTexts(c.v)
+		if !slices.Equal(got, c.want) || ok != (c.want != nil) {
+			t.Errorf("filterTexts(%+v) = %q, %v; want %q", c.v, got, ok, c.want)
+		}
+	}
+}
