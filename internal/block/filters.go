@@ -322,25 +322,60 @@ func (t *tailWriter) finish(groups [][][]byte) error {
 	return nil
 }
 
+// filterRef is the value filter of a column chunk: its bits, read through
+// the scan's reader at each test (one 32-byte block per test).
+type filterRef struct {
+	ra     io.ReaderAt
+	off, n int64
+}
+
+// filterLoc is where a filter's bits are in data.parquet.
+type filterLoc struct{ off, n int64 }
+
 // valueFilter returns the value filter of column col of row group g, nil
 // when it has none (a block written before filters, or a column without
-// values in the row group).
-func valueFilter(ra io.ReaderAt, f *parquet.File, g, col int) (*parquet.FileBloomFilter, error) {
+// values in the row group). The filter's header is read once per Reader,
+// and the bits are read through ra when tested (parquet-go's
+// FileColumnChunk.BloomFilterFrom would keep the reader it was first
+// given, and with it the context of the first scan).
+func (r *Reader) valueFilter(ra io.ReaderAt, f *parquet.File, g, col int) (*filterRef, error) {
 	if _, ok := filterLeaf[col]; !ok {
 		return nil, nil
 	}
-	chunk := chunkOf(f.RowGroups()[g], col)
-	if chunkMeta(f, g, col).BloomFilterOffset <= 0 {
+	md := chunkMeta(f, g, col)
+	if md.BloomFilterOffset <= 0 || md.BloomFilterLength <= 0 {
 		return nil, nil
 	}
-	bf, err := chunk.BloomFilterFrom(ra)
-	if errors.Is(err, parquet.ErrMissingBloomFilter) {
+	key := [2]int{g, col}
+	if loc, ok := r.filters.Load(key); ok {
+		l := loc.(filterLoc)
+		return &filterRef{ra: ra, off: l.off, n: l.n}, nil
+	}
+	head := make([]byte, min(int64(md.BloomFilterLength), 64))
+	if _, err := ra.ReadAt(head, md.BloomFilterOffset); err != nil {
+		return nil, fmt.Errorf("read bloom filter header of column %d: %w", col, err)
+	}
+	br := bytes.NewReader(head)
+	var h format.BloomFilterHeader
+	if err := thrift.NewDecoder(new(thrift.CompactProtocol).NewReader(br)).Decode(&h); err != nil {
+		return nil, fmt.Errorf("decode bloom filter header of column %d: %w", col, err)
+	}
+	if _, ok := h.Algorithm.Value.(*format.SplitBlockAlgorithm); !ok {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read bloom filter of column %d: %w", col, err)
+	if _, ok := h.Hash.Value.(*format.XxHash); !ok {
+		return nil, nil
 	}
-	return bf, nil
+	if _, ok := h.Compression.Value.(*format.BloomFilterUncompressed); !ok {
+		return nil, nil
+	}
+	hlen := int64(len(head) - br.Len())
+	if h.NumBytes <= 0 || h.NumBytes%bloom.BlockSize != 0 || hlen+int64(h.NumBytes) != int64(md.BloomFilterLength) {
+		return nil, fmt.Errorf("bloom filter of column %d: %d bytes of bits after a %d-byte header, %d in all", col, h.NumBytes, hlen, md.BloomFilterLength)
+	}
+	l := filterLoc{off: md.BloomFilterOffset + hlen, n: int64(h.NumBytes)}
+	r.filters.Store(key, l)
+	return &filterRef{ra: ra, off: l.off, n: l.n}, nil
 }
 
 // filterTexts are the texts an attribute equal to v can be stored as (the
@@ -378,14 +413,16 @@ func filterTexts(v spanpred.Value) (texts []string, ok bool) {
 	return nil, false
 }
 
-// filterMayHold reports whether filter bf may hold a value equal to v.
-func filterMayHold(bf *parquet.FileBloomFilter, v spanpred.Value) bool {
+// filterMayHold reports whether filter bf may hold a value equal to v
+// (true when it cannot be read).
+func filterMayHold(bf *filterRef, v spanpred.Value) bool {
 	texts, ok := filterTexts(v)
 	if !ok {
 		return true
 	}
 	for _, t := range texts {
-		if hit, err := bf.Check(parquet.ByteArrayValue([]byte(t))); err != nil || hit {
+		hit, err := bloom.CheckSplitBlock(io.NewSectionReader(bf.ra, bf.off, bf.n), bf.n, hashString(t))
+		if err != nil || hit {
 			return true
 		}
 	}

@@ -289,7 +289,7 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 			usedFilter := false
 			for i := range fields {
 				var used bool
-				if domains[i], generic[i], used, err = fields[i].domain(ra, f, g, preferFilter); err != nil {
+				if domains[i], generic[i], used, err = fields[i].domain(r, ra, f, g, preferFilter); err != nil {
 					return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 				}
 				usedFilter = usedFilter || used
@@ -623,14 +623,14 @@ func dictionary(ra *objectReaderAt, f *parquet.File, g, col int) (values []parqu
 // dictionary of a high-cardinality column; the dictionaries are read
 // only when it passes (they also rule out ranges and regular
 // expressions).
-func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int, preferFilter bool) (d spanpred.Domain, generic, used bool, err error) {
+func (fc *fieldColumns) domain(r *Reader, ra *objectReaderAt, f *parquet.File, g int, preferFilter bool) (d spanpred.Domain, generic, used bool, err error) {
 	unknown := spanpred.Domain{}
 	var parts domainParts
 	if fc.flat >= 0 {
 		chunk := chunkOf(f.RowGroups()[g], fc.flat)
 		if chunk.NumValues() == 0 || chunk.NullCount() < chunk.NumValues() {
 			if preferFilter && bigDictionary(f, g, fc.flat) {
-				if bf, err := fc.filter(ra, f, g, fc.flat); err != nil {
+				if bf, err := fc.filter(r, ra, f, g, fc.flat); err != nil {
 					return unknown, true, false, err
 				} else if bf != nil {
 					parts.filters = append(parts.filters, bf)
@@ -648,7 +648,7 @@ func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int, prefe
 			} else if lo, hi, ok := chunk.Bounds(); ok && (fc.kind == kindInt || fc.kind == kindDuration && lo.Int64() >= 0) {
 				parts.bounded = true
 				parts.min, parts.max = fc.flatValue(lo), fc.flatValue(hi)
-			} else if bf, err := fc.filter(ra, f, g, fc.flat); err != nil || bf == nil {
+			} else if bf, err := fc.filter(r, ra, f, g, fc.flat); err != nil || bf == nil {
 				return unknown, true, false, err
 			} else {
 				parts.filters = append(parts.filters, bf)
@@ -677,7 +677,7 @@ generic:
 		}
 	}
 	if preferFilter && bigDictionary(f, g, fc.value) {
-		if bf, err := fc.filter(ra, f, g, fc.value); err != nil {
+		if bf, err := fc.filter(r, ra, f, g, fc.value); err != nil {
 			return unknown, true, used, err
 		} else if bf != nil {
 			parts.filters = append(parts.filters, bf)
@@ -689,7 +689,7 @@ generic:
 		return unknown, true, used, err
 	}
 	if !ok {
-		bf, err := fc.filter(ra, f, g, fc.value)
+		bf, err := fc.filter(r, ra, f, g, fc.value)
 		if err != nil || bf == nil {
 			return unknown, true, used, err
 		}
@@ -726,11 +726,11 @@ func bigDictionary(f *parquet.File, g, col int) bool {
 
 // filter is the value filter of column col of row group g, nil when there
 // is none (a string column only: the filters hold texts).
-func (fc *fieldColumns) filter(ra *objectReaderAt, f *parquet.File, g, col int) (*parquet.FileBloomFilter, error) {
+func (fc *fieldColumns) filter(r *Reader, ra *objectReaderAt, f *parquet.File, g, col int) (*filterRef, error) {
 	if col == fc.flat && fc.kind != kindString {
 		return nil, nil
 	}
-	return valueFilter(ra, f, g, col)
+	return r.valueFilter(ra, f, g, col)
 }
 
 // domainParts are what domain found of a field's values: values listed,
@@ -739,7 +739,7 @@ type domainParts struct {
 	values   []spanpred.Value
 	bounded  bool
 	min, max spanpred.Value
-	filters  []*parquet.FileBloomFilter
+	filters  []*filterRef
 }
 
 func (p *domainParts) domain() spanpred.Domain {
