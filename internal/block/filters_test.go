@@ -185,3 +185,82 @@ func TestFilterTexts(t *testing.T) {
 		}
 	}
 }
+
+// TestMinSpans checks that a scan with Selection.MinSpans hands over every
+// trace with that many spans passing the predicate, drops the others
+// (but for traces cut over row groups, whose rows are not all counted)
+// and reads less for it, in block order and newest first.
+func TestMinSpans(t *testing.T) {
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const traces = 3000
+	want := map[[16]byte]bool{}
+	for i := range traces {
+		var tid pcommon.TraceID
+		binary.BigEndian.PutUint64(tid[:8], uint64(i+1))
+		hits := 0 // spans with e = "true": 3 in few traces, 1 in some
+		switch {
+		case i%97 == 0:
+			hits = 3
+		case i%7 == 0:
+			hits = 1
+		}
+		if hits >= 3 {
+			want[tid] = true
+		}
+		for j := range 6 {
+			sp := spans.AppendEmpty()
+			sp.SetTraceID(tid)
+			sp.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, byte(j + 1)})
+			sp.SetName("op")
+			sp.SetStartTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i) * time.Second)))
+			sp.SetEndTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i)*time.Second + time.Millisecond)))
+			sp.Attributes().PutStr("e", fmt.Sprint(j < hits))
+			sp.Attributes().PutStr("pad", noise(i*6+j, 3))
+		}
+	}
+	bkt := newBucket(t)
+	buf := NewBuffer(nil)
+	defer buf.Release()
+	addTraces(t, buf, td)
+	meta, err := Write(context.Background(), bkt, "t", uuid.New(), Source{}, buf, WriteOptions{RowGroupBytes: 256 << 10, PageBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), bkt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := eqPred{spanpred.Field{Name: "e"}, spanpred.StringValue("true")}
+	for _, newest := range []bool{false, true} {
+		scan := func(min int) (map[[16]byte]bool, ScanStats) {
+			got := map[[16]byte]bool{}
+			st, err := r.Scan(context.Background(), ScanRequest{Selection: spanpred.Selection{Pred: pred, MinSpans: min}, NewestFirst: newest},
+				func(id [16]byte, _ []byte) error {
+					got[id] = true
+					return nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got, st
+		}
+		all, stAll := scan(0)
+		got, st := scan(3)
+		for id := range want {
+			if !got[id] {
+				t.Errorf("newest first %v: trace %x with 3 or more matching spans not handed over", newest, id)
+			}
+		}
+		// Traces cut over row groups are handed over whatever their count.
+		if extra := len(got) - len(want); extra < 0 || extra > 2*len(meta.RowGroups) {
+			t.Errorf("newest first %v: %d traces handed over, want %d (+ at most 2 per row group)", newest, len(got), len(want))
+		}
+		t.Logf("newest first %v: MinSpans 3: %d traces, %d bytes; without: %d traces, %d bytes (%d row groups)",
+			newest, len(got), st.BytesRead, len(all), stAll.BytesRead, len(meta.RowGroups))
+		if st.BytesRead*4 > stAll.BytesRead*3 {
+			t.Errorf("newest first %v: %d bytes read with MinSpans 3, %d without", newest, st.BytesRead, stAll.BytesRead)
+		}
+	}
+}

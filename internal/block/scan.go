@@ -112,7 +112,7 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, err
 		}
 		st.RowGroups++
-		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, &sc, fn)
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, req.MinSpans, fields, &st, &sc, fn)
 		if errors.Is(err, ErrStopScan) {
 			return st, nil
 		}
@@ -145,7 +145,7 @@ func (r *Reader) predFields(f *parquet.File, pred spanpred.Predicate) ([]fieldCo
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
-	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
+	cond spanpred.Predicate, minSpans int, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
 	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st, sc)
@@ -157,7 +157,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
 	ids := sc.ids
-	traces := traceRanges(ids, matched)
+	traces := r.fewMatchesOut(traceRanges(ids, matched), ids, matched, g, minSpans)
 	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
 		if err := ctx.Err(); err != nil {
@@ -186,6 +186,30 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 	}
 	return nil
+}
+
+// fewMatchesOut drops from traces (row ranges of row group g) those with
+// fewer than minSpans matched rows (Selection.MinSpans), but for the
+// traces that continue in a neighbouring row group, whose other rows are
+// not counted.
+func (r *Reader) fewMatchesOut(traces [][2]int64, ids [][16]byte, matched []bool, g, minSpans int) [][2]int64 {
+	if minSpans <= 1 || matched == nil {
+		return traces
+	}
+	n := int64(len(ids))
+	return slices.DeleteFunc(traces, func(tr [2]int64) bool {
+		id := ids[tr[0]]
+		if (tr[0] == 0 && r.inRowGroup(id, g-1)) || (tr[1] == n && r.inRowGroup(id, g+1)) {
+			return false
+		}
+		k := 0
+		for _, m := range matched[tr[0]:tr[1]] {
+			if m {
+				k++
+			}
+		}
+		return k < minSpans
+	})
 }
 
 // memoKey identifies a value of a field by its kind, integer and the

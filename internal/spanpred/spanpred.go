@@ -123,6 +123,10 @@ type Selection struct {
 	// it is empty), which storage looks up instead of scanning.
 	ByTraceID bool
 	TraceIDs  [][16]byte
+	// MinSpans, with Pred, is the fewest spans passing Pred a trace needs
+	// (as in `{ ... } | count() > 2`); 0 or 1: one. Storage may hand over
+	// traces with fewer (it counts only what it cheaply can).
+	MinSpans int
 }
 
 // Part is a unit of recently stored spans (a live-store segment) that a

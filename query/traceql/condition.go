@@ -2,6 +2,7 @@ package traceql
 
 import (
 	"encoding/hex"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -494,4 +495,37 @@ func traceIDLiteral(e FieldExpr) (string, bool) {
 		return "", false
 	}
 	return s.Str, true
+}
+
+// MinSpans is the fewest spans of a trace that must pass the first
+// stage's condition for the query to match it, when the query is a
+// spanset filter then a count, as in `{ status = error } | count() > 2`
+// (3): storage can skip the traces with fewer spans passing Predicate
+// (spanpred.Selection.MinSpans). 0 when the query has no such bound.
+func (r *RootExpr) MinSpans() int {
+	if r == nil || r.Pipeline == nil || len(r.Pipeline.Stages) < 2 {
+		return 0
+	}
+	if _, ok := r.Pipeline.Stages[0].(*SpansetFilter); !ok {
+		return 0
+	}
+	sf, ok := r.Pipeline.Stages[1].(*ScalarFilter)
+	if !ok {
+		return 0
+	}
+	agg, ok := sf.LHS.(*Aggregate)
+	if !ok || agg.Op != AggregateCount {
+		return 0
+	}
+	lit, ok := sf.RHS.(*Static)
+	if !ok || lit.Type != TypeInt || lit.Int < 1 || lit.Int > math.MaxInt32 {
+		return 0
+	}
+	switch sf.Op {
+	case OpGreater:
+		return int(lit.Int) + 1
+	case OpGreaterEqual, OpEqual:
+		return int(lit.Int)
+	}
+	return 0
 }
