@@ -46,6 +46,8 @@ type datasetOptions struct {
 	Rebuild bool
 	// BuildOnly stops once the dataset is written.
 	BuildOnly bool
+	// PageBytes is block.WriteOptions.PageBytes (0: the writer's default).
+	PageBytes int
 }
 
 // datasetVersion changes when the manifest or what the mode writes does.
@@ -60,6 +62,7 @@ type datasetManifest struct {
 	Version    int        `json:"version"`
 	Spans      int64      `json:"spans"` // asked for (-dataset-spans)
 	BlockSpans int        `json:"block_spans"`
+	PageBytes  int        `json:"page_bytes,omitempty"`
 	Generator  genOptions `json:"generator"`
 	// Written is what was written: blocks, spans, traces, bytes.
 	Blocks     int   `json:"blocks"`
@@ -86,7 +89,7 @@ type datasetManifest struct {
 
 // sameParams reports whether m was built with the same parameters.
 func (m *datasetManifest) sameParams(o datasetOptions, gen genOptions) bool {
-	return m.Version == datasetVersion && m.Spans == o.Spans && m.BlockSpans == o.BlockSpans && m.Generator == gen
+	return m.Version == datasetVersion && m.Spans == o.Spans && m.BlockSpans == o.BlockSpans && m.PageBytes == o.PageBytes && m.Generator == gen
 }
 
 // datasetGen is the generator options of a dataset: the flags', with
@@ -245,7 +248,7 @@ func buildDataset(ctx context.Context, o datasetOptions, gen genOptions, repo st
 	if err != nil {
 		return nil, err
 	}
-	m := &datasetManifest{Version: datasetVersion, Spans: o.Spans, BlockSpans: o.BlockSpans, Generator: gen,
+	m := &datasetManifest{Version: datasetVersion, Spans: o.Spans, BlockSpans: o.BlockSpans, PageBytes: o.PageBytes, Generator: gen,
 		BuiltAt: time.Now().UTC(), BuiltBy: machineFacts(repo).Revision}
 	g := newGenerator(gen, 0)
 	perReq := max(gen.Batch, gen.SpansPerTrace) // about
@@ -266,7 +269,7 @@ func buildDataset(ctx context.Context, o datasetOptions, gen genOptions, repo st
 			return nil
 		}
 		t0 := time.Now()
-		meta, err := block.Write(ctx, bkt, tenant.Single, uuid.New(), block.Source{Origin: "bench-dataset", LastOffset: int64(reqNo)}, buf, block.WriteOptions{})
+		meta, err := block.Write(ctx, bkt, tenant.Single, uuid.New(), block.Source{Origin: "bench-dataset", LastOffset: int64(reqNo)}, buf, block.WriteOptions{PageBytes: o.PageBytes})
 		if err != nil {
 			return err
 		}

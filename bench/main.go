@@ -112,6 +112,7 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.dataset.Dir, "dataset", "", "instead of an ingest: measure block search over a dataset of blocks in this directory, written once directly with the block writer (same generator, plus a unique app.request.id on server spans) and reused by later runs with the same flags; starts weft monolithic on it (compaction and retention off) and runs trace by ID and a fixed set of searches")
 	fs.Int64Var(&f.dataset.Spans, "dataset-spans", 10_000_000, "with -dataset: spans in the dataset")
 	fs.IntVar(&f.dataset.BlockSpans, "dataset-block-spans", 21_000, "with -dataset: spans per block (the issue's dataset: 10.5M spans in 496 blocks)")
+	fs.IntVar(&f.dataset.PageBytes, "dataset-page-bytes", 0, "with -dataset: the block writer's target data page size (block.WriteOptions.PageBytes; 0: its default)")
 	fs.BoolVar(&f.dataset.BuildOnly, "dataset-build-only", false, "with -dataset: write the dataset (unless it is there) and stop, without starting weft")
 	fs.BoolVar(&f.dataset.Rebuild, "dataset-rebuild", false, "with -dataset: write the blocks again even if the directory holds a dataset of the same flags")
 	makeBaseline := fs.String("make-baseline", "", "instead of a run: write -baseline from the -json reports of two or more runs with the same flags (comma-separated): the last run's figures, thresholds from the spread of all")
@@ -166,8 +167,8 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-update-baseline and -make-baseline cannot be used together")
 	case f.baselinePath != "" && f.generatorAB > 0:
 		return nil, errors.New("-baseline compares a usual run: it cannot be used with -generator-ab")
-	case f.dataset.Dir != "" && (f.dataset.Spans < 1 || f.dataset.BlockSpans < 1):
-		return nil, errors.New("-dataset-spans and -dataset-block-spans must be positive")
+	case f.dataset.Dir != "" && (f.dataset.Spans < 1 || f.dataset.BlockSpans < 1 || f.dataset.PageBytes < 0):
+		return nil, errors.New("-dataset-spans and -dataset-block-spans must be positive, -dataset-page-bytes not negative")
 	case f.dataset.Dir != "" && (f.endpoint != "" || f.profile != "monolithic" || f.generatorAB > 0 || f.baselinePath != "" || f.metrics):
 		return nil, errors.New("-dataset starts weft monolithic on its blocks: it cannot be used with -endpoint, -profile microservices, -generator-ab, -baseline or -metrics")
 	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
