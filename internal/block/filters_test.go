@@ -264,3 +264,26 @@ func TestMinSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestValueFiltersCompacted checks that a compacted block has value
+// filters too: a block without them, compacted, prunes by filters.
+func TestValueFiltersCompacted(t *testing.T) {
+	without, bkt := filterBlock(t, false)
+	res, err := Compact(context.Background(), bkt, []*Meta{without.meta}, CompactOptions{WriteOptions: WriteOptions{RowGroupBytes: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), bkt, res.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := eqPred{spanpred.Field{Name: "req.id"}, spanpred.StringValue(reqID(40_001))}
+	got, st := scanIDs(t, r, pred)
+	want, _ := scanIDs(t, without, pred)
+	if len(got) != 1 || !slices.Equal(got, want) {
+		t.Errorf("compacted block: %d traces found, want the 1 of its input", len(got))
+	}
+	if st.RowGroupsFiltered < st.RowGroups-1 {
+		t.Errorf("compacted block: %d of %d row groups pruned by filters", st.RowGroupsFiltered, st.RowGroups)
+	}
+}
