@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -70,7 +71,7 @@ var filterLeaf = func() map[int]int {
 	schema := parquet.SchemaOf(pqRow{})
 	m := map[int]int{}
 	for i, name := range filterColumns {
-		leaf, ok := schema.Lookup(splitPath(name)...)
+		leaf, ok := schema.Lookup(strings.Split(name, ".")...)
 		if !ok {
 			panic("block: no column " + name)
 		}
@@ -78,22 +79,6 @@ var filterLeaf = func() map[int]int {
 	}
 	return m
 }()
-
-func splitPath(name string) []string {
-	var path []string
-	for len(name) > 0 {
-		i := 0
-		for i < len(name) && name[i] != '.' {
-			i++
-		}
-		path = append(path, name[:i])
-		if i == len(name) {
-			break
-		}
-		name = name[i+1:]
-	}
-	return path
-}
 
 // Indexes into filterColumns of the columns filled per row.
 const (
