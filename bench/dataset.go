@@ -459,11 +459,11 @@ func writeDatasetMarkdown(w io.Writer, r *datasetResult) {
 	l := r.Lookups
 	fmt.Fprintf(w, "\nTrace by ID: %d lookups, %d complete, %d not found, %d errors; p50 %s, p95 %s, p99 %s.\n\n",
 		l.Requests, l.Complete, l.NotFound, l.Errors, ms(l.P50), ms(l.P95), ms(l.P99))
-	fmt.Fprintf(w, "| query | runs | p50 | p95 | inspectedBytes | traces | failures |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| query | runs | p50 | p95 | inspectedBytes | jobs completed | traces | failures |\n|---|---|---|---|---|---|---|---|\n")
 	for _, q := range r.Queries {
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %d |\n", strings.ReplaceAll(q.Name, "|", "\\|"), q.Runs, ms(q.P50), ms(q.P95), mb(q.InspectedBytes), q.Results, q.Failures)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %d | %d |\n", strings.ReplaceAll(q.Name, "|", "\\|"), q.Runs, ms(q.P50), ms(q.P95), mb(q.InspectedBytes), q.CompletedJobs, q.Results, q.Failures)
 		if q.FirstError != "" {
-			fmt.Fprintf(w, "|  ↳ %s | | | | | | |\n", strings.ReplaceAll(q.FirstError, "|", "\\|"))
+			fmt.Fprintf(w, "|  ↳ %s | | | | | | | |\n", strings.ReplaceAll(q.FirstError, "|", "\\|"))
 		}
 	}
 	fmt.Fprintf(w, "\nServer during the query phase: %.1f CPU-s, peak RSS %.0f MiB. Each query ran once unmeasured first (warm block readers).\n",
