@@ -25,6 +25,11 @@ type genOptions struct {
 	Events        int     `json:"events"`          // events per span (errors add an exception event)
 	ErrorRate     float64 `json:"error_rate"`      // fraction of spans with status error
 	Batch         int     `json:"batch"`           // spans per request (whole traces, so rounded up)
+	// RequestIDs gives every server span an app.request.id of 16 random
+	// hex digits: a high-cardinality attribute whose every value is rare
+	// (the -dataset mode; off in an ingest run, whose traces it would
+	// change).
+	RequestIDs bool `json:"request_ids,omitempty"`
 }
 
 // serviceNames are the first service names; more services get a numeric suffix.
@@ -316,7 +321,13 @@ func (g *generator) httpServerAttrs(s *genSpan, method, route string) {
 		code = []int64{500, 502, 503}[g.rng.IntN(3)]
 	}
 	s.sp.Attributes = append(s.sp.Attributes, intKV("http.response.status_code", code))
+	if g.o.RequestIDs {
+		s.sp.Attributes = append(s.sp.Attributes, strKV(requestIDAttr, fmt.Sprintf("%016x", g.rng.Uint64())))
+	}
 }
+
+// requestIDAttr is the high-cardinality span attribute of genOptions.RequestIDs.
+const requestIDAttr = "app.request.id"
 
 func (g *generator) httpClientAttrs(c *genSpan, method string, callee int, route string) {
 	host := g.services[callee].name + ".shop.svc"

@@ -13,6 +13,7 @@
 //	go run ./bench -profile microservices -duration 15s
 //	go run ./bench -endpoint 127.0.0.1:4317 -query-url http://127.0.0.1:3200   # any OTLP + Tempo API backend
 //	go run ./bench -generator-ab 3 -duration 20s   # the metrics-generator's cost: off, on, off, on...
+//	go run ./bench -dataset /tmp/weft-ds -dataset-spans 10000000   # block search over 10M spans in blocks
 //
 // The report is Markdown on stdout; progress goes to stderr. See docs/bench.md.
 package main
@@ -67,6 +68,8 @@ type flags struct {
 	updateBaseline bool
 	// makeBaseline is -make-baseline, split at commas.
 	makeBaseline []string
+	// dataset is -dataset and its options.
+	dataset datasetOptions
 }
 
 func parseFlags() (*flags, error) {
@@ -106,6 +109,12 @@ func parseFlags() (*flags, error) {
 	fs.IntVar(&f.generatorAB, "generator-ab", 0, "instead of one run: 2N runs of weft monolithic, the metrics-generator off and on in turn (off, on, off, on...), each with the same ingest and no query phase; reports the server CPU per million spans of each, the medians and the generator's overhead")
 	fs.StringVar(&f.baselinePath, "baseline", "", "compare the run's figures with this baseline file (make bench: bench/baseline.json) and call out those worse by more than their noise threshold")
 	fs.BoolVar(&f.updateBaseline, "update-baseline", false, "with -baseline: after the comparison, rewrite the file with this run's figures, keeping its thresholds (the file may not exist yet)")
+	fs.StringVar(&f.dataset.Dir, "dataset", "", "instead of an ingest: measure block search over a dataset of blocks in this directory, written once directly with the block writer (same generator, plus a unique app.request.id on server spans) and reused by later runs with the same flags; starts weft monolithic on it (compaction and retention off) and runs trace by ID and a fixed set of searches")
+	fs.Int64Var(&f.dataset.Spans, "dataset-spans", 10_000_000, "with -dataset: spans in the dataset")
+	fs.IntVar(&f.dataset.BlockSpans, "dataset-block-spans", 21_000, "with -dataset: spans per block (the issue's dataset: 10.5M spans in 496 blocks)")
+	fs.IntVar(&f.dataset.PageBytes, "dataset-page-bytes", 0, "with -dataset: the block writer's target data page size (block.WriteOptions.PageBytes; 0: its default)")
+	fs.BoolVar(&f.dataset.BuildOnly, "dataset-build-only", false, "with -dataset: write the dataset (unless it is there) and stop, without starting weft")
+	fs.BoolVar(&f.dataset.Rebuild, "dataset-rebuild", false, "with -dataset: write the blocks again even if the directory holds a dataset of the same flags")
 	makeBaseline := fs.String("make-baseline", "", "instead of a run: write -baseline from the -json reports of two or more runs with the same flags (comma-separated): the last run's figures, thresholds from the spread of all")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
@@ -158,6 +167,10 @@ func parseFlags() (*flags, error) {
 		return nil, errors.New("-update-baseline and -make-baseline cannot be used together")
 	case f.baselinePath != "" && f.generatorAB > 0:
 		return nil, errors.New("-baseline compares a usual run: it cannot be used with -generator-ab")
+	case f.dataset.Dir != "" && (f.dataset.Spans < 1 || f.dataset.BlockSpans < 1 || f.dataset.PageBytes < 0):
+		return nil, errors.New("-dataset-spans and -dataset-block-spans must be positive, -dataset-page-bytes not negative")
+	case f.dataset.Dir != "" && (f.endpoint != "" || f.profile != "monolithic" || f.generatorAB > 0 || f.baselinePath != "" || f.metrics):
+		return nil, errors.New("-dataset starts weft monolithic on its blocks: it cannot be used with -endpoint, -profile microservices, -generator-ab, -baseline or -metrics")
 	case f.ingest.Protocol != "grpc" && f.ingest.Protocol != "http":
 		return nil, fmt.Errorf("unknown -protocol %q: use grpc or http", f.ingest.Protocol)
 	}
@@ -192,6 +205,9 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.dataset.Dir != "" {
+		return runDataset(ctx, f)
+	}
 
 	res := &results{
 		Command:   "go run ./bench " + strings.Join(os.Args[1:], " "),

@@ -27,6 +27,7 @@ type lookupResult struct {
 	NotFound int           `json:"not_found"`
 	Errors   int           `json:"errors"`
 	P50      time.Duration `json:"p50_ns"`
+	P95      time.Duration `json:"p95_ns"`
 	P99      time.Duration `json:"p99_ns"`
 }
 
@@ -69,7 +70,7 @@ func lookupTraces(queryURL, phase string, ids [][16]byte, spansPerTrace int) loo
 			}
 		}
 	}
-	r.P50, r.P99 = percentile(lats, 0.50), percentile(lats, 0.99)
+	r.P50, r.P95, r.P99 = percentile(lats, 0.50), percentile(lats, 0.95), percentile(lats, 0.99)
 	return r
 }
 
@@ -96,16 +97,20 @@ type querySpec struct {
 
 // queryResult is one query run n times.
 type queryResult struct {
-	Phase          string        `json:"phase"`
-	Name           string        `json:"name"`
-	URL            string        `json:"url"`
-	Runs           int           `json:"runs"`
-	Failures       int           `json:"failures"`
-	FirstError     string        `json:"first_error,omitempty"`
-	Results        int           `json:"results"` // traces, tag names or values of the last run
-	InspectedBytes uint64        `json:"inspected_bytes"`
-	P50            time.Duration `json:"p50_ns"`
-	P99            time.Duration `json:"p99_ns"`
+	Phase          string `json:"phase"`
+	Name           string `json:"name"`
+	URL            string `json:"url"`
+	Runs           int    `json:"runs"`
+	Failures       int    `json:"failures"`
+	FirstError     string `json:"first_error,omitempty"`
+	Results        int    `json:"results"` // traces, tag names or values of the last run
+	InspectedBytes uint64 `json:"inspected_bytes"`
+	// CompletedJobs is the answer's metrics.completedJobs (of the last
+	// run): with a limit, the jobs that ran before it was reached.
+	CompletedJobs uint64        `json:"completed_jobs,omitempty"`
+	P50           time.Duration `json:"p50_ns"`
+	P95           time.Duration `json:"p95_ns"`
+	P99           time.Duration `json:"p99_ns"`
 }
 
 // searchSpecs is the fixed set of searches, over [start, end]; traceID
@@ -192,8 +197,9 @@ func runQuery(queryURL string, spec querySpec, n int, budget time.Duration) quer
 			continue
 		}
 		r.Results, r.InspectedBytes = qr.results(), qr.inspectedBytes()
+		r.CompletedJobs = metricUint(qr.Metrics, "completedJobs")
 	}
-	r.P50, r.P99 = percentile(lats, 0.50), percentile(lats, 0.99)
+	r.P50, r.P95, r.P99 = percentile(lats, 0.50), percentile(lats, 0.95), percentile(lats, 0.99)
 	return r
 }
 

@@ -296,7 +296,13 @@ query_frontend:
 	if mo.backfill {
 		cfg = strings.Replace(cfg, "live_store:\n", "live_store:\n"+backfillLiveStore, 1)
 	}
+	if mo.dataset {
+		cfg += datasetConfig
+	}
 	if gen == nil {
+		if mo.dataset {
+			return cfg + noIngestionLimits + datasetOverrides
+		}
 		return cfg + noIngestionLimits
 	}
 	return cfg + gen.config(dataDir) + noIngestionLimits + generatorOverrides
@@ -329,7 +335,22 @@ type monoOptions struct {
 	// query_frontend.metrics.query_timeout, and the HTTP server's write
 	// timeout is 30s more (-metrics-query-timeout).
 	metricsQueryTimeout time.Duration
+	// dataset adds datasetConfig (-dataset).
+	dataset bool
 }
+
+// datasetConfig and datasetOverrides (which follows noIngestionLimits,
+// under overrides.defaults) keep the blocks of a -dataset as they were
+// written: no retention, no compaction.
+const (
+	datasetConfig = `backend_worker:
+  compaction:
+    block_retention: 0s
+`
+	datasetOverrides = `    compaction:
+      compaction_disabled: true
+`
+)
 
 // startMonolithic builds weft and runs it as one subprocess on a temp data dir.
 func startMonolithic(repo, workDir string, blockDuration time.Duration, mo monoOptions) (*target, error) {

@@ -85,6 +85,14 @@ func BenchmarkWrite(b *testing.B) {
 			return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBufferBytes)
 		})
 	})
+	// The same without the value filters: their cost.
+	b.Run("parquet-go-nofilters", func(b *testing.B) {
+		defer func(old bool) { writeFilters = old }(writeFilters)
+		writeFilters = false
+		run(b, func(w *bytes.Buffer, p *plan) error {
+			return writeParquetGo(w, p, &zstd.Codec{Level: zstdLevel}, pageBufferBytes)
+		})
+	})
 }
 
 // BenchmarkCodec compares compression codecs with the chosen writer:

@@ -349,7 +349,7 @@ type merger struct {
 	ctx   context.Context
 	curs  []*compactCursor
 	opts  WriteOptions
-	pw    *parquet.GenericWriter[pqRow]
+	pw    *dataWriter
 	bloom *bloom.BloomFilter
 
 	// pending are rows taken from the cursors and not yet given to pw;

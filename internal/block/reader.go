@@ -46,6 +46,9 @@ type Reader struct {
 	bloomTold bool
 	// bloomFlight and fileFlight are the loads in progress.
 	bloomFlight, fileFlight *flight
+	// filters are where the bits of the value filters read so far are,
+	// by [row group, column] (filters.go).
+	filters sync.Map
 }
 
 // leafColumns are the indexes of the leaf columns the reader reads.

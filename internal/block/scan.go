@@ -67,8 +67,9 @@ type ScanStats struct {
 	// BytesRead is what was read from the bucket.
 	BytesRead uint64
 	// RowGroups were scanned, RowGroupsPruned of them skipped from their
-	// statistics and dictionaries.
-	RowGroups, RowGroupsPruned int
+	// statistics, dictionaries and value filters (RowGroupsFiltered of
+	// them from value filters, without reading a big dictionary).
+	RowGroups, RowGroupsPruned, RowGroupsFiltered int
 	// SpansPruned were skipped from page statistics (column index) in
 	// row groups that were not pruned whole.
 	SpansPruned int64
@@ -111,7 +112,7 @@ func (r *Reader) Scan(ctx context.Context, req ScanRequest, fn func(id [16]byte,
 			return st, err
 		}
 		st.RowGroups++
-		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, fields, &st, &sc, fn)
+		err = r.scanRowGroup(ctx, ra, f, cols, g, req.Pred, req.MinSpans, fields, &st, &sc, fn)
 		if errors.Is(err, ErrStopScan) {
 			return st, nil
 		}
@@ -144,7 +145,7 @@ func (r *Reader) predFields(f *parquet.File, pred spanpred.Predicate) ([]fieldCo
 }
 
 func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parquet.File, cols leafColumns, g int,
-	cond spanpred.Predicate, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
+	cond spanpred.Predicate, minSpans int, fields []fieldColumns, st *ScanStats, sc *scanScratch, fn func(id [16]byte, data []byte) error) error {
 	rg := f.RowGroups()[g]
 	n := rg.NumRows()
 	matched, hit, err := r.matchRows(ctx, ra, f, g, cond, fields, st, sc)
@@ -156,7 +157,7 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
 	ids := sc.ids
-	traces := traceRanges(ids, matched)
+	traces := r.fewMatchesOut(traceRanges(ids, matched), ids, matched, g, minSpans)
 	var tb otlpwire.Builder
 	for _, cl := range clusters(traces, 512, maxClusterRows) {
 		if err := ctx.Err(); err != nil {
@@ -185,6 +186,30 @@ func (r *Reader) scanRowGroup(ctx context.Context, ra *objectReaderAt, f *parque
 		}
 	}
 	return nil
+}
+
+// fewMatchesOut drops from traces (row ranges of row group g) those with
+// fewer than minSpans matched rows (Selection.MinSpans), but for the
+// traces that continue in a neighbouring row group, whose other rows are
+// not counted.
+func (r *Reader) fewMatchesOut(traces [][2]int64, ids [][16]byte, matched []bool, g, minSpans int) [][2]int64 {
+	if minSpans <= 1 || matched == nil {
+		return traces
+	}
+	n := int64(len(ids))
+	return slices.DeleteFunc(traces, func(tr [2]int64) bool {
+		id := ids[tr[0]]
+		if (tr[0] == 0 && r.inRowGroup(id, g-1)) || (tr[1] == n && r.inRowGroup(id, g+1)) {
+			return false
+		}
+		k := 0
+		for _, m := range matched[tr[0]:tr[1]] {
+			if m {
+				k++
+			}
+		}
+		return k < minSpans
+	})
 }
 
 // memoKey identifies a value of a field by its kind, integer and the
@@ -281,14 +306,28 @@ func (r *Reader) matchRows(ctx context.Context, ra *objectReaderAt, f *parquet.F
 	if cond != nil {
 		domains := make([]spanpred.Domain, len(fields))
 		generic := make([]bool, len(fields))
-		for i := range fields {
-			if domains[i], generic[i], err = fields[i].domain(ra, f, g); err != nil {
-				return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+		// First from value filters in place of big dictionaries, then,
+		// if a filter was used and the condition may still match, from
+		// the dictionaries.
+		for _, preferFilter := range []bool{true, false} {
+			usedFilter := false
+			for i := range fields {
+				var used bool
+				if domains[i], generic[i], used, err = fields[i].domain(r, ra, f, g, preferFilter); err != nil {
+					return nil, false, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
+				}
+				usedFilter = usedFilter || used
 			}
-		}
-		if !cond.MayMatch(domains) {
-			st.RowGroupsPruned++
-			return nil, false, nil
+			if !cond.MayMatch(domains) {
+				st.RowGroupsPruned++
+				if preferFilter && usedFilter {
+					st.RowGroupsFiltered++
+				}
+				return nil, false, nil
+			}
+			if !usedFilter {
+				break
+			}
 		}
 		keep, err := keepRows(ra, rg, cond, fields, domains, generic)
 		if err != nil {
@@ -592,71 +631,187 @@ func dictionary(ra *objectReaderAt, f *parquet.File, g, col int) (values []parqu
 	return values, true, nil
 }
 
-// domain is what the row group's metadata and dictionaries say of the
-// field's values: the values of its flat column (dictionary, else
-// statistics) and, when its key occurs in the generic attribute list,
-// every value of that list that could be it.
+// domain is what the row group's metadata, dictionaries and value
+// filters say of the field's values: the values of its flat column
+// (dictionary, else statistics, else its value filter) and, when its key
+// occurs in the generic attribute list, every value of that list that
+// could be it (dictionary, else the list's value filter). With a filter
+// the domain is not Known but has MayHold, which rules values out.
 //
 // generic reports whether the key occurs in the generic list (or may).
-func (fc *fieldColumns) domain(ra *objectReaderAt, f *parquet.File, g int) (d spanpred.Domain, generic bool, err error) {
+//
+// With preferFilter, a column whose dictionary is big (over
+// filterFirstBytes) is described by its value filter instead, when it has
+// one, and used reports whether one was: a cheap first test, which rules
+// out the values a search for equality names without reading the
+// dictionary of a high-cardinality column; the dictionaries are read
+// only when it passes (they also rule out ranges and regular
+// expressions).
+func (fc *fieldColumns) domain(r *Reader, ra *objectReaderAt, f *parquet.File, g int, preferFilter bool) (d spanpred.Domain, generic, used bool, err error) {
 	unknown := spanpred.Domain{}
-	d = spanpred.Domain{Known: true}
+	var parts domainParts
 	if fc.flat >= 0 {
 		chunk := chunkOf(f.RowGroups()[g], fc.flat)
 		if chunk.NumValues() == 0 || chunk.NullCount() < chunk.NumValues() {
+			if preferFilter && bigDictionary(f, g, fc.flat) {
+				if bf, err := fc.filter(r, ra, f, g, fc.flat); err != nil {
+					return unknown, true, false, err
+				} else if bf != nil {
+					parts.filters = append(parts.filters, bf)
+					goto generic
+				}
+			}
 			values, ok, err := dictionary(ra, f, g, fc.flat)
 			if err != nil {
-				return unknown, true, err
+				return unknown, true, false, err
 			}
 			if ok {
 				for _, v := range values {
-					d.Values = append(d.Values, fc.flatValue(v))
+					parts.values = append(parts.values, fc.flatValue(v))
 				}
 			} else if lo, hi, ok := chunk.Bounds(); ok && (fc.kind == kindInt || fc.kind == kindDuration && lo.Int64() >= 0) {
-				d.Bounded = true
-				d.Min, d.Max = fc.flatValue(lo), fc.flatValue(hi)
+				parts.bounded = true
+				parts.min, parts.max = fc.flatValue(lo), fc.flatValue(hi)
+			} else if bf, err := fc.filter(r, ra, f, g, fc.flat); err != nil || bf == nil {
+				return unknown, true, false, err
 			} else {
-				return unknown, true, nil
+				parts.filters = append(parts.filters, bf)
 			}
 		}
 	}
+generic:
+	used = len(parts.filters) > 0
 	if fc.key < 0 {
-		return d, false, nil
+		return parts.domain(), false, used, nil
 	}
 	keys, ok, err := dictionary(ra, f, g, fc.key)
 	if err != nil || !ok {
-		return unknown, true, err
+		return unknown, true, used, err
 	}
 	if !slices.ContainsFunc(keys, func(k parquet.Value) bool { return string(k.ByteArray()) == fc.ref.Name }) {
-		return d, false, nil // only the flat column holds the attribute
+		return parts.domain(), false, used, nil // only the flat column holds the attribute
 	}
 	types, ok, err := dictionary(ra, f, g, fc.typ)
-	if err != nil || !ok || d.Bounded {
-		return unknown, true, err
+	if err != nil || !ok || parts.bounded {
+		return unknown, true, used, err
 	}
 	for _, t := range types {
 		if t.Int32() > 4 { // arrays, kvlists, bytes
-			return unknown, true, nil
+			return unknown, true, used, nil
+		}
+	}
+	if preferFilter && bigDictionary(f, g, fc.value) {
+		if bf, err := fc.filter(r, ra, f, g, fc.value); err != nil {
+			return unknown, true, used, err
+		} else if bf != nil {
+			parts.filters = append(parts.filters, bf)
+			return parts.domain(), true, true, nil
 		}
 	}
 	values, ok, err := dictionary(ra, f, g, fc.value)
-	if err != nil || !ok {
-		return unknown, true, err
+	if err != nil {
+		return unknown, true, used, err
+	}
+	if !ok {
+		bf, err := fc.filter(r, ra, f, g, fc.value)
+		if err != nil || bf == nil {
+			return unknown, true, used, err
+		}
+		parts.filters = append(parts.filters, bf)
+		return parts.domain(), true, true, nil
 	}
 	for _, v := range values {
 		text := string(v.ByteArray())
-		d.Values = append(d.Values, spanpred.StringValue(text))
+		parts.values = append(parts.values, spanpred.StringValue(text))
 		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-			d.Values = append(d.Values, spanpred.IntValue(i))
+			parts.values = append(parts.values, spanpred.IntValue(i))
 		}
 		if x, err := strconv.ParseFloat(text, 64); err == nil {
-			d.Values = append(d.Values, spanpred.FloatValue(x))
+			parts.values = append(parts.values, spanpred.FloatValue(x))
 		}
 		if text == "true" || text == "false" {
-			d.Values = append(d.Values, spanpred.BoolValue(text == "true"))
+			parts.values = append(parts.values, spanpred.BoolValue(text == "true"))
 		}
 	}
-	return d, true, nil
+	return parts.domain(), true, used, nil
+}
+
+// filterFirstBytes is the size of a dictionary page past which a column's
+// value filter is tested before its dictionary is read (see domain): a
+// test reads about 1 KiB.
+const filterFirstBytes = 64 << 10
+
+// bigDictionary reports whether column col of row group g has no
+// dictionary that lists every value, or one over filterFirstBytes.
+func bigDictionary(f *parquet.File, g, col int) bool {
+	md := chunkMeta(f, g, col)
+	return !fullDictionary(md) || md.DataPageOffset-md.DictionaryPageOffset > filterFirstBytes
+}
+
+// filter is the value filter of column col of row group g, nil when there
+// is none (a string column only: the filters hold texts).
+func (fc *fieldColumns) filter(r *Reader, ra *objectReaderAt, f *parquet.File, g, col int) (*filterRef, error) {
+	if col == fc.flat && fc.kind != kindString {
+		return nil, nil
+	}
+	return r.valueFilter(ra, f, g, col)
+}
+
+// domainParts are what domain found of a field's values: values listed,
+// bounds, or value filters.
+type domainParts struct {
+	values   []spanpred.Value
+	bounded  bool
+	min, max spanpred.Value
+	filters  []*filterRef
+}
+
+func (p *domainParts) domain() spanpred.Domain {
+	switch {
+	case p.bounded:
+		return spanpred.Domain{Known: true, Bounded: true, Min: p.min, Max: p.max}
+	case len(p.filters) == 0:
+		return spanpred.Domain{Known: true, Values: p.values}
+	}
+	values, filters := p.values, p.filters
+	return spanpred.Domain{MayHold: func(v spanpred.Value) bool {
+		for _, x := range values {
+			if mayEqual(x, v) {
+				return true
+			}
+		}
+		for _, bf := range filters {
+			if filterMayHold(bf, v) {
+				return true
+			}
+		}
+		return false
+	}}
+}
+
+// mayEqual reports whether stored value x may compare equal to v: as the
+// engine compares, numbers of different kinds as float64s, an unknown
+// value as anything.
+func mayEqual(x, v spanpred.Value) bool {
+	numeric := func(k spanpred.Kind) bool {
+		return k == spanpred.Int || k == spanpred.Float || k == spanpred.Duration
+	}
+	switch {
+	case x.Kind == spanpred.Unknown:
+		return true
+	case x.Kind == v.Kind:
+		return x.Str == v.Str && x.Int == v.Int && (x.Kind != spanpred.Float || x.Float == v.Float)
+	case numeric(x.Kind) && numeric(v.Kind):
+		a, b := float64(x.Int), float64(v.Int)
+		if x.Kind == spanpred.Float {
+			a = x.Float
+		}
+		if v.Kind == spanpred.Float {
+			b = v.Float
+		}
+		return a == b
+	}
+	return false
 }
 
 // flatValue converts a value of the flat column.

@@ -154,7 +154,7 @@ func (r *Reader) loadCandidates(ctx context.Context, ra *objectReaderAt, f *parq
 		return fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 	}
 	ids := sc.ids
-	traces := traceRanges(ids, matched)
+	traces := r.fewMatchesOut(traceRanges(ids, matched), ids, matched, g, req.MinSpans)
 	if len(traces) == 0 {
 		return nil
 	}

@@ -92,7 +92,7 @@ func (r *Reader) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sp
 			st.SpansMatched += n
 		}
 		for i := range efields {
-			_, generic, err := efields[i].domain(ra, f, g)
+			_, generic, _, err := efields[i].domain(r, ra, f, g, true) // for generic only: no big dictionary read
 			if err != nil {
 				return st, fmt.Errorf("block %s: row group %d: %w", r.meta.BlockID, g, err)
 			}

@@ -91,9 +91,16 @@ func writeParquet(w io.Writer, p *plan, pageBytes int) error {
 }
 
 // newPQWriter returns the writer of a data.parquet: the schema of pqRow,
-// the encodings, codec and footer of docs/block-format.md. The caller
-// cuts row groups with Flush.
-func newPQWriter(w io.Writer, codec compress.Codec, pageBytes int) *parquet.GenericWriter[pqRow] {
+// the encodings, codec, value filters and footer of docs/block-format.md.
+// The caller cuts row groups with Flush.
+func newPQWriter(w io.Writer, codec compress.Codec, pageBytes int) *dataWriter {
+	tw := &tailWriter{w: w}
+	return &dataWriter{pw: newParquetGoWriter(tw, codec, pageBytes), out: tw, filters: newFilterCollector()}
+}
+
+// newParquetGoWriter is parquet-go's writer of a data.parquet, without
+// the value filters.
+func newParquetGoWriter(w io.Writer, codec compress.Codec, pageBytes int) *parquet.GenericWriter[pqRow] {
 	return parquet.NewGenericWriter[pqRow](w, append(slices.Clip(noBounds),
 		parquet.Compression(codec),
 		parquet.PageBufferSize(pageBytes),

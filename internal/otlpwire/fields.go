@@ -731,6 +731,10 @@ func (v AnyValueView) AppendString(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// AppendDouble appends f as AppendString renders a double (pcommon's
+// ES6 number to string).
+func AppendDouble(dst []byte, f float64) []byte { return appendFloat(dst, f) }
+
 // appendFloat formats f as pcommon does (ES6 number to string).
 func appendFloat(dst []byte, f float64) []byte {
 	switch {

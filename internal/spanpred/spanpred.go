@@ -91,6 +91,11 @@ type Domain struct {
 	// durations).
 	Bounded  bool
 	Min, Max Value
+	// MayHold, when set on a domain that is not Known, tests single
+	// values: false means that no span of the range has a value equal to
+	// v (a bloom filter's answer); true, that some may. A predicate uses
+	// it for equality only.
+	MayHold func(v Value) bool
 }
 
 // Predicate is a necessary condition on single spans for a trace to match
@@ -118,6 +123,10 @@ type Selection struct {
 	// it is empty), which storage looks up instead of scanning.
 	ByTraceID bool
 	TraceIDs  [][16]byte
+	// MinSpans, with Pred, is the fewest spans passing Pred a trace needs
+	// (as in `{ ... } | count() > 2`); 0 or 1: one. Storage may hand over
+	// traces with fewer (it counts only what it cheaply can).
+	MinSpans int
 }
 
 // Part is a unit of recently stored spans (a live-store segment) that a

@@ -39,6 +39,8 @@ var pushdownQueries = []string{
 	`{ span.server.port > 9000 || name = "GET /api/cart" }`,
 	`{ resource.k8s.namespace.name != "shop" }`,
 	`{ span.db.statement =~ ".*products.*" && kind = client } | count() > 1`,
+	`{ kind = client } | count() >= 3`,
+	`{ status = error } | count() = 2`,
 	`{ event:name = "exception" }`,
 	`{ trace:rootName = "GET /healthz" }`,
 	`{ nestedSetRight - nestedSetLeft = 1 && duration > 100ms }`,
@@ -113,7 +115,7 @@ func TestPushdownAgreesWithFullRead(t *testing.T) {
 			}
 		}
 		cond := root.Predicate()
-		st, err := r.Scan(ctx, block.ScanRequest{Selection: spanpred.Selection{Pred: cond}}, func(id [16]byte, data []byte) error {
+		st, err := r.Scan(ctx, block.ScanRequest{Selection: spanpred.Selection{Pred: cond, MinSpans: root.MinSpans()}}, func(id [16]byte, data []byte) error {
 			if matches(data) {
 				got = append(got, traceIDString(id))
 			}

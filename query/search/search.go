@@ -185,6 +185,9 @@ func parse(req Request) (*query, error) {
 	}
 	q.sel.Pred = root.Predicate()
 	q.sel.TraceIDs, q.sel.ByTraceID = root.TraceIDs()
+	if q.sel.Pred != nil {
+		q.sel.MinSpans = root.MinSpans()
+	}
 	q.attrNames, q.readsName = addSelect(root)
 	q.root = root
 	if root.Hints != nil {

@@ -2,6 +2,7 @@ package traceql
 
 import (
 	"encoding/hex"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -242,9 +243,30 @@ func predValue(v spanpred.Value) Value {
 	return Value{}
 }
 
+// toPredValue is storage's value of a literal, for the types an attribute
+// can be equal to (ok false for the others).
+func toPredValue(v Value) (spanpred.Value, bool) {
+	if v.multi {
+		return spanpred.Value{}, false
+	}
+	switch v.Type {
+	case TypeString:
+		return spanpred.StringValue(v.Str), true
+	case TypeInt:
+		return spanpred.IntValue(v.Int), true
+	case TypeFloat:
+		return spanpred.FloatValue(v.Float), true
+	case TypeBoolean:
+		return spanpred.BoolValue(v.Bool), true
+	case TypeDuration:
+		return spanpred.DurationValue(int64(v.Duration)), true
+	}
+	return spanpred.Value{}, false
+}
+
 // predDomain is the engine's view of a domain storage read.
 func predDomain(d spanpred.Domain) domain {
-	out := domain{Known: d.Known, Bounded: d.Bounded, Min: predValue(d.Min), Max: predValue(d.Max)}
+	out := domain{Known: d.Known, Bounded: d.Bounded, Min: predValue(d.Min), Max: predValue(d.Max), mayHold: d.MayHold}
 	if len(d.Values) > 0 {
 		out.Values = make([]Value, len(d.Values))
 		for i, v := range d.Values {
@@ -318,6 +340,8 @@ type domain struct {
 	// durations).
 	Bounded  bool
 	Min, Max Value
+	// mayHold, when set (and not Known), is spanpred.Domain.MayHold.
+	mayHold func(spanpred.Value) bool
 }
 
 // MayMatch reports whether some span could satisfy the condition given
@@ -389,6 +413,11 @@ func flip(op Operator) Operator {
 
 func domainPossible(d domain, op Operator, s Value, re interface{ MatchString(string) bool }) bool {
 	if !d.Known {
+		if d.mayHold != nil && op == OpEqual {
+			if v, ok := toPredValue(s); ok {
+				return d.mayHold(v)
+			}
+		}
 		return true
 	}
 	if d.Bounded {
@@ -466,4 +495,37 @@ func traceIDLiteral(e FieldExpr) (string, bool) {
 		return "", false
 	}
 	return s.Str, true
+}
+
+// MinSpans is the fewest spans of a trace that must pass the first
+// stage's condition for the query to match it, when the query is a
+// spanset filter then a count, as in `{ status = error } | count() > 2`
+// (3): storage can skip the traces with fewer spans passing Predicate
+// (spanpred.Selection.MinSpans). 0 when the query has no such bound.
+func (r *RootExpr) MinSpans() int {
+	if r == nil || r.Pipeline == nil || len(r.Pipeline.Stages) < 2 {
+		return 0
+	}
+	if _, ok := r.Pipeline.Stages[0].(*SpansetFilter); !ok {
+		return 0
+	}
+	sf, ok := r.Pipeline.Stages[1].(*ScalarFilter)
+	if !ok {
+		return 0
+	}
+	agg, ok := sf.LHS.(*Aggregate)
+	if !ok || agg.Op != AggregateCount {
+		return 0
+	}
+	lit, ok := sf.RHS.(*Static)
+	if !ok || lit.Type != TypeInt || lit.Int < 1 || lit.Int > math.MaxInt32 {
+		return 0
+	}
+	switch sf.Op {
+	case OpGreater:
+		return int(lit.Int) + 1
+	case OpGreaterEqual, OpEqual:
+		return int(lit.Int)
+	}
+	return 0
 }
