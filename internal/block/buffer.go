@@ -14,8 +14,8 @@ import (
 // Buffer accumulates one tenant's spans in Arrow arrays until a block is
 // cut with Write. It is not safe for concurrent use.
 //
-// Spans are appended to Arrow builders, which become a record batch every
-// chunkSpans spans and on Write, so a Buffer holds a list of record batches
+// Spans are appended to Arrow builders; Write (and nothing else) turns the
+// builders into a record batch, so a Buffer holds a list of record batches
 // plus the batch being built. The columns derived from the resource
 // (service_name, res_k8s_*, resource_attrs) are kept once per distinct
 // resource, not per span.
@@ -114,19 +114,8 @@ func (b *Buffer) Add(batch *otlpwire.Batch) error {
 		}
 	}
 	b.spans += k
-	if bl.rb.Field(0).Len() >= chunkSpans {
-		b.flush()
-	}
 	return nil
 }
-
-// chunkSpans is how many spans the builders take before they are turned
-// into a record batch and started afresh. Builders grow by doubling, which
-// copies what they hold and leaves up to half of their capacity unused: a
-// block of a million spans in one set of builders allocated five times
-// what it held (go run ./bench, heap profile), and its peak was three
-// times its size while a buffer grew.
-const chunkSpans = 16384
 
 // resource returns the derived columns of a resource, computing them the
 // first time the resource is seen.
