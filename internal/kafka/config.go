@@ -213,7 +213,7 @@ func DefaultConfig() Config {
 		AutoCreateTopicDefaultPartitions: 16,
 		ProducerMaxRecordSizeBytes:       15983616,
 		ProducerCompression:              CompressionNone,
-		ProducerLinger:                   0,
+		ProducerLinger:                   5 * time.Millisecond,
 		ProducerBatchMaxBytes:            1 << 20,
 		ConsumerFetchMinBytes:            1 << 20,
 		ConsumerFetchMaxWait:             100 * time.Millisecond,
