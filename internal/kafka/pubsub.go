@@ -17,8 +17,9 @@ import (
 // Publish hands all its messages to the producer at once, so that they
 // travel in one request (one record batch per partition, compressed with
 // cfg.ProducerCompression), and returns nil only once every message is
-// acknowledged by all in-sync replicas of its partition, and otherwise an error naming the
-// brokers, after about cfg.WriteTimeout at most when none is reachable.
+// acknowledged by all in-sync replicas of its partition, and otherwise an
+// error naming the brokers, after about cfg.WriteTimeout at most when none
+// is reachable.
 // Messages go to the partitions Marshaler chooses. When auto-creation is
 // on, a topic is created with cfg.AutoCreateTopicDefaultPartitions
 // partitions before the first message is written to it.
