@@ -18,9 +18,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	gometrics "github.com/rcrowley/go-metrics"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,9 +40,32 @@ const (
 	// MaxRecordSizeBytes bounds producer_max_record_size_bytes: sarama
 	// refuses requests larger than sarama.MaxRequestSize (100 MiB).
 	MaxRecordSizeBytes = 100 * 1024 * 1024
+	// MaxLinger bounds producer_linger: every push waits up to it.
+	MaxLinger = time.Second
+	// MaxFetchMaxWait bounds consumer_fetch_max_wait: records wait up to
+	// it before readers see them.
+	MaxFetchMaxWait = 10 * time.Second
 	// maxTopicLen is Kafka's limit on topic names.
 	maxTopicLen = 249
 )
+
+// Codecs accepted in producer_compression.
+const (
+	CompressionNone   = "none"
+	CompressionLZ4    = "lz4"
+	CompressionSnappy = "snappy"
+	CompressionZstd   = "zstd"
+	CompressionGzip   = "gzip"
+)
+
+// codecs maps producer_compression to sarama's codecs.
+var codecs = map[string]sarama.CompressionCodec{
+	CompressionNone:   sarama.CompressionNone,
+	CompressionLZ4:    sarama.CompressionLZ4,
+	CompressionSnappy: sarama.CompressionSnappy,
+	CompressionZstd:   sarama.CompressionZSTD,
+	CompressionGzip:   sarama.CompressionGZIP,
+}
 
 // minVersion is the oldest Kafka protocol version weft speaks: record
 // headers, which carry the message UUID and metadata, came with 0.11.
@@ -79,6 +104,27 @@ type Config struct {
 	// larger message fails to publish. Brokers must accept it too
 	// (message.max.bytes).
 	ProducerMaxRecordSizeBytes int `yaml:"producer_max_record_size_bytes"`
+	// ProducerCompression is the codec of the record batches weft writes:
+	// none, lz4, snappy, zstd or gzip. Consumers decompress whatever codec
+	// they find, so it can be changed at any time. zstd needs version
+	// 2.1.0 or later.
+	ProducerCompression string `yaml:"producer_compression"`
+	// ProducerLinger is how long the producer waits for more records
+	// before it sends a request, so that concurrent pushes share one
+	// request (and one compressed batch per partition). Every push waits
+	// up to this long more before it is acknowledged. 0 sends at once.
+	ProducerLinger time.Duration `yaml:"producer_linger"`
+	// ProducerBatchMaxBytes sends the records waiting for producer_linger
+	// as soon as they add up to this many bytes.
+	ProducerBatchMaxBytes int `yaml:"producer_batch_max_bytes"`
+	// ConsumerFetchMinBytes is how many bytes a broker gathers before it
+	// answers a fetch, unless consumer_fetch_max_wait passes first: fewer,
+	// larger fetches when records arrive faster than that.
+	ConsumerFetchMinBytes int `yaml:"consumer_fetch_min_bytes"`
+	// ConsumerFetchMaxWait is the longest a broker holds a fetch waiting
+	// for consumer_fetch_min_bytes: the bound on how long a record can sit
+	// in Kafka before a reader sees it (the push-to-searchable time).
+	ConsumerFetchMaxWait time.Duration `yaml:"consumer_fetch_max_wait"`
 	// ConsumerGroupPrefix names the consumer groups: node X reads in the
 	// group "<consumer_group>-X".
 	ConsumerGroupPrefix string `yaml:"consumer_group"`
@@ -166,6 +212,11 @@ func DefaultConfig() Config {
 		AutoCreateTopicEnabled:           true,
 		AutoCreateTopicDefaultPartitions: 16,
 		ProducerMaxRecordSizeBytes:       15983616,
+		ProducerCompression:              CompressionNone,
+		ProducerLinger:                   5 * time.Millisecond,
+		ProducerBatchMaxBytes:            1 << 20,
+		ConsumerFetchMinBytes:            1 << 20,
+		ConsumerFetchMaxWait:             100 * time.Millisecond,
 		ConsumerGroupPrefix:              "weft",
 		ClientID:                         "weft",
 	}
@@ -220,6 +271,25 @@ func (c Config) Validate() error {
 	}
 	if c.ProducerMaxRecordSizeBytes < 1 || c.ProducerMaxRecordSizeBytes > MaxRecordSizeBytes {
 		bad("producer_max_record_size_bytes", "must be between 1 and %d (sarama's largest request), got %d", MaxRecordSizeBytes, c.ProducerMaxRecordSizeBytes)
+	}
+	if _, ok := codecs[c.ProducerCompression]; !ok {
+		bad("producer_compression", "%q is not one of none, lz4, snappy, zstd, gzip", c.ProducerCompression)
+	} else if c.ProducerCompression == CompressionZstd {
+		if v, err := sarama.ParseKafkaVersion(c.Version); err == nil && !v.IsAtLeast(sarama.V2_1_0_0) {
+			bad("producer_compression", "zstd needs version 2.1.0 or later, and version is %q; use lz4 or raise version", c.Version)
+		}
+	}
+	if c.ProducerLinger < 0 || c.ProducerLinger > MaxLinger {
+		bad("producer_linger", "must be between 0s and %s, got %s", MaxLinger, c.ProducerLinger)
+	}
+	if c.ProducerBatchMaxBytes < 1 || c.ProducerBatchMaxBytes > MaxRecordSizeBytes {
+		bad("producer_batch_max_bytes", "must be between 1 and %d (sarama's largest request), got %d", MaxRecordSizeBytes, c.ProducerBatchMaxBytes)
+	}
+	if c.ConsumerFetchMinBytes < 1 || c.ConsumerFetchMinBytes > MaxRecordSizeBytes {
+		bad("consumer_fetch_min_bytes", "must be between 1 and %d, got %d", MaxRecordSizeBytes, c.ConsumerFetchMinBytes)
+	}
+	if c.ConsumerFetchMaxWait <= 0 || c.ConsumerFetchMaxWait > MaxFetchMaxWait {
+		bad("consumer_fetch_max_wait", "must be a positive duration of at most %s, got %s", MaxFetchMaxWait, c.ConsumerFetchMaxWait)
 	}
 	if c.ConsumerGroupPrefix == "" {
 		bad("consumer_group", "must not be empty")
@@ -297,6 +367,7 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot parse version %q: %w", c.Version, err)
 	}
+	clientMetricsOff.Do(func() { gometrics.UseNilMetrics = true })
 	sc := sarama.NewConfig()
 	sc.Version = v
 	sc.ClientID = c.ClientID
@@ -342,13 +413,29 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	sc.Producer.Retry.Max = 2
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
 	sc.Producer.Partitioner = newPartitioner
+	codec, ok := codecs[c.ProducerCompression]
+	if !ok {
+		return nil, fmt.Errorf("cannot use producer_compression %q: not one of none, lz4, snappy, zstd, gzip", c.ProducerCompression)
+	}
+	sc.Producer.Compression = codec
+	// Records wait up to the linger, or until they add up to the batch
+	// bytes; with no linger they go at once.
+	if c.ProducerLinger > 0 {
+		sc.Producer.Flush.Frequency = c.ProducerLinger
+		sc.Producer.Flush.Bytes = c.ProducerBatchMaxBytes
+	}
 
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	// A fetch waits at most this long for new records: the bound on how
-	// long a record can sit in Kafka before a reader sees it (the push-to-
-	// searchable time), at the cost of more fetch requests when idle.
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	// A fetch waits at most MaxWaitTime for Fetch.Min bytes: the bound on
+	// how long a record can sit in Kafka before a reader sees it (the push-
+	// to-searchable time). Under load a fetch then carries many records,
+	// instead of each fetch returning as soon as one record is there.
+	sc.Consumer.MaxWaitTime = c.ConsumerFetchMaxWait
+	sc.Consumer.Fetch.Min = int32(c.ConsumerFetchMinBytes)
+	if sc.Consumer.Fetch.Default < sc.Consumer.Fetch.Min {
+		sc.Consumer.Fetch.Default = sc.Consumer.Fetch.Min
+	}
 
 	sc.Admin.Timeout = c.WriteTimeout
 	sc.Admin.Retry.Max = 2
@@ -358,6 +445,13 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	}
 	return sc, nil
 }
+
+// clientMetricsOff turns off sarama's client metrics (go-metrics meters
+// and histograms, updated on every request and record) before the first
+// client is configured: weft does not export them, and they cost a
+// consumer several percent of its CPU. It is a process-wide switch of
+// go-metrics, set once before any sarama client exists.
+var clientMetricsOff sync.Once
 
 func (t TLSConfig) config() (*tls.Config, error) {
 	tc := &tls.Config{

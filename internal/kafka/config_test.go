@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftdb/weft/internal/yamlx"
@@ -82,6 +83,15 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ReadTimeout = 0 }, "read_timeout: must be a positive duration"},
 		{func(c *Config) { c.AutoCreateTopicDefaultPartitions = 0 }, "auto_create_topic_default_partitions: must be between 1 and 100000, got 0"},
 		{func(c *Config) { c.ProducerMaxRecordSizeBytes = 200 << 20 }, "producer_max_record_size_bytes: must be between 1 and 104857600"},
+		{func(c *Config) { c.ProducerCompression = "brotli" }, `producer_compression: "brotli" is not one of none, lz4, snappy, zstd, gzip`},
+		{func(c *Config) { c.ProducerCompression = "" }, `producer_compression: "" is not one of`},
+		{func(c *Config) { c.ProducerCompression, c.Version = "zstd", "2.0.0" }, `producer_compression: zstd needs version 2.1.0 or later, and version is "2.0.0"`},
+		{func(c *Config) { c.ProducerLinger = -time.Millisecond }, "producer_linger: must be between 0s and 1s, got -1ms"},
+		{func(c *Config) { c.ProducerLinger = 2 * time.Second }, "producer_linger: must be between 0s and 1s, got 2s"},
+		{func(c *Config) { c.ProducerBatchMaxBytes = 0 }, "producer_batch_max_bytes: must be between 1 and 104857600 (sarama's largest request), got 0"},
+		{func(c *Config) { c.ConsumerFetchMinBytes = 0 }, "consumer_fetch_min_bytes: must be between 1 and 104857600, got 0"},
+		{func(c *Config) { c.ConsumerFetchMaxWait = 0 }, "consumer_fetch_max_wait: must be a positive duration of at most 10s, got 0s"},
+		{func(c *Config) { c.ConsumerFetchMaxWait = time.Minute }, "consumer_fetch_max_wait: must be a positive duration of at most 10s, got 1m0s"},
 		{func(c *Config) { c.ConsumerGroupPrefix = "" }, "consumer_group: must not be empty"},
 		{func(c *Config) { c.ClientID = "" }, "client_id: must not be empty"},
 		{func(c *Config) { c.TLS = TLSConfig{Enabled: true, CAFile: "/nonexistent/ca.pem"} }, `tls.ca_file: cannot read "/nonexistent/ca.pem"`},
@@ -113,6 +123,33 @@ func TestConfigYAMLErrorsCarryPath(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want %q", err, want)
 		}
+	}
+}
+
+// The batching and compression keys reach sarama's configuration.
+func TestSaramaBatchingAndCompression(t *testing.T) {
+	cfg, err := decode(t, "producer_compression: lz4\nproducer_linger: 20ms\nproducer_batch_max_bytes: 65536\nconsumer_fetch_min_bytes: 4096\nconsumer_fetch_max_wait: 250ms\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.Sarama()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Producer.Compression != sarama.CompressionLZ4 || sc.Producer.Flush.Frequency != 20*time.Millisecond || sc.Producer.Flush.Bytes != 65536 {
+		t.Errorf("producer settings not passed to sarama: compression %v, flush %+v", sc.Producer.Compression, sc.Producer.Flush)
+	}
+	if sc.Consumer.Fetch.Min != 4096 || sc.Consumer.MaxWaitTime != 250*time.Millisecond {
+		t.Errorf("consumer settings not passed to sarama: fetch %+v, max wait %s", sc.Consumer.Fetch, sc.Consumer.MaxWaitTime)
+	}
+	// No linger: sarama sends at once (a flush byte count without a
+	// frequency would hold records until that many bytes).
+	cfg.ProducerLinger = 0
+	if sc, err = cfg.Sarama(); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Producer.Flush.Frequency != 0 || sc.Producer.Flush.Bytes != 0 {
+		t.Errorf("producer_linger 0: flush %+v, want all zero", sc.Producer.Flush)
 	}
 }
 

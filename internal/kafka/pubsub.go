@@ -14,9 +14,12 @@ import (
 )
 
 // NewPublisher returns a synchronous publisher to the brokers of cfg:
-// Publish returns nil only once every message is acknowledged by all
-// in-sync replicas of its partition, and otherwise an error naming the
-// brokers, after about cfg.WriteTimeout at most when none is reachable.
+// Publish hands all its messages to the producer at once, so that they
+// travel in one request (one record batch per partition, compressed with
+// cfg.ProducerCompression), and returns nil only once every message is
+// acknowledged by all in-sync replicas of its partition, and otherwise an
+// error naming the brokers, after about cfg.WriteTimeout at most when none
+// is reachable.
 // Messages go to the partitions Marshaler chooses. When auto-creation is
 // on, a topic is created with cfg.AutoCreateTopicDefaultPartitions
 // partitions before the first message is written to it.
@@ -45,11 +48,11 @@ type publisher struct {
 	topics *topicCreator
 
 	mu     sync.Mutex
-	pub    *wmkafka.Publisher // nil until connected
+	pub    sarama.SyncProducer // nil until connected
 	closed bool
 }
 
-func (p *publisher) connect() (*wmkafka.Publisher, error) {
+func (p *publisher) connect() (sarama.SyncProducer, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -58,13 +61,9 @@ func (p *publisher) connect() (*wmkafka.Publisher, error) {
 	if p.pub != nil {
 		return p.pub, nil
 	}
-	pub, err := wmkafka.NewPublisher(wmkafka.PublisherConfig{
-		Brokers:               p.cfg.Address,
-		Marshaler:             Marshaler{},
-		OverwriteSaramaConfig: p.sc,
-	}, p.logger)
+	pub, err := sarama.NewSyncProducer(p.cfg.Address, p.sc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot create the Kafka producer: %w", err)
 	}
 	p.pub = pub
 	return pub, nil
@@ -82,11 +81,32 @@ func (p *publisher) publish(topic string, msgs []*message.Message) error {
 	if err := p.topics.ensure(topic); err != nil {
 		return err
 	}
+	pms := make([]*sarama.ProducerMessage, len(msgs))
+	for i, msg := range msgs {
+		pm, err := (Marshaler{}).Marshal(topic, msg)
+		if err != nil {
+			return fmt.Errorf("cannot marshal message %s: %w", msg.UUID, err)
+		}
+		pms[i] = pm
+	}
 	pub, err := p.connect()
 	if err != nil {
 		return err
 	}
-	return pub.Publish(topic, msgs...)
+	if len(pms) == 1 {
+		_, _, err = pub.SendMessage(pms[0])
+		return err
+	}
+	// One call for all: sarama batches them into one request instead of a
+	// round trip per message.
+	if err := pub.SendMessages(pms); err != nil {
+		var perrs sarama.ProducerErrors
+		if errors.As(err, &perrs) && len(perrs) > 0 {
+			return fmt.Errorf("%d of %d messages not written, the first: %w", len(perrs), len(pms), perrs[0])
+		}
+		return err
+	}
+	return nil
 }
 
 // Close implements message.Publisher.
