@@ -34,10 +34,12 @@ import (
 // traces with a span that satisfies it are read. Columns count in the
 // store's bytes, and go first when the store is full.
 
-// A segment is sealed once it holds segmentSpans spans or is segmentAge
-// old (unix nanoseconds).
+// A segment is sealed once it holds segmentSpans spans or segmentBytes
+// bytes, or is segmentAge old (unix nanoseconds). segmentBytes keeps the
+// byte offsets within uint32 and bounds a whole read of a spilled segment.
 const (
 	segmentSpans = 20000
+	segmentBytes = 64 << 20
 	segmentAge   = int64(2e9)
 )
 
@@ -93,7 +95,7 @@ type segRef struct {
 // and starting another when it is full or old. ts.segMu is held.
 func (ts *tenantStore) openFor(now int64) *segment {
 	cur := ts.open(now)
-	if cur == nil || cur.spans >= segmentSpans {
+	if cur == nil || cur.spans >= segmentSpans || cur.size >= segmentBytes {
 		if cur != nil {
 			cur.sealed = true
 		}
