@@ -39,9 +39,11 @@ import (
 // byte offsets within uint32 and bounds a whole read of a spilled segment.
 const (
 	segmentSpans = 20000
-	segmentBytes = 64 << 20
 	segmentAge   = int64(2e9)
 )
+
+// segmentBytes is a var so that a test can lower it.
+var segmentBytes int64 = 64 << 20
 
 // maxColumns is the most columns a segment keeps.
 const maxColumns = 8

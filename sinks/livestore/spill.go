@@ -325,7 +325,14 @@ func getBuf(n int) *[]byte {
 	return &b
 }
 
+// maxPooledBuf is the largest buffer kept in bufs: a pooled buffer stays
+// in memory for good, and a segment may be up to segmentBytes.
+const maxPooledBuf = 16 << 20
+
 func putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
 	select {
 	case bufs <- b:
 	default:

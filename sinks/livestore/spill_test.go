@@ -209,3 +209,34 @@ func TestRevokeReachesSpilledSegments(t *testing.T) {
 		}
 	}
 }
+
+// A segment is sealed at segmentBytes however young and small in spans, so
+// that its byte offsets stay within uint32 and a whole read of it stays
+// bounded.
+func TestSegmentSealedAtItsByteBound(t *testing.T) {
+	defer func(n int64) { segmentBytes = n }(segmentBytes)
+	segmentBytes = 64 << 10
+	s := newStore(t, DefaultConfig())
+	now := time.Unix(1_800_000_000, 0)
+	s.clock = func() time.Time { return now } // never segmentAge old
+	for i := range 20 {
+		if err := s.Consume(msg("t", genTraces(uint64(i+1), 10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := s.tenant("t")
+	ts.segMu.Lock()
+	defer ts.segMu.Unlock()
+	if len(ts.segs) < 3 {
+		t.Fatalf("%d segments for 20 pushes over a 64 KiB bound, want several", len(ts.segs))
+	}
+	for i, sg := range ts.segs[:len(ts.segs)-1] {
+		if !sg.sealed || sg.spans >= segmentSpans {
+			t.Fatalf("segment %d: sealed %v with %d spans", i, sg.sealed, sg.spans)
+		}
+		// The push that crosses the bound still goes to the open segment.
+		if sg.size >= 2*segmentBytes {
+			t.Fatalf("segment %d holds %d bytes, bound %d", i, sg.size, segmentBytes)
+		}
+	}
+}
