@@ -246,33 +246,13 @@ func (p *JaegerProtocols) UnmarshalYAML(value *yaml.Node) error {
 		var err error
 		switch key.Value {
 		case "grpc":
-			g := DefaultGRPC()
-			if p.GRPC != nil {
-				g = *p.GRPC
-			}
-			err = yamlx.DecodeSection(val, &g, key.Value)
-			out.GRPC = &g
+			out.GRPC, err = decodeOver(val, p.GRPC, DefaultGRPC(), key.Value)
 		case "thrift_http":
-			h := DefaultThriftHTTP()
-			if p.ThriftHTTP != nil {
-				h = *p.ThriftHTTP
-			}
-			err = yamlx.DecodeSection(val, &h, key.Value)
-			out.ThriftHTTP = &h
+			out.ThriftHTTP, err = decodeOver(val, p.ThriftHTTP, DefaultThriftHTTP(), key.Value)
 		case "thrift_compact":
-			u := DefaultUDP(DefaultJaegerThriftCompactEndpoint)
-			if p.ThriftCompact != nil {
-				u = *p.ThriftCompact
-			}
-			err = yamlx.DecodeSection(val, &u, key.Value)
-			out.ThriftCompact = &u
+			out.ThriftCompact, err = decodeOver(val, p.ThriftCompact, DefaultUDP(DefaultJaegerThriftCompactEndpoint), key.Value)
 		case "thrift_binary":
-			u := DefaultUDP(DefaultJaegerThriftBinaryEndpoint)
-			if p.ThriftBinary != nil {
-				u = *p.ThriftBinary
-			}
-			err = yamlx.DecodeSection(val, &u, key.Value)
-			out.ThriftBinary = &u
+			out.ThriftBinary, err = decodeOver(val, p.ThriftBinary, DefaultUDP(DefaultJaegerThriftBinaryEndpoint), key.Value)
 		default:
 			return fmt.Errorf("cannot decode protocols at line %d: unknown protocol %q (want grpc, thrift_http, thrift_compact or thrift_binary)", key.Line, key.Value)
 		}
@@ -282,4 +262,15 @@ func (p *JaegerProtocols) UnmarshalYAML(value *yaml.Node) error {
 	}
 	*p = out
 	return nil
+}
+
+// decodeOver decodes the section val (named key) strictly on top of cur,
+// or of def when cur is nil, and returns the result.
+func decodeOver[T any](val *yaml.Node, cur *T, def T, key string) (*T, error) {
+	out := def
+	if cur != nil {
+		out = *cur
+	}
+	err := yamlx.DecodeSection(val, &out, key)
+	return &out, err
 }
